@@ -1,0 +1,372 @@
+"""Data sets: the embedded digits, tensorflow-datasets sets, synthetic sets and user arrays.
+
+Every loader returns a :class:`Dataset` whose inputs are flattened ``float32`` arrays of
+shape ``(N, D)`` scaled to ``[0, 1]`` (images) and whose labels are ``int32`` class indices
+of shape ``(N,)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+from collections.abc import Callable
+from typing import NamedTuple
+
+import numpy as np
+
+from .errors import DataError, DataUnavailableError
+
+__all__ = [
+    "Split",
+    "Dataset",
+    "load",
+    "available",
+    "digits",
+    "spirals",
+    "blobs",
+    "from_arrays",
+    "from_tfds",
+    "prepare_tfds",
+    "DIGITS_TEST_FRACTION",
+]
+
+#: Fraction of the 1797 scikit-learn digits held out as the test split (450 images).
+DIGITS_TEST_FRACTION = 0.25
+
+
+class Split(NamedTuple):
+    """One split of a data set: inputs ``x`` of shape ``(N, D)`` and labels ``y`` of shape ``(N,)``."""
+
+    x: np.ndarray
+    y: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Dataset:
+    """A classification data set with a train and a test split.
+
+    Attributes:
+      name: identifier used in run metadata (``digits``, ``mnist``, ``spirals`` ...).
+      train, test: :class:`Split` with ``x`` ``float32 (N, D)`` and ``y`` ``int32 (N,)``.
+      num_classes: number of classes ``K``; labels lie in ``[0, K)``.
+      options: the keyword arguments that reproduce the set (stored in run metadata).
+    """
+
+    name: str
+    train: Split
+    test: Split
+    num_classes: int
+    options: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def input_dim(self) -> int:
+        """Number of input features ``D``."""
+        return int(self.train.x.shape[1])
+
+    def describe(self) -> dict:
+        """JSON-ready summary for run metadata."""
+        return {
+            "name": self.name,
+            "options": dict(self.options),
+            "num_train": int(self.train.x.shape[0]),
+            "num_test": int(self.test.x.shape[0]),
+            "input_dim": self.input_dim,
+            "num_classes": self.num_classes,
+        }
+
+
+def _check_split(x, y, which: str, num_classes: int | None) -> Split:
+    try:
+        x = np.asarray(x)
+        y = np.asarray(y)
+    except Exception as exc:  # ragged lists and the like
+        raise DataError(f"{which} arrays cannot be converted to numpy: {exc}") from None
+    if x.ndim < 2:
+        raise DataError(f"{which} inputs must have shape (N, ...) with at least 2 axes, got {x.shape}")
+    if y.ndim != 1:
+        raise DataError(f"{which} labels must have shape (N,), got {y.shape}")
+    if x.shape[0] != y.shape[0]:
+        raise DataError(f"{which} has {x.shape[0]} inputs but {y.shape[0]} labels")
+    if x.shape[0] == 0:
+        raise DataError(f"{which} split is empty")
+    if str(x.dtype) in ("float16", "bfloat16"):
+        raise DataError(f"{which} inputs are {x.dtype}; landscape computes in float32 — convert them first")
+    if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
+        raise DataError(f"{which} inputs must be real numbers, got dtype {x.dtype}")
+    if not np.issubdtype(y.dtype, np.integer):
+        if np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
+            y = y.astype(np.int64)
+        else:
+            raise DataError(f"{which} labels must be integer class indices, got dtype {y.dtype}")
+    x = x.reshape(x.shape[0], -1).astype(np.float32)
+    if not np.all(np.isfinite(x)):
+        raise DataError(f"{which} inputs contain NaN or infinite values")
+    if y.min() < 0 or (num_classes is not None and y.max() >= num_classes):
+        raise DataError(f"{which} labels must lie in [0, {num_classes}), got range [{y.min()}, {y.max()}]")
+    return Split(x, y.astype(np.int32))
+
+
+def from_arrays(
+    x_train,
+    y_train,
+    x_test,
+    y_test,
+    *,
+    num_classes: int | None = None,
+    name: str = "arrays",
+) -> Dataset:
+    """A :class:`Dataset` from user arrays.
+
+    Inputs may have any trailing shape (they are flattened to ``(N, D)`` and cast to
+    ``float32``, not rescaled); labels are integer class indices.  ``num_classes`` defaults
+    to ``max(label) + 1`` over both splits.
+    """
+    if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 2):
+        raise DataError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+    train = _check_split(x_train, y_train, "train", num_classes)
+    test = _check_split(x_test, y_test, "test", num_classes)
+    if train.x.shape[1] != test.x.shape[1]:
+        raise DataError(f"train inputs have {train.x.shape[1]} features but test inputs have {test.x.shape[1]}")
+    k = num_classes if num_classes is not None else int(max(train.y.max(), test.y.max())) + 1
+    if k < 2:
+        raise DataError("a classification data set needs at least 2 classes")
+    return Dataset(name=name, train=train, test=test, num_classes=k)
+
+
+def _stratified_split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic stratified split: per class, a seeded permutation, the first part to test."""
+    rng = np.random.default_rng(seed)
+    train_idx, test_idx = [], []
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        idx = idx[rng.permutation(idx.size)]
+        n_test = int(round(test_fraction * idx.size))
+        test_idx.append(idx[:n_test])
+        train_idx.append(idx[n_test:])
+    return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(test_idx))
+
+
+def digits(*, test_fraction: float = DIGITS_TEST_FRACTION, split_seed: int = 0) -> Dataset:
+    """scikit-learn's bundled 8×8 handwritten digits (1797 images, 10 classes), offline.
+
+    Pixels (0–16) are divided by 16 to lie in ``[0, 1]``; each image is a 64-vector.  The split
+    is stratified by class and deterministic: with the defaults, 1347 train and 450 test images.
+    """
+    from sklearn.datasets import load_digits
+
+    if not 0.0 < test_fraction < 1.0:
+        raise DataError(f"test_fraction must lie in (0, 1), got {test_fraction}")
+    bunch = load_digits()
+    x = (bunch.data / 16.0).astype(np.float32)
+    y = bunch.target.astype(np.int32)
+    tr, te = _stratified_split(y, test_fraction, split_seed)
+    return Dataset(
+        name="digits",
+        train=Split(x[tr], y[tr]),
+        test=Split(x[te], y[te]),
+        num_classes=10,
+        options={"test_fraction": test_fraction, "split_seed": split_seed},
+    )
+
+
+def spirals(
+    *, num_train: int = 1000, num_test: int = 500, noise: float = 0.2, turns: float = 1.5, seed: int = 0
+) -> Dataset:
+    """Two interleaved spirals in the plane (2 classes), a classic hard toy problem.
+
+    Points of class ``c`` lie at angle ``t + c·π`` and radius ``t / (2π turns)`` for
+    ``t ~ U(0, 2π turns)``, plus Gaussian noise of scale ``noise / 10``.
+    """
+    _check_counts(num_train, num_test)
+    rng = np.random.default_rng(seed)
+
+    def sample(n):
+        y = rng.integers(0, 2, size=n)
+        t = rng.uniform(0.0, 2 * np.pi * turns, size=n)
+        r = t / (2 * np.pi * turns)
+        x = np.stack([r * np.cos(t + np.pi * y), r * np.sin(t + np.pi * y)], axis=1)
+        x = x + rng.normal(scale=noise / 10.0, size=x.shape)
+        return Split(x.astype(np.float32), y.astype(np.int32))
+
+    opts = {"num_train": num_train, "num_test": num_test, "noise": noise, "turns": turns, "seed": seed}
+    return Dataset("spirals", sample(num_train), sample(num_test), 2, opts)
+
+
+def blobs(
+    *,
+    num_train: int = 1000,
+    num_test: int = 500,
+    num_classes: int = 3,
+    dim: int = 2,
+    spread: float = 1.0,
+    seed: int = 0,
+) -> Dataset:
+    """Isotropic Gaussian blobs: class centres drawn from ``N(0, 4²)``, points ``N(centre, spread²)``."""
+    _check_counts(num_train, num_test)
+    if num_classes < 2 or dim < 1:
+        raise DataError("blobs need num_classes >= 2 and dim >= 1")
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=4.0, size=(num_classes, dim))
+
+    def sample(n):
+        y = rng.integers(0, num_classes, size=n)
+        x = centres[y] + rng.normal(scale=spread, size=(n, dim))
+        return Split(x.astype(np.float32), y.astype(np.int32))
+
+    opts = {
+        "num_train": num_train,
+        "num_test": num_test,
+        "num_classes": num_classes,
+        "dim": dim,
+        "spread": spread,
+        "seed": seed,
+    }
+    return Dataset("blobs", sample(num_train), sample(num_test), num_classes, opts)
+
+
+def _check_counts(num_train: int, num_test: int) -> None:
+    if num_train < 1 or num_test < 1:
+        raise DataError(f"num_train and num_test must be positive, got {num_train} and {num_test}")
+
+
+# --------------------------------------------------------------------------- tensorflow-datasets
+
+_TFDS_FILE_FORMAT = "array_record"  # random access without TensorFlow
+
+
+def _tfds_builder(name: str, data_dir: str | None):
+    import tensorflow_datasets as tfds
+
+    try:
+        return tfds.builder(name, data_dir=data_dir, file_format=_TFDS_FILE_FORMAT)
+    except tfds.core.registered.DatasetNotFoundError:
+        raise DataError(
+            f"unknown data set {name!r}: not a built-in set ({', '.join(sorted(_BUILTIN))}) "
+            "nor a tensorflow-datasets name"
+        ) from None
+
+
+def _how_to_prepare(name: str, data_dir: str | None) -> str:
+    where = f" --data-dir {data_dir}" if data_dir else ""
+    return (
+        f"run `landscape prepare {name}{where}` on a machine with internet access "
+        f"(or `tfds build {name} --file_format=array_record`) and copy the data directory here"
+    )
+
+
+def _online(timeout: float = 3.0) -> bool:
+    """Whether the tensorflow-datasets storage host answers within ``timeout`` seconds."""
+    try:
+        with socket.create_connection(("storage.googleapis.com", 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def prepare_tfds(name: str, *, data_dir: str | None = None) -> str:
+    """Download and prepare a tensorflow-datasets set in the random-access format.
+
+    Fails within seconds with :class:`DataUnavailableError` when the machine is offline
+    (tensorflow-datasets would otherwise retry for minutes).  Returns the data directory.
+    """
+    builder = _tfds_builder(name, data_dir)
+    if builder.is_prepared():
+        return str(builder.data_dir)
+    if not _online():
+        raise DataUnavailableError(f"cannot prepare {name!r}: this machine is offline; {_how_to_prepare(name, data_dir)}")
+    builder.download_and_prepare(file_format=_TFDS_FILE_FORMAT)
+    return str(builder.data_dir)
+
+
+def _read_source(source, image_key: str, label_key: str, chunk: int = 4096) -> Split:
+    n = len(source)
+    xs, ys = [], []
+    for start in range(0, n, chunk):
+        keys = list(range(start, min(n, start + chunk)))
+        try:
+            records = source.__getitems__(keys)  # one batched read
+        except (AttributeError, TypeError):  # older tfds, and tfds' mock data source
+            records = [source[k] for k in keys]
+        xs.append(np.stack([np.asarray(r[image_key]) for r in records]))
+        ys.append(np.asarray([int(np.asarray(r[label_key])) for r in records]))
+    x = np.concatenate(xs)
+    y = np.concatenate(ys).astype(np.int32)
+    if np.issubdtype(x.dtype, np.integer):
+        x = x.astype(np.float32) / float(np.iinfo(x.dtype).max)
+    return Split(x.reshape(n, -1).astype(np.float32), y)
+
+
+def from_tfds(
+    name: str,
+    *,
+    data_dir: str | None = None,
+    train_split: str = "train",
+    test_split: str = "test",
+    image_key: str = "image",
+    label_key: str = "label",
+    download: bool = False,
+) -> Dataset:
+    """An image-classification set from tensorflow-datasets, read with ``tfds.data_source``.
+
+    No TensorFlow is needed: the set must be prepared in the ``array_record`` format.  Images
+    are flattened and integer pixels divided by their dtype's maximum (255 for ``uint8``).
+    With ``download=False`` (the default) an unprepared set raises
+    :class:`DataUnavailableError` at once, saying how to prepare it; with ``download=True``
+    it is prepared first (see :func:`prepare_tfds`).
+    """
+    import tensorflow_datasets as tfds
+
+    builder = _tfds_builder(name, data_dir)
+    features = builder.info.features
+    if image_key not in features or label_key not in features:
+        raise DataError(f"{name!r} has no {image_key!r}/{label_key!r} features; not an image-classification set")
+    num_classes = getattr(features[label_key], "num_classes", None)
+    if not num_classes:
+        raise DataError(f"{name!r}: feature {label_key!r} is not a class label")
+    if download:
+        prepare_tfds(name, data_dir=data_dir)
+    splits = {}
+    for which, split in (("train", train_split), ("test", test_split)):
+        try:
+            source = tfds.data_source(
+                name,
+                split=split,
+                data_dir=data_dir,
+                download=False,
+                builder_kwargs={"file_format": _TFDS_FILE_FORMAT},
+            )
+        except (KeyError, NotImplementedError, FileNotFoundError, ValueError) as exc:
+            raise DataUnavailableError(
+                f"tensorflow-datasets set {name!r} (split {split!r}) is not prepared here "
+                f"({type(exc).__name__}); {_how_to_prepare(name, data_dir)}"
+            ) from None
+        splits[which] = _read_source(source, image_key, label_key)
+    opts = {"data_dir": data_dir, "train_split": train_split, "test_split": test_split}
+    return Dataset(name, splits["train"], splits["test"], int(num_classes), opts)
+
+
+# --------------------------------------------------------------------------- registry
+
+_BUILTIN: dict[str, Callable[..., Dataset]] = {"digits": digits, "spirals": spirals, "blobs": blobs}
+
+
+def available() -> list[str]:
+    """Names of the built-in (offline) data sets; any tensorflow-datasets name works too."""
+    return sorted(_BUILTIN)
+
+
+def load(name: str, *, data_dir: str | None = None, download: bool = False, **options) -> Dataset:
+    """Load a data set by name.
+
+    ``digits`` (default, offline), ``spirals`` and ``blobs`` are built in and take their
+    keyword ``options``; any other name is looked up in tensorflow-datasets
+    (see :func:`from_tfds`).
+    """
+    if not isinstance(name, str) or not name:
+        raise DataError(f"data set name must be a non-empty string, got {name!r}")
+    if name in _BUILTIN:
+        try:
+            return _BUILTIN[name](**options)
+        except TypeError as exc:
+            raise DataError(f"bad options for {name!r}: {exc}") from None
+    return from_tfds(name, data_dir=data_dir, download=download, **options)

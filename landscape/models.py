@@ -1,0 +1,235 @@
+"""The built-in Flax MLP, its functional view, losses and accuracy.
+
+The Flax (Linen) module lives here and nowhere else: the rest of the library sees only the
+pure functions ``model.init(key) -> params`` and ``model.apply(params, x) -> outputs`` on
+plain nested-dict parameter pytrees ``{"Dense_0": {"kernel": (D, H1), "bias": (H1,)}, ...}``.
+Kernels are ``(in, out)`` as everywhere in Flax.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from .errors import ConfigError
+
+__all__ = [
+    "ACTIVATIONS",
+    "INITIALIZERS",
+    "LOSSES",
+    "MLP",
+    "mse",
+    "cross_entropy",
+    "accuracy",
+    "loss_function",
+    "metrics",
+    "loss_fn",
+    "metrics_fn",
+]
+
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "sigmoid": jax.nn.sigmoid,
+    "tanh": jnp.tanh,
+    "relu": jax.nn.relu,
+    "gelu": jax.nn.gelu,
+    "identity": lambda x: x,
+}
+
+INITIALIZERS: dict[str, Callable[[], Any]] = {
+    # Flax's default for Dense: LeCun normal (truncated normal, variance 1/fan_in).
+    "lecun_normal": nn.initializers.lecun_normal,
+    "glorot_uniform": nn.initializers.glorot_uniform,
+    "glorot_normal": nn.initializers.glorot_normal,
+    "he_normal": nn.initializers.he_normal,
+    # The textbook choice of the classic sigmoid networks: every weight ~ N(0, 1).
+    "normal": lambda: nn.initializers.normal(stddev=1.0),
+}
+
+
+class _MLPModule(nn.Module):
+    widths: tuple[int, ...]
+    activation: str
+    output_activation: str
+    kernel_init: str
+
+    @nn.compact
+    def __call__(self, x):
+        act = ACTIVATIONS[self.activation]
+        init = INITIALIZERS[self.kernel_init]()
+        for i, w in enumerate(self.widths):
+            x = nn.Dense(w, kernel_init=init, name=f"Dense_{i}")(x)
+            x = act(x) if i < len(self.widths) - 1 else ACTIVATIONS[self.output_activation](x)
+        return x
+
+
+@dataclasses.dataclass(frozen=True)
+class MLP:
+    """Configuration of a fully connected network ``D -> hidden... -> K``.
+
+    Attributes:
+      hidden: widths of the hidden layers, e.g. ``(16, 16)``; ``()`` is a linear model.
+      activation: hidden non-linearity: ``sigmoid``, ``tanh``, ``relu`` or ``gelu``.
+      output_activation: applied to the last layer: ``identity`` (logits; use with
+        cross-entropy) or ``sigmoid`` (the classic squared-difference network).
+      kernel_init: ``lecun_normal`` (Flax's default), ``glorot_uniform``, ``glorot_normal``,
+        ``he_normal`` or ``normal`` (N(0, 1)); biases start at zero.
+      in_features, out_features: ``D`` and ``K``; ``None`` until bound to a data set by
+        :meth:`for_data`.
+    """
+
+    hidden: tuple[int, ...] = (16, 16)
+    activation: str = "sigmoid"
+    output_activation: str = "identity"
+    kernel_init: str = "lecun_normal"
+    in_features: int | None = None
+    out_features: int | None = None
+
+    def __post_init__(self):
+        try:
+            hidden = tuple(int(h) for h in self.hidden)
+        except (TypeError, ValueError):
+            raise ConfigError(f"hidden widths must be integers, got {self.hidden!r}") from None
+        object.__setattr__(self, "hidden", hidden)
+        if any(h < 1 for h in hidden):
+            raise ConfigError(f"hidden widths must be positive, got {hidden}")
+        if self.activation not in ACTIVATIONS or self.activation == "identity":
+            raise ConfigError(f"unknown activation {self.activation!r}; choose from sigmoid, tanh, relu, gelu")
+        if self.output_activation not in ("identity", "sigmoid"):
+            raise ConfigError(f"output_activation must be 'identity' or 'sigmoid', got {self.output_activation!r}")
+        if self.kernel_init not in INITIALIZERS:
+            raise ConfigError(f"unknown kernel_init {self.kernel_init!r}; choose from {', '.join(INITIALIZERS)}")
+        for name in ("in_features", "out_features"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or v < 1):
+                raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+
+    # ------------------------------------------------------------------ binding and description
+    def for_data(self, data) -> MLP:
+        """This configuration with ``in_features``/``out_features`` taken from a :class:`Dataset`."""
+        d, k = data.input_dim, data.num_classes
+        if self.in_features not in (None, d) or self.out_features not in (None, k):
+            raise ConfigError(
+                f"model expects {self.in_features} inputs and {self.out_features} classes, "
+                f"data set {data.name!r} has {d} and {k}"
+            )
+        return dataclasses.replace(self, in_features=d, out_features=k)
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        """Output width of every Dense layer, ``hidden + (K,)``."""
+        self._require_bound()
+        return self.hidden + (self.out_features,)
+
+    @property
+    def layer_names(self) -> tuple[str, ...]:
+        """Names of the Dense layers in the parameter pytree, input to output."""
+        return tuple(f"Dense_{i}" for i in range(len(self.hidden) + 1))
+
+    def to_dict(self) -> dict:
+        """JSON-ready configuration (inverse of :meth:`from_dict`)."""
+        d = dataclasses.asdict(self)
+        d["hidden"] = list(self.hidden)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> MLP:
+        """Rebuild from :meth:`to_dict` output."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown model fields {sorted(unknown)}")
+        return cls(**{**d, "hidden": tuple(d.get("hidden", ()))})
+
+    def _require_bound(self):
+        if self.in_features is None or self.out_features is None:
+            raise ConfigError("model is not bound to data: call model.for_data(dataset) first")
+
+    def _module(self) -> _MLPModule:
+        return _MLPModule(self.widths, self.activation, self.output_activation, self.kernel_init)
+
+    # ------------------------------------------------------------------ functional view
+    def init(self, key: jax.Array) -> dict:
+        """Fresh parameters ``{"Dense_i": {"kernel": (in, out), "bias": (out,)}}`` from ``key``."""
+        self._require_bound()
+        variables = self._module().init(key, jnp.zeros((1, self.in_features), jnp.float32))
+        return flax.core.unfreeze(variables["params"])
+
+    def apply(self, params: dict, x: jax.Array) -> jax.Array:
+        """Network outputs ``(N, K)`` for inputs ``x`` of shape ``(N, D)``."""
+        self._require_bound()
+        return self._module().apply({"params": params}, x)
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """``{"Dense_i/kernel": (in, out), "Dense_i/bias": (out,)}`` from the configuration alone."""
+        dims = (self.in_features,) + self.widths
+        out = {}
+        for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+            out[f"Dense_{i}/kernel"] = (a, b)
+            out[f"Dense_{i}/bias"] = (b,)
+        return out
+
+    def num_params(self) -> int:
+        """Number of trainable scalars."""
+        return sum(math.prod(s) for s in self.param_shapes().values())
+
+
+# ---------------------------------------------------------------------- losses and metrics
+
+
+def mse(outputs: jax.Array, labels: jax.Array) -> jax.Array:
+    """The classic squared-difference cost on one-hot targets.
+
+    ``mean_n sum_k (outputs[n, k] - onehot(labels)[n, k])**2``: the sum over classes of the
+    squared differences, averaged over examples.  ``outputs (N, K)``, ``labels (N,)`` int.
+    """
+    target = jax.nn.one_hot(labels, outputs.shape[-1], dtype=outputs.dtype)
+    return jnp.mean(jnp.sum((outputs - target) ** 2, axis=-1))
+
+
+def cross_entropy(outputs: jax.Array, labels: jax.Array) -> jax.Array:
+    """Softmax cross-entropy of logits ``outputs (N, K)`` against labels ``(N,)``, averaged."""
+    logp = jax.nn.log_softmax(outputs, axis=-1)
+    return -jnp.mean(jnp.take_along_axis(logp, labels[:, None].astype(jnp.int32), axis=-1))
+
+
+def accuracy(outputs: jax.Array, labels: jax.Array) -> jax.Array:
+    """Fraction of rows whose arg-max equals the label."""
+    return jnp.mean((jnp.argmax(outputs, axis=-1) == labels).astype(jnp.float32))
+
+
+LOSSES: dict[str, Callable[[jax.Array, jax.Array], jax.Array]] = {"mse": mse, "cross_entropy": cross_entropy}
+
+
+def loss_function(name: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
+    """The loss ``(outputs, labels) -> scalar`` called ``name`` (``mse`` or ``cross_entropy``)."""
+    aliases = {"ce": "cross_entropy", "xent": "cross_entropy", "crossentropy": "cross_entropy"}
+    name = aliases.get(name, name)
+    if name not in LOSSES:
+        raise ConfigError(f"unknown loss {name!r}; choose 'mse' or 'cross_entropy'")
+    return LOSSES[name]
+
+
+def metrics(model: MLP, params: dict, x: jax.Array, y: jax.Array, loss: str) -> dict[str, jax.Array]:
+    """``{"loss": scalar, "accuracy": scalar}`` of ``params`` on inputs ``x (N, D)``, labels ``y (N,)``."""
+    out = model.apply(params, x)
+    return {"loss": loss_function(loss)(out, y), "accuracy": accuracy(out, y)}
+
+
+def loss_fn(model: MLP, split, loss: str) -> Callable[[dict], jax.Array]:
+    """``params -> scalar`` loss of ``model`` on a fixed :class:`~landscape.data.Split`."""
+    f = loss_function(loss)
+    x, y = jnp.asarray(split.x), jnp.asarray(split.y)
+    return lambda params: f(model.apply(params, x), y)
+
+
+def metrics_fn(model: MLP, loss: str) -> Callable[[dict, tuple], dict[str, jax.Array]]:
+    """``(params, (x, y)) -> {"loss", "accuracy"}``: the generic metric signature of ``surface``."""
+    loss_function(loss)  # validate early
+    return lambda params, batch: metrics(model, params, batch[0], batch[1], loss)

@@ -1,0 +1,467 @@
+"""Ensemble training: many seeds (and learning rates) of one model in one compiled call.
+
+Every *member* of an ensemble is one (seed, learning rate) pair.  Members are a vmapped
+axis; the step loop is a ``lax.scan`` inside ``jit``; the Python driver only runs chunks of
+the scan and updates a progress bar between them.
+
+Randomness per member: ``k = fold_in(key, seed)``; ``init_key, order_key = split(k)``.  The
+init key draws the parameters; the data order of epoch ``e`` is
+``permutation(fold_in(order_key, e), N)`` (one permutation per epoch, batches sliced from it,
+the last ``N mod B`` examples of each shuffled epoch dropped).  A member's result therefore
+depends only on ``(key, seed, learning rate)``, never on which other members share the call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from . import tree
+from .data import Dataset
+from .errors import ConfigError
+from .models import MLP, accuracy, loss_function
+from .optim import OptimizerSpec, _check_lr
+
+__all__ = ["History", "Trajectory", "Ensemble", "train_ensemble", "summarize", "member_keys"]
+
+OptimizerLike = OptimizerSpec | optax.GradientTransformation | Callable[[Any], optax.GradientTransformation]
+
+#: Default cap on the host memory the trajectory snapshots may take.
+MAX_TRAJECTORY_BYTES = 2 * 1024**3
+
+_METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class History:
+    """Metrics every ``log_every`` steps.
+
+    ``step``: ``(T,)`` step numbers (0 = before training).  ``train_loss``, ``train_accuracy``,
+    ``test_loss``, ``test_accuracy``: ``(M, T)`` per member, on the full splits.
+    """
+
+    step: np.ndarray
+    train_loss: np.ndarray
+    train_accuracy: np.ndarray
+    test_loss: np.ndarray
+    test_accuracy: np.ndarray
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """All fields as a ``{name: array}`` dict."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Trajectory:
+    """Parameter snapshots: ``step (K,)`` and ``params``, a pytree with leaves ``(M, K, ...)``."""
+
+    step: np.ndarray
+    params: Any
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Ensemble:
+    """A trained ensemble.
+
+    Attributes:
+      model: the bound :class:`~landscape.models.MLP`.
+      params: parameter pytree with a leading member axis ``(M, ...)`` (numpy arrays).
+      seeds: ``(M,)`` seed of each member.  learning_rates: ``(M,)`` its learning rate.
+      history: :class:`History`.  trajectory: :class:`Trajectory` or ``None``.
+      diverged: ``(M,)`` bool; a diverged member is frozen at its last finite parameters.
+      diverged_step: ``(M,)`` the step whose update was non-finite, ``-1`` if none.
+      config: JSON-ready training configuration (loss, steps, batch size, optimizer, data ...).
+      timings: seconds spent compiling + running (``train_s``) and evaluating.
+    """
+
+    model: MLP
+    params: Any
+    seeds: np.ndarray
+    learning_rates: np.ndarray
+    history: History
+    trajectory: Trajectory | None
+    diverged: np.ndarray
+    diverged_step: np.ndarray
+    config: dict
+    timings: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def num_members(self) -> int:
+        """Number of members ``M`` (seeds × learning rates)."""
+        return int(self.seeds.shape[0])
+
+    def member(self, i: int) -> Any:
+        """Parameters of member ``i`` (no member axis)."""
+        return tree.take(self.params, i)
+
+    def index(self, seed: int, learning_rate: float | None = None) -> int:
+        """Member index of ``seed`` (and ``learning_rate`` when the run swept several)."""
+        mask = self.seeds == seed
+        if learning_rate is not None:
+            mask &= np.isclose(self.learning_rates, learning_rate)
+        idx = np.flatnonzero(mask)
+        if idx.size == 0:
+            raise ConfigError(f"seed {seed} is not in this ensemble (seeds {_range_text(self.seeds)})")
+        if idx.size > 1:
+            raise ConfigError(f"seed {seed} has {idx.size} learning rates; give one")
+        return int(idx[0])
+
+
+def _range_text(seeds: np.ndarray) -> str:
+    u = np.unique(seeds)
+    if u.size and np.array_equal(u, np.arange(u[0], u[0] + u.size)):
+        return f"{u[0]}..{u[-1]}"
+    return ",".join(map(str, u[:10])) + ("..." if u.size > 10 else "")
+
+
+def member_keys(key: jax.Array, seed: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(init_key, order_key)`` of one member: ``split(fold_in(key, seed))``."""
+    k = jax.random.fold_in(key, seed)
+    init_key, order_key = jax.random.split(k)
+    return init_key, order_key
+
+
+def _resolve_seeds(seeds) -> np.ndarray:
+    if isinstance(seeds, (int, np.integer)):
+        if seeds < 1:
+            raise ConfigError(f"number of seeds must be at least 1, got {seeds}")
+        return np.arange(int(seeds), dtype=np.int64)
+    arr = np.asarray(list(seeds))
+    if arr.size == 0:
+        raise ConfigError("no seeds given")
+    if not np.issubdtype(arr.dtype, np.integer) or arr.ndim != 1:
+        raise ConfigError(f"seeds must be integers, got {seeds!r}")
+    if np.any(arr < 0) or np.any(arr >= 2**31):
+        raise ConfigError("seeds must lie in [0, 2**31)")
+    if np.unique(arr).size != arr.size:
+        raise ConfigError("seeds must be distinct")
+    return arr.astype(np.int64)
+
+
+def _resolve_optimizer(optimizer: OptimizerLike, learning_rates) -> tuple[Callable, dict, np.ndarray]:
+    """Returns (lr -> GradientTransformation, JSON description, learning-rate grid)."""
+    if isinstance(optimizer, OptimizerSpec):
+        grid = _lr_grid([optimizer.learning_rate] if learning_rates is None else learning_rates)
+        return optimizer.build, {"spec": optimizer.to_dict()}, grid
+    if isinstance(optimizer, optax.GradientTransformation):
+        if learning_rates is not None:
+            raise ConfigError("a learning-rate sweep needs an OptimizerSpec or a factory lr -> optax optimizer")
+        return (lambda lr: optimizer), {"custom": repr(optimizer)[:200]}, np.asarray([np.nan])
+    if callable(optimizer):
+        if learning_rates is None:
+            raise ConfigError("an optimizer factory needs learning_rates=[...]")
+        return optimizer, {"factory": getattr(optimizer, "__name__", repr(optimizer))}, _lr_grid(learning_rates)
+    raise ConfigError(f"optimizer must be an OptimizerSpec, an optax transformation or a factory, got {optimizer!r}")
+
+
+def _lr_grid(learning_rates) -> np.ndarray:
+    try:
+        grid = np.asarray(list(learning_rates), float)
+    except (TypeError, ValueError):
+        raise ConfigError(f"learning_rates must be a list of numbers, got {learning_rates!r}") from None
+    if grid.ndim != 1 or grid.size == 0:
+        raise ConfigError("learning_rates must be a non-empty list of numbers")
+    for lr in grid:
+        _check_lr(lr)
+    return grid
+
+
+def _segments(steps: int, log_every: int, chunk_intervals: int) -> list[tuple[int, int]]:
+    """Split ``steps`` into jitted calls ``(interval_length, num_intervals)``."""
+    full, rest = divmod(steps, log_every)
+    segs = []
+    while full > 0:
+        n = min(chunk_intervals, full)
+        segs.append((log_every, n))
+        full -= n
+    if rest:
+        segs.append((rest, 1))
+    return segs
+
+
+def train_ensemble(
+    model: MLP,
+    data: Dataset,
+    *,
+    key: jax.Array,
+    seeds: int | Sequence[int] = 8,
+    optimizer: OptimizerLike = OptimizerSpec("sgd", 1.0),
+    loss: str = "mse",
+    steps: int = 1000,
+    batch_size: int | None = None,
+    learning_rates: Sequence[float] | None = None,
+    log_every: int = 10,
+    snapshot_every: int | None = None,
+    progress: bool = True,
+    chunks: int = 20,
+    max_trajectory_bytes: int = MAX_TRAJECTORY_BYTES,
+) -> Ensemble:
+    """Train every (seed, learning rate) member of an ensemble at once.
+
+    Args:
+      model: an :class:`~landscape.models.MLP` (bound to ``data`` here if it is not yet).
+      data: the :class:`~landscape.data.Dataset`; metrics use its full train and test splits.
+      key: the root PRNG key (keyword-only, required).
+      seeds: a count ``S`` (seeds ``0..S-1``) or explicit distinct non-negative seeds.
+      optimizer: an :class:`OptimizerSpec`, an optax transformation, or a factory
+        ``lr -> optax transformation`` (needed with ``learning_rates`` unless a spec is given).
+      loss: ``mse`` (squared difference on one-hot targets) or ``cross_entropy``.
+      steps: optimizer steps.  batch_size: ``None`` for full-batch gradient descent.
+      learning_rates: optional grid; members are then seeds × learning rates, seed-major.
+      log_every: record train/test loss and accuracy every this many steps (and at the end).
+      snapshot_every: keep parameter snapshots every this many steps (a multiple of
+        ``log_every``) for trajectory PCA; ``None`` keeps none.
+      progress: show a progress bar.  chunks: about how many compiled calls the scan is cut
+        into (progress updates); results do not depend on it.
+      max_trajectory_bytes: refuse a trajectory that would need more host memory.
+
+    Returns:
+      An :class:`Ensemble` with ``M = len(seeds) * len(learning_rates)`` members.
+    """
+    if not isinstance(data, Dataset):
+        raise ConfigError(f"data must be a landscape Dataset, got {type(data).__name__}")
+    model = model.for_data(data)
+    loss_of_outputs = loss_function(loss)
+    seed_ids = _resolve_seeds(seeds)
+    make_opt, opt_desc, lr_grid = _resolve_optimizer(optimizer, learning_rates)
+    for name, v in (("steps", steps), ("log_every", log_every), ("chunks", chunks)):
+        if not isinstance(v, (int, np.integer)) or v < 1:
+            raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+    n_train = data.train.x.shape[0]
+    if batch_size is not None:
+        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if batch_size > n_train:
+            raise ConfigError(f"batch_size {batch_size} exceeds the {n_train} training examples")
+        if batch_size == n_train:
+            batch_size = None
+    if snapshot_every is not None:
+        if not isinstance(snapshot_every, (int, np.integer)) or snapshot_every < 1:
+            raise ConfigError(f"snapshot_every must be a positive integer, got {snapshot_every!r}")
+        if snapshot_every % log_every:
+            raise ConfigError(f"snapshot_every ({snapshot_every}) must be a multiple of log_every ({log_every})")
+
+    member_seed = np.repeat(seed_ids, lr_grid.size)
+    member_lr = np.tile(lr_grid, seed_ids.size)
+    num_members = member_seed.size
+
+    snap_steps = None
+    if snapshot_every is not None:
+        snap_steps = np.unique(np.concatenate([np.arange(0, steps + 1, snapshot_every), [steps]]))
+        need = snap_steps.size * num_members * model.num_params() * 4
+        if need > max_trajectory_bytes:
+            raise ConfigError(
+                f"trajectory would need {need / 2**30:.2f} GiB ({snap_steps.size} snapshots × {num_members} "
+                f"members × {model.num_params()} parameters); raise snapshot_every or max_trajectory_bytes"
+            )
+
+    x_tr, y_tr = jnp.asarray(data.train.x), jnp.asarray(data.train.y)
+    x_te, y_te = jnp.asarray(data.test.x), jnp.asarray(data.test.y)
+    root = key
+    steps_per_epoch = n_train // batch_size if batch_size else 1
+
+    def evaluate(params):
+        out_tr = model.apply(params, x_tr)
+        out_te = model.apply(params, x_te)
+        return jnp.stack(
+            [loss_of_outputs(out_tr, y_tr), accuracy(out_tr, y_tr), loss_of_outputs(out_te, y_te), accuracy(out_te, y_te)]
+        )
+
+    def epoch_order(order_key, epoch):
+        return jax.random.permutation(jax.random.fold_in(order_key, epoch), n_train)
+
+    def init_member(seed, lr):
+        init_key, order_key = member_keys(root, seed)
+        params = model.init(init_key)
+        opt_state = make_opt(lr).init(params)
+        return {
+            "params": params,
+            "opt_state": opt_state,
+            "alive": jnp.array(True),
+            "diverged_step": jnp.array(-1, jnp.int32),
+            "order_key": order_key,
+            "lr": jnp.asarray(lr, jnp.float32),
+        }
+
+    def step_member(state, step, order):
+        params = state["params"]
+        if batch_size:
+            pos = step % steps_per_epoch
+            idx = jax.lax.dynamic_slice(order, (pos * batch_size,), (batch_size,))
+            xb, yb = x_tr[idx], y_tr[idx]
+        else:
+            xb, yb = x_tr, y_tr
+        value, grads = jax.value_and_grad(lambda p: loss_of_outputs(model.apply(p, xb), yb))(params)
+        opt = make_opt(state["lr"])
+        updates, opt_state = opt.update(grads, state["opt_state"], params)
+        new_params = optax.apply_updates(params, updates)
+        ok = jnp.isfinite(value) & tree.all_finite(new_params)
+        keep = state["alive"] & ok
+
+        def pick(new, old):
+            return jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b), new, old)
+
+        return {
+            **state,
+            "params": pick(new_params, params),
+            "opt_state": pick(opt_state, state["opt_state"]),
+            "alive": keep,
+            "diverged_step": jnp.where(state["alive"] & ~ok, step, state["diverged_step"]),
+        }
+
+    def run_member(state, start, interval, num_intervals, with_params):
+        """``num_intervals`` × ``interval`` steps from step ``start`` for one member."""
+
+        def one_step(carry, step):
+            st, order = carry
+            if batch_size:
+                order = jax.lax.cond(
+                    step % steps_per_epoch == 0,
+                    lambda: epoch_order(st["order_key"], step // steps_per_epoch),
+                    lambda: order,
+                )
+            return (step_member(st, step, order), order), None
+
+        def one_interval(carry, i):
+            first = start + i * interval
+            carry, _ = jax.lax.scan(one_step, carry, first + jnp.arange(interval))
+            out = {"metrics": evaluate(carry[0]["params"])}
+            if with_params:
+                out["params"] = carry[0]["params"]
+            return carry, out
+
+        order0 = epoch_order(state["order_key"], start // steps_per_epoch) if batch_size else jnp.zeros((), jnp.int32)
+        (state, _), outs = jax.lax.scan(one_interval, (state, order0), jnp.arange(num_intervals))
+        return state, outs
+
+    init_all = jax.jit(jax.vmap(init_member))
+    eval_all = jax.jit(jax.vmap(evaluate))
+    run_all = jax.jit(
+        jax.vmap(run_member, in_axes=(0, None, None, None, None)), static_argnums=(2, 3, 4)
+    )
+
+    with_params = snap_steps is not None
+    t0 = time.perf_counter()
+    state = init_all(jnp.asarray(member_seed, jnp.int32), jnp.asarray(np.nan_to_num(member_lr), jnp.float32))
+    hist_steps = [0]
+    hist_vals = [np.asarray(eval_all(state["params"]))]  # (M, 4)
+    snaps = [jax.device_get(state["params"])] if with_params else []
+    snap_taken = [0] if with_params else []
+
+    n_intervals_total = math.ceil(steps / log_every)
+    segs = _segments(steps, log_every, max(1, math.ceil(n_intervals_total / chunks)))
+    bar = _progress_bar(steps, num_members, progress)
+    done = 0
+    try:
+        for interval, n in segs:
+            state, outs = run_all(state, jnp.asarray(done, jnp.int32), interval, n, with_params)
+            metrics = np.asarray(outs["metrics"])  # (M, n, 4)
+            for j in range(n):
+                s = done + (j + 1) * interval
+                hist_steps.append(s)
+                hist_vals.append(metrics[:, j])
+                if with_params and s in snap_steps:
+                    snaps.append(jax.tree_util.tree_map(lambda a, j=j: np.asarray(a[:, j]), outs["params"]))
+                    snap_taken.append(s)
+            done += interval * n
+            if bar is not None:
+                bar.update(interval * n)
+                alive = np.asarray(state["alive"])
+                bar.set_postfix(
+                    loss=f"{np.nanmean(np.where(alive, metrics[:, -1, 0], np.nan)) if alive.any() else float('nan'):.4g}",
+                    diverged=int((~alive).sum()),
+                )
+    finally:
+        if bar is not None:
+            bar.close()
+    train_s = time.perf_counter() - t0
+
+    vals = np.stack(hist_vals, axis=1)  # (M, T, 4)
+    history = History(np.asarray(hist_steps), *(vals[..., i] for i in range(4)))
+    trajectory = None
+    if with_params:
+        traj_params = jax.tree_util.tree_map(lambda *xs: np.stack(xs, axis=1), *snaps)
+        trajectory = Trajectory(np.asarray(snap_taken), traj_params)
+    alive = np.asarray(state["alive"])
+    config = {
+        "loss": loss_function(loss).__name__,
+        "steps": int(steps),
+        "batch_size": None if batch_size is None else int(batch_size),
+        "log_every": int(log_every),
+        "snapshot_every": None if snapshot_every is None else int(snapshot_every),
+        "optimizer": opt_desc,
+        "learning_rates": [None if np.isnan(v) else float(v) for v in lr_grid],
+        "seeds": [int(s) for s in seed_ids],
+        "key": [int(v) for v in np.asarray(jax.random.key_data(key)).ravel()],
+        "data": data.describe(),
+    }
+    return Ensemble(
+        model=model,
+        params=jax.device_get(state["params"]),
+        seeds=member_seed,
+        learning_rates=member_lr,
+        history=history,
+        trajectory=trajectory,
+        diverged=~alive,
+        diverged_step=np.asarray(state["diverged_step"]),
+        config=config,
+        timings={"train_s": train_s},
+    )
+
+
+def _progress_bar(steps: int, members: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=steps, desc=f"training {members} members", unit="step", leave=False, dynamic_ncols=True)
+
+
+def summarize(ens: Ensemble) -> dict:
+    """Final metrics per member and their spread over the members that did not diverge.
+
+    Returns ``{"members": [{seed, learning_rate, diverged, train_loss, ...}, ...],
+    "spread": {metric: {mean, std, min, max, median}}, "num_diverged", "num_members",
+    "excluded": [seeds]}``; ``spread`` is empty when every member diverged.
+    """
+    h = ens.history
+    final = {m: getattr(h, m)[:, -1] for m in _METRICS}
+    members = []
+    for i in range(ens.num_members):
+        lr = float(ens.learning_rates[i])
+        members.append(
+            {
+                "seed": int(ens.seeds[i]),
+                "learning_rate": None if np.isnan(lr) else lr,
+                "diverged": bool(ens.diverged[i]),
+                "diverged_step": int(ens.diverged_step[i]),
+                **{m: float(final[m][i]) for m in _METRICS},
+            }
+        )
+    ok = ~ens.diverged
+    spread = {}
+    if ok.any():
+        for m in _METRICS:
+            v = final[m][ok]
+            spread[m] = {
+                "mean": float(np.mean(v)),
+                "std": float(np.std(v)),
+                "min": float(np.min(v)),
+                "median": float(np.median(v)),
+                "max": float(np.max(v)),
+            }
+    return {
+        "members": members,
+        "spread": spread,
+        "num_members": ens.num_members,
+        "num_diverged": int(ens.diverged.sum()),
+        "excluded": [int(s) for s in ens.seeds[ens.diverged]],
+    }

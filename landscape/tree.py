@@ -1,0 +1,181 @@
+"""Pytree maths used everywhere else.
+
+Every function takes parameter pytrees (nested dicts of arrays, as Flax produces, or any
+other pytree) and returns new pytrees; nothing is modified in place.  "Stacked" pytrees
+carry a leading member axis (one entry per seed / learning rate) on every leaf.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+PyTree = Any
+
+__all__ = [
+    "add",
+    "sub",
+    "scale",
+    "axpy",
+    "lincomb",
+    "vdot",
+    "norm",
+    "zeros_like",
+    "random_like",
+    "stack",
+    "unstack",
+    "take",
+    "num_members",
+    "ravel",
+    "size",
+    "all_finite",
+    "key_paths",
+    "flatten_with_paths",
+    "unflatten_with_paths",
+]
+
+
+def add(a: PyTree, b: PyTree) -> PyTree:
+    """Leafwise ``a + b``."""
+    return jax.tree_util.tree_map(jnp.add, a, b)
+
+
+def sub(a: PyTree, b: PyTree) -> PyTree:
+    """Leafwise ``a - b``."""
+    return jax.tree_util.tree_map(jnp.subtract, a, b)
+
+
+def scale(alpha: Any, a: PyTree) -> PyTree:
+    """Leafwise ``alpha * a`` for a scalar ``alpha``."""
+    return jax.tree_util.tree_map(lambda x: alpha * x, a)
+
+
+def axpy(alpha: Any, x: PyTree, y: PyTree) -> PyTree:
+    """Leafwise ``alpha * x + y``."""
+    return jax.tree_util.tree_map(lambda u, v: alpha * u + v, x, y)
+
+
+def lincomb(center: PyTree, coefficients: Any, directions: Sequence[PyTree]) -> PyTree:
+    """``center + sum_i coefficients[i] * directions[i]``.
+
+    ``coefficients`` has shape ``(k,)`` and ``directions`` holds ``k`` pytrees shaped like
+    ``center``.
+    """
+    out = center
+    for i, d in enumerate(directions):
+        out = axpy(coefficients[i], d, out)
+    return out
+
+
+def vdot(a: PyTree, b: PyTree) -> jax.Array:
+    """Inner product of two pytrees, summed over every leaf."""
+    leaves = jax.tree_util.tree_leaves(jax.tree_util.tree_map(lambda x, y: jnp.vdot(x, y), a, b))
+    return sum(leaves, jnp.zeros((), dtype=leaves[0].dtype if leaves else jnp.float32))
+
+
+def norm(a: PyTree) -> jax.Array:
+    """Euclidean norm of the whole pytree (all leaves flattened together)."""
+    return jnp.sqrt(vdot(a, a))
+
+
+def zeros_like(a: PyTree) -> PyTree:
+    """A pytree of zeros shaped like ``a``."""
+    return jax.tree_util.tree_map(jnp.zeros_like, a)
+
+
+def random_like(key: jax.Array, a: PyTree) -> PyTree:
+    """Standard Gaussian noise shaped like ``a``: one independent key per leaf."""
+    leaves, treedef = jax.tree_util.tree_flatten(a)
+    keys = jax.random.split(key, max(len(leaves), 1))
+    noise = [jax.random.normal(k, jnp.shape(x), dtype=jnp.result_type(x)) for k, x in zip(keys, leaves)]
+    return jax.tree_util.tree_unflatten(treedef, noise)
+
+
+def stack(trees: Sequence[PyTree]) -> PyTree:
+    """Stack pytrees of equal structure along a new leading member axis."""
+    if not trees:
+        raise ValueError("stack needs at least one pytree")
+    return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def num_members(stacked: PyTree) -> int:
+    """Length of the leading member axis of a stacked pytree."""
+    leaves = jax.tree_util.tree_leaves(stacked)
+    if not leaves:
+        raise ValueError("empty pytree has no member axis")
+    return int(jnp.shape(leaves[0])[0])
+
+
+def take(stacked: PyTree, i: int) -> PyTree:
+    """Member ``i`` of a stacked pytree (the leading axis removed)."""
+    return jax.tree_util.tree_map(lambda x: x[i], stacked)
+
+
+def unstack(stacked: PyTree) -> list[PyTree]:
+    """Inverse of :func:`stack`: a list with one pytree per member."""
+    return [take(stacked, i) for i in range(num_members(stacked))]
+
+
+def ravel(a: PyTree) -> jax.Array:
+    """All leaves flattened into one vector (for dense references in tests and PCA)."""
+    flat, _ = ravel_pytree(a)
+    return flat
+
+
+def size(a: PyTree) -> int:
+    """Total number of scalars in the pytree."""
+    return int(sum(np.size(x) for x in jax.tree_util.tree_leaves(a)))
+
+
+def all_finite(a: PyTree) -> jax.Array:
+    """Scalar bool: every entry of every leaf is finite."""
+    leaves = jax.tree_util.tree_leaves(a)
+    out = jnp.array(True)
+    for x in leaves:
+        out = out & jnp.all(jnp.isfinite(x))
+    return out
+
+
+def _path_name(path: tuple) -> str:
+    parts = []
+    for p in path:
+        if isinstance(p, jax.tree_util.DictKey):
+            parts.append(str(p.key))
+        elif isinstance(p, jax.tree_util.SequenceKey):
+            parts.append(str(p.idx))
+        elif isinstance(p, jax.tree_util.GetAttrKey):
+            parts.append(str(p.name))
+        else:  # pragma: no cover - other key types are not produced by dict pytrees
+            parts.append(str(p))
+    return "/".join(parts)
+
+
+def key_paths(a: PyTree) -> list[str]:
+    """Slash-joined key paths of the leaves, in flattening order (``Dense_0/kernel``)."""
+    return [_path_name(p) for p, _ in jax.tree_util.tree_flatten_with_path(a)[0]]
+
+
+def flatten_with_paths(a: PyTree) -> dict[str, np.ndarray]:
+    """A flat ``{path: numpy array}`` dict of a nested-dict pytree (for storage)."""
+    return {_path_name(p): np.asarray(x) for p, x in jax.tree_util.tree_flatten_with_path(a)[0]}
+
+
+def unflatten_with_paths(flat: dict[str, Any]) -> dict:
+    """Inverse of :func:`flatten_with_paths` for nested-dict pytrees."""
+    out: dict = {}
+    for path, value in flat.items():
+        parts = path.split("/")
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"inconsistent parameter paths at {path!r}")
+        if parts[-1] in node:
+            raise ValueError(f"duplicate parameter path {path!r}")
+        node[parts[-1]] = value
+    return out

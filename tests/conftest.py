@@ -1,0 +1,46 @@
+"""Shared fixtures: small data sets and models that compile quickly."""
+
+from __future__ import annotations
+
+import os
+
+# Tests run on the CPU with deterministic keys; keep XLA from grabbing every core's worth of threads.
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax
+import numpy as np
+import pytest
+
+import landscape as ls
+
+
+@pytest.fixture(scope="session")
+def blobs():
+    """4-class Gaussian blobs in 5 dimensions: 96 train / 40 test points."""
+    return ls.data.blobs(num_train=96, num_test=40, num_classes=4, dim=5, seed=3)
+
+
+@pytest.fixture(scope="session")
+def digits():
+    return ls.data.load("digits")
+
+
+@pytest.fixture
+def key():
+    return jax.random.key(0)
+
+
+def assert_trees_close(a, b, rtol=1e-5, atol=1e-6):
+    la, ta = jax.tree_util.tree_flatten(a)
+    lb, tb = jax.tree_util.tree_flatten(b)
+    assert ta == tb
+    for x, y in zip(la, lb):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
+
+
+def assert_trees_equal(a, b):
+    la, ta = jax.tree_util.tree_flatten(a)
+    lb, tb = jax.tree_util.tree_flatten(b)
+    assert ta == tb
+    for x, y in zip(la, lb):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))

@@ -1,0 +1,30 @@
+"""The public API: every exported name imports; plotting imports no JAX."""
+
+import ast
+import importlib
+from pathlib import Path
+
+import landscape
+
+
+def test_every_public_name_imports():
+    for name in landscape.__all__:
+        assert hasattr(landscape, name), name
+    for mod in ("tree", "data", "models", "optim", "train", "io", "plot", "errors", "cli"):
+        m = importlib.import_module(f"landscape.{mod}")
+        for name in getattr(m, "__all__", []):
+            assert hasattr(m, name), f"landscape.{mod}.{name}"
+
+
+def test_plot_module_imports_no_jax():
+    src = Path(landscape.__file__).with_name("plot.py").read_text()
+    for node in ast.walk(ast.parse(src)):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [node.module or ""]
+        else:
+            continue
+        for n in names:
+            assert not n.split(".")[0] in ("jax", "jaxlib", "flax", "optax"), n
+            assert n.lstrip(".") not in ("tree", "train", "models", "surface", "hessian"), n

@@ -1,0 +1,112 @@
+"""Run directories: round trip, refusal to overwrite, atomic replacement, corrupted files."""
+
+import json
+
+import numpy as np
+import pytest
+
+import landscape as ls
+from landscape.errors import CorruptRunError, RunExistsError, RunNotFoundError
+
+from .conftest import assert_trees_equal
+
+
+@pytest.fixture(scope="module")
+def ens(blobs):
+    import jax
+
+    return ls.train_ensemble(ls.MLP(hidden=(4, 3), activation="tanh"), blobs, key=jax.random.key(0), seeds=3,
+                             optimizer=ls.OptimizerSpec("sgd"), learning_rates=[0.1, 0.2], loss="cross_entropy",
+                             steps=6, log_every=2, snapshot_every=4, progress=False)
+
+
+def test_save_load_round_trip_is_exact(ens, tmp_path):
+    path = ls.save_run(tmp_path / "run", ens)
+    back = ls.load_run(path)
+    assert back.model == ens.model
+    assert_trees_equal(back.params, ens.params)
+    assert_trees_equal(back.trajectory.params, ens.trajectory.params)
+    np.testing.assert_array_equal(back.trajectory.step, ens.trajectory.step)
+    for k, v in ens.history.arrays().items():
+        np.testing.assert_array_equal(getattr(back.history, k), v)
+    for k in ("seeds", "learning_rates", "diverged", "diverged_step"):
+        np.testing.assert_array_equal(getattr(back, k), getattr(ens, k))
+    assert back.config == json.loads(json.dumps(ens.config))
+    meta = ls.io.read_meta(path)
+    assert meta["environment"]["versions"]["jax"] and meta["environment"]["backend"] == "cpu"
+    assert not list(tmp_path.glob(".*"))  # no staging leftovers
+
+
+def test_refuses_to_overwrite_and_replaces_atomically(ens, tmp_path):
+    path = ls.save_run(tmp_path / "run", ens)
+    before = (path / "params.npz").read_bytes()
+    with pytest.raises(RunExistsError, match="already exists"):
+        ls.save_run(path, ens)
+    assert (path / "params.npz").read_bytes() == before
+    ls.save_run(path, ens, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_failed_write_leaves_old_run_intact(ens, tmp_path, monkeypatch):
+    path = ls.save_run(tmp_path / "run", ens)
+    before = {p.name: p.read_bytes() for p in path.iterdir()}
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ls.io, "atomic_write_json", boom)
+    with pytest.raises(OSError, match="disk full"):
+        ls.save_run(path, ens, overwrite=True)
+    assert {p.name: p.read_bytes() for p in path.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def _corrupt(path, name, how):
+    f = path / name
+    if how == "truncate":
+        f.write_bytes(f.read_bytes()[: len(f.read_bytes()) // 2])
+    elif how == "garbage":
+        f.write_bytes(b"\x00not a file\xff" * 10)
+    elif how == "delete":
+        f.unlink()
+
+
+@pytest.mark.parametrize("name", ["params.npz", "history.npz", "members.npz", "trajectory.npz", "meta.json"])
+@pytest.mark.parametrize("how", ["truncate", "garbage", "delete"])
+def test_corrupted_files_raise_clear_errors(ens, tmp_path, name, how):
+    path = ls.save_run(tmp_path / "run", ens)
+    _corrupt(path, name, how)
+    if how == "delete" and name == "trajectory.npz":
+        assert ls.load_run(path).trajectory is None  # optional file
+        return
+    with pytest.raises((CorruptRunError, RunNotFoundError)):
+        ls.load_run(path)
+
+
+def test_wrong_shapes_and_versions_are_rejected(ens, tmp_path):
+    path = ls.save_run(tmp_path / "run", ens)
+    meta = json.loads((path / "meta.json").read_text())
+    (path / "meta.json").write_text(json.dumps({**meta, "model": {**meta["model"], "hidden": [5, 3]}}))
+    with pytest.raises(CorruptRunError, match="do not match"):
+        ls.load_run(path)
+    (path / "meta.json").write_text(json.dumps({**meta, "format_version": 99}))
+    with pytest.raises(CorruptRunError, match="format 99"):
+        ls.load_run(path)
+    (path / "meta.json").write_text(json.dumps({**meta, "format": "something-else"}))
+    with pytest.raises(CorruptRunError, match="not landscape"):
+        ls.load_run(path)
+
+
+def test_pickled_arrays_are_never_loaded(ens, tmp_path):
+    path = ls.save_run(tmp_path / "run", ens)
+    np.savez(path / "members.npz", seeds=np.array([object()], dtype=object))
+    with pytest.raises(CorruptRunError):
+        ls.load_run(path)
+
+
+def test_missing_directory(tmp_path):
+    with pytest.raises(RunNotFoundError, match="no run directory"):
+        ls.load_run(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RunNotFoundError, match="not a landscape run"):
+        ls.load_run(tmp_path / "empty")

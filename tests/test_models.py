@@ -1,0 +1,92 @@
+"""The MLP's functional view and the losses, against NumPy references."""
+
+import jax
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import landscape as ls
+from landscape.errors import ConfigError
+
+ACTS = {
+    "sigmoid": lambda z: 1 / (1 + np.exp(-z)),
+    "tanh": np.tanh,
+    "relu": lambda z: np.maximum(z, 0),
+}
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 12), st.integers(2, 6), st.integers(0, 1000))
+def test_losses_match_numpy(n, k, seed):
+    r = np.random.default_rng(seed)
+    out = r.normal(size=(n, k)).astype(np.float32)
+    y = r.integers(0, k, size=n)
+    onehot = np.eye(k)[y]
+    np.testing.assert_allclose(ls.models.mse(out, y), np.mean(np.sum((out - onehot) ** 2, axis=1)), rtol=1e-5)
+    logp = out - np.log(np.sum(np.exp(out - out.max(1, keepdims=True)), 1, keepdims=True)) - out.max(1, keepdims=True)
+    np.testing.assert_allclose(ls.models.cross_entropy(out, y), -np.mean(logp[np.arange(n), y]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ls.models.accuracy(out, y), np.mean(out.argmax(1) == y))
+
+
+@pytest.mark.parametrize("act", sorted(ACTS))
+@pytest.mark.parametrize("out_act", ["identity", "sigmoid"])
+def test_apply_matches_numpy_forward_pass(act, out_act):
+    m = ls.MLP(hidden=(7, 5), activation=act, output_activation=out_act, in_features=4, out_features=3)
+    p = m.init(jax.random.key(0))
+    assert {k: v.shape for k, v in ls.tree.flatten_with_paths(p).items()} == m.param_shapes()
+    assert m.num_params() == 4 * 7 + 7 + 7 * 5 + 5 + 5 * 3 + 3 == ls.tree.size(p)
+    x = np.random.default_rng(1).normal(size=(9, 4)).astype(np.float32)
+    h = x
+    for i in range(3):
+        h = h @ np.asarray(p[f"Dense_{i}"]["kernel"]) + np.asarray(p[f"Dense_{i}"]["bias"])
+        if i < 2:
+            h = ACTS[act](h)
+    if out_act == "sigmoid":
+        h = ACTS["sigmoid"](h)
+    np.testing.assert_allclose(m.apply(p, x), h, rtol=1e-5, atol=1e-6)
+
+
+def test_init_is_keyed_and_biases_start_at_zero():
+    m = ls.MLP(hidden=(8,), in_features=3, out_features=2, kernel_init="normal")
+    a, b = m.init(jax.random.key(1)), m.init(jax.random.key(1))
+    np.testing.assert_array_equal(a["Dense_0"]["kernel"], b["Dense_0"]["kernel"])
+    assert not np.allclose(a["Dense_0"]["kernel"], m.init(jax.random.key(2))["Dense_0"]["kernel"])
+    np.testing.assert_array_equal(a["Dense_1"]["bias"], 0)
+
+
+def test_gelu_runs_and_config_round_trips():
+    m = ls.MLP(hidden=(3,), activation="gelu", in_features=2, out_features=2)
+    assert ls.MLP.from_dict(m.to_dict()) == m
+    assert m.apply(m.init(jax.random.key(0)), np.zeros((1, 2), np.float32)).shape == (1, 2)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"hidden": (4, -1)}, "positive"),
+        ({"hidden": (0,)}, "positive"),
+        ({"hidden": ("a",)}, "integers"),
+        ({"activation": "swish"}, "unknown activation"),
+        ({"output_activation": "softmax"}, "output_activation"),
+        ({"kernel_init": "zeros"}, "kernel_init"),
+    ],
+)
+def test_bad_model_config(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        ls.MLP(**kwargs)
+
+
+def test_unbound_model_and_unknown_loss():
+    with pytest.raises(ConfigError, match="for_data"):
+        ls.MLP().init(jax.random.key(0))
+    with pytest.raises(ConfigError, match="unknown loss"):
+        ls.models.loss_function("hinge")
+
+
+def test_loss_fn_and_metrics_fn_agree(blobs):
+    m = ls.MLP(hidden=(6,)).for_data(blobs)
+    p = m.init(jax.random.key(0))
+    f = ls.models.loss_fn(m, blobs.train, "cross_entropy")
+    g = ls.models.metrics_fn(m, "cross_entropy")
+    np.testing.assert_allclose(f(p), g(p, blobs.train)["loss"], rtol=1e-6)

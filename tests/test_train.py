@@ -1,0 +1,191 @@
+"""Ensemble training against per-seed Python loops written from the documented rules."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import landscape as ls
+from landscape.errors import ConfigError
+
+from .conftest import assert_trees_close, assert_trees_equal
+
+LOSS = {"mse": ls.models.mse, "cross_entropy": ls.models.cross_entropy}
+
+
+def reference_member(model, data, key, seed, opt, loss, steps, batch_size):
+    """One member trained step by step in Python: keys, epoch permutations and updates by hand."""
+    k = jax.random.fold_in(key, seed)
+    init_key, order_key = jax.random.split(k)
+    params = model.init(init_key)
+    state = opt.init(params)
+    x, y = np.asarray(data.train.x), np.asarray(data.train.y)
+    n = x.shape[0]
+    f = LOSS[loss]
+    grad = jax.jit(jax.grad(lambda p, xb, yb: f(model.apply(p, xb), yb)))
+    for step in range(steps):
+        if batch_size:
+            spe = n // batch_size
+            epoch, pos = divmod(step, spe)
+            perm = np.asarray(jax.random.permutation(jax.random.fold_in(order_key, epoch), n))
+            idx = perm[pos * batch_size : (pos + 1) * batch_size]
+        else:
+            idx = np.arange(n)
+        g = grad(params, x[idx], y[idx])
+        updates, state = opt.update(g, state, params)
+        params = optax.apply_updates(params, updates)
+    return params
+
+
+@pytest.mark.parametrize(
+    "loss, opt_name, batch_size",
+    [("mse", "sgd", None), ("cross_entropy", "sgd", 32), ("cross_entropy", "adam", 20), ("mse", "momentum", 48)],
+)
+def test_ensemble_equals_per_seed_loop(blobs, key, loss, opt_name, batch_size):
+    model = ls.MLP(hidden=(6, 5), activation="tanh").for_data(blobs)
+    spec = ls.OptimizerSpec(opt_name, {"adam": 0.05, "momentum": 0.05}.get(opt_name, 0.5))
+    steps = 13  # not a multiple of the epoch length: crosses epoch boundaries mid-chunk
+    ens = ls.train_ensemble(model, blobs, key=key, seeds=[0, 3, 7], optimizer=spec, loss=loss, steps=steps,
+                            batch_size=batch_size, log_every=3, chunks=2, progress=False)
+    for i, seed in enumerate([0, 3, 7]):
+        ref = reference_member(model, blobs, key, seed, spec.build(), loss, steps, batch_size)
+        assert_trees_close(ens.member(i), ref, rtol=1e-4, atol=1e-5)
+
+
+def test_seed_alone_equals_seed_inside_256_sweep(blobs, key):
+    model = ls.MLP(hidden=(5,), activation="sigmoid", output_activation="sigmoid")
+    kw = dict(key=key, optimizer=ls.OptimizerSpec("sgd", 0.5), loss="mse", steps=40, batch_size=16,
+              log_every=10, progress=False)
+    sweep = ls.train_ensemble(model, blobs, seeds=256, **kw)
+    for seed in (0, 97, 255):
+        alone = ls.train_ensemble(model, blobs, seeds=[seed], **kw)
+        assert_trees_close(alone.member(0), sweep.member(seed), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(alone.history.train_loss[0], sweep.history.train_loss[seed], rtol=1e-5)
+
+
+def test_training_is_deterministic_and_chunking_invisible(blobs, key):
+    model = ls.MLP(hidden=(6,), activation="relu")
+    kw = dict(key=key, seeds=4, loss="cross_entropy", steps=30, batch_size=10, log_every=5, progress=False)
+    a = ls.train_ensemble(model, blobs, chunks=1, **kw)
+    b = ls.train_ensemble(model, blobs, chunks=1, **kw)
+    c = ls.train_ensemble(model, blobs, chunks=6, **kw)
+    assert_trees_equal(a.params, b.params)
+    np.testing.assert_array_equal(a.history.train_loss, b.history.train_loss)
+    assert_trees_close(a.params, c.params, rtol=1e-6, atol=1e-7)
+    other = ls.train_ensemble(model, blobs, chunks=1, **{**kw, "key": jax.random.key(1)})
+    assert not np.allclose(a.params["Dense_0"]["kernel"], other.params["Dense_0"]["kernel"])
+
+
+def test_epoch_order_is_one_permutation_per_epoch(blobs, key):
+    """Each example is used at most once per epoch: training on a per-example loss reveals the batches."""
+    n, b = 96, 32
+    # a "model" whose gradient with respect to a per-example weight is 1 for every example in the batch
+    x = np.eye(n, dtype=np.float32)
+    y = np.zeros(n, np.int32)
+    data = ls.data.from_arrays(x, y, x[:2], y[:2], num_classes=2)
+    model = ls.MLP(hidden=(), activation="sigmoid", kernel_init="normal")
+    ens = ls.train_ensemble(model, data, key=key, seeds=[5], optimizer=ls.OptimizerSpec("sgd", 1.0),
+                            loss="cross_entropy", steps=3, batch_size=b, log_every=1, snapshot_every=1,
+                            progress=False)
+    kernels = np.asarray(ens.trajectory.params["Dense_0"]["kernel"][0])  # (K, n, 2)
+    touched = [np.flatnonzero(np.any(kernels[s + 1] != kernels[s], axis=1)) for s in range(3)]
+    assert all(t.size == b for t in touched)
+    assert np.unique(np.concatenate(touched)).size == n  # the three batches partition the epoch
+    # and they are the documented permutation of this member's order key
+    _, order_key = jax.random.split(jax.random.fold_in(key, 5))
+    perm = np.asarray(jax.random.permutation(jax.random.fold_in(order_key, 0), n))
+    for s in range(3):
+        np.testing.assert_array_equal(np.sort(perm[s * b : (s + 1) * b]), touched[s])
+
+
+def test_learning_rate_sweep_equals_single_runs(blobs, key):
+    model = ls.MLP(hidden=(4,), activation="tanh")
+    kw = dict(key=key, loss="mse", steps=12, log_every=4, progress=False)
+    grid = ls.train_ensemble(model, blobs, seeds=[1, 2], optimizer=ls.OptimizerSpec("sgd"),
+                             learning_rates=[0.1, 0.7], **kw)
+    assert grid.num_members == 4
+    np.testing.assert_array_equal(grid.seeds, [1, 1, 2, 2])
+    np.testing.assert_allclose(grid.learning_rates, [0.1, 0.7, 0.1, 0.7])
+    for i in range(4):
+        single = ls.train_ensemble(model, blobs, seeds=[int(grid.seeds[i])],
+                                   optimizer=ls.OptimizerSpec("sgd", float(grid.learning_rates[i])), **kw)
+        assert_trees_close(single.member(0), grid.member(i), rtol=1e-5, atol=1e-6)
+    factory = ls.train_ensemble(model, blobs, seeds=[1, 2], optimizer=lambda lr: optax.sgd(lr),
+                                learning_rates=[0.1, 0.7], **kw)
+    assert_trees_close(factory.params, grid.params, rtol=1e-6, atol=1e-7)
+
+
+def test_divergence_is_flagged_frozen_and_isolated(blobs, key):
+    model = ls.MLP(hidden=(8,), activation="relu", kernel_init="normal")
+    kw = dict(key=key, seeds=[0, 1], loss="cross_entropy", steps=20, log_every=5, progress=False,
+              optimizer=ls.OptimizerSpec("sgd"))
+    ens = ls.train_ensemble(model, blobs, learning_rates=[0.1, 1e38], **kw)
+    assert ens.diverged.tolist() == [False, True, False, True]
+    assert np.all(ens.diverged_step[[1, 3]] >= 0) and np.all(ens.diverged_step[[0, 2]] == -1)
+    assert bool(ls.tree.all_finite(ens.params))  # frozen at the last finite parameters
+    healthy = ls.train_ensemble(model, blobs, learning_rates=[0.1], **kw)
+    assert_trees_close(ens.member(0), healthy.member(0), rtol=1e-6, atol=1e-7)
+    assert_trees_close(ens.member(2), healthy.member(1), rtol=1e-6, atol=1e-7)
+    s = ls.summarize(ens)
+    assert s["num_diverged"] == 2 and s["excluded"] == [0, 1]
+    np.testing.assert_allclose(s["spread"]["train_loss"]["mean"], ens.history.train_loss[[0, 2], -1].mean(), rtol=1e-6)
+
+
+def test_all_members_diverging_gives_empty_spread(blobs, key):
+    model = ls.MLP(hidden=(8,), activation="relu", kernel_init="normal")
+    ens = ls.train_ensemble(model, blobs, key=key, seeds=2, optimizer=ls.OptimizerSpec("sgd", 1e38),
+                            loss="cross_entropy", steps=5, log_every=5, progress=False)
+    assert ens.diverged.all() and ls.summarize(ens)["spread"] == {}
+
+
+def test_history_and_trajectory_match_the_parameters(blobs, key):
+    model = ls.MLP(hidden=(6,), activation="gelu").for_data(blobs)
+    ens = ls.train_ensemble(model, blobs, key=key, seeds=3, loss="cross_entropy", steps=25, log_every=5,
+                            snapshot_every=10, optimizer=ls.OptimizerSpec("sgd", 0.3), progress=False)
+    np.testing.assert_array_equal(ens.history.step, [0, 5, 10, 15, 20, 25])
+    np.testing.assert_array_equal(ens.trajectory.step, [0, 10, 20, 25])
+    for i in range(3):
+        k = jax.random.fold_in(key, i)
+        init = model.init(jax.random.split(k)[0])
+        assert_trees_equal(ls.tree.take(ls.tree.take(ens.trajectory.params, i), 0), init)
+        assert_trees_equal(jax.tree_util.tree_map(lambda a: a[i, -1], ens.trajectory.params), ens.member(i))
+        final = ls.models.metrics(model, ens.member(i), blobs.test.x, blobs.test.y, "cross_entropy")
+        np.testing.assert_allclose(ens.history.test_loss[i, -1], final["loss"], rtol=1e-5)
+        np.testing.assert_allclose(ens.history.test_accuracy[i, -1], final["accuracy"])
+        first = ls.models.metrics(model, init, blobs.train.x, blobs.train.y, "cross_entropy")
+        np.testing.assert_allclose(ens.history.train_loss[i, 0], first["loss"], rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"seeds": 0}, "at least 1"),
+        ({"seeds": [1, 1]}, "distinct"),
+        ({"seeds": [-1]}, r"\[0, 2\*\*31\)"),
+        ({"steps": 0}, "steps"),
+        ({"batch_size": 1000}, "exceeds"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"optimizer": ls.OptimizerSpec("sgd"), "learning_rates": [float("nan")]}, "learning rate"),
+        ({"snapshot_every": 3, "log_every": 2}, "multiple"),
+        ({"snapshot_every": 1, "log_every": 1, "max_trajectory_bytes": 10}, "trajectory would need"),
+        ({"optimizer": optax.sgd(0.1), "learning_rates": [0.1, 0.2]}, "learning-rate sweep"),
+        ({"loss": "hinge"}, "unknown loss"),
+    ],
+)
+def test_bad_training_arguments(blobs, key, kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        ls.train_ensemble(ls.MLP(hidden=(3,)), blobs, key=key, **{"steps": 2, "progress": False, **kwargs})
+
+
+@pytest.mark.parametrize("kwargs", [{"name": "lbfgs"}, {"learning_rate": -1.0}, {"learning_rate": float("nan")},
+                                    {"momentum": 1.5}])
+def test_bad_optimizer_spec(kwargs):
+    with pytest.raises(ConfigError):
+        ls.OptimizerSpec(**kwargs)
+
+
+def test_custom_optax_transformation(blobs, key):
+    ens = ls.train_ensemble(ls.MLP(hidden=(3,)), blobs, key=key, seeds=2, optimizer=optax.adam(1e-2),
+                            loss="cross_entropy", steps=4, log_every=2, progress=False)
+    assert np.isnan(ens.learning_rates).all() and ens.config["optimizer"]["custom"].startswith("GradientTransformation")
