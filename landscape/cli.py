@@ -77,6 +77,26 @@ def _positive_floats(text: str) -> tuple[float, ...]:
     return vals
 
 
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite positive number, got {text!r}")
+    return v
+
+
+def _nonneg_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(v) and v >= 0):
+        raise argparse.ArgumentTypeError(f"expected a finite non-negative number, got {text!r}")
+    return v
+
+
 def _unit_float(text: str) -> float:
     try:
         v = float(text)
@@ -130,6 +150,21 @@ def _add_train_options(p: argparse.ArgumentParser, *, defaults: dict) -> None:
                    help="keep parameter snapshots every N steps (multiple of --log-every) for trajectory plots")
 
 
+def _add_run(p, *, seeds_flag: str, seeds_help: str, default: str = "0") -> None:
+    p.add_argument("run", help="run directory written by `landscape train`")
+    p.add_argument(seeds_flag, dest="seeds", default=default, help=seeds_help)
+
+
+def _add_eval(p) -> None:
+    p.add_argument("--test", action="store_true", help="evaluate on the test split too")
+    p.add_argument("--chunk-size", type=_positive_int, default=None, help="points per compiled call (default: auto)")
+    p.add_argument("--name", default=None, help="result name (default: derived from the settings)")
+    p.add_argument("--overwrite", action="store_true", help="recompute and replace a saved result")
+    p.add_argument("--no-plot", action="store_true", help="do not draw the default figure")
+    p.add_argument("--format", choices=("png", "pdf", "svg"), default="png", help="figure format (default: %(default)s)")
+    _add_common(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``landscape`` command."""
     parser = _Parser(
@@ -162,6 +197,56 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     p.add_argument("--seeds", type=_positive_int, default=64, help="(default: %(default)s)")
     p.add_argument("--steps", type=_positive_int, default=2000, help="(default: %(default)s)")
+    _add_common(p)
+
+    p = sub.add_parser("surface", help="loss and accuracy on a random (filter-normalised) plane or line around a seed",
+                       description="Evaluate the cost surface on a slice through one or more seeds' minima.")
+    _add_run(p, seeds_flag="--seed", seeds_help="seed(s) whose minimum is the centre: 0 | 0,1,2 | all (default: 0)")
+    p.add_argument("--directions", choices=("random",), default="random", help="(default: %(default)s)")
+    p.add_argument("--norm", choices=("filter", "layer", "model", "none"), default="filter",
+                   help="direction normalisation (default: %(default)s)")
+    p.add_argument("--keep-biases", action="store_true",
+                   help="give biases a direction (a copy of the weights, as the reference tool does) "
+                        "instead of zero")
+    p.add_argument("--orthogonal", action="store_true", help="Gram-Schmidt the second direction against the first")
+    p.add_argument("--dims", type=int, choices=(1, 2), default=2, help="1: a line, 2: a plane (default: %(default)s)")
+    p.add_argument("--grid", type=_positive_int, default=51, help="points per axis (default: %(default)s)")
+    p.add_argument("--span", type=_positive_float, default=1.0, help="coefficients in [-span, span] (default: %(default)s)")
+    p.add_argument("--key", type=_nonneg_int, default=0, help="PRNG seed of the directions (default: %(default)s)")
+    _add_eval(p)
+
+    p = sub.add_parser("interpolate", help="loss along the straight line between two seeds' minima, with barriers",
+                       description="theta(t) = (1-t) theta_A + t theta_B, t beyond [0, 1] too; both barrier definitions.")
+    _add_run(p, seeds_flag="--seeds", seeds_help="two seeds A,B (default: 0,1)", default="0,1")
+    p.add_argument("--grid", type=_positive_int, default=61, help="points in [0, 1] (default: %(default)s)")
+    p.add_argument("--extend", type=_nonneg_float, default=0.5, help="continue to [-e, 1+e] (default: %(default)s)")
+    _add_eval(p)
+
+    p = sub.add_parser("plane", help="the plane through three seeds' minima, with their trajectories",
+                       description="The plane through three solutions (Garipov et al. 2018), solutions marked.")
+    _add_run(p, seeds_flag="--seeds", seeds_help="three seeds (default: 0,1,2)", default="0,1,2")
+    p.add_argument("--grid", type=_positive_int, default=41, help="points per axis (default: %(default)s)")
+    p.add_argument("--margin", type=_nonneg_float, default=0.3, help="grid margin, fraction of the extent (default: %(default)s)")
+    p.add_argument("--no-paths", action="store_true", help="do not project the training trajectories")
+    _add_eval(p)
+
+    p = sub.add_parser("trajectory", help="the trajectory-PCA plane of one seed with its path",
+                       description="PCA of the saved snapshots around the final parameters (Li et al. 2018, section 7).")
+    _add_run(p, seeds_flag="--seed", seeds_help="seed (default: 0)", default="0")
+    p.add_argument("--grid", type=_positive_int, default=41, help="points per axis (default: %(default)s)")
+    p.add_argument("--margin", type=_nonneg_float, default=0.3, help="grid margin, fraction of the extent (default: %(default)s)")
+    _add_eval(p)
+
+    p = sub.add_parser("plot", help="draw a saved result (no recomputation)",
+                       description="Draw a saved surface / line / interpolation result file.")
+    p.add_argument("result", help="a result file (.npz or .json) under RUN/results/")
+    p.add_argument("--kind", choices=("contour", "filled", "heatmap", "surface", "line"), default=None,
+                   help="figure kind (default: line for 1-D results, filled for 2-D)")
+    p.add_argument("--metric", default=None, help="which metric, e.g. train_loss, test_accuracy (default: train loss)")
+    p.add_argument("--log", dest="log", action="store_true", default=None, help="log scale / log-spaced levels")
+    p.add_argument("--linear", dest="log", action="store_false", help="linear scale / levels")
+    p.add_argument("--clip", type=_positive_float, default=None, help="clip values above this (default: 95th percentile)")
+    p.add_argument("--out", default=None, help="figure file (.png, .pdf, .svg); default next to the run's figures")
     _add_common(p)
 
     p = sub.add_parser("prepare", help="download and prepare a tensorflow-datasets set (needs internet)",
@@ -293,6 +378,236 @@ def cmd_demo(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------- landscape commands
+
+
+def _parse_seeds(text: str, ens, count: int | None) -> list[int]:
+    import numpy as np
+
+    if text.strip() == "all":
+        seeds = sorted(int(s) for s in np.unique(ens.seeds))
+    else:
+        try:
+            seeds = [int(t) for t in text.split(",")]
+        except ValueError:
+            raise ConfigError(f"seeds must be comma-separated integers, got {text!r}") from None
+    if count is not None and len(seeds) != count:
+        raise ConfigError(f"expected {count} seed(s), got {len(seeds)}: {text!r}")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds must be distinct, got {text!r}")
+    for s in seeds:
+        ens.index(s)  # raises a clear error for a seed not in the run
+    return seeds
+
+
+def _eval_setup(args):
+    """(ensemble, metric fn, data dict) for a run directory."""
+    from . import data as data_mod
+    from . import io, models
+
+    ens = io.load_run(args.run)
+    dcfg = ens.config.get("data", {})
+    name = dcfg.get("name", "digits")
+    dataset = data_mod.load(name, **_data_options(name, dcfg.get("options", {})))
+    if dataset.input_dim != ens.model.in_features:
+        raise ConfigError(f"data set {name!r} no longer matches the run's model inputs")
+    batches = {"train": (dataset.train.x, dataset.train.y)}
+    if args.test:
+        batches["test"] = (dataset.test.x, dataset.test.y)
+    return ens, models.metrics_fn(ens.model, ens.config["loss"]), batches
+
+
+def _data_options(name: str, options: dict) -> dict:
+    if name in ("digits", "spirals", "blobs"):
+        return dict(options)
+    return {"data_dir": options.get("data_dir")}
+
+
+class _Result:
+    """Where a named result of a run lives, and whether a saved one can be reused."""
+
+    def __init__(self, args, default_name: str, config: dict):
+        from . import io
+
+        self.run = io.run_path(args.run)
+        self.name = args.name or default_name
+        if not self.name.replace("_", "").replace("-", "").replace(".", "").isalnum():
+            raise ConfigError(f"result name may hold letters, digits, '.', '_' and '-' only, got {self.name!r}")
+        self.config = config
+        self.stem = self.run / "results" / self.name
+        self.checkpoint = self.run / "results" / f"{self.name}.partial.npz"
+        self.figure = self.run / "figures" / f"{self.name}.{args.format}"
+        self.saved = None
+        npz, js = io.result_paths(self.stem)
+        if js.exists() and not args.overwrite:
+            arrays, meta = io.load_result(self.stem)
+            if meta.get("config") != io._jsonable(config):
+                raise ConfigError(f"{js} exists with other settings; pass --overwrite or choose --name")
+            self.saved = (arrays, meta)
+
+    def save(self, surf, meta: dict):
+        from . import io
+
+        full = {**surf.meta, **meta, "kind": surf.kind, "config": self.config}
+        io.save_result(self.stem, surf.to_arrays(), full)
+        return io.load_result(self.stem)
+
+
+def _finish_result(args, res: _Result, arrays, meta, *, kind=None) -> None:
+    from . import io, plot
+
+    npz, js = io.result_paths(res.stem)
+    print(f"result: {npz}")
+    if not args.no_plot:
+        fig = plot.from_result(arrays, meta, kind=kind)
+        print(f"figure: {io.save_figure(fig, res.figure)}")
+
+
+def _eval_kwargs(args, res: _Result, desc: str) -> dict:
+    res.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    return {"chunk_size": args.chunk_size, "checkpoint": res.checkpoint, "progress": not args.quiet, "desc": desc}
+
+
+def cmd_surface(args) -> int:
+    import jax
+
+    from . import directions, surface
+
+    ens, fn, batches = _eval_setup(args)
+    seeds = _parse_seeds(args.seeds, ens, None)
+    config = {"command": "surface", "seeds": seeds, "directions": args.directions, "norm": args.norm,
+              "ignore_biases": not args.keep_biases, "orthogonal": args.orthogonal, "dims": args.dims,
+              "grid": args.grid, "span": args.span, "key": args.key, "splits": sorted(batches)}
+    tag = f"seed{seeds[0]}" if len(seeds) == 1 else (
+        "seeds" + "-".join(map(str, seeds)) if len(seeds) <= 4 else f"{len(seeds)}seeds")
+    kind = "line" if args.dims == 1 else "plane"
+    res = _Result(args, f"{kind}_{tag}_{args.directions}_{args.norm}_g{args.grid}_s{args.span:g}", config)
+    if res.saved is None:
+        key = jax.random.key(args.key)
+        idx = [ens.index(s) for s in seeds]
+        centers = jax.tree_util.tree_map(lambda x: x[idx], ens.params)
+        draw = lambda i, c: directions.random_directions(  # noqa: E731
+            jax.random.fold_in(key, i), c, args.dims, norm=args.norm, ignore_biases=not args.keep_biases,
+            orthogonal=args.orthogonal)
+        dirs = jax.vmap(draw)(jax.numpy.asarray(seeds), centers)
+        kw = {**_eval_kwargs(args, res, f"{kind} of {len(seeds)} seed(s)"), "data": batches, "stacked": True}
+        if args.dims == 1:
+            surf = surface.line(fn, centers, dirs[0], span=args.span, num=args.grid, **kw)
+        else:
+            surf = surface.plane(fn, centers, dirs, span=args.span, num=args.grid, **kw)
+        if len(seeds) == 1:  # store a single seed without the seed axis
+            surf = surface.Surface(surf.kind, surf.axes, {k: v[0] for k, v in surf.values.items()},
+                                   surf.extras, {**surf.meta, "cosine": surf.meta.get("cosine", [None])[0]})
+        title = f"seed {seeds[0]}, {args.norm}-normalised directions" if len(seeds) == 1 else None
+        labels = [r"$\alpha$ (direction 1)", r"$\beta$ (direction 2)"]
+        res.saved = res.save(surf, {"seeds": seeds, "title": title, "axis_labels": labels, "xlabel": r"$\alpha$",
+                                    "norm": args.norm, "ignore_biases": not args.keep_biases})
+    arrays, meta = res.saved
+    if meta.get("cosine") is not None:
+        print(f"cosine between the two directions: {meta['cosine']}")
+    _finish_result(args, res, arrays, meta)
+    return 0
+
+
+def cmd_interpolate(args) -> int:
+    from . import surface
+
+    ens, fn, batches = _eval_setup(args)
+    a, b = _parse_seeds(args.seeds, ens, 2)
+    config = {"command": "interpolate", "seeds": [a, b], "grid": args.grid, "extend": args.extend,
+              "splits": sorted(batches)}
+    res = _Result(args, f"interpolate_seed{a}_{b}_g{args.grid}", config)
+    if res.saved is None:
+        surf = surface.interpolation(fn, ens.member(ens.index(a)), ens.member(ens.index(b)), num=args.grid,
+                                     extend=args.extend, data=batches,
+                                     **_eval_kwargs(args, res, f"interpolation {a}->{b}"))
+        res.saved = res.save(surf, {"seeds": [a, b], "title": f"seed {a} (t=0) to seed {b} (t=1)"})
+    arrays, meta = res.saved
+    for metric, bar in meta.get("barriers", {}).items():
+        print(f"{metric}: barrier {bar['barrier']:.5g} (above the chord), "
+              f"{bar['barrier_midpoint']:.5g} (max minus the endpoints' mean), at t = {bar['t_max']:.3g}")
+    _finish_result(args, res, arrays, meta)
+    return 0
+
+
+def _paths_for(ens, seeds):
+    import jax
+
+    if ens.trajectory is None:
+        return None
+    return [jax.tree_util.tree_map(lambda x, i=ens.index(s): x[i], ens.trajectory.params) for s in seeds]
+
+
+def cmd_plane(args) -> int:
+    from . import surface
+
+    ens, fn, batches = _eval_setup(args)
+    seeds = _parse_seeds(args.seeds, ens, 3)
+    use_paths = not args.no_paths and ens.trajectory is not None
+    config = {"command": "plane", "seeds": seeds, "grid": args.grid, "margin": args.margin, "paths": use_paths,
+              "splits": sorted(batches)}
+    res = _Result(args, f"plane_seed{'_'.join(map(str, seeds))}_g{args.grid}", config)
+    if res.saved is None:
+        thetas = [ens.member(ens.index(s)) for s in seeds]
+        surf = surface.three_point(fn, *thetas, num=args.grid, margin=args.margin, data=batches,
+                                   paths=_paths_for(ens, seeds) if use_paths else None,
+                                   **_eval_kwargs(args, res, "plane through three seeds"))
+        res.saved = res.save(surf, {
+            "seeds": seeds, "point_labels": [f"seed {s}" for s in seeds],
+            "path_labels": [f"seed {s} path" for s in seeds] if use_paths else None,
+            "axis_labels": ["distance along u", "distance along v"],
+            "title": f"plane through seeds {', '.join(map(str, seeds))}"})
+    arrays, meta = res.saved
+    _finish_result(args, res, arrays, meta)
+    return 0
+
+
+def cmd_trajectory(args) -> int:
+    from . import surface
+
+    ens, fn, batches = _eval_setup(args)
+    (seed,) = _parse_seeds(args.seeds, ens, 1)
+    if ens.trajectory is None:
+        raise ConfigError(f"{args.run} has no parameter snapshots; train with --snapshot-every")
+    config = {"command": "trajectory", "seed": seed, "grid": args.grid, "margin": args.margin,
+              "splits": sorted(batches)}
+    res = _Result(args, f"trajectory_seed{seed}_g{args.grid}", config)
+    if res.saved is None:
+        (path,) = _paths_for(ens, [seed])
+        surf = surface.trajectory_plane(fn, path, num=args.grid, margin=args.margin, data=batches,
+                                        **_eval_kwargs(args, res, "trajectory plane"))
+        ev = surf.meta["explained_variance_ratio"]
+        res.saved = res.save(surf, {
+            "seeds": [seed], "path_labels": [f"seed {seed}"], "point_labels": ["final"],
+            "axis_labels": [f"PC 1 ({100 * ev[0]:.1f}% of variance)", f"PC 2 ({100 * ev[1]:.1f}%)"],
+            "title": f"seed {seed}: training path on its PCA plane"})
+    arrays, meta = res.saved
+    ev = meta["explained_variance_ratio"]
+    print(f"explained variance ratio: PC1 {ev[0]:.3f}, PC2 {ev[1]:.3f}")
+    _finish_result(args, res, arrays, meta)
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from pathlib import Path
+
+    from . import io, plot
+
+    arrays, meta = io.load_result(args.result)
+    try:
+        fig = plot.from_result(arrays, meta, kind=args.kind, metric=args.metric, log=args.log, clip=args.clip)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if args.out:
+        out = Path(args.out)
+    else:
+        npz, _ = io.result_paths(args.result)
+        suffix = f"_{args.kind}" if args.kind else ""
+        out = npz.parent.parent / "figures" / f"{npz.stem}{suffix}{'_' + args.metric if args.metric else ''}.png"
+    print(f"figure: {io.save_figure(fig, out)}")
+    return 0
+
+
 def cmd_prepare(args) -> int:
     from .data import prepare_tfds
 
@@ -314,7 +629,17 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
-COMMANDS = {"train": cmd_train, "info": cmd_info, "demo": cmd_demo, "prepare": cmd_prepare}
+COMMANDS = {
+    "train": cmd_train,
+    "info": cmd_info,
+    "demo": cmd_demo,
+    "surface": cmd_surface,
+    "interpolate": cmd_interpolate,
+    "plane": cmd_plane,
+    "trajectory": cmd_trajectory,
+    "plot": cmd_plot,
+    "prepare": cmd_prepare,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,6 +43,12 @@ __all__ = [
     "run_path",
     "save_figure",
     "FIGURE_FORMATS",
+    "save_checkpoint",
+    "load_checkpoint",
+    "remove_checkpoint",
+    "save_result",
+    "load_result",
+    "result_paths",
 ]
 
 FORMAT = "landscape-run"
@@ -372,3 +378,96 @@ def save_figure(fig, path: str | os.PathLike) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, buf.getvalue())
     return path
+
+
+# ---------------------------------------------------------------------- checkpoints of long computations
+
+
+def save_checkpoint(path: str | os.PathLike, fingerprint: str, results: dict[str, np.ndarray], done: np.ndarray) -> None:
+    """Atomically save partial results of a chunked computation and which chunks are done."""
+    arrays = {f"result/{k}": v for k, v in results.items()}
+    arrays["done"] = np.asarray(done, bool)
+    arrays["fingerprint"] = np.frombuffer(fingerprint.encode(), dtype=np.uint8)
+    atomic_save_npz(path, arrays)
+
+
+def load_checkpoint(path: str | os.PathLike, fingerprint: str):
+    """``(results, done)`` from a checkpoint written for the same computation, else ``None``.
+
+    A checkpoint of a different computation (other fingerprint) or an unreadable one is
+    ignored (and will be overwritten), never trusted.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        arrays = load_npz(path)
+    except (CorruptRunError, RunNotFoundError):
+        return None
+    stored = arrays.get("fingerprint")
+    if stored is None or stored.dtype != np.uint8 or bytes(stored.tobytes()).decode(errors="replace") != fingerprint:
+        return None
+    done = arrays.get("done")
+    results = {k[7:]: v.copy() for k, v in arrays.items() if k.startswith("result/")}
+    if done is None or done.dtype != bool or not results:
+        return None
+    n = {v.shape[-1] for v in results.values()}
+    if len(n) != 1:
+        return None
+    return results, done
+
+
+def remove_checkpoint(path: str | os.PathLike) -> None:
+    """Delete a checkpoint once its computation is complete."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+# ---------------------------------------------------------------------- results (surfaces, reports)
+
+
+def result_paths(path: str | os.PathLike) -> tuple[Path, Path]:
+    """``(arrays .npz, metadata .json)`` of the result named by ``path`` (either file or the stem)."""
+    p = Path(path)
+    if p.suffix in (".npz", ".json"):
+        p = p.with_suffix("")
+    return p.with_name(p.name + ".npz"), p.with_name(p.name + ".json")
+
+
+def save_result(path: str | os.PathLike, arrays: dict[str, np.ndarray], meta: dict) -> Path:
+    """Write a result as ``<path>.npz`` + ``<path>.json`` (the JSON last: it marks completeness)."""
+    npz, js = result_paths(path)
+    npz.parent.mkdir(parents=True, exist_ok=True)
+    atomic_save_npz(npz, arrays)
+    digest = _sha256(npz)
+    atomic_write_json(js, {"format": FORMAT + "-result", "format_version": FORMAT_VERSION,
+                           "environment": environment(), **meta, "arrays_sha256": digest})
+    return npz
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_result(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
+    """``(arrays, meta)`` of a result written by :func:`save_result`."""
+    npz, js = result_paths(path)
+    if not js.is_file() and not npz.is_file():
+        raise RunNotFoundError(f"no result at {npz}")
+    meta = read_json(js)
+    if meta.get("format") != FORMAT + "-result":
+        raise CorruptRunError(f"{js} is not a landscape result")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+        raise CorruptRunError(f"{js} was written in result format {version!r}; this landscape reads {FORMAT_VERSION}")
+    if not npz.is_file():
+        raise RunNotFoundError(f"missing file {npz}")
+    if meta.get("arrays_sha256") != _sha256(npz):
+        raise CorruptRunError(f"{npz} does not match {js.name} (modified, or an interrupted write)")
+    return load_npz(npz), meta

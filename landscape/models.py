@@ -32,6 +32,7 @@ __all__ = [
     "metrics",
     "loss_fn",
     "metrics_fn",
+    "MLPMetrics",
 ]
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
@@ -229,7 +230,43 @@ def loss_fn(model: MLP, split, loss: str) -> Callable[[dict], jax.Array]:
     return lambda params: f(model.apply(params, x), y)
 
 
-def metrics_fn(model: MLP, loss: str) -> Callable[[dict, tuple], dict[str, jax.Array]]:
+@dataclasses.dataclass(frozen=True)
+class MLPMetrics:
+    """``(params, (x, y)) -> {"loss", "accuracy"}`` for the built-in MLP, split at the first layer.
+
+    Calling it is the plain evaluation.  ``first_layer`` and ``head`` expose the structure
+    that :mod:`landscape.surface` exploits: the first layer's pre-activations are affine in
+    the parameters, so on a slice ``theta = c + sum_i a_i d_i`` they equal
+    ``first_layer(c, x) + sum_i a_i first_layer(d_i, x)`` (with ``first_layer(d, x) = x W_d + b_d``),
+    computed once per slice instead of once per point.
+    """
+
+    model: MLP
+    loss: str
+
+    def __post_init__(self):
+        loss_function(self.loss)  # validate early
+        self.model._require_bound()
+
+    def __call__(self, params: dict, batch) -> dict[str, jax.Array]:
+        return metrics(self.model, params, batch[0], batch[1], self.loss)
+
+    def first_layer(self, params: dict, x: jax.Array) -> jax.Array:
+        """Pre-activations ``x W_0 + b_0`` of the first Dense layer, ``(N, H_1)``."""
+        layer = params["Dense_0"]
+        return x @ layer["kernel"] + layer["bias"]
+
+    def head(self, params: dict, z: jax.Array, y: jax.Array) -> dict[str, jax.Array]:
+        """Metrics from the first layer's pre-activations ``z``; ``params["Dense_0"]`` is not used."""
+        names = self.model.layer_names
+        for i, name in enumerate(names):
+            if i > 0:
+                z = z @ params[name]["kernel"] + params[name]["bias"]
+            last = i == len(names) - 1
+            z = ACTIVATIONS[self.model.output_activation if last else self.model.activation](z)
+        return {"loss": loss_function(self.loss)(z, y), "accuracy": accuracy(z, y)}
+
+
+def metrics_fn(model: MLP, loss: str) -> MLPMetrics:
     """``(params, (x, y)) -> {"loss", "accuracy"}``: the generic metric signature of ``surface``."""
-    loss_function(loss)  # validate early
-    return lambda params, batch: metrics(model, params, batch[0], batch[1], loss)
+    return MLPMetrics(model, loss)

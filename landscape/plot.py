@@ -10,7 +10,16 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-__all__ = ["style", "training_curves", "final_cost_histogram"]
+__all__ = [
+    "style",
+    "training_curves",
+    "final_cost_histogram",
+    "curve",
+    "landscape_2d",
+    "small_multiples",
+    "from_result",
+    "SURFACE_KINDS",
+]
 
 #: Single-column figure width in inches (most journals: 3.25–3.5 in).
 COLUMN_WIDTH = 3.4
@@ -117,3 +126,301 @@ def final_cost_histogram(
         note = f" ({bad.sum()} diverged, excluded)" if bad.any() else ""
         ax.set_title(f"{ok.size} seeds{note}")
     return fig
+
+
+# ---------------------------------------------------------------------- landscapes
+
+_LOSS_CMAP = "viridis"
+SURFACE_KINDS = ("contour", "filled", "heatmap", "surface")
+
+
+def _split_metrics(values: dict) -> tuple[dict, dict]:
+    loss = {k: v for k, v in values.items() if not k.endswith("accuracy")}
+    acc = {k: v for k, v in values.items() if k.endswith("accuracy")}
+    return loss, acc
+
+
+def _label(name: str) -> str:
+    return name.replace("_", " ")
+
+
+def curve(
+    axis: np.ndarray,
+    values: dict[str, np.ndarray],
+    *,
+    xlabel: str = "coefficient",
+    log_scale: bool = False,
+    title: str | None = None,
+    marks: dict[str, float] | None = None,
+) -> Figure:
+    """1-D slice: loss-like metrics (left panel) and accuracies (right panel, if any) against ``axis``.
+
+    ``values[name]`` has shape ``(n,)`` (one curve) or ``(S, n)`` (one curve per seed, with
+    the median in black).  ``marks`` draws labelled vertical lines (e.g. ``{"A": 0, "B": 1}``).
+    Non-finite values are left out of the lines.
+    """
+    import matplotlib
+
+    loss, acc = _split_metrics(values)
+    panels = [p for p in (loss, acc) if p]
+    with matplotlib.rc_context(_RC):
+        fig = _figure(COLUMN_WIDTH * len(panels) if len(panels) > 1 else COLUMN_WIDTH, 2.4)
+        axes = fig.subplots(1, len(panels), squeeze=False)[0]
+        colors = {"train": "tab:blue", "test": "tab:orange"}
+        for ax, group in zip(axes, panels):
+            for name, v in group.items():
+                v = np.asarray(v, float)
+                color = colors.get(name.split("_")[0])
+                if v.ndim == 2:
+                    alpha = float(np.clip(5.0 / v.shape[0], 0.05, 0.6))
+                    for row in v:
+                        ax.plot(axis, np.where(np.isfinite(row), row, np.nan), color=color, lw=0.6, alpha=alpha)
+                    ax.plot(axis, np.nanmedian(np.where(np.isfinite(v), v, np.nan), axis=0), color=color or "black",
+                            lw=1.4, label=f"{_label(name)} (median)")
+                else:
+                    ax.plot(axis, np.where(np.isfinite(v), v, np.nan), color=color, lw=1.4, label=_label(name))
+            is_acc = group is acc
+            if log_scale and not is_acc:
+                finite = np.concatenate([np.asarray(v, float).ravel() for v in group.values()])
+                finite = finite[np.isfinite(finite)]
+                if finite.size and finite.min() > 0:
+                    ax.set_yscale("log")
+            if is_acc:
+                ax.set_ylim(-0.02, 1.02)
+            for label, pos in (marks or {}).items():
+                ax.axvline(pos, color="0.5", lw=0.7, ls="--")
+                ax.annotate(label, (pos, 1.0), xycoords=("data", "axes fraction"), ha="center", va="bottom",
+                            fontsize=7, color="0.3")
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("accuracy" if is_acc else "loss")
+            ax.legend(frameon=False, loc="best")
+        if title:
+            fig.suptitle(title)
+    return fig
+
+
+def _levels(z: np.ndarray, *, log: bool, clip: float | None, num: int = 30):
+    finite = z[np.isfinite(z)]
+    if finite.size == 0:
+        return np.linspace(0, 1, num), 1.0, False
+    lo = float(finite.min())
+    hi = float(np.percentile(finite, 95)) if clip is None else float(clip)
+    hi = max(min(hi, float(finite.max())), lo)
+    if hi <= lo:
+        hi = lo + max(abs(lo), 1.0) * 1e-3
+    use_log = log and lo > 0
+    levels = np.geomspace(lo, hi, num) if use_log else np.linspace(lo, hi, num)
+    return levels, hi, use_log
+
+
+def landscape_2d(
+    a: np.ndarray,
+    b: np.ndarray,
+    z: np.ndarray,
+    *,
+    kind: str = "filled",
+    log_levels: bool = True,
+    clip: float | None = None,
+    xlabel: str = r"$\alpha$ (direction 1)",
+    ylabel: str = r"$\beta$ (direction 2)",
+    zlabel: str = "loss",
+    title: str | None = None,
+    points: np.ndarray | None = None,
+    point_labels: list[str] | None = None,
+    paths: list[np.ndarray] | None = None,
+    path_labels: list[str] | None = None,
+    ax=None,
+    colorbar: bool = True,
+) -> Figure:
+    """A 2-D slice ``z[i, j]`` at ``(a[i], b[j])`` as contour lines, filled contours, heat map or 3-D surface.
+
+    Levels are log-spaced (when the values are positive and ``log_levels``) from the minimum
+    up to ``clip`` (default: the 95th percentile), so the basin's structure is visible; larger
+    and non-finite values (overflowed losses) are drawn in the top colour.  ``points (m, 2)``
+    are marked and labelled (e.g. solutions); ``paths`` are ``(K, 2)`` polylines (trajectories).
+    """
+    import matplotlib
+    from matplotlib import colors as mcolors
+
+    if kind not in SURFACE_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(SURFACE_KINDS)}, got {kind!r}")
+    z = np.asarray(z, float)
+    levels, top, use_log = _levels(z, log=log_levels, clip=clip)
+    zc = np.where(np.isfinite(z), np.minimum(z, top), top)  # clipped for drawing
+    norm = mcolors.LogNorm(levels[0], levels[-1]) if use_log else mcolors.Normalize(levels[0], levels[-1])
+    with matplotlib.rc_context(_RC):
+        if ax is None:
+            fig = _figure(COLUMN_WIDTH, COLUMN_WIDTH * (0.95 if kind == "surface" else 0.86))
+            ax = fig.add_subplot(projection="3d" if kind == "surface" else None)
+        else:
+            fig = ax.figure
+        A, B = np.meshgrid(a, b, indexing="ij")
+        cmap = matplotlib.colormaps[_LOSS_CMAP]
+        if kind == "contour":
+            mappable = ax.contour(A, B, zc, levels=levels, norm=norm, cmap=cmap, linewidths=0.7)
+        elif kind == "filled":
+            mappable = ax.contourf(A, B, zc, levels=levels, norm=norm, cmap=cmap, extend="neither")
+            ax.contour(A, B, zc, levels=levels[::3], colors="white", linewidths=0.3, alpha=0.6)
+        elif kind == "heatmap":
+            mappable = ax.pcolormesh(A, B, zc, norm=norm, cmap=cmap, shading="nearest", rasterized=True)
+        else:
+            from matplotlib import cm, ticker
+
+            zs = np.log10(zc) if use_log else zc
+            ax.plot_surface(A, B, zs, facecolors=cmap(norm(zc)), linewidth=0, antialiased=False,
+                            rcount=80, ccount=80, shade=False)
+            mappable = cm.ScalarMappable(norm=norm, cmap=cmap)
+            if use_log:  # the z axis is drawn in log10 units and labelled in loss units
+                ax.zaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{10 ** v:.2g}"))
+            ax.view_init(elev=35, azim=-60)
+        if kind != "surface":
+            if _similar_ranges(a, b):
+                ax.set_aspect("equal", adjustable="datalim")
+            ax.set_box_aspect(1)
+            for i, path in enumerate(paths or []):
+                path = np.asarray(path)
+                lab = path_labels[i] if path_labels and i < len(path_labels) else None
+                ax.plot(path[:, 0], path[:, 1], "-", color="tab:red", lw=0.9, marker=".", ms=2.5, label=lab)
+                ax.plot(path[0, 0], path[0, 1], "o", mfc="white", mec="tab:red", ms=3.5)
+            if points is not None:
+                pts = np.asarray(points)
+                ax.plot(pts[:, 0], pts[:, 1], "*", color="white", mec="black", mew=0.6, ms=9, zorder=5)
+                for i, (px, py) in enumerate(pts):
+                    lab = point_labels[i] if point_labels else str(i)
+                    ax.annotate(lab, (px, py), xytext=(4, 4), textcoords="offset points", fontsize=7,
+                                color="white", fontweight="bold", zorder=6,
+                                path_effects=_outline())
+            if path_labels and points is None:
+                ax.legend(frameon=False, loc="upper right", fontsize=6)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        if title:
+            ax.set_title(title)
+        if colorbar:
+            cb = fig.colorbar(mappable, ax=ax, shrink=0.75 if kind == "surface" else 0.9, pad=0.03, aspect=25)
+            _colorbar_ticks(cb, levels, use_log)
+            clipped = bool(np.any(~np.isfinite(z)) or np.any(z[np.isfinite(z)] > top))
+            cb.set_label(zlabel + (" (log scale)" if use_log else "") + (", clipped above" if clipped else ""))
+    return fig
+
+
+def _colorbar_ticks(cb, levels: np.ndarray, use_log: bool, n: int = 5) -> None:
+    """About ``n`` readable ticks (2 significant digits) between the first and last level."""
+    from matplotlib import ticker
+
+    lo, hi = float(levels[0]), float(levels[-1])
+    raw = np.geomspace(lo, hi, n) if use_log else np.linspace(lo, hi, n)
+    ticks = np.array([float(f"{v:.2g}") for v in raw])
+    ticks = np.unique(np.clip(ticks, lo, hi))
+    cb.set_ticks(ticks)
+    cb.ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:.2g}"))
+    cb.ax.yaxis.set_minor_locator(ticker.NullLocator())
+
+
+def _outline():
+    from matplotlib import patheffects
+
+    return [patheffects.withStroke(linewidth=1.5, foreground="black")]
+
+
+def _similar_ranges(a: np.ndarray, b: np.ndarray) -> bool:
+    ra, rb = float(np.ptp(a)), float(np.ptp(b))
+    return ra > 0 and rb > 0 and 0.5 <= ra / rb <= 2.0
+
+
+def small_multiples(
+    a: np.ndarray,
+    b: np.ndarray,
+    zs: np.ndarray,
+    *,
+    titles: list[str] | None = None,
+    kind: str = "filled",
+    log_levels: bool = True,
+    clip: float | None = None,
+    zlabel: str = "loss",
+    columns: int | None = None,
+) -> Figure:
+    """One small panel per seed (``zs (S, n0, n1)``) with shared colour levels and one colour bar."""
+    import matplotlib
+    from matplotlib import colors as mcolors
+
+    if kind not in ("contour", "filled", "heatmap"):
+        raise ValueError("small multiples are drawn as contour, filled or heatmap")
+    zs = np.asarray(zs, float)
+    s = zs.shape[0]
+    cols = columns or int(np.ceil(np.sqrt(s)))
+    rows = int(np.ceil(s / cols))
+    levels, top, use_log = _levels(zs, log=log_levels, clip=clip)
+    norm = mcolors.LogNorm(levels[0], levels[-1]) if use_log else mcolors.Normalize(levels[0], levels[-1])
+    with matplotlib.rc_context(_RC):
+        fig = _figure(PAGE_WIDTH, PAGE_WIDTH * rows / cols * 0.95 + 0.3)
+        axes = fig.subplots(rows, cols, squeeze=False, sharex=True, sharey=True)
+        A, B = np.meshgrid(a, b, indexing="ij")
+        mappable = None
+        for i, ax in enumerate(axes.ravel()):
+            if i >= s:
+                ax.set_axis_off()
+                continue
+            zc = np.where(np.isfinite(zs[i]), np.minimum(zs[i], top), top)
+            if kind == "heatmap":
+                mappable = ax.pcolormesh(A, B, zc, norm=norm, cmap=_LOSS_CMAP, shading="nearest", rasterized=True)
+            elif kind == "contour":
+                mappable = ax.contour(A, B, zc, levels=levels, norm=norm, cmap=_LOSS_CMAP, linewidths=0.5)
+            else:
+                mappable = ax.contourf(A, B, zc, levels=levels, norm=norm, cmap=_LOSS_CMAP)
+            ax.set_aspect("equal")
+            ax.set_title(titles[i] if titles else f"seed {i}", fontsize=6, pad=2)
+            ax.tick_params(labelsize=5, length=2)
+        cb = fig.colorbar(mappable, ax=axes, shrink=0.6, pad=0.01)
+        _colorbar_ticks(cb, levels, use_log)
+        cb.set_label(zlabel + (" (log scale)" if use_log else ""))
+    return fig
+
+
+def from_result(arrays: dict[str, np.ndarray], meta: dict, *, kind: str | None = None,
+                metric: str | None = None, log: bool | None = None, clip: float | None = None) -> Figure:
+    """The figure of a saved surface result (``landscape.io.load_result`` output).
+
+    ``kind``: ``line`` for 1-D results; ``contour`` / ``filled`` / ``heatmap`` / ``surface``
+    for 2-D ones (default ``filled``; several seeds become small multiples).  ``metric``
+    defaults to the training loss.
+    """
+    values = {k[6:]: v for k, v in arrays.items() if k.startswith("value/")}
+    if not values:
+        raise ValueError("the result holds no values")
+    axes = [arrays[f"axis_{i}"] for i in range(sum(1 for k in arrays if k.startswith("axis_")))]
+    rkind = meta.get("kind", "plane")
+    title = meta.get("title")
+    if len(axes) == 1:
+        if kind not in (None, "line"):
+            raise ValueError(f"a 1-D result is drawn as a line, not {kind!r}")
+        if metric is not None:
+            if metric not in values:
+                raise ValueError(f"unknown metric {metric!r}; the result has {', '.join(values)}")
+            values = {metric: values[metric]}
+        marks = {"A": 0.0, "B": 1.0} if rkind == "interpolation" else None
+        xlabel = "t  (θ = (1−t)·θ_A + t·θ_B)" if rkind == "interpolation" else meta.get("xlabel", "α")
+        return curve(axes[0], values, xlabel=xlabel, log_scale=bool(log), title=title, marks=marks)
+    if kind == "line":
+        raise ValueError("a 2-D result is drawn as contour, filled, heatmap or surface")
+    kind = kind or "filled"
+    if metric is None:
+        metric = "train_loss" if "train_loss" in values else next(
+            (k for k in sorted(values) if k.endswith("loss")), next(iter(values)))
+    if metric not in values:
+        raise ValueError(f"unknown metric {metric!r}; the result has {', '.join(values)}")
+    z = values[metric]
+    log_levels = (not metric.endswith("accuracy")) if log is None else log
+    if clip is None and metric.endswith("accuracy"):
+        clip = np.inf  # higher is better: show the whole range
+    xlabel, ylabel = meta.get("axis_labels", [r"$\alpha$", r"$\beta$"])
+    if z.ndim == 3:
+        seeds = meta.get("seeds") or list(range(z.shape[0]))
+        return small_multiples(axes[0], axes[1], z, titles=[f"seed {s}" for s in seeds], kind=kind if kind != "surface" else "filled",
+                               log_levels=log_levels, clip=clip, zlabel=_label(metric))
+    points = arrays.get("extra/points")
+    paths = [arrays[k] for k in sorted(arrays) if k.startswith("extra/path")]
+    return landscape_2d(axes[0], axes[1], z, kind=kind, log_levels=log_levels, clip=clip, xlabel=xlabel,
+                        ylabel=ylabel, zlabel=_label(metric), title=title, points=points,
+                        point_labels=meta.get("point_labels"), paths=paths or None,
+                        path_labels=meta.get("path_labels"))

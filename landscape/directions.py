@@ -1,0 +1,227 @@
+"""Directions in parameter space: random (normalised), between solutions, trajectory PCA.
+
+A direction is a pytree shaped like the parameters.  Conventions (Li et al. 2018, adapted to
+Flax's ``(in, out)`` / ``(kh, kw, in, out)`` kernel layout):
+
+* a *filter* is ``kernel[..., j]``: every axis but the last;
+* ``filter`` normalisation: ``d_f <- d_f * ||w_f|| / (||d_f|| + 1e-10)`` for every filter;
+* ``layer``: the whole tensor, ``d <- d * ||W|| / (||d|| + 1e-10)``;
+* ``model``: the whole pytree, ``d <- d * ||theta|| / (||d|| + 1e-10)`` over the included leaves;
+* ``none``: unchanged;
+* leaves with at most one axis (biases, norm scales): with ``ignore_biases=True`` (the
+  default, the usual choice) their direction is zero; otherwise it is a copy of the
+  parameters themselves, as in the reference implementation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from . import tree
+from .errors import ConfigError
+
+__all__ = [
+    "NORMS",
+    "EPS",
+    "normalize",
+    "random_direction",
+    "random_directions",
+    "cosine",
+    "orthogonalize",
+    "between",
+    "ThreePointPlane",
+    "three_point_plane",
+    "project",
+    "TrajectoryPCA",
+    "trajectory_pca",
+]
+
+NORMS = ("filter", "layer", "model", "none")
+EPS = 1e-10
+
+PyTree = Any
+
+
+def _check_norm(norm: str) -> None:
+    if norm not in NORMS:
+        raise ConfigError(f"unknown normalisation {norm!r}; choose from {', '.join(NORMS)}")
+
+
+def normalize(direction: PyTree, params: PyTree, *, norm: str = "filter", ignore_biases: bool = True) -> PyTree:
+    """Rescale ``direction`` to the scale of ``params`` (see the module docstring)."""
+    _check_norm(norm)
+
+    def leaf(d, w):
+        if jnp.ndim(w) <= 1:
+            return jnp.zeros_like(d) if ignore_biases else jnp.asarray(w, dtype=jnp.result_type(d))
+        if norm == "filter":
+            axes = tuple(range(jnp.ndim(w) - 1))
+            dn = jnp.sqrt(jnp.sum(d * d, axis=axes, keepdims=True))
+            wn = jnp.sqrt(jnp.sum(w * w, axis=axes, keepdims=True))
+            return d * wn / (dn + EPS)
+        if norm == "layer":
+            return d * jnp.linalg.norm(w.ravel()) / (jnp.linalg.norm(d.ravel()) + EPS)
+        return d
+
+    out = jax.tree_util.tree_map(leaf, direction, params)
+    if norm == "model":
+        multi = jax.tree_util.tree_map(lambda w: jnp.ndim(w) > 1, params)
+        masked_d = jax.tree_util.tree_map(lambda d, m: d if m else jnp.zeros_like(d), out, multi)
+        masked_w = jax.tree_util.tree_map(lambda w, m: w if m else jnp.zeros_like(w), params, multi)
+        factor = tree.norm(masked_w) / (tree.norm(masked_d) + EPS)
+        out = jax.tree_util.tree_map(lambda d, m: d * factor if m else d, out, multi)
+    return out
+
+
+def random_direction(key: jax.Array, params: PyTree, *, norm: str = "filter", ignore_biases: bool = True) -> PyTree:
+    """A Gaussian direction (one independent draw per tensor) normalised to ``params``."""
+    _check_norm(norm)
+    return normalize(tree.random_like(key, params), params, norm=norm, ignore_biases=ignore_biases)
+
+
+def random_directions(
+    key: jax.Array,
+    params: PyTree,
+    k: int = 2,
+    *,
+    norm: str = "filter",
+    ignore_biases: bool = True,
+    orthogonal: bool = False,
+) -> list[PyTree]:
+    """``k`` independent random directions (``split(key, k)``), optionally Gram–Schmidt-orthogonalised.
+
+    Orthogonalisation happens after normalisation and keeps each direction's norm; it
+    changes the per-filter scales slightly, which is why it is off by default (independent
+    Gaussian directions are nearly orthogonal in high dimension: see :func:`cosine`).
+    """
+    if k < 1:
+        raise ConfigError("need at least one direction")
+    keys = jax.random.split(key, k)
+    dirs = [random_direction(kk, params, norm=norm, ignore_biases=ignore_biases) for kk in keys]
+    if orthogonal:
+        out = []
+        for d in dirs:
+            n0 = tree.norm(d)
+            for e in out:
+                d = orthogonalize(d, e)
+            out.append(tree.scale(n0 / (tree.norm(d) + EPS), d))
+        dirs = out
+    return dirs
+
+
+def cosine(a: PyTree, b: PyTree) -> jax.Array:
+    """Cosine of the angle between two pytrees."""
+    return tree.vdot(a, b) / (tree.norm(a) * tree.norm(b) + EPS)
+
+
+def orthogonalize(d: PyTree, against: PyTree) -> PyTree:
+    """``d`` minus its projection on ``against`` (one Gram–Schmidt step)."""
+    coef = tree.vdot(d, against) / (tree.vdot(against, against) + EPS)
+    return tree.axpy(-coef, against, d)
+
+
+def between(theta_a: PyTree, theta_b: PyTree) -> PyTree:
+    """The direction ``theta_b - theta_a`` (interpolation: ``theta(t) = theta_a + t (theta_b - theta_a)``)."""
+    return tree.sub(theta_b, theta_a)
+
+
+class ThreePointPlane(NamedTuple):
+    """The plane through three solutions (Garipov et al. 2018).
+
+    ``origin`` is ``theta_0``; ``u = (theta_1 - theta_0)/||.||``; ``v`` is ``theta_2 - theta_0``
+    made orthogonal to ``u``, unit length.  ``coords (3, 2)``: the three solutions' coordinates,
+    ``(0, 0)``, ``(||theta_1 - theta_0||, 0)`` and ``(<theta_2 - theta_0, u>, ||v_perp||)`` — so
+    distances on the plane are Euclidean distances in parameter space.
+    """
+
+    origin: PyTree
+    u: PyTree
+    v: PyTree
+    coords: np.ndarray
+
+
+def three_point_plane(theta_0: PyTree, theta_1: PyTree, theta_2: PyTree) -> ThreePointPlane:
+    """The orthonormal plane through three parameter vectors; raises if they are collinear."""
+    a = tree.sub(theta_1, theta_0)
+    b = tree.sub(theta_2, theta_0)
+    na = float(tree.norm(a))
+    if na <= EPS:
+        raise ConfigError("the first two solutions coincide: no plane through them")
+    u = tree.scale(1.0 / na, a)
+    bu = float(tree.vdot(b, u))
+    v_perp = tree.axpy(-bu, u, b)
+    nv = float(tree.norm(v_perp))
+    if nv <= 1e-6 * max(na, 1.0):
+        raise ConfigError("the three solutions are (nearly) collinear: no unique plane through them")
+    v = tree.scale(1.0 / nv, v_perp)
+    coords = np.array([[0.0, 0.0], [na, 0.0], [bu, nv]])
+    return ThreePointPlane(theta_0, u, v, coords)
+
+
+def project(points: PyTree, origin: PyTree, basis: Sequence[PyTree]) -> np.ndarray:
+    """Coordinates ``<theta_i - origin, e_j>`` of stacked points (leaves ``(K, ...)``) on an orthonormal basis.
+
+    Returns ``(K, len(basis))``.
+    """
+    diff = jax.tree_util.tree_map(lambda p, o: p - o[None], points, origin)
+    cols = []
+    for e in basis:
+        cols.append(
+            sum(
+                jnp.tensordot(x.reshape(x.shape[0], -1), y.reshape(-1), axes=1)
+                for x, y in zip(jax.tree_util.tree_leaves(diff), jax.tree_util.tree_leaves(e))
+            )
+        )
+    return np.stack([np.asarray(c) for c in cols], axis=1)
+
+
+class TrajectoryPCA(NamedTuple):
+    """PCA of a training path around its end point (Li et al. 2018, §7).
+
+    ``origin``: the final parameters.  ``directions``: ``k`` orthonormal principal directions
+    (pytrees).  ``explained_variance_ratio (k,)``.  ``coords (K, k)``: each snapshot's
+    coordinates, ``<theta_i - origin, e_j>``.
+    """
+
+    origin: PyTree
+    directions: list
+    explained_variance_ratio: np.ndarray
+    coords: np.ndarray
+
+
+def trajectory_pca(snapshots: PyTree, final: PyTree | None = None, k: int = 2) -> TrajectoryPCA:
+    """Principal directions of ``theta_i - theta_final`` over snapshots with leaves ``(K, ...)``.
+
+    ``final`` defaults to the last snapshot.  Uses the SVD of the ``(K, P)`` matrix of
+    differences (not centred on its mean: the origin is the solution, as in Li et al.).
+    """
+    leaves = jax.tree_util.tree_leaves(snapshots)
+    num = int(np.shape(leaves[0])[0])
+    if num < k + 1:
+        raise ConfigError(f"trajectory PCA with {k} components needs at least {k + 1} snapshots, got {num}")
+    if final is None:
+        final = jax.tree_util.tree_map(lambda x: x[-1], snapshots)
+    flat_final, unravel = ravel_pytree(final)
+    rows = np.stack(
+        [np.asarray(ravel_pytree(jax.tree_util.tree_map(lambda x, i=i: x[i], snapshots))[0])
+         for i in range(num)]
+    ) - np.asarray(flat_final)[None]
+    rows = rows.astype(np.float64)
+    _, s, vt = np.linalg.svd(rows, full_matrices=False)
+    total = float(np.sum(s**2))
+    if total <= 0:
+        raise ConfigError("the trajectory does not move: no principal directions")
+    comps = vt[:k]
+    # a deterministic sign: the first snapshot has positive coordinates
+    signs = np.sign(rows[0] @ comps.T)
+    signs[signs == 0] = 1.0
+    comps = comps * signs[:, None]
+    dtype = flat_final.dtype
+    directions = [unravel(jnp.asarray(c, dtype=dtype)) for c in comps]
+    return TrajectoryPCA(final, directions, (s[:k] ** 2) / total, rows @ comps.T)

@@ -1,0 +1,494 @@
+"""One generic evaluator of metrics on affine slices of parameter space, and the slices built on it.
+
+:func:`evaluate` computes ``fn(center + sum_i c_i d_i, batch)`` at many coefficient vectors
+``c`` (rows of ``coords``): vmapped over points, in fixed-size chunks so memory does not grow
+with the number of points, optionally vmapped over a leading seed axis (each seed with its
+own center and directions), resumable through a checkpoint file.  ``fn`` is any function of a
+parameter pytree (``fn(params)`` or ``fn(params, batch)``) returning a scalar or a dict of
+scalars.  For the built-in MLP's :class:`~landscape.models.MLPMetrics` the first layer's
+pre-activations are computed once per direction instead of once per point (exact).
+
+The slices (:func:`line`, :func:`plane`, :func:`interpolation`, :func:`three_point`,
+:func:`trajectory_plane`, :func:`random_planes`) return a :class:`Surface`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import directions as dirs
+from . import io, tree
+from .errors import ConfigError
+
+__all__ = [
+    "Surface",
+    "evaluate",
+    "default_chunk_size",
+    "line",
+    "plane",
+    "random_planes",
+    "interpolation",
+    "barrier_of_curve",
+    "three_point",
+    "trajectory_plane",
+]
+
+PyTree = Any
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Surface:
+    """Metric values on a 1-D or 2-D grid of a slice.
+
+    Attributes:
+      kind: ``line``, ``plane``, ``interpolation``, ``three_point`` or ``trajectory``.
+      axes: one coordinate array per grid axis (``(n0,)`` or ``(n0,)``, ``(n1,)``).
+      values: ``{metric: array}``, each shaped like the grid, ``(n0,)`` or ``(n0, n1)`` with
+        ``values[m][i, j]`` at ``(axes[0][i], axes[1][j])``; with a leading seed axis
+        ``(S, ...)`` for stacked evaluations.
+      extras: further arrays (solution coordinates, projected paths ...).
+      meta: JSON-ready description (directions, normalisation, cosine, barriers, seeds ...).
+    """
+
+    kind: str
+    axes: list
+    values: dict
+    extras: dict = dataclasses.field(default_factory=dict)
+    meta: dict = dataclasses.field(default_factory=dict)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Flat ``{name: array}`` for storage (inverse: :meth:`from_arrays`)."""
+        out = {f"axis_{i}": np.asarray(a) for i, a in enumerate(self.axes)}
+        out.update({f"value/{k}": np.asarray(v) for k, v in self.values.items()})
+        out.update({f"extra/{k}": np.asarray(v) for k, v in self.extras.items()})
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray], meta: dict) -> Surface:
+        """Rebuild from :meth:`to_arrays` output and the metadata."""
+        n_axes = sum(1 for k in arrays if k.startswith("axis_"))
+        axes = [arrays[f"axis_{i}"] for i in range(n_axes)]
+        values = {k[6:]: v for k, v in arrays.items() if k.startswith("value/")}
+        extras = {k[6:]: v for k, v in arrays.items() if k.startswith("extra/")}
+        return cls(meta.get("kind", "plane"), axes, values, extras, dict(meta))
+
+
+# ---------------------------------------------------------------------- the evaluator
+
+
+def default_chunk_size(num_examples: int | None = None, width: int | None = None) -> int:
+    """Points per compiled call: cache-sized on CPU, large on accelerators.
+
+    Bounded so that a chunk's activations (points × examples × width floats) stay near
+    32 MiB on CPU and 1 GiB on GPU/TPU.
+    """
+    backend = jax.default_backend()
+    budget = (32 if backend == "cpu" else 1024) * 2**20
+    cap = 256 if backend == "cpu" else 4096
+    if num_examples and width:
+        return int(np.clip(budget // (4 * 3 * num_examples * width), 1, cap))
+    return 64 if backend == "cpu" else 1024
+
+
+def _as_batches(data) -> dict[str, Any] | None:
+    if data is None:
+        return None
+    if isinstance(data, Mapping):
+        return {str(k): (jnp.asarray(v[0]), jnp.asarray(v[1])) if isinstance(v, tuple) else v for k, v in data.items()}
+    return {"": data}
+
+
+def _named(prefix: str, out) -> dict[str, jax.Array]:
+    if isinstance(out, Mapping):
+        return {(f"{prefix}_{k}" if prefix else str(k)): v for k, v in out.items()}
+    return {prefix or "value": out}
+
+
+def _fingerprint(center, directions, coords, batches, extra: str) -> str:
+    h = hashlib.sha256()
+    h.update(extra.encode())
+    h.update(np.ascontiguousarray(coords, dtype=np.float64).tobytes())
+    for leaf in jax.tree_util.tree_leaves((center, directions)):
+        h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
+    if batches:
+        for name in sorted(batches):
+            for leaf in jax.tree_util.tree_leaves(batches[name]):
+                h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
+    return h.hexdigest()
+
+
+def _shortcut_applies(fn, center, batches, stacked) -> bool:
+    if not (hasattr(fn, "first_layer") and hasattr(fn, "head")) or not batches:
+        return False
+    first = center.get("Dense_0") if isinstance(center, Mapping) else None
+    return first is not None and all(isinstance(b, tuple) and len(b) == 2 for b in batches.values())
+
+
+def _point_function(fn, center, directions, batches, use_shortcut: bool):
+    """``(cache, coeffs) -> {metric: scalar}`` and the per-slice ``cache`` it needs."""
+    cache = {"center": center, "dirs": list(directions)}
+    if use_shortcut:
+        cache["z"] = {
+            name: (fn.first_layer(center, x), [fn.first_layer(d, x) for d in directions])
+            for name, (x, _) in batches.items()
+        }
+
+        def at(cache, c):
+            params = tree.lincomb(cache["center"], c, cache["dirs"])
+            out = {}
+            for name, (_, y) in batches.items():
+                zc, zd = cache["z"][name]
+                z = zc + sum(c[i] * zd[i] for i in range(len(zd)))
+                out.update(_named(name, fn.head(params, z, y)))
+            return out
+
+        return at, cache
+
+    def at(cache, c):
+        params = tree.lincomb(cache["center"], c, cache["dirs"])
+        if batches is None:
+            return _named("", fn(params))
+        out = {}
+        for name, batch in batches.items():
+            out.update(_named(name, fn(params, batch)))
+        return out
+
+    return at, cache
+
+
+def evaluate(
+    fn: Callable,
+    center: PyTree,
+    directions: Sequence[PyTree],
+    coords: np.ndarray,
+    *,
+    data=None,
+    stacked: bool = False,
+    chunk_size: int | None = None,
+    shortcut: bool = True,
+    checkpoint: str | Path | None = None,
+    save_every_s: float = 5.0,
+    progress: bool = False,
+    desc: str = "surface",
+) -> dict[str, np.ndarray]:
+    """Metric values at ``center + sum_i coords[p, i] * directions[i]`` for every row ``p``.
+
+    Args:
+      fn: ``fn(params)`` (``data=None``) or ``fn(params, batch)``; scalar or dict of scalars.
+      center: parameter pytree; with ``stacked=True`` every leaf has a leading seed axis ``S``.
+      directions: ``k`` pytrees shaped like ``center`` (stacked likewise).
+      coords: ``(P, k)`` coefficients.
+      data: ``None``, one batch, or ``{"train": batch, "test": batch}``; with a dict, result
+        keys are ``"<split>_<metric>"``.
+      chunk_size: points per compiled call (default :func:`default_chunk_size`); results do
+        not depend on it.
+      shortcut: use the first-layer shortcut when ``fn`` offers it (built-in MLP).
+      checkpoint: file that holds progress; an interrupted call with the same arguments
+        resumes from it and computes only the missing chunks.  Deleted on completion.
+      save_every_s: minimum seconds between checkpoint writes.
+
+    Returns:
+      ``{metric: (P,)}`` or, stacked, ``{metric: (S, P)}`` numpy arrays.
+    """
+    coords = np.asarray(coords, dtype=np.float32)
+    if coords.ndim != 2 or coords.shape[1] != len(directions):
+        raise ConfigError(f"coords must have shape (P, {len(directions)}), got {coords.shape}")
+    if coords.shape[0] == 0:
+        raise ConfigError("no points to evaluate")
+    if not np.all(np.isfinite(coords)):
+        raise ConfigError("coordinates must be finite")
+    batches = _as_batches(data)
+    use_shortcut = shortcut and _shortcut_applies(fn, center, batches, stacked)
+    if chunk_size is None:
+        if use_shortcut:
+            n = max(int(np.shape(b[0])[0]) for b in batches.values())
+            w = max(int(np.shape(leaf)[-1]) for leaf in jax.tree_util.tree_leaves(center))
+            chunk_size = default_chunk_size(n, w)
+        else:
+            chunk_size = default_chunk_size()
+    if not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+        raise ConfigError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    num_points = coords.shape[0]
+    chunk_size = int(min(chunk_size, num_points))
+    n_chunks = -(-num_points // chunk_size)
+    padded = np.zeros((n_chunks * chunk_size, coords.shape[1]), np.float32)
+    padded[:num_points] = coords
+
+    def make(center, directions):
+        at, cache = _point_function(fn, center, directions, batches, use_shortcut)
+        return at, cache
+
+    if stacked:
+        num_seeds = tree.num_members(center)
+
+        def build_cache(c, ds):
+            return make(c, ds)[1]
+
+        caches = jax.jit(jax.vmap(build_cache))(center, list(directions))
+        at = make(tree.take(center, 0), [tree.take(d, 0) for d in directions])[0]
+        chunk_fn = jax.jit(jax.vmap(jax.vmap(at, in_axes=(None, 0)), in_axes=(0, None)))
+    else:
+        num_seeds = None
+        at, caches = make(center, list(directions))
+        chunk_fn = jax.jit(jax.vmap(at, in_axes=(None, 0)))
+
+    fingerprint = None
+    results: dict[str, np.ndarray] | None = None
+    done = np.zeros(n_chunks, bool)
+    if checkpoint is not None:
+        checkpoint = Path(checkpoint)
+        extra = f"{type(fn).__qualname__}|{getattr(fn, '__dict__', '')!r}|{chunk_size}|{stacked}|{use_shortcut}"
+        fingerprint = _fingerprint(center, directions, coords, batches, extra)
+        state = io.load_checkpoint(checkpoint, fingerprint)
+        if state is not None:
+            results, done = state
+            if done.shape != (n_chunks,):
+                results, done = None, np.zeros(n_chunks, bool)
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=num_points, desc=desc, unit="pt", leave=False, dynamic_ncols=True,
+                   initial=min(int(done.sum()) * chunk_size, num_points))
+    last_save = time.monotonic()
+    try:
+        for i in range(n_chunks):
+            if done[i]:
+                continue
+            out = chunk_fn(caches, jnp.asarray(padded[i * chunk_size : (i + 1) * chunk_size]))
+            out = {k: np.asarray(v) for k, v in out.items()}
+            if results is None:
+                shape = (num_seeds, n_chunks * chunk_size) if stacked else (n_chunks * chunk_size,)
+                results = {k: np.full(shape, np.nan, np.float32) for k in out}
+            for k, v in out.items():
+                results[k][..., i * chunk_size : (i + 1) * chunk_size] = v
+            done[i] = True
+            if bar is not None:
+                bar.update(min(chunk_size, num_points - i * chunk_size))
+            if checkpoint is not None and (time.monotonic() - last_save >= save_every_s) and not done.all():
+                io.save_checkpoint(checkpoint, fingerprint, results, done)
+                last_save = time.monotonic()
+    finally:
+        if bar is not None:
+            bar.close()
+    if checkpoint is not None:
+        io.remove_checkpoint(checkpoint)
+    return {k: v[..., :num_points] for k, v in results.items()}
+
+
+# ---------------------------------------------------------------------- slices
+
+
+def _grid_axis(span, num: int, name: str) -> np.ndarray:
+    if not isinstance(num, (int, np.integer)) or num < 2:
+        raise ConfigError(f"{name} needs at least 2 grid points, got {num!r}")
+    if np.isscalar(span):
+        span = (-float(span), float(span))
+    lo, hi = (float(s) for s in span)
+    if not (np.isfinite(lo) and np.isfinite(hi)) or hi <= lo:
+        raise ConfigError(f"{name} span must be finite with min < max, got {span!r}")
+    return np.linspace(lo, hi, int(num))
+
+
+def _finish(values: dict, shape: tuple[int, ...], stacked: bool) -> dict:
+    return {k: v.reshape(((v.shape[0],) if stacked else ()) + shape) for k, v in values.items()}
+
+
+def line(
+    fn: Callable, center: PyTree, direction: PyTree, *, span=1.0, num: int = 51, data=None, **kw
+) -> Surface:
+    """Metrics along ``center + a d`` for ``num`` values of ``a`` in ``[-span, span]`` (or ``span=(lo, hi)``)."""
+    a = _grid_axis(span, num, "line")
+    vals = evaluate(fn, center, [direction], a[:, None], data=data, **kw)
+    return Surface("line", [a], _finish(vals, (a.size,), kw.get("stacked", False)))
+
+
+def plane(
+    fn: Callable,
+    center: PyTree,
+    directions: Sequence[PyTree],
+    *,
+    span=1.0,
+    num: int = 51,
+    span_y=None,
+    num_y: int | None = None,
+    data=None,
+    **kw,
+) -> Surface:
+    """Metrics on the ``num × num`` grid ``center + a d_1 + b d_2``, ``a, b`` in ``[-span, span]``."""
+    if len(directions) != 2:
+        raise ConfigError("a plane needs exactly two directions")
+    a = _grid_axis(span, num, "plane")
+    b = _grid_axis(span if span_y is None else span_y, num if num_y is None else num_y, "plane")
+    aa, bb = np.meshgrid(a, b, indexing="ij")
+    coords = np.stack([aa.ravel(), bb.ravel()], axis=1)
+    vals = evaluate(fn, center, directions, coords, data=data, **kw)
+    stacked = kw.get("stacked", False)
+    cos = dirs.cosine(*directions) if not stacked else jax.vmap(dirs.cosine)(*directions)
+    meta = {"cosine": np.asarray(cos).tolist()}
+    return Surface("plane", [a, b], _finish(vals, (a.size, b.size), stacked), meta=meta)
+
+
+def random_planes(
+    fn: Callable,
+    centers: PyTree,
+    *,
+    key: jax.Array,
+    norm: str = "filter",
+    ignore_biases: bool = True,
+    orthogonal: bool = False,
+    span=1.0,
+    num: int = 51,
+    data=None,
+    **kw,
+) -> Surface:
+    """Each seed's own random plane, in one stacked evaluation.
+
+    ``centers`` has leaves ``(S, ...)``; seed ``s`` uses directions from ``fold_in(key, s)``
+    (:func:`landscape.directions.random_directions`), normalised to its own parameters.
+    Values are ``(S, num, num)``; ``meta["cosine"]`` lists each seed's direction cosine.
+    """
+    s = tree.num_members(centers)
+
+    def draw(i, c):
+        return dirs.random_directions(jax.random.fold_in(key, i), c, 2, norm=norm, ignore_biases=ignore_biases,
+                                      orthogonal=orthogonal)
+
+    d1, d2 = jax.vmap(draw)(jnp.arange(s), centers)
+    surf = plane(fn, centers, [d1, d2], span=span, num=num, data=data, stacked=True, **kw)
+    surf.meta.update({"norm": norm, "ignore_biases": ignore_biases, "orthogonal": orthogonal})
+    return surf
+
+
+def barrier_of_curve(t: np.ndarray, values: np.ndarray) -> dict[str, float]:
+    """Both barrier definitions from a loss curve along ``theta(t) = (1-t) theta_A + t theta_B``.
+
+    ``t`` must contain 0 and 1; only points with ``0 <= t <= 1`` count.  Returns
+    ``{"barrier": max_t [L(t) - ((1-t) L_A + t L_B)], "barrier_midpoint": max_t L(t) - (L_A + L_B)/2,
+    "t_max": argmax of the first, "loss_a", "loss_b"}``.  ``values`` may have leading axes;
+    then every entry is an array.
+    """
+    t = np.asarray(t, float)
+    values = np.asarray(values, float)
+    i0 = np.flatnonzero(np.isclose(t, 0.0, atol=1e-9))
+    i1 = np.flatnonzero(np.isclose(t, 1.0, atol=1e-9))
+    if i0.size == 0 or i1.size == 0:
+        raise ConfigError("barrier needs t = 0 and t = 1 on the grid")
+    inside = (t >= -1e-9) & (t <= 1 + 1e-9)
+    la, lb = values[..., i0[0]], values[..., i1[0]]
+    tt = t[inside]
+    lv = values[..., inside]
+    chord = (1 - tt) * la[..., None] + tt * lb[..., None]
+    excess = lv - chord
+    arg = np.argmax(excess, axis=-1)
+    out = {
+        "barrier": np.max(excess, axis=-1),
+        "barrier_midpoint": np.max(lv, axis=-1) - 0.5 * (la + lb),
+        "t_max": tt[arg],
+        "loss_a": la,
+        "loss_b": lb,
+    }
+    return {k: (float(v) if np.ndim(v) == 0 else np.asarray(v)) for k, v in out.items()}
+
+
+def interpolation_grid(num: int = 61, extend: float = 0.5) -> np.ndarray:
+    """``num`` points spanning ``[0, 1]`` evenly, continued with the same spacing to ``[-extend, 1 + extend]``."""
+    if not isinstance(num, (int, np.integer)) or num < 2:
+        raise ConfigError(f"interpolation needs at least 2 points in [0, 1], got {num!r}")
+    if not (np.isfinite(extend) and extend >= 0):
+        raise ConfigError(f"extend must be finite and >= 0, got {extend}")
+    h = 1.0 / (num - 1)
+    n_out = int(np.floor(extend / h + 1e-9))
+    return np.arange(-n_out, num + n_out) * h
+
+
+def interpolation(
+    fn: Callable, theta_a: PyTree, theta_b: PyTree, *, num: int = 61, extend: float = 0.5, data=None, **kw
+) -> Surface:
+    """Metrics along ``theta(t) = (1 - t) theta_A + t theta_B``, ``t`` from ``-extend`` to ``1 + extend``.
+
+    ``num`` points lie in ``[0, 1]`` (both ends included).  ``meta["barriers"]`` holds
+    :func:`barrier_of_curve` for every loss-like metric (names ending in ``loss`` or ``value``).
+    """
+    t = interpolation_grid(num, extend)
+    vals = evaluate(fn, theta_a, [dirs.between(theta_a, theta_b)], t[:, None], data=data, **kw)
+    stacked = kw.get("stacked", False)
+    vals = _finish(vals, (t.size,), stacked)
+    barriers = {k: _jsonable_barrier(barrier_of_curve(t, v)) for k, v in vals.items()
+                if k.endswith("loss") or k == "value"}
+    dist = tree.norm(dirs.between(theta_a, theta_b)) if not stacked else jax.vmap(
+        lambda a, b: tree.norm(dirs.between(a, b)))(theta_a, theta_b)
+    return Surface("interpolation", [t], vals, meta={"barriers": barriers, "distance": np.asarray(dist).tolist()})
+
+
+def _jsonable_barrier(b: dict) -> dict:
+    return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in b.items()}
+
+
+def _box(points: np.ndarray, margin: float, num: int):
+    lo, hi = points.min(axis=0), points.max(axis=0)
+    size = np.maximum(hi - lo, 1e-12)
+    pad = margin * size.max()
+    return (
+        np.linspace(lo[0] - pad, hi[0] + pad, num),
+        np.linspace(lo[1] - pad, hi[1] + pad, num),
+    )
+
+
+def three_point(
+    fn: Callable,
+    theta_0: PyTree,
+    theta_1: PyTree,
+    theta_2: PyTree,
+    *,
+    num: int = 41,
+    margin: float = 0.25,
+    data=None,
+    paths: Sequence[PyTree] | None = None,
+    **kw,
+) -> Surface:
+    """Metrics on the plane through three solutions (Garipov et al. 2018), grid around them.
+
+    Axes are Euclidean distances along the orthonormal ``u, v`` of
+    :func:`landscape.directions.three_point_plane`; ``extras["points"] (3, 2)`` are the
+    solutions' coordinates; ``paths`` (stacked snapshots, leaves ``(K, ...)``, one per
+    solution) are projected onto the plane into ``extras["path_<i>"] (K, 2)``.
+    """
+    pl = dirs.three_point_plane(theta_0, theta_1, theta_2)
+    extras = {"points": pl.coords}
+    pts = [pl.coords]
+    for i, path in enumerate(paths or []):
+        xy = dirs.project(path, pl.origin, [pl.u, pl.v])
+        extras[f"path_{i}"] = xy
+        pts.append(xy)
+    a, b = _box(np.concatenate(pts), margin, num)
+    aa, bb = np.meshgrid(a, b, indexing="ij")
+    vals = evaluate(fn, pl.origin, [pl.u, pl.v], np.stack([aa.ravel(), bb.ravel()], 1), data=data, **kw)
+    return Surface("three_point", [a, b], _finish(vals, (a.size, b.size), False), extras)
+
+
+def trajectory_plane(
+    fn: Callable, snapshots: PyTree, *, num: int = 41, margin: float = 0.25, data=None, **kw
+) -> Surface:
+    """Metrics on the trajectory-PCA plane (Li et al. §7) with the path projected onto it.
+
+    ``snapshots``: leaves ``(K, ...)``, the last being the final parameters (the origin).
+    ``extras["path"] (K, 2)``; ``meta["explained_variance_ratio"]``.
+    """
+    pca = dirs.trajectory_pca(snapshots, k=2)
+    a, b = _box(np.concatenate([pca.coords, np.zeros((1, 2))]), margin, num)
+    aa, bb = np.meshgrid(a, b, indexing="ij")
+    vals = evaluate(fn, pca.origin, pca.directions, np.stack([aa.ravel(), bb.ravel()], 1), data=data, **kw)
+    meta = {"explained_variance_ratio": pca.explained_variance_ratio.tolist()}
+    extras = {"path": pca.coords, "points": np.zeros((1, 2))}
+    return Surface("trajectory", [a, b], _finish(vals, (a.size, b.size), False), extras, meta)
