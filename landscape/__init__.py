@@ -2,12 +2,14 @@
 
 Modules (one concept each): ``tree`` (pytree maths), ``data`` (data sets), ``models``
 (the Flax MLP, losses), ``optim`` (named optax optimizers), ``train`` (ensemble training),
-``io`` (run directories), ``plot`` (figures from saved results), ``errors``.
+``directions`` (random / normalised / solution / PCA directions), ``surface`` (the generic
+slice evaluator and the slices built on it), ``io`` (run directories and result files),
+``plot`` (figures from saved results), ``errors``.
 """
 
 __version__ = "0.1.0"
 
-from . import data, errors, io, models, optim, plot, train, tree
+from . import data, directions, errors, io, models, optim, plot, surface, train, tree
 from .data import Dataset, Split, load
 from .errors import (
     ConfigError,
@@ -22,11 +24,14 @@ from .errors import (
 from .io import load_run, save_run
 from .models import MLP
 from .optim import OptimizerSpec
+from .surface import Surface
 from .train import Ensemble, History, Trajectory, summarize, train_ensemble
 
 __all__ = [
     "__version__",
     "data",
+    "directions",
+    "surface",
     "errors",
     "io",
     "models",
@@ -39,6 +44,7 @@ __all__ = [
     "load",
     "MLP",
     "OptimizerSpec",
+    "Surface",
     "Ensemble",
     "History",
     "Trajectory",

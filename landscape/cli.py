@@ -153,6 +153,8 @@ def _add_train_options(p: argparse.ArgumentParser, *, defaults: dict) -> None:
 def _add_run(p, *, seeds_flag: str, seeds_help: str, default: str = "0") -> None:
     p.add_argument("run", help="run directory written by `landscape train`")
     p.add_argument(seeds_flag, dest="seeds", default=default, help=seeds_help)
+    p.add_argument("--lr", type=_positive_float, default=None,
+                   help="the learning rate of the members, when the run swept several")
 
 
 def _add_eval(p) -> None:
@@ -192,7 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the main job on the embedded digits, offline, in a few minutes",
                        description="Train 64 sigmoid networks 64-16-16-10 with the squared-difference cost "
-                                   "on the bundled digits and draw the figures.")
+                                   "on the bundled digits, then compute and draw a filter-normalised plane "
+                                   "around seed 0, the interpolation from seed 0 to seed 1, the plane through "
+                                   "seeds 0, 1, 2 with their trajectories, and seed 0's trajectory-PCA plane.")
     p.add_argument("--out", default="landscape-demo", help="output directory (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     p.add_argument("--seeds", type=_positive_int, default=64, help="(default: %(default)s)")
@@ -375,29 +379,61 @@ def cmd_demo(args) -> int:
     for path in _training_figures(ens, run):
         print(f"figure: {path}")
     _print_info(ens)
+    quiet = ["--quiet"] if args.quiet else []
+    parser = build_parser()
+    for argv in (
+        ["surface", str(run), "--seed", "0", "--test", "--grid", "51", "--span", "1.0"],
+        ["interpolate", str(run), "--seeds", "0,1", "--test"],
+        ["plane", str(run), "--seeds", "0,1,2"],
+        ["trajectory", str(run), "--seed", "0"],
+    ):
+        print(f"\n$ landscape {' '.join(argv)}")
+        sub_args = parser.parse_args(argv + quiet)
+        COMMANDS[sub_args.command](sub_args)
+    print(f"\ndemo complete: run directory {run}, figures in {run / 'figures'}")
     return 0
 
 
 # ---------------------------------------------------------------------- landscape commands
 
 
-def _parse_seeds(text: str, ens, count: int | None) -> list[int]:
+def _select(args, ens, count: int | None) -> list[int]:
+    """Member indices named by ``args.seeds`` (and ``args.lr`` when the run swept learning rates)."""
     import numpy as np
 
-    if text.strip() == "all":
-        seeds = sorted(int(s) for s in np.unique(ens.seeds))
+    text = args.seeds.strip()
+    if text == "all":
+        idx = list(range(ens.num_members)) if args.lr is None else [
+            i for i in range(ens.num_members) if np.isclose(ens.learning_rates[i], args.lr)]
+        if not idx:
+            raise ConfigError(f"no member has learning rate {args.lr}")
     else:
         try:
             seeds = [int(t) for t in text.split(",")]
         except ValueError:
             raise ConfigError(f"seeds must be comma-separated integers, got {text!r}") from None
-    if count is not None and len(seeds) != count:
-        raise ConfigError(f"expected {count} seed(s), got {len(seeds)}: {text!r}")
-    if len(set(seeds)) != len(seeds):
-        raise ConfigError(f"seeds must be distinct, got {text!r}")
-    for s in seeds:
-        ens.index(s)  # raises a clear error for a seed not in the run
-    return seeds
+        if len(set(seeds)) != len(seeds):
+            raise ConfigError(f"seeds must be distinct, got {text!r}")
+        idx = [ens.index(s, args.lr) for s in seeds]
+    if count is not None and len(idx) != count:
+        raise ConfigError(f"expected {count} seed(s), got {len(idx)}: {text!r}")
+    return idx
+
+
+def _member_label(ens, i: int) -> str:
+    import numpy as np
+
+    lr = float(ens.learning_rates[i])
+    swept = np.unique(ens.learning_rates[~np.isnan(ens.learning_rates)]).size > 1
+    return f"seed {int(ens.seeds[i])}" + (f", lr {lr:g}" if swept else "")
+
+
+def _tag(ens, idx: list[int]) -> str:
+    """A file-name tag: seed numbers, plus learning rates when the run swept them."""
+    labels = [_member_label(ens, i).replace("seed ", "").replace(", lr ", "lr") for i in idx]
+    if len(idx) == 1:
+        return f"seed{labels[0]}"
+    return "seeds" + "-".join(labels) if len(idx) <= 4 else f"{len(idx)}members"
 
 
 def _eval_setup(args):
@@ -474,34 +510,34 @@ def cmd_surface(args) -> int:
     from . import directions, surface
 
     ens, fn, batches = _eval_setup(args)
-    seeds = _parse_seeds(args.seeds, ens, None)
-    config = {"command": "surface", "seeds": seeds, "directions": args.directions, "norm": args.norm,
+    idx = _select(args, ens, None)
+    seeds = [int(ens.seeds[i]) for i in idx]
+    config = {"command": "surface", "members": idx, "directions": args.directions, "norm": args.norm,
               "ignore_biases": not args.keep_biases, "orthogonal": args.orthogonal, "dims": args.dims,
               "grid": args.grid, "span": args.span, "key": args.key, "splits": sorted(batches)}
-    tag = f"seed{seeds[0]}" if len(seeds) == 1 else (
-        "seeds" + "-".join(map(str, seeds)) if len(seeds) <= 4 else f"{len(seeds)}seeds")
     kind = "line" if args.dims == 1 else "plane"
-    res = _Result(args, f"{kind}_{tag}_{args.directions}_{args.norm}_g{args.grid}_s{args.span:g}", config)
+    res = _Result(args, f"{kind}_{_tag(ens, idx)}_{args.directions}_{args.norm}_g{args.grid}_s{args.span:g}", config)
     if res.saved is None:
         key = jax.random.key(args.key)
-        idx = [ens.index(s) for s in seeds]
         centers = jax.tree_util.tree_map(lambda x: x[idx], ens.params)
-        draw = lambda i, c: directions.random_directions(  # noqa: E731
-            jax.random.fold_in(key, i), c, args.dims, norm=args.norm, ignore_biases=not args.keep_biases,
+        draw = lambda s, c: directions.random_directions(  # noqa: E731
+            jax.random.fold_in(key, s), c, args.dims, norm=args.norm, ignore_biases=not args.keep_biases,
             orthogonal=args.orthogonal)
         dirs = jax.vmap(draw)(jax.numpy.asarray(seeds), centers)
-        kw = {**_eval_kwargs(args, res, f"{kind} of {len(seeds)} seed(s)"), "data": batches, "stacked": True}
+        kw = {**_eval_kwargs(args, res, f"{kind} of {len(idx)} member(s)"), "data": batches, "stacked": True}
         if args.dims == 1:
             surf = surface.line(fn, centers, dirs[0], span=args.span, num=args.grid, **kw)
         else:
             surf = surface.plane(fn, centers, dirs, span=args.span, num=args.grid, **kw)
-        if len(seeds) == 1:  # store a single seed without the seed axis
+        if len(idx) == 1:  # store a single member without the member axis
             surf = surface.Surface(surf.kind, surf.axes, {k: v[0] for k, v in surf.values.items()},
                                    surf.extras, {**surf.meta, "cosine": surf.meta.get("cosine", [None])[0]})
-        title = f"seed {seeds[0]}, {args.norm}-normalised directions" if len(seeds) == 1 else None
-        labels = [r"$\alpha$ (direction 1)", r"$\beta$ (direction 2)"]
-        res.saved = res.save(surf, {"seeds": seeds, "title": title, "axis_labels": labels, "xlabel": r"$\alpha$",
-                                    "norm": args.norm, "ignore_biases": not args.keep_biases})
+        labels = [_member_label(ens, i) for i in idx]
+        title = f"{labels[0]}, {args.norm}-normalised directions" if len(idx) == 1 else None
+        res.saved = res.save(surf, {"seeds": seeds, "labels": labels, "title": title,
+                                    "axis_labels": [r"$\alpha$ (direction 1)", r"$\beta$ (direction 2)"],
+                                    "xlabel": r"$\alpha$", "norm": args.norm,
+                                    "ignore_biases": not args.keep_biases})
     arrays, meta = res.saved
     if meta.get("cosine") is not None:
         print(f"cosine between the two directions: {meta['cosine']}")
@@ -513,15 +549,17 @@ def cmd_interpolate(args) -> int:
     from . import surface
 
     ens, fn, batches = _eval_setup(args)
-    a, b = _parse_seeds(args.seeds, ens, 2)
-    config = {"command": "interpolate", "seeds": [a, b], "grid": args.grid, "extend": args.extend,
+    a, b = _select(args, ens, 2)
+    config = {"command": "interpolate", "members": [a, b], "grid": args.grid, "extend": args.extend,
               "splits": sorted(batches)}
-    res = _Result(args, f"interpolate_seed{a}_{b}_g{args.grid}", config)
+    res = _Result(args, f"interpolate_{_tag(ens, [a, b]).replace('seeds', 'seed').replace('-', '_')}_g{args.grid}",
+                  config)
     if res.saved is None:
-        surf = surface.interpolation(fn, ens.member(ens.index(a)), ens.member(ens.index(b)), num=args.grid,
-                                     extend=args.extend, data=batches,
-                                     **_eval_kwargs(args, res, f"interpolation {a}->{b}"))
-        res.saved = res.save(surf, {"seeds": [a, b], "title": f"seed {a} (t=0) to seed {b} (t=1)"})
+        la, lb = _member_label(ens, a), _member_label(ens, b)
+        surf = surface.interpolation(fn, ens.member(a), ens.member(b), num=args.grid, extend=args.extend,
+                                     data=batches, **_eval_kwargs(args, res, f"interpolation {la} -> {lb}"))
+        res.saved = res.save(surf, {"seeds": [int(ens.seeds[a]), int(ens.seeds[b])], "labels": [la, lb],
+                                    "title": f"{la} (t=0) to {lb} (t=1)"})
     arrays, meta = res.saved
     for metric, bar in meta.get("barriers", {}).items():
         print(f"{metric}: barrier {bar['barrier']:.5g} (above the chord), "
@@ -530,33 +568,35 @@ def cmd_interpolate(args) -> int:
     return 0
 
 
-def _paths_for(ens, seeds):
+def _paths_for(ens, idx):
     import jax
 
     if ens.trajectory is None:
         return None
-    return [jax.tree_util.tree_map(lambda x, i=ens.index(s): x[i], ens.trajectory.params) for s in seeds]
+    return [jax.tree_util.tree_map(lambda x, i=i: x[i], ens.trajectory.params) for i in idx]
 
 
 def cmd_plane(args) -> int:
     from . import surface
 
     ens, fn, batches = _eval_setup(args)
-    seeds = _parse_seeds(args.seeds, ens, 3)
+    idx = _select(args, ens, 3)
     use_paths = not args.no_paths and ens.trajectory is not None
-    config = {"command": "plane", "seeds": seeds, "grid": args.grid, "margin": args.margin, "paths": use_paths,
+    config = {"command": "plane", "members": idx, "grid": args.grid, "margin": args.margin, "paths": use_paths,
               "splits": sorted(batches)}
-    res = _Result(args, f"plane_seed{'_'.join(map(str, seeds))}_g{args.grid}", config)
+    res = _Result(args, f"plane_{_tag(ens, idx).replace('seeds', 'seed').replace('-', '_')}_g{args.grid}", config)
     if res.saved is None:
-        thetas = [ens.member(ens.index(s)) for s in seeds]
-        surf = surface.three_point(fn, *thetas, num=args.grid, margin=args.margin, data=batches,
-                                   paths=_paths_for(ens, seeds) if use_paths else None,
-                                   **_eval_kwargs(args, res, "plane through three seeds"))
+        labels = [_member_label(ens, i) for i in idx]
+        surf = surface.three_point(fn, *[ens.member(i) for i in idx], num=args.grid, margin=args.margin,
+                                   data=batches, paths=_paths_for(ens, idx) if use_paths else None,
+                                   **_eval_kwargs(args, res, "plane through three solutions"))
         res.saved = res.save(surf, {
-            "seeds": seeds, "point_labels": [f"seed {s}" for s in seeds],
-            "path_labels": [f"seed {s} path" for s in seeds] if use_paths else None,
+            "seeds": [int(ens.seeds[i]) for i in idx], "labels": labels, "point_labels": labels,
+            "path_labels": [f"{lab} path" for lab in labels] if use_paths else None,
             "axis_labels": ["distance along u", "distance along v"],
-            "title": f"plane through seeds {', '.join(map(str, seeds))}"})
+            "title": "plane through " + (
+                "seeds " + ", ".join(str(int(ens.seeds[i])) for i in idx) if all("lr" not in lab for lab in labels)
+                else "; ".join(labels))})
     arrays, meta = res.saved
     _finish_result(args, res, arrays, meta)
     return 0
@@ -566,21 +606,22 @@ def cmd_trajectory(args) -> int:
     from . import surface
 
     ens, fn, batches = _eval_setup(args)
-    (seed,) = _parse_seeds(args.seeds, ens, 1)
+    (i,) = _select(args, ens, 1)
     if ens.trajectory is None:
         raise ConfigError(f"{args.run} has no parameter snapshots; train with --snapshot-every")
-    config = {"command": "trajectory", "seed": seed, "grid": args.grid, "margin": args.margin,
+    config = {"command": "trajectory", "member": i, "grid": args.grid, "margin": args.margin,
               "splits": sorted(batches)}
-    res = _Result(args, f"trajectory_seed{seed}_g{args.grid}", config)
+    res = _Result(args, f"trajectory_{_tag(ens, [i])}_g{args.grid}", config)
     if res.saved is None:
-        (path,) = _paths_for(ens, [seed])
+        (path,) = _paths_for(ens, [i])
+        label = _member_label(ens, i)
         surf = surface.trajectory_plane(fn, path, num=args.grid, margin=args.margin, data=batches,
                                         **_eval_kwargs(args, res, "trajectory plane"))
         ev = surf.meta["explained_variance_ratio"]
         res.saved = res.save(surf, {
-            "seeds": [seed], "path_labels": [f"seed {seed}"], "point_labels": ["final"],
+            "seeds": [int(ens.seeds[i])], "labels": [label], "path_labels": [label], "point_labels": ["final"],
             "axis_labels": [f"PC 1 ({100 * ev[0]:.1f}% of variance)", f"PC 2 ({100 * ev[1]:.1f}%)"],
-            "title": f"seed {seed}: training path on its PCA plane"})
+            "title": f"{label}: training path on its PCA plane"})
     arrays, meta = res.saved
     ev = meta["explained_variance_ratio"]
     print(f"explained variance ratio: PC1 {ev[0]:.3f}, PC2 {ev[1]:.3f}")

@@ -60,10 +60,23 @@ _MAX_JSON_BYTES = 16 * 1024**2
 # ---------------------------------------------------------------------- atomic primitives
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _temporary(path: Path) -> tuple[int, str]:
+    """A temporary file beside ``path`` with an ordinary file's permissions (mkstemp gives 0600)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_umask())
+    return fd, tmp
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same directory and a rename."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _temporary(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -85,7 +98,7 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 def atomic_save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
     """Atomically write a (uncompressed) ``.npz`` of plain numeric arrays."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _temporary(path)
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
@@ -220,6 +233,7 @@ def _staged_directory(path: Path, overwrite: bool):
         raise RunExistsError(f"{path} exists and is not a directory")
     path.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".staging", dir=path.parent))
+    os.chmod(stage, 0o777 & ~_umask())  # an ordinary directory, not mkdtemp's 0700
     try:
         yield stage
         old = None

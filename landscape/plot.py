@@ -415,8 +415,8 @@ def from_result(arrays: dict[str, np.ndarray], meta: dict, *, kind: str | None =
         clip = np.inf  # higher is better: show the whole range
     xlabel, ylabel = meta.get("axis_labels", [r"$\alpha$", r"$\beta$"])
     if z.ndim == 3:
-        seeds = meta.get("seeds") or list(range(z.shape[0]))
-        return small_multiples(axes[0], axes[1], z, titles=[f"seed {s}" for s in seeds], kind=kind if kind != "surface" else "filled",
+        titles = meta.get("labels") or [f"member {i}" for i in range(z.shape[0])]
+        return small_multiples(axes[0], axes[1], z, titles=titles, kind="filled" if kind == "surface" else kind,
                                log_levels=log_levels, clip=clip, zlabel=_label(metric))
     points = arrays.get("extra/points")
     paths = [arrays[k] for k in sorted(arrays) if k.startswith("extra/path")]

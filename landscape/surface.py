@@ -436,12 +436,15 @@ def _jsonable_barrier(b: dict) -> dict:
 
 
 def _box(points: np.ndarray, margin: float, num: int):
+    """A square grid (equal extent on both axes, so distances are not distorted) around ``points``."""
+    if not (np.isfinite(margin) and margin >= 0):
+        raise ConfigError(f"margin must be finite and >= 0, got {margin}")
     lo, hi = points.min(axis=0), points.max(axis=0)
-    size = np.maximum(hi - lo, 1e-12)
-    pad = margin * size.max()
+    mid = 0.5 * (lo + hi)
+    half = 0.5 * max(float(np.max(hi - lo)), 1e-12) * (1.0 + 2.0 * margin)
     return (
-        np.linspace(lo[0] - pad, hi[0] + pad, num),
-        np.linspace(lo[1] - pad, hi[1] + pad, num),
+        np.linspace(mid[0] - half, mid[0] + half, num),
+        np.linspace(mid[1] - half, mid[1] + half, num),
     )
 
 

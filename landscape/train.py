@@ -109,6 +109,9 @@ class Ensemble:
             mask &= np.isclose(self.learning_rates, learning_rate)
         idx = np.flatnonzero(mask)
         if idx.size == 0:
+            if learning_rate is not None and np.any(self.seeds == seed):
+                raise ConfigError(f"no member with seed {seed} and learning rate {learning_rate:g} "
+                                  f"(learning rates {', '.join(f'{v:g}' for v in np.unique(self.learning_rates))})")
             raise ConfigError(f"seed {seed} is not in this ensemble (seeds {_range_text(self.seeds)})")
         if idx.size > 1:
             raise ConfigError(f"seed {seed} has {idx.size} learning rates; give one")

@@ -1,0 +1,117 @@
+"""Directions: normalisations against hand computations on Flax layouts; planes; trajectory PCA."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import landscape as ls
+from landscape import directions as D
+from landscape.errors import ConfigError
+
+
+def _params(seed=0):
+    r = np.random.default_rng(seed)
+    return {
+        "Dense_0": {"kernel": r.normal(size=(5, 4)).astype(np.float32), "bias": r.normal(size=4).astype(np.float32)},
+        "Conv_0": {"kernel": r.normal(size=(3, 3, 2, 6)).astype(np.float32), "bias": r.normal(size=6).astype(np.float32)},
+        "scale": np.float32(r.normal(size=())),
+    }
+
+
+def _filter_by_hand(d, w):
+    """Loop over output units j = the last axis of a Flax kernel."""
+    out = np.array(d, dtype=np.float64)
+    for j in range(w.shape[-1]):
+        dj, wj = d[..., j], w[..., j]
+        out[..., j] = dj * np.sqrt(np.sum(wj.astype(np.float64) ** 2)) / (np.sqrt(np.sum(dj.astype(np.float64) ** 2)) + 1e-10)
+    return out
+
+
+@pytest.mark.parametrize("ignore_biases", [True, False])
+def test_filter_normalisation_matches_hand_computation(ignore_biases):
+    w = _params(0)
+    d = ls.tree.random_like(jax.random.key(3), w)
+    out = D.normalize(d, w, norm="filter", ignore_biases=ignore_biases)
+    for layer in ("Dense_0", "Conv_0"):
+        np.testing.assert_allclose(out[layer]["kernel"], _filter_by_hand(np.asarray(d[layer]["kernel"]), w[layer]["kernel"]),
+                                   rtol=1e-5, atol=1e-6)
+        # every filter now has the norm of the corresponding weight filter
+        k = np.asarray(out[layer]["kernel"])
+        axes = tuple(range(k.ndim - 1))
+        np.testing.assert_allclose(np.linalg.norm(k, axis=axes) if k.ndim == 2 else np.sqrt((k**2).sum(axes)),
+                                   np.sqrt((w[layer]["kernel"] ** 2).sum(axes)), rtol=1e-5)
+        if ignore_biases:
+            np.testing.assert_array_equal(out[layer]["bias"], 0)
+        else:
+            np.testing.assert_array_equal(out[layer]["bias"], w[layer]["bias"])
+    assert float(out["scale"]) == (0.0 if ignore_biases else float(w["scale"]))
+
+
+def test_layer_and_model_normalisation_match_hand_computation():
+    w = _params(1)
+    d = ls.tree.random_like(jax.random.key(4), w)
+    lay = D.normalize(d, w, norm="layer")
+    for layer in ("Dense_0", "Conv_0"):
+        dk, wk = np.asarray(d[layer]["kernel"], np.float64), w[layer]["kernel"].astype(np.float64)
+        np.testing.assert_allclose(lay[layer]["kernel"], dk * np.linalg.norm(wk) / (np.linalg.norm(dk) + 1e-10), rtol=1e-5)
+    mod = D.normalize(d, w, norm="model")
+    wk = np.concatenate([w[l]["kernel"].ravel() for l in ("Conv_0", "Dense_0")]).astype(np.float64)
+    dk = np.concatenate([np.asarray(d[l]["kernel"]).ravel() for l in ("Conv_0", "Dense_0")]).astype(np.float64)
+    factor = np.linalg.norm(wk) / (np.linalg.norm(dk) + 1e-10)
+    for layer in ("Dense_0", "Conv_0"):
+        np.testing.assert_allclose(mod[layer]["kernel"], np.asarray(d[layer]["kernel"]) * factor, rtol=1e-5)
+        np.testing.assert_array_equal(mod[layer]["bias"], 0)
+    none = D.normalize(d, w, norm="none")
+    np.testing.assert_array_equal(none["Dense_0"]["kernel"], d["Dense_0"]["kernel"])
+    with pytest.raises(ConfigError, match="unknown normalisation"):
+        D.normalize(d, w, norm="batch")
+
+
+def test_random_directions_are_gaussian_keyed_and_nearly_orthogonal():
+    w = {"k": np.ones((400, 300), np.float32)}
+    d1, d2 = D.random_directions(jax.random.key(0), w, 2, norm="none")
+    again = D.random_directions(jax.random.key(0), w, 2, norm="none")
+    np.testing.assert_array_equal(d1["k"], again[0]["k"])
+    assert abs(float(D.cosine(d1, d2))) < 0.01
+    assert float(jnp.min(d1["k"])) < -3  # Gaussian, not uniform [0, 1)
+    o1, o2 = D.random_directions(jax.random.key(0), w, 2, norm="none", orthogonal=True)
+    assert abs(float(D.cosine(o1, o2))) < 1e-6
+    np.testing.assert_allclose(ls.tree.norm(o2), ls.tree.norm(d2), rtol=1e-5)
+
+
+def test_three_point_plane_reproduces_the_solutions():
+    t = [_params(i) for i in range(3)]
+    pl = D.three_point_plane(*t)
+    assert abs(float(ls.tree.vdot(pl.u, pl.v))) < 1e-5
+    np.testing.assert_allclose([ls.tree.norm(pl.u), ls.tree.norm(pl.v)], [1, 1], rtol=1e-5)
+    for i in range(3):
+        x, y = pl.coords[i]
+        rebuilt = ls.tree.lincomb(pl.origin, jnp.array([x, y]), [pl.u, pl.v])
+        np.testing.assert_allclose(ls.tree.ravel(rebuilt), ls.tree.ravel(t[i]), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(pl.coords[1, 0], ls.tree.norm(ls.tree.sub(t[1], t[0])), rtol=1e-6)
+    with pytest.raises(ConfigError, match="collinear"):
+        D.three_point_plane(t[0], t[1], ls.tree.axpy(2.0, ls.tree.sub(t[1], t[0]), t[0]))
+    with pytest.raises(ConfigError, match="coincide"):
+        D.three_point_plane(t[0], t[0], t[1])
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(3, 12), st.integers(0, 1000))
+def test_trajectory_pca_matches_numpy_svd(k, seed):
+    r = np.random.default_rng(seed)
+    snaps = {"a": r.normal(size=(k, 4, 3)).astype(np.float32), "b": r.normal(size=(k, 5)).astype(np.float32)}
+    pca = D.trajectory_pca(snaps)
+    flat = np.concatenate([snaps["a"].reshape(k, -1), snaps["b"]], axis=1).astype(np.float64)
+    rows = flat - flat[-1]
+    s = np.linalg.svd(rows, compute_uv=False)
+    np.testing.assert_allclose(pca.explained_variance_ratio, s[:2] ** 2 / np.sum(s**2), rtol=1e-6)
+    basis = np.stack([np.concatenate([np.asarray(e["a"]).ravel(), np.asarray(e["b"])]) for e in pca.directions])
+    np.testing.assert_allclose(basis @ basis.T, np.eye(2), atol=1e-5)
+    np.testing.assert_allclose(pca.coords, rows @ basis.T, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(pca.coords[-1], 0, atol=1e-6)
+    # the plane captures the stated share of the squared distances
+    np.testing.assert_allclose(np.sum(pca.coords**2) / np.sum(rows**2), pca.explained_variance_ratio.sum(), rtol=1e-4)
+    np.testing.assert_allclose(D.project(snaps, pca.origin, pca.directions), pca.coords, rtol=1e-4, atol=1e-4)
