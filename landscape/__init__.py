@@ -3,13 +3,14 @@
 Modules (one concept each): ``tree`` (pytree maths), ``data`` (data sets), ``models``
 (the Flax MLP, losses), ``optim`` (named optax optimizers), ``train`` (ensemble training),
 ``directions`` (random / normalised / solution / PCA directions), ``surface`` (the generic
-slice evaluator and the slices built on it), ``io`` (run directories and result files),
+slice evaluator and the slices built on it), ``hessian`` (curvature), ``minima`` (barriers,
+basins, alignment, curves), ``io`` (run directories and result files),
 ``plot`` (figures from saved results), ``errors``.
 """
 
 __version__ = "0.1.0"
 
-from . import data, directions, errors, io, models, optim, plot, surface, train, tree
+from . import data, directions, errors, hessian, io, minima, models, optim, plot, surface, train, tree
 from .data import Dataset, Split, load
 from .errors import (
     ConfigError,
@@ -32,6 +33,8 @@ __all__ = [
     "data",
     "directions",
     "surface",
+    "hessian",
+    "minima",
     "errors",
     "io",
     "models",

@@ -206,7 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("surface", help="loss and accuracy on a random (filter-normalised) plane or line around a seed",
                        description="Evaluate the cost surface on a slice through one or more seeds' minima.")
     _add_run(p, seeds_flag="--seed", seeds_help="seed(s) whose minimum is the centre: 0 | 0,1,2 | all (default: 0)")
-    p.add_argument("--directions", choices=("random",), default="random", help="(default: %(default)s)")
+    p.add_argument("--directions", choices=("random", "hessian"), default="random",
+                   help="random (normalised Gaussian) or hessian (the top eigenvectors, unit length; "
+                        "--norm does not apply) (default: %(default)s)")
     p.add_argument("--norm", choices=("filter", "layer", "model", "none"), default="filter",
                    help="direction normalisation (default: %(default)s)")
     p.add_argument("--keep-biases", action="store_true",
@@ -240,6 +242,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", type=_positive_int, default=41, help="points per axis (default: %(default)s)")
     p.add_argument("--margin", type=_nonneg_float, default=0.3, help="grid margin, fraction of the extent (default: %(default)s)")
     _add_eval(p)
+
+    p = sub.add_parser("hessian", help="Hessian spectra of every seed: top eigenvalues, smallest, trace, density",
+                       description="Curvature of the training loss at every member's final parameters "
+                                   "(Lanczos with full re-orthogonalisation, Hutchinson trace, stochastic "
+                                   "Lanczos quadrature).")
+    p.add_argument("run", help="run directory written by `landscape train`")
+    p.add_argument("--top", type=_positive_int, default=5, help="number of top eigenvalues (default: %(default)s)")
+    p.add_argument("--iters", type=_positive_int, default=None, help="Lanczos iterations (default: max(2k+20, 40))")
+    p.add_argument("--probes", type=_positive_int, default=50, help="Hutchinson probes (default: %(default)s)")
+    p.add_argument("--density", action="store_true", help="also the spectral density (SLQ)")
+    p.add_argument("--key", type=_nonneg_int, default=0, help="PRNG seed of the probes (default: %(default)s)")
+    p.add_argument("--chunk-size", type=_positive_int, default=16, help="members per compiled call (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="recompute and replace a saved result")
+    p.add_argument("--no-plot", action="store_true", help="do not draw the figures")
+    p.add_argument("--format", choices=("png", "pdf", "svg"), default="png", help="figure format (default: %(default)s)")
+    _add_common(p)
+
+    p = sub.add_parser("compare", help="compare the seeds' minima: barriers, basins, alignment, curves; a report",
+                       description="Pairwise barriers, distances, cosines and prediction disagreement between "
+                                   "the members that did not diverge; basins; optionally permutation alignment "
+                                   "and a trained Bezier curve; writes RUN/report.md and figures.")
+    p.add_argument("run", help="run directory written by `landscape train`")
+    p.add_argument("--align", action="store_true", help="also barriers after weight-matching alignment of each pair")
+    p.add_argument("--curve", default=None, metavar="A,B", help="train a Bezier curve between seeds A and B")
+    p.add_argument("--curve-steps", type=_positive_int, default=1000, help="(default: %(default)s)")
+    p.add_argument("--tol", type=_nonneg_float, default=0.05,
+                   help="seeds whose barrier is below this share a basin (default: %(default)s)")
+    p.add_argument("--grid", type=_positive_int, default=25, help="interpolation points in [0, 1] (default: %(default)s)")
+    p.add_argument("--lr", type=_positive_float, default=None, help="the learning rate, when the run swept several")
+    p.add_argument("--key", type=_nonneg_int, default=0, help="PRNG seed of the curve training (default: %(default)s)")
+    p.add_argument("--chunk-size", type=_positive_int, default=None, help="points per compiled call (default: auto)")
+    p.add_argument("--overwrite", action="store_true", help="recompute and replace a saved result")
+    p.add_argument("--no-plot", action="store_true", help="do not draw the figures")
+    p.add_argument("--format", choices=("png", "pdf", "svg"), default="png", help="figure format (default: %(default)s)")
+    _add_common(p)
 
     p = sub.add_parser("plot", help="draw a saved result (no recomputation)",
                        description="Draw a saved surface / line / interpolation result file.")
@@ -512,6 +549,8 @@ def cmd_surface(args) -> int:
     ens, fn, batches = _eval_setup(args)
     idx = _select(args, ens, None)
     seeds = [int(ens.seeds[i]) for i in idx]
+    if args.directions == "hessian":
+        args.norm = "none"  # unit eigenvectors: coefficients are distances in parameter space
     config = {"command": "surface", "members": idx, "directions": args.directions, "norm": args.norm,
               "ignore_biases": not args.keep_biases, "orthogonal": args.orthogonal, "dims": args.dims,
               "grid": args.grid, "span": args.span, "key": args.key, "splits": sorted(batches)}
@@ -523,7 +562,10 @@ def cmd_surface(args) -> int:
         draw = lambda s, c: directions.random_directions(  # noqa: E731
             jax.random.fold_in(key, s), c, args.dims, norm=args.norm, ignore_biases=not args.keep_biases,
             orthogonal=args.orthogonal)
-        dirs = jax.vmap(draw)(jax.numpy.asarray(seeds), centers)
+        if args.directions == "hessian":
+            dirs = _hessian_directions(ens, batches, centers, args.dims, key)
+        else:
+            dirs = jax.vmap(draw)(jax.numpy.asarray(seeds), centers)
         kw = {**_eval_kwargs(args, res, f"{kind} of {len(idx)} member(s)"), "data": batches, "stacked": True}
         if args.dims == 1:
             surf = surface.line(fn, centers, dirs[0], span=args.span, num=args.grid, **kw)
@@ -533,7 +575,8 @@ def cmd_surface(args) -> int:
             surf = surface.Surface(surf.kind, surf.axes, {k: v[0] for k, v in surf.values.items()},
                                    surf.extras, {**surf.meta, "cosine": surf.meta.get("cosine", [None])[0]})
         labels = [_member_label(ens, i) for i in idx]
-        title = f"{labels[0]}, {args.norm}-normalised directions" if len(idx) == 1 else None
+        what = "top Hessian eigenvectors" if args.directions == "hessian" else f"{args.norm}-normalised directions"
+        title = f"{labels[0]}, {what}" if len(idx) == 1 else None
         res.saved = res.save(surf, {"seeds": seeds, "labels": labels, "title": title,
                                     "axis_labels": [r"$\alpha$ (direction 1)", r"$\beta$ (direction 2)"],
                                     "xlabel": r"$\alpha$", "norm": args.norm,
@@ -543,6 +586,27 @@ def cmd_surface(args) -> int:
         print(f"cosine between the two directions: {meta['cosine']}")
     _finish_result(args, res, arrays, meta)
     return 0
+
+
+def _hessian_directions(ens, batches, centers, k: int, key):
+    """The top-``k`` Hessian eigenvectors of the training loss at each centre (leaves ``(S, ...)``)."""
+    import jax
+
+    from . import hessian, models
+
+    f = models.loss_fn(ens.model, _split(batches["train"]), ens.config["loss"])
+    n = jax.tree_util.tree_leaves(centers)[0].shape[0]
+
+    def one(c, i):
+        return hessian.top_eigenpairs(f, c, k, key=jax.random.fold_in(key, i)).vectors
+
+    return jax.jit(jax.vmap(one))(centers, jax.numpy.arange(n))
+
+
+def _split(batch):
+    from .data import Split
+
+    return Split(*batch)
 
 
 def cmd_interpolate(args) -> int:
@@ -629,6 +693,221 @@ def cmd_trajectory(args) -> int:
     return 0
 
 
+def _healthy(ens, lr) -> list[int]:
+    import numpy as np
+
+    idx = [i for i in range(ens.num_members) if not ens.diverged[i]
+           and (lr is None or np.isclose(ens.learning_rates[i], lr))]
+    if lr is None and np.unique(ens.learning_rates[~np.isnan(ens.learning_rates)]).size > 1:
+        raise ConfigError("the run swept several learning rates: choose one with --lr")
+    skipped = int(ens.diverged.sum())
+    if skipped:
+        print(f"excluding {skipped} diverged member(s): seeds "
+              + ", ".join(str(int(s)) for s in ens.seeds[ens.diverged]))
+    if not idx:
+        raise ConfigError("no member to analyse: every selected member diverged")
+    return idx
+
+
+def cmd_hessian(args) -> int:
+    import jax
+    import numpy as np
+
+    from . import hessian, io, models, plot
+
+    args.test = False
+    ens, _, batches = _eval_setup(args)
+    run = io.run_path(args.run)
+    stem = run / "results" / "hessian"
+    config = {"top": args.top, "iters": args.iters, "probes": args.probes, "density": args.density, "key": args.key}
+    if io.result_paths(stem)[1].exists() and not args.overwrite:
+        arrays, meta = io.load_result(stem)
+        if meta.get("config") != config:
+            raise ConfigError(f"{stem}.json exists with other settings; pass --overwrite")
+    else:
+        f = models.loss_fn(ens.model, _split(batches["train"]), ens.config["loss"])
+        (run / "results").mkdir(exist_ok=True)
+        res = hessian.ensemble_curvature(
+            f, ens.params, key=jax.random.key(args.key), top=args.top, num_iters=args.iters,
+            trace_probes=args.probes, density=args.density, chunk_size=args.chunk_size,
+            checkpoint=run / "results" / "hessian.partial.npz", progress=not args.quiet)
+        arrays = {**res, "seeds": ens.seeds, "learning_rates": ens.learning_rates,
+                  "test_accuracy": ens.history.test_accuracy[:, -1], "train_loss": ens.history.train_loss[:, -1],
+                  "diverged": ens.diverged}
+        io.save_result(stem, arrays, {"kind": "hessian", "config": config})
+        arrays, meta = io.load_result(stem)
+    print(f"{'seed':>5} {'top eigenvalue':>15} {'smallest':>10} {'trace':>10}")
+    for i in range(len(arrays["seeds"])):
+        flag = "  (diverged)" if arrays["diverged"][i] else ""
+        print(f"{int(arrays['seeds'][i]):>5} {arrays['top'][i, 0]:>15.5g} {arrays['smallest'][i]:>10.4g} "
+              f"{arrays['trace'][i]:>10.4g}{flag}")
+    ok = ~arrays["diverged"].astype(bool)
+    print(f"median top eigenvalue {np.median(arrays['top'][ok, 0]):.5g}, median trace {np.median(arrays['trace'][ok]):.5g}")
+    print(f"result: {io.result_paths(stem)[0]}")
+    if not args.no_plot:
+        for path in _hessian_figures(arrays, run, args.format):
+            print(f"figure: {path}")
+    return 0
+
+
+def _hessian_figures(arrays, run, fmt: str, groups=None) -> list:
+    import numpy as np
+
+    from . import hessian, io, plot
+
+    ok = ~arrays["diverged"].astype(bool)
+    paths = [io.save_figure(plot.scatter(
+        arrays["top"][ok, 0], arrays["test_accuracy"][ok], xlabel="top Hessian eigenvalue (sharpness)",
+        ylabel="test accuracy", log_x=True, groups=None if groups is None else groups,
+        title=f"sharpness vs test accuracy, {int(ok.sum())} seeds"), run / "figures" / f"hessian_sharpness.{fmt}")]
+    if "density_nodes" in arrays:
+        nodes, weights = arrays["density_nodes"][ok], arrays["density_weights"][ok]
+        lo, hi = float(np.min(nodes)), float(np.max(nodes))
+        pad = 0.05 * (hi - lo + 1e-12)
+        grid = np.linspace(lo - pad, hi + pad, 600)
+        sigma = 0.01 * (hi - lo + 1e-12)
+        rho = np.stack([hessian.density_on_grid(hessian.Density(n, w), grid, sigma=sigma)
+                        for n, w in zip(nodes, weights)])
+        paths.append(io.save_figure(plot.spectral_density(grid, rho, title="Hessian spectral density (SLQ)"),
+                                    run / "figures" / f"hessian_density.{fmt}"))
+    return paths
+
+
+def cmd_compare(args) -> int:
+    import jax
+    import numpy as np
+
+    from . import io, minima, models, plot
+
+    args.test = True
+    ens, fn, batches = _eval_setup(args)
+    run = io.run_path(args.run)
+    idx = _healthy(ens, args.lr)
+    curve_pair = None
+    if args.curve is not None:
+        args.seeds = args.curve
+        curve_pair = _select(args, ens, 2)
+    stem = run / "results" / "compare"
+    config = {"members": idx, "align": args.align, "tol": args.tol, "grid": args.grid, "curve": curve_pair,
+              "curve_steps": args.curve_steps, "key": args.key}
+    if io.result_paths(stem)[1].exists() and not args.overwrite:
+        arrays, meta = io.load_result(stem)
+        if meta.get("config") != config:
+            raise ConfigError(f"{stem}.json exists with other settings; pass --overwrite")
+    else:
+        stacked = jax.tree_util.tree_map(lambda x: x[np.asarray(idx)], ens.params)
+        res = minima.compare_members(fn, stacked, data=batches["train"], predict=ens.model.apply,
+                                     test_x=batches["test"][0], num=args.grid, tol=args.tol, aligned=args.align,
+                                     metric="loss", chunk_size=args.chunk_size, progress=not args.quiet)
+        arrays = {**res, "members": np.asarray(idx), "seeds": ens.seeds[idx],
+                  "final_train_loss": ens.history.train_loss[idx, -1],
+                  "final_test_accuracy": ens.history.test_accuracy[idx, -1]}
+        if curve_pair is not None:
+            f = models.loss_fn(ens.model, _split(batches["train"]), ens.config["loss"])
+            cv = minima.bezier_curve(f, ens.member(curve_pair[0]), ens.member(curve_pair[1]),
+                                     key=jax.random.key(args.key), steps=args.curve_steps)
+            arrays.update({"curve_t": cv.t, "curve_loss": cv.curve_loss, "line_loss": cv.line_loss,
+                           "curve_train_loss": cv.train_loss})
+        io.save_result(stem, arrays, {"kind": "compare", "config": config})
+        arrays, meta = io.load_result(stem)
+    report = _write_report(ens, run, arrays, config, args)
+    print(f"result: {io.result_paths(stem)[0]}")
+    print(f"report: {report}")
+    return 0
+
+
+def _summary_line(name: str, b: "np.ndarray", labels: "np.ndarray") -> str:
+    import numpy as np
+
+    off = b[np.triu_indices(b.shape[0], 1)]
+    sizes = np.bincount(labels)
+    return (f"{name}: {sizes.size} basin(s) (sizes {', '.join(map(str, sizes[:12]))}"
+            f"{', ...' if sizes.size > 12 else ''}); barrier median {np.median(off):.4g}, "
+            f"min {np.min(off):.4g}, max {np.max(off):.4g}")
+
+
+def _write_report(ens, run, arrays, config, args):
+    import numpy as np
+
+    from . import io, plot
+
+    seeds = arrays["seeds"].astype(int)
+    labels = [f"{s}" for s in seeds]
+    hess = None
+    hstem = run / "results" / "hessian"
+    if io.result_paths(hstem)[1].exists():
+        hess, _ = io.load_result(hstem)
+    lines = [f"# Comparison of {len(seeds)} minima", "",
+             f"Run `{run}`; {ens.config['loss']} loss; barrier tolerance for basins {config['tol']}; "
+             f"{config['grid']} interpolation points in [0, 1].", ""]
+    print(_summary_line("before alignment", arrays["barrier"], arrays["basin"]))
+    lines.append("- " + _summary_line("before alignment", arrays["barrier"], arrays["basin"]))
+    if "aligned_barrier" in arrays:
+        print(_summary_line("after alignment", arrays["aligned_barrier"], arrays["aligned_basin"]))
+        lines.append("- " + _summary_line("after alignment", arrays["aligned_barrier"], arrays["aligned_basin"]))
+    if "disagreement" in arrays:
+        off = arrays["disagreement"][np.triu_indices(len(seeds), 1)]
+        lines.append(f"- prediction disagreement on test data: median {np.median(off):.4f}")
+    if "curve_loss" in arrays:
+        msg = (f"Bezier curve {config['curve']}: max loss along the curve {arrays['curve_loss'].max():.4g} "
+               f"vs {arrays['line_loss'].max():.4g} along the straight line")
+        print(msg)
+        lines.append("- " + msg)
+    lines += ["", "| seed | final train loss | test accuracy | top eigenvalue | trace | basin |"
+              + (" basin (aligned) |" if "aligned_basin" in arrays else ""),
+              "|---:|---:|---:|---:|---:|---:|" + ("---:|" if "aligned_basin" in arrays else "")]
+    hmap = {}
+    if hess is not None:
+        hmap = {int(s): (hess["top"][i, 0], hess["trace"][i]) for i, s in enumerate(hess["seeds"])}
+    for i, s in enumerate(seeds):
+        top, tr = hmap.get(int(s), (float("nan"), float("nan")))
+        row = (f"| {s} | {arrays['final_train_loss'][i]:.5g} | {arrays['final_test_accuracy'][i]:.4f} | "
+               f"{top:.4g} | {tr:.4g} | {arrays['basin'][i]} |")
+        if "aligned_basin" in arrays:
+            row += f" {arrays['aligned_basin'][i]} |"
+        lines.append(row)
+    figs = []
+    if not args.no_plot:
+        fmt = args.format
+        fd = run / "figures"
+        name = ens.config["loss"]
+        figs.append(io.save_figure(plot.final_cost_histogram(arrays["final_train_loss"], loss_name=name),
+                                   fd / f"compare_final_costs.{fmt}"))
+        order_by = arrays["aligned_basin"] if "aligned_basin" in arrays else arrays["basin"]
+        figs.append(io.save_figure(plot.matrix(arrays["barrier"], groups=order_by, labels=labels,
+                                               title="loss barrier, ordered by basin", cbar_label="barrier"),
+                                   fd / f"compare_barriers.{fmt}"))
+        if "aligned_barrier" in arrays:
+            figs.append(io.save_figure(plot.matrix(arrays["aligned_barrier"], groups=order_by, labels=labels,
+                                                   title="barrier after alignment, ordered by basin",
+                                                   cbar_label="barrier"), fd / f"compare_barriers_aligned.{fmt}"))
+            iu = np.triu_indices(len(seeds), 1)
+            figs.append(io.save_figure(plot.scatter(
+                arrays["barrier"][iu], arrays["aligned_barrier"][iu], xlabel="barrier before alignment",
+                ylabel="barrier after alignment", diagonal=True,
+                title=f"{len(iu[0])} pairs: median {np.median(arrays['barrier'][iu]):.3g} → "
+                      f"{np.median(arrays['aligned_barrier'][iu]):.3g}"), fd / f"compare_alignment.{fmt}"))
+        if "curve_loss" in arrays:
+            a, b = config["curve"]
+            figs.append(io.save_figure(plot.curve(arrays["curve_t"], {"straight line": arrays["line_loss"],
+                                                                      "Bézier curve": arrays["curve_loss"]},
+                                                  xlabel="t", marks={"A": 0.0, "B": 1.0},
+                                                  title=f"seed {int(ens.seeds[a])} to seed {int(ens.seeds[b])}"),
+                                       fd / f"compare_curve.{fmt}"))
+        if hess is not None:
+            order = {int(s): i for i, s in enumerate(hess["seeds"])}
+            pick = np.array([order[int(s)] for s in seeds])
+            sub = {k: (v[pick] if hasattr(v, "shape") and v.shape[:1] == hess["seeds"].shape else v)
+                   for k, v in hess.items()}
+            figs += _hessian_figures(sub, run, fmt, groups=arrays["basin"])
+        lines += ["", "## Figures", ""] + [f"![{p.stem}](figures/{p.name})" for p in figs]
+    path = run / "report.md"
+    io.atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
+    for p in figs:
+        print(f"figure: {p}")
+    return path
+
+
 def cmd_plot(args) -> int:
     from pathlib import Path
 
@@ -678,6 +957,8 @@ COMMANDS = {
     "interpolate": cmd_interpolate,
     "plane": cmd_plane,
     "trajectory": cmd_trajectory,
+    "hessian": cmd_hessian,
+    "compare": cmd_compare,
     "plot": cmd_plot,
     "prepare": cmd_prepare,
 }

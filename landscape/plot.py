@@ -19,6 +19,9 @@ __all__ = [
     "small_multiples",
     "from_result",
     "SURFACE_KINDS",
+    "matrix",
+    "scatter",
+    "spectral_density",
 ]
 
 #: Single-column figure width in inches (most journals: 3.25–3.5 in).
@@ -424,3 +427,129 @@ def from_result(arrays: dict[str, np.ndarray], meta: dict, *, kind: str | None =
                         ylabel=ylabel, zlabel=_label(metric), title=title, points=points,
                         point_labels=meta.get("point_labels"), paths=paths or None,
                         path_labels=meta.get("path_labels"))
+
+
+# ---------------------------------------------------------------------- comparing minima
+
+
+def matrix(
+    mat: np.ndarray,
+    *,
+    groups: np.ndarray | None = None,
+    labels: list[str] | None = None,
+    title: str | None = None,
+    cbar_label: str = "barrier",
+    log: bool = False,
+) -> Figure:
+    """A pairwise matrix as a heat map, rows and columns ordered by ``groups`` (basins) with boundaries drawn."""
+    import matplotlib
+    from matplotlib import colors as mcolors
+
+    mat = np.asarray(mat, float)
+    n = mat.shape[0]
+    order = np.arange(n) if groups is None else np.lexsort((np.arange(n), np.asarray(groups)))
+    m = mat[np.ix_(order, order)]
+    finite = m[np.isfinite(m)]
+    with matplotlib.rc_context(_RC):
+        fig = _figure(COLUMN_WIDTH, COLUMN_WIDTH * 0.86)
+        ax = fig.subplots()
+        positive = finite[finite > 0]
+        norm = (mcolors.LogNorm(max(positive.min(), 1e-12), positive.max()) if log and positive.size
+                else mcolors.Normalize(finite.min() if finite.size else 0, finite.max() if finite.size else 1))
+        shown = np.where(m > 0, m, np.nan) if log else m
+        im = ax.imshow(shown, cmap="magma", norm=norm, interpolation="nearest")
+        if groups is not None:
+            g = np.asarray(groups)[order]
+            multi = np.bincount(g) > 1
+            # boundaries around basins of several members only (singletons would grid the whole map)
+            cuts = [c for c in np.flatnonzero(np.diff(g)) if multi[g[c]] or multi[g[c + 1]]]
+            for cut in np.asarray(cuts) + 0.5:
+                ax.axhline(cut, color="white", lw=0.8)
+                ax.axvline(cut, color="white", lw=0.8)
+        if labels is not None and n <= 24:
+            ticks = [labels[i] for i in order]
+            ax.set_xticks(range(n), ticks, rotation=90, fontsize=5)
+            ax.set_yticks(range(n), ticks, fontsize=5)
+        else:
+            ax.set_xlabel("member (ordered by basin)" if groups is not None else "member")
+            ax.set_ylabel("member (ordered by basin)" if groups is not None else "member")
+        if title:
+            ax.set_title(title)
+        cb = fig.colorbar(im, ax=ax, shrink=0.9, pad=0.03)
+        cb.set_label(cbar_label)
+    return fig
+
+
+def scatter(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str | None = None,
+    groups: np.ndarray | None = None,
+    log_x: bool = False,
+    diagonal: bool = False,
+) -> Figure:
+    """A scatter plot (e.g. sharpness vs test accuracy), coloured by ``groups``; ``diagonal`` draws y = x."""
+    import matplotlib
+
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    with matplotlib.rc_context(_RC):
+        fig = _figure(COLUMN_WIDTH, 2.5)
+        ax = fig.subplots()
+        if groups is None:
+            ax.scatter(x, y, s=10, color="tab:blue", edgecolor="white", lw=0.3)
+        else:
+            g = np.asarray(groups)
+            cmap = matplotlib.colormaps["tab10"]
+            for k in np.unique(g):
+                sel = g == k
+                ax.scatter(x[sel], y[sel], s=10, color=cmap(int(k) % 10), edgecolor="white", lw=0.3,
+                           label=f"basin {k} ({sel.sum()})" if k < 8 else None)
+            if len(np.unique(g)) > 1:
+                ax.legend(frameon=False, fontsize=6, loc="best")
+        if diagonal:
+            both = np.concatenate([x[np.isfinite(x)], y[np.isfinite(y)]])
+            if both.size:
+                lo, hi = both.min(), both.max()
+                ax.plot([lo, hi], [lo, hi], color="0.5", lw=0.7, ls="--", label="y = x")
+        if log_x and np.all(x[np.isfinite(x)] > 0):
+            ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        if title:
+            ax.set_title(title)
+    return fig
+
+
+def spectral_density(grid: np.ndarray, density: np.ndarray, *, title: str | None = None,
+                     log_y: bool = True, eigenvalues: np.ndarray | None = None) -> Figure:
+    """A Hessian eigenvalue density (stochastic Lanczos quadrature), log density axis by default.
+
+    ``density`` is ``(n,)`` or ``(S, n)`` (one curve per seed, median in black); ``eigenvalues``
+    marks top eigenvalues as ticks on the axis.
+    """
+    import matplotlib
+
+    d = np.atleast_2d(np.asarray(density, float))
+    with matplotlib.rc_context(_RC):
+        fig = _figure(COLUMN_WIDTH, 2.3)
+        ax = fig.subplots()
+        alpha = float(np.clip(4.0 / d.shape[0], 0.05, 1.0))
+        floor = 1e-6 * np.nanmax(d)
+        for row in d:
+            ax.plot(grid, np.maximum(row, floor), color="tab:purple", lw=0.7, alpha=alpha)
+        if d.shape[0] > 1:
+            ax.plot(grid, np.maximum(np.median(d, axis=0), floor), color="black", lw=1.2, label="median over seeds")
+            ax.legend(frameon=False)
+        if eigenvalues is not None:
+            for ev in np.ravel(eigenvalues):
+                ax.axvline(ev, ymax=0.05, color="tab:red", lw=0.6)
+        if log_y:
+            ax.set_yscale("log")
+        ax.set_xlabel("Hessian eigenvalue")
+        ax.set_ylabel("density")
+        if title:
+            ax.set_title(title)
+    return fig

@@ -189,8 +189,8 @@ def evaluate(
       coords: ``(P, k)`` coefficients.
       data: ``None``, one batch, or ``{"train": batch, "test": batch}``; with a dict, result
         keys are ``"<split>_<metric>"``.
-      chunk_size: points per compiled call (default :func:`default_chunk_size`); results do
-        not depend on it.
+      chunk_size: evaluations (seeds × points) per compiled call (default
+        :func:`default_chunk_size`); memory is bounded by it and results do not depend on it.
       shortcut: use the first-layer shortcut when ``fn`` offers it (built-in MLP).
       checkpoint: file that holds progress; an interrupted call with the same arguments
         resumes from it and computes only the missing chunks.  Deleted on completion.
@@ -218,72 +218,79 @@ def evaluate(
     if not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise ConfigError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     num_points = coords.shape[0]
-    chunk_size = int(min(chunk_size, num_points))
-    n_chunks = -(-num_points // chunk_size)
-    padded = np.zeros((n_chunks * chunk_size, coords.shape[1]), np.float32)
+    if not stacked:  # one code path: a seed axis of length 1
+        center = jax.tree_util.tree_map(lambda x: jnp.asarray(x)[None], center)
+        directions = [jax.tree_util.tree_map(lambda x: jnp.asarray(x)[None], d) for d in directions]
+    directions = list(directions)
+    num_seeds = tree.num_members(center)
+    # a compiled call evaluates s_chunk seeds x p_chunk points, about chunk_size evaluations
+    p_chunk = int(min(chunk_size, num_points))
+    s_chunk = int(max(1, min(num_seeds, chunk_size // p_chunk)))
+    n_pc, n_sc = -(-num_points // p_chunk), -(-num_seeds // s_chunk)
+    padded = np.zeros((n_pc * p_chunk, coords.shape[1]), np.float32)
     padded[:num_points] = coords
 
-    def make(center, directions):
-        at, cache = _point_function(fn, center, directions, batches, use_shortcut)
-        return at, cache
-
-    if stacked:
-        num_seeds = tree.num_members(center)
-
-        def build_cache(c, ds):
-            return make(c, ds)[1]
-
-        caches = jax.jit(jax.vmap(build_cache))(center, list(directions))
-        at = make(tree.take(center, 0), [tree.take(d, 0) for d in directions])[0]
-        chunk_fn = jax.jit(jax.vmap(jax.vmap(at, in_axes=(None, 0)), in_axes=(0, None)))
-    else:
-        num_seeds = None
-        at, caches = make(center, list(directions))
-        chunk_fn = jax.jit(jax.vmap(at, in_axes=(None, 0)))
+    at = _point_function(fn, tree.take(center, 0), [tree.take(d, 0) for d in directions], batches,
+                         use_shortcut)[0]
+    build = jax.jit(jax.vmap(lambda c, ds: _point_function(fn, c, ds, batches, use_shortcut)[1]))
+    chunk_fn = jax.jit(jax.vmap(jax.vmap(at, in_axes=(None, 0)), in_axes=(0, None)))
 
     fingerprint = None
     results: dict[str, np.ndarray] | None = None
-    done = np.zeros(n_chunks, bool)
+    done = np.zeros(n_sc * n_pc, bool)
     if checkpoint is not None:
         checkpoint = Path(checkpoint)
-        extra = f"{type(fn).__qualname__}|{getattr(fn, '__dict__', '')!r}|{chunk_size}|{stacked}|{use_shortcut}"
+        extra = (f"{type(fn).__qualname__}|{getattr(fn, '__dict__', '')!r}|{p_chunk}|{s_chunk}|{stacked}|"
+                 f"{use_shortcut}")
         fingerprint = _fingerprint(center, directions, coords, batches, extra)
         state = io.load_checkpoint(checkpoint, fingerprint)
-        if state is not None:
+        if state is not None and state[1].shape == done.shape:
             results, done = state
-            if done.shape != (n_chunks,):
-                results, done = None, np.zeros(n_chunks, bool)
 
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=num_points, desc=desc, unit="pt", leave=False, dynamic_ncols=True,
-                   initial=min(int(done.sum()) * chunk_size, num_points))
+        bar = tqdm(total=num_seeds * num_points, desc=desc, unit="pt", leave=False, dynamic_ncols=True)
+        for b in np.flatnonzero(done):
+            bar.update(_block_size(b, n_pc, s_chunk, p_chunk, num_seeds, num_points))
     last_save = time.monotonic()
     try:
-        for i in range(n_chunks):
-            if done[i]:
+        for si in range(n_sc):
+            if done[si * n_pc : (si + 1) * n_pc].all():
                 continue
-            out = chunk_fn(caches, jnp.asarray(padded[i * chunk_size : (i + 1) * chunk_size]))
-            out = {k: np.asarray(v) for k, v in out.items()}
-            if results is None:
-                shape = (num_seeds, n_chunks * chunk_size) if stacked else (n_chunks * chunk_size,)
-                results = {k: np.full(shape, np.nan, np.float32) for k in out}
-            for k, v in out.items():
-                results[k][..., i * chunk_size : (i + 1) * chunk_size] = v
-            done[i] = True
-            if bar is not None:
-                bar.update(min(chunk_size, num_points - i * chunk_size))
-            if checkpoint is not None and (time.monotonic() - last_save >= save_every_s) and not done.all():
-                io.save_checkpoint(checkpoint, fingerprint, results, done)
-                last_save = time.monotonic()
+            seeds = np.arange(si * s_chunk, (si + 1) * s_chunk) % num_seeds  # the last chunk wraps
+            real = min(s_chunk, num_seeds - si * s_chunk)
+            caches = build(jax.tree_util.tree_map(lambda x: x[seeds], center),
+                           [jax.tree_util.tree_map(lambda x: x[seeds], d) for d in directions])
+            for pi in range(n_pc):
+                b = si * n_pc + pi
+                if done[b]:
+                    continue
+                out = chunk_fn(caches, jnp.asarray(padded[pi * p_chunk : (pi + 1) * p_chunk]))
+                out = {k: np.asarray(v) for k, v in out.items()}
+                if results is None:
+                    results = {k: np.full((num_seeds, n_pc * p_chunk), np.nan, np.float32) for k in out}
+                for k, v in out.items():
+                    results[k][si * s_chunk : si * s_chunk + real, pi * p_chunk : (pi + 1) * p_chunk] = v[:real]
+                done[b] = True
+                if bar is not None:
+                    bar.update(_block_size(b, n_pc, s_chunk, p_chunk, num_seeds, num_points))
+                if checkpoint is not None and (time.monotonic() - last_save >= save_every_s) and not done.all():
+                    io.save_checkpoint(checkpoint, fingerprint, results, done)
+                    last_save = time.monotonic()
     finally:
         if bar is not None:
             bar.close()
     if checkpoint is not None:
         io.remove_checkpoint(checkpoint)
-    return {k: v[..., :num_points] for k, v in results.items()}
+    out = {k: v[:, :num_points] for k, v in results.items()}
+    return out if stacked else {k: v[0] for k, v in out.items()}
+
+
+def _block_size(b: int, n_pc: int, s_chunk: int, p_chunk: int, num_seeds: int, num_points: int) -> int:
+    si, pi = divmod(b, n_pc)
+    return min(s_chunk, num_seeds - si * s_chunk) * min(p_chunk, num_points - pi * p_chunk)
 
 
 # ---------------------------------------------------------------------- slices

@@ -82,7 +82,7 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     # mark the saved chunks: a resumed run must reuse them, not recompute them
     stored = ls.io.load_npz(ckpt)
     first_done = int(np.flatnonzero(done)[0])
-    stored["result/train_loss"][2 * first_done] = -123.0
+    stored["result/train_loss"][0, 2 * first_done] = -123.0  # (seeds, points)
     ls.io.atomic_save_npz(ckpt, stored)
     resumed = _run([str(ckpt), str(tmp_path / "resumed.npz")], tmp_path)
     assert resumed.wait(timeout=300) == 0, resumed.stderr()

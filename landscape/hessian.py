@@ -1,0 +1,369 @@
+"""Curvature of any loss of any parameter pytree: HVPs, Lanczos eigenpairs, trace, spectral density.
+
+* Hessian-vector products are forward-over-reverse: ``jvp(grad(f), (theta,), (v,))``.
+* :func:`lanczos` runs ``m`` steps with full re-orthogonalisation (twice, classical
+  Gram–Schmidt) on flat vectors; a breakdown (the Krylov space is invariant) restarts with a
+  fresh random vector orthogonal to the basis, so the tridiagonal matrix never acquires
+  spurious zero eigenvalues.
+* Top eigenpairs are the Ritz pairs of the tridiagonal matrix; the smallest eigenvalue uses
+  the shift ``lambda_min = s - lambda_max(s I - H)`` with ``s`` the top eigenvalue.
+* The trace is Hutchinson's estimator with Rademacher probes; the spectral density is
+  stochastic Lanczos quadrature (nodes: Ritz values, weights: squared first components of the
+  tridiagonal eigenvectors, averaged over probes).
+
+Every function is jit- and vmap-compatible: the ``*_many`` helpers vmap over the leading
+member axis of stacked parameters (each member with key ``fold_in(key, i)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from .errors import ConfigError
+
+__all__ = [
+    "hvp",
+    "dense_hessian",
+    "Tridiagonal",
+    "lanczos",
+    "Eigen",
+    "top_eigenpairs",
+    "top_eigenvalues",
+    "smallest_eigenvalue",
+    "trace",
+    "Density",
+    "spectral_density",
+    "density_on_grid",
+    "top_eigenvalues_many",
+    "trace_many",
+    "spectral_density_many",
+    "ensemble_curvature",
+]
+
+PyTree = Any
+LossFn = Callable[[PyTree], jax.Array]
+
+
+def hvp(loss_fn: LossFn, params: PyTree, v: PyTree) -> PyTree:
+    """Hessian-vector product ``H(params) v`` by forward-over-reverse differentiation."""
+    return jax.jvp(jax.grad(loss_fn), (params,), (v,))[1]
+
+
+def dense_hessian(loss_fn: LossFn, params: PyTree) -> jax.Array:
+    """The full ``(P, P)`` Hessian of the flattened parameters (small models and tests only)."""
+    flat, unravel = ravel_pytree(params)
+    return jax.hessian(lambda x: loss_fn(unravel(x)))(flat)
+
+
+def _flat_matvec(loss_fn: LossFn, params: PyTree):
+    flat, unravel = ravel_pytree(params)
+
+    def matvec(x):
+        return ravel_pytree(hvp(loss_fn, params, unravel(x.astype(flat.dtype))))[0]
+
+    return flat, unravel, matvec
+
+
+class Tridiagonal(NamedTuple):
+    """Result of :func:`lanczos`: ``alpha (m,)`` diagonal, ``beta (m-1,)`` off-diagonal, ``basis (m, P)``."""
+
+    alpha: jax.Array
+    beta: jax.Array
+    basis: jax.Array
+
+    def matrix(self) -> jax.Array:
+        """The ``(m, m)`` tridiagonal matrix."""
+        return jnp.diag(self.alpha) + jnp.diag(self.beta, 1) + jnp.diag(self.beta, -1)
+
+
+def lanczos(matvec: Callable[[jax.Array], jax.Array], v0: jax.Array, num_iters: int, *, key: jax.Array) -> Tridiagonal:
+    """``num_iters`` Lanczos steps on a symmetric operator from start vector ``v0 (P,)``.
+
+    Full re-orthogonalisation against every previous basis vector (twice) keeps the basis
+    orthonormal to working precision.  ``key`` draws restart vectors after a breakdown.
+    """
+    p = v0.shape[0]
+    m = int(num_iters)
+    if m < 1:
+        raise ConfigError(f"Lanczos needs at least one iteration, got {num_iters}")
+    if m > p:
+        raise ConfigError(f"Lanczos iterations ({m}) cannot exceed the dimension ({p})")
+    dtype = v0.dtype
+    v0 = v0 / jnp.linalg.norm(v0)
+    basis = jnp.zeros((m + 1, p), dtype).at[0].set(v0)
+    alpha = jnp.zeros(m, dtype)
+    beta = jnp.zeros(m, dtype)
+    rows = jnp.arange(m + 1)
+
+    def orthogonalize(w, basis, upto):
+        mask = (rows <= upto).astype(dtype)
+        for _ in range(2):
+            w = w - basis.T @ ((basis @ w) * mask)
+        return w
+
+    def body(i, state):
+        basis, alpha, beta = state
+        v = basis[i]
+        w = matvec(v)
+        a = jnp.vdot(w, v)
+        w = orthogonalize(w, basis, i)
+        b = jnp.linalg.norm(w)
+        scale = jnp.maximum(jnp.max(jnp.abs(alpha)), jnp.abs(a)) + 1.0
+        broke = b <= 1e-6 * scale
+        fresh = orthogonalize(jax.random.normal(jax.random.fold_in(key, i), (p,), dtype), basis, i)
+        nxt = jnp.where(broke, fresh / jnp.linalg.norm(fresh), w / jnp.where(broke, 1.0, b))
+        basis = basis.at[i + 1].set(nxt)
+        return basis, alpha.at[i].set(a), beta.at[i].set(jnp.where(broke, 0.0, b))
+
+    basis, alpha, beta = jax.lax.fori_loop(0, m, body, (basis, alpha, beta))
+    return Tridiagonal(alpha, beta[: m - 1], basis[:m])
+
+
+def _num_iters(p: int, k: int, num_iters: int | None) -> int:
+    m = num_iters if num_iters is not None else max(2 * k + 20, 40)
+    return int(min(m, p))
+
+
+def _start(key, p, dtype):
+    return jax.random.normal(key, (p,), dtype)
+
+
+class Eigen(NamedTuple):
+    """Top eigenpairs: ``values (k,)`` in descending order, ``vectors`` a list of ``k`` unit pytrees."""
+
+    values: jax.Array
+    vectors: list
+
+
+def top_eigenpairs(
+    loss_fn: LossFn, params: PyTree, k: int = 1, *, key: jax.Array, num_iters: int | None = None
+) -> Eigen:
+    """The ``k`` largest Hessian eigenvalues and their eigenvectors (as parameter pytrees)."""
+    flat, unravel, matvec = _flat_matvec(loss_fn, params)
+    if k < 1 or k > flat.size:
+        raise ConfigError(f"k must lie in [1, {flat.size}], got {k}")
+    m = _num_iters(flat.size, k, num_iters)
+    k_start, k_restart = jax.random.split(key)
+    tri = lanczos(matvec, _start(k_start, flat.size, flat.dtype), m, key=k_restart)
+    evals, evecs = jnp.linalg.eigh(tri.matrix())
+    order = jnp.argsort(evals)[::-1][:k]
+    ritz = tri.basis.T @ evecs[:, order]  # (P, k)
+    ritz = ritz / jnp.linalg.norm(ritz, axis=0, keepdims=True)
+    return Eigen(evals[order], [unravel(ritz[:, j]) for j in range(k)])
+
+
+def top_eigenvalues(
+    loss_fn: LossFn, params: PyTree, k: int = 1, *, key: jax.Array, num_iters: int | None = None
+) -> jax.Array:
+    """The ``k`` largest Hessian eigenvalues, descending, ``(k,)``."""
+    return top_eigenpairs(loss_fn, params, k, key=key, num_iters=num_iters).values
+
+
+def smallest_eigenvalue(
+    loss_fn: LossFn, params: PyTree, *, key: jax.Array, num_iters: int | None = None, shift: Any = None
+) -> jax.Array:
+    """The smallest Hessian eigenvalue by Lanczos on ``shift·I − H`` (``shift`` defaults to ``λ_max``)."""
+    flat, _, matvec = _flat_matvec(loss_fn, params)
+    k1, k2, k3 = jax.random.split(key, 3)
+    m = _num_iters(flat.size, 1, num_iters)
+    if shift is None:
+        shift = top_eigenvalues(loss_fn, params, 1, key=k1, num_iters=num_iters)[0]
+    shift = jnp.abs(shift) * 1.01 + 1e-6
+    tri = lanczos(lambda v: shift * v - matvec(v), _start(k2, flat.size, flat.dtype), m, key=k3)
+    return shift - jnp.max(jnp.linalg.eigvalsh(tri.matrix()))
+
+
+def trace(loss_fn: LossFn, params: PyTree, *, key: jax.Array, num_probes: int = 100) -> dict[str, jax.Array]:
+    """Hutchinson's trace estimate with Rademacher probes: ``{"trace", "stderr"}``."""
+    flat, _, matvec = _flat_matvec(loss_fn, params)
+    if num_probes < 1:
+        raise ConfigError("num_probes must be positive")
+    probes = jax.random.rademacher(key, (num_probes, flat.size), dtype=flat.dtype)
+    samples = jax.lax.map(lambda z: jnp.vdot(z, matvec(z)), probes)
+    return {"trace": jnp.mean(samples), "stderr": jnp.std(samples) / jnp.sqrt(num_probes)}
+
+
+class Density(NamedTuple):
+    """Stochastic Lanczos quadrature: ``nodes (probes, m)`` Ritz values, ``weights (probes, m)``.
+
+    Each probe's weights sum to 1; the spectral measure is their average over probes.
+    """
+
+    nodes: jax.Array
+    weights: jax.Array
+
+
+def spectral_density(
+    loss_fn: LossFn, params: PyTree, *, key: jax.Array, num_probes: int = 4, num_iters: int | None = None
+) -> Density:
+    """Stochastic Lanczos quadrature of the Hessian's eigenvalue distribution (Rademacher probes)."""
+    flat, _, matvec = _flat_matvec(loss_fn, params)
+    m = _num_iters(flat.size, 1, num_iters if num_iters is not None else 80)
+    if num_probes < 1:
+        raise ConfigError("num_probes must be positive")
+    keys = jax.random.split(key, num_probes)
+
+    def one(k):
+        k1, k2 = jax.random.split(k)
+        z = jax.random.rademacher(k1, (flat.size,), dtype=flat.dtype)
+        tri = lanczos(matvec, z, m, key=k2)
+        evals, evecs = jnp.linalg.eigh(tri.matrix())
+        return evals, evecs[0] ** 2
+
+    nodes, weights = jax.lax.map(one, keys)
+    return Density(nodes, weights)
+
+
+def density_on_grid(density: Density, grid: np.ndarray, *, sigma: float | None = None) -> np.ndarray:
+    """Gaussian-smoothed density on ``grid``: ``mean_probes sum_j w_j N(grid; node_j, sigma²)``.
+
+    ``sigma`` defaults to 1% of the node range.  Integrates to 1 over a grid that covers the
+    nodes (up to the tails of the Gaussians).
+    """
+    nodes = np.asarray(density.nodes, float)
+    weights = np.asarray(density.weights, float)
+    grid = np.asarray(grid, float)
+    if sigma is None:
+        sigma = max(1e-2 * float(np.ptp(nodes)), 1e-8)
+    z = (grid[None, None, :] - nodes[..., None]) / sigma
+    kern = np.exp(-0.5 * z**2) / (sigma * np.sqrt(2 * np.pi))
+    return np.mean(np.sum(weights[..., None] * kern, axis=1), axis=0)
+
+
+# ---------------------------------------------------------------------- over an ensemble
+
+
+def top_eigenvalues_many(
+    loss_fn: LossFn, stacked: PyTree, k: int = 1, *, key: jax.Array, num_iters: int | None = None
+) -> jax.Array:
+    """Top-``k`` eigenvalues of every member of stacked parameters in one vmapped call: ``(M, k)``.
+
+    ``loss_fn(params)`` is the loss of one member; member ``i`` uses ``fold_in(key, i)``.
+    """
+
+    def f(params, i):
+        return top_eigenvalues(loss_fn, params, k, key=jax.random.fold_in(key, i), num_iters=num_iters)
+
+    n = jax.tree_util.tree_leaves(stacked)[0].shape[0]
+    return jax.jit(jax.vmap(f))(stacked, jnp.arange(n))
+
+
+def trace_many(loss_fn: LossFn, stacked: PyTree, *, key: jax.Array, num_probes: int = 100) -> dict[str, jax.Array]:
+    """Hutchinson traces of every member, ``{"trace": (M,), "stderr": (M,)}``."""
+
+    def f(params, i):
+        return trace(loss_fn, params, key=jax.random.fold_in(key, i), num_probes=num_probes)
+
+    n = jax.tree_util.tree_leaves(stacked)[0].shape[0]
+    return jax.jit(jax.vmap(f))(stacked, jnp.arange(n))
+
+
+def spectral_density_many(
+    loss_fn: LossFn, stacked: PyTree, *, key: jax.Array, num_probes: int = 4, num_iters: int | None = None
+) -> Density:
+    """SLQ of every member: nodes and weights ``(M, probes, m)``."""
+
+    def f(params, i):
+        return spectral_density(loss_fn, params, key=jax.random.fold_in(key, i), num_probes=num_probes,
+                                num_iters=num_iters)
+
+    n = jax.tree_util.tree_leaves(stacked)[0].shape[0]
+    return jax.jit(jax.vmap(f))(stacked, jnp.arange(n))
+
+
+def ensemble_curvature(
+    loss_fn: LossFn,
+    stacked: PyTree,
+    *,
+    key: jax.Array,
+    top: int = 5,
+    num_iters: int | None = None,
+    trace_probes: int = 50,
+    density: bool = False,
+    density_probes: int = 2,
+    density_iters: int = 60,
+    chunk_size: int = 16,
+    checkpoint=None,
+    progress: bool = False,
+) -> dict[str, np.ndarray]:
+    """Curvature of every member: top eigenvalues, smallest eigenvalue, trace (and SLQ density).
+
+    Members are vmapped in chunks of ``chunk_size`` (one compilation); with ``checkpoint``
+    finished chunks are saved and an interrupted call resumes.  Member ``i`` uses
+    ``fold_in(key, i)`` whatever the chunking.  Returns numpy arrays: ``top (M, top)``,
+    ``smallest (M,)``, ``trace (M,)``, ``trace_stderr (M,)`` and, with ``density``,
+    ``density_nodes`` / ``density_weights`` ``(M, probes, m)``.
+    """
+    from . import io, tree
+
+    m_total = tree.num_members(stacked)
+    p = tree.size(tree.take(stacked, 0))
+    m_iter = _num_iters(p, top, num_iters)
+    d_iter = int(min(density_iters, p))
+
+    def one(params, i):
+        k = jax.random.fold_in(key, i)
+        k1, k2, k3, k4 = jax.random.split(k, 4)
+        ev = top_eigenvalues(loss_fn, params, top, key=k1, num_iters=m_iter)
+        out = {
+            "top": ev,
+            "smallest": smallest_eigenvalue(loss_fn, params, key=k2, num_iters=m_iter, shift=ev[0]),
+            **{("trace" if n == "trace" else "trace_stderr"): v
+               for n, v in trace(loss_fn, params, key=k3, num_probes=trace_probes).items()},
+        }
+        if density:
+            den = spectral_density(loss_fn, params, key=k4, num_probes=density_probes, num_iters=d_iter)
+            out["density_nodes"], out["density_weights"] = den.nodes, den.weights
+        return out
+
+    chunk_size = int(max(1, min(chunk_size, m_total)))
+    n_chunks = -(-m_total // chunk_size)
+    run = jax.jit(jax.vmap(one))
+    fingerprint = None
+    results, done = None, np.zeros(n_chunks, bool)
+    if checkpoint is not None:
+        import hashlib
+
+        h = hashlib.sha256(f"{top}|{m_iter}|{trace_probes}|{density}|{density_probes}|{d_iter}|{chunk_size}".encode())
+        h.update(np.asarray(jax.random.key_data(key)).tobytes())
+        for leaf in jax.tree_util.tree_leaves(stacked):
+            h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
+        fingerprint = h.hexdigest()
+        state = io.load_checkpoint(checkpoint, fingerprint)
+        if state is not None and state[1].shape == (n_chunks,):
+            results, done = state
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=m_total, desc="Hessian", unit="member", leave=False, initial=int(done.sum()) * chunk_size)
+    try:
+        for c in range(n_chunks):
+            if done[c]:
+                continue
+            idx = np.arange(c * chunk_size, (c + 1) * chunk_size) % m_total  # the last chunk wraps (padding)
+            part = jax.tree_util.tree_map(lambda x: x[idx], stacked)
+            out = {k: np.asarray(v) for k, v in run(part, jnp.asarray(idx)).items()}
+            if results is None:
+                # member axis last, so checkpoints (which slice the last axis) stay uniform
+                results = {k: np.full(v.shape[1:] + (n_chunks * chunk_size,), np.nan, np.float32)
+                           for k, v in out.items()}
+            for k, v in out.items():
+                results[k][..., c * chunk_size : (c + 1) * chunk_size] = np.moveaxis(v, 0, -1)
+            done[c] = True
+            if bar is not None:
+                bar.update(min(chunk_size, m_total - c * chunk_size))
+            if checkpoint is not None and not done.all():
+                io.save_checkpoint(checkpoint, fingerprint, results, done)
+    finally:
+        if bar is not None:
+            bar.close()
+    if checkpoint is not None:
+        io.remove_checkpoint(checkpoint)
+    return {k: np.moveaxis(v[..., :m_total], -1, 0) for k, v in results.items()}

@@ -1,0 +1,87 @@
+"""Curvature against a dense jax.hessian and eigvalsh."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import landscape as ls
+from landscape import hessian as H
+
+
+@pytest.fixture(scope="module")
+def small():
+    d = ls.data.blobs(num_train=64, num_test=10, num_classes=3, dim=4, seed=1)
+    model = ls.MLP(hidden=(5,), activation="tanh").for_data(d)
+    params = model.init(jax.random.key(0))
+    f = ls.models.loss_fn(model, d.train, "cross_entropy")
+    dense = np.asarray(H.dense_hessian(f, params), np.float64)
+    return model, d, params, f, dense, np.linalg.eigvalsh(dense)
+
+
+def test_hvp_matches_dense_hessian(small):
+    _, _, params, f, dense, _ = small
+    v = ls.tree.random_like(jax.random.key(3), params)
+    got = ls.tree.ravel(H.hvp(f, params, v))
+    np.testing.assert_allclose(got, dense @ np.asarray(ls.tree.ravel(v)), rtol=1e-4, atol=1e-5)
+
+
+def test_top_and_smallest_eigenvalues_match_eigvalsh(small):
+    _, _, params, f, dense, ev = small
+    top = H.top_eigenpairs(f, params, 3, key=jax.random.key(1))
+    np.testing.assert_allclose(top.values, ev[::-1][:3], rtol=1e-3, atol=1e-4)
+    for value, vec in zip(top.values, top.vectors):
+        x = np.asarray(ls.tree.ravel(vec), np.float64)
+        np.testing.assert_allclose(np.linalg.norm(x), 1.0, rtol=1e-4)
+        np.testing.assert_allclose(dense @ x, float(value) * x, atol=2e-3)  # an eigenvector
+    lo = H.smallest_eigenvalue(f, params, key=jax.random.key(2), num_iters=ev.size)
+    assert float(lo) == pytest.approx(ev[0], rel=1e-3, abs=1e-4)
+    full = H.top_eigenvalues(f, params, ev.size, key=jax.random.key(5), num_iters=ev.size)
+    np.testing.assert_allclose(np.sort(np.asarray(full)), ev, atol=2e-4)
+
+
+def test_hutchinson_trace_is_unbiased(small):
+    _, _, params, f, dense, _ = small
+    est = H.trace(f, params, key=jax.random.key(4), num_probes=4000)
+    assert abs(float(est["trace"]) - np.trace(dense)) < 4 * float(est["stderr"]) + 1e-3
+    assert float(est["stderr"]) < 0.2 * abs(np.trace(dense)) + 0.05
+
+
+def test_spectral_density_integrates_to_one_with_mass_at_eigenvalues(small):
+    _, _, params, f, _, ev = small
+    den = H.spectral_density(f, params, key=jax.random.key(6), num_probes=3, num_iters=ev.size)
+    np.testing.assert_allclose(np.asarray(den.weights).sum(axis=1), 1.0, rtol=1e-5)
+    nodes = np.asarray(den.nodes)
+    # with m = P the Ritz values are the eigenvalues: every node sits on a dense eigenvalue
+    assert np.max(np.min(np.abs(nodes[..., None] - ev[None, None, :]), axis=-1)) < 1e-3
+    # and the quadrature reproduces the normalised trace, E[w . nodes] = tr(H) / P
+    np.testing.assert_allclose(np.mean(np.sum(np.asarray(den.weights) * nodes, axis=1)), ev.mean(), atol=0.05)
+    grid = np.linspace(ev.min() - 1, ev.max() + 1, 4001)
+    rho = H.density_on_grid(den, grid)
+    assert np.trapezoid(rho, grid) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_many_members_in_one_call_equal_per_member(small):
+    model, d, _, f, _, _ = small
+    ens = ls.train_ensemble(model, d, key=jax.random.key(0), seeds=3, loss="cross_entropy", steps=5,
+                            log_every=5, progress=False)
+    key = jax.random.key(7)
+    many = H.top_eigenvalues_many(f, ens.params, 2, key=key, num_iters=30)
+    tr = H.trace_many(f, ens.params, key=key, num_probes=10)
+    for i in range(3):
+        one = H.top_eigenvalues(f, ens.member(i), 2, key=jax.random.fold_in(key, i), num_iters=30)
+        np.testing.assert_allclose(many[i], one, rtol=1e-4)
+        t1 = H.trace(f, ens.member(i), key=jax.random.fold_in(key, i), num_probes=10)
+        np.testing.assert_allclose(tr["trace"][i], t1["trace"], rtol=1e-4)
+
+
+def test_quadratic_eigenvalues_exact():
+    a = np.diag(np.arange(1.0, 11.0)).astype(np.float32)
+    q = np.linalg.qr(np.random.default_rng(0).normal(size=(10, 10)))[0].astype(np.float32)
+    mat = jnp.asarray(q @ a @ q.T)
+    f = lambda p: 0.5 * p["x"] @ mat @ p["x"]  # noqa: E731
+    p = {"x": jnp.ones(10)}
+    np.testing.assert_allclose(H.top_eigenvalues(f, p, 2, key=jax.random.key(0), num_iters=10), [10, 9], rtol=1e-4)
+    assert float(H.smallest_eigenvalue(f, p, key=jax.random.key(0), num_iters=10)) == pytest.approx(1.0, rel=1e-3)
+    with pytest.raises(ls.ConfigError):
+        H.top_eigenvalues(f, p, 11, key=jax.random.key(0))
