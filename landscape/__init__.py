@@ -1,6 +1,6 @@
 """landscape: train many small networks from many random starts and explore their loss landscapes.
 
-Modules (one concept each): ``tree`` (pytree maths), ``data`` (data sets), ``models``
+Modules (one concept each): ``tree`` (pytree maths), ``distributed`` (meshes, multi-host), ``data`` (data sets), ``models``
 (the Flax MLP, losses), ``optim`` (named optax optimizers), ``train`` (ensemble training),
 ``directions`` (random / normalised / solution / PCA directions), ``surface`` (the generic
 slice evaluator and the slices built on it), ``hessian`` (curvature), ``minima`` (barriers,
@@ -10,7 +10,7 @@ basins, alignment, curves), ``io`` (run directories and result files),
 
 __version__ = "0.1.0"
 
-from . import data, directions, errors, hessian, io, minima, models, optim, plot, surface, train, tree
+from . import data, directions, distributed, errors, hessian, io, minima, models, optim, plot, surface, train, tree
 from .data import Dataset, Split, load
 from .errors import (
     ConfigError,
@@ -32,6 +32,7 @@ __all__ = [
     "__version__",
     "data",
     "directions",
+    "distributed",
     "surface",
     "hessian",
     "minima",

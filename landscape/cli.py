@@ -35,24 +35,26 @@ class _UsageError(Exception):
 # ---------------------------------------------------------------------- argument types
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
+def _number(cast, ok, what: str):
+    """An argparse type: ``cast(text)`` that must satisfy ``ok``, else "expected <what>"."""
+
+    def parse(text: str):
+        try:
+            v = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not ok(v):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return v
+
+    return parse
 
 
-def _nonneg_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {v}")
-    return v
+_positive_int = _number(int, lambda v: v >= 1, "a positive integer")
+_nonneg_int = _number(int, lambda v: v >= 0, "a non-negative integer")
+_positive_float = _number(float, lambda v: math.isfinite(v) and v > 0, "a finite positive number")
+_nonneg_float = _number(float, lambda v: math.isfinite(v) and v >= 0, "a finite non-negative number")
+_unit_float = _number(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
 
 
 def _widths(text: str) -> tuple[int, ...]:
@@ -77,42 +79,23 @@ def _positive_floats(text: str) -> tuple[float, ...]:
     return vals
 
 
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(v) and v > 0):
-        raise argparse.ArgumentTypeError(f"expected a finite positive number, got {text!r}")
-    return v
-
-
-def _nonneg_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(v) and v >= 0):
-        raise argparse.ArgumentTypeError(f"expected a finite non-negative number, got {text!r}")
-    return v
-
-
-def _unit_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (0.0 <= v < 1.0):
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {v}")
-    return v
-
-
 # ---------------------------------------------------------------------- parser
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     p.add_argument("--debug", action="store_true", help="show the full traceback of an internal error")
+    g = p.add_argument_group("devices and hosts")
+    g.add_argument("--devices", type=_positive_int, default=None,
+                   help="shard over the first N devices (default: every device of every process)")
+    g.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                   help="multi-process run: address of process 0 (or $LANDSCAPE_COORDINATOR / $JAX_COORDINATOR_ADDRESS)")
+    g.add_argument("--num-processes", type=_positive_int, default=None,
+                   help="multi-process run: number of processes (or $LANDSCAPE_NUM_PROCESSES / $JAX_NUM_PROCESSES)")
+    g.add_argument("--process-id", type=_nonneg_int, default=None,
+                   help="multi-process run: this process's index (or $LANDSCAPE_PROCESS_ID / $JAX_PROCESS_ID)")
+    g.add_argument("--join-timeout", type=_positive_int, default=120,
+                   help="seconds to wait for every process to join (default: %(default)s)")
 
 
 def _add_train_options(p: argparse.ArgumentParser, *, defaults: dict) -> None:
@@ -157,14 +140,24 @@ def _add_run(p, *, seeds_flag: str, seeds_help: str, default: str = "0") -> None
                    help="the learning rate of the members, when the run swept several")
 
 
+def _add_output(p) -> None:
+    p.add_argument("--overwrite", action="store_true", help="recompute and replace a saved result")
+    p.add_argument("--no-plot", action="store_true", help="do not draw the figures")
+    p.add_argument("--format", choices=("png", "pdf", "svg"), default="png", help="figure format (default: %(default)s)")
+    _add_common(p)
+
+
 def _add_eval(p) -> None:
     p.add_argument("--test", action="store_true", help="evaluate on the test split too")
     p.add_argument("--chunk-size", type=_positive_int, default=None, help="points per compiled call (default: auto)")
     p.add_argument("--name", default=None, help="result name (default: derived from the settings)")
-    p.add_argument("--overwrite", action="store_true", help="recompute and replace a saved result")
-    p.add_argument("--no-plot", action="store_true", help="do not draw the default figure")
-    p.add_argument("--format", choices=("png", "pdf", "svg"), default="png", help="figure format (default: %(default)s)")
-    _add_common(p)
+    _add_output(p)
+
+
+def _add_grid_margin(p, grid: int) -> None:
+    p.add_argument("--grid", type=_positive_int, default=grid, help="points per axis (default: %(default)s)")
+    p.add_argument("--margin", type=_nonneg_float, default=0.3,
+                   help="grid margin, fraction of the extent (default: %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -231,16 +224,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plane", help="the plane through three seeds' minima, with their trajectories",
                        description="The plane through three solutions (Garipov et al. 2018), solutions marked.")
     _add_run(p, seeds_flag="--seeds", seeds_help="three seeds (default: 0,1,2)", default="0,1,2")
-    p.add_argument("--grid", type=_positive_int, default=41, help="points per axis (default: %(default)s)")
-    p.add_argument("--margin", type=_nonneg_float, default=0.3, help="grid margin, fraction of the extent (default: %(default)s)")
+    _add_grid_margin(p, 41)
     p.add_argument("--no-paths", action="store_true", help="do not project the training trajectories")
     _add_eval(p)
 
     p = sub.add_parser("trajectory", help="the trajectory-PCA plane of one seed with its path",
                        description="PCA of the saved snapshots around the final parameters (Li et al. 2018, section 7).")
     _add_run(p, seeds_flag="--seed", seeds_help="seed (default: 0)", default="0")
-    p.add_argument("--grid", type=_positive_int, default=41, help="points per axis (default: %(default)s)")
-    p.add_argument("--margin", type=_nonneg_float, default=0.3, help="grid margin, fraction of the extent (default: %(default)s)")
+    _add_grid_margin(p, 41)
     _add_eval(p)
 
     p = sub.add_parser("hessian", help="Hessian spectra of every seed: top eigenvalues, smallest, trace, density",
@@ -254,10 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--density", action="store_true", help="also the spectral density (SLQ)")
     p.add_argument("--key", type=_nonneg_int, default=0, help="PRNG seed of the probes (default: %(default)s)")
     p.add_argument("--chunk-size", type=_positive_int, default=16, help="members per compiled call (default: %(default)s)")
-    p.add_argument("--overwrite", action="store_true", help="recompute and replace a saved result")
-    p.add_argument("--no-plot", action="store_true", help="do not draw the figures")
-    p.add_argument("--format", choices=("png", "pdf", "svg"), default="png", help="figure format (default: %(default)s)")
-    _add_common(p)
+    _add_output(p)
 
     p = sub.add_parser("compare", help="compare the seeds' minima: barriers, basins, alignment, curves; a report",
                        description="Pairwise barriers, distances, cosines and prediction disagreement between "
@@ -273,10 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=_positive_float, default=None, help="the learning rate, when the run swept several")
     p.add_argument("--key", type=_nonneg_int, default=0, help="PRNG seed of the curve training (default: %(default)s)")
     p.add_argument("--chunk-size", type=_positive_int, default=None, help="points per compiled call (default: auto)")
-    p.add_argument("--overwrite", action="store_true", help="recompute and replace a saved result")
-    p.add_argument("--no-plot", action="store_true", help="do not draw the figures")
-    p.add_argument("--format", choices=("png", "pdf", "svg"), default="png", help="figure format (default: %(default)s)")
-    _add_common(p)
+    _add_output(p)
 
     p = sub.add_parser("plot", help="draw a saved result (no recomputation)",
                        description="Draw a saved surface / line / interpolation result file.")
@@ -320,9 +305,10 @@ def _train_from_args(args, out: Path):
         model, dataset, key=jax.random.key(args.key), seeds=args.seeds, optimizer=spec, loss=args.loss,
         steps=args.steps, batch_size=args.batch_size,
         learning_rates=args.lr if len(args.lr) > 1 else None, log_every=args.log_every,
-        snapshot_every=args.snapshot_every, progress=not args.quiet,
+        snapshot_every=args.snapshot_every, progress=not args.quiet and _writer(), mesh=args.mesh,
     )
-    io.save_run(out, ens, overwrite=args.overwrite, extra={"command": sys.argv[1:]})
+    if _writer():
+        io.save_run(out, ens, overwrite=args.overwrite, extra={"command": sys.argv[1:]})
     return ens
 
 
@@ -344,6 +330,8 @@ def _training_figures(ens, out: Path) -> list[Path]:
 def cmd_train(args) -> int:
     out = Path(args.out)
     ens = _train_from_args(args, out)
+    if not _writer():
+        return 0
     print(f"saved run: {out}")
     if not args.no_plot:
         for path in _training_figures(ens, out):
@@ -408,7 +396,7 @@ def cmd_demo(args) -> int:
     model = models.MLP(hidden=(16, 16), activation="sigmoid", output_activation="sigmoid")
     ens = train.train_ensemble(
         model, dataset, key=jax.random.key(0), seeds=args.seeds, optimizer=optim.OptimizerSpec("sgd", 3.0),
-        loss="mse", steps=args.steps, log_every=20, snapshot_every=100, progress=not args.quiet,
+        loss="mse", steps=args.steps, log_every=20, snapshot_every=100, progress=not args.quiet, mesh=args.mesh,
     )
     run = out / "run"
     io.save_run(run, ens, overwrite=args.overwrite, extra={"command": ["demo", *sys.argv[2:]]})
@@ -426,6 +414,7 @@ def cmd_demo(args) -> int:
     ):
         print(f"\n$ landscape {' '.join(argv)}")
         sub_args = parser.parse_args(argv + quiet)
+        sub_args.mesh = args.mesh
         COMMANDS[sub_args.command](sub_args)
     print(f"\ndemo complete: run directory {run}, figures in {run / 'figures'}")
     return 0
@@ -503,7 +492,7 @@ class _Result:
         from . import io
 
         self.run = io.run_path(args.run)
-        self.name = args.name or default_name
+        self.name = getattr(args, "name", None) or default_name
         if not self.name.replace("_", "").replace("-", "").replace(".", "").isalnum():
             raise ConfigError(f"result name may hold letters, digits, '.', '_' and '-' only, got {self.name!r}")
         self.config = config
@@ -519,10 +508,16 @@ class _Result:
             self.saved = (arrays, meta)
 
     def save(self, surf, meta: dict):
+        return self.save_arrays(surf.to_arrays(), {**surf.meta, **meta, "kind": surf.kind})
+
+    def save_arrays(self, arrays: dict, meta: dict):
+        """Write the result (process 0 only) and return ``(arrays, meta)`` as read back."""
         from . import io
 
-        full = {**surf.meta, **meta, "kind": surf.kind, "config": self.config}
-        io.save_result(self.stem, surf.to_arrays(), full)
+        full = {**meta, "config": self.config}
+        if not _writer():
+            return arrays, io._jsonable(full)
+        io.save_result(self.stem, arrays, full)
         return io.load_result(self.stem)
 
 
@@ -530,6 +525,8 @@ def _finish_result(args, res: _Result, arrays, meta, *, kind=None) -> None:
     from . import io, plot
 
     npz, js = io.result_paths(res.stem)
+    if not _writer():
+        return
     print(f"result: {npz}")
     if not args.no_plot:
         fig = plot.from_result(arrays, meta, kind=kind)
@@ -537,8 +534,13 @@ def _finish_result(args, res: _Result, arrays, meta, *, kind=None) -> None:
 
 
 def _eval_kwargs(args, res: _Result, desc: str) -> dict:
-    res.checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    return {"chunk_size": args.chunk_size, "checkpoint": res.checkpoint, "progress": not args.quiet, "desc": desc}
+    import jax
+
+    single = jax.process_count() == 1  # checkpoints (and resuming) are single-process only
+    if single:
+        res.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    return {"chunk_size": args.chunk_size, "checkpoint": res.checkpoint if single else None,
+            "progress": not args.quiet and _writer(), "desc": desc, "mesh": args.mesh}
 
 
 def cmd_surface(args) -> int:
@@ -563,6 +565,7 @@ def cmd_surface(args) -> int:
             jax.random.fold_in(key, s), c, args.dims, norm=args.norm, ignore_biases=not args.keep_biases,
             orthogonal=args.orthogonal)
         if args.directions == "hessian":
+            _single_process("--directions hessian")
             dirs = _hessian_directions(ens, batches, centers, args.dims, key)
         else:
             dirs = jax.vmap(draw)(jax.numpy.asarray(seeds), centers)
@@ -625,7 +628,7 @@ def cmd_interpolate(args) -> int:
         res.saved = res.save(surf, {"seeds": [int(ens.seeds[a]), int(ens.seeds[b])], "labels": [la, lb],
                                     "title": f"{la} (t=0) to {lb} (t=1)"})
     arrays, meta = res.saved
-    for metric, bar in meta.get("barriers", {}).items():
+    for metric, bar in (meta.get("barriers", {}) if _writer() else {}).items():
         print(f"{metric}: barrier {bar['barrier']:.5g} (above the chord), "
               f"{bar['barrier_midpoint']:.5g} (max minus the endpoints' mean), at t = {bar['t_max']:.3g}")
     _finish_result(args, res, arrays, meta)
@@ -715,27 +718,24 @@ def cmd_hessian(args) -> int:
 
     from . import hessian, io, models, plot
 
+    _single_process("landscape hessian")
     args.test = False
     ens, _, batches = _eval_setup(args)
-    run = io.run_path(args.run)
-    stem = run / "results" / "hessian"
     config = {"top": args.top, "iters": args.iters, "probes": args.probes, "density": args.density, "key": args.key}
-    if io.result_paths(stem)[1].exists() and not args.overwrite:
-        arrays, meta = io.load_result(stem)
-        if meta.get("config") != config:
-            raise ConfigError(f"{stem}.json exists with other settings; pass --overwrite")
-    else:
+    res = _Result(args, "hessian", config)
+    run, stem = res.run, res.stem
+    if res.saved is None:
         f = models.loss_fn(ens.model, _split(batches["train"]), ens.config["loss"])
         (run / "results").mkdir(exist_ok=True)
-        res = hessian.ensemble_curvature(
+        curv = hessian.ensemble_curvature(
             f, ens.params, key=jax.random.key(args.key), top=args.top, num_iters=args.iters,
             trace_probes=args.probes, density=args.density, chunk_size=args.chunk_size,
-            checkpoint=run / "results" / "hessian.partial.npz", progress=not args.quiet)
-        arrays = {**res, "seeds": ens.seeds, "learning_rates": ens.learning_rates,
-                  "test_accuracy": ens.history.test_accuracy[:, -1], "train_loss": ens.history.train_loss[:, -1],
-                  "diverged": ens.diverged}
-        io.save_result(stem, arrays, {"kind": "hessian", "config": config})
-        arrays, meta = io.load_result(stem)
+            checkpoint=res.checkpoint, progress=not args.quiet, mesh=args.mesh)
+        res.saved = res.save_arrays(
+            {**curv, "seeds": ens.seeds, "learning_rates": ens.learning_rates,
+             "test_accuracy": ens.history.test_accuracy[:, -1], "train_loss": ens.history.train_loss[:, -1],
+             "diverged": ens.diverged}, {"kind": "hessian"})
+    arrays, meta = res.saved
     print(f"{'seed':>5} {'top eigenvalue':>15} {'smallest':>10} {'trace':>10}")
     for i in range(len(arrays["seeds"])):
         flag = "  (diverged)" if arrays["diverged"][i] else ""
@@ -779,27 +779,25 @@ def cmd_compare(args) -> int:
 
     from . import io, minima, models, plot
 
+    _single_process("landscape compare")
     args.test = True
     ens, fn, batches = _eval_setup(args)
-    run = io.run_path(args.run)
     idx = _healthy(ens, args.lr)
     curve_pair = None
     if args.curve is not None:
         args.seeds = args.curve
         curve_pair = _select(args, ens, 2)
-    stem = run / "results" / "compare"
     config = {"members": idx, "align": args.align, "tol": args.tol, "grid": args.grid, "curve": curve_pair,
               "curve_steps": args.curve_steps, "key": args.key}
-    if io.result_paths(stem)[1].exists() and not args.overwrite:
-        arrays, meta = io.load_result(stem)
-        if meta.get("config") != config:
-            raise ConfigError(f"{stem}.json exists with other settings; pass --overwrite")
-    else:
+    res = _Result(args, "compare", config)
+    run, stem = res.run, res.stem
+    if res.saved is None:
         stacked = jax.tree_util.tree_map(lambda x: x[np.asarray(idx)], ens.params)
-        res = minima.compare_members(fn, stacked, data=batches["train"], predict=ens.model.apply,
+        pairwise = minima.compare_members(fn, stacked, data=batches["train"], predict=ens.model.apply,
                                      test_x=batches["test"][0], num=args.grid, tol=args.tol, aligned=args.align,
-                                     metric="loss", chunk_size=args.chunk_size, progress=not args.quiet)
-        arrays = {**res, "members": np.asarray(idx), "seeds": ens.seeds[idx],
+                                     metric="loss", chunk_size=args.chunk_size, progress=not args.quiet,
+                                     mesh=args.mesh)
+        arrays = {**pairwise, "members": np.asarray(idx), "seeds": ens.seeds[idx],
                   "final_train_loss": ens.history.train_loss[idx, -1],
                   "final_test_accuracy": ens.history.test_accuracy[idx, -1]}
         if curve_pair is not None:
@@ -808,8 +806,8 @@ def cmd_compare(args) -> int:
                                      key=jax.random.key(args.key), steps=args.curve_steps)
             arrays.update({"curve_t": cv.t, "curve_loss": cv.curve_loss, "line_loss": cv.line_loss,
                            "curve_train_loss": cv.train_loss})
-        io.save_result(stem, arrays, {"kind": "compare", "config": config})
-        arrays, meta = io.load_result(stem)
+        res.saved = res.save_arrays(arrays, {"kind": "compare"})
+    arrays, meta = res.saved
     report = _write_report(ens, run, arrays, config, args)
     print(f"result: {io.result_paths(stem)[0]}")
     print(f"report: {report}")
@@ -936,6 +934,33 @@ def cmd_prepare(args) -> int:
     return 0
 
 
+def _start_devices(args) -> None:
+    """Join a multi-process run if asked, and choose the mesh every computation shards over."""
+    from . import distributed
+
+    args.mesh = None
+    if args.command in ("info", "plot", "prepare"):
+        return
+    distributed.initialize(args.coordinator, args.num_processes, args.process_id, timeout_s=args.join_timeout)
+    import jax
+
+    if args.devices is not None or jax.device_count() > 1:
+        args.mesh = distributed.make_mesh(args.devices)
+
+
+def _single_process(what: str) -> None:
+    import jax
+
+    if jax.process_count() > 1:
+        raise ConfigError(f"{what} runs in one process (on any number of its devices, --devices)")
+
+
+def _writer() -> bool:
+    from .distributed import is_writer
+
+    return is_writer()
+
+
 def _quiet_absl() -> None:
     """tensorflow-datasets logs warnings through absl; the CLI reports problems itself."""
     try:
@@ -977,6 +1002,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     _quiet_absl()
     try:
+        _start_devices(args)
         return COMMANDS[args.command](args)
     except LandscapeError as exc:
         print(f"landscape {args.command}: error: {_one_line(exc)}", file=sys.stderr)

@@ -291,6 +291,7 @@ def ensemble_curvature(
     chunk_size: int = 16,
     checkpoint=None,
     progress: bool = False,
+    mesh=None,
 ) -> dict[str, np.ndarray]:
     """Curvature of every member: top eigenvalues, smallest eigenvalue, trace (and SLQ density).
 
@@ -298,9 +299,13 @@ def ensemble_curvature(
     finished chunks are saved and an interrupted call resumes.  Member ``i`` uses
     ``fold_in(key, i)`` whatever the chunking.  Returns numpy arrays: ``top (M, top)``,
     ``smallest (M,)``, ``trace (M,)``, ``trace_stderr (M,)`` and, with ``density``,
-    ``density_nodes`` / ``density_weights`` ``(M, probes, m)``.
+    ``density_nodes`` / ``density_weights`` ``(M, probes, m)``.  With a ``mesh`` each chunk's
+    members are sharded over its devices (single-process meshes; ``loss_fn`` closes over its data).
     """
     from . import io, tree
+    from .distributed import placement
+
+    pl = placement(mesh)
 
     m_total = tree.num_members(stacked)
     p = tree.size(tree.take(stacked, 0))
@@ -322,7 +327,7 @@ def ensemble_curvature(
             out["density_nodes"], out["density_weights"] = den.nodes, den.weights
         return out
 
-    chunk_size = int(max(1, min(chunk_size, m_total)))
+    chunk_size = pl.padded(int(max(1, min(chunk_size, m_total))))
     n_chunks = -(-m_total // chunk_size)
     run = jax.jit(jax.vmap(one))
     fingerprint = None
@@ -348,8 +353,8 @@ def ensemble_curvature(
             if done[c]:
                 continue
             idx = np.arange(c * chunk_size, (c + 1) * chunk_size) % m_total  # the last chunk wraps (padding)
-            part = jax.tree_util.tree_map(lambda x: x[idx], stacked)
-            out = {k: np.asarray(v) for k, v in run(part, jnp.asarray(idx)).items()}
+            part = jax.tree_util.tree_map(lambda x: np.asarray(x)[idx], stacked)
+            out = pl.gather(run(*pl.shard((part, idx.astype(np.int32)))))
             if results is None:
                 # member axis last, so checkpoints (which slice the last axis) stay uniform
                 results = {k: np.full(v.shape[1:] + (n_chunks * chunk_size,), np.nan, np.float32)

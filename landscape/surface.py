@@ -27,6 +27,7 @@ import numpy as np
 
 from . import directions as dirs
 from . import io, tree
+from .distributed import placement
 from .errors import ConfigError
 
 __all__ = [
@@ -133,36 +134,34 @@ def _shortcut_applies(fn, center, batches, stacked) -> bool:
     return first is not None and all(isinstance(b, tuple) and len(b) == 2 for b in batches.values())
 
 
-def _point_function(fn, center, directions, batches, use_shortcut: bool):
-    """``(cache, coeffs) -> {metric: scalar}`` and the per-slice ``cache`` it needs."""
-    cache = {"center": center, "dirs": list(directions)}
-    if use_shortcut:
-        cache["z"] = {
-            name: (fn.first_layer(center, x), [fn.first_layer(d, x) for d in directions])
-            for name, (x, _) in batches.items()
-        }
+def _slice_functions(fn, use_shortcut: bool):
+    """``build(center, directions, batches) -> cache`` (once per slice) and
+    ``at(cache, coeffs, batches) -> {metric: scalar}`` (once per point)."""
 
-        def at(cache, c):
-            params = tree.lincomb(cache["center"], c, cache["dirs"])
-            out = {}
-            for name, (_, y) in batches.items():
-                zc, zd = cache["z"][name]
-                z = zc + sum(c[i] * zd[i] for i in range(len(zd)))
-                out.update(_named(name, fn.head(params, z, y)))
-            return out
+    def build(center, directions, batches):
+        cache = {"center": center, "dirs": list(directions)}
+        if use_shortcut:
+            cache["z"] = {
+                name: (fn.first_layer(center, x), [fn.first_layer(d, x) for d in directions])
+                for name, (x, _) in batches.items()
+            }
+        return cache
 
-        return at, cache
-
-    def at(cache, c):
+    def at(cache, c, batches):
         params = tree.lincomb(cache["center"], c, cache["dirs"])
         if batches is None:
             return _named("", fn(params))
         out = {}
         for name, batch in batches.items():
-            out.update(_named(name, fn(params, batch)))
+            if use_shortcut:
+                zc, zd = cache["z"][name]
+                z = zc + sum(c[i] * zd[i] for i in range(len(zd)))
+                out.update(_named(name, fn.head(params, z, batch[1])))
+            else:
+                out.update(_named(name, fn(params, batch)))
         return out
 
-    return at, cache
+    return build, at
 
 
 def evaluate(
@@ -179,6 +178,7 @@ def evaluate(
     save_every_s: float = 5.0,
     progress: bool = False,
     desc: str = "surface",
+    mesh=None,
 ) -> dict[str, np.ndarray]:
     """Metric values at ``center + sum_i coords[p, i] * directions[i]`` for every row ``p``.
 
@@ -195,6 +195,8 @@ def evaluate(
       checkpoint: file that holds progress; an interrupted call with the same arguments
         resumes from it and computes only the missing chunks.  Deleted on completion.
       save_every_s: minimum seconds between checkpoint writes.
+      mesh: a :func:`landscape.distributed.make_mesh` mesh: each chunk's points are sharded over
+        its devices (of every process); ``None``: one device.
 
     Returns:
       ``{metric: (P,)}`` or, stacked, ``{metric: (S, P)}`` numpy arrays.
@@ -230,10 +232,16 @@ def evaluate(
     padded = np.zeros((n_pc * p_chunk, coords.shape[1]), np.float32)
     padded[:num_points] = coords
 
-    at = _point_function(fn, tree.take(center, 0), [tree.take(d, 0) for d in directions], batches,
-                         use_shortcut)[0]
-    build = jax.jit(jax.vmap(lambda c, ds: _point_function(fn, c, ds, batches, use_shortcut)[1]))
-    chunk_fn = jax.jit(jax.vmap(jax.vmap(at, in_axes=(None, 0)), in_axes=(0, None)))
+    pl = placement(mesh)
+    if pl.size > 1:  # points are sharded over the devices: a chunk holds a multiple of them
+        p_chunk = pl.padded(p_chunk)
+        n_pc = -(-num_points // p_chunk)
+        padded = np.zeros((n_pc * p_chunk, coords.shape[1]), np.float32)
+        padded[:num_points] = coords
+    build_one, at = _slice_functions(fn, use_shortcut)
+    build = jax.jit(jax.vmap(build_one, in_axes=(0, 0, None)))
+    chunk_fn = jax.jit(jax.vmap(jax.vmap(at, in_axes=(None, 0, None)), in_axes=(0, None, None)))
+    placed_batches = pl.replicate(batches)
 
     fingerprint = None
     results: dict[str, np.ndarray] | None = None
@@ -261,14 +269,15 @@ def evaluate(
                 continue
             seeds = np.arange(si * s_chunk, (si + 1) * s_chunk) % num_seeds  # the last chunk wraps
             real = min(s_chunk, num_seeds - si * s_chunk)
-            caches = build(jax.tree_util.tree_map(lambda x: x[seeds], center),
-                           [jax.tree_util.tree_map(lambda x: x[seeds], d) for d in directions])
+            caches = build(pl.replicate(jax.tree_util.tree_map(lambda x: np.asarray(x)[seeds], center)),
+                           pl.replicate([jax.tree_util.tree_map(lambda x: np.asarray(x)[seeds], d)
+                                         for d in directions]), placed_batches)
             for pi in range(n_pc):
                 b = si * n_pc + pi
                 if done[b]:
                     continue
-                out = chunk_fn(caches, jnp.asarray(padded[pi * p_chunk : (pi + 1) * p_chunk]))
-                out = {k: np.asarray(v) for k, v in out.items()}
+                out = pl.gather(chunk_fn(caches, pl.shard(padded[pi * p_chunk : (pi + 1) * p_chunk]),
+                                         placed_batches))
                 if results is None:
                     results = {k: np.full((num_seeds, n_pc * p_chunk), np.nan, np.float32) for k in out}
                 for k, v in out.items():

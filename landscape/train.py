@@ -26,6 +26,7 @@ import optax
 
 from . import tree
 from .data import Dataset
+from .distributed import placement
 from .errors import ConfigError
 from .models import MLP, accuracy, loss_function
 from .optim import OptimizerSpec, _check_lr
@@ -206,6 +207,7 @@ def train_ensemble(
     progress: bool = True,
     chunks: int = 20,
     max_trajectory_bytes: int = MAX_TRAJECTORY_BYTES,
+    mesh=None,
 ) -> Ensemble:
     """Train every (seed, learning rate) member of an ensemble at once.
 
@@ -225,6 +227,8 @@ def train_ensemble(
       progress: show a progress bar.  chunks: about how many compiled calls the scan is cut
         into (progress updates); results do not depend on it.
       max_trajectory_bytes: refuse a trajectory that would need more host memory.
+      mesh: a :func:`landscape.distributed.make_mesh` mesh to shard the members over (padded to a
+        multiple of the devices; results are identical to a single-device run); ``None``: one device.
 
     Returns:
       An :class:`Ensemble` with ``M = len(seeds) * len(learning_rates)`` members.
@@ -266,12 +270,13 @@ def train_ensemble(
                 f"members × {model.num_params()} parameters); raise snapshot_every or max_trajectory_bytes"
             )
 
-    x_tr, y_tr = jnp.asarray(data.train.x), jnp.asarray(data.train.y)
-    x_te, y_te = jnp.asarray(data.test.x), jnp.asarray(data.test.y)
+    pl = placement(mesh)
+    arrays = pl.replicate((data.train.x, data.train.y, data.test.x, data.test.y))
     root = key
     steps_per_epoch = n_train // batch_size if batch_size else 1
 
-    def evaluate(params):
+    def evaluate(params, arrays):
+        x_tr, y_tr, x_te, y_te = arrays
         out_tr = model.apply(params, x_tr)
         out_te = model.apply(params, x_te)
         return jnp.stack(
@@ -294,7 +299,8 @@ def train_ensemble(
             "lr": jnp.asarray(lr, jnp.float32),
         }
 
-    def step_member(state, step, order):
+    def step_member(state, step, order, arrays):
+        x_tr, y_tr = arrays[0], arrays[1]
         params = state["params"]
         if batch_size:
             pos = step % steps_per_epoch
@@ -320,7 +326,7 @@ def train_ensemble(
             "diverged_step": jnp.where(state["alive"] & ~ok, step, state["diverged_step"]),
         }
 
-    def run_member(state, start, interval, num_intervals, with_params):
+    def run_member(state, start, arrays, interval, num_intervals, with_params):
         """``num_intervals`` × ``interval`` steps from step ``start`` for one member."""
 
         def one_step(carry, step):
@@ -331,12 +337,12 @@ def train_ensemble(
                     lambda: epoch_order(st["order_key"], step // steps_per_epoch),
                     lambda: order,
                 )
-            return (step_member(st, step, order), order), None
+            return (step_member(st, step, order, arrays), order), None
 
         def one_interval(carry, i):
             first = start + i * interval
             carry, _ = jax.lax.scan(one_step, carry, first + jnp.arange(interval))
-            out = {"metrics": evaluate(carry[0]["params"])}
+            out = {"metrics": evaluate(carry[0]["params"], arrays)}
             if with_params:
                 out["params"] = carry[0]["params"]
             return carry, out
@@ -346,17 +352,22 @@ def train_ensemble(
         return state, outs
 
     init_all = jax.jit(jax.vmap(init_member))
-    eval_all = jax.jit(jax.vmap(evaluate))
+    eval_all = jax.jit(jax.vmap(evaluate, in_axes=(0, None)))
     run_all = jax.jit(
-        jax.vmap(run_member, in_axes=(0, None, None, None, None)), static_argnums=(2, 3, 4)
+        jax.vmap(run_member, in_axes=(0, None, None, None, None, None)), static_argnums=(3, 4, 5)
     )
+
+    def unpad(tree):  # full numpy arrays of the real members
+        return jax.tree_util.tree_map(lambda x: x[:num_members], pl.gather(tree))
 
     with_params = snap_steps is not None
     t0 = time.perf_counter()
-    state = init_all(jnp.asarray(member_seed, jnp.int32), jnp.asarray(np.nan_to_num(member_lr), jnp.float32))
+    seeds_in, lrs_in = pl.shard(pl.pad((member_seed.astype(np.int32), np.nan_to_num(member_lr).astype(np.float32)),
+                                       num_members))
+    state = init_all(seeds_in, lrs_in)
     hist_steps = [0]
-    hist_vals = [np.asarray(eval_all(state["params"]))]  # (M, 4)
-    snaps = [jax.device_get(state["params"])] if with_params else []
+    hist_vals = [unpad(eval_all(state["params"], arrays))]  # (M, 4)
+    snaps = [unpad(state["params"])] if with_params else []
     snap_taken = [0] if with_params else []
 
     n_intervals_total = math.ceil(steps / log_every)
@@ -365,8 +376,9 @@ def train_ensemble(
     done = 0
     try:
         for interval, n in segs:
-            state, outs = run_all(state, jnp.asarray(done, jnp.int32), interval, n, with_params)
-            metrics = np.asarray(outs["metrics"])  # (M, n, 4)
+            state, outs = run_all(state, jnp.asarray(done, jnp.int32), arrays, interval, n, with_params)
+            outs = unpad(outs)
+            metrics = outs["metrics"]  # (M, n, 4)
             for j in range(n):
                 s = done + (j + 1) * interval
                 hist_steps.append(s)
@@ -377,7 +389,7 @@ def train_ensemble(
             done += interval * n
             if bar is not None:
                 bar.update(interval * n)
-                alive = np.asarray(state["alive"])
+                alive = unpad(state["alive"])
                 bar.set_postfix(
                     loss=f"{np.nanmean(np.where(alive, metrics[:, -1, 0], np.nan)) if alive.any() else float('nan'):.4g}",
                     diverged=int((~alive).sum()),
@@ -393,7 +405,7 @@ def train_ensemble(
     if with_params:
         traj_params = jax.tree_util.tree_map(lambda *xs: np.stack(xs, axis=1), *snaps)
         trajectory = Trajectory(np.asarray(snap_taken), traj_params)
-    alive = np.asarray(state["alive"])
+    alive = unpad(state["alive"])
     config = {
         "loss": loss_function(loss).__name__,
         "steps": int(steps),
@@ -408,15 +420,15 @@ def train_ensemble(
     }
     return Ensemble(
         model=model,
-        params=jax.device_get(state["params"]),
+        params=unpad(state["params"]),
         seeds=member_seed,
         learning_rates=member_lr,
         history=history,
         trajectory=trajectory,
         diverged=~alive,
-        diverged_step=np.asarray(state["diverged_step"]),
+        diverged_step=unpad(state["diverged_step"]),
         config=config,
-        timings={"train_s": train_s},
+        timings={"train_s": train_s, "devices": pl.size, "processes": jax.process_count()},
     )
 
 

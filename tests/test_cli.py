@@ -67,6 +67,8 @@ BAD = [
     (["info", "{tmp}/missing"], "no run directory"),
     (["info", "{tmp}"], "not a landscape run directory"),
     (["bogus"], "invalid choice"),
+    (["train", "--dataset", "blobs", "--devices", "5", "--out", "{tmp}/a"], "--devices must lie in [1, 1]"),
+    (["train", "--dataset", "blobs", "--coordinator", "x", "--out", "{tmp}/a"], "needs --coordinator"),
 ]
 
 

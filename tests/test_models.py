@@ -16,7 +16,7 @@ ACTS = {
 }
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(st.integers(1, 12), st.integers(2, 6), st.integers(0, 1000))
 def test_losses_match_numpy(n, k, seed):
     r = np.random.default_rng(seed)
