@@ -716,7 +716,7 @@ def cmd_hessian(args) -> int:
     import jax
     import numpy as np
 
-    from . import hessian, io, models, plot
+    from . import hessian, io, models
 
     _single_process("landscape hessian")
     args.test = False
@@ -777,7 +777,7 @@ def cmd_compare(args) -> int:
     import jax
     import numpy as np
 
-    from . import io, minima, models, plot
+    from . import io, minima, models
 
     _single_process("landscape compare")
     args.test = True
@@ -814,7 +814,7 @@ def cmd_compare(args) -> int:
     return 0
 
 
-def _summary_line(name: str, b: "np.ndarray", labels: "np.ndarray") -> str:
+def _summary_line(name: str, b, labels) -> str:
     import numpy as np
 
     off = b[np.triu_indices(b.shape[0], 1)]

@@ -44,3 +44,14 @@ def assert_trees_equal(a, b):
     assert ta == tb
     for x, y in zip(la, lb):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """A CLI-trained run: blobs, 3 seeds x 2 learning rates, snapshots every 2 steps."""
+    from .clirun import TINY, run
+
+    out = tmp_path_factory.mktemp("cli") / "run"
+    r = run("train", *TINY, "--lr", "0.1,0.3", "--loss", "cross_entropy", "--snapshot-every", "2", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    return out, r

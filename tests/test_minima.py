@@ -1,7 +1,6 @@
 """Barriers, basins, permutation alignment and Bezier curves."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 

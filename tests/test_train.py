@@ -1,7 +1,6 @@
 """Ensemble training against per-seed Python loops written from the documented rules."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest

@@ -1,0 +1,53 @@
+"""The curvature and comparison commands end to end: hessian, compare."""
+
+
+import numpy as np
+import pytest
+
+from .clirun import run
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("minima") / "run"
+    r = run("train", "--dataset", "blobs", "--hidden", "5,4", "--activation", "tanh", "--loss", "cross_entropy",
+            "--lr", "0.5", "--steps", "40", "--log-every", "20", "--seeds", "4", "--quiet", "--no-plot",
+            "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def test_hessian_and_compare_write_results_report_and_figures(small_run):
+    out = small_run
+    r = run("hessian", str(out), "--top", "2", "--density", "--probes", "5", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "median top eigenvalue" in r.stdout
+    arrays, meta = __import__("landscape").io.load_result(out / "results" / "hessian")
+    assert arrays["top"].shape == (4, 2) and np.all(arrays["top"][:, 0] >= arrays["top"][:, 1])
+    assert arrays["density_weights"].shape[:2] == (4, 2)
+    r = run("compare", str(out), "--align", "--curve", "0,1", "--curve-steps", "50", "--grid", "9", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "before alignment" in r.stdout and "after alignment" in r.stdout and "Bezier curve" in r.stdout
+    report = (out / "report.md").read_text()
+    assert "| seed | final train loss" in report and "basin (aligned)" in report
+    for name in ("compare_barriers", "compare_barriers_aligned", "compare_alignment", "compare_curve",
+                 "compare_final_costs", "hessian_sharpness", "hessian_density"):
+        assert (out / "figures" / f"{name}.png").stat().st_size > 1000, name
+    arrays, _ = __import__("landscape").io.load_result(out / "results" / "compare")
+    assert arrays["barrier"].shape == (4, 4) and arrays["aligned_barrier"].shape == (4, 4)
+    r = run("surface", str(out), "--seed", "1", "--directions", "hessian", "--grid", "5", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert (out / "figures" / "plane_seed1_hessian_none_g5_s1.png").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["compare", "{run}", "--curve", "0,9"], "seed 9 is not in this ensemble"),
+    (["compare", "{run}", "--tol", "-1"], "non-negative"),
+    (["hessian", "{run}", "--top", "0"], "positive integer"),
+    (["hessian", "{tmp}/none"], "no run directory"),
+])
+def test_bad_minima_input_is_one_line(small_run, argv, message, tmp_path):
+    r = run(*[a.format(run=small_run, tmp=tmp_path) for a in argv], "--quiet")
+    assert r.returncode == 2
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and message in lines[0], r.stderr
