@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -1013,7 +1014,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"landscape {args.command}: interrupted; files on disk are complete old or new versions",
               file=sys.stderr)
-        return EXIT_INTERRUPTED
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Interpreter shutdown while XLA is still executing can crash; everything is written or cleaned up.
+        os._exit(EXIT_INTERRUPTED)
     except Exception as exc:  # an internal error: still one line unless --debug
         if getattr(args, "debug", False):
             raise

@@ -49,6 +49,7 @@ __all__ = [
     "save_result",
     "load_result",
     "result_paths",
+    "remove_stale",
 ]
 
 FORMAT = "landscape-run"
@@ -66,9 +67,49 @@ def _umask() -> int:
     return mask
 
 
+def _prefix(path: Path) -> str:
+    """Hidden temporary names carry the writer's pid, so leftovers of a killed writer can be found."""
+    return f".{path.name}.pid{os.getpid()}."
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_stale(directory: str | os.PathLike) -> list[Path]:
+    """Delete temporary files and staging directories left in ``directory`` by killed writers."""
+    import re
+
+    removed = []
+    directory = Path(directory)
+    if not directory.is_dir():
+        return removed
+    pattern = re.compile(r"^\.(?P<name>.+)\.pid(?P<pid>\d+)\..*\.(?P<kind>tmp|staging|old)$")
+    for entry in directory.iterdir():
+        m = pattern.match(entry.name)
+        if m and int(m.group("pid")) != os.getpid() and not _alive(int(m.group("pid"))):
+            original = directory / m.group("name")
+            if m.group("kind") == "old" and not original.exists():
+                os.replace(entry, original)  # killed between the two renames: put the old run back
+                continue
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    entry.unlink()
+            removed.append(entry)
+    return removed
+
+
 def _temporary(path: Path) -> tuple[int, str]:
     """A temporary file beside ``path`` with an ordinary file's permissions (mkstemp gives 0600)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_prefix(path), suffix=".tmp", dir=path.parent)
     os.fchmod(fd, 0o666 & ~_umask())
     return fd, tmp
 
@@ -111,17 +152,38 @@ def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise RunNotFoundError(f"missing file {path}")
     try:
+        _check_npz_headers(path)
         with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:
-            out = {}
-            for name in z.files:
-                if ".." in name or name.startswith("/"):
-                    raise CorruptRunError(f"{path}: suspicious array name {name!r}")
-                out[name] = z[name]
-            return out
+            return {name: z[name] for name in z.files}
     except CorruptRunError:
         raise
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError, KeyError) as exc:
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError, KeyError, MemoryError) as exc:
         raise CorruptRunError(f"{path} is truncated or not a numpy archive ({type(exc).__name__}: {exc})") from None
+
+
+def _check_npz_headers(path: Path) -> None:
+    """Reject, before reading any data, members with odd names, object dtypes, or sizes their bytes cannot hold."""
+    from numpy.lib import format as npformat
+
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            name = info.filename
+            if ".." in name or name.startswith("/") or not name.endswith(".npy"):
+                raise CorruptRunError(f"{path}: suspicious member {name!r}")
+            with zf.open(info) as member:
+                version = npformat.read_magic(member)
+                if version == (1, 0):
+                    shape, _, dtype = npformat.read_array_header_1_0(member)
+                elif version == (2, 0):
+                    shape, _, dtype = npformat.read_array_header_2_0(member)
+                else:
+                    raise CorruptRunError(f"{path}: {name!r} has unsupported npy version {version}")
+            if dtype.hasobject:
+                raise CorruptRunError(f"{path}: {name!r} holds Python objects; refusing to unpickle")
+            declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+            if declared > info.file_size:
+                raise CorruptRunError(
+                    f"{path}: {name!r} declares {declared} bytes of data but holds {info.file_size}")
 
 
 def read_json(path: str | os.PathLike) -> dict:
@@ -133,8 +195,8 @@ def read_json(path: str | os.PathLike) -> dict:
         raise CorruptRunError(f"{path} is implausibly large for metadata")
     try:
         obj = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CorruptRunError(f"{path} is not valid JSON ({exc})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise CorruptRunError(f"{path} is not valid JSON ({type(exc).__name__})") from None
     if not isinstance(obj, dict):
         raise CorruptRunError(f"{path} does not hold a JSON object")
     return obj
@@ -226,13 +288,14 @@ def _staged_directory(path: Path, overwrite: bool):
     if path.exists() and not path.is_dir():
         raise RunExistsError(f"{path} exists and is not a directory")
     path.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".staging", dir=path.parent))
+    remove_stale(path.parent)
+    stage = Path(tempfile.mkdtemp(prefix=_prefix(path), suffix=".staging", dir=path.parent))
     os.chmod(stage, 0o777 & ~_umask())  # an ordinary directory, not mkdtemp's 0700
     try:
         yield stage
         old = None
         if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            old = Path(tempfile.mkdtemp(prefix=_prefix(path), suffix=".old", dir=path.parent))
             os.rmdir(old)
             os.replace(path, old)
         os.replace(stage, path)
@@ -313,8 +376,13 @@ def load_run(path: str | os.PathLike):
         if model_cfg.pop("type", None) != "MLP":
             raise CorruptRunError(f"{p}: unknown model type")
         model = MLP.from_dict(model_cfg)
-        m = int(meta["num_members"])
+        model._require_bound()
+        m = meta["num_members"]
+        if not isinstance(m, int) or m < 1:
+            raise ValueError(f"num_members {m!r}")
         config = dict(meta["train"])
+        if not isinstance(config.get("loss"), str) or not isinstance(config.get("data", {}), dict):
+            raise ValueError("training configuration")
     except (KeyError, TypeError, ValueError, ConfigError) as exc:
         raise CorruptRunError(f"{p / META} is missing or has invalid fields ({exc})") from None
 
@@ -446,6 +514,7 @@ def save_result(path: str | os.PathLike, arrays: dict[str, np.ndarray], meta: di
     """Write a result as ``<path>.npz`` + ``<path>.json`` (the JSON last: it marks completeness)."""
     npz, js = result_paths(path)
     npz.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(npz.parent)
     atomic_save_npz(npz, arrays)
     digest = _sha256(npz)
     atomic_write_json(js, {"format": FORMAT + "-result", "format_version": FORMAT_VERSION,

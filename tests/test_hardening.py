@@ -1,0 +1,219 @@
+"""Hardening: interrupted writers, untrusted files, reproducibility, numerical faults."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+
+import jax
+import numpy as np
+import pytest
+
+import landscape as ls
+from landscape.errors import CorruptRunError
+
+from .clirun import TINY, run
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    d = ls.data.blobs(num_train=40, num_test=10, num_classes=3, dim=3, seed=0)
+    ens = ls.train_ensemble(ls.MLP(hidden=(4,)), d, key=jax.random.key(0), seeds=2, steps=4, log_every=2,
+                            progress=False)
+    path = tmp_path_factory.mktemp("saved") / "run"
+    ls.save_run(path, ens)
+    return path
+
+
+def _npy_bytes(header: dict, payload: bytes = b"") -> bytes:
+    from numpy.lib import format as npformat
+    import io as _io
+
+    buf = _io.BytesIO()
+    npformat.write_array_header_1_0(buf, header)
+    return buf.getvalue() + payload
+
+
+@pytest.mark.parametrize("member, header, match", [
+    ("seeds.npy", {"descr": "<i8", "fortran_order": False, "shape": (10**12,)}, "declares"),
+    ("seeds.npy", {"descr": "|O", "fortran_order": False, "shape": (1,)}, "Python objects"),
+    ("../evil.npy", {"descr": "<i8", "fortran_order": False, "shape": (0,)}, "suspicious"),
+    ("seeds.txt", {"descr": "<i8", "fortran_order": False, "shape": (0,)}, "suspicious"),
+])
+def test_malicious_array_files_are_rejected_before_reading(saved, tmp_path, member, header, match):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(saved, run_dir)
+    with zipfile.ZipFile(run_dir / "members.npz", "w") as zf:
+        zf.writestr(member, _npy_bytes(header, b"\x00" * 16))
+    with pytest.raises(CorruptRunError, match=match):
+        ls.load_run(run_dir)
+
+
+@pytest.mark.parametrize("meta_change, match", [
+    ({"num_members": -3}, "invalid fields"),
+    ({"num_members": "2"}, "invalid fields"),
+    ({"model": {"type": "MLP", "hidden": ["x"], "in_features": 3, "out_features": 3}}, "invalid fields"),
+    ({"model": {"type": "Pickle"}}, "unknown model type"),
+    ({"model": {"type": "MLP", "hidden": [4], "__class__": "os.system"}}, "invalid fields"),
+    ({"train": "rm -rf /"}, "invalid fields"),
+    ({"format_version": 2}, "format 2"),
+])
+def test_malicious_metadata_is_rejected(saved, tmp_path, meta_change, match):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(saved, run_dir)
+    meta = json.loads((run_dir / "meta.json").read_text())
+    (run_dir / "meta.json").write_text(json.dumps({**meta, **meta_change}))
+    with pytest.raises(CorruptRunError, match=match):
+        ls.load_run(run_dir)
+
+
+def test_deeply_nested_json_is_rejected(saved, tmp_path):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(saved, run_dir)
+    (run_dir / "meta.json").write_text("[" * 100000 + "]" * 100000)
+    with pytest.raises(CorruptRunError, match="not valid JSON"):
+        ls.load_run(run_dir)
+
+
+def test_same_command_twice_is_bitwise_identical(tmp_path):
+    outs = []
+    for name in ("a", "b"):
+        r = run("train", *TINY, "--batch-size", "16", "--snapshot-every", "2", "--out", str(tmp_path / name),
+                "--no-plot")
+        assert r.returncode == 0, r.stderr
+        outs.append(tmp_path / name)
+    for f in ("params.npz", "members.npz", "history.npz", "trajectory.npz"):
+        a, b = ls.io.load_npz(outs[0] / f), ls.io.load_npz(outs[1] / f)
+        assert a.keys() == b.keys()
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k])
+    meta = ls.io.read_meta(outs[0])
+    env = meta["environment"]
+    assert env["versions"]["jax"] and env["backend"] == "cpu" and env["devices"]
+    assert meta["train"]["seeds"] == [0, 1, 2] and meta["train"]["key"] and meta["command"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_interrupted_train_leaves_old_run_or_nothing(tmp_path, sig):
+    out = tmp_path / "run"
+    assert run("train", *TINY, "--out", str(out), "--no-plot").returncode == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    args = [sys.executable, "-m", "landscape.cli", "train", "--dataset", "blobs", "--hidden", "64,64",
+            "--seeds", "64", "--steps", "100000", "--log-every", "100", "--out", str(out), "--overwrite", "--quiet"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+                            env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    time.sleep(6)  # well into training
+    proc.send_signal(sig)
+    code = proc.wait(timeout=60)
+    assert code == (-signal.SIGKILL if sig == signal.SIGKILL else 130)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert ls.load_run(out).num_members == 3
+    # a later write cleans up what the killed writer left behind
+    assert run("train", *TINY, "--out", str(tmp_path / "other"), "--no-plot").returncode == 0
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_stale_old_directory_is_restored_not_deleted(tmp_path):
+    (tmp_path / ".run.pid999999.abc.old").mkdir()
+    (tmp_path / ".run.pid999999.abc.old" / "meta.json").write_text("{}")
+    (tmp_path / ".x.pid999999.def.tmp").write_text("partial")
+    ls.io.remove_stale(tmp_path)
+    assert (tmp_path / "run" / "meta.json").exists() and not (tmp_path / ".x.pid999999.def.tmp").exists()
+
+
+def test_overflowing_surface_is_stored_as_inf_and_drawn(tmp_path):
+    d = ls.data.blobs(num_train=40, num_test=10, num_classes=3, dim=3, seed=0)
+    model = ls.MLP(hidden=(4,), activation="relu").for_data(d)
+    theta = model.init(jax.random.key(0))
+    fn = ls.models.metrics_fn(model, "cross_entropy")
+    dirs = ls.directions.random_directions(jax.random.key(1), theta, 2, norm="none")
+    surf = ls.surface.plane(fn, theta, dirs, span=1e38, num=5, data={"train": (d.train.x, d.train.y)})
+    loss = surf.values["train_loss"]
+    assert not np.all(np.isfinite(loss))  # overflowed far out
+    ls.io.save_result(tmp_path / "big", surf.to_arrays(), {"kind": "plane"})
+    arrays, meta = ls.io.load_result(tmp_path / "big")
+    fig = ls.plot.from_result(arrays, meta)
+    assert ls.io.save_figure(fig, tmp_path / "big.png").stat().st_size > 1000
+
+
+def test_half_precision_inputs_are_rejected():
+    x = np.zeros((4, 2), np.float16)
+    with pytest.raises(ls.DataError, match="float16"):
+        ls.data.from_arrays(x, np.zeros(4, int), x, np.zeros(4, int), num_classes=2)
+
+
+def test_interrupted_hessian_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    d = ls.data.blobs(num_train=40, num_test=10, num_classes=3, dim=3, seed=0)
+    ens = ls.train_ensemble(ls.MLP(hidden=(3,), activation="tanh"), d, key=jax.random.key(0), seeds=4, steps=5,
+                            log_every=5, loss="cross_entropy", progress=False)
+    f = ls.models.loss_fn(ens.model, d.train, "cross_entropy")
+    kw = dict(key=jax.random.key(1), top=2, trace_probes=3, chunk_size=1)
+    want = ls.hessian.ensemble_curvature(f, ens.params, **kw)
+    ckpt = tmp_path / "h.partial.npz"
+    real_save = ls.io.save_checkpoint
+
+    def save_then_interrupt(*a, **k):
+        real_save(*a, **k)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ls.io, "save_checkpoint", save_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        ls.hessian.ensemble_curvature(f, ens.params, checkpoint=ckpt, **kw)
+    monkeypatch.setattr(ls.io, "save_checkpoint", real_save)
+    stored = ls.io.load_npz(ckpt)
+    assert stored["done"].tolist() == [True, False, False, False]
+    stored["result/top"][0, 0] = -7.0  # (top, members): marks the saved chunk
+    ls.io.atomic_save_npz(ckpt, stored)
+    got = ls.hessian.ensemble_curvature(f, ens.params, checkpoint=ckpt, **kw)
+    assert got["top"][0, 0] == -7.0  # reused, not recomputed
+    np.testing.assert_array_equal(got["top"][1:], want["top"][1:])
+    np.testing.assert_array_equal(got["trace"], want["trace"])
+    assert not ckpt.exists()
+
+
+API_BAD = [
+    (lambda t, f, d: ls.directions.random_directions(jax.random.key(0), t, 0), ls.ConfigError),
+    (lambda t, f, d: ls.directions.random_direction(jax.random.key(0), t, norm="spectral"), ls.ConfigError),
+    (lambda t, f, d: ls.surface.plane(f, t, [t, t], span=(1.0, -1.0)), ls.ConfigError),
+    (lambda t, f, d: ls.surface.plane(f, t, [t, t], span=float("nan")), ls.ConfigError),
+    (lambda t, f, d: ls.surface.interpolation(f, t, t, extend=-1.0), ls.ConfigError),
+    (lambda t, f, d: ls.surface.three_point(f, t, t, t), ls.ConfigError),
+    (lambda t, f, d: ls.hessian.top_eigenvalues(f, t, 0, key=jax.random.key(0)), ls.ConfigError),
+    (lambda t, f, d: ls.hessian.trace(f, t, key=jax.random.key(0), num_probes=0), ls.ConfigError),
+    (lambda t, f, d: ls.hessian.lanczos(lambda v: v, np.ones(3, np.float32), 5, key=jax.random.key(0)),
+     ls.ConfigError),
+    (lambda t, f, d: ls.minima.compare_members(f, ls.tree.stack([t, t]), data=None, tol=float("nan")),
+     ls.ConfigError),
+    (lambda t, f, d: ls.minima.align(t, {"Dense_0": t["Dense_0"]}), ls.ConfigError),
+    (lambda t, f, d: ls.minima.bezier_curve(f, t, t, key=jax.random.key(0), steps=0), ls.ConfigError),
+    (lambda t, f, d: ls.minima.permute_mlp(t, []), ls.ConfigError),
+    (lambda t, f, d: ls.directions.trajectory_pca(ls.tree.stack([t, t])), ls.ConfigError),
+    (lambda t, f, d: ls.data.load(""), ls.DataError),
+    (lambda t, f, d: ls.data.load("digits", test_fraction=1.5), ls.DataError),
+    (lambda t, f, d: ls.data.load("digits", bogus=1), ls.DataError),
+    (lambda t, f, d: ls.data.from_arrays(d.train.x, d.train.y, d.test.x, d.test.y, num_classes=1), ls.DataError),
+    (lambda t, f, d: ls.train_ensemble(ls.MLP(), "digits", key=jax.random.key(0)), ls.ConfigError),
+    (lambda t, f, d: ls.train_ensemble(ls.MLP(in_features=7), d, key=jax.random.key(0)), ls.ConfigError),
+    (lambda t, f, d: ls.distributed.make_mesh(99), ls.ConfigError),
+    (lambda t, f, d: ls.io.save_figure(ls.plot.curve(np.arange(3.0), {"loss": np.ones(3)}), "x.gif"),
+     ls.ConfigError),
+]
+
+
+@pytest.mark.parametrize("call, error", API_BAD, ids=[f"case{i}" for i in range(len(API_BAD))])
+def test_public_api_rejects_bad_input_with_specific_errors(call, error):
+    d = ls.data.blobs(num_train=20, num_test=5, num_classes=3, dim=3, seed=0)
+    model = ls.MLP(hidden=(4, 3)).for_data(d)
+    theta = model.init(jax.random.key(0))
+    f = ls.models.loss_fn(model, d.train, "cross_entropy")
+    with pytest.raises(error):
+        call(theta, f, d)
