@@ -793,11 +793,12 @@ def cmd_compare(args) -> int:
     res = _Result(args, "compare", config)
     run, stem = res.run, res.stem
     if res.saved is None:
+        (run / "results").mkdir(exist_ok=True)
         stacked = jax.tree_util.tree_map(lambda x: x[np.asarray(idx)], ens.params)
         pairwise = minima.compare_members(fn, stacked, data=batches["train"], predict=ens.model.apply,
                                      test_x=batches["test"][0], num=args.grid, tol=args.tol, aligned=args.align,
                                      metric="loss", chunk_size=args.chunk_size, progress=not args.quiet,
-                                     mesh=args.mesh)
+                                     mesh=args.mesh, checkpoint=run / "results" / "compare.partial")
         arrays = {**pairwise, "members": np.asarray(idx), "seeds": ens.seeds[idx],
                   "final_train_loss": ens.history.train_loss[idx, -1],
                   "final_test_accuracy": ens.history.test_accuracy[idx, -1]}

@@ -346,6 +346,7 @@ def compare_members(
     tol: float = 0.05,
     aligned: bool = False,
     metric: str | None = None,
+    checkpoint=None,
     **kw,
 ) -> dict[str, np.ndarray]:
     """Every pairwise comparison of the members of ``stacked`` in one dict of ``(M, M)`` matrices.
@@ -354,17 +355,24 @@ def compare_members(
     (barrier below ``tol``) and, given ``predict`` and ``test_x``, ``disagreement``.  With
     ``aligned=True`` also ``aligned_barrier``, ``aligned_barrier_midpoint``,
     ``aligned_distance`` and ``aligned_basin`` after weight matching of each pair.
+    ``checkpoint``: a path prefix; the two barrier evaluations save their progress to
+    ``<prefix>.barrier.npz`` and ``<prefix>.aligned.npz`` and resume from them.
     """
+    from pathlib import Path
+
+    def ckpt(name):
+        return None if checkpoint is None else Path(f"{checkpoint}.{name}.npz")
+
     if not (np.isfinite(tol) and tol >= 0):
         raise ConfigError(f"tol must be finite and >= 0, got {tol}")
-    out = dict(barrier_matrix(fn, stacked, num=num, data=data, metric=metric, **kw))
+    out = dict(barrier_matrix(fn, stacked, num=num, data=data, metric=metric, checkpoint=ckpt("barrier"), **kw))
     out["distance"] = distance_matrix(stacked)
     out["cosine"] = cosine_matrix(stacked)
     out["basin"] = basins(out["barrier"], tol)
     if predict is not None and test_x is not None:
         out["disagreement"] = disagreement_matrix(predict, stacked, test_x)
     if aligned:
-        al = aligned_barrier_matrix(fn, stacked, num=num, data=data, metric=metric, **kw)
+        al = aligned_barrier_matrix(fn, stacked, num=num, data=data, metric=metric, checkpoint=ckpt("aligned"), **kw)
         out.update({f"aligned_{k}": v for k, v in al.items()})
         out["aligned_basin"] = basins(al["barrier"], tol)
     return out
