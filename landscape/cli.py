@@ -148,9 +148,15 @@ def _add_output(p) -> None:
     _add_common(p)
 
 
+def _add_save_every(p) -> None:
+    p.add_argument("--save-every", type=_nonneg_float, default=5.0, metavar="SECONDS",
+                   help="save progress (for resuming) at most this often (default: %(default)s)")
+
+
 def _add_eval(p) -> None:
     p.add_argument("--test", action="store_true", help="evaluate on the test split too")
     p.add_argument("--chunk-size", type=_positive_int, default=None, help="points per compiled call (default: auto)")
+    _add_save_every(p)
     p.add_argument("--name", default=None, help="result name (default: derived from the settings)")
     _add_output(p)
 
@@ -262,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=_positive_float, default=None, help="the learning rate, when the run swept several")
     p.add_argument("--key", type=_nonneg_int, default=0, help="PRNG seed of the curve training (default: %(default)s)")
     p.add_argument("--chunk-size", type=_positive_int, default=None, help="points per compiled call (default: auto)")
+    _add_save_every(p)
     _add_output(p)
 
     p = sub.add_parser("plot", help="draw a saved result (no recomputation)",
@@ -541,7 +548,8 @@ def _eval_kwargs(args, res: _Result, desc: str) -> dict:
     if single:
         res.checkpoint.parent.mkdir(parents=True, exist_ok=True)
     return {"chunk_size": args.chunk_size, "checkpoint": res.checkpoint if single else None,
-            "progress": not args.quiet and _writer(), "desc": desc, "mesh": args.mesh}
+            "save_every_s": args.save_every, "progress": not args.quiet and _writer(), "desc": desc,
+            "mesh": args.mesh}
 
 
 def cmd_surface(args) -> int:
@@ -798,7 +806,8 @@ def cmd_compare(args) -> int:
         pairwise = minima.compare_members(fn, stacked, data=batches["train"], predict=ens.model.apply,
                                      test_x=batches["test"][0], num=args.grid, tol=args.tol, aligned=args.align,
                                      metric="loss", chunk_size=args.chunk_size, progress=not args.quiet,
-                                     mesh=args.mesh, checkpoint=run / "results" / "compare.partial")
+                                     mesh=args.mesh, checkpoint=run / "results" / "compare.partial",
+                                     save_every_s=args.save_every)
         arrays = {**pairwise, "members": np.asarray(idx), "seeds": ens.seeds[idx],
                   "final_train_loss": ens.history.train_loss[idx, -1],
                   "final_test_accuracy": ens.history.test_accuracy[idx, -1]}

@@ -45,6 +45,9 @@ __all__ = [
 
 PyTree = Any
 
+#: Largest number of points one :func:`evaluate` call accepts (a 10,000 × 10,000 grid).
+MAX_POINTS = 10**8
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Surface:
@@ -127,7 +130,7 @@ def _fingerprint(center, directions, coords, batches, extra: str) -> str:
     return h.hexdigest()
 
 
-def _shortcut_applies(fn, center, batches, stacked) -> bool:
+def _shortcut_applies(fn, center, batches) -> bool:
     if not (hasattr(fn, "first_layer") and hasattr(fn, "head")) or not batches:
         return False
     first = center.get("Dense_0") if isinstance(center, Mapping) else None
@@ -206,10 +209,11 @@ def evaluate(
         raise ConfigError(f"coords must have shape (P, {len(directions)}), got {coords.shape}")
     if coords.shape[0] == 0:
         raise ConfigError("no points to evaluate")
+    _check_points(coords.shape[0])
     if not np.all(np.isfinite(coords)):
         raise ConfigError("coordinates must be finite")
     batches = _as_batches(data)
-    use_shortcut = shortcut and _shortcut_applies(fn, center, batches, stacked)
+    use_shortcut = shortcut and _shortcut_applies(fn, center, batches)
     if chunk_size is None:
         if use_shortcut:
             n = max(int(np.shape(b[0])[0]) for b in batches.values())
@@ -225,19 +229,15 @@ def evaluate(
         directions = [jax.tree_util.tree_map(lambda x: jnp.asarray(x)[None], d) for d in directions]
     directions = list(directions)
     num_seeds = tree.num_members(center)
-    # a compiled call evaluates s_chunk seeds x p_chunk points, about chunk_size evaluations
+    # a compiled call evaluates s_chunk seeds x p_chunk points, about chunk_size evaluations;
+    # with a mesh the points of a chunk are sharded over its devices, so p_chunk is a multiple of them
+    pl = placement(mesh)
     p_chunk = int(min(chunk_size, num_points))
     s_chunk = int(max(1, min(num_seeds, chunk_size // p_chunk)))
+    p_chunk = pl.padded(p_chunk)
     n_pc, n_sc = -(-num_points // p_chunk), -(-num_seeds // s_chunk)
     padded = np.zeros((n_pc * p_chunk, coords.shape[1]), np.float32)
     padded[:num_points] = coords
-
-    pl = placement(mesh)
-    if pl.size > 1:  # points are sharded over the devices: a chunk holds a multiple of them
-        p_chunk = pl.padded(p_chunk)
-        n_pc = -(-num_points // p_chunk)
-        padded = np.zeros((n_pc * p_chunk, coords.shape[1]), np.float32)
-        padded[:num_points] = coords
     build_one, at = _slice_functions(fn, use_shortcut)
     build = jax.jit(jax.vmap(build_one, in_axes=(0, 0, None)))
     chunk_fn = jax.jit(jax.vmap(jax.vmap(at, in_axes=(None, 0, None)), in_axes=(0, None, None)))
@@ -305,9 +305,16 @@ def _block_size(b: int, n_pc: int, s_chunk: int, p_chunk: int, num_seeds: int, n
 # ---------------------------------------------------------------------- slices
 
 
+def _check_points(n: int) -> None:
+    if n > MAX_POINTS:
+        raise ConfigError(f"{n} points is more than one evaluation holds ({MAX_POINTS}); split the grid")
+
+
 def _grid_axis(span, num: int, name: str) -> np.ndarray:
     if not isinstance(num, (int, np.integer)) or num < 2:
         raise ConfigError(f"{name} needs at least 2 grid points, got {num!r}")
+    if num > 10**6:
+        raise ConfigError(f"{name}: {num} grid points per axis is too many (at most 1,000,000)")
     if np.isscalar(span):
         span = (-float(span), float(span))
     lo, hi = (float(s) for s in span)
@@ -346,6 +353,7 @@ def plane(
         raise ConfigError("a plane needs exactly two directions")
     a = _grid_axis(span, num, "plane")
     b = _grid_axis(span if span_y is None else span_y, num if num_y is None else num_y, "plane")
+    _check_points(a.size * b.size)
     aa, bb = np.meshgrid(a, b, indexing="ij")
     coords = np.stack([aa.ravel(), bb.ravel()], axis=1)
     vals = evaluate(fn, center, directions, coords, data=data, **kw)
@@ -455,6 +463,9 @@ def _box(points: np.ndarray, margin: float, num: int):
     """A square grid (equal extent on both axes, so distances are not distorted) around ``points``."""
     if not (np.isfinite(margin) and margin >= 0):
         raise ConfigError(f"margin must be finite and >= 0, got {margin}")
+    if not isinstance(num, (int, np.integer)) or num < 2:
+        raise ConfigError(f"a plane needs at least 2 grid points per axis, got {num!r}")
+    _check_points(num * num)
     lo, hi = points.min(axis=0), points.max(axis=0)
     mid = 0.5 * (lo + hi)
     half = 0.5 * max(float(np.max(hi - lo)), 1e-12) * (1.0 + 2.0 * margin)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -259,6 +260,13 @@ def train_ensemble(
     member_seed = np.repeat(seed_ids, lr_grid.size)
     member_lr = np.tile(lr_grid, seed_ids.size)
     num_members = member_seed.size
+    # parameters, gradients and up to two optimizer slots per member, in float32
+    state_bytes = 4 * 4 * num_members * model.num_params()
+    if state_bytes > _physical_memory():
+        raise ConfigError(
+            f"{num_members} members × {model.num_params()} parameters need about {state_bytes / 2**30:.1f} GiB, "
+            f"more than this machine's {_physical_memory() / 2**30:.1f} GiB of memory; train fewer members"
+        )
 
     snap_steps = None
     if snapshot_every is not None:
@@ -430,6 +438,14 @@ def train_ensemble(
         config=config,
         timings={"train_s": train_s, "devices": pl.size, "processes": jax.process_count()},
     )
+
+
+def _physical_memory() -> int:
+    """Bytes of physical memory of this host (a generous bound when unknown)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 2**40
 
 
 def _progress_bar(steps: int, members: int, enabled: bool):

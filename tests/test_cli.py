@@ -48,6 +48,8 @@ BAD = [
     (["info", "{tmp}/missing"], "no run directory"),
     (["info", "{tmp}"], "not a landscape run directory"),
     (["bogus"], "invalid choice"),
+    (["prepare", "no_such_set", "--data-dir", "{tmp}/tfds"], "unknown data set 'no_such_set'"),
+    (["train", "--dataset", "blobs", "--seeds", "1000000000", "--out", "{tmp}/a"], "train fewer members"),
     (["train", "--dataset", "blobs", "--devices", "5", "--out", "{tmp}/a"], "--devices must lie in [1, 1]"),
     (["train", "--dataset", "blobs", "--coordinator", "x", "--out", "{tmp}/a"], "needs --coordinator"),
 ]

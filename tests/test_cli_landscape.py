@@ -65,6 +65,7 @@ BAD_LANDSCAPE = [
     (["surface", "{run}", "--seed", "0", "--lr", "0.2"], "no member with seed 0 and learning rate 0.2"),
     (["surface", "{run}", "--span", "0"], "finite positive number"),
     (["surface", "{run}", "--grid", "0"], "positive integer"),
+    (["surface", "{run}", "--grid", "100000"], "more than one evaluation holds"),
     (["surface", "{run}", "--norm", "batch"], "invalid choice"),
     (["interpolate", "{run}", "--seeds", "0"], "expected 2 seed(s)"),
     (["plane", "{run}", "--seeds", "0,0,1"], "distinct"),

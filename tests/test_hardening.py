@@ -222,19 +222,21 @@ def test_public_api_rejects_bad_input_with_specific_errors(call, error):
 def test_killed_compare_resumes_its_barrier_matrix(tmp_path):
     out = tmp_path / "run"
     assert run("train", *TINY, "--seeds", "8", "--out", str(out), "--no-plot").returncode == 0
-    args = [sys.executable, "-m", "landscape.cli", "compare", str(out), "--lr", "1", "--grid", "3000",
-            "--chunk-size", "8", "--quiet", "--no-plot"]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-                            env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    args = [sys.executable, "-m", "landscape.cli", "compare", str(out), "--grid", "1000", "--chunk-size", "8",
+            "--save-every", "0", "--quiet", "--no-plot"]
+    with open(tmp_path / "killed.log", "wb") as log:
+        proc = subprocess.Popen(args, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                env={**os.environ, "JAX_PLATFORMS": "cpu"})
     ckpt = out / "results" / "compare.partial.barrier.npz"
     deadline = time.monotonic() + 120
     while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
+    time.sleep(0.5)
     proc.kill()
     proc.wait()
-    assert ckpt.exists(), "no progress was saved before the kill"
+    assert ckpt.exists(), "no progress was saved before the kill: " + (tmp_path / "killed.log").read_text()[-2000:]
     assert not (out / "results" / "compare.json").exists()
-    r = run("compare", str(out), "--grid", "3000", "--chunk-size", "8", "--quiet", "--no-plot")
+    r = run("compare", str(out), "--grid", "1000", "--chunk-size", "8", "--quiet", "--no-plot")
     assert r.returncode == 0, r.stderr
     assert not ckpt.exists() and (out / "results" / "compare.json").exists()
     fresh = tmp_path / "fresh"
@@ -242,7 +244,7 @@ def test_killed_compare_resumes_its_barrier_matrix(tmp_path):
 
     shutil.copytree(out, fresh)
     shutil.rmtree(fresh / "results")
-    r = run("compare", str(fresh), "--grid", "3000", "--chunk-size", "8", "--quiet", "--no-plot")
+    r = run("compare", str(fresh), "--grid", "1000", "--chunk-size", "8", "--quiet", "--no-plot")
     a, _ = ls.io.load_result(out / "results" / "compare")
     b, _ = ls.io.load_result(fresh / "results" / "compare")
     np.testing.assert_array_equal(a["barrier"], b["barrier"])
