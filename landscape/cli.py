@@ -908,7 +908,7 @@ def _write_report(ens, run, arrays, config, args):
             pick = np.array([order[int(s)] for s in seeds])
             sub = {k: (v[pick] if hasattr(v, "shape") and v.shape[:1] == hess["seeds"].shape else v)
                    for k, v in hess.items()}
-            figs += _hessian_figures(sub, run, fmt, groups=arrays["basin"])
+            figs += _hessian_figures(sub, run, fmt, groups=order_by)
         lines += ["", "## Figures", ""] + [f"![{p.stem}](figures/{p.name})" for p in figs]
     path = run / "report.md"
     io.atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())

@@ -346,6 +346,7 @@ def small_multiples(
     """One small panel per seed (``zs (S, n0, n1)``) with shared colour levels and one colour bar."""
     import matplotlib
     from matplotlib import colors as mcolors
+    from matplotlib import ticker
 
     if kind not in ("contour", "filled", "heatmap"):
         raise ValueError("small multiples are drawn as contour, filled or heatmap")
@@ -374,6 +375,8 @@ def small_multiples(
             ax.set_aspect("equal")
             ax.set_title(titles[i] if titles else f"seed {i}", fontsize=6, pad=2)
             ax.tick_params(labelsize=5, length=2)
+            ax.xaxis.set_major_locator(ticker.MaxNLocator(3))
+            ax.yaxis.set_major_locator(ticker.MaxNLocator(3))
         cb = fig.colorbar(mappable, ax=axes, shrink=0.6, pad=0.01)
         _colorbar_ticks(cb, levels, use_log)
         cb.set_label(zlabel + (" (log scale)" if use_log else ""))
@@ -503,12 +506,16 @@ def scatter(
         else:
             g = np.asarray(groups)
             cmap = matplotlib.colormaps["tab10"]
-            for k in np.unique(g):
+            sizes = np.bincount(g)
+            alone = sizes[g] == 1
+            if alone.any():  # seeds alone in their basin: one grey entry, not one colour each
+                ax.scatter(x[alone], y[alone], s=10, color="0.6", edgecolor="white", lw=0.3,
+                           label=f"alone in its basin ({int(alone.sum())})")
+            for i, k in enumerate(k for k in np.unique(g) if sizes[k] > 1):
                 sel = g == k
-                ax.scatter(x[sel], y[sel], s=10, color=cmap(int(k) % 10), edgecolor="white", lw=0.3,
-                           label=f"basin {k} ({sel.sum()})" if k < 8 else None)
-            if len(np.unique(g)) > 1:
-                ax.legend(frameon=False, fontsize=6, loc="best")
+                ax.scatter(x[sel], y[sel], s=10, color=cmap(i % 10), edgecolor="white", lw=0.3,
+                           label=f"basin {k} ({int(sel.sum())})" if i < 8 else None)
+            ax.legend(frameon=False, fontsize=6, loc="best")
         if diagonal:
             both = np.concatenate([x[np.isfinite(x)], y[np.isfinite(y)]])
             if both.size:

@@ -36,6 +36,9 @@ __all__ = ["History", "Trajectory", "Ensemble", "train_ensemble", "summarize", "
 
 OptimizerLike = OptimizerSpec | optax.GradientTransformation | Callable[[Any], optax.GradientTransformation]
 
+#: Target wall time of one compiled training call (the progress bar's and Ctrl-C's granularity).
+CHUNK_SECONDS = 2.0
+
 #: Default cap on the host memory the trajectory snapshots may take.
 MAX_TRAJECTORY_BYTES = 2 * 1024**3
 
@@ -179,19 +182,6 @@ def _lr_grid(learning_rates) -> np.ndarray:
     return grid
 
 
-def _segments(steps: int, log_every: int, chunk_intervals: int) -> list[tuple[int, int]]:
-    """Split ``steps`` into jitted calls ``(interval_length, num_intervals)``."""
-    full, rest = divmod(steps, log_every)
-    segs = []
-    while full > 0:
-        n = min(chunk_intervals, full)
-        segs.append((log_every, n))
-        full -= n
-    if rest:
-        segs.append((rest, 1))
-    return segs
-
-
 def train_ensemble(
     model: MLP,
     data: Dataset,
@@ -225,8 +215,9 @@ def train_ensemble(
       log_every: record train/test loss and accuracy every this many steps (and at the end).
       snapshot_every: keep parameter snapshots every this many steps (a multiple of
         ``log_every``) for trajectory PCA; ``None`` keeps none.
-      progress: show a progress bar.  chunks: about how many compiled calls the scan is cut
-        into (progress updates); results do not depend on it.
+      progress: show a progress bar.  chunks: at least this many compiled calls (progress
+        updates); calls are also kept to about ``CHUNK_SECONDS`` each.  Results do not depend on
+        either.
       max_trajectory_bytes: refuse a trajectory that would need more host memory.
       mesh: a :func:`landscape.distributed.make_mesh` mesh to shard the members over (padded to a
         multiple of the devices; results are identical to a single-device run); ``None``: one device.
@@ -238,8 +229,10 @@ def train_ensemble(
         raise ConfigError(f"data must be a landscape Dataset, got {type(data).__name__}")
     model = model.for_data(data)
     loss_of_outputs = loss_function(loss)
-    seed_ids = _resolve_seeds(seeds)
     make_opt, opt_desc, lr_grid = _resolve_optimizer(optimizer, learning_rates)
+    if isinstance(seeds, (int, np.integer)) and seeds >= 1:
+        _check_memory(int(seeds) * lr_grid.size, model)  # before any per-member array exists
+    seed_ids = _resolve_seeds(seeds)
     for name, v in (("steps", steps), ("log_every", log_every), ("chunks", chunks)):
         if not isinstance(v, (int, np.integer)) or v < 1:
             raise ConfigError(f"{name} must be a positive integer, got {v!r}")
@@ -260,13 +253,7 @@ def train_ensemble(
     member_seed = np.repeat(seed_ids, lr_grid.size)
     member_lr = np.tile(lr_grid, seed_ids.size)
     num_members = member_seed.size
-    # parameters, gradients and up to two optimizer slots per member, in float32
-    state_bytes = 4 * 4 * num_members * model.num_params()
-    if state_bytes > _physical_memory():
-        raise ConfigError(
-            f"{num_members} members × {model.num_params()} parameters need about {state_bytes / 2**30:.1f} GiB, "
-            f"more than this machine's {_physical_memory() / 2**30:.1f} GiB of memory; train fewer members"
-        )
+    _check_memory(num_members, model)
 
     snap_steps = None
     if snapshot_every is not None:
@@ -378,12 +365,24 @@ def train_ensemble(
     snaps = [unpad(state["params"])] if with_params else []
     snap_taken = [0] if with_params else []
 
-    n_intervals_total = math.ceil(steps / log_every)
-    segs = _segments(steps, log_every, max(1, math.ceil(n_intervals_total / chunks)))
+    full_intervals = steps // log_every
+    longest = max(1, math.ceil(full_intervals / chunks))  # at most this many intervals per call
     bar = _progress_bar(steps, num_members, progress)
     done = 0
+    calls = 0
+    per_call = None  # intervals per call once measured
     try:
-        for interval, n in segs:
+        while done < steps:
+            remaining = (steps - done) // log_every
+            # Two single-interval calls (the second, compiled already, is timed), then calls of
+            # about CHUNK_SECONDS so the progress bar and Ctrl-C stay responsive: at most three
+            # compiled lengths (1, per_call, and the final partial interval) whatever the run.
+            if remaining == 0:
+                interval, n = steps - done, 1
+            else:
+                interval = log_every
+                n = per_call if per_call is not None and remaining >= per_call else 1
+            t_call = time.perf_counter()
             state, outs = run_all(state, jnp.asarray(done, jnp.int32), arrays, interval, n, with_params)
             outs = unpad(outs)
             metrics = outs["metrics"]  # (M, n, 4)
@@ -394,6 +393,11 @@ def train_ensemble(
                 if with_params and s in snap_steps:
                     snaps.append(jax.tree_util.tree_map(lambda a, j=j: np.asarray(a[:, j]), outs["params"]))
                     snap_taken.append(s)
+            calls += 1
+            if calls == 2 and n == 1 and interval == log_every:
+                jax.block_until_ready(outs)
+                per_interval_s = max(time.perf_counter() - t_call, 1e-6)
+                per_call = int(min(longest, max(1, CHUNK_SECONDS // per_interval_s)))
             done += interval * n
             if bar is not None:
                 bar.update(interval * n)
@@ -438,6 +442,16 @@ def train_ensemble(
         config=config,
         timings={"train_s": train_s, "devices": pl.size, "processes": jax.process_count()},
     )
+
+
+def _check_memory(num_members: int, model: MLP) -> None:
+    """Refuse an ensemble whose state (parameters, gradients, two optimizer slots) exceeds the host's memory."""
+    state_bytes = 4 * 4 * num_members * model.num_params()
+    if state_bytes > _physical_memory():
+        raise ConfigError(
+            f"{num_members} members × {model.num_params()} parameters need about {state_bytes / 2**30:.1f} GiB, "
+            f"more than this machine's {_physical_memory() / 2**30:.1f} GiB of memory; train fewer members"
+        )
 
 
 def _physical_memory() -> int:

@@ -108,13 +108,24 @@ def test_interrupted_train_leaves_old_run_or_nothing(tmp_path, sig):
     assert run("train", *TINY, "--out", str(out), "--no-plot").returncode == 0
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     args = [sys.executable, "-m", "landscape.cli", "train", "--dataset", "blobs", "--hidden", "64,64",
-            "--seeds", "64", "--steps", "100000", "--log-every", "100", "--out", str(out), "--overwrite", "--quiet"]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-                            env={**os.environ, "JAX_PLATFORMS": "cpu"})
-    time.sleep(6)  # well into training
-    proc.send_signal(sig)
-    code = proc.wait(timeout=60)
-    assert code == (-signal.SIGKILL if sig == signal.SIGKILL else 130)
+            "--seeds", "64", "--steps", "100000", "--log-every", "100", "--out", str(out), "--overwrite"]
+    log = tmp_path / "train.log"
+    with open(log, "wb") as f:
+        proc = subprocess.Popen(args, stdout=f, stderr=f, stdin=subprocess.DEVNULL,
+                                env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    try:
+        deadline = time.monotonic() + 120
+        while b"step/s" not in log.read_bytes():  # the progress bar: training has started
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.1)
+        time.sleep(1.0)
+        proc.send_signal(sig)
+        code = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert code == (-signal.SIGKILL if sig == signal.SIGKILL else 130), log.read_text()[-2000:]
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
     assert ls.load_run(out).num_members == 3
     # a later write cleans up what the killed writer left behind
