@@ -111,8 +111,11 @@ def test_interrupted_train_leaves_old_run_or_nothing(tmp_path, sig):
             "--seeds", "64", "--steps", "100000", "--log-every", "100", "--out", str(out), "--overwrite"]
     log = tmp_path / "train.log"
     with open(log, "wb") as f:
+        # a child inherits an ignored SIGINT (background jobs, some test runners): restore the
+        # default so that Python installs its KeyboardInterrupt handler, as in a terminal
         proc = subprocess.Popen(args, stdout=f, stderr=f, stdin=subprocess.DEVNULL,
-                                env={**os.environ, "JAX_PLATFORMS": "cpu"})
+                                env={**os.environ, "JAX_PLATFORMS": "cpu"},
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         while b"step/s" not in log.read_bytes():  # the progress bar: training has started
