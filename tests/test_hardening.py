@@ -107,15 +107,16 @@ def test_interrupted_train_leaves_old_run_or_nothing(tmp_path, sig):
     out = tmp_path / "run"
     assert run("train", *TINY, "--out", str(out), "--no-plot").returncode == 0
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
-    args = [sys.executable, "-m", "landscape.cli", "train", "--dataset", "blobs", "--hidden", "64,64",
+    # a child inherits an ignored SIGINT (background jobs, some test runners): the child restores
+    # Python's KeyboardInterrupt handler itself, as in a terminal
+    entry = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+             "from landscape.cli import main; sys.exit(main(sys.argv[1:]))")
+    args = [sys.executable, "-c", entry, "train", "--dataset", "blobs", "--hidden", "64,64",
             "--seeds", "64", "--steps", "100000", "--log-every", "100", "--out", str(out), "--overwrite"]
     log = tmp_path / "train.log"
     with open(log, "wb") as f:
-        # a child inherits an ignored SIGINT (background jobs, some test runners): restore the
-        # default so that Python installs its KeyboardInterrupt handler, as in a terminal
         proc = subprocess.Popen(args, stdout=f, stderr=f, stdin=subprocess.DEVNULL,
-                                env={**os.environ, "JAX_PLATFORMS": "cpu"},
-                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                                env={**os.environ, "JAX_PLATFORMS": "cpu"})
     try:
         deadline = time.monotonic() + 120
         while b"step/s" not in log.read_bytes():  # the progress bar: training has started
