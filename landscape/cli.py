@@ -953,10 +953,7 @@ def _start_devices(args) -> None:
     if args.command in ("info", "plot", "prepare"):
         return
     distributed.initialize(args.coordinator, args.num_processes, args.process_id, timeout_s=args.join_timeout)
-    import jax
-
-    if args.devices is not None or jax.device_count() > 1:
-        args.mesh = distributed.make_mesh(args.devices)
+    args.mesh = distributed.make_mesh(args.devices) if args.devices is not None else distributed.default_mesh()
 
 
 def _single_process(what: str) -> None:
