@@ -6,14 +6,16 @@ the scan and updates a progress bar between them.
 
 Randomness per member: ``k = fold_in(key, seed)``; ``init_key, order_key = split(k)``.  The
 init key draws the parameters; the data order of epoch ``e`` is
-``permutation(fold_in(order_key, e), N)`` (one permutation per epoch, batches sliced from it,
-the last ``N mod B`` examples of each shuffled epoch dropped).  A member's result therefore
+``numpy.random.default_rng([*key_data(order_key), e]).permutation(N)`` (one permutation per
+epoch, drawn on the host and passed in with each call, batches sliced from it, the last
+``N mod B`` examples of each shuffled epoch dropped).  A member's result therefore
 depends only on ``(key, seed, learning rate)``, never on which other members share the call.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import time
@@ -155,10 +157,17 @@ def _resolve_seeds(seeds) -> np.ndarray:
 
 
 def _resolve_optimizer(optimizer: OptimizerLike, learning_rates) -> tuple[Callable, dict, np.ndarray]:
-    """Returns (lr -> GradientTransformation, JSON description, learning-rate grid)."""
+    """Returns (lr -> GradientTransformation or an OptimizerSpec, JSON description, learning-rate grid).
+
+    A spec is returned as itself (with a neutral learning rate) rather than as its bound
+    ``build`` method: bound methods compare by the identity of their object, which would
+    defeat the cache of compiled programs.
+    """
     if isinstance(optimizer, OptimizerSpec):
         grid = _lr_grid([optimizer.learning_rate] if learning_rates is None else learning_rates)
-        return optimizer.build, {"spec": optimizer.to_dict()}, grid
+        # the members' learning rates are traced arguments, so specs that differ only in their
+        # default learning rate share one compiled program
+        return dataclasses.replace(optimizer, learning_rate=1.0), {"spec": optimizer.to_dict()}, grid
     if isinstance(optimizer, optax.GradientTransformation):
         if learning_rates is not None:
             raise ConfigError("a learning-rate sweep needs an OptimizerSpec or a factory lr -> optax optimizer")
@@ -228,7 +237,7 @@ def train_ensemble(
     if not isinstance(data, Dataset):
         raise ConfigError(f"data must be a landscape Dataset, got {type(data).__name__}")
     model = model.for_data(data)
-    loss_of_outputs = loss_function(loss)
+    loss_function(loss)  # validate the name early
     make_opt, opt_desc, lr_grid = _resolve_optimizer(optimizer, learning_rates)
     if isinstance(seeds, (int, np.integer)) and seeds >= 1:
         _check_memory(int(seeds) * lr_grid.size, model)  # before any per-member array exists
@@ -267,99 +276,18 @@ def train_ensemble(
 
     pl = placement(mesh)
     arrays = pl.replicate((data.train.x, data.train.y, data.test.x, data.test.y))
-    root = key
     steps_per_epoch = n_train // batch_size if batch_size else 1
-
-    def evaluate(params, arrays):
-        x_tr, y_tr, x_te, y_te = arrays
-        out_tr = model.apply(params, x_tr)
-        out_te = model.apply(params, x_te)
-        return jnp.stack(
-            [loss_of_outputs(out_tr, y_tr), accuracy(out_tr, y_tr), loss_of_outputs(out_te, y_te), accuracy(out_te, y_te)]
-        )
-
-    def epoch_order(order_key, epoch):
-        return jax.random.permutation(jax.random.fold_in(order_key, epoch), n_train)
-
-    def init_member(seed, lr):
-        init_key, order_key = member_keys(root, seed)
-        params = model.init(init_key)
-        opt_state = make_opt(lr).init(params)
-        return {
-            "params": params,
-            "opt_state": opt_state,
-            "alive": jnp.array(True),
-            "diverged_step": jnp.array(-1, jnp.int32),
-            "order_key": order_key,
-            "lr": jnp.asarray(lr, jnp.float32),
-        }
-
-    def step_member(state, step, order, arrays):
-        x_tr, y_tr = arrays[0], arrays[1]
-        params = state["params"]
-        if batch_size:
-            pos = step % steps_per_epoch
-            idx = jax.lax.dynamic_slice(order, (pos * batch_size,), (batch_size,))
-            xb, yb = x_tr[idx], y_tr[idx]
-        else:
-            xb, yb = x_tr, y_tr
-        value, grads = jax.value_and_grad(lambda p: loss_of_outputs(model.apply(p, xb), yb))(params)
-        opt = make_opt(state["lr"])
-        updates, opt_state = opt.update(grads, state["opt_state"], params)
-        new_params = optax.apply_updates(params, updates)
-        ok = jnp.isfinite(value) & tree.all_finite(new_params)
-        keep = state["alive"] & ok
-
-        def pick(new, old):
-            return jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b), new, old)
-
-        return {
-            **state,
-            "params": pick(new_params, params),
-            "opt_state": pick(opt_state, state["opt_state"]),
-            "alive": keep,
-            "diverged_step": jnp.where(state["alive"] & ~ok, step, state["diverged_step"]),
-        }
-
-    def run_member(state, start, arrays, interval, num_intervals, with_params):
-        """``num_intervals`` × ``interval`` steps from step ``start`` for one member."""
-
-        def one_step(carry, step):
-            st, order = carry
-            if batch_size:
-                order = jax.lax.cond(
-                    step % steps_per_epoch == 0,
-                    lambda: epoch_order(st["order_key"], step // steps_per_epoch),
-                    lambda: order,
-                )
-            return (step_member(st, step, order, arrays), order), None
-
-        def one_interval(carry, i):
-            first = start + i * interval
-            carry, _ = jax.lax.scan(one_step, carry, first + jnp.arange(interval))
-            out = {"metrics": evaluate(carry[0]["params"], arrays)}
-            if with_params:
-                out["params"] = carry[0]["params"]
-            return carry, out
-
-        order0 = epoch_order(state["order_key"], start // steps_per_epoch) if batch_size else jnp.zeros((), jnp.int32)
-        (state, _), outs = jax.lax.scan(one_interval, (state, order0), jnp.arange(num_intervals))
-        return state, outs
-
-    init_all = jax.jit(jax.vmap(init_member))
-    eval_all = jax.jit(jax.vmap(evaluate, in_axes=(0, None)))
-    run_all = jax.jit(
-        jax.vmap(run_member, in_axes=(0, None, None, None, None, None)), static_argnums=(3, 4, 5)
-    )
+    init_all, eval_all, run_all = _programs(model, loss, make_opt, batch_size, steps_per_epoch, n_train)
 
     def unpad(tree):  # full numpy arrays of the real members
         return jax.tree_util.tree_map(lambda x: x[:num_members], pl.gather(tree))
 
     with_params = snap_steps is not None
+    groups = _member_groups(pl.padded(num_members), pl.size)
     t0 = time.perf_counter()
     seeds_in, lrs_in = pl.shard(pl.pad((member_seed.astype(np.int32), np.nan_to_num(member_lr).astype(np.float32)),
                                        num_members))
-    state = init_all(seeds_in, lrs_in)
+    state = init_all(key, seeds_in, lrs_in)
     hist_steps = [0]
     hist_vals = [unpad(eval_all(state["params"], arrays))]  # (M, 4)
     snaps = [unpad(state["params"])] if with_params else []
@@ -367,6 +295,12 @@ def train_ensemble(
 
     full_intervals = steps // log_every
     longest = max(1, math.ceil(full_intervals / chunks))  # at most this many intervals per call
+    # minibatch orders come from the host, (M, E, N) per call: keep a call's epochs within budget
+    max_call = None
+    if batch_size:
+        padded_members = pl.padded(num_members)
+        max_call = steps_per_epoch * max(1, ORDERS_BYTES // (padded_members * n_train * 4) - 1)
+        order_words = np.asarray(pl.gather(jax.random.key_data(state["order_key"]))).reshape(padded_members, -1)
     bar = _progress_bar(steps, num_members, progress)
     done = 0
     calls = 0
@@ -382,12 +316,27 @@ def train_ensemble(
             else:
                 interval = log_every
                 n = per_call if per_call is not None and remaining >= per_call else 1
+            if max_call is not None and interval * n > max_call:
+                if interval > max_call:  # split a long log interval, up to its end
+                    interval, n = min(max_call, (done // log_every + 1) * log_every - done, steps - done), 1
+                else:
+                    n = max(1, max_call // interval)
+            if batch_size:
+                first_epoch = done // steps_per_epoch
+                num_epochs = (interval * n - 1) // steps_per_epoch + 2  # static for this call length
+                orders = pl.shard(epoch_orders(order_words, first_epoch, num_epochs, n_train,
+                                               last=(done + interval * n - 1) // steps_per_epoch))
+            else:
+                first_epoch, orders = 0, pl.shard(np.zeros((pl.padded(num_members), 1, 1), np.int32))
             t_call = time.perf_counter()
-            state, outs = run_all(state, jnp.asarray(done, jnp.int32), arrays, interval, n, with_params)
+            state, outs = run_all(state, jnp.asarray(done, jnp.int32), arrays, orders, jnp.asarray(first_epoch, jnp.int32),
+                                  interval, n, with_params, groups)
             outs = unpad(outs)
             metrics = outs["metrics"]  # (M, n, 4)
             for j in range(n):
                 s = done + (j + 1) * interval
+                if s % log_every and s != steps:
+                    continue  # the end of a split interval: not a logging step
                 hist_steps.append(s)
                 hist_vals.append(metrics[:, j])
                 if with_params and s in snap_steps:
@@ -442,6 +391,152 @@ def train_ensemble(
         config=config,
         timings={"train_s": train_s, "devices": pl.size, "processes": jax.process_count()},
     )
+
+
+
+@functools.lru_cache(maxsize=16)
+def _programs(model: MLP, loss: str, make_opt: Callable | OptimizerSpec, batch_size: int | None, steps_per_epoch: int, n_train: int):
+    """The compiled (jitted, vmapped) init / evaluate / run functions of one training configuration.
+
+    Cached, so repeated :func:`train_ensemble` calls with the same model, loss, optimizer and
+    batching reuse the compiled programs instead of tracing and compiling them again (the
+    root key, the learning rates and the data are arguments, not constants).
+    """
+    loss_of_outputs = loss_function(loss)
+    if isinstance(make_opt, OptimizerSpec):
+        make_opt = make_opt.build
+
+    def evaluate(params, arrays):
+        x_tr, y_tr, x_te, y_te = arrays
+        out_tr = model.apply(params, x_tr)
+        out_te = model.apply(params, x_te)
+        return jnp.stack(
+            [loss_of_outputs(out_tr, y_tr), accuracy(out_tr, y_tr), loss_of_outputs(out_te, y_te), accuracy(out_te, y_te)]
+        )
+
+    def init_member(root, seed, lr):
+        init_key, order_key = member_keys(root, seed)
+        params = model.init(init_key)
+        opt_state = make_opt(lr).init(params)
+        return {
+            "params": params,
+            "opt_state": opt_state,
+            "alive": jnp.array(True),
+            "diverged_step": jnp.array(-1, jnp.int32),
+            "order_key": order_key,
+            "lr": jnp.asarray(lr, jnp.float32),
+        }
+
+    def step_member(state, step, orders, first_epoch, arrays):
+        x_tr, y_tr = arrays[0], arrays[1]
+        params = state["params"]
+        if batch_size:  # this member's batch: a slice of its epoch's permutation
+            epoch, pos = step // steps_per_epoch - first_epoch, step % steps_per_epoch
+            idx = jax.lax.dynamic_slice(orders, (epoch, pos * batch_size), (1, batch_size))[0]
+            xb, yb = x_tr[idx], y_tr[idx]
+        else:
+            xb, yb = x_tr, y_tr
+        value, grads = jax.value_and_grad(lambda p: loss_of_outputs(model.apply(p, xb), yb))(params)
+        opt = make_opt(state["lr"])
+        updates, opt_state = opt.update(grads, state["opt_state"], params)
+        new_params = optax.apply_updates(params, updates)
+        ok = jnp.isfinite(value) & tree.all_finite(new_params)
+        keep = state["alive"] & ok
+
+        def pick(new, old):
+            return jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b), new, old)
+
+        return {
+            **state,
+            "params": pick(new_params, params),
+            "opt_state": pick(opt_state, state["opt_state"]),
+            "alive": keep,
+            "diverged_step": jnp.where(state["alive"] & ~ok, step, state["diverged_step"]),
+        }
+
+    v_step = jax.vmap(step_member, in_axes=(0, None, 0, None, None))
+    v_evaluate = jax.vmap(evaluate, in_axes=(0, None))
+
+    def run_all(state, start, arrays, orders, first_epoch, interval, num_intervals, with_params, groups):
+        """``num_intervals`` × ``interval`` steps from step ``start`` for every member.
+
+        ``orders``: ``(M, E, N)`` the members' permutations of epochs ``first_epoch ..``.
+        The members are split into ``groups`` independent vmapped groups inside each step:
+        on a CPU the groups' kernels run side by side on the cores and each group's working
+        set is a fraction of the whole (results are those of one member alone).
+        """
+        m = tree.num_members(state) // groups
+
+        def part(tree_, g):
+            return jax.tree_util.tree_map(lambda a: a[g * m:(g + 1) * m], tree_)
+
+        parts = [part(state, g) for g in range(groups)]
+        group_orders = [part(orders, g) for g in range(groups)]
+
+        def one_step(sts, step):
+            return [v_step(st, step, o, first_epoch, arrays) for st, o in zip(sts, group_orders)], None
+
+        def whole(sts):
+            return jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *sts) if groups > 1 else sts[0]
+
+        def one_interval(sts, i):
+            first = start + i * interval
+            sts, _ = jax.lax.scan(one_step, sts, first + jnp.arange(interval))
+            params = whole([st["params"] for st in sts])
+            out = {"metrics": v_evaluate(params, arrays)}
+            if with_params:
+                out["params"] = params
+            return sts, out
+
+        parts, outs = jax.lax.scan(one_interval, parts, jnp.arange(num_intervals))
+        # outputs per interval (n, M, ...) -> per member (M, n, ...)
+        return whole(parts), jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1), outs)
+
+    init_all = jax.jit(jax.vmap(init_member, in_axes=(None, 0, 0)))
+    eval_all = jax.jit(v_evaluate)
+    run_all = jax.jit(run_all, static_argnums=(5, 6, 7, 8))
+    return init_all, eval_all, run_all
+
+
+#: Host memory for one training call's minibatch orders (members × epochs × examples int32).
+ORDERS_BYTES = 64 * 2**20
+
+
+def epoch_order(order_words: np.ndarray, epoch: int, n: int) -> np.ndarray:
+    """The data order of one member in one epoch: a uniformly random permutation of ``range(n)``.
+
+    ``numpy.random.default_rng([*order_words, epoch]).permutation(n)`` where ``order_words``
+    are the words of the member's order key (``jax.random.key_data``).  Drawn on the host:
+    XLA's sort on a CPU is several times slower than NumPy's shuffle, and the permutation is
+    needed only once per epoch.
+    """
+    return np.random.default_rng([int(w) for w in np.ravel(order_words)] + [int(epoch)]).permutation(n).astype(np.int32)
+
+
+def epoch_orders(order_words: np.ndarray, first: int, num: int, n: int, last: int | None = None) -> np.ndarray:
+    """``(M, num, n)`` int32: epochs ``first .. last`` (default ``first + num - 1``) of every member; zeros after."""
+    last = first + num - 1 if last is None else last
+    out = np.zeros((order_words.shape[0], num, n), np.int32)
+    for i, words in enumerate(order_words):
+        for e in range(first, last + 1):
+            out[i, e - first] = epoch_order(words, e, n)
+    return out
+
+
+#: Members per vmapped group on a CPU: below this, splitting into groups costs more than it gains.
+MIN_GROUP = 8
+
+
+def _member_groups(num_members: int, num_devices: int) -> int:
+    """Independent member groups per step: 2-8 on a single CPU device (measured by
+    ``experiments/benchmark.py``: kernels of independent groups run side by side on the cores and
+    smaller groups stay in cache), 1 on accelerators or when a mesh already spreads the members."""
+    if num_devices > 1 or jax.default_backend() != "cpu":
+        return 1
+    for g in (8, 4, 2):
+        if num_members % g == 0 and num_members // g >= MIN_GROUP:
+            return g
+    return 1
 
 
 def _check_memory(num_members: int, model: MLP) -> None:

@@ -13,6 +13,12 @@ from .conftest import assert_trees_close, assert_trees_equal
 LOSS = {"mse": ls.models.mse, "cross_entropy": ls.models.cross_entropy}
 
 
+def documented_permutation(order_key, epoch, n):
+    """The README's data order: NumPy's generator seeded with the order key's words and the epoch."""
+    words = [int(w) for w in np.asarray(jax.random.key_data(order_key)).ravel()]
+    return np.random.default_rng(words + [epoch]).permutation(n)
+
+
 def reference_member(model, data, key, seed, opt, loss, steps, batch_size):
     """One member trained step by step in Python: keys, epoch permutations and updates by hand."""
     k = jax.random.fold_in(key, seed)
@@ -27,7 +33,7 @@ def reference_member(model, data, key, seed, opt, loss, steps, batch_size):
         if batch_size:
             spe = n // batch_size
             epoch, pos = divmod(step, spe)
-            perm = np.asarray(jax.random.permutation(jax.random.fold_in(order_key, epoch), n))
+            perm = documented_permutation(order_key, epoch, n)
             idx = perm[pos * batch_size : (pos + 1) * batch_size]
         else:
             idx = np.arange(n)
@@ -93,7 +99,7 @@ def test_epoch_order_is_one_permutation_per_epoch(blobs, key):
     assert np.unique(np.concatenate(touched)).size == n  # the three batches partition the epoch
     # and they are the documented permutation of this member's order key
     _, order_key = jax.random.split(jax.random.fold_in(key, 5))
-    perm = np.asarray(jax.random.permutation(jax.random.fold_in(order_key, 0), n))
+    perm = documented_permutation(order_key, 0, n)
     for s in range(3):
         np.testing.assert_array_equal(np.sort(perm[s * b : (s + 1) * b]), touched[s])
 
@@ -188,3 +194,42 @@ def test_custom_optax_transformation(blobs, key):
     ens = ls.train_ensemble(ls.MLP(hidden=(3,)), blobs, key=key, seeds=2, optimizer=optax.adam(1e-2),
                             loss="cross_entropy", steps=4, log_every=2, progress=False)
     assert np.isnan(ens.learning_rates).all() and ens.config["optimizer"]["custom"].startswith("GradientTransformation")
+
+
+def test_compiled_programs_are_reused_across_calls(blobs, key):
+    """A second sweep of the same configuration (other key, seeds, default learning rate) compiles nothing new."""
+    model = ls.MLP(hidden=(3,), activation="tanh")
+    ls.train._programs.cache_clear()
+    kw = dict(loss="cross_entropy", steps=6, batch_size=8, log_every=3, progress=False)
+    ls.train_ensemble(model, blobs, key=key, seeds=2, optimizer=ls.OptimizerSpec("momentum", 0.1), **kw)
+    ls.train_ensemble(model, blobs, key=jax.random.key(5), seeds=[4, 9], optimizer=ls.OptimizerSpec("momentum", 0.2),
+                      **kw)
+    info = ls.train._programs.cache_info()
+    assert (info.misses, info.hits) == (1, 1)
+
+
+def test_long_log_intervals_are_split_by_the_order_budget(blobs, key, monkeypatch):
+    """Minibatch orders are passed per call; a log interval longer than the budget is split, invisibly."""
+    model = ls.MLP(hidden=(4,), activation="sigmoid")
+    kw = dict(key=key, seeds=3, loss="mse", steps=37, batch_size=16, log_every=18, progress=False,
+              snapshot_every=18)
+    whole = ls.train_ensemble(model, blobs, **kw)
+    n = blobs.train.x.shape[0]
+    monkeypatch.setattr(ls.train, "ORDERS_BYTES", 3 * n * 4 * 2)  # two epochs of orders: calls of one epoch
+    split = ls.train_ensemble(model, blobs, **kw)
+    np.testing.assert_array_equal(split.history.step, [0, 18, 36, 37])
+    np.testing.assert_array_equal(split.trajectory.step, whole.trajectory.step)
+    assert_trees_close(split.params, whole.params, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(split.history.train_loss, whole.history.train_loss, rtol=1e-6)
+
+
+def test_epoch_order_is_a_pure_function_of_key_and_epoch():
+    words = np.asarray(jax.random.key_data(jax.random.key(3)))
+    a = ls.train.epoch_order(words, 2, 50)
+    assert sorted(a.tolist()) == list(range(50)) and a.dtype == np.int32
+    np.testing.assert_array_equal(a, ls.train.epoch_order(words.copy(), 2, 50))
+    assert not np.array_equal(a, ls.train.epoch_order(words, 3, 50))
+    block = ls.train.epoch_orders(np.stack([words, words + 1]), 2, 3, 50, last=3)
+    assert block.shape == (2, 3, 50)
+    np.testing.assert_array_equal(block[0, 0], a)
+    np.testing.assert_array_equal(block[:, 2], 0)  # past `last`: unused padding
