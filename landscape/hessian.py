@@ -17,6 +17,8 @@ member axis of stacked parameters (each member with key ``fold_in(key, i)``).
 
 from __future__ import annotations
 
+import functools
+
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -239,6 +241,28 @@ def density_on_grid(density: Density, grid: np.ndarray, *, sigma: float | None =
 # ---------------------------------------------------------------------- over an ensemble
 
 
+@functools.lru_cache(maxsize=32)
+def _vmapped(kind: str, loss_fn: LossFn, options: tuple):
+    """``jit(vmap(member i of kind))`` with the key an argument, cached on the loss function and
+    options so that repeated calls on the same loss reuse the compiled code."""
+    opts = dict(options)
+
+    def f(params, key, i):
+        k = jax.random.fold_in(key, i)
+        if kind == "top":
+            return top_eigenvalues(loss_fn, params, opts["k"], key=k, num_iters=opts["num_iters"])
+        if kind == "trace":
+            return trace(loss_fn, params, key=k, num_probes=opts["num_probes"])
+        return spectral_density(loss_fn, params, key=k, num_probes=opts["num_probes"], num_iters=opts["num_iters"])
+
+    return jax.jit(jax.vmap(f, in_axes=(0, None, 0)))
+
+
+def _run_many(kind: str, loss_fn: LossFn, stacked: PyTree, key: jax.Array, **options):
+    n = jax.tree_util.tree_leaves(stacked)[0].shape[0]
+    return _vmapped(kind, loss_fn, tuple(sorted(options.items())))(stacked, key, jnp.arange(n))
+
+
 def top_eigenvalues_many(
     loss_fn: LossFn, stacked: PyTree, k: int = 1, *, key: jax.Array, num_iters: int | None = None
 ) -> jax.Array:
@@ -246,35 +270,19 @@ def top_eigenvalues_many(
 
     ``loss_fn(params)`` is the loss of one member; member ``i`` uses ``fold_in(key, i)``.
     """
-
-    def f(params, i):
-        return top_eigenvalues(loss_fn, params, k, key=jax.random.fold_in(key, i), num_iters=num_iters)
-
-    n = jax.tree_util.tree_leaves(stacked)[0].shape[0]
-    return jax.jit(jax.vmap(f))(stacked, jnp.arange(n))
+    return _run_many("top", loss_fn, stacked, key, k=k, num_iters=num_iters)
 
 
 def trace_many(loss_fn: LossFn, stacked: PyTree, *, key: jax.Array, num_probes: int = 100) -> dict[str, jax.Array]:
     """Hutchinson traces of every member, ``{"trace": (M,), "stderr": (M,)}``."""
-
-    def f(params, i):
-        return trace(loss_fn, params, key=jax.random.fold_in(key, i), num_probes=num_probes)
-
-    n = jax.tree_util.tree_leaves(stacked)[0].shape[0]
-    return jax.jit(jax.vmap(f))(stacked, jnp.arange(n))
+    return _run_many("trace", loss_fn, stacked, key, num_probes=num_probes)
 
 
 def spectral_density_many(
     loss_fn: LossFn, stacked: PyTree, *, key: jax.Array, num_probes: int = 4, num_iters: int | None = None
 ) -> Density:
     """SLQ of every member: nodes and weights ``(M, probes, m)``."""
-
-    def f(params, i):
-        return spectral_density(loss_fn, params, key=jax.random.fold_in(key, i), num_probes=num_probes,
-                                num_iters=num_iters)
-
-    n = jax.tree_util.tree_leaves(stacked)[0].shape[0]
-    return jax.jit(jax.vmap(f))(stacked, jnp.arange(n))
+    return _run_many("density", loss_fn, stacked, key, num_probes=num_probes, num_iters=num_iters)
 
 
 def ensemble_curvature(

@@ -15,6 +15,7 @@ The slices (:func:`line`, :func:`plane`, :func:`interpolation`, :func:`three_poi
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -167,6 +168,19 @@ def _slice_functions(fn, use_shortcut: bool):
     return build, at
 
 
+@functools.lru_cache(maxsize=32)
+def _compiled(fn, use_shortcut: bool):
+    """Jitted ``build`` (per seed chunk) and ``chunk_fn`` (per point chunk) for ``fn``.
+
+    Cached on ``fn`` (by value for the built-in :class:`~landscape.models.MLPMetrics`, by
+    identity for other callables), so repeated slices of the same model reuse the compiled code.
+    """
+    build_one, at = _slice_functions(fn, use_shortcut)
+    build = jax.jit(jax.vmap(build_one, in_axes=(0, 0, None)))
+    chunk_fn = jax.jit(jax.vmap(jax.vmap(at, in_axes=(None, 0, None)), in_axes=(0, None, None)))
+    return build, chunk_fn
+
+
 def evaluate(
     fn: Callable,
     center: PyTree,
@@ -238,9 +252,7 @@ def evaluate(
     n_pc, n_sc = -(-num_points // p_chunk), -(-num_seeds // s_chunk)
     padded = np.zeros((n_pc * p_chunk, coords.shape[1]), np.float32)
     padded[:num_points] = coords
-    build_one, at = _slice_functions(fn, use_shortcut)
-    build = jax.jit(jax.vmap(build_one, in_axes=(0, 0, None)))
-    chunk_fn = jax.jit(jax.vmap(jax.vmap(at, in_axes=(None, 0, None)), in_axes=(0, None, None)))
+    build, chunk_fn = _compiled(fn, use_shortcut)
     placed_batches = pl.replicate(batches)
 
     fingerprint = None

@@ -85,3 +85,18 @@ def test_quadratic_eigenvalues_exact():
     assert float(H.smallest_eigenvalue(f, p, key=jax.random.key(0), num_iters=10)) == pytest.approx(1.0, rel=1e-3)
     with pytest.raises(ls.ConfigError):
         H.top_eigenvalues(f, p, 11, key=jax.random.key(0))
+
+
+def test_many_reuses_its_compiled_function_and_matches_single_members(small):
+    model, d, params, f, _, _ = small
+    stacked = ls.tree.stack([params, model.init(jax.random.key(1))])
+    H._vmapped.cache_clear()
+    a = H.top_eigenvalues_many(f, stacked, 2, key=jax.random.key(0), num_iters=12)
+    b = H.top_eigenvalues_many(f, stacked, 2, key=jax.random.key(1), num_iters=12)
+    info = H._vmapped.cache_info()
+    assert (info.misses, info.hits) == (1, 1)
+    for i in range(2):
+        one = H.top_eigenvalues(f, ls.tree.take(stacked, i), 2, key=jax.random.fold_in(jax.random.key(0), i),
+                                num_iters=12)
+        np.testing.assert_allclose(a[i], one, rtol=1e-4)
+    np.testing.assert_allclose(a, b, rtol=1e-3)  # a different start vector, the same top eigenvalues

@@ -180,3 +180,15 @@ def test_bad_slice_arguments(call, match):
     t = unr(jnp.ones(7, jnp.float32))
     with pytest.raises(ConfigError, match=match):
         call(f, t, t)
+
+
+def test_compiled_slice_functions_are_reused(trained):
+    """Planes of other seeds and directions with the same metric function compile nothing new."""
+    ens, batches = trained
+    fn = ls.models.metrics_fn(ens.model, "cross_entropy")
+    ls.surface._compiled.cache_clear()
+    for s in (0, 1):
+        d = ls.directions.random_directions(jax.random.key(s), ens.member(s), 2)
+        ls.surface.plane(fn, ens.member(s), d, num=5, data=batches)
+    info = ls.surface._compiled.cache_info()
+    assert (info.misses, info.hits) == (1, 1)
