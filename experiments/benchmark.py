@@ -1,0 +1,605 @@
+"""Benchmark: `landscape` against what a user would otherwise write (PyTorch and plain JAX).
+
+One process, the same data (the bundled digits, 1347 training examples) and the same model
+(MLP 64-32-32-10, relu, cross-entropy) for every implementation.  Sections:
+
+* ``matmul``    a large jitted float32 matmul: the machine's practical GFLOP/s.
+* ``sweep``     64 seeds × 300 full-batch SGD steps.
+* ``minibatch`` 64 seeds × 1000 SGD steps of batch 128, every seed its own shuffling.
+* ``surface``   a 51×51 filter-normalised plane (loss and accuracy on the training set).
+* ``hessian``   the top Hessian eigenvalue of 64 trained networks.
+* ``scaling``   cost vs seeds and vs grid points, and peak memory of a 201×201 plane vs 51×51.
+
+Every timing is the best of ``--repeats`` runs after one warm-up run (so no implementation is
+charged for compilation; the library's first-call time, compile included, is reported too).
+PyTorch is a benchmark-only extra (``pip install -e '.[bench]'``); without it the PyTorch
+peers are skipped.
+
+    python experiments/benchmark.py [--json figures/benchmark.json] [--sections sweep,surface] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+# --- configuration -------------------------------------------------------------------------
+SEEDS = 64
+HIDDEN = (32, 32)
+ACTIVATION = "relu"
+LOSS = "cross_entropy"
+LEARNING_RATE = 0.1
+FULL_STEPS = 300
+MB_STEPS = 1000
+BATCH = 128
+GRID = 51
+LARGE_GRID = 201
+SPAN = 1.0
+POWER_ITERS, POWER_TOL = 100, 1e-3  # PyHessian's defaults for the peer's power iteration
+LANCZOS_ITERS = 10  # the library's Lanczos steps for the top eigenvalue (accuracy is reported)
+MATMUL_N = 4096
+
+QUICK = dict(SEEDS=4, FULL_STEPS=20, MB_STEPS=30, GRID=9, LARGE_GRID=17, MATMUL_N=512)
+
+
+def _best(fn, repeats: int) -> tuple[float, object]:
+    """Best wall time of ``repeats`` runs of ``fn()`` after one warm-up run, and its last result.
+
+    ``repeats=0``: the time of the single run (for peers whose every run is the same loop of
+    already-compiled kernels and that take long enough for one run to be a fair measure).
+    """
+    t0 = time.perf_counter()
+    out = fn()
+    best = time.perf_counter() - t0  # counts only when there are no repeats
+    for i in range(repeats):
+        if i == 0:
+            best = float("inf")
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def _timed_after(run, steps) -> tuple[float, object]:
+    """``run(seeds, steps)``: warm up with 2 seeds × 12 steps, then time the full ``SEEDS × steps`` run."""
+    run(2, 12)
+    t0 = time.perf_counter()
+    out = run(SEEDS, steps)
+    return time.perf_counter() - t0, out
+
+
+def _first(fn) -> tuple[float, object]:
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def _sizes(model) -> tuple[int, ...]:
+    """Layer sizes input to output, ``(D, hidden..., K)``."""
+    return (model.in_features,) + model.widths
+
+
+def _macs(widths) -> int:
+    return sum(a * b for a, b in zip(widths[:-1], widths[1:]))
+
+
+# ==================================================================== implementations: JAX
+
+
+def _jax_setup():
+    import jax
+
+    import landscape as ls
+
+    data = ls.data.load("digits")
+    model = ls.models.MLP(hidden=HIDDEN, activation=ACTIVATION, output_activation="identity").for_data(data)
+    return jax, ls, data, model
+
+
+def lib_sweep(ls, model, data, steps, batch, key):
+    """The library: one call trains every seed."""
+    return ls.train_ensemble(model, data, key=key, seeds=SEEDS, optimizer=ls.OptimizerSpec("sgd", LEARNING_RATE),
+                             loss=LOSS, steps=steps, batch_size=batch, log_every=steps, progress=False)
+
+
+def _cached(fn):
+    """Memoise a builder of jitted functions on its arguments (arrays by identity)."""
+    memo = {}
+
+    def wrapper(*args):
+        k = tuple(id(a) if hasattr(a, "shape") else a for a in args)
+        if k not in memo:
+            memo[k] = fn(*args)
+        return memo[k]
+
+    return wrapper
+
+
+@_cached
+def _jax_step(model, batched: bool, x, y):
+    """The plain-JAX user's jitted optax SGD step (built once, reused by every seed)."""
+    import jax
+    import optax
+
+    opt = optax.sgd(LEARNING_RATE)
+
+    def loss(p, idx):
+        xb, yb = (x[idx], y[idx]) if batched else (x, y)
+        return optax.softmax_cross_entropy_with_integer_labels(model.apply(p, xb), yb).mean()
+
+    @jax.jit
+    def step(p, s, idx):
+        g = jax.grad(loss)(p, idx)
+        u, s = opt.update(g, s, p)
+        return optax.apply_updates(p, u), s
+
+    return opt, step
+
+
+def jax_loop_sweep(model, data, seeds, steps, batch):
+    """Plain JAX: a jitted optax step, Python loops over seeds and steps (per-seed shuffling by index)."""
+    import jax
+    import jax.numpy as jnp
+
+    x, y = _device_data(data)
+    opt, step = _jax_step(model, bool(batch), x, y)
+    n = x.shape[0]
+    finals = []
+    for seed in range(seeds):
+        p = model.init(jax.random.key(seed))
+        s = opt.init(p)
+        rng = np.random.default_rng(seed)
+        per_epoch = n // batch if batch else 1
+        idx = jnp.zeros((), jnp.int32)
+        for t in range(steps):
+            if batch:
+                if t % per_epoch == 0:
+                    perm = rng.permutation(n).astype(np.int32)
+                idx = perm[(t % per_epoch) * batch:(t % per_epoch + 1) * batch]
+            p, s = step(p, s, idx)
+        finals.append(p)
+    jax.block_until_ready(finals)
+    return finals
+
+
+_DATA = {}
+
+
+def _device_data(data):
+    import jax.numpy as jnp
+
+    if id(data) not in _DATA:
+        _DATA[id(data)] = (jnp.asarray(data.train.x), jnp.asarray(data.train.y))
+    return _DATA[id(data)]
+
+
+@_cached
+def _jax_point_metrics(model, x, y):
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    def at(center, d1, d2, a, b):
+        p = jax.tree_util.tree_map(lambda c, u, v: c + a * u + b * v, center, d1, d2)
+        logits = model.apply(p, x)
+        return (optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(),
+                jnp.mean(jnp.argmax(logits, -1) == y))
+
+    return jax.jit(jax.vmap(at, in_axes=(None, None, None, 0, 0)))
+
+
+def jax_vmap_surface(model, center, d1, d2, data, num, rows: bool):
+    """Plain JAX: ``jit(vmap)`` of the metrics over the grid points (a row at a time, or all at once)."""
+    x, y = _device_data(data)
+    f = _jax_point_metrics(model, x, y)
+    g = np.linspace(-SPAN, SPAN, num, dtype=np.float32)
+    A, B = np.meshgrid(g, g, indexing="ij")
+    if rows:
+        out = [f(center, d1, d2, A[i], B[i]) for i in range(num)]
+        return np.stack([np.asarray(o[0]) for o in out])
+    return np.asarray(f(center, d1, d2, A.ravel(), B.ravel())[0]).reshape(num, num)
+
+
+# ==================================================================== implementations: PyTorch
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def _torch_mlp(torch, widths, seed):
+    torch.manual_seed(seed)
+    layers = []
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        layers.append(torch.nn.Linear(a, b))
+        if i < len(widths) - 2:
+            layers.append(torch.nn.ReLU())
+    return torch.nn.Sequential(*layers)
+
+
+def torch_sequential_sweep(torch, widths, xt, yt, seeds, steps, batch):
+    """PyTorch, the standard loop: one ``nn.Module`` and ``torch.optim.SGD`` per seed, seeds one after another."""
+    F = torch.nn.functional
+    n = xt.shape[0]
+    finals = []
+    for seed in range(seeds):
+        net = _torch_mlp(torch, widths, seed)
+        opt = torch.optim.SGD(net.parameters(), lr=LEARNING_RATE)
+        gen = torch.Generator().manual_seed(seed)
+        per_epoch = n // batch if batch else 1
+        for t in range(steps):
+            if batch:
+                if t % per_epoch == 0:
+                    perm = torch.randperm(n, generator=gen)
+                idx = perm[(t % per_epoch) * batch:(t % per_epoch + 1) * batch]
+                xb, yb = xt[idx], yt[idx]
+            else:
+                xb, yb = xt, yt
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(net(xb), yb).backward()
+            opt.step()
+        finals.append(net)
+    return finals
+
+
+def torch_func_sweep(torch, widths, xt, yt, seeds, steps, batch):
+    """PyTorch ``torch.func`` ensemble: ``stack_module_state`` + ``vmap(grad(...))``, one update for all seeds."""
+    import copy
+
+    from torch.func import functional_call, grad, stack_module_state, vmap
+
+    F = torch.nn.functional
+    nets = [_torch_mlp(torch, widths, seed) for seed in range(seeds)]
+    params, buffers = stack_module_state(nets)
+    base = copy.deepcopy(nets[0]).to("meta")
+
+    def loss(p, b, xb, yb):
+        return F.cross_entropy(functional_call(base, (p, b), (xb,)), yb)
+
+    n = xt.shape[0]
+    if batch:
+        g = vmap(grad(loss), in_dims=(0, 0, 0, 0))
+        gen = torch.Generator().manual_seed(0)
+        per_epoch = n // batch
+    else:
+        g = vmap(grad(loss), in_dims=(0, 0, None, None))
+    with torch.no_grad():
+        for t in range(steps):
+            if batch:
+                if t % per_epoch == 0:
+                    perm = torch.argsort(torch.rand(seeds, n, generator=gen), dim=1)
+                idx = perm[:, (t % per_epoch) * batch:(t % per_epoch + 1) * batch]
+                grads = g(params, buffers, xt[idx], yt[idx])
+            else:
+                grads = g(params, buffers, xt, yt)
+            torch._foreach_add_(list(params.values()), list(grads.values()), alpha=-LEARNING_RATE)
+    return params
+
+
+def _torch_from_jax(torch, model, p):
+    net = _torch_mlp(torch, _sizes(model), 0)
+    linears = [m for m in net if isinstance(m, torch.nn.Linear)]
+    with torch.no_grad():
+        for lin, name in zip(linears, model.layer_names):
+            lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(np.asarray(p[name]["kernel"]).T)))
+            lin.bias.copy_(torch.from_numpy(np.array(p[name]["bias"])))
+    return net
+
+
+def _flat_torch(torch, model, p):
+    """Per-parameter tensors in ``net.parameters()`` order (weight, bias per layer)."""
+    out = []
+    for name in model.layer_names:
+        out.append(torch.from_numpy(np.ascontiguousarray(np.asarray(p[name]["kernel"]).T)))
+        out.append(torch.from_numpy(np.asarray(p[name]["bias"]).copy()))
+    return out
+
+
+def torch_surface(torch, model, center, d1, d2, xt, yt, num, batch):
+    """The reference method, in PyTorch: per point, set the weights, evaluate (in batches of ``batch``, or whole)."""
+    F = torch.nn.functional
+    net = _torch_from_jax(torch, model, center)
+    c, u, v = (_flat_torch(torch, model, t) for t in (center, d1, d2))
+    params = list(net.parameters())
+    g = np.linspace(-SPAN, SPAN, num)
+    n = xt.shape[0]
+    step = batch or n
+    loss = np.empty((num, num))
+    acc = np.empty((num, num))
+    with torch.no_grad():
+        for i, a in enumerate(g):
+            for j, b in enumerate(g):
+                for p, c0, u0, v0 in zip(params, c, u, v):
+                    torch.add(c0, u0, alpha=float(a), out=p)
+                    p.add_(v0, alpha=float(b))
+                total, correct = 0.0, 0
+                for k in range(0, n, step):
+                    out = net(xt[k:k + step])
+                    total += float(F.cross_entropy(out, yt[k:k + step], reduction="sum"))
+                    correct += int((out.argmax(1) == yt[k:k + step]).sum())
+                loss[i, j] = total / n
+                acc[i, j] = correct / n
+    return loss, acc
+
+
+def torch_power_iteration(torch, model, stacked, xt, yt):
+    """Top Hessian eigenvalue per seed, one seed after another: power iteration with autograd HVPs."""
+    F = torch.nn.functional
+    out = []
+    iters = []
+    for i in range(SEEDS):
+        p = {k: {kk: vv[i] for kk, vv in d.items()} for k, d in stacked.items()}
+        net = _torch_from_jax(torch, model, p)
+        params = list(net.parameters())
+        loss = F.cross_entropy(net(xt), yt)
+        grads = torch.autograd.grad(loss, params, create_graph=True)
+        gen = torch.Generator().manual_seed(i)
+        v = [torch.randn(q.shape, generator=gen) for q in params]
+        norm = torch.sqrt(sum((w * w).sum() for w in v))
+        v = [w / norm for w in v]
+        eig = None
+        for it in range(POWER_ITERS):
+            hv = torch.autograd.grad(grads, params, grad_outputs=v, retain_graph=True)
+            new = float(sum((a * b).sum() for a, b in zip(hv, v)))
+            norm = torch.sqrt(sum((w * w).sum() for w in hv))
+            v = [w / (norm + 1e-12) for w in hv]
+            if eig is not None and abs(new - eig) / (abs(eig) + 1e-6) < POWER_TOL:
+                eig = new
+                break
+            eig = new
+        out.append(eig)
+        iters.append(it + 1)
+    return np.asarray(out), iters
+
+
+# ==================================================================== sections
+
+
+def section_matmul(args, rows):
+    import jax
+    import jax.numpy as jnp
+
+    n = MATMUL_N
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+    f = jax.jit(jnp.dot)
+    t, _ = _best(lambda: f(a, b).block_until_ready(), args.repeats)
+    gflops = 2 * n**3 / t / 1e9
+    rows.append(dict(section="matmul", impl=f"jax float32 {n}x{n} matmul", seconds=t, gflops=gflops))
+    return gflops
+
+
+def section_sweep(args, rows, kind, peak):
+    jax, ls, data, model = _jax_setup()
+    torch = _torch()
+    steps, batch = (FULL_STEPS, None) if kind == "sweep" else (MB_STEPS, BATCH)
+    n = data.train.x.shape[0]
+    per_step_examples = batch or n
+    flops = SEEDS * steps * 3 * 2 * _macs(_sizes(model)) * per_step_examples  # forward + backward ≈ 3 forwards
+    key = jax.random.key(0)
+    t_first, ens = _first(lambda: lib_sweep(ls, model, data, steps, batch, key))
+    t_lib, ens = _best(lambda: lib_sweep(ls, model, data, steps, batch, key), args.repeats)
+    acc = float(np.mean(ens.history.train_accuracy[:, -1]))
+    res = [dict(impl="landscape.train_ensemble", seconds=t_lib, first_call_s=t_first, train_accuracy=acc)]
+    # peers: warmed up on a short run (compilation, caches), then one full run timed
+    t, _ = _timed_after(lambda s, k: jax_loop_sweep(model, data, s, k, batch), steps)
+    res.append(dict(impl="plain JAX (jitted step, Python loop over seeds)", seconds=t))
+    if torch is not None:
+        xt, yt = torch.from_numpy(data.train.x), torch.from_numpy(data.train.y.astype(np.int64))
+        w = _sizes(model)
+        t, _ = _timed_after(lambda s, k: torch_sequential_sweep(torch, w, xt, yt, s, k, batch), steps)
+        res.append(dict(impl="PyTorch nn.Module loop, seed after seed", seconds=t))
+        t, _ = _timed_after(lambda s, k: torch_func_sweep(torch, w, xt, yt, s, k, batch), steps)
+        res.append(dict(impl="PyTorch torch.func ensemble (vmap)", seconds=t))
+    _finish(rows, kind, res, flops, peak, unit="seed-steps/s", count=SEEDS * steps)
+    return ens
+
+
+def section_surface(args, rows, peak, ens=None):
+    jax, ls, data, model = _jax_setup()
+    torch = _torch()
+    if ens is None:
+        ens = lib_sweep(ls, model, data, FULL_STEPS, None, jax.random.key(0))
+    center = ens.member(0)
+    d1, d2 = ls.directions.random_directions(jax.random.key(1), center, 2)
+    fn = ls.models.metrics_fn(model, LOSS)
+    batches = {"train": (data.train.x, data.train.y)}
+    n = data.train.x.shape[0]
+    flops = GRID * GRID * 2 * _macs(_sizes(model)) * n
+
+    def lib():
+        return ls.surface.plane(fn, center, [d1, d2], span=SPAN, num=GRID, data=batches, progress=False)
+
+    t_first, surf = _first(lib)
+    t_lib, surf = _best(lib, args.repeats)
+    ref = None
+    res = [dict(impl="landscape.surface.plane", seconds=t_lib, first_call_s=t_first)]
+    for rows_only, name in ((True, "plain JAX jit(vmap) over points, a row per call"),
+                            (False, "plain JAX jit(vmap) over all points at once")):
+        t, out = _best(lambda r=rows_only: jax_vmap_surface(model, center, d1, d2, data, GRID, r), args.repeats)
+        ref = out
+        res.append(dict(impl=name, seconds=t))
+    err = float(np.max(np.abs(surf.values["train_loss"] - ref)))
+    if torch is not None:
+        xt, yt = torch.from_numpy(data.train.x), torch.from_numpy(data.train.y.astype(np.int64))
+        t, (tl, _) = _best(lambda: torch_surface(torch, model, center, d1, d2, xt, yt, GRID, BATCH), 0)
+        res.append(dict(impl="PyTorch reference: per point, batches of 128", seconds=t))
+        t, (tl, _) = _best(lambda: torch_surface(torch, model, center, d1, d2, xt, yt, GRID, None), min(args.repeats, 1))
+        res.append(dict(impl="PyTorch per point, full batch", seconds=t))
+        err = max(err, float(np.max(np.abs(surf.values["train_loss"] - tl))))
+    res[0]["max_abs_diff_vs_peers"] = err
+    _finish(rows, "surface", res, flops, peak, unit="points/s", count=GRID * GRID)
+
+
+def section_hessian(args, rows, ens=None):
+    jax, ls, data, model = _jax_setup()
+    torch = _torch()
+    if ens is None:
+        ens = lib_sweep(ls, model, data, FULL_STEPS, None, jax.random.key(0))
+    loss = ls.models.loss_fn(model, data.train, LOSS)
+
+    def lib(iters):
+        return np.asarray(ls.hessian.top_eigenvalues_many(loss, ens.params, 1, key=jax.random.key(2),
+                                                          num_iters=iters))[:, 0]
+
+    # accuracy reference: Lanczos with 4x the iterations (and a dense eigvalsh for member 0)
+    exact = lib(4 * LANCZOS_ITERS)
+    dense = float(np.linalg.eigvalsh(np.asarray(ls.hessian.dense_hessian(loss, ens.member(0))))[-1])
+    t_first, lam = _first(lambda: lib(LANCZOS_ITERS))
+    t_lib, lam = _best(lambda: lib(LANCZOS_ITERS), args.repeats)
+    res = [{"impl": f"landscape.hessian.top_eigenvalues_many (Lanczos, {LANCZOS_ITERS} HVPs, vmapped)",
+            "seconds": t_lib, "first_call_s": t_first,
+            "max_rel_error": float(np.max(np.abs(lam - exact) / np.abs(exact))),
+            "reference_vs_dense_rel_error": float(abs(exact[0] - dense) / abs(dense))}]
+    if torch is not None:
+        xt, yt = torch.from_numpy(data.train.x), torch.from_numpy(data.train.y.astype(np.int64))
+        t, (ref, iters) = _best(lambda: torch_power_iteration(torch, model, ens.params, xt, yt), 0)
+        res.append({"impl": f"PyTorch power iteration (<={POWER_ITERS} HVPs, tol {POWER_TOL:g}), seed after seed",
+                    "seconds": t, "mean_iterations": float(np.mean(iters)),
+                    "max_rel_error": float(np.max(np.abs(ref - exact) / np.abs(exact)))})
+    _finish(rows, "hessian", res, None, None, unit="seeds/s", count=SEEDS)
+
+
+def section_scaling(args, rows):
+    """Time vs seeds (training) and vs grid points (surface); peak memory of the two plane sizes."""
+    jax, ls, data, model = _jax_setup()
+    key = jax.random.key(0)
+    base_seeds = max(SEEDS // 4, 1)
+    for s in (base_seeds, 2 * base_seeds, 4 * base_seeds):
+        t, _ = _best(lambda s=s: ls.train_ensemble(model, data, key=key, seeds=s, loss=LOSS, steps=FULL_STEPS,
+                                                   optimizer=ls.OptimizerSpec("sgd", LEARNING_RATE),
+                                                   log_every=FULL_STEPS, progress=False), args.repeats)
+        rows.append(dict(section="scaling", impl=f"train {s} seeds × {FULL_STEPS} steps", seconds=t,
+                         per_unit_ms=1e3 * t / s))
+    for grid in (GRID, LARGE_GRID):
+        out = subprocess.run([sys.executable, __file__, "--_plane-child", str(grid)], check=True,
+                             capture_output=True, text=True).stdout
+        r = json.loads(out.strip().splitlines()[-1])
+        rows.append(dict(section="scaling", impl=f"plane {grid}×{grid}", seconds=r["seconds"],
+                         per_unit_ms=1e3 * r["seconds"] / grid**2, peak_rss_mib=r["peak_rss_mib"]))
+
+
+def _plane_child(grid: int) -> None:
+    jax, ls, data, model = _jax_setup()
+    center = model.init(jax.random.key(0))
+    d1, d2 = ls.directions.random_directions(jax.random.key(1), center, 2)
+    fn = ls.models.metrics_fn(model, LOSS)
+    batches = {"train": (data.train.x, data.train.y)}
+    ls.surface.plane(fn, center, [d1, d2], num=GRID, data=batches, progress=False)  # compile
+    t0 = time.perf_counter()
+    ls.surface.plane(fn, center, [d1, d2], num=grid, data=batches, progress=False)
+    dt = time.perf_counter() - t0
+    print(json.dumps({"seconds": dt, "peak_rss_mib": _peak_rss_mib()}))
+
+
+def _peak_rss_mib() -> float:
+    """This process's peak resident memory.  ``VmHWM`` (Linux) belongs to this program's own
+    address space; ``ru_maxrss`` would also count the parent's size at the fork."""
+    import resource
+
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _finish(rows, section, res, flops, peak, unit, count):
+    lib = res[0]
+    peers = [r for r in res[1:]]
+    fastest = min((r["seconds"] for r in peers), default=None)
+    for r in res:
+        r["section"] = section
+        r[unit.replace("/", "_per_")] = count / r["seconds"]
+        if r is not lib:
+            r["library_speedup"] = r["seconds"] / lib["seconds"]
+        if flops is not None:
+            r["gflops"] = flops / r["seconds"] / 1e9
+            if peak:
+                r["fraction_of_matmul_peak"] = r["gflops"] / peak
+    if fastest is not None:
+        lib["speedup_vs_fastest_peer"] = fastest / lib["seconds"]
+    rows.extend(res)
+
+
+def _print(rows):
+    print(f"{'section':<10} {'implementation':<62} {'seconds':>9} {'speedup':>8} {'GFLOP/s':>8}")
+    for r in rows:
+        sp = r.get("speedup_vs_fastest_peer")
+        sp_txt = f"{sp:7.1f}×" if sp is not None else (f"{1 / r['library_speedup']:7.2f}×" if "library_speedup" in r else "")
+        gf = f"{r['gflops']:8.1f}" if "gflops" in r else ""
+        print(f"{r['section']:<10} {r['impl'][:62]:<62} {r['seconds']:9.3f} {sp_txt:>8} {gf:>8}", flush=True)
+
+
+def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--_plane-child":
+        _plane_child(int(sys.argv[2]))
+        return
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sections", default="matmul,sweep,minibatch,surface,hessian,scaling")
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--json", default=None, help="write the rows and the machine description here")
+    p.add_argument("--quick", action="store_true", help="tiny sizes: checks that everything runs")
+    args = p.parse_args()
+    if args.quick:
+        globals().update(QUICK)
+        args.repeats = 1
+    sections = args.sections.split(",")
+    rows: list[dict] = []
+    peak = section_matmul(args, rows) if "matmul" in sections else None
+    ens = None
+    for kind in ("sweep", "minibatch"):
+        if kind in sections:
+            e = section_sweep(args, rows, kind, peak)
+            ens = e if kind == "sweep" else ens
+    if "surface" in sections:
+        section_surface(args, rows, peak, ens)
+    if "hessian" in sections:
+        section_hessian(args, rows, ens)
+    if "scaling" in sections:
+        section_scaling(args, rows)
+    _print(rows)
+    if args.json:
+        import jax
+
+        torch = _torch()
+        machine = {
+            "cpu": _cpu_name(), "cores": os.cpu_count(), "platform": platform.platform(),
+            "jax": jax.__version__, "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()],
+            "torch": None if torch is None else torch.__version__,
+            "torch_threads": None if torch is None else torch.get_num_threads(),
+        }
+        out = {"machine": machine, "config": {k: globals()[k] for k in
+                                               ("SEEDS", "HIDDEN", "ACTIVATION", "LOSS", "LEARNING_RATE", "FULL_STEPS",
+                                                "MB_STEPS", "BATCH", "GRID", "LARGE_GRID", "MATMUL_N")},
+               "quick": args.quick, "date": time.strftime("%Y-%m-%d %H:%M"), "rows": rows}
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(out, indent=2))
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+if __name__ == "__main__":
+    main()
