@@ -42,6 +42,7 @@ __all__ = [
     "update_meta",
     "run_path",
     "save_figure",
+    "save_animation",
     "FIGURE_FORMATS",
     "save_checkpoint",
     "load_checkpoint",
@@ -453,6 +454,36 @@ def save_figure(fig, path: str | os.PathLike) -> Path:
         fig.savefig(buf, format=fmt)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def save_animation(anim, path: str | os.PathLike, *, fps: int = 12) -> Path:
+    """Write a matplotlib animation atomically: MP4 through ffmpeg when ``path`` ends in
+    ``.mp4`` and ffmpeg is installed, otherwise a GIF through Pillow (``.mp4`` then becomes
+    ``.gif``).  Returns the path written."""
+    import matplotlib
+    from matplotlib import animation
+
+    from .plot import style
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".mp4", ".gif"):
+        raise ConfigError(f"animation format must be .mp4 or .gif, got {path.suffix!r}")
+    if suffix == ".mp4" and not animation.writers.is_available("ffmpeg"):
+        path, suffix = path.with_suffix(".gif"), ".gif"
+    writer = animation.FFMpegWriter(fps=fps) if suffix == ".mp4" else animation.PillowWriter(fps=fps)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # the writers pick the format from the file name, so stage in a directory that
+    # remove_stale() recognises rather than under a .tmp name
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.pid{os.getpid()}.", suffix=".staging", dir=path.parent))
+    try:
+        tmp = staging / f"animation{suffix}"
+        with matplotlib.rc_context({**style(), "savefig.bbox": None}):
+            anim.save(tmp, writer=writer, dpi=110)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return path
 
 

@@ -22,6 +22,8 @@ __all__ = [
     "matrix",
     "scatter",
     "spectral_density",
+    "sweep",
+    "descent_animation",
 ]
 
 #: Single-column figure width in inches (most journals: 3.25–3.5 in).
@@ -342,8 +344,13 @@ def small_multiples(
     clip: float | None = None,
     zlabel: str = "loss",
     columns: int | None = None,
+    xlabel: str | None = None,
+    ylabel: str | None = None,
+    title_size: float = 6,
 ) -> Figure:
-    """One small panel per seed (``zs (S, n0, n1)``) with shared colour levels and one colour bar."""
+    """One small panel per seed (``zs (S, n0, n1)``) with shared colour levels and one colour bar.
+
+    ``xlabel`` / ``ylabel`` label the bottom row and the left column."""
     import matplotlib
     from matplotlib import colors as mcolors
     from matplotlib import ticker
@@ -373,7 +380,11 @@ def small_multiples(
             else:
                 mappable = ax.contourf(A, B, zc, levels=levels, norm=norm, cmap=_LOSS_CMAP)
             ax.set_aspect("equal")
-            ax.set_title(titles[i] if titles else f"seed {i}", fontsize=6, pad=2)
+            ax.set_title(titles[i] if titles else f"seed {i}", fontsize=title_size, pad=2)
+            if xlabel and i // cols == rows - 1:
+                ax.set_xlabel(xlabel, fontsize=title_size)
+            if ylabel and i % cols == 0:
+                ax.set_ylabel(ylabel, fontsize=title_size)
             ax.tick_params(labelsize=5, length=2)
             ax.xaxis.set_major_locator(ticker.MaxNLocator(3))
             ax.yaxis.set_major_locator(ticker.MaxNLocator(3))
@@ -560,3 +571,107 @@ def spectral_density(grid: np.ndarray, density: np.ndarray, *, title: str | None
         if title:
             ax.set_title(title)
     return fig
+
+
+def sweep(
+    x: np.ndarray,
+    panels: list[dict],
+    *,
+    xlabel: str,
+    log_x: bool = False,
+    xticklabels: list[str] | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Summary statistics against a swept setting, one panel per quantity.
+
+    Each panel is ``{"y": (n,), "lo": (n,), "hi": (n,), "ylabel": str}`` (``lo``/``hi``
+    optional: drawn as an error band, e.g. the quartiles over seeds) and optionally
+    ``"extra": [(x, y, lo, hi, label), ...]`` for separately marked configurations (e.g. a
+    deeper network beside a width sweep) and ``"ylim"``.  Non-finite entries are left out.
+    """
+    import matplotlib
+
+    x = np.asarray(x, float)
+    with matplotlib.rc_context(_RC):
+        fig = _figure(COLUMN_WIDTH * len(panels) if len(panels) > 1 else COLUMN_WIDTH, 2.4)
+        axes = fig.subplots(1, len(panels), squeeze=False)[0]
+        for ax, panel in zip(axes, panels):
+            y = np.asarray(panel["y"], float)
+            ok = np.isfinite(y)
+            if "lo" in panel and "hi" in panel:
+                lo, hi = np.asarray(panel["lo"], float), np.asarray(panel["hi"], float)
+                ax.errorbar(x[ok], y[ok], yerr=[y[ok] - lo[ok], hi[ok] - y[ok]], fmt="o-", color="tab:blue",
+                            ms=4, lw=1.2, capsize=2, label=panel.get("label"))
+            else:
+                ax.plot(x[ok], y[ok], "o-", color="tab:blue", ms=4, lw=1.2, label=panel.get("label"))
+            for ex, ey, elo, ehi, elab in panel.get("extra", []):
+                ax.errorbar([ex], [ey], yerr=None if elo is None else [[ey - elo], [ehi - ey]], fmt="s",
+                            color="tab:orange", ms=5, capsize=2, label=elab)
+            if log_x:
+                ax.set_xscale("log", base=2)
+            if xticklabels is not None:
+                ax.set_xticks(x)
+                ax.set_xticklabels(xticklabels)
+                ax.minorticks_off()
+            if "ylim" in panel:
+                ax.set_ylim(*panel["ylim"])
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(panel["ylabel"])
+            if panel.get("label") or panel.get("extra"):
+                ax.legend(frameon=False, loc="best")
+        if title:
+            fig.suptitle(title)
+    return fig
+
+
+def descent_animation(
+    a: np.ndarray,
+    b: np.ndarray,
+    z: np.ndarray,
+    paths: np.ndarray,
+    *,
+    steps: np.ndarray | None = None,
+    points: np.ndarray | None = None,
+    point_labels: list[str] | None = None,
+    tail: int = 12,
+    zlabel: str = "loss",
+    title: str = "gradient descent from many starts",
+    interval_ms: int = 80,
+):
+    """An animation of many starts descending on a 2-D slice: ``paths (S, T, 2)`` over ``z (n0, n1)``.
+
+    The slice is drawn once (filled contours, log levels, as :func:`landscape_2d`); every
+    frame moves one dot per start along its path and keeps a short fading tail.  Returns a
+    :class:`matplotlib.animation.FuncAnimation` (save it with :func:`landscape.io.save_animation`).
+    """
+    import matplotlib
+    from matplotlib.animation import FuncAnimation
+
+    paths = np.asarray(paths, float)
+    if paths.ndim != 3 or paths.shape[-1] != 2:
+        raise ValueError(f"paths must have shape (starts, frames, 2), got {paths.shape}")
+    num_frames = paths.shape[1]
+    with matplotlib.rc_context(_RC):
+        fig = _figure(COLUMN_WIDTH * 1.25, COLUMN_WIDTH * 1.1)
+        ax = fig.add_subplot()
+        landscape_2d(a, b, z, kind="filled", ax=ax, zlabel=zlabel, points=points, point_labels=point_labels,
+                     xlabel="distance along $u$", ylabel="distance along $v$", title=title)
+        ax.set_xlim(float(np.min(a)), float(np.max(a)))
+        ax.set_ylim(float(np.min(b)), float(np.max(b)))
+        colors = matplotlib.colormaps["tab10"](np.arange(paths.shape[0]) % 10)
+        tails = [ax.plot([], [], "-", color=c, lw=0.9, alpha=0.8)[0] for c in colors]
+        dots = ax.scatter(paths[:, 0, 0], paths[:, 0, 1], s=14, c=colors, edgecolors="white", linewidths=0.5,
+                          zorder=7)
+        label = ax.text(0.02, 0.97, "", transform=ax.transAxes, va="top", ha="left", fontsize=7, color="white",
+                        path_effects=_outline(), zorder=8)
+
+        def draw(frame):
+            lo = max(0, frame - tail)
+            for line, path in zip(tails, paths):
+                line.set_data(path[lo:frame + 1, 0], path[lo:frame + 1, 1])
+            dots.set_offsets(paths[:, frame])
+            label.set_text(f"step {int(steps[frame]) if steps is not None else frame}")
+            return [*tails, dots, label]
+
+        anim = FuncAnimation(fig, draw, frames=num_frames, interval=interval_ms, blit=False)
+    return anim

@@ -61,3 +61,37 @@ def test_from_result_rejects_mismatched_requests():
         plot.from_result(arrays, {"kind": "line"}, metric="test_loss")
     with pytest.raises(ValueError, match="no values"):
         plot.from_result({"axis_0": np.zeros(2)}, {})
+
+
+def test_sweep_figure_with_bands_and_extra_points(tmp_path):
+    fig = plot.sweep(np.array([8, 16, 32]), [
+        {"y": [3.0, 2.0, np.nan], "lo": [2.5, 1.5, np.nan], "hi": [3.5, 2.5, np.nan], "ylabel": "top eigenvalue",
+         "label": "two layers", "extra": [(16, 4.0, 3.0, 5.0, "deep")]},
+        {"y": [0.2, 0.5, 0.9], "ylabel": "largest basin", "ylim": (0, 1)}],
+        xlabel="width", log_x=True, xticklabels=["8", "16", "32"], title="sweep")
+    axes = fig.axes
+    assert len(axes) == 2 and axes[0].get_xscale() == "log" and axes[1].get_ylim() == (0, 1)
+    assert [t.get_text() for t in axes[0].get_legend().get_texts()] == ["two layers", "deep"]
+    assert ls.io.save_figure(fig, tmp_path / "s.png").stat().st_size > 1000
+
+
+def test_descent_animation_saves_every_frame_as_gif(tmp_path, monkeypatch):
+    from matplotlib import animation
+    from PIL import Image
+
+    a, b, z = _grid(21)
+    t = np.linspace(0, 1, 7)[:, None]
+    paths = np.stack([np.hstack([0.9 * (1 - t), 0.8 * (1 - t)]), np.hstack([-0.7 * (1 - t), 0.5 * (1 - t)])])
+    anim = plot.descent_animation(a, b, z, paths, steps=np.arange(7) * 10, points=np.zeros((1, 2)),
+                                  point_labels=["min"])
+    # no ffmpeg: an .mp4 request falls back to a GIF (and nothing half-written is left behind)
+    monkeypatch.setattr(animation.writers, "is_available", lambda name: False)
+    out = ls.io.save_animation(anim, tmp_path / "descent.mp4", fps=5)
+    assert out == tmp_path / "descent.gif"
+    with Image.open(out) as im:
+        assert im.n_frames == 7
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["descent.gif"]
+    with pytest.raises(ls.errors.ConfigError, match="mp4 or .gif"):
+        ls.io.save_animation(anim, tmp_path / "descent.avi")
+    with pytest.raises(ValueError, match="starts, frames, 2"):
+        plot.descent_animation(a, b, z, paths[0])
