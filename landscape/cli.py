@@ -264,6 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--curve-steps", type=_positive_int, default=1000, help="(default: %(default)s)")
     p.add_argument("--tol", type=_nonneg_float, default=0.05,
                    help="seeds whose barrier is below this share a basin (default: %(default)s)")
+    p.add_argument("--limit", type=_positive_int, default=None, metavar="N",
+                   help="compare only the first N seeds that did not diverge (pairs grow as N^2)")
     p.add_argument("--grid", type=_positive_int, default=25, help="interpolation points in [0, 1] (default: %(default)s)")
     p.add_argument("--lr", type=_positive_float, default=None, help="the learning rate, when the run swept several")
     p.add_argument("--key", type=_nonneg_int, default=0, help="PRNG seed of the curve training (default: %(default)s)")
@@ -792,6 +794,8 @@ def cmd_compare(args) -> int:
     args.test = True
     ens, fn, batches = _eval_setup(args)
     idx = _healthy(ens, args.lr)
+    if args.limit is not None:
+        idx = idx[:args.limit]
     curve_pair = None
     if args.curve is not None:
         args.seeds = args.curve

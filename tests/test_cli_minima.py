@@ -51,3 +51,13 @@ def test_bad_minima_input_is_one_line(small_run, argv, message, tmp_path):
     assert r.returncode == 2
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and message in lines[0], r.stderr
+
+
+def test_compare_limit_takes_the_first_seeds(small_run):
+    r = run("compare", str(small_run), "--limit", "3", "--grid", "5", "--overwrite", "--quiet", "--no-plot")
+    assert r.returncode == 0, r.stderr
+    arrays, meta = __import__("landscape").io.load_result(small_run / "results" / "compare")
+    np.testing.assert_array_equal(arrays["seeds"], [0, 1, 2])
+    assert arrays["barrier"].shape == (3, 3) and meta["config"]["members"] == [0, 1, 2]
+    r = run("compare", str(small_run), "--limit", "0", "--quiet")
+    assert r.returncode == 2 and "positive" in r.stderr
