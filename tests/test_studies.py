@@ -1,0 +1,103 @@
+"""The studies in experiments/ run end to end in their --quick mode and produce what they promise."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
+
+
+def load(name: str):
+    sys.path.insert(0, str(EXPERIMENTS))
+    spec = importlib.util.spec_from_file_location(f"study_{name}", EXPERIMENTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_quick(name: str, tmp_path: Path, *extra: str) -> dict:
+    out, figs = tmp_path / "run", tmp_path / "figures"
+    record = load(name).main(["--quick", "--out", str(out), "--figures", str(figs), *extra])
+    saved = json.loads((out / "study.json").read_text())
+    assert saved["summary"] == json.loads(json.dumps(record["summary"]))
+    assert saved["quick"] is True and saved["total_seconds"] < 120
+    for f in record["figures"]:
+        assert Path(f).parent == figs and Path(f).stat().st_size > 1000
+    return record
+
+
+def png_ok(path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_digits_classic_quick(tmp_path):
+    rec = run_quick("digits_classic", tmp_path)
+    names = sorted(Path(f).name for f in rec["figures"])
+    assert names == sorted(f"digits_classic_{n}.png" for n in (
+        "final_cost_histogram", "training_curves", "plane_three_seeds", "interpolation_pairs", "barriers",
+        "barriers_aligned", "alignment"))
+    assert all(png_ok(f) for f in rec["figures"])
+    s = rec["summary"]
+    assert s["seeds"] == 8 and s["compared"] == 4 and s["pairs"] == 2
+    assert 1 <= s["basins_after_alignment"] <= s["basins_before"] <= 4
+    # alignment can only lower a pair's barrier estimate's median (the aligned pair includes the identity)
+    assert s["median_barrier_after"] <= s["median_barrier_before"] + 1e-6
+    assert s["final_cost"]["min"] <= s["final_cost"]["median"] <= s["final_cost"]["max"]
+
+
+def test_width_sharpness_quick(tmp_path):
+    rec = run_quick("width_sharpness", tmp_path)
+    assert sorted(Path(f).name for f in rec["figures"]) == ["width_sharpness_planes.png", "width_sharpness_summary.png"]
+    s = rec["summary"]
+    assert set(s) == {"w4", "w8", "deep"}
+    for net in s.values():
+        assert net["top_eigenvalue"]["q25"] <= net["top_eigenvalue"]["median"] <= net["top_eigenvalue"]["q75"]
+        assert 0 < net["largest_basin_fraction"] <= 1
+
+
+def test_start_to_finish_quick(tmp_path):
+    rec = run_quick("start_to_finish", tmp_path)
+    assert sorted(Path(f).name for f in rec["figures"]) == ["start_to_finish_relu_ce.png",
+                                                           "start_to_finish_sigmoid_mse.png"]
+    for net in rec["summary"].values():
+        assert net["seeds"] == 4 and 0 <= net["monotone_fraction"] <= 1
+
+
+def test_descent_animation_quick(tmp_path):
+    from PIL import Image
+
+    rec = run_quick("descent_animation", tmp_path)
+    anim = next(Path(f) for f in rec["figures"] if Path(f).suffix in (".gif", ".mp4"))
+    if anim.suffix == ".gif":
+        with Image.open(anim) as im:
+            assert im.n_frames == 5
+    s = rec["summary"]
+    assert s["starts"] == 6 and sum(s["ended_nearest_minimum"]) == 6
+    assert all(0 <= k <= n for k, n in zip(s["settled_per_minimum"], s["ended_nearest_minimum"]))
+    # the paths are saved and start inside the drawn slice
+    import landscape as ls
+
+    desc, _ = ls.io.load_result(tmp_path / "run" / "run" / "results" / "descent")
+    sl, _ = ls.io.load_result(tmp_path / "run" / "run" / "results" / "slice")
+    assert desc["paths"].shape == (6, 21, 2)
+    assert np.all(desc["paths"][:, 0, 0] >= sl["axis_0"].min()) and np.all(desc["paths"][:, 0, 0] <= sl["axis_0"].max())
+
+
+def test_mnist_quick_under_mock_data(tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    with tfds.testing.mock_data(num_examples=24):
+        rec = run_quick("mnist", tmp_path, "--data-dir", str(tmp_path / "tfds"))
+    s = rec["summary"]
+    assert s["seeds"] == 4 and s["compared"] == 3
+    import landscape as ls
+
+    ens = ls.load_run(tmp_path / "run" / "run")
+    assert ens.model.in_features == 784 and ens.config["data"]["name"] == "mnist"
+    assert ens.config["batch_size"] == 8
