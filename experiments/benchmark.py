@@ -7,6 +7,7 @@ One process, the same data (the bundled digits, 1347 training examples) and the 
 * ``sweep``     64 seeds × 300 full-batch SGD steps.
 * ``minibatch`` 64 seeds × 1000 SGD steps of batch 128, every seed its own shuffling.
 * ``surface``   a 51×51 filter-normalised plane (loss and accuracy on the training set).
+* ``surface784`` the same model on MNIST-shaped inputs (784 pixels, 5000 random examples), 31×31.
 * ``hessian``   the top Hessian eigenvalue of 64 trained networks.
 * ``scaling``   cost vs seeds and vs grid points, and peak memory of a 201×201 plane vs 51×51.
 
@@ -44,10 +45,12 @@ GRID = 51
 LARGE_GRID = 201
 SPAN = 1.0
 POWER_ITERS, POWER_TOL = 100, 1e-3  # PyHessian's defaults for the peer's power iteration
+WIDE_EXAMPLES, WIDE_GRID = 5000, 31  # the surface on MNIST-shaped (784-pixel) inputs
 LANCZOS_ITERS = 10  # the library's Lanczos steps for the top eigenvalue (accuracy is reported)
 MATMUL_N = 4096
 
-QUICK = dict(SEEDS=4, FULL_STEPS=20, MB_STEPS=30, GRID=9, LARGE_GRID=17, MATMUL_N=512)
+QUICK = dict(SEEDS=4, FULL_STEPS=20, MB_STEPS=30, GRID=9, LARGE_GRID=17, MATMUL_N=512, WIDE_EXAMPLES=200,
+             WIDE_GRID=5)
 
 
 def _best(fn, repeats: int) -> tuple[float, object]:
@@ -407,40 +410,52 @@ def section_sweep(args, rows, kind, peak):
     return ens
 
 
-def section_surface(args, rows, peak, ens=None):
+def section_surface(args, rows, peak, ens=None, wide_inputs: bool = False):
     jax, ls, data, model = _jax_setup()
     torch = _torch()
-    if ens is None:
+    section, grid = "surface", GRID
+    if wide_inputs:
+        # MNIST-shaped inputs (784 pixels); random values: only the shapes matter for speed
+        rng = np.random.default_rng(0)
+        x = rng.random((WIDE_EXAMPLES, 784), dtype=np.float32)
+        y = rng.integers(0, 10, WIDE_EXAMPLES).astype(np.int32)
+        data = ls.data.from_arrays(x, y, x[:10], y[:10], num_classes=10)
+        model = ls.models.MLP(hidden=HIDDEN, activation=ACTIVATION).for_data(data)
+        center = model.init(jax.random.key(0))
+        section, grid = "surface784", WIDE_GRID
+    elif ens is None:
         ens = lib_sweep(ls, model, data, FULL_STEPS, None, jax.random.key(0))
-    center = ens.member(0)
+    if not wide_inputs:
+        center = ens.member(0)
     d1, d2 = ls.directions.random_directions(jax.random.key(1), center, 2)
     fn = ls.models.metrics_fn(model, LOSS)
     batches = {"train": (data.train.x, data.train.y)}
     n = data.train.x.shape[0]
-    flops = GRID * GRID * 2 * _macs(_sizes(model)) * n
+    flops = grid * grid * 2 * _macs(_sizes(model)) * n
+    repeats = max(args.repeats, 4) if not args.quick else args.repeats  # short timings: more repeats
 
     def lib():
-        return ls.surface.plane(fn, center, [d1, d2], span=SPAN, num=GRID, data=batches, progress=False)
+        return ls.surface.plane(fn, center, [d1, d2], span=SPAN, num=grid, data=batches, progress=False)
 
     t_first, surf = _first(lib)
-    t_lib, surf = _best(lib, args.repeats)
+    t_lib, surf = _best(lib, repeats)
     ref = None
     res = [dict(impl="landscape.surface.plane", seconds=t_lib, first_call_s=t_first)]
     for rows_only, name in ((True, "plain JAX jit(vmap) over points, a row per call"),
                             (False, "plain JAX jit(vmap) over all points at once")):
-        t, out = _best(lambda r=rows_only: jax_vmap_surface(model, center, d1, d2, data, GRID, r), args.repeats)
+        t, out = _best(lambda r=rows_only: jax_vmap_surface(model, center, d1, d2, data, grid, r), repeats)
         ref = out
         res.append(dict(impl=name, seconds=t))
     err = float(np.max(np.abs(surf.values["train_loss"] - ref)))
     if torch is not None:
         xt, yt = torch.from_numpy(data.train.x), torch.from_numpy(data.train.y.astype(np.int64))
-        t, (tl, _) = _best(lambda: torch_surface(torch, model, center, d1, d2, xt, yt, GRID, BATCH), 0)
+        t, (tl, _) = _best(lambda: torch_surface(torch, model, center, d1, d2, xt, yt, grid, BATCH), 0)
         res.append(dict(impl="PyTorch reference: per point, batches of 128", seconds=t))
-        t, (tl, _) = _best(lambda: torch_surface(torch, model, center, d1, d2, xt, yt, GRID, None), min(args.repeats, 1))
+        t, (tl, _) = _best(lambda: torch_surface(torch, model, center, d1, d2, xt, yt, grid, None), min(args.repeats, 1))
         res.append(dict(impl="PyTorch per point, full batch", seconds=t))
         err = max(err, float(np.max(np.abs(surf.values["train_loss"] - tl))))
     res[0]["max_abs_diff_vs_peers"] = err
-    _finish(rows, "surface", res, flops, peak, unit="points/s", count=GRID * GRID)
+    _finish(rows, section, res, flops, peak, unit="points/s", count=grid * grid)
 
 
 def section_hessian(args, rows, ens=None):
@@ -550,7 +565,7 @@ def main() -> None:
         _plane_child(int(sys.argv[2]))
         return
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sections", default="matmul,sweep,minibatch,surface,hessian,scaling")
+    p.add_argument("--sections", default="matmul,sweep,minibatch,surface,surface784,hessian,scaling")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--json", default=None, help="write the rows and the machine description here")
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks that everything runs")
@@ -568,6 +583,8 @@ def main() -> None:
             ens = e if kind == "sweep" else ens
     if "surface" in sections:
         section_surface(args, rows, peak, ens)
+    if "surface784" in sections:
+        section_surface(args, rows, peak, wide_inputs=True)
     if "hessian" in sections:
         section_hessian(args, rows, ens)
     if "scaling" in sections:
@@ -585,7 +602,8 @@ def main() -> None:
         }
         out = {"machine": machine, "config": {k: globals()[k] for k in
                                                ("SEEDS", "HIDDEN", "ACTIVATION", "LOSS", "LEARNING_RATE", "FULL_STEPS",
-                                                "MB_STEPS", "BATCH", "GRID", "LARGE_GRID", "MATMUL_N")},
+                                                "MB_STEPS", "BATCH", "GRID", "LARGE_GRID", "MATMUL_N",
+                                               "WIDE_EXAMPLES", "WIDE_GRID", "LANCZOS_ITERS")},
                "quick": args.quick, "date": time.strftime("%Y-%m-%d %H:%M"), "rows": rows}
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(out, indent=2))
