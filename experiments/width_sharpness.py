@@ -4,7 +4,7 @@ Li et al. observed that wider networks have flatter, more convex-looking minima 
 filter-normalised planes.  Here, in their setting (relu units, cross-entropy): networks with
 two hidden layers of width 8 to 64 and one deeper network (four hidden layers of 16), each
 trained from 32 seeds by full-batch gradient descent (learning rate 0.3, 2000 steps, which
-brings every one of them to a training cost of 0.0005-0.01; the classic sigmoid network with
+brings the median training cost of every one of them to 0.0005-0.009; the classic sigmoid network with
 the squared-difference cost does not train at one common learning rate across these widths
 and depths).  For every network: the
 filter-normalised plane around seed 0's minimum (same span, same colour scale), the top
