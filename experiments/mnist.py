@@ -7,7 +7,7 @@ CPU, so this study uses minibatches of 128; the barrier comparison is limited to
 (each pair is evaluated on the whole training set).  It needs the data set prepared once:
 
     landscape prepare mnist                    # needs internet, once
-    python experiments/mnist.py                # best on a GPU; hours on 2 CPU cores
+    python experiments/mnist.py                # minutes on a GPU; an estimated 20-30 minutes on 2 CPU cores
     python experiments/mnist.py --quick        # a smoke test (also runs under tfds mock data)
 
 Figures: ``figures/mnist_*.png``; results under ``runs/mnist``.
