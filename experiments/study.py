@@ -59,17 +59,14 @@ class Study:
             raise SystemExit(f"{self.name}: `landscape {' '.join(argv)}` failed with status {status}")
         self.steps[label] = self.steps.get(label, 0.0) + time.perf_counter() - t
 
+    @contextlib.contextmanager
     def timed(self, label: str):
-        study = self
-
-        class _Timer:
-            def __enter__(self):
-                self.t = time.perf_counter()
-
-            def __exit__(self, *exc):
-                study.steps[label] = study.steps.get(label, 0.0) + time.perf_counter() - self.t
-
-        return _Timer()
+        """Time the enclosed block as step ``label``."""
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.steps[label] = self.steps.get(label, 0.0) + time.perf_counter() - t
 
     def publish(self, src: Path, name: str) -> None:
         """Copy a figure drawn from saved results to ``figures/<study>_<name>`` (``<study>`` when ``name`` is empty)."""

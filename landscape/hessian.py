@@ -18,7 +18,6 @@ member axis of stacked parameters (each member with key ``fold_in(key, i)``).
 from __future__ import annotations
 
 import functools
-
 from collections.abc import Callable
 from typing import Any, NamedTuple
 

@@ -476,7 +476,7 @@ def save_animation(anim, path: str | os.PathLike, *, fps: int = 12) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     # the writers pick the format from the file name, so stage in a directory that
     # remove_stale() recognises rather than under a .tmp name
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.pid{os.getpid()}.", suffix=".staging", dir=path.parent))
+    staging = Path(tempfile.mkdtemp(prefix=_prefix(path), suffix=".staging", dir=path.parent))
     try:
         tmp = staging / f"animation{suffix}"
         with matplotlib.rc_context({**style(), "savefig.bbox": None}):

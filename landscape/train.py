@@ -283,7 +283,8 @@ def train_ensemble(
         return jax.tree_util.tree_map(lambda x: x[:num_members], pl.gather(tree))
 
     with_params = snap_steps is not None
-    groups = _member_groups(pl.padded(num_members), pl.size)
+    padded_members = pl.padded(num_members)
+    groups = _member_groups(padded_members, pl.size)
     t0 = time.perf_counter()
     seeds_in, lrs_in = pl.shard(pl.pad((member_seed.astype(np.int32), np.nan_to_num(member_lr).astype(np.float32)),
                                        num_members))
@@ -298,9 +299,10 @@ def train_ensemble(
     # minibatch orders come from the host, (M, E, N) per call: keep a call's epochs within budget
     max_call = None
     if batch_size:
-        padded_members = pl.padded(num_members)
         max_call = steps_per_epoch * max(1, ORDERS_BYTES // (padded_members * n_train * 4) - 1)
         order_words = np.asarray(pl.gather(jax.random.key_data(state["order_key"]))).reshape(padded_members, -1)
+    else:  # full batch: the orders argument is unused; one placeholder for every call
+        first_epoch, orders = 0, pl.shard(np.zeros((padded_members, 1, 1), np.int32))
     bar = _progress_bar(steps, num_members, progress)
     done = 0
     calls = 0
@@ -326,8 +328,6 @@ def train_ensemble(
                 num_epochs = (interval * n - 1) // steps_per_epoch + 2  # static for this call length
                 orders = pl.shard(epoch_orders(order_words, first_epoch, num_epochs, n_train,
                                                last=(done + interval * n - 1) // steps_per_epoch))
-            else:
-                first_epoch, orders = 0, pl.shard(np.zeros((pl.padded(num_members), 1, 1), np.int32))
             t_call = time.perf_counter()
             state, outs = run_all(state, jnp.asarray(done, jnp.int32), arrays, orders, jnp.asarray(first_epoch, jnp.int32),
                                   interval, n, with_params, groups)
@@ -391,7 +391,6 @@ def train_ensemble(
         config=config,
         timings={"train_s": train_s, "devices": pl.size, "processes": jax.process_count()},
     )
-
 
 
 @functools.lru_cache(maxsize=16)
