@@ -100,3 +100,31 @@ def test_many_reuses_its_compiled_function_and_matches_single_members(small):
                                 num_iters=12)
         np.testing.assert_allclose(a[i], one, rtol=1e-4)
     np.testing.assert_allclose(a, b, rtol=1e-3)  # a different start vector, the same top eigenvalues
+
+
+@pytest.mark.parametrize("group", [None, 4])
+def test_members_in_sequential_groups_equal_per_member(small, monkeypatch, group):
+    """On one CPU device the ``*_many`` helpers run vmapped groups one after another (the last
+    one smaller here: 10 members in groups of 4); every member still gets its own answer."""
+    model, _, _, f, _, _ = small
+    stacked = ls.tree.stack([model.init(jax.random.key(s)) for s in range(10)])
+    monkeypatch.setattr(H, "CPU_GROUP", 4)
+    monkeypatch.setattr(H, "_member_group", lambda n: group)
+    key = jax.random.key(3)
+    top = H.top_eigenvalues_many(f, stacked, 2, key=key, num_iters=20)
+    tr = H.trace_many(f, stacked, key=key, num_probes=6)
+    den = H.spectral_density_many(f, stacked, key=key, num_probes=2, num_iters=8)
+    assert top.shape == (10, 2) and tr["trace"].shape == (10,) and den.nodes.shape == (10, 2, 8)
+    for i in (0, 5, 9):  # first group, middle, the short last group
+        k = jax.random.fold_in(key, i)
+        member = ls.tree.take(stacked, i)
+        np.testing.assert_allclose(top[i], H.top_eigenvalues(f, member, 2, key=k, num_iters=20), rtol=1e-4)
+        np.testing.assert_allclose(tr["trace"][i], H.trace(f, member, key=k, num_probes=6)["trace"], rtol=1e-4)
+        np.testing.assert_allclose(den.nodes[i], H.spectral_density(f, member, key=k, num_probes=2, num_iters=8).nodes,
+                                   rtol=1e-4, atol=1e-5)
+
+
+def test_member_group_policy():
+    assert H._member_group(H.CPU_GROUP) is None  # too few members to split
+    expected = H.CPU_GROUP if jax.default_backend() == "cpu" and jax.device_count() == 1 else None
+    assert H._member_group(64) == expected
