@@ -56,8 +56,8 @@ QUICK = dict(SEEDS=4, FULL_STEPS=20, MB_STEPS=30, GRID=9, LARGE_GRID=17, MATMUL_
 def _best(fn, repeats: int) -> tuple[float, object]:
     """Best wall time of ``repeats`` runs of ``fn()`` after one warm-up run, and its last result.
 
-    ``repeats=0``: the time of the single run (for peers whose every run is the same loop of
-    already-compiled kernels and that take long enough for one run to be a fair measure).
+    ``repeats=0``: the time of the single run (for long-running PyTorch peers, which are warmed
+    up on a small problem first, so that one run is a fair measure).
     """
     t0 = time.perf_counter()
     out = fn()
@@ -449,6 +449,7 @@ def section_surface(args, rows, peak, ens=None, wide_inputs: bool = False):
     err = float(np.max(np.abs(surf.values["train_loss"] - ref)))
     if torch is not None:
         xt, yt = torch.from_numpy(data.train.x), torch.from_numpy(data.train.y.astype(np.int64))
+        torch_surface(torch, model, center, d1, d2, xt, yt, 3, BATCH)  # warm-up (a single timed run follows)
         t, (tl, _) = _best(lambda: torch_surface(torch, model, center, d1, d2, xt, yt, grid, BATCH), 0)
         res.append(dict(impl="PyTorch reference: per point, batches of 128", seconds=t))
         t, (tl, _) = _best(lambda: torch_surface(torch, model, center, d1, d2, xt, yt, grid, None), min(args.repeats, 1))
@@ -480,7 +481,7 @@ def section_hessian(args, rows, ens=None):
             "reference_vs_dense_rel_error": float(abs(exact[0] - dense) / abs(dense))}]
     if torch is not None:
         xt, yt = torch.from_numpy(data.train.x), torch.from_numpy(data.train.y.astype(np.int64))
-        t, (ref, iters) = _best(lambda: torch_power_iteration(torch, model, ens.params, xt, yt), 0)
+        t, (ref, iters) = _best(lambda: torch_power_iteration(torch, model, ens.params, xt, yt), args.repeats)
         res.append({"impl": f"PyTorch power iteration (<={POWER_ITERS} HVPs, tol {POWER_TOL:g}), seed after seed",
                     "seconds": t, "mean_iterations": float(np.mean(iters)),
                     "max_rel_error": float(np.max(np.abs(ref - exact) / np.abs(exact)))})

@@ -493,7 +493,7 @@ def _programs(model: MLP, loss: str, make_opt: Callable | OptimizerSpec, batch_s
 
     init_all = jax.jit(jax.vmap(init_member, in_axes=(None, 0, 0)))
     eval_all = jax.jit(v_evaluate)
-    run_all = jax.jit(run_all, static_argnums=(5, 6, 7, 8))
+    run_all = jax.jit(run_all, static_argnums=(5, 6, 7, 8), donate_argnums=(0,))  # the state is replaced
     return init_all, eval_all, run_all
 
 
