@@ -108,7 +108,6 @@ def test_members_in_sequential_groups_equal_per_member(small, monkeypatch, group
     one smaller here: 10 members in groups of 4); every member still gets its own answer."""
     model, _, _, f, _, _ = small
     stacked = ls.tree.stack([model.init(jax.random.key(s)) for s in range(10)])
-    monkeypatch.setattr(H, "CPU_GROUP", 4)
     monkeypatch.setattr(H, "_member_group", lambda n: group)
     key = jax.random.key(3)
     top = H.top_eigenvalues_many(f, stacked, 2, key=key, num_iters=20)
