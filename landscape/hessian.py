@@ -12,8 +12,8 @@
   tridiagonal eigenvectors, averaged over probes).
 
 Every function is jit- and vmap-compatible: the ``*_many`` helpers vmap over the leading
-member axis of stacked parameters (each member with key ``fold_in(key, i)``); on a single CPU
-device they run vmapped groups of ``CPU_GROUP`` members one after another, which keeps each
+member axis of stacked parameters (each member with key ``fold_in(key, i)``); on a CPU
+they run vmapped groups of ``CPU_GROUP`` members one after another, which keeps each
 group's activations in cache (the answers do not depend on the grouping).
 """
 
@@ -249,8 +249,11 @@ CPU_GROUP = 8
 
 
 def _member_group(num_members: int) -> int | None:
-    """Members per sequential vmapped group: ``CPU_GROUP`` on one CPU device, else all at once."""
-    if jax.default_backend() != "cpu" or jax.device_count() > 1 or num_members <= CPU_GROUP:
+    """Members per sequential vmapped group: ``CPU_GROUP`` on a CPU, else all at once.
+
+    The ``*_many`` helpers run on one device whatever the number of devices, so only the
+    backend matters (unlike training, whose members a mesh may spread over devices)."""
+    if jax.default_backend() != "cpu" or num_members <= CPU_GROUP:
         return None
     return CPU_GROUP
 
