@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from study import Study, parser, run_data  # noqa: E402
+from study import Study, parser  # noqa: E402
 
 # --- configuration -------------------------------------------------------------------------
 CONFIG = {
@@ -87,9 +87,10 @@ def interpolation_pairs(run: Path, pairs: int) -> dict:
     import numpy as np
 
     import landscape as ls
+    from landscape.cli import run_dataset
 
     ens = ls.load_run(run)
-    data = run_data(ens)
+    data = run_dataset(ens)
     fn = ls.models.metrics_fn(ens.model, ens.config["loss"])
     a = [ens.index(2 * i) for i in range(pairs)]
     b = [ens.index(2 * i + 1) for i in range(pairs)]

@@ -93,14 +93,3 @@ class Study:
         print(json.dumps(record, indent=2))
         return record
 
-
-def run_data(ens):
-    """The data set a run was trained on, loaded as the CLI loads it."""
-    import landscape as ls
-
-    dcfg = ens.config.get("data", {})
-    name = dcfg.get("name", "digits")
-    options = dict(dcfg.get("options", {}))
-    if name not in ("digits", "spirals", "blobs"):
-        options = {"data_dir": options.get("data_dir")}
-    return ls.data.load(name, **options)

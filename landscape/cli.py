@@ -472,17 +472,24 @@ def _tag(ens, idx: list[int]) -> str:
     return "seeds" + "-".join(labels) if len(idx) <= 4 else f"{len(idx)}members"
 
 
-def _eval_setup(args):
-    """(ensemble, metric fn, data dict) for a run directory."""
+def run_dataset(ens):
+    """The data set a loaded run was trained on, loaded as every command loads it."""
     from . import data as data_mod
-    from . import io, models
 
-    ens = io.load_run(args.run)
     dcfg = ens.config.get("data", {})
     name = dcfg.get("name", "digits")
     dataset = data_mod.load(name, **_data_options(name, dcfg.get("options", {})))
     if dataset.input_dim != ens.model.in_features:
         raise ConfigError(f"data set {name!r} no longer matches the run's model inputs")
+    return dataset
+
+
+def _eval_setup(args):
+    """(ensemble, metric fn, data dict) for a run directory."""
+    from . import io, models
+
+    ens = io.load_run(args.run)
+    dataset = run_dataset(ens)
     batches = {"train": (dataset.train.x, dataset.train.y)}
     if args.test:
         batches["test"] = (dataset.test.x, dataset.test.y)
