@@ -5,28 +5,47 @@ Modules (one concept each): ``tree`` (pytree maths), ``distributed`` (meshes, mu
 ``directions`` (random / normalised / solution / PCA directions), ``surface`` (the generic
 slice evaluator and the slices built on it), ``hessian`` (curvature), ``minima`` (barriers,
 basins, alignment, curves), ``io`` (run directories and result files),
-``plot`` (figures from saved results), ``errors``.
+``plot`` (figures from saved results), ``compilation_cache`` (JAX's persistent compilation
+cache), ``timing`` (a command's wall-time phases), ``errors``.
 """
 
 __version__ = "0.1.0"
 
-from . import data, directions, distributed, errors, hessian, io, minima, models, optim, plot, surface, train, tree
-from .data import Dataset, Split, load
-from .errors import (
-    ConfigError,
-    CorruptRunError,
-    DataError,
-    DataUnavailableError,
-    LandscapeError,
-    RunError,
-    RunExistsError,
-    RunNotFoundError,
-)
-from .io import load_run, save_run
-from .models import MLP
-from .optim import OptimizerSpec
-from .surface import Surface
-from .train import Ensemble, History, Trajectory, summarize, train_ensemble
+import importlib
+
+# Submodules and names are imported on first use (PEP 562): ``import landscape`` and the
+# ``landscape`` command's start-up then cost milliseconds, not the seconds that importing JAX,
+# Flax, optax and matplotlib takes; ``landscape.surface``, ``from landscape import MLP`` and
+# the rest behave as if imported eagerly.
+_SUBMODULES = ("data", "directions", "distributed", "surface", "hessian", "minima", "errors", "io", "models",
+               "optim", "plot", "train", "tree", "compilation_cache", "timing")
+_NAMES = {
+    "Dataset": "data", "Split": "data", "load": "data",
+    "ConfigError": "errors", "CorruptRunError": "errors", "DataError": "errors",
+    "DataUnavailableError": "errors", "LandscapeError": "errors", "RunError": "errors",
+    "RunExistsError": "errors", "RunNotFoundError": "errors",
+    "load_run": "io", "save_run": "io",
+    "MLP": "models",
+    "OptimizerSpec": "optim",
+    "Surface": "surface",
+    "Ensemble": "train", "History": "train", "Trajectory": "train", "summarize": "train",
+    "train_ensemble": "train",
+}
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    if name in _NAMES:
+        value = getattr(importlib.import_module(f"{__name__}.{_NAMES[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "__version__",
@@ -43,6 +62,8 @@ __all__ = [
     "plot",
     "train",
     "tree",
+    "compilation_cache",
+    "timing",
     "Dataset",
     "Split",
     "load",

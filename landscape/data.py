@@ -146,19 +146,40 @@ def _stratified_split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[n
     return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(test_idx))
 
 
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """The digits' pixels ``(1797, 64)`` and labels ``(1797,)`` exactly as
+    ``sklearn.datasets.load_digits`` returns them, read from the file scikit-learn ships
+    without importing scikit-learn (which takes over a second); ``load_digits`` where the file
+    is not found."""
+    import gzip
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("sklearn")  # locates the package without importing it
+    path = None if spec is None or spec.origin is None else (
+        Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz")
+    if path is not None and path.is_file():
+        with gzip.open(path, "rt") as f:
+            table = np.loadtxt(f, delimiter=",")
+        if table.shape == (1797, 65):
+            return table[:, :-1], table[:, -1].astype(int)
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    return bunch.data, bunch.target
+
+
 def digits(*, test_fraction: float = DIGITS_TEST_FRACTION, split_seed: int = 0) -> Dataset:
     """scikit-learn's bundled 8×8 handwritten digits (1797 images, 10 classes), offline.
 
     Pixels (0–16) are divided by 16 to lie in ``[0, 1]``; each image is a 64-vector.  The split
     is stratified by class and deterministic: with the defaults, 1347 train and 450 test images.
     """
-    from sklearn.datasets import load_digits
-
     if not 0.0 < test_fraction < 1.0:
         raise DataError(f"test_fraction must lie in (0, 1), got {test_fraction}")
-    bunch = load_digits()
-    x = (bunch.data / 16.0).astype(np.float32)
-    y = bunch.target.astype(np.int32)
+    pixels, target = _digits_arrays()
+    x = (pixels / 16.0).astype(np.float32)
+    y = target.astype(np.int32)
     tr, te = _stratified_split(y, test_fraction, split_seed)
     return Dataset(
         name="digits",

@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 
-from . import tree
 from .errors import ConfigError, CorruptRunError, RunExistsError, RunNotFoundError
 
 __all__ = [
@@ -308,10 +307,14 @@ def _staged_directory(path: Path, overwrite: bool):
 
 
 def _prefixed(prefix: str, pytree) -> dict[str, np.ndarray]:
+    from . import tree
+
     return {f"{prefix}/{k}": v for k, v in tree.flatten_with_paths(pytree).items()}
 
 
 def _unprefixed(prefix: str, arrays: dict[str, np.ndarray]) -> dict:
+    from . import tree
+
     flat = {k[len(prefix) + 1 :]: v for k, v in arrays.items() if k.startswith(prefix + "/")}
     return tree.unflatten_with_paths(flat)
 
@@ -367,6 +370,8 @@ def load_run(path: str | os.PathLike):
     Checks the format version and that every array agrees with the stored model
     configuration; anything else raises :class:`CorruptRunError`.
     """
+    from . import tree
+
     from .models import MLP
     from .train import Ensemble, History, Trajectory
 
