@@ -115,6 +115,7 @@ def random_directions(
     return dirs
 
 
+@jax.jit
 def cosine(a: PyTree, b: PyTree) -> jax.Array:
     """Cosine of the angle between two pytrees."""
     return tree.vdot(a, b) / (tree.norm(a) * tree.norm(b) + EPS)
@@ -169,16 +170,20 @@ def project(points: PyTree, origin: PyTree, basis: Sequence[PyTree]) -> np.ndarr
 
     Returns ``(K, len(basis))``.
     """
+    return np.asarray(_project(points, origin, list(basis)))
+
+
+@jax.jit
+def _project(points: PyTree, origin: PyTree, basis: list) -> jax.Array:
     diff = jax.tree_util.tree_map(lambda p, o: p - o[None], points, origin)
-    cols = []
-    for e in basis:
-        cols.append(
-            sum(
-                jnp.tensordot(x.reshape(x.shape[0], -1), y.reshape(-1), axes=1)
-                for x, y in zip(jax.tree_util.tree_leaves(diff), jax.tree_util.tree_leaves(e))
-            )
+    cols = [
+        sum(
+            jnp.tensordot(x.reshape(x.shape[0], -1), y.reshape(-1), axes=1)
+            for x, y in zip(jax.tree_util.tree_leaves(diff), jax.tree_util.tree_leaves(e))
         )
-    return np.stack([np.asarray(c) for c in cols], axis=1)
+        for e in basis
+    ]
+    return jnp.stack(cols, axis=1)
 
 
 class TrajectoryPCA(NamedTuple):
@@ -208,11 +213,9 @@ def trajectory_pca(snapshots: PyTree, final: PyTree | None = None, k: int = 2) -
     if final is None:
         final = jax.tree_util.tree_map(lambda x: x[-1], snapshots)
     flat_final, unravel = ravel_pytree(final)
-    rows = np.stack(
-        [np.asarray(ravel_pytree(jax.tree_util.tree_map(lambda x, i=i: x[i], snapshots))[0])
-         for i in range(num)]
-    ) - np.asarray(flat_final)[None]
-    rows = rows.astype(np.float64)
+    # the snapshots' rows in ravel_pytree's order (leaves in tree order, each raveled), on the host
+    rows = np.concatenate([np.asarray(x).reshape(num, -1) for x in leaves], axis=1).astype(np.float64)
+    rows -= np.asarray(flat_final, np.float64)[None]
     _, s, vt = np.linalg.svd(rows, full_matrices=False)
     total = float(np.sum(s**2))
     if total <= 0:

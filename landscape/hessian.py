@@ -342,7 +342,7 @@ def ensemble_curvature(
     m_iter = _num_iters(p, top, num_iters)
     d_iter = int(min(density_iters, p))
 
-    def one(params, i):
+    def one(params, i, key):  # the key is an argument: a program compiled once serves every key
         k = jax.random.fold_in(key, i)
         k1, k2, k3, k4 = jax.random.split(k, 4)
         ev = top_eigenvalues(loss_fn, params, top, key=k1, num_iters=m_iter)
@@ -359,7 +359,7 @@ def ensemble_curvature(
 
     chunk_size = pl.padded(int(max(1, min(chunk_size, m_total))))
     n_chunks = -(-m_total // chunk_size)
-    run = jax.jit(jax.vmap(one))
+    run = jax.jit(jax.vmap(one, in_axes=(0, 0, None)))
     fingerprint = None
     results, done = None, np.zeros(n_chunks, bool)
     if checkpoint is not None:
@@ -384,7 +384,7 @@ def ensemble_curvature(
                 continue
             idx = np.arange(c * chunk_size, (c + 1) * chunk_size) % m_total  # the last chunk wraps (padding)
             part = jax.tree_util.tree_map(lambda x: np.asarray(x)[idx], stacked)
-            out = pl.gather(run(*pl.shard((part, idx.astype(np.int32)))))
+            out = pl.gather(run(*pl.shard((part, idx.astype(np.int32))), pl.replicate(key)))
             if results is None:
                 # member axis last, so checkpoints (which slice the last axis) stay uniform
                 results = {k: np.full(v.shape[1:] + (n_chunks * chunk_size,), np.nan, np.float32)

@@ -370,7 +370,7 @@ def plane(
     coords = np.stack([aa.ravel(), bb.ravel()], axis=1)
     vals = evaluate(fn, center, directions, coords, data=data, **kw)
     stacked = kw.get("stacked", False)
-    cos = dirs.cosine(*directions) if not stacked else jax.vmap(dirs.cosine)(*directions)
+    cos = dirs.cosine(*directions) if not stacked else jax.jit(jax.vmap(dirs.cosine))(*directions)
     meta = {"cosine": np.asarray(cos).tolist()}
     return Surface("plane", [a, b], _finish(vals, (a.size, b.size), stacked), meta=meta)
 
@@ -462,8 +462,8 @@ def interpolation(
     vals = _finish(vals, (t.size,), stacked)
     barriers = {k: _jsonable_barrier(barrier_of_curve(t, v)) for k, v in vals.items()
                 if k.endswith("loss") or k == "value"}
-    dist = tree.norm(dirs.between(theta_a, theta_b)) if not stacked else jax.vmap(
-        lambda a, b: tree.norm(dirs.between(a, b)))(theta_a, theta_b)
+    dist = tree.norm(dirs.between(theta_a, theta_b)) if not stacked else jax.jit(jax.vmap(
+        lambda a, b: tree.norm(dirs.between(a, b))))(theta_a, theta_b)
     return Surface("interpolation", [t], vals, meta={"barriers": barriers, "distance": np.asarray(dist).tolist()})
 
 

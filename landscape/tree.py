@@ -40,21 +40,25 @@ __all__ = [
 ]
 
 
+@jax.jit  # one compiled program per tree structure, not one per leaf operation
 def add(a: PyTree, b: PyTree) -> PyTree:
     """Leafwise ``a + b``."""
     return jax.tree_util.tree_map(jnp.add, a, b)
 
 
+@jax.jit  # one compiled program per tree structure, not one per leaf operation
 def sub(a: PyTree, b: PyTree) -> PyTree:
     """Leafwise ``a - b``."""
     return jax.tree_util.tree_map(jnp.subtract, a, b)
 
 
+@jax.jit  # one compiled program per tree structure, not one per leaf operation
 def scale(alpha: Any, a: PyTree) -> PyTree:
     """Leafwise ``alpha * a`` for a scalar ``alpha``."""
     return jax.tree_util.tree_map(lambda x: alpha * x, a)
 
 
+@jax.jit  # one compiled program per tree structure, not one per leaf operation
 def axpy(alpha: Any, x: PyTree, y: PyTree) -> PyTree:
     """Leafwise ``alpha * x + y``."""
     return jax.tree_util.tree_map(lambda u, v: alpha * u + v, x, y)
@@ -72,12 +76,14 @@ def lincomb(center: PyTree, coefficients: Any, directions: Sequence[PyTree]) -> 
     return out
 
 
+@jax.jit  # one compiled program per tree structure, not one per leaf operation
 def vdot(a: PyTree, b: PyTree) -> jax.Array:
     """Inner product of two pytrees, summed over every leaf."""
     leaves = jax.tree_util.tree_leaves(jax.tree_util.tree_map(lambda x, y: jnp.vdot(x, y), a, b))
     return sum(leaves, jnp.zeros((), dtype=leaves[0].dtype if leaves else jnp.float32))
 
 
+@jax.jit  # one compiled program per tree structure, not one per leaf operation
 def norm(a: PyTree) -> jax.Array:
     """Euclidean norm of the whole pytree (all leaves flattened together)."""
     return jnp.sqrt(vdot(a, a))
