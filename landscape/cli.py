@@ -97,6 +97,12 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="multi-process run: this process's index (or $LANDSCAPE_PROCESS_ID / $JAX_PROCESS_ID)")
     g.add_argument("--join-timeout", type=_positive_int, default=120,
                    help="seconds to wait for every process to join (default: %(default)s)")
+    g = p.add_argument_group("compilation and timing")
+    g.add_argument("--no-compile-cache", action="store_true",
+                   help="do not use JAX's persistent compilation cache for this command (see `landscape cache`)")
+    g.add_argument("--timings", default=None, metavar="FILE",
+                   help="write this command's wall time, split into start-up, load, compile, compute and figure, "
+                        "as JSON")
 
 
 def _add_train_options(p: argparse.ArgumentParser, *, defaults: dict) -> None:
@@ -285,6 +291,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="figure file (.png, .pdf, .svg); default next to the run's figures")
     _add_common(p)
 
+    p = sub.add_parser("cache", help="where JAX's persistent compilation cache is, its size; --clear empties it",
+                       description="Every command keeps the programs it compiles in JAX's persistent compilation "
+                                   "cache, so that a repeated command (same shapes, another seed) skips "
+                                   "compilation. The directory is $LANDSCAPE_COMPILE_CACHE if set (0 or off turns "
+                                   "the cache off), else the user cache directory's landscape/jax "
+                                   "(~/.cache/landscape/jax on Linux); at most 2 GiB, least recently used "
+                                   "programs evicted first.")
+    p.add_argument("--clear", action="store_true", help="remove every cached program")
+    _add_common(p)
+
     p = sub.add_parser("prepare", help="download and prepare a tensorflow-datasets set (needs internet)",
                        description="Prepare a tensorflow-datasets set in the random-access array_record format.")
     p.add_argument("dataset", help="tensorflow-datasets name, e.g. mnist")
@@ -302,7 +318,8 @@ def _train_from_args(args, out: Path):
     from . import data as data_mod
     from . import io, models, optim, train
 
-    dataset = data_mod.load(args.dataset, data_dir=args.data_dir, download=args.download)
+    with args.clock.phase("load"):
+        dataset = data_mod.load(args.dataset, data_dir=args.data_dir, download=args.download)
     out_act = args.output_activation
     if out_act == "auto":
         out_act = "sigmoid" if args.loss == "mse" else "identity"
@@ -344,7 +361,9 @@ def cmd_train(args) -> int:
         return 0
     print(f"saved run: {out}")
     if not args.no_plot:
-        for path in _training_figures(ens, out):
+        with args.clock.phase("figure"):
+            paths = _training_figures(ens, out)
+        for path in paths:
             print(f"figure: {path}")
     _print_info(ens)
     return 0
@@ -381,7 +400,8 @@ def cmd_info(args) -> int:
     from . import io
     from .train import summarize
 
-    ens = io.load_run(args.run)
+    with args.clock.phase("load"):
+        ens = io.load_run(args.run)
     if args.json:
         print(json.dumps(io._jsonable(summarize(ens)), indent=2))
         return 0
@@ -424,7 +444,7 @@ def cmd_demo(args) -> int:
     ):
         print(f"\n$ landscape {' '.join(argv)}")
         sub_args = parser.parse_args(argv + quiet)
-        sub_args.mesh = args.mesh
+        sub_args.mesh, sub_args.clock = args.mesh, args.clock
         COMMANDS[sub_args.command](sub_args)
     print(f"\ndemo complete: run directory {run}, figures in {run / 'figures'}")
     return 0
@@ -485,15 +505,23 @@ def run_dataset(ens):
 
 
 def _eval_setup(args):
-    """(ensemble, metric fn, data dict) for a run directory."""
+    """(ensemble, metric fn, split names) for a run directory; :func:`_batches` loads the data
+    only when a result has to be computed."""
     from . import io, models
 
-    ens = io.load_run(args.run)
-    dataset = run_dataset(ens)
+    with args.clock.phase("load"):
+        ens = io.load_run(args.run)
+    return ens, models.metrics_fn(ens.model, ens.config["loss"]), ["test", "train"] if args.test else ["train"]
+
+
+def _batches(args, ens) -> dict:
+    """``{"train": (x, y)[, "test": (x, y)]}`` of the run's data set."""
+    with args.clock.phase("load"):
+        dataset = run_dataset(ens)
     batches = {"train": (dataset.train.x, dataset.train.y)}
     if args.test:
         batches["test"] = (dataset.test.x, dataset.test.y)
-    return ens, models.metrics_fn(ens.model, ens.config["loss"]), batches
+    return batches
 
 
 def _data_options(name: str, options: dict) -> dict:
@@ -539,15 +567,18 @@ class _Result:
 
 
 def _finish_result(args, res: _Result, arrays, meta, *, kind=None) -> None:
-    from . import io, plot
+    from . import io
 
     npz, js = io.result_paths(res.stem)
     if not _writer():
         return
     print(f"result: {npz}")
     if not args.no_plot:
-        fig = plot.from_result(arrays, meta, kind=kind)
-        print(f"figure: {io.save_figure(fig, res.figure)}")
+        with args.clock.phase("figure"):
+            from . import plot
+
+            path = io.save_figure(plot.from_result(arrays, meta, kind=kind), res.figure)
+        print(f"figure: {path}")
 
 
 def _eval_kwargs(args, res: _Result, desc: str) -> dict:
@@ -566,17 +597,18 @@ def cmd_surface(args) -> int:
 
     from . import directions, surface
 
-    ens, fn, batches = _eval_setup(args)
+    ens, fn, splits = _eval_setup(args)
     idx = _select(args, ens, None)
     seeds = [int(ens.seeds[i]) for i in idx]
     if args.directions == "hessian":
         args.norm = "none"  # unit eigenvectors: coefficients are distances in parameter space
     config = {"command": "surface", "members": idx, "directions": args.directions, "norm": args.norm,
               "ignore_biases": not args.keep_biases, "orthogonal": args.orthogonal, "dims": args.dims,
-              "grid": args.grid, "span": args.span, "key": args.key, "splits": sorted(batches)}
+              "grid": args.grid, "span": args.span, "key": args.key, "splits": splits}
     kind = "line" if args.dims == 1 else "plane"
     res = _Result(args, f"{kind}_{_tag(ens, idx)}_{args.directions}_{args.norm}_g{args.grid}_s{args.span:g}", config)
     if res.saved is None:
+        batches = _batches(args, ens)
         key = jax.random.key(args.key)
         centers = jax.tree_util.tree_map(lambda x: x[idx], ens.params)
         draw = lambda s, c: directions.random_directions(  # noqa: E731
@@ -586,7 +618,7 @@ def cmd_surface(args) -> int:
             _single_process("--directions hessian")
             dirs = _hessian_directions(ens, batches, centers, args.dims, key)
         else:
-            dirs = jax.vmap(draw)(jax.numpy.asarray(seeds), centers)
+            dirs = jax.jit(jax.vmap(draw))(jax.numpy.asarray(seeds), centers)  # one program, not one per op
         kw = {**_eval_kwargs(args, res, f"{kind} of {len(idx)} member(s)"), "data": batches, "stacked": True}
         if args.dims == 1:
             surf = surface.line(fn, centers, dirs[0], span=args.span, num=args.grid, **kw)
@@ -633,16 +665,16 @@ def _split(batch):
 def cmd_interpolate(args) -> int:
     from . import surface
 
-    ens, fn, batches = _eval_setup(args)
+    ens, fn, splits = _eval_setup(args)
     a, b = _select(args, ens, 2)
     config = {"command": "interpolate", "members": [a, b], "grid": args.grid, "extend": args.extend,
-              "splits": sorted(batches)}
+              "splits": splits}
     res = _Result(args, f"interpolate_{_tag(ens, [a, b]).replace('seeds', 'seed').replace('-', '_')}_g{args.grid}",
                   config)
     if res.saved is None:
         la, lb = _member_label(ens, a), _member_label(ens, b)
         surf = surface.interpolation(fn, ens.member(a), ens.member(b), num=args.grid, extend=args.extend,
-                                     data=batches, **_eval_kwargs(args, res, f"interpolation {la} -> {lb}"))
+                                     data=_batches(args, ens), **_eval_kwargs(args, res, f"interpolation {la} -> {lb}"))
         res.saved = res.save(surf, {"seeds": [int(ens.seeds[a]), int(ens.seeds[b])], "labels": [la, lb],
                                     "title": f"{la} (t=0) to {lb} (t=1)"})
     arrays, meta = res.saved
@@ -664,16 +696,16 @@ def _paths_for(ens, idx):
 def cmd_plane(args) -> int:
     from . import surface
 
-    ens, fn, batches = _eval_setup(args)
+    ens, fn, splits = _eval_setup(args)
     idx = _select(args, ens, 3)
     use_paths = not args.no_paths and ens.trajectory is not None
     config = {"command": "plane", "members": idx, "grid": args.grid, "margin": args.margin, "paths": use_paths,
-              "splits": sorted(batches)}
+              "splits": splits}
     res = _Result(args, f"plane_{_tag(ens, idx).replace('seeds', 'seed').replace('-', '_')}_g{args.grid}", config)
     if res.saved is None:
         labels = [_member_label(ens, i) for i in idx]
         surf = surface.three_point(fn, *[ens.member(i) for i in idx], num=args.grid, margin=args.margin,
-                                   data=batches, paths=_paths_for(ens, idx) if use_paths else None,
+                                   data=_batches(args, ens), paths=_paths_for(ens, idx) if use_paths else None,
                                    **_eval_kwargs(args, res, "plane through three solutions"))
         res.saved = res.save(surf, {
             "seeds": [int(ens.seeds[i]) for i in idx], "labels": labels, "point_labels": labels,
@@ -690,17 +722,17 @@ def cmd_plane(args) -> int:
 def cmd_trajectory(args) -> int:
     from . import surface
 
-    ens, fn, batches = _eval_setup(args)
+    ens, fn, splits = _eval_setup(args)
     (i,) = _select(args, ens, 1)
     if ens.trajectory is None:
         raise ConfigError(f"{args.run} has no parameter snapshots; train with --snapshot-every")
     config = {"command": "trajectory", "member": i, "grid": args.grid, "margin": args.margin,
-              "splits": sorted(batches)}
+              "splits": splits}
     res = _Result(args, f"trajectory_{_tag(ens, [i])}_g{args.grid}", config)
     if res.saved is None:
         (path,) = _paths_for(ens, [i])
         label = _member_label(ens, i)
-        surf = surface.trajectory_plane(fn, path, num=args.grid, margin=args.margin, data=batches,
+        surf = surface.trajectory_plane(fn, path, num=args.grid, margin=args.margin, data=_batches(args, ens),
                                         **_eval_kwargs(args, res, "trajectory plane"))
         ev = surf.meta["explained_variance_ratio"]
         res.saved = res.save(surf, {
@@ -738,12 +770,12 @@ def cmd_hessian(args) -> int:
 
     _single_process("landscape hessian")
     args.test = False
-    ens, _, batches = _eval_setup(args)
+    ens, _, _ = _eval_setup(args)
     config = {"top": args.top, "iters": args.iters, "probes": args.probes, "density": args.density, "key": args.key}
     res = _Result(args, "hessian", config)
     run, stem = res.run, res.stem
     if res.saved is None:
-        f = models.loss_fn(ens.model, _split(batches["train"]), ens.config["loss"])
+        f = models.loss_fn(ens.model, _split(_batches(args, ens)["train"]), ens.config["loss"])
         (run / "results").mkdir(exist_ok=True)
         curv = hessian.ensemble_curvature(
             f, ens.params, key=jax.random.key(args.key), top=args.top, num_iters=args.iters,
@@ -763,7 +795,9 @@ def cmd_hessian(args) -> int:
     print(f"median top eigenvalue {np.median(arrays['top'][ok, 0]):.5g}, median trace {np.median(arrays['trace'][ok]):.5g}")
     print(f"result: {io.result_paths(stem)[0]}")
     if not args.no_plot:
-        for path in _hessian_figures(arrays, run, args.format):
+        with args.clock.phase("figure"):
+            paths = _hessian_figures(arrays, run, args.format)
+        for path in paths:
             print(f"figure: {path}")
     return 0
 
@@ -799,7 +833,7 @@ def cmd_compare(args) -> int:
 
     _single_process("landscape compare")
     args.test = True
-    ens, fn, batches = _eval_setup(args)
+    ens, fn, _ = _eval_setup(args)
     idx = _healthy(ens, args.lr)
     if args.limit is not None:
         idx = idx[:args.limit]
@@ -812,6 +846,7 @@ def cmd_compare(args) -> int:
     res = _Result(args, "compare", config)
     run, stem = res.run, res.stem
     if res.saved is None:
+        batches = _batches(args, ens)
         (run / "results").mkdir(exist_ok=True)
         stacked = jax.tree_util.tree_map(lambda x: x[np.asarray(idx)], ens.params)
         pairwise = minima.compare_members(fn, stacked, data=batches["train"], predict=ens.model.apply,
@@ -830,7 +865,8 @@ def cmd_compare(args) -> int:
                            "curve_train_loss": cv.train_loss})
         res.saved = res.save_arrays(arrays, {"kind": "compare"})
     arrays, meta = res.saved
-    report = _write_report(ens, run, arrays, config, args)
+    with args.clock.phase("figure"):
+        report = _write_report(ens, run, arrays, config, args)
     print(f"result: {io.result_paths(stem)[0]}")
     print(f"report: {report}")
     return 0
@@ -929,22 +965,44 @@ def _write_report(ens, run, arrays, config, args):
 
 
 def cmd_plot(args) -> int:
-    from pathlib import Path
+    from . import io
 
-    from . import io, plot
+    with args.clock.phase("load"):
+        arrays, meta = io.load_result(args.result)
+    with args.clock.phase("figure"):
+        from . import plot
 
-    arrays, meta = io.load_result(args.result)
-    try:
-        fig = plot.from_result(arrays, meta, kind=args.kind, metric=args.metric, log=args.log, clip=args.clip)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+        try:
+            fig = plot.from_result(arrays, meta, kind=args.kind, metric=args.metric, log=args.log, clip=args.clip)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     if args.out:
         out = Path(args.out)
     else:
         npz, _ = io.result_paths(args.result)
         suffix = f"_{args.kind}" if args.kind else ""
         out = npz.parent.parent / "figures" / f"{npz.stem}{suffix}{'_' + args.metric if args.metric else ''}.png"
-    print(f"figure: {io.save_figure(fig, out)}")
+    with args.clock.phase("figure"):
+        path = io.save_figure(fig, out)
+    print(f"figure: {path}")
+    return 0
+
+
+def cmd_cache(args) -> int:
+    from . import compilation_cache
+
+    where = compilation_cache.cache_dir()
+    if where is None:
+        print(f"the compilation cache is turned off (${compilation_cache.ENV}={os.environ.get(compilation_cache.ENV)})")
+        return 0
+    if args.clear:
+        freed = compilation_cache.clear(where)
+        print(f"cleared {where}: {freed / 2**20:.1f} MiB freed")
+        return 0
+    u = compilation_cache.usage(where)
+    print(f"compilation cache: {where}")
+    print(f"{u['programs']} compiled programs, {u['bytes'] / 2**20:.1f} MiB "
+          f"(limit {compilation_cache.DEFAULT_MAX_BYTES / 2**30:g} GiB)")
     return 0
 
 
@@ -957,12 +1015,17 @@ def cmd_prepare(args) -> int:
 
 
 def _start_devices(args) -> None:
-    """Join a multi-process run if asked, and choose the mesh every computation shards over."""
-    from . import distributed
+    """Turn on the compilation cache, join a multi-process run if asked, and choose the mesh
+    every computation shards over."""
+    from . import compilation_cache, distributed
 
     args.mesh = None
-    if args.command in ("info", "plot", "prepare"):
+    if args.command in _NO_COMPUTE:
         return
+    if not args.no_compile_cache:
+        compilation_cache.enable()
+    from . import directions, models, surface, train  # noqa: F401  (start-up: the library's imports)
+
     distributed.initialize(args.coordinator, args.num_processes, args.process_id, timeout_s=args.join_timeout)
     args.mesh = distributed.make_mesh(args.devices) if args.devices is not None else distributed.default_mesh()
 
@@ -989,9 +1052,21 @@ def _quiet_absl() -> None:
     absl_logging.set_verbosity(absl_logging.ERROR)
 
 
+def _write_timings(path: str, clock) -> None:
+    from . import io
+
+    try:
+        io.atomic_write_json(Path(path), clock.report())
+    except OSError as exc:
+        raise ConfigError(f"cannot write the timings to {path}: {exc.strerror}") from None
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
+
+#: Commands that compute nothing: no devices, no compilation cache (and no JAX start-up).
+_NO_COMPUTE = ("info", "plot", "prepare", "cache")
 
 COMMANDS = {
     "train": cmd_train,
@@ -1005,11 +1080,15 @@ COMMANDS = {
     "compare": cmd_compare,
     "plot": cmd_plot,
     "prepare": cmd_prepare,
+    "cache": cmd_cache,
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``landscape`` console script; returns the exit status."""
+    from .timing import Timings
+
+    clock = Timings()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -1019,10 +1098,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
-    _quiet_absl()
+    args.clock = clock
     try:
+        _quiet_absl()
         _start_devices(args)
-        return COMMANDS[args.command](args)
+        clock.begin_command()
+        if args.command not in _NO_COMPUTE:
+            clock.listen_to_jax()
+        status = COMMANDS[args.command](args)
+        clock.close()
+        if args.timings:
+            _write_timings(args.timings, clock)
+        return status
     except LandscapeError as exc:
         print(f"landscape {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE

@@ -5,8 +5,9 @@ import subprocess
 import sys
 
 
-def run(*args, cwd=None, timeout=300):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+def run(*args, cwd=None, timeout=300, env=None):
+    env = dict(os.environ if env is None else env)
+    env.setdefault("JAX_PLATFORMS", "cpu")  # the backend the tests run on (conftest's default: the CPU)
     return subprocess.run([sys.executable, "-m", "landscape.cli", *args], capture_output=True, text=True,
                           cwd=cwd, timeout=timeout, env=env, stdin=subprocess.DEVNULL)
 

@@ -6,6 +6,16 @@ import os
 
 # Tests run on the CPU with deterministic keys; keep XLA from grabbing every core's worth of threads.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# The `landscape` commands the tests start share one compilation cache of this test session's
+# own (removed at exit), never the user's: each program is compiled once, by the first command.
+if "LANDSCAPE_COMPILE_CACHE" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    _cache = tempfile.mkdtemp(prefix="landscape-test-compile-cache-")
+    os.environ["LANDSCAPE_COMPILE_CACHE"] = _cache
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
 
 import jax
 import numpy as np
