@@ -207,6 +207,7 @@ def train_ensemble(
     progress: bool = True,
     chunks: int = 20,
     max_trajectory_bytes: int = MAX_TRAJECTORY_BYTES,
+    max_device_bytes: int | None = None,
     mesh=None,
 ) -> Ensemble:
     """Train every (seed, learning rate) member of an ensemble at once.
@@ -228,6 +229,10 @@ def train_ensemble(
         updates); calls are also kept to about ``CHUNK_SECONDS`` each.  Results do not depend on
         either.
       max_trajectory_bytes: refuse a trajectory that would need more host memory.
+      max_device_bytes: memory the training may take on each device (default: half of what the
+        device reports — an accelerator's memory, or the host's on a CPU).  An ensemble whose
+        state and activations (:func:`device_bytes_per_member`) need more is trained in member
+        chunks, one after another, with the same results.
       mesh: a :func:`landscape.distributed.make_mesh` mesh to shard the members over (padded to a
         multiple of the devices; results are identical to a single-device run); ``None``: one device.
 
@@ -274,10 +279,74 @@ def train_ensemble(
                 f"members × {model.num_params()} parameters); raise snapshot_every or max_trajectory_bytes"
             )
 
+    per_member = device_bytes_per_member(model, batch_size or n_train, n_train + data.test.x.shape[0])
+    budget = _device_budget(mesh) if max_device_bytes is None else int(max_device_bytes)
+    if budget < 1:
+        raise ConfigError(f"max_device_bytes must be positive, got {max_device_bytes!r}")
+    chunk = int(max(1, min(num_members, budget // per_member)))
+    programs = _programs(model, loss, make_opt, batch_size, steps_per_epoch_of(batch_size, n_train), n_train)
+    bar = _progress_bar(steps * -(-num_members // chunk), num_members, progress)
+    t0 = time.perf_counter()
+    try:
+        parts = [
+            _train_members(programs, data, key, member_seed[i : i + chunk], member_lr[i : i + chunk], steps=steps,
+                           batch_size=batch_size, log_every=log_every, snap_steps=snap_steps, chunks=chunks,
+                           bar=bar, mesh=mesh)
+            for i in range(0, num_members, chunk)
+        ]
+    finally:
+        if bar is not None:
+            bar.close()
+    train_s = time.perf_counter() - t0
+
+    def joined(name):
+        return jax.tree_util.tree_map(lambda *xs: np.concatenate(xs, axis=0), *[part[name] for part in parts])
+
+    vals = joined("metrics")  # (M, T, 4)
+    history = History(parts[0]["steps"], *(vals[..., i] for i in range(4)))
+    trajectory = None
+    if snap_steps is not None:
+        trajectory = Trajectory(parts[0]["snap_steps"], joined("trajectory"))
+    alive = joined("alive")
+    config = {
+        "loss": loss_function(loss).__name__,
+        "steps": int(steps),
+        "batch_size": None if batch_size is None else int(batch_size),
+        "log_every": int(log_every),
+        "snapshot_every": None if snapshot_every is None else int(snapshot_every),
+        "optimizer": opt_desc,
+        "learning_rates": [None if np.isnan(v) else float(v) for v in lr_grid],
+        "seeds": [int(s) for s in seed_ids],
+        "key": [int(v) for v in np.asarray(jax.random.key_data(key)).ravel()],
+        "data": data.describe(),
+    }
+    return Ensemble(
+        model=model,
+        params=joined("params"),
+        seeds=member_seed,
+        learning_rates=member_lr,
+        history=history,
+        trajectory=trajectory,
+        diverged=~alive,
+        diverged_step=joined("diverged_step"),
+        config=config,
+        timings={"train_s": train_s, "devices": placement(mesh).size, "processes": jax.process_count(),
+                 "member_chunks": len(parts)},
+    )
+
+
+def _train_members(programs, data: Dataset, key: jax.Array, member_seed: np.ndarray, member_lr: np.ndarray, *,
+                   steps: int, batch_size: int | None, log_every: int, snap_steps: np.ndarray | None, chunks: int,
+                   bar, mesh) -> dict:
+    """Train one chunk of members (all of them at once, vmapped and sharded); numpy results with the
+    member axis first: ``metrics (M, T, 4)``, ``params``, ``alive``, ``diverged_step`` and, with
+    snapshots, ``trajectory`` (leaves ``(M, K, ...)``)."""
     pl = placement(mesh)
     arrays = pl.replicate((data.train.x, data.train.y, data.test.x, data.test.y))
-    steps_per_epoch = n_train // batch_size if batch_size else 1
-    init_all, eval_all, run_all = _programs(model, loss, make_opt, batch_size, steps_per_epoch, n_train)
+    n_train = data.train.x.shape[0]
+    steps_per_epoch = steps_per_epoch_of(batch_size, n_train)
+    init_all, eval_all, run_all = programs
+    num_members = member_seed.size
 
     def unpad(tree):  # full numpy arrays of the real members
         return jax.tree_util.tree_map(lambda x: x[:num_members], pl.gather(tree))
@@ -285,7 +354,6 @@ def train_ensemble(
     with_params = snap_steps is not None
     padded_members = pl.padded(num_members)
     groups = _member_groups(padded_members, pl.size)
-    t0 = time.perf_counter()
     seeds_in, lrs_in = pl.shard(pl.pad((member_seed.astype(np.int32), np.nan_to_num(member_lr).astype(np.float32)),
                                        num_members))
     state = init_all(key, seeds_in, lrs_in)
@@ -303,94 +371,92 @@ def train_ensemble(
         order_words = np.asarray(pl.gather(jax.random.key_data(state["order_key"]))).reshape(padded_members, -1)
     else:  # full batch: the orders argument is unused; one placeholder for every call
         first_epoch, orders = 0, pl.shard(np.zeros((padded_members, 1, 1), np.int32))
-    bar = _progress_bar(steps, num_members, progress)
     done = 0
     calls = 0
     per_call = None  # intervals per call once measured
-    try:
-        while done < steps:
-            remaining = (steps - done) // log_every
-            # Two single-interval calls (the second, compiled already, is timed), then calls of
-            # about CHUNK_SECONDS so the progress bar and Ctrl-C stay responsive: at most three
-            # compiled lengths (1, per_call, and the final partial interval) whatever the run.
-            if remaining == 0:
-                interval, n = steps - done, 1
+    while done < steps:
+        remaining = (steps - done) // log_every
+        # Two single-interval calls (the second, compiled already, is timed), then calls of
+        # about CHUNK_SECONDS so the progress bar and Ctrl-C stay responsive: at most three
+        # compiled lengths (1, per_call, and the final partial interval) whatever the run.
+        if remaining == 0:
+            interval, n = steps - done, 1
+        else:
+            interval = log_every
+            n = per_call if per_call is not None and remaining >= per_call else 1
+        if max_call is not None and interval * n > max_call:
+            if interval > max_call:  # split a long log interval, up to its end
+                interval, n = min(max_call, (done // log_every + 1) * log_every - done, steps - done), 1
             else:
-                interval = log_every
-                n = per_call if per_call is not None and remaining >= per_call else 1
-            if max_call is not None and interval * n > max_call:
-                if interval > max_call:  # split a long log interval, up to its end
-                    interval, n = min(max_call, (done // log_every + 1) * log_every - done, steps - done), 1
-                else:
-                    n = max(1, max_call // interval)
-            if batch_size:
-                first_epoch = done // steps_per_epoch
-                num_epochs = (interval * n - 1) // steps_per_epoch + 2  # static for this call length
-                orders = pl.shard(epoch_orders(order_words, first_epoch, num_epochs, n_train,
-                                               last=(done + interval * n - 1) // steps_per_epoch))
-            t_call = time.perf_counter()
-            state, outs = run_all(state, jnp.asarray(done, jnp.int32), arrays, orders, jnp.asarray(first_epoch, jnp.int32),
-                                  interval, n, with_params, groups)
-            outs = unpad(outs)
-            metrics = outs["metrics"]  # (M, n, 4)
-            for j in range(n):
-                s = done + (j + 1) * interval
-                if s % log_every and s != steps:
-                    continue  # the end of a split interval: not a logging step
-                hist_steps.append(s)
-                hist_vals.append(metrics[:, j])
-                if with_params and s in snap_steps:
-                    snaps.append(jax.tree_util.tree_map(lambda a, j=j: np.asarray(a[:, j]), outs["params"]))
-                    snap_taken.append(s)
-            calls += 1
-            if calls == 2 and n == 1 and interval == log_every:
-                jax.block_until_ready(outs)
-                per_interval_s = max(time.perf_counter() - t_call, 1e-6)
-                per_call = int(min(longest, max(1, CHUNK_SECONDS // per_interval_s)))
-            done += interval * n
-            if bar is not None:
-                bar.update(interval * n)
-                alive = unpad(state["alive"])
-                bar.set_postfix(
-                    loss=f"{np.nanmean(np.where(alive, metrics[:, -1, 0], np.nan)) if alive.any() else float('nan'):.4g}",
-                    diverged=int((~alive).sum()),
-                )
-    finally:
+                n = max(1, max_call // interval)
+        if batch_size:
+            first_epoch = done // steps_per_epoch
+            num_epochs = (interval * n - 1) // steps_per_epoch + 2  # static for this call length
+            orders = pl.shard(epoch_orders(order_words, first_epoch, num_epochs, n_train,
+                                           last=(done + interval * n - 1) // steps_per_epoch))
+        t_call = time.perf_counter()
+        state, outs = run_all(state, jnp.asarray(done, jnp.int32), arrays, orders, jnp.asarray(first_epoch, jnp.int32),
+                              interval, n, with_params, groups)
+        outs = unpad(outs)
+        metrics = outs["metrics"]  # (M, n, 4)
+        for j in range(n):
+            s = done + (j + 1) * interval
+            if s % log_every and s != steps:
+                continue  # the end of a split interval: not a logging step
+            hist_steps.append(s)
+            hist_vals.append(metrics[:, j])
+            if with_params and s in snap_steps:
+                snaps.append(jax.tree_util.tree_map(lambda a, j=j: np.asarray(a[:, j]), outs["params"]))
+                snap_taken.append(s)
+        calls += 1
+        if calls == 2 and n == 1 and interval == log_every:
+            jax.block_until_ready(outs)
+            per_interval_s = max(time.perf_counter() - t_call, 1e-6)
+            per_call = int(min(longest, max(1, CHUNK_SECONDS // per_interval_s)))
+        done += interval * n
         if bar is not None:
-            bar.close()
-    train_s = time.perf_counter() - t0
-
-    vals = np.stack(hist_vals, axis=1)  # (M, T, 4)
-    history = History(np.asarray(hist_steps), *(vals[..., i] for i in range(4)))
-    trajectory = None
+            bar.update(interval * n)
+            alive = unpad(state["alive"])
+            bar.set_postfix(
+                loss=f"{np.nanmean(np.where(alive, metrics[:, -1, 0], np.nan)) if alive.any() else float('nan'):.4g}",
+                diverged=int((~alive).sum()),
+            )
+    out = {"steps": np.asarray(hist_steps), "metrics": np.stack(hist_vals, axis=1),  # (M, T, 4)
+           "params": unpad(state["params"]), "alive": unpad(state["alive"]),
+           "diverged_step": unpad(state["diverged_step"])}
     if with_params:
-        traj_params = jax.tree_util.tree_map(lambda *xs: np.stack(xs, axis=1), *snaps)
-        trajectory = Trajectory(np.asarray(snap_taken), traj_params)
-    alive = unpad(state["alive"])
-    config = {
-        "loss": loss_function(loss).__name__,
-        "steps": int(steps),
-        "batch_size": None if batch_size is None else int(batch_size),
-        "log_every": int(log_every),
-        "snapshot_every": None if snapshot_every is None else int(snapshot_every),
-        "optimizer": opt_desc,
-        "learning_rates": [None if np.isnan(v) else float(v) for v in lr_grid],
-        "seeds": [int(s) for s in seed_ids],
-        "key": [int(v) for v in np.asarray(jax.random.key_data(key)).ravel()],
-        "data": data.describe(),
-    }
-    return Ensemble(
-        model=model,
-        params=unpad(state["params"]),
-        seeds=member_seed,
-        learning_rates=member_lr,
-        history=history,
-        trajectory=trajectory,
-        diverged=~alive,
-        diverged_step=unpad(state["diverged_step"]),
-        config=config,
-        timings={"train_s": train_s, "devices": pl.size, "processes": jax.process_count()},
-    )
+        out["snap_steps"] = np.asarray(snap_taken)
+        out["trajectory"] = jax.tree_util.tree_map(lambda *xs: np.stack(xs, axis=1), *snaps)
+    return out
+
+
+def steps_per_epoch_of(batch_size: int | None, n_train: int) -> int:
+    """Optimizer steps per pass over the training set (1 for full-batch gradient descent)."""
+    return n_train // batch_size if batch_size else 1
+
+
+def device_bytes_per_member(model: MLP, batch: int, eval_examples: int) -> int:
+    """An upper estimate of one member's device memory during training, in bytes.
+
+    Parameters, gradients and two optimizer slots (``16 P`` bytes), and the float32
+    activations of a training step (forward values and their gradients, pre- and
+    post-activation: ``16 · batch · W`` with ``W`` the summed layer widths) or of the metric
+    evaluation on every train and test example (``8 · eval_examples · W``), whichever is larger.
+    """
+    width = sum(model.widths)
+    return int(16 * model.num_params() + max(16 * batch * width, 8 * eval_examples * width))
+
+
+def _device_budget(mesh) -> int:
+    """Half of the memory of the devices the members are sharded over (the host's on a CPU)."""
+    pl = placement(mesh)
+    dev = jax.local_devices()[0] if mesh is None else mesh.devices.flat[0]
+    try:
+        stats = dev.memory_stats() or {}
+    except Exception:  # pragma: no cover - backends without memory statistics
+        stats = {}
+    limit = stats.get("bytes_limit") or _physical_memory()
+    return int(0.5 * limit * pl.size)
 
 
 @functools.lru_cache(maxsize=16)

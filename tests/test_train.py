@@ -233,3 +233,30 @@ def test_epoch_order_is_a_pure_function_of_key_and_epoch():
     assert block.shape == (2, 3, 50)
     np.testing.assert_array_equal(block[0, 0], a)
     np.testing.assert_array_equal(block[:, 2], 0)  # past `last`: unused padding
+
+
+def test_ensembles_beyond_device_memory_train_in_member_chunks(blobs, key):
+    """A budget for 3 members trains 7 in chunks of 3, 3 and 1, with the results of one call."""
+    model = ls.MLP(hidden=(6, 5), activation="tanh").for_data(blobs)
+    kw = dict(key=key, seeds=[0, 1, 2, 3, 4, 5, 6], steps=12, log_every=4, snapshot_every=4, loss="cross_entropy",
+              optimizer=ls.OptimizerSpec("momentum", 0.1), batch_size=32, progress=False)
+    whole = ls.train_ensemble(model, blobs, **kw)
+    per = ls.train.device_bytes_per_member(model, 32, 96 + 40)
+    chunked = ls.train_ensemble(model, blobs, max_device_bytes=3 * per + 1, **kw)
+    assert whole.timings["member_chunks"] == 1 and chunked.timings["member_chunks"] == 3
+    assert_trees_close(chunked.params, whole.params, rtol=1e-6, atol=1e-7)
+    assert_trees_close(chunked.trajectory.params, whole.trajectory.params, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(chunked.history.train_loss, whole.history.train_loss, rtol=1e-6)
+    np.testing.assert_array_equal(chunked.history.step, whole.history.step)
+    np.testing.assert_array_equal(chunked.diverged, whole.diverged)
+
+
+def test_device_bytes_per_member_by_hand():
+    model = ls.MLP(hidden=(16, 16)).for_data(ls.data.blobs(num_train=8, num_test=2, num_classes=10, dim=64))
+    p = 64 * 16 + 16 + 16 * 16 + 16 + 16 * 10 + 10
+    assert model.num_params() == p
+    assert ls.train.device_bytes_per_member(model, 1347, 1797) == 16 * p + 16 * 1347 * 42
+    assert ls.train.device_bytes_per_member(model, 8, 1797) == 16 * p + 8 * 1797 * 42
+    with pytest.raises(ls.ConfigError, match="max_device_bytes"):
+        ls.train_ensemble(model, ls.data.blobs(num_train=8, num_test=2, num_classes=10, dim=64),
+                          key=jax.random.key(0), seeds=2, steps=1, max_device_bytes=0, progress=False)
