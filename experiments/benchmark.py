@@ -10,6 +10,14 @@ One process, the same data (the bundled digits, 1347 training examples) and the 
 * ``surface784`` the same model on MNIST-shaped inputs (784 pixels, 5000 random examples), 31×31.
 * ``hessian``   the top Hessian eigenvalue of 64 trained networks.
 * ``scaling``   cost vs seeds and vs grid points, and peak memory of a 201×201 plane vs 51×51.
+* ``large``     large ensembles (for accelerators): 1,000 / 4,000 / 16,000 seeds of the digits
+  network (64-16-16-10 sigmoid, squared-difference cost) trained together, a 201×201 surface,
+  and the top Hessian eigenvalue of 1,000 seeds; rates as a fraction of the matmul peak.
+  Members beyond the device's memory are trained in member chunks (``member_chunks``).
+* ``ttr``       time to result: every CLI command on a small run, as a user types it, cold (empty
+  compilation cache) and warm (the same command again with another seed or key: same shapes,
+  nothing reusable but the compiled programs), wall time split into start-up, loading,
+  compilation, compute and figure (from the command's ``--timings`` file).
 
 Every timing is the best of ``--repeats`` runs after one warm-up run (so no implementation is
 charged for compilation; the library's first-call time, compile included, is reported too).
@@ -49,8 +57,17 @@ WIDE_EXAMPLES, WIDE_GRID = 5000, 31  # the surface on MNIST-shaped (784-pixel) i
 LANCZOS_ITERS = 10  # the library's Lanczos steps for the top eigenvalue (accuracy is reported)
 MATMUL_N = 4096
 
+# large ensembles: the classic digits network
+LARGE_SEEDS = (1000, 4000, 16000)
+LARGE_STEPS = 200
+LARGE_HESSIAN_SEEDS = 1000
+
+# time to result: the small run every command of the ``ttr`` section works on
+TTR_STEPS = 300
+TTR_GRID = 21
+
 QUICK = dict(SEEDS=4, FULL_STEPS=20, MB_STEPS=30, GRID=9, LARGE_GRID=17, MATMUL_N=512, WIDE_EXAMPLES=200,
-             WIDE_GRID=5)
+             WIDE_GRID=5, LARGE_SEEDS=(8, 16, 32), LARGE_STEPS=5, LARGE_HESSIAN_SEEDS=8, TTR_STEPS=30, TTR_GRID=5)
 
 
 def _best(fn, repeats: int) -> tuple[float, object]:
@@ -507,6 +524,133 @@ def section_scaling(args, rows):
                          per_unit_ms=1e3 * r["seconds"] / grid**2, peak_rss_mib=r["peak_rss_mib"]))
 
 
+def section_large(args, rows, peak):
+    """Large ensembles of the classic digits network: training, a 201×201 plane, the Hessian."""
+    import jax
+
+    import landscape as ls
+
+    data = ls.data.load("digits")
+    model = ls.models.MLP(hidden=(16, 16), activation="sigmoid", output_activation="sigmoid").for_data(data)
+    macs, n = _macs(_sizes(model)), data.train.x.shape[0]
+    opt = ls.OptimizerSpec("sgd", 3.0)
+
+    def train(seeds, steps):
+        return ls.train_ensemble(model, data, key=jax.random.key(0), seeds=seeds, optimizer=opt, loss="mse",
+                                 steps=steps, log_every=steps, progress=False)
+
+    ens = None
+    for seeds in LARGE_SEEDS:
+        t_first, ens = _first(lambda s=seeds: train(s, LARGE_STEPS))
+        t, ens = _best(lambda s=seeds: train(s, LARGE_STEPS), max(args.repeats - 1, 0))
+        flops = seeds * LARGE_STEPS * 3 * 2 * macs * n  # forward + backward ≈ 3 forwards
+        rows.append(dict(section="large", impl=f"train {seeds} seeds × {LARGE_STEPS} full-batch steps", seconds=t,
+                         first_call_s=t_first, seed_steps_per_s=seeds * LARGE_STEPS / t, gflops=flops / t / 1e9,
+                         member_chunks=ens.timings.get("member_chunks", 1),
+                         fraction_of_matmul_peak=(flops / t / 1e9 / peak) if peak else None,
+                         train_accuracy_median=float(np.median(ens.history.train_accuracy[:, -1]))))
+    center = ens.member(0)
+    d1, d2 = ls.directions.random_directions(jax.random.key(1), center, 2)
+    fn = ls.models.metrics_fn(model, "mse")
+    batches = {"train": (data.train.x, data.train.y)}
+
+    def plane():
+        return ls.surface.plane(fn, center, [d1, d2], num=LARGE_GRID, data=batches, progress=False)
+
+    t_first, _ = _first(plane)
+    t, _ = _best(plane, args.repeats)
+    # after the first-layer shortcut: the layers above the first, per point and example
+    flops = LARGE_GRID**2 * 2 * (macs - _sizes(model)[0] * _sizes(model)[1]) * n
+    rows.append(dict(section="large", impl=f"plane {LARGE_GRID}×{LARGE_GRID} (train loss and accuracy)", seconds=t,
+                     first_call_s=t_first, points_per_s=LARGE_GRID**2 / t, gflops=flops / t / 1e9,
+                     fraction_of_matmul_peak=(flops / t / 1e9 / peak) if peak else None))
+    stacked = jax.tree_util.tree_map(lambda x: x[:LARGE_HESSIAN_SEEDS], ens.params)
+    loss = ls.models.loss_fn(model, data.train, "mse")
+
+    def top():
+        return np.asarray(ls.hessian.top_eigenvalues_many(loss, stacked, 1, key=jax.random.key(2),
+                                                          num_iters=LANCZOS_ITERS))
+
+    t_first, lam = _first(top)
+    t, lam = _best(top, args.repeats)
+    hessian_seeds = jax.tree_util.tree_leaves(stacked)[0].shape[0]
+    flops = hessian_seeds * LANCZOS_ITERS * 6 * 2 * macs * n  # an HVP ≈ two gradients ≈ six forwards
+    rows.append(dict(section="large", impl=f"Hessian top eigenvalue of {hessian_seeds} seeds ({LANCZOS_ITERS} Lanczos HVPs)",
+                     seconds=t, first_call_s=t_first, seeds_per_s=hessian_seeds / t, gflops=flops / t / 1e9,
+                     fraction_of_matmul_peak=(flops / t / 1e9 / peak) if peak else None,
+                     median_top_eigenvalue=float(np.median(lam))))
+
+
+def _ttr_commands(run: str) -> list[tuple[str, list[str], list[str]]]:
+    """(name, cold argv, warm argv): the warm command has the same shapes but another seed or key,
+    so that nothing but compiled programs can be reused."""
+    g = str(TTR_GRID)
+    TTR_TRAIN = ["--hidden", "16,16", "--activation", "sigmoid", "--loss", "mse", "--lr", "3", "--steps",
+                 str(TTR_STEPS), "--seeds", "8", "--snapshot-every", str(TTR_STEPS // 3), "--log-every",
+                 str(TTR_STEPS // 15)]
+    return [
+        ("train", ["train", "--out", run, *TTR_TRAIN], ["train", "--out", run + "-2", *TTR_TRAIN, "--key", "1"]),
+        ("info", ["info", run], ["info", run]),
+        ("surface", ["surface", run, "--seed", "0", "--grid", g], ["surface", run, "--seed", "1", "--grid", g]),
+        ("interpolate", ["interpolate", run, "--seeds", "0,1"], ["interpolate", run, "--seeds", "2,3"]),
+        ("plane", ["plane", run, "--seeds", "0,1,2", "--grid", g], ["plane", run, "--seeds", "3,4,5", "--grid", g]),
+        ("trajectory", ["trajectory", run, "--seed", "0", "--grid", g],
+         ["trajectory", run, "--seed", "1", "--grid", g]),
+        ("hessian", ["hessian", run, "--probes", "10"], ["hessian", run, "--probes", "10", "--key", "1", "--overwrite"]),
+        ("compare", ["compare", run, "--limit", "4"], ["compare", run, "--limit", "4", "--overwrite"]),
+        ("plot", ["plot", f"{run}/results/plane_seed0_random_filter_g{g}_s1.npz", "--log", "--out", run + "/p1.png"],
+         ["plot", f"{run}/results/plane_seed1_random_filter_g{g}_s1.npz", "--log", "--out", run + "/p2.png"]),
+    ]
+
+
+def _cli_command() -> list[str]:
+    """How a user starts the command: the ``landscape`` console script beside this Python."""
+    script = Path(sys.executable).parent / "landscape"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "landscape.cli"]
+
+
+def _timed_command(argv: list[str], env: dict, workdir: Path, tag: str) -> dict:
+    """Run one CLI command in a fresh process; its wall time and, where the command writes one,
+    its ``--timings`` split (start-up is measured from before the process was started)."""
+    timings = workdir / f"timings-{tag}.json"
+    timings.unlink(missing_ok=True)
+    t_spawn = time.time()
+    r = subprocess.run([*_cli_command(), *argv, "--quiet", "--timings", str(timings)], cwd=workdir, env=env,
+                       capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    wall = time.time() - t_spawn
+    if r.returncode != 0 and "unrecognized arguments: --timings" in r.stderr:  # a version without --timings
+        t_spawn = time.time()
+        r = subprocess.run([*_cli_command(), *argv, "--quiet"], cwd=workdir, env=env, capture_output=True,
+                           text=True, stdin=subprocess.DEVNULL)
+        wall = time.time() - t_spawn
+    if r.returncode != 0:
+        raise RuntimeError(f"`landscape {' '.join(argv)}` failed: {r.stderr.strip()[-500:]}")
+    out = {"wall_s": wall}
+    if timings.exists():
+        t = json.loads(timings.read_text())
+        out.update({"startup_s": t["started"] - t_spawn + t["startup_s"], "load_s": t["load_s"],
+                    "compile_s": t["compile_s"], "compute_s": t["compute_s"], "figure_s": t["figure_s"]})
+    return out
+
+
+def section_ttr(args, rows):
+    """Time to result: each command cold (empty compilation cache) and warm (same shapes, another seed)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="landscape-ttr-") as tmp:
+        work = Path(tmp)
+        for name, cold, warm in _ttr_commands("run"):
+            # every command starts from an empty compilation cache: cold is a first run
+            env = {**os.environ, "LANDSCAPE_COMPILE_CACHE": str(work / f"compile-cache-{name}"), "PYTHONUNBUFFERED": "1"}
+            c = _timed_command(cold, env, work, "cold")
+            w = _timed_command(warm, env, work, "warm")
+            row = dict(section="ttr", impl=f"landscape {name}", seconds=w["wall_s"], cold_s=c["wall_s"],
+                       warm_over_cold=w["wall_s"] / c["wall_s"], cold=c, warm=w)
+            if "compute_s" in w:
+                row["warm_over_compute_and_figure"] = w["wall_s"] / max(w["compute_s"] + w["figure_s"], 1e-9)
+            rows.append(row)
+
+
 def _plane_child(grid: int) -> None:
     jax, ls, data, model = _jax_setup()
     center = model.init(jax.random.key(0))
@@ -555,10 +699,22 @@ def _finish(rows, section, res, flops, peak, unit, count):
 def _print(rows):
     print(f"{'section':<10} {'implementation':<62} {'seconds':>9} {'speedup':>8} {'GFLOP/s':>8}")
     for r in rows:
+        if r["section"] == "ttr":
+            continue
         sp = r.get("speedup_vs_fastest_peer")
         sp_txt = f"{sp:7.1f}×" if sp is not None else (f"{1 / r['library_speedup']:7.2f}×" if "library_speedup" in r else "")
         gf = f"{r['gflops']:8.1f}" if "gflops" in r else ""
         print(f"{r['section']:<10} {r['impl'][:62]:<62} {r['seconds']:9.3f} {sp_txt:>8} {gf:>8}", flush=True)
+    ttr = [r for r in rows if r["section"] == "ttr"]
+    if ttr:
+        print(f"\ntime to result (s): {'command':<22} {'cold':>6} {'warm':>6} {'warm/cold':>9}   warm split: "
+              "start-up / load / compile / compute / figure")
+        for r in ttr:
+            w = r["warm"]
+            split = " / ".join(f"{w[k]:.2f}" for k in ("startup_s", "load_s", "compile_s", "compute_s", "figure_s")
+                               ) if "compute_s" in w else "-"
+            print(f"{'':<20}{r['impl']:<22} {r['cold_s']:6.2f} {r['seconds']:6.2f} {r['warm_over_cold']:9.2f}   {split}",
+                  flush=True)
 
 
 def main() -> None:
@@ -566,7 +722,7 @@ def main() -> None:
         _plane_child(int(sys.argv[2]))
         return
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sections", default="matmul,sweep,minibatch,surface,surface784,hessian,scaling")
+    p.add_argument("--sections", default="matmul,sweep,minibatch,surface,surface784,hessian,scaling,ttr")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--json", default=None, help="write the rows and the machine description here")
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks that everything runs")
@@ -590,6 +746,10 @@ def main() -> None:
         section_hessian(args, rows, ens)
     if "scaling" in sections:
         section_scaling(args, rows)
+    if "large" in sections:
+        section_large(args, rows, peak)
+    if "ttr" in sections:
+        section_ttr(args, rows)
     _print(rows)
     if args.json:
         import jax
@@ -604,7 +764,8 @@ def main() -> None:
         out = {"machine": machine, "config": {k: globals()[k] for k in
                                                ("SEEDS", "HIDDEN", "ACTIVATION", "LOSS", "LEARNING_RATE", "FULL_STEPS",
                                                 "MB_STEPS", "BATCH", "GRID", "LARGE_GRID", "MATMUL_N",
-                                               "WIDE_EXAMPLES", "WIDE_GRID", "LANCZOS_ITERS")},
+                                               "WIDE_EXAMPLES", "WIDE_GRID", "LANCZOS_ITERS", "LARGE_SEEDS",
+                                               "LARGE_STEPS", "LARGE_HESSIAN_SEEDS")},
                "quick": args.quick, "date": time.strftime("%Y-%m-%d %H:%M"), "rows": rows}
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(out, indent=2))

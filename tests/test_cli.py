@@ -88,6 +88,7 @@ def test_corrupted_run_is_one_line(trained, tmp_path):
     assert r.returncode == 2 and "not valid JSON" in r.stderr
 
 
+@pytest.mark.slow  # the whole demo, every command in turn
 def test_demo_end_to_end_small(tmp_path):
     out = tmp_path / "demo"
     r = run("demo", "--out", str(out), "--seeds", "3", "--steps", "200", "--quiet")

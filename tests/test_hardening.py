@@ -98,10 +98,11 @@ def test_same_command_twice_is_bitwise_identical(tmp_path):
             np.testing.assert_array_equal(a[k], b[k])
     meta = ls.io.read_meta(outs[0])
     env = meta["environment"]
-    assert env["versions"]["jax"] and env["backend"] == "cpu" and env["devices"]
+    assert env["versions"]["jax"] and env["backend"] == jax.default_backend() and env["devices"]
     assert meta["train"]["seeds"] == [0, 1, 2] and meta["train"]["key"] and meta["command"]
 
 
+@pytest.mark.slow  # a real subprocess killed / several processes: run by `pytest -m slow`
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 def test_interrupted_train_leaves_old_run_or_nothing(tmp_path, sig):
     out = tmp_path / "run"
@@ -234,6 +235,7 @@ def test_public_api_rejects_bad_input_with_specific_errors(call, error):
         call(theta, f, d)
 
 
+@pytest.mark.slow  # a real subprocess killed / several processes: run by `pytest -m slow`
 def test_killed_compare_resumes_its_barrier_matrix(tmp_path):
     out = tmp_path / "run"
     assert run("train", *TINY, "--seeds", "8", "--out", str(out), "--no-plot").returncode == 0

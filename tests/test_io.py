@@ -2,6 +2,7 @@
 
 import json
 
+import jax
 import numpy as np
 import pytest
 
@@ -33,7 +34,7 @@ def test_save_load_round_trip_is_exact(ens, tmp_path):
         np.testing.assert_array_equal(getattr(back, k), getattr(ens, k))
     assert back.config == json.loads(json.dumps(ens.config))
     meta = ls.io.read_meta(path)
-    assert meta["environment"]["versions"]["jax"] and meta["environment"]["backend"] == "cpu"
+    assert meta["environment"]["versions"]["jax"] and meta["environment"]["backend"] == jax.default_backend()
     assert not list(tmp_path.glob(".*"))  # no staging leftovers
 
 

@@ -58,6 +58,7 @@ def _run(args, tmp_path):
     return _Job(args, tmp_path)
 
 
+@pytest.mark.slow  # a real subprocess killed / several processes: run by `pytest -m slow`
 def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     ref = _run(["-", str(tmp_path / "ref.npz")], tmp_path)
     assert ref.wait(timeout=300) == 0, ref.stderr()
