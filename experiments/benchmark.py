@@ -722,7 +722,8 @@ def main() -> None:
         _plane_child(int(sys.argv[2]))
         return
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sections", default="matmul,sweep,minibatch,surface,surface784,hessian,scaling,ttr")
+    p.add_argument("--sections", default="matmul,sweep,minibatch,surface,surface784,hessian,scaling,ttr",
+                   help="comma-separated; 'large' (accelerators: tens of minutes on a CPU) is not in the default")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--json", default=None, help="write the rows and the machine description here")
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks that everything runs")
