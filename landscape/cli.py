@@ -1023,7 +1023,10 @@ def _start_devices(args) -> None:
     if args.command in _NO_COMPUTE:
         return
     if not args.no_compile_cache:
-        compilation_cache.enable()
+        try:
+            compilation_cache.enable()
+        except ConfigError as exc:  # a read-only home, say: compile as before, and say so once
+            print(f"landscape {args.command}: warning: {_one_line(exc)}; running without it", file=sys.stderr)
     from . import directions, models, surface, train  # noqa: F401  (start-up: the library's imports)
 
     distributed.initialize(args.coordinator, args.num_processes, args.process_id, timeout_s=args.join_timeout)
@@ -1105,8 +1108,10 @@ def main(argv: list[str] | None = None) -> int:
         clock.begin_command()
         if args.command not in _NO_COMPUTE:
             clock.listen_to_jax()
-        status = COMMANDS[args.command](args)
-        clock.close()
+        try:
+            status = COMMANDS[args.command](args)
+        finally:
+            clock.close()
         if args.timings:
             _write_timings(args.timings, clock)
         return status

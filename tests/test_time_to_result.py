@@ -60,6 +60,19 @@ def test_unwritable_cache_is_one_clear_error(tmp_path):
         cc.enable(blocker / "sub")
 
 
+def test_unwritable_cache_is_a_warning_and_the_command_still_runs(tmp_path, trained):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    out, _ = trained
+    r = run("info", str(out), env=_env(blocker / "sub"))
+    assert r.returncode == 0 and r.stderr == ""  # info compiles nothing: no cache, no warning
+    r = run("surface", str(out), "--seed", "1", "--grid", "3", "--lr", "0.1", "--no-plot", "--quiet", "--name", "nocache",
+            env=_env(blocker / "sub"))
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("\n") == 1 and "warning: cannot create the compilation cache" in r.stderr
+    assert "running without it" in r.stderr and "result:" in r.stdout
+
+
 def _env(cache) -> dict:
     return {**os.environ, "LANDSCAPE_COMPILE_CACHE": str(cache)}
 
