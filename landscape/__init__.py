@@ -18,7 +18,7 @@ import importlib
 # Flax, optax and matplotlib takes; ``landscape.surface``, ``from landscape import MLP`` and
 # the rest behave as if imported eagerly.
 _SUBMODULES = ("data", "directions", "distributed", "surface", "hessian", "minima", "errors", "io", "models",
-               "optim", "plot", "train", "tree", "compilation_cache", "timing")
+               "optim", "plot", "train", "tree", "compilation_cache", "timing", "results")
 _NAMES = {
     "Dataset": "data", "Split": "data", "load": "data",
     "ConfigError": "errors", "CorruptRunError": "errors", "DataError": "errors",
@@ -64,6 +64,7 @@ __all__ = [
     "tree",
     "compilation_cache",
     "timing",
+    "results",
     "Dataset",
     "Split",
     "load",

@@ -258,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--density", action="store_true", help="also the spectral density (SLQ)")
     p.add_argument("--key", type=_nonneg_int, default=0, help="PRNG seed of the probes (default: %(default)s)")
     p.add_argument("--chunk-size", type=_positive_int, default=16, help="members per compiled call (default: %(default)s)")
+    p.add_argument("--name", default=None, help="result name (default: hessian)")
     _add_output(p)
 
     p = sub.add_parser("compare", help="compare the seeds' minima: barriers, basins, alignment, curves; a report",
@@ -276,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=_positive_float, default=None, help="the learning rate, when the run swept several")
     p.add_argument("--key", type=_nonneg_int, default=0, help="PRNG seed of the curve training (default: %(default)s)")
     p.add_argument("--chunk-size", type=_positive_int, default=None, help="points per compiled call (default: auto)")
+    p.add_argument("--name", default=None, help="result name (default: compare)")
     _add_save_every(p)
     _add_output(p)
 
@@ -400,10 +402,13 @@ def cmd_info(args) -> int:
     from . import io
     from .train import summarize
 
+    from .results import run_status
+
     with args.clock.phase("load"):
         ens = io.load_run(args.run)
+        status = run_status(args.run)
     if args.json:
-        print(json.dumps(io._jsonable(summarize(ens)), indent=2))
+        print(json.dumps(io._jsonable({**summarize(ens), "results": status}), indent=2))
         return 0
     cfg = ens.config
     m = ens.model
@@ -411,6 +416,10 @@ def cmd_info(args) -> int:
           f"(output {m.output_activation}), loss {cfg['loss']}, {cfg['steps']} steps, "
           f"batch {cfg['batch_size'] or 'full'}, data {cfg['data']['name']}")
     _print_info(ens)
+    if status:
+        print(f"\nresults ({sum(r['current'] for r in status)} of {len(status)} current):")
+        for r in status:
+            print(f"  {r['name']:<40} {r['kind'] or '?':<14} {r['why']}")
     return 0
 
 
@@ -531,39 +540,34 @@ def _data_options(name: str, options: dict) -> dict:
 
 
 class _Result:
-    """Where a named result of a run lives, and whether a saved one can be reused."""
+    """The command's view of a named result (:class:`landscape.results.Result`): its figure
+    path, and the saved value when one is current."""
 
     def __init__(self, args, default_name: str, config: dict):
-        from . import io
+        from . import results
 
-        self.run = io.run_path(args.run)
-        self.name = getattr(args, "name", None) or default_name
-        if not self.name.replace("_", "").replace("-", "").replace(".", "").isalnum():
-            raise ConfigError(f"result name may hold letters, digits, '.', '_' and '-' only, got {self.name!r}")
-        self.config = config
-        self.stem = self.run / "results" / self.name
-        self.checkpoint = self.run / "results" / f"{self.name}.partial.npz"
+        self.result = results.Result(args.run, getattr(args, "name", None) or default_name, config)
+        self.run, self.name, self.stem = self.result.run, self.result.name, self.result.stem
+        self.checkpoint = self.result.checkpoint
         self.figure = self.run / "figures" / f"{self.name}.{args.format}"
-        self.saved = None
-        npz, js = io.result_paths(self.stem)
-        if js.exists() and not args.overwrite:
-            arrays, meta = io.load_result(self.stem)
-            if meta.get("config") != io._jsonable(config):
-                raise ConfigError(f"{js} exists with other settings; pass --overwrite or choose --name")
-            self.saved = (arrays, meta)
+        self.saved = self.result.load_current(overwrite=args.overwrite)
+
+    def writing(self):
+        """The result's write lock for the computation (process 0 writes; the others compute)."""
+        import contextlib
+
+        return self.result.writing() if _writer() else contextlib.nullcontext()
 
     def save(self, surf, meta: dict):
         return self.save_arrays(surf.to_arrays(), {**surf.meta, **meta, "kind": surf.kind})
 
     def save_arrays(self, arrays: dict, meta: dict):
-        """Write the result (process 0 only) and return ``(arrays, meta)`` as read back."""
+        """Commit the result (process 0 only) and return ``(arrays, meta)`` as read back."""
         from . import io
 
-        full = {**meta, "config": self.config}
         if not _writer():
-            return arrays, io._jsonable(full)
-        io.save_result(self.stem, arrays, full)
-        return io.load_result(self.stem)
+            return arrays, io._jsonable({**meta, "provenance": self.result.provenance})
+        return self.result.commit(arrays, meta)
 
 
 def _finish_result(args, res: _Result, arrays, meta, *, kind=None) -> None:
@@ -608,32 +612,33 @@ def cmd_surface(args) -> int:
     kind = "line" if args.dims == 1 else "plane"
     res = _Result(args, f"{kind}_{_tag(ens, idx)}_{args.directions}_{args.norm}_g{args.grid}_s{args.span:g}", config)
     if res.saved is None:
-        batches = _batches(args, ens)
-        key = jax.random.key(args.key)
-        centers = jax.tree_util.tree_map(lambda x: x[idx], ens.params)
-        draw = lambda s, c: directions.random_directions(  # noqa: E731
-            jax.random.fold_in(key, s), c, args.dims, norm=args.norm, ignore_biases=not args.keep_biases,
-            orthogonal=args.orthogonal)
-        if args.directions == "hessian":
-            _single_process("--directions hessian")
-            dirs = _hessian_directions(ens, batches, centers, args.dims, key)
-        else:
-            dirs = jax.jit(jax.vmap(draw))(jax.numpy.asarray(seeds), centers)  # one program, not one per op
-        kw = {**_eval_kwargs(args, res, f"{kind} of {len(idx)} member(s)"), "data": batches, "stacked": True}
-        if args.dims == 1:
-            surf = surface.line(fn, centers, dirs[0], span=args.span, num=args.grid, **kw)
-        else:
-            surf = surface.plane(fn, centers, dirs, span=args.span, num=args.grid, **kw)
-        if len(idx) == 1:  # store a single member without the member axis
-            surf = surface.Surface(surf.kind, surf.axes, {k: v[0] for k, v in surf.values.items()},
-                                   surf.extras, {**surf.meta, "cosine": surf.meta.get("cosine", [None])[0]})
-        labels = [_member_label(ens, i) for i in idx]
-        what = "top Hessian eigenvectors" if args.directions == "hessian" else f"{args.norm}-normalised directions"
-        title = f"{labels[0]}, {what}" if len(idx) == 1 else None
-        res.saved = res.save(surf, {"seeds": seeds, "labels": labels, "title": title,
-                                    "axis_labels": [r"$\alpha$ (direction 1)", r"$\beta$ (direction 2)"],
-                                    "xlabel": r"$\alpha$", "norm": args.norm,
-                                    "ignore_biases": not args.keep_biases})
+        with res.writing():
+            batches = _batches(args, ens)
+            key = jax.random.key(args.key)
+            centers = jax.tree_util.tree_map(lambda x: x[idx], ens.params)
+            draw = lambda s, c: directions.random_directions(  # noqa: E731
+                jax.random.fold_in(key, s), c, args.dims, norm=args.norm, ignore_biases=not args.keep_biases,
+                orthogonal=args.orthogonal)
+            if args.directions == "hessian":
+                _single_process("--directions hessian")
+                dirs = _hessian_directions(ens, batches, centers, args.dims, key)
+            else:
+                dirs = jax.jit(jax.vmap(draw))(jax.numpy.asarray(seeds), centers)  # one program, not one per op
+            kw = {**_eval_kwargs(args, res, f"{kind} of {len(idx)} member(s)"), "data": batches, "stacked": True}
+            if args.dims == 1:
+                surf = surface.line(fn, centers, dirs[0], span=args.span, num=args.grid, **kw)
+            else:
+                surf = surface.plane(fn, centers, dirs, span=args.span, num=args.grid, **kw)
+            if len(idx) == 1:  # store a single member without the member axis
+                surf = surface.Surface(surf.kind, surf.axes, {k: v[0] for k, v in surf.values.items()},
+                                       surf.extras, {**surf.meta, "cosine": surf.meta.get("cosine", [None])[0]})
+            labels = [_member_label(ens, i) for i in idx]
+            what = "top Hessian eigenvectors" if args.directions == "hessian" else f"{args.norm}-normalised directions"
+            title = f"{labels[0]}, {what}" if len(idx) == 1 else None
+            res.saved = res.save(surf, {"seeds": seeds, "labels": labels, "title": title,
+                                        "axis_labels": [r"$\alpha$ (direction 1)", r"$\beta$ (direction 2)"],
+                                        "xlabel": r"$\alpha$", "norm": args.norm,
+                                        "ignore_biases": not args.keep_biases})
     arrays, meta = res.saved
     if meta.get("cosine") is not None:
         print(f"cosine between the two directions: {meta['cosine']}")
@@ -672,11 +677,12 @@ def cmd_interpolate(args) -> int:
     res = _Result(args, f"interpolate_{_tag(ens, [a, b]).replace('seeds', 'seed').replace('-', '_')}_g{args.grid}",
                   config)
     if res.saved is None:
-        la, lb = _member_label(ens, a), _member_label(ens, b)
-        surf = surface.interpolation(fn, ens.member(a), ens.member(b), num=args.grid, extend=args.extend,
-                                     data=_batches(args, ens), **_eval_kwargs(args, res, f"interpolation {la} -> {lb}"))
-        res.saved = res.save(surf, {"seeds": [int(ens.seeds[a]), int(ens.seeds[b])], "labels": [la, lb],
-                                    "title": f"{la} (t=0) to {lb} (t=1)"})
+        with res.writing():
+            la, lb = _member_label(ens, a), _member_label(ens, b)
+            surf = surface.interpolation(fn, ens.member(a), ens.member(b), num=args.grid, extend=args.extend,
+                                         data=_batches(args, ens), **_eval_kwargs(args, res, f"interpolation {la} -> {lb}"))
+            res.saved = res.save(surf, {"seeds": [int(ens.seeds[a]), int(ens.seeds[b])], "labels": [la, lb],
+                                        "title": f"{la} (t=0) to {lb} (t=1)"})
     arrays, meta = res.saved
     for metric, bar in (meta.get("barriers", {}) if _writer() else {}).items():
         print(f"{metric}: barrier {bar['barrier']:.5g} (above the chord), "
@@ -703,17 +709,18 @@ def cmd_plane(args) -> int:
               "splits": splits}
     res = _Result(args, f"plane_{_tag(ens, idx).replace('seeds', 'seed').replace('-', '_')}_g{args.grid}", config)
     if res.saved is None:
-        labels = [_member_label(ens, i) for i in idx]
-        surf = surface.three_point(fn, *[ens.member(i) for i in idx], num=args.grid, margin=args.margin,
-                                   data=_batches(args, ens), paths=_paths_for(ens, idx) if use_paths else None,
-                                   **_eval_kwargs(args, res, "plane through three solutions"))
-        res.saved = res.save(surf, {
-            "seeds": [int(ens.seeds[i]) for i in idx], "labels": labels, "point_labels": labels,
-            "path_labels": [f"{lab} path" for lab in labels] if use_paths else None,
-            "axis_labels": ["distance along u", "distance along v"],
-            "title": "plane through " + (
-                "seeds " + ", ".join(str(int(ens.seeds[i])) for i in idx) if all("lr" not in lab for lab in labels)
-                else "; ".join(labels))})
+        with res.writing():
+            labels = [_member_label(ens, i) for i in idx]
+            surf = surface.three_point(fn, *[ens.member(i) for i in idx], num=args.grid, margin=args.margin,
+                                       data=_batches(args, ens), paths=_paths_for(ens, idx) if use_paths else None,
+                                       **_eval_kwargs(args, res, "plane through three solutions"))
+            res.saved = res.save(surf, {
+                "seeds": [int(ens.seeds[i]) for i in idx], "labels": labels, "point_labels": labels,
+                "path_labels": [f"{lab} path" for lab in labels] if use_paths else None,
+                "axis_labels": ["distance along u", "distance along v"],
+                "title": "plane through " + (
+                    "seeds " + ", ".join(str(int(ens.seeds[i])) for i in idx) if all("lr" not in lab for lab in labels)
+                    else "; ".join(labels))})
     arrays, meta = res.saved
     _finish_result(args, res, arrays, meta)
     return 0
@@ -730,15 +737,16 @@ def cmd_trajectory(args) -> int:
               "splits": splits}
     res = _Result(args, f"trajectory_{_tag(ens, [i])}_g{args.grid}", config)
     if res.saved is None:
-        (path,) = _paths_for(ens, [i])
-        label = _member_label(ens, i)
-        surf = surface.trajectory_plane(fn, path, num=args.grid, margin=args.margin, data=_batches(args, ens),
-                                        **_eval_kwargs(args, res, "trajectory plane"))
-        ev = surf.meta["explained_variance_ratio"]
-        res.saved = res.save(surf, {
-            "seeds": [int(ens.seeds[i])], "labels": [label], "path_labels": [label], "point_labels": ["final"],
-            "axis_labels": [f"PC 1 ({100 * ev[0]:.1f}% of variance)", f"PC 2 ({100 * ev[1]:.1f}%)"],
-            "title": f"{label}: training path on its PCA plane"})
+        with res.writing():
+            (path,) = _paths_for(ens, [i])
+            label = _member_label(ens, i)
+            surf = surface.trajectory_plane(fn, path, num=args.grid, margin=args.margin, data=_batches(args, ens),
+                                            **_eval_kwargs(args, res, "trajectory plane"))
+            ev = surf.meta["explained_variance_ratio"]
+            res.saved = res.save(surf, {
+                "seeds": [int(ens.seeds[i])], "labels": [label], "path_labels": [label], "point_labels": ["final"],
+                "axis_labels": [f"PC 1 ({100 * ev[0]:.1f}% of variance)", f"PC 2 ({100 * ev[1]:.1f}%)"],
+                "title": f"{label}: training path on its PCA plane"})
     arrays, meta = res.saved
     ev = meta["explained_variance_ratio"]
     print(f"explained variance ratio: PC1 {ev[0]:.3f}, PC2 {ev[1]:.3f}")
@@ -775,16 +783,17 @@ def cmd_hessian(args) -> int:
     res = _Result(args, "hessian", config)
     run, stem = res.run, res.stem
     if res.saved is None:
-        f = models.loss_fn(ens.model, _split(_batches(args, ens)["train"]), ens.config["loss"])
-        (run / "results").mkdir(exist_ok=True)
-        curv = hessian.ensemble_curvature(
-            f, ens.params, key=jax.random.key(args.key), top=args.top, num_iters=args.iters,
-            trace_probes=args.probes, density=args.density, chunk_size=args.chunk_size,
-            checkpoint=res.checkpoint, progress=not args.quiet, mesh=args.mesh)
-        res.saved = res.save_arrays(
-            {**curv, "seeds": ens.seeds, "learning_rates": ens.learning_rates,
-             "test_accuracy": ens.history.test_accuracy[:, -1], "train_loss": ens.history.train_loss[:, -1],
-             "diverged": ens.diverged}, {"kind": "hessian"})
+        with res.writing():
+            f = models.loss_fn(ens.model, _split(_batches(args, ens)["train"]), ens.config["loss"])
+            (run / "results").mkdir(exist_ok=True)
+            curv = hessian.ensemble_curvature(
+                f, ens.params, key=jax.random.key(args.key), top=args.top, num_iters=args.iters,
+                trace_probes=args.probes, density=args.density, chunk_size=args.chunk_size,
+                checkpoint=res.checkpoint, progress=not args.quiet, mesh=args.mesh)
+            res.saved = res.save_arrays(
+                {**curv, "seeds": ens.seeds, "learning_rates": ens.learning_rates,
+                 "test_accuracy": ens.history.test_accuracy[:, -1], "train_loss": ens.history.train_loss[:, -1],
+                 "diverged": ens.diverged}, {"kind": "hessian"})
     arrays, meta = res.saved
     print(f"{'seed':>5} {'top eigenvalue':>15} {'smallest':>10} {'trace':>10}")
     for i in range(len(arrays["seeds"])):
@@ -846,24 +855,25 @@ def cmd_compare(args) -> int:
     res = _Result(args, "compare", config)
     run, stem = res.run, res.stem
     if res.saved is None:
-        batches = _batches(args, ens)
-        (run / "results").mkdir(exist_ok=True)
-        stacked = jax.tree_util.tree_map(lambda x: x[np.asarray(idx)], ens.params)
-        pairwise = minima.compare_members(fn, stacked, data=batches["train"], predict=ens.model.apply,
-                                     test_x=batches["test"][0], num=args.grid, tol=args.tol, aligned=args.align,
-                                     metric="loss", chunk_size=args.chunk_size, progress=not args.quiet,
-                                     mesh=args.mesh, checkpoint=run / "results" / "compare.partial",
-                                     save_every_s=args.save_every)
-        arrays = {**pairwise, "members": np.asarray(idx), "seeds": ens.seeds[idx],
-                  "final_train_loss": ens.history.train_loss[idx, -1],
-                  "final_test_accuracy": ens.history.test_accuracy[idx, -1]}
-        if curve_pair is not None:
-            f = models.loss_fn(ens.model, _split(batches["train"]), ens.config["loss"])
-            cv = minima.bezier_curve(f, ens.member(curve_pair[0]), ens.member(curve_pair[1]),
-                                     key=jax.random.key(args.key), steps=args.curve_steps)
-            arrays.update({"curve_t": cv.t, "curve_loss": cv.curve_loss, "line_loss": cv.line_loss,
-                           "curve_train_loss": cv.train_loss})
-        res.saved = res.save_arrays(arrays, {"kind": "compare"})
+        with res.writing():
+            batches = _batches(args, ens)
+            (run / "results").mkdir(exist_ok=True)
+            stacked = jax.tree_util.tree_map(lambda x: x[np.asarray(idx)], ens.params)
+            pairwise = minima.compare_members(fn, stacked, data=batches["train"], predict=ens.model.apply,
+                                         test_x=batches["test"][0], num=args.grid, tol=args.tol, aligned=args.align,
+                                         metric="loss", chunk_size=args.chunk_size, progress=not args.quiet,
+                                         mesh=args.mesh, checkpoint=res.checkpoint.with_suffix(""),
+                                         save_every_s=args.save_every)
+            arrays = {**pairwise, "members": np.asarray(idx), "seeds": ens.seeds[idx],
+                      "final_train_loss": ens.history.train_loss[idx, -1],
+                      "final_test_accuracy": ens.history.test_accuracy[idx, -1]}
+            if curve_pair is not None:
+                f = models.loss_fn(ens.model, _split(batches["train"]), ens.config["loss"])
+                cv = minima.bezier_curve(f, ens.member(curve_pair[0]), ens.member(curve_pair[1]),
+                                         key=jax.random.key(args.key), steps=args.curve_steps)
+                arrays.update({"curve_t": cv.t, "curve_loss": cv.curve_loss, "line_loss": cv.line_loss,
+                               "curve_train_loss": cv.train_loss})
+            res.saved = res.save_arrays(arrays, {"kind": "compare"})
     arrays, meta = res.saved
     with args.clock.phase("figure"):
         report = _write_report(ens, run, arrays, config, args)

@@ -10,7 +10,8 @@ import landscape
 def test_every_public_name_imports():
     for name in landscape.__all__:
         assert hasattr(landscape, name), name
-    for mod in ("tree", "data", "models", "optim", "train", "directions", "surface", "hessian", "minima", "distributed", "io", "plot", "errors", "cli"):
+    for mod in ("tree", "data", "models", "optim", "train", "directions", "surface", "hessian", "minima", "distributed", "io", "plot", "errors", "cli",
+                "results", "compilation_cache", "timing"):
         m = importlib.import_module(f"landscape.{mod}")
         for name in getattr(m, "__all__", []):
             assert hasattr(m, name), f"landscape.{mod}.{name}"

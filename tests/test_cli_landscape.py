@@ -32,7 +32,7 @@ def test_landscape_commands_write_results_and_figures(landscapes):
     assert "barrier" in results["interpolate0,2"] and "explained variance ratio" in results["trajectory2"]
     arrays, meta = __import__("landscape").io.load_result(out / "results" / "many.npz")
     assert arrays["value/train_loss"].shape == (6, 5, 5)  # 3 seeds x 2 learning rates
-    assert not list((out / "results").glob("*.partial.npz"))
+    assert not list((out / ".landscape" / "checkpoints").glob("*"))  # removed once each result is committed
 
 
 def test_rerun_reuses_saved_result_and_refuses_other_settings(landscapes):

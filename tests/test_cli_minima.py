@@ -58,6 +58,6 @@ def test_compare_limit_takes_the_first_seeds(small_run):
     assert r.returncode == 0, r.stderr
     arrays, meta = __import__("landscape").io.load_result(small_run / "results" / "compare")
     np.testing.assert_array_equal(arrays["seeds"], [0, 1, 2])
-    assert arrays["barrier"].shape == (3, 3) and meta["config"]["members"] == [0, 1, 2]
+    assert arrays["barrier"].shape == (3, 3) and meta["provenance"]["settings"]["members"] == [0, 1, 2]
     r = run("compare", str(small_run), "--limit", "0", "--quiet")
     assert r.returncode == 2 and "positive" in r.stderr

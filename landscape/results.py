@@ -1,0 +1,196 @@
+"""Named results of a run directory, tied to exactly what they were computed from.
+
+A result (``RUN/results/NAME.npz`` + ``NAME.json``, written by :func:`landscape.io.save_result`)
+carries its *provenance*: the SHA-256 of the run's parameter file, the identity of the data set
+the run was trained on, and every setting of the computation (members, directions, keys, grid,
+splits, …).  A saved result is reused only when all of it equals what the current command
+would compute from; otherwise the command is refused with one line that names what differs —
+or, when only the run's parameters changed (the run was trained again), says so.
+
+Writers take a real lock (``filelock``: an OS file lock, released by the kernel when the
+process dies, whatever its PID namespace) on the result for the whole computation: a second
+command computing the same result fails at once with one line instead of silently replacing
+the first one's.  Just before committing, the run's parameters are hashed again: a result whose
+run was replaced while it was being computed is not saved.
+
+Internal files — checkpoints of interrupted computations and the locks — live in
+``RUN/.landscape/``, which no result name (letters, digits, ``.``, ``_``, ``-``) can reach.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+__all__ = ["INTERNAL", "Result", "provenance", "differences", "run_status"]
+
+#: The run's directory of internal files (checkpoints, locks).
+INTERNAL = ".landscape"
+
+
+def _params_sha256(run: Path) -> str:
+    h = hashlib.sha256()
+    with open(run / "params.npz", "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def provenance(run: str | os.PathLike, settings: dict) -> dict:
+    """What a result of ``run`` computed with ``settings`` is computed from.
+
+    Args:
+      run: the run directory.
+      settings: every setting of the computation (JSON-ready).
+
+    Returns:
+      ``{"params_sha256": <hash of RUN/params.npz>, "data": <the run's data set identity>,
+      "settings": settings}`` in JSON form.
+    """
+    from . import io
+
+    run = io.run_path(run)
+    meta = io.read_meta(run)
+    return io._jsonable({"params_sha256": _params_sha256(run), "data": meta.get("train", {}).get("data"),
+                         "settings": settings})
+
+
+def differences(saved: Any, current: Any, prefix: str = "") -> list[str]:
+    """Dotted names of the entries that differ between two JSON-like values (``settings.grid``, …)."""
+    if isinstance(saved, dict) and isinstance(current, dict):
+        out = []
+        for k in sorted(set(saved) | set(current), key=str):
+            name = f"{prefix}.{k}" if prefix else str(k)
+            if k not in saved or k not in current:
+                out.append(name)
+            else:
+                out += differences(saved[k], current[k], name)
+        return out
+    return [] if saved == current else [prefix or "value"]
+
+
+def _valid_name(name: str) -> str:
+    if not name or not name.replace("_", "").replace("-", "").replace(".", "").isalnum() or name.startswith("."):
+        raise ConfigError(f"result name may hold letters, digits, '.', '_' and '-' only (not first '.'), got {name!r}")
+    return name
+
+
+class Result:
+    """A named result of a run: where it lives, whether a saved one is current, how to write it.
+
+    Args:
+      run: the run directory.
+      name: the result's name (``RUN/results/NAME.npz``).
+      settings: every setting of the computation; with the run's parameters and data set it
+        forms the result's :func:`provenance`.
+    """
+
+    def __init__(self, run: str | os.PathLike, name: str, settings: dict):
+        from . import io
+
+        self.run = io.run_path(run)
+        self.name = _valid_name(name)
+        self.provenance = provenance(self.run, settings)
+        self.stem = self.run / "results" / self.name
+        internal = self.run / INTERNAL
+        self.checkpoint = internal / "checkpoints" / f"{self.name}.npz"
+        self._lock_path = internal / "locks" / f"{self.name}.lock"
+
+    def load_current(self, *, overwrite: bool = False):
+        """``(arrays, meta)`` of the saved result if it was computed from exactly this
+        provenance; ``None`` when there is none (or ``overwrite``).
+
+        Raises:
+          ConfigError: a saved result of this name was computed from something else (the
+            message names what differs).
+        """
+        from . import io
+
+        if overwrite or not io.result_paths(self.stem)[1].exists():
+            return None
+        arrays, meta = io.load_result(self.stem)
+        saved = meta.get("provenance")
+        if saved == self.provenance:
+            return arrays, meta
+        if saved is None:
+            raise ConfigError(f"result {self.name!r} of {self.run} records no provenance (an older version wrote "
+                              "it); pass --overwrite to recompute it")
+        diffs = differences(saved, self.provenance)
+        if diffs == ["params_sha256"]:
+            raise ConfigError(f"result {self.name!r} was computed from other parameters of {self.run} (the run was "
+                              "trained again); pass --overwrite to recompute it")
+        shown = [d.removeprefix("settings.") for d in diffs]
+        raise ConfigError(f"result {self.name!r} exists with other settings ({', '.join(shown)} differ); "
+                          "pass --overwrite to replace it, or --name to keep both")
+
+    @contextlib.contextmanager
+    def writing(self):
+        """Hold the result's write lock for a computation; fails at once if another process holds it."""
+        import filelock
+
+        self._lock_path.parent.mkdir(parents=True, exist_ok=True)
+        self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        lock = filelock.FileLock(str(self._lock_path))
+        try:
+            lock.acquire(timeout=0)
+        except filelock.Timeout:
+            raise ConfigError(f"another command is computing result {self.name!r} of {self.run} right now; wait "
+                              "for it to finish, or choose another --name") from None
+        try:
+            yield self
+        finally:
+            lock.release()
+
+    def commit(self, arrays: dict, meta: dict):
+        """Write the result with its provenance (call inside :meth:`writing`); ``(arrays, meta)``
+        as read back.
+
+        Raises:
+          ConfigError: the run's parameters changed while the result was computed (it is not saved).
+        """
+        from . import io
+
+        if _params_sha256(self.run) != self.provenance["params_sha256"]:
+            raise ConfigError(f"{self.run} was trained again while result {self.name!r} was computed; "
+                              "nothing saved: run the command again")
+        io.save_result(self.stem, arrays, {**meta, "provenance": self.provenance})
+        return io.load_result(self.stem)
+
+
+def run_status(run: str | os.PathLike) -> list[dict]:
+    """Every saved result of a run and whether it is current.
+
+    Returns:
+      ``[{"name", "kind", "current": bool, "why": str}, ...]`` sorted by name; a result is
+      current when it was computed from the run's present parameters and data set (its
+      settings are its own).
+    """
+    from . import io
+
+    run = io.run_path(run)
+    sha = _params_sha256(run)
+    data = io.read_meta(run).get("train", {}).get("data")
+    out = []
+    for js in sorted((run / "results").glob("*.json")):
+        name = js.stem
+        try:
+            _, meta = io.load_result(run / "results" / name)
+        except Exception as exc:  # a damaged result is listed, not fatal
+            out.append({"name": name, "kind": None, "current": False, "why": f"unreadable: {exc}"})
+            continue
+        prov = meta.get("provenance")
+        if prov is None:
+            why, ok = "no provenance (written by an older version)", False
+        elif prov.get("params_sha256") != sha:
+            why, ok = "computed from other parameters (the run was trained again)", False
+        elif prov.get("data") != io._jsonable(data):
+            why, ok = "computed on another data set", False
+        else:
+            why, ok = "current", True
+        out.append({"name": name, "kind": meta.get("kind"), "current": ok, "why": why})
+    return out
