@@ -589,8 +589,6 @@ def _eval_kwargs(args, res: _Result, desc: str) -> dict:
     import jax
 
     single = jax.process_count() == 1  # checkpoints (and resuming) are single-process only
-    if single:
-        res.checkpoint.parent.mkdir(parents=True, exist_ok=True)
     return {"chunk_size": args.chunk_size, "checkpoint": res.checkpoint if single else None,
             "save_every_s": args.save_every, "progress": not args.quiet and _writer(), "desc": desc,
             "mesh": args.mesh}
@@ -785,7 +783,6 @@ def cmd_hessian(args) -> int:
     if res.saved is None:
         with res.writing():
             f = models.loss_fn(ens.model, _split(_batches(args, ens)["train"]), ens.config["loss"])
-            (run / "results").mkdir(exist_ok=True)
             curv = hessian.ensemble_curvature(
                 f, ens.params, key=jax.random.key(args.key), top=args.top, num_iters=args.iters,
                 trace_probes=args.probes, density=args.density, chunk_size=args.chunk_size,
@@ -857,7 +854,6 @@ def cmd_compare(args) -> int:
     if res.saved is None:
         with res.writing():
             batches = _batches(args, ens)
-            (run / "results").mkdir(exist_ok=True)
             stacked = jax.tree_util.tree_map(lambda x: x[np.asarray(idx)], ens.params)
             pairwise = minima.compare_members(fn, stacked, data=batches["train"], predict=ens.model.apply,
                                          test_x=batches["test"][0], num=args.grid, tol=args.tol, aligned=args.align,

@@ -20,7 +20,6 @@ Internal files — checkpoints of interrupted computations and the locks — liv
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -34,11 +33,9 @@ INTERNAL = ".landscape"
 
 
 def _params_sha256(run: Path) -> str:
-    h = hashlib.sha256()
-    with open(run / "params.npz", "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    from . import io
+
+    return io._sha256(run / "params.npz")
 
 
 def provenance(run: str | os.PathLike, settings: dict) -> dict:

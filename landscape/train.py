@@ -284,7 +284,7 @@ def train_ensemble(
     if budget < 1:
         raise ConfigError(f"max_device_bytes must be positive, got {max_device_bytes!r}")
     chunk = int(max(1, min(num_members, budget // per_member)))
-    programs = _programs(model, loss, make_opt, batch_size, steps_per_epoch_of(batch_size, n_train), n_train)
+    programs = _programs(model, loss, make_opt, batch_size, _steps_per_epoch(batch_size, n_train), n_train)
     bar = _progress_bar(steps * -(-num_members // chunk), num_members, progress)
     t0 = time.perf_counter()
     try:
@@ -344,7 +344,7 @@ def _train_members(programs, data: Dataset, key: jax.Array, member_seed: np.ndar
     pl = placement(mesh)
     arrays = pl.replicate((data.train.x, data.train.y, data.test.x, data.test.y))
     n_train = data.train.x.shape[0]
-    steps_per_epoch = steps_per_epoch_of(batch_size, n_train)
+    steps_per_epoch = _steps_per_epoch(batch_size, n_train)
     init_all, eval_all, run_all = programs
     num_members = member_seed.size
 
@@ -430,7 +430,7 @@ def _train_members(programs, data: Dataset, key: jax.Array, member_seed: np.ndar
     return out
 
 
-def steps_per_epoch_of(batch_size: int | None, n_train: int) -> int:
+def _steps_per_epoch(batch_size: int | None, n_train: int) -> int:
     """Optimizer steps per pass over the training set (1 for full-batch gradient descent)."""
     return n_train // batch_size if batch_size else 1
 
