@@ -110,11 +110,11 @@ def draw(run: Path, cfg: dict) -> dict:
     labels = ["seed 0", "seed 1", "seed 2"]
     anim = ls.plot.descent_animation(a, b, z, paths[:, frames], steps=frames, points=surf.extras["points"],
                                      point_labels=labels, title="gradient descent in the plane of three minima")
-    out = ls.io.save_animation(anim, run / "figures" / f"descent_animation.{cfg['format']}")
+    out = ls.plot.save_animation(anim, run / "figures" / f"descent_animation.{cfg['format']}")
     last = ls.plot.landscape_2d(a, b, z, kind="filled", points=surf.extras["points"], point_labels=labels,
                                 paths=list(paths), xlabel="distance along $u$", ylabel="distance along $v$",
                                 title=f"{paths.shape[0]} starts after {paths.shape[1] - 1} steps")
-    ls.io.save_figure(last, run / "figures" / "descent_final.png")
+    ls.plot.save_figure(last, run / "figures" / "descent_final.png")
     # which valley each start settled in (the minimum it ended nearest to, when its loss is low)
     ends = paths[:, -1]
     nearest = np.argmin(np.linalg.norm(ends[:, None] - surf.extras["points"][None], axis=-1), axis=1)

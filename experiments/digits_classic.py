@@ -105,7 +105,7 @@ def interpolation_pairs(run: Path, pairs: int) -> dict:
     fig = ls.plot.curve(surf.axes[0], surf.values, xlabel=r"$t$ in $(1-t)\,\theta_A + t\,\theta_B$",
                         marks={"A": 0.0, "B": 1.0},
                         title=f"straight lines between {len(meta['pairs'])} pairs of minima")
-    ls.io.save_figure(fig, run / "figures" / "interpolation_pairs.png")
+    ls.plot.save_figure(fig, run / "figures" / "interpolation_pairs.png")
     heights = np.asarray(meta["barriers"]["train_loss"]["barrier"], float)
     return {"pairs": len(meta["pairs"]), "median_line_barrier": float(np.median(heights)),
             "max_line_barrier": float(np.max(heights))}

@@ -74,7 +74,7 @@ def lines(run: Path, name: str, net: dict, cfg: dict) -> dict:
              f"{len(meta['seeds'])} seeds, initialisation to solution")
     fig = ls.plot.curve(t, surf.values, xlabel=r"$\alpha$ in $(1-\alpha)\,\theta_{init} + \alpha\,\theta_{final}$",
                         marks={"init": 0.0, "final": 1.0}, log_scale=True, title=title)
-    ls.io.save_figure(fig, run / "figures" / "start_to_finish.png")
+    ls.plot.save_figure(fig, run / "figures" / "start_to_finish.png")
     inside = (t >= 0) & (t <= 1)
     rises = np.diff(surf.values["train_loss"][:, inside], axis=1).max(axis=1)
     return {"seeds": int(len(meta["seeds"])),

@@ -99,7 +99,7 @@ def figures(out: Path, nets: dict, cfg: dict) -> dict:
         xlabel="hidden width", log_x=True, xticklabels=[str(w) for w in widths],
         title=f"median and quartiles over {cfg['seeds']} seeds per network, digits, {cfg['activation']} units, "
               f"{'cross-entropy' if cfg['loss'] == 'cross_entropy' else 'squared-difference cost'}")
-    ls.io.save_figure(fig, out / "summary.png")
+    ls.plot.save_figure(fig, out / "summary.png")
 
     zs, titles, a, b = [], [], None, None
     for name in cfg["planes"]:
@@ -111,7 +111,7 @@ def figures(out: Path, nets: dict, cfg: dict) -> dict:
                       f"{summary[name]['top_eigenvalue']['median']:.3g}")
     fig = ls.plot.small_multiples(a, b, np.stack(zs), titles=titles, columns=len(zs), title_size=8,
                                   xlabel=r"$\alpha$ (direction 1)", ylabel=r"$\beta$ (direction 2)")
-    ls.io.save_figure(fig, out / "planes.png")
+    ls.plot.save_figure(fig, out / "planes.png")
     return summary
 
 

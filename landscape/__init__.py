@@ -4,7 +4,9 @@ Modules (one concept each): ``tree`` (pytree maths), ``distributed`` (meshes, mu
 (the Flax MLP, losses), ``optim`` (named optax optimizers), ``train`` (ensemble training),
 ``directions`` (random / normalised / solution / PCA directions), ``surface`` (the generic
 slice evaluator and the slices built on it), ``hessian`` (curvature), ``minima`` (barriers,
-basins, alignment, curves), ``io`` (run directories and result files),
+basins, alignment, curves), ``files`` (atomic writes, bounded reads, locks), ``chunks`` (the
+resumable chunk loop), ``io`` (run directories and result files), ``results`` (provenance and
+reuse of results),
 ``plot`` (figures from saved results), ``compilation_cache`` (JAX's persistent compilation
 cache), ``timing`` (a command's wall-time phases), ``errors``.
 """
@@ -18,7 +20,7 @@ import importlib
 # Flax, optax and matplotlib takes; ``landscape.surface``, ``from landscape import MLP`` and
 # the rest behave as if imported eagerly.
 _SUBMODULES = ("data", "directions", "distributed", "surface", "hessian", "minima", "errors", "io", "models",
-               "optim", "plot", "train", "tree", "compilation_cache", "timing", "results")
+               "optim", "plot", "train", "tree", "compilation_cache", "timing", "results", "files", "chunks")
 _NAMES = {
     "Dataset": "data", "Split": "data", "load": "data",
     "ConfigError": "errors", "CorruptRunError": "errors", "DataError": "errors",
@@ -65,6 +67,8 @@ __all__ = [
     "compilation_cache",
     "timing",
     "results",
+    "files",
+    "chunks",
     "Dataset",
     "Split",
     "load",

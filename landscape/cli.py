@@ -348,9 +348,9 @@ def _training_figures(ens, out: Path) -> list[Path]:
     h = ens.history
     name = ens.config["loss"]
     paths = [
-        io.save_figure(plot.training_curves(h.step, h.train_loss, h.test_accuracy, diverged=ens.diverged,
+        plot.save_figure(plot.training_curves(h.step, h.train_loss, h.test_accuracy, diverged=ens.diverged,
                                             loss_name=name), fig_dir / "training_curves.png"),
-        io.save_figure(plot.final_cost_histogram(h.train_loss[:, -1], diverged=ens.diverged, loss_name=name),
+        plot.save_figure(plot.final_cost_histogram(h.train_loss[:, -1], diverged=ens.diverged, loss_name=name),
                        fig_dir / "final_cost_histogram.png"),
     ]
     return paths
@@ -399,7 +399,7 @@ def _print_info(ens) -> None:
 
 
 def cmd_info(args) -> int:
-    from . import io
+    from . import files, io
     from .train import summarize
 
     from .results import run_status
@@ -408,7 +408,7 @@ def cmd_info(args) -> int:
         ens = io.load_run(args.run)
         status = run_status(args.run)
     if args.json:
-        print(json.dumps(io._jsonable({**summarize(ens), "results": status}), indent=2))
+        print(json.dumps(files.jsonable({**summarize(ens), "results": status}), indent=2))
         return 0
     cfg = ens.config
     m = ens.model
@@ -565,8 +565,10 @@ class _Result:
         """Commit the result (process 0 only) and return ``(arrays, meta)`` as read back."""
         from . import io
 
+        from . import files
+
         if not _writer():
-            return arrays, io._jsonable({**meta, "provenance": self.result.provenance})
+            return arrays, files.jsonable({**meta, "provenance": self.result.provenance})
         return self.result.commit(arrays, meta)
 
 
@@ -581,7 +583,7 @@ def _finish_result(args, res: _Result, arrays, meta, *, kind=None) -> None:
         with args.clock.phase("figure"):
             from . import plot
 
-            path = io.save_figure(plot.from_result(arrays, meta, kind=kind), res.figure)
+            path = plot.save_figure(plot.from_result(arrays, meta, kind=kind), res.figure)
         print(f"figure: {path}")
 
 
@@ -589,7 +591,7 @@ def _eval_kwargs(args, res: _Result, desc: str) -> dict:
     import jax
 
     single = jax.process_count() == 1  # checkpoints (and resuming) are single-process only
-    return {"chunk_size": args.chunk_size, "checkpoint": res.checkpoint if single else None,
+    return {"chunk_size": args.chunk_size, "checkpoint": res.checkpoint if single else None, "keep_checkpoint": True,
             "save_every_s": args.save_every, "progress": not args.quiet and _writer(), "desc": desc,
             "mesh": args.mesh}
 
@@ -786,7 +788,8 @@ def cmd_hessian(args) -> int:
             curv = hessian.ensemble_curvature(
                 f, ens.params, key=jax.random.key(args.key), top=args.top, num_iters=args.iters,
                 trace_probes=args.probes, density=args.density, chunk_size=args.chunk_size,
-                checkpoint=res.checkpoint, progress=not args.quiet, mesh=args.mesh)
+                checkpoint=res.result.checkpoints / "hessian.npz", keep_checkpoint=True, progress=not args.quiet,
+                mesh=args.mesh)
             res.saved = res.save_arrays(
                 {**curv, "seeds": ens.seeds, "learning_rates": ens.learning_rates,
                  "test_accuracy": ens.history.test_accuracy[:, -1], "train_loss": ens.history.train_loss[:, -1],
@@ -814,7 +817,7 @@ def _hessian_figures(arrays, run, fmt: str, groups=None) -> list:
     from . import hessian, io, plot
 
     ok = ~arrays["diverged"].astype(bool)
-    paths = [io.save_figure(plot.scatter(
+    paths = [plot.save_figure(plot.scatter(
         arrays["top"][ok, 0], arrays["test_accuracy"][ok], xlabel="top Hessian eigenvalue (sharpness)",
         ylabel="test accuracy", log_x=True, groups=None if groups is None else groups,
         title=f"sharpness vs test accuracy, {int(ok.sum())} seeds"), run / "figures" / f"hessian_sharpness.{fmt}")]
@@ -826,7 +829,7 @@ def _hessian_figures(arrays, run, fmt: str, groups=None) -> list:
         sigma = 0.01 * (hi - lo + 1e-12)
         rho = np.stack([hessian.density_on_grid(hessian.Density(n, w), grid, sigma=sigma)
                         for n, w in zip(nodes, weights)])
-        paths.append(io.save_figure(plot.spectral_density(grid, rho, title="Hessian spectral density (SLQ)"),
+        paths.append(plot.save_figure(plot.spectral_density(grid, rho, title="Hessian spectral density (SLQ)"),
                                     run / "figures" / f"hessian_density.{fmt}"))
     return paths
 
@@ -858,7 +861,7 @@ def cmd_compare(args) -> int:
             pairwise = minima.compare_members(fn, stacked, data=batches["train"], predict=ens.model.apply,
                                          test_x=batches["test"][0], num=args.grid, tol=args.tol, aligned=args.align,
                                          metric="loss", chunk_size=args.chunk_size, progress=not args.quiet,
-                                         mesh=args.mesh, checkpoint=res.checkpoint.with_suffix(""),
+                                         mesh=args.mesh, checkpoint=res.result.checkpoints, keep_checkpoint=True,
                                          save_every_s=args.save_every)
             arrays = {**pairwise, "members": np.asarray(idx), "seeds": ens.seeds[idx],
                       "final_train_loss": ens.history.train_loss[idx, -1],
@@ -891,13 +894,13 @@ def _summary_line(name: str, b, labels) -> str:
 def _write_report(ens, run, arrays, config, args):
     import numpy as np
 
-    from . import io, plot
+    from . import files, io, plot
 
     seeds = arrays["seeds"].astype(int)
     labels = [f"{s}" for s in seeds]
     hess = None
     hstem = run / "results" / "hessian"
-    if io.result_paths(hstem)[1].exists():
+    if io.result_paths(hstem)[0].exists():
         hess, _ = io.load_result(hstem)
     lines = [f"# Comparison of {len(seeds)} minima", "",
              f"Run `{run}`; {ens.config['loss']} loss; barrier tolerance for basins {config['tol']}; "
@@ -933,25 +936,25 @@ def _write_report(ens, run, arrays, config, args):
         fmt = args.format
         fd = run / "figures"
         name = ens.config["loss"]
-        figs.append(io.save_figure(plot.final_cost_histogram(arrays["final_train_loss"], loss_name=name),
+        figs.append(plot.save_figure(plot.final_cost_histogram(arrays["final_train_loss"], loss_name=name),
                                    fd / f"compare_final_costs.{fmt}"))
         order_by = arrays["aligned_basin"] if "aligned_basin" in arrays else arrays["basin"]
-        figs.append(io.save_figure(plot.matrix(arrays["barrier"], groups=order_by, labels=labels,
+        figs.append(plot.save_figure(plot.matrix(arrays["barrier"], groups=order_by, labels=labels,
                                                title="loss barrier, ordered by basin", cbar_label="barrier"),
                                    fd / f"compare_barriers.{fmt}"))
         if "aligned_barrier" in arrays:
-            figs.append(io.save_figure(plot.matrix(arrays["aligned_barrier"], groups=order_by, labels=labels,
+            figs.append(plot.save_figure(plot.matrix(arrays["aligned_barrier"], groups=order_by, labels=labels,
                                                    title="barrier after alignment, ordered by basin",
                                                    cbar_label="barrier"), fd / f"compare_barriers_aligned.{fmt}"))
             iu = np.triu_indices(len(seeds), 1)
-            figs.append(io.save_figure(plot.scatter(
+            figs.append(plot.save_figure(plot.scatter(
                 arrays["barrier"][iu], arrays["aligned_barrier"][iu], xlabel="barrier before alignment",
                 ylabel="barrier after alignment", diagonal=True,
                 title=f"{len(iu[0])} pairs: median {np.median(arrays['barrier'][iu]):.3g} → "
                       f"{np.median(arrays['aligned_barrier'][iu]):.3g}"), fd / f"compare_alignment.{fmt}"))
         if "curve_loss" in arrays:
             a, b = config["curve"]
-            figs.append(io.save_figure(plot.curve(arrays["curve_t"], {"straight line": arrays["line_loss"],
+            figs.append(plot.save_figure(plot.curve(arrays["curve_t"], {"straight line": arrays["line_loss"],
                                                                       "Bézier curve": arrays["curve_loss"]},
                                                   xlabel="t", marks={"A": 0.0, "B": 1.0},
                                                   title=f"seed {int(ens.seeds[a])} to seed {int(ens.seeds[b])}"),
@@ -964,7 +967,7 @@ def _write_report(ens, run, arrays, config, args):
             figs += _hessian_figures(sub, run, fmt, groups=order_by)
         lines += ["", "## Figures", ""] + [f"![{p.stem}](figures/{p.name})" for p in figs]
     path = run / "report.md"
-    io.atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
+    files.atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
     for p in figs:
         print(f"figure: {p}")
     return path
@@ -989,7 +992,7 @@ def cmd_plot(args) -> int:
         suffix = f"_{args.kind}" if args.kind else ""
         out = npz.parent.parent / "figures" / f"{npz.stem}{suffix}{'_' + args.metric if args.metric else ''}.png"
     with args.clock.phase("figure"):
-        path = io.save_figure(fig, out)
+        path = plot.save_figure(fig, out)
     print(f"figure: {path}")
     return 0
 
@@ -1062,10 +1065,10 @@ def _quiet_absl() -> None:
 
 
 def _write_timings(path: str, clock) -> None:
-    from . import io
+    from . import files
 
     try:
-        io.atomic_write_json(Path(path), clock.report())
+        files.atomic_write_json(Path(path), clock.report())
     except OSError as exc:
         raise ConfigError(f"cannot write the timings to {path}: {exc.strerror}") from None
 

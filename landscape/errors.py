@@ -15,6 +15,7 @@ __all__ = [
     "RunNotFoundError",
     "RunExistsError",
     "CorruptRunError",
+    "StorageError",
 ]
 
 
@@ -48,3 +49,7 @@ class RunExistsError(RunError, FileExistsError):
 
 class CorruptRunError(RunError, ValueError):
     """A run directory whose files are truncated, inconsistent or not ours."""
+
+
+class StorageError(RunError, OSError):
+    """A file-system fault: a full disk, a read-only or missing directory, no permission."""

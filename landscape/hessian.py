@@ -320,19 +320,21 @@ def ensemble_curvature(
     density_iters: int = 60,
     chunk_size: int = 16,
     checkpoint=None,
+    keep_checkpoint: bool = False,
     progress: bool = False,
     mesh=None,
 ) -> dict[str, np.ndarray]:
     """Curvature of every member: top eigenvalues, smallest eigenvalue, trace (and SLQ density).
 
     Members are vmapped in chunks of ``chunk_size`` (one compilation); with ``checkpoint``
-    finished chunks are saved and an interrupted call resumes.  Member ``i`` uses
+    finished chunks are saved and an interrupted call resumes (:func:`landscape.chunks.run_chunks`;
+    ``keep_checkpoint`` leaves the checkpoint for the caller to delete).  Member ``i`` uses
     ``fold_in(key, i)`` whatever the chunking.  Returns numpy arrays: ``top (M, top)``,
     ``smallest (M,)``, ``trace (M,)``, ``trace_stderr (M,)`` and, with ``density``,
     ``density_nodes`` / ``density_weights`` ``(M, probes, m)``.  With a ``mesh`` each chunk's
     members are sharded over its devices (single-process meshes; ``loss_fn`` closes over its data).
     """
-    from . import io, tree
+    from . import chunks, tree
     from .distributed import placement
 
     pl = placement(mesh)
@@ -360,45 +362,25 @@ def ensemble_curvature(
     chunk_size = pl.padded(int(max(1, min(chunk_size, m_total))))
     n_chunks = -(-m_total // chunk_size)
     run = jax.jit(jax.vmap(one, in_axes=(0, 0, None)))
-    fingerprint = None
-    results, done = None, np.zeros(n_chunks, bool)
-    if checkpoint is not None:
-        import hashlib
 
-        h = hashlib.sha256(f"{top}|{m_iter}|{trace_probes}|{density}|{density_probes}|{d_iter}|{chunk_size}".encode())
-        h.update(np.asarray(jax.random.key_data(key)).tobytes())
-        for leaf in jax.tree_util.tree_leaves(stacked):
-            h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
-        fingerprint = h.hexdigest()
-        state = io.load_checkpoint(checkpoint, fingerprint)
-        if state is not None and state[1].shape == (n_chunks,):
-            results, done = state
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    def compute(c):
+        idx = np.arange(c * chunk_size, (c + 1) * chunk_size) % m_total  # the last chunk wraps (padding)
+        part = jax.tree_util.tree_map(lambda x: np.asarray(x)[idx], stacked)
+        return pl.gather(run(*pl.shard((part, idx.astype(np.int32))), pl.replicate(key)))
 
-        bar = tqdm(total=m_total, desc="Hessian", unit="member", leave=False, initial=int(done.sum()) * chunk_size)
-    try:
-        for c in range(n_chunks):
-            if done[c]:
-                continue
-            idx = np.arange(c * chunk_size, (c + 1) * chunk_size) % m_total  # the last chunk wraps (padding)
-            part = jax.tree_util.tree_map(lambda x: np.asarray(x)[idx], stacked)
-            out = pl.gather(run(*pl.shard((part, idx.astype(np.int32))), pl.replicate(key)))
-            if results is None:
-                # member axis last, so checkpoints (which slice the last axis) stay uniform
-                results = {k: np.full(v.shape[1:] + (n_chunks * chunk_size,), np.nan, np.float32)
-                           for k, v in out.items()}
-            for k, v in out.items():
-                results[k][..., c * chunk_size : (c + 1) * chunk_size] = np.moveaxis(v, 0, -1)
-            done[c] = True
-            if bar is not None:
-                bar.update(min(chunk_size, m_total - c * chunk_size))
-            if checkpoint is not None and not done.all():
-                io.save_checkpoint(checkpoint, fingerprint, results, done)
-    finally:
-        if bar is not None:
-            bar.close()
+    def allocate(out):  # member axis last, so that every result is sliced along the same axis
+        return {k: np.full(v.shape[1:] + (n_chunks * chunk_size,), np.nan, np.float32) for k, v in out.items()}
+
+    def store(results, c, out):
+        for k, v in out.items():
+            results[k][..., c * chunk_size : (c + 1) * chunk_size] = np.moveaxis(v, 0, -1)
+
+    fp = None
     if checkpoint is not None:
-        io.remove_checkpoint(checkpoint)
+        fp = chunks.fingerprint(f"{top}|{m_iter}|{trace_probes}|{density}|{density_probes}|{d_iter}|{chunk_size}",
+                                key, stacked)
+    results = chunks.run_chunks(
+        compute, n_chunks, allocate=allocate, store=store, checkpoint=checkpoint, key=fp,
+        keep_checkpoint=keep_checkpoint, save_every_s=0.0, progress=progress, desc="Hessian", unit="member",
+        sizes=[min(chunk_size, m_total - c * chunk_size) for c in range(n_chunks)])
     return {k: np.moveaxis(v[..., :m_total], -1, 0) for k, v in results.items()}

@@ -355,13 +355,14 @@ def compare_members(
     (barrier below ``tol``) and, given ``predict`` and ``test_x``, ``disagreement``.  With
     ``aligned=True`` also ``aligned_barrier``, ``aligned_barrier_midpoint``,
     ``aligned_distance`` and ``aligned_basin`` after weight matching of each pair.
-    ``checkpoint``: a path prefix; the two barrier evaluations save their progress to
-    ``<prefix>.barrier.npz`` and ``<prefix>.aligned.npz`` and resume from them.
+    ``checkpoint``: a directory; the two barrier evaluations save their progress to
+    ``barrier.npz`` and ``aligned.npz`` in it and resume from them (``keep_checkpoint=True``
+    in ``kw`` leaves them for the caller to remove after saving the result).
     """
     from pathlib import Path
 
     def ckpt(name):
-        return None if checkpoint is None else Path(f"{checkpoint}.{name}.npz")
+        return None if checkpoint is None else Path(checkpoint) / f"{name}.npz"
 
     if not (np.isfinite(tol) and tol >= 0):
         raise ConfigError(f"tol must be finite and >= 0, got {tol}")

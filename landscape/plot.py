@@ -2,16 +2,22 @@
 
 Every function takes plain numpy arrays and metadata and returns a
 :class:`matplotlib.figure.Figure` built without pyplot (so no global figure state and no
-display is needed); :func:`landscape.io.save_figure` writes it as PNG, PDF or SVG.
+display is needed); :func:`save_figure` writes it atomically as PNG, PDF or SVG, and
+:func:`save_animation` an animation as MP4 or GIF.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
 __all__ = [
     "style",
+    "save_figure",
+    "save_animation",
+    "FIGURE_FORMATS",
     "training_curves",
     "final_cost_histogram",
     "curve",
@@ -49,6 +55,68 @@ _RC = {
 def style() -> dict:
     """The rc settings every figure here is drawn with (small, readable at column width)."""
     return dict(_RC)
+
+
+FIGURE_FORMATS = ("png", "pdf", "svg")
+
+
+def save_figure(fig: Figure, path) -> Path:
+    """Write ``fig`` to ``path`` atomically (:mod:`landscape.files`); the format comes from the
+    suffix (``.png``, ``.pdf``, ``.svg``).  Returns the path.
+
+    Raises:
+      ConfigError: another suffix.
+      StorageError: the directory cannot be written.
+    """
+    import io as _io
+
+    import matplotlib
+
+    from . import files
+    from .errors import ConfigError
+
+    path = Path(path)
+    fmt = path.suffix.lstrip(".").lower()
+    if fmt not in FIGURE_FORMATS:
+        raise ConfigError(f"figure format must be one of {', '.join(FIGURE_FORMATS)}, got {path.suffix!r}")
+    buf = _io.BytesIO()
+    with matplotlib.rc_context(style()):
+        fig.savefig(buf, format=fmt)
+    with files.storage_errors(path.parent, "create"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    files.atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def save_animation(anim, path, *, fps: int = 12) -> Path:
+    """Write a matplotlib animation atomically: MP4 through ffmpeg when ``path`` ends in
+    ``.mp4`` and ffmpeg is installed, otherwise a GIF through Pillow (``.mp4`` then becomes
+    ``.gif``).  Returns the path written."""
+    import tempfile
+
+    import matplotlib
+    from matplotlib import animation
+
+    from . import files
+    from .errors import ConfigError
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".mp4", ".gif"):
+        raise ConfigError(f"animation format must be .mp4 or .gif, got {path.suffix!r}")
+    if suffix == ".mp4" and not animation.writers.is_available("ffmpeg"):
+        path, suffix = path.with_suffix(".gif"), ".gif"
+    writer = animation.FFMpegWriter(fps=fps) if suffix == ".mp4" else animation.PillowWriter(fps=fps)
+    with files.storage_errors(path.parent, "create"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    # the writers choose the format from the file name: render into a private directory, then
+    # copy the bytes into place atomically
+    with tempfile.TemporaryDirectory(prefix="landscape-animation-") as staging:
+        tmp = Path(staging) / f"animation{suffix}"
+        with matplotlib.rc_context({**style(), "savefig.bbox": None}):
+            anim.save(tmp, writer=writer, dpi=110)
+        files.atomic_write_bytes(path, tmp.read_bytes())
+    return path
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -642,7 +710,7 @@ def descent_animation(
 
     The slice is drawn once (filled contours, log levels, as :func:`landscape_2d`); every
     frame moves one dot per start along its path and keeps a short fading tail.  Returns a
-    :class:`matplotlib.animation.FuncAnimation` (save it with :func:`landscape.io.save_animation`).
+    :class:`matplotlib.animation.FuncAnimation` (save it with :func:`save_animation`).
     """
     import matplotlib
     from matplotlib.animation import FuncAnimation

@@ -1,6 +1,7 @@
 """Named results of a run directory, tied to exactly what they were computed from.
 
-A result (``RUN/results/NAME.npz`` + ``NAME.json``, written by :func:`landscape.io.save_result`)
+A result (``RUN/results/NAME.npz``, with a readable copy of its metadata in ``NAME.json``,
+committed in one atomic rename by :func:`landscape.io.save_result`)
 carries its *provenance*: the SHA-256 of the run's parameter file, the identity of the data set
 the run was trained on, and every setting of the computation (members, directions, keys, grid,
 splits, …).  A saved result is reused only when all of it equals what the current command
@@ -15,6 +16,9 @@ run was replaced while it was being computed is not saved.
 
 Internal files — checkpoints of interrupted computations and the locks — live in
 ``RUN/.landscape/``, which no result name (letters, digits, ``.``, ``_``, ``-``) can reach.
+A result's checkpoints are tied to its provenance (another provenance clears them) and are
+deleted only after the result is committed: a kill at any instant loses no finished chunk.
+The run's directories are proven writable before anything is computed.
 """
 
 from __future__ import annotations
@@ -33,9 +37,9 @@ INTERNAL = ".landscape"
 
 
 def _params_sha256(run: Path) -> str:
-    from . import io
+    from . import files
 
-    return io._sha256(run / "params.npz")
+    return files.sha256(run / "params.npz")
 
 
 def provenance(run: str | os.PathLike, settings: dict) -> dict:
@@ -49,11 +53,11 @@ def provenance(run: str | os.PathLike, settings: dict) -> dict:
       ``{"params_sha256": <hash of RUN/params.npz>, "data": <the run's data set identity>,
       "settings": settings}`` in JSON form.
     """
-    from . import io
+    from . import files, io
 
     run = io.run_path(run)
     meta = io.read_meta(run)
-    return io._jsonable({"params_sha256": _params_sha256(run), "data": meta.get("train", {}).get("data"),
+    return files.jsonable({"params_sha256": _params_sha256(run), "data": meta.get("train", {}).get("data"),
                          "settings": settings})
 
 
@@ -95,7 +99,9 @@ class Result:
         self.provenance = provenance(self.run, settings)
         self.stem = self.run / "results" / self.name
         internal = self.run / INTERNAL
-        self.checkpoint = internal / "checkpoints" / f"{self.name}.npz"
+        #: directory of this result's checkpoints (``checkpoint_file(part)`` names one)
+        self.checkpoints = internal / "checkpoints" / self.name
+        self.checkpoint = self.checkpoints / "evaluate.npz"
         self._lock_path = internal / "locks" / f"{self.name}.lock"
 
     def load_current(self, *, overwrite: bool = False):
@@ -108,7 +114,7 @@ class Result:
         """
         from . import io
 
-        if overwrite or not io.result_paths(self.stem)[1].exists():
+        if overwrite or not io.result_paths(self.stem)[0].exists():
             return None
         arrays, meta = io.load_result(self.stem)
         saved = meta.get("provenance")
@@ -127,35 +133,52 @@ class Result:
 
     @contextlib.contextmanager
     def writing(self):
-        """Hold the result's write lock for a computation; fails at once if another process holds it."""
-        import filelock
+        """Hold the result's write lock for a computation (fails at once if another process holds
+        it), after proving the run's directories writable and clearing checkpoints of another
+        provenance.
 
-        self._lock_path.parent.mkdir(parents=True, exist_ok=True)
-        self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        lock = filelock.FileLock(str(self._lock_path))
-        try:
-            lock.acquire(timeout=0)
-        except filelock.Timeout:
-            raise ConfigError(f"another command is computing result {self.name!r} of {self.run} right now; wait "
-                              "for it to finish, or choose another --name") from None
-        try:
+        Raises:
+          ConfigError: another process is computing this result.
+          StorageError: the run directory cannot be written (read-only, full, permissions).
+        """
+        import json
+
+        from . import files
+
+        for d in (self.run / "results", self.run / "figures", self.checkpoints):
+            files.check_writable(d)
+        with files.exclusive(self._lock_path, f"another command is computing result {self.name!r} of {self.run} "
+                                              "right now; wait for it to finish, or choose another --name"):
+            tag = self.checkpoints / "provenance.json"
+            text = json.dumps(self.provenance, sort_keys=True)
+            try:
+                same = tag.read_text() == text
+            except OSError:
+                same = False
+            if not same:  # checkpoints of another computation under this name: never resumed from
+                import shutil
+
+                shutil.rmtree(self.checkpoints, ignore_errors=True)
+                files.check_writable(self.checkpoints)
+                files.atomic_write_bytes(tag, text.encode())
             yield self
-        finally:
-            lock.release()
 
     def commit(self, arrays: dict, meta: dict):
-        """Write the result with its provenance (call inside :meth:`writing`); ``(arrays, meta)``
-        as read back.
+        """Write the result with its provenance (call inside :meth:`writing`), then delete its
+        checkpoints; ``(arrays, meta)`` as read back.
 
         Raises:
           ConfigError: the run's parameters changed while the result was computed (it is not saved).
         """
+        import shutil
+
         from . import io
 
         if _params_sha256(self.run) != self.provenance["params_sha256"]:
             raise ConfigError(f"{self.run} was trained again while result {self.name!r} was computed; "
                               "nothing saved: run the command again")
         io.save_result(self.stem, arrays, {**meta, "provenance": self.provenance})
+        shutil.rmtree(self.checkpoints, ignore_errors=True)
         return io.load_result(self.stem)
 
 
@@ -167,14 +190,14 @@ def run_status(run: str | os.PathLike) -> list[dict]:
       current when it was computed from the run's present parameters and data set (its
       settings are its own).
     """
-    from . import io
+    from . import files, io
 
     run = io.run_path(run)
     sha = _params_sha256(run)
     data = io.read_meta(run).get("train", {}).get("data")
     out = []
-    for js in sorted((run / "results").glob("*.json")):
-        name = js.stem
+    for npz in sorted((run / "results").glob("*.npz")):
+        name = npz.stem
         try:
             _, meta = io.load_result(run / "results" / name)
         except Exception as exc:  # a damaged result is listed, not fatal
@@ -185,7 +208,7 @@ def run_status(run: str | os.PathLike) -> list[dict]:
             why, ok = "no provenance (written by an older version)", False
         elif prov.get("params_sha256") != sha:
             why, ok = "computed from other parameters (the run was trained again)", False
-        elif prov.get("data") != io._jsonable(data):
+        elif prov.get("data") != files.jsonable(data):
             why, ok = "computed on another data set", False
         else:
             why, ok = "current", True

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import directions as dirs
-from . import io, tree
+from . import chunks, tree
 from .distributed import placement
 from .errors import ConfigError
 
@@ -119,16 +117,9 @@ def _named(prefix: str, out) -> dict[str, jax.Array]:
 
 
 def _fingerprint(center, directions, coords, batches, extra: str) -> str:
-    h = hashlib.sha256()
-    h.update(extra.encode())
-    h.update(np.ascontiguousarray(coords, dtype=np.float64).tobytes())
-    for leaf in jax.tree_util.tree_leaves((center, directions)):
-        h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
-    if batches:
-        for name in sorted(batches):
-            for leaf in jax.tree_util.tree_leaves(batches[name]):
-                h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
-    return h.hexdigest()
+    named = [batches[k] for k in sorted(batches)] if batches else []
+    return chunks.fingerprint(extra, np.asarray(coords, np.float64), center, list(directions), sorted(batches or {}),
+                              named)
 
 
 def _shortcut_applies(fn, center, batches) -> bool:
@@ -192,6 +183,7 @@ def evaluate(
     chunk_size: int | None = None,
     shortcut: bool = True,
     checkpoint: str | Path | None = None,
+    keep_checkpoint: bool = False,
     save_every_s: float = 5.0,
     progress: bool = False,
     desc: str = "surface",
@@ -210,7 +202,9 @@ def evaluate(
         :func:`default_chunk_size`); memory is bounded by it and results do not depend on it.
       shortcut: use the first-layer shortcut when ``fn`` offers it (built-in MLP).
       checkpoint: file that holds progress; an interrupted call with the same arguments
-        resumes from it and computes only the missing chunks.  Deleted on completion.
+        resumes from it and computes only the missing chunks (:func:`landscape.chunks.run_chunks`).
+        Deleted on completion unless ``keep_checkpoint`` (then the caller deletes it once it
+        has saved the result).
       save_every_s: minimum seconds between checkpoint writes.
       mesh: a :func:`landscape.distributed.make_mesh` mesh: each chunk's points are sharded over
         its devices (of every process); ``None``: one device.
@@ -255,56 +249,36 @@ def evaluate(
     build, chunk_fn = _compiled(fn, use_shortcut)
     placed_batches = pl.replicate(batches)
 
-    fingerprint = None
-    results: dict[str, np.ndarray] | None = None
-    done = np.zeros(n_sc * n_pc, bool)
-    if checkpoint is not None:
-        checkpoint = Path(checkpoint)
-        extra = (f"{type(fn).__qualname__}|{getattr(fn, '__dict__', '')!r}|{p_chunk}|{s_chunk}|{stacked}|"
-                 f"{use_shortcut}")
-        fingerprint = _fingerprint(center, directions, coords, batches, extra)
-        state = io.load_checkpoint(checkpoint, fingerprint)
-        if state is not None and state[1].shape == done.shape:
-            results, done = state
+    built = {"si": None, "caches": None}  # the seed chunk's first-layer cache, built once per seed chunk
 
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=num_seeds * num_points, desc=desc, unit="pt", leave=False, dynamic_ncols=True)
-        for b in np.flatnonzero(done):
-            bar.update(_block_size(b, n_pc, s_chunk, p_chunk, num_seeds, num_points))
-    last_save = time.monotonic()
-    try:
-        for si in range(n_sc):
-            if done[si * n_pc : (si + 1) * n_pc].all():
-                continue
+    def compute(b: int) -> dict[str, np.ndarray]:
+        si, pi = divmod(b, n_pc)
+        if built["si"] != si:
             seeds = np.arange(si * s_chunk, (si + 1) * s_chunk) % num_seeds  # the last chunk wraps
-            real = min(s_chunk, num_seeds - si * s_chunk)
-            caches = build(pl.replicate(jax.tree_util.tree_map(lambda x: np.asarray(x)[seeds], center)),
-                           pl.replicate([jax.tree_util.tree_map(lambda x: np.asarray(x)[seeds], d)
-                                         for d in directions]), placed_batches)
-            for pi in range(n_pc):
-                b = si * n_pc + pi
-                if done[b]:
-                    continue
-                out = pl.gather(chunk_fn(caches, pl.shard(padded[pi * p_chunk : (pi + 1) * p_chunk]),
-                                         placed_batches))
-                if results is None:
-                    results = {k: np.full((num_seeds, n_pc * p_chunk), np.nan, np.float32) for k in out}
-                for k, v in out.items():
-                    results[k][si * s_chunk : si * s_chunk + real, pi * p_chunk : (pi + 1) * p_chunk] = v[:real]
-                done[b] = True
-                if bar is not None:
-                    bar.update(_block_size(b, n_pc, s_chunk, p_chunk, num_seeds, num_points))
-                if checkpoint is not None and (time.monotonic() - last_save >= save_every_s) and not done.all():
-                    io.save_checkpoint(checkpoint, fingerprint, results, done)
-                    last_save = time.monotonic()
-    finally:
-        if bar is not None:
-            bar.close()
+            built["caches"] = build(pl.replicate(jax.tree_util.tree_map(lambda x: np.asarray(x)[seeds], center)),
+                                    pl.replicate([jax.tree_util.tree_map(lambda x: np.asarray(x)[seeds], d)
+                                                  for d in directions]), placed_batches)
+            built["si"] = si
+        return pl.gather(chunk_fn(built["caches"], pl.shard(padded[pi * p_chunk : (pi + 1) * p_chunk]),
+                                  placed_batches))
+
+    def allocate(out):
+        return {k: np.full((num_seeds, n_pc * p_chunk), np.nan, np.float32) for k in out}
+
+    def store(results, b, out):
+        si, pi = divmod(b, n_pc)
+        real = min(s_chunk, num_seeds - si * s_chunk)
+        for k, v in out.items():
+            results[k][si * s_chunk : si * s_chunk + real, pi * p_chunk : (pi + 1) * p_chunk] = v[:real]
+
+    key = None
     if checkpoint is not None:
-        io.remove_checkpoint(checkpoint)
+        key = _fingerprint(center, directions, coords, batches, (
+            f"{type(fn).__qualname__}|{getattr(fn, '__dict__', '')!r}|{p_chunk}|{s_chunk}|{stacked}|{use_shortcut}"))
+    results = chunks.run_chunks(
+        compute, n_sc * n_pc, allocate=allocate, store=store, checkpoint=checkpoint, key=key,
+        keep_checkpoint=keep_checkpoint, save_every_s=save_every_s, progress=progress, desc=desc, unit="pt",
+        sizes=[_block_size(b, n_pc, s_chunk, p_chunk, num_seeds, num_points) for b in range(n_sc * n_pc)])
     out = {k: v[:, :num_points] for k, v in results.items()}
     return out if stacked else {k: v[0] for k, v in out.items()}
 

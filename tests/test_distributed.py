@@ -76,7 +76,7 @@ def single(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("single")
     rc = _finish([_spawn(tmp, ["single", str(tmp / "single.npz")])])
     assert rc == [0], (tmp / "job.log").read_text()[-3000:]
-    return ls.io.load_npz(tmp / "single.npz")
+    return ls.files.load_npz(tmp / "single.npz")
 
 
 def _compare(got, want, keys=None):
@@ -91,7 +91,7 @@ def test_eight_forced_host_devices_equal_one_device(single, tmp_path):
     flags = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
     rc = _finish([_spawn(tmp_path, ["hessian", str(tmp_path / "eight.npz")], flags)])
     assert rc == [0], (tmp_path / "job.log").read_text()[-3000:]
-    got = ls.io.load_npz(tmp_path / "eight.npz")
+    got = ls.files.load_npz(tmp_path / "eight.npz")
     assert int(got["devices"]) == 8  # 13 members padded to 16, sharded over 8 devices
     _compare(got, single)
 
@@ -109,7 +109,7 @@ def test_two_processes_equal_one_process(single, tmp_path):
              for i in range(2)]
     rc = _finish(procs, timeout=300)
     assert rc == [0, 0], (tmp_path / "p0.log").read_text()[-2000:] + (tmp_path / "p1.log").read_text()[-2000:]
-    got = ls.io.load_npz(tmp_path / "multi.npz")  # written by process 0 only
+    got = ls.files.load_npz(tmp_path / "multi.npz")  # written by process 0 only
     assert int(got["devices"]) == 2
     _compare(got, single, [k for k in single if k != "hessian_top"])
 

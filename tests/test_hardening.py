@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -92,7 +93,7 @@ def test_same_command_twice_is_bitwise_identical(tmp_path):
         assert r.returncode == 0, r.stderr
         outs.append(tmp_path / name)
     for f in ("params.npz", "members.npz", "history.npz", "trajectory.npz"):
-        a, b = ls.io.load_npz(outs[0] / f), ls.io.load_npz(outs[1] / f)
+        a, b = ls.files.load_npz(outs[0] / f), ls.files.load_npz(outs[1] / f)
         assert a.keys() == b.keys()
         for k in a:
             np.testing.assert_array_equal(a[k], b[k])
@@ -139,11 +140,45 @@ def test_interrupted_train_leaves_old_run_or_nothing(tmp_path, sig):
 
 
 def test_stale_old_directory_is_restored_not_deleted(tmp_path):
-    (tmp_path / ".run.pid999999.abc.old").mkdir()
-    (tmp_path / ".run.pid999999.abc.old" / "meta.json").write_text("{}")
-    (tmp_path / ".x.pid999999.def.tmp").write_text("partial")
-    ls.io.remove_stale(tmp_path)
-    assert (tmp_path / "run" / "meta.json").exists() and not (tmp_path / ".x.pid999999.def.tmp").exists()
+    old, tmp = tmp_path / f".run.w{'a' * 32}.old", tmp_path / f".x.w{'b' * 32}.tmp"
+    old.mkdir()
+    (old / "meta.json").write_text("{}")
+    tmp.write_text("partial")
+    ls.files.remove_stale(tmp_path)
+    assert (tmp_path / "run" / "meta.json").exists() and not tmp.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # their lock files went too
+
+
+_LIVE_WRITER = """
+import sys, time
+from pathlib import Path
+from landscape import files
+with files._artifact(Path(sys.argv[1]) / "run", "staging") as stage:
+    stage.mkdir()
+    (stage / "params.npz").write_bytes(b"half")
+    print(stage, flush=True)
+    time.sleep(600)
+"""
+
+
+def test_stale_cleanup_never_removes_a_live_writers_files_whatever_its_pid(tmp_path):
+    """A writer is known by the lock it holds, not by its process id: a live writer's staging
+    directory survives cleanup (also when its PID means nothing here, as in another container
+    or host), and is removed once the writer is killed and its lock released."""
+    proc = subprocess.Popen([sys.executable, "-c", _LIVE_WRITER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        stage = Path(proc.stdout.readline().strip())
+        assert stage.is_dir()
+        assert ls.files.remove_stale(tmp_path) == [] and (stage / "params.npz").exists()
+        proc.kill()
+        proc.wait(timeout=60)
+        assert ls.files.remove_stale(tmp_path) == [stage]
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
 
 
 def test_overflowing_surface_is_stored_as_inf_and_drawn(tmp_path):
@@ -158,7 +193,7 @@ def test_overflowing_surface_is_stored_as_inf_and_drawn(tmp_path):
     ls.io.save_result(tmp_path / "big", surf.to_arrays(), {"kind": "plane"})
     arrays, meta = ls.io.load_result(tmp_path / "big")
     fig = ls.plot.from_result(arrays, meta)
-    assert ls.io.save_figure(fig, tmp_path / "big.png").stat().st_size > 1000
+    assert ls.plot.save_figure(fig, tmp_path / "big.png").stat().st_size > 1000
 
 
 def test_half_precision_inputs_are_rejected():
@@ -175,20 +210,20 @@ def test_interrupted_hessian_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     kw = dict(key=jax.random.key(1), top=2, trace_probes=3, chunk_size=1)
     want = ls.hessian.ensemble_curvature(f, ens.params, **kw)
     ckpt = tmp_path / "h.partial.npz"
-    real_save = ls.io.save_checkpoint
+    real_save = ls.chunks.save_checkpoint
 
     def save_then_interrupt(*a, **k):
         real_save(*a, **k)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ls.io, "save_checkpoint", save_then_interrupt)
+    monkeypatch.setattr(ls.chunks, "save_checkpoint", save_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         ls.hessian.ensemble_curvature(f, ens.params, checkpoint=ckpt, **kw)
-    monkeypatch.setattr(ls.io, "save_checkpoint", real_save)
-    stored = ls.io.load_npz(ckpt)
+    monkeypatch.setattr(ls.chunks, "save_checkpoint", real_save)
+    stored = ls.files.load_npz(ckpt)
     assert stored["done"].tolist() == [True, False, False, False]
     stored["result/top"][0, 0] = -7.0  # (top, members): marks the saved chunk
-    ls.io.atomic_save_npz(ckpt, stored)
+    ls.files.atomic_save_npz(ckpt, stored)
     got = ls.hessian.ensemble_curvature(f, ens.params, checkpoint=ckpt, **kw)
     assert got["top"][0, 0] == -7.0  # reused, not recomputed
     np.testing.assert_array_equal(got["top"][1:], want["top"][1:])
@@ -220,7 +255,7 @@ API_BAD = [
     (lambda t, f, d: ls.train_ensemble(ls.MLP(), "digits", key=jax.random.key(0)), ls.ConfigError),
     (lambda t, f, d: ls.train_ensemble(ls.MLP(in_features=7), d, key=jax.random.key(0)), ls.ConfigError),
     (lambda t, f, d: ls.distributed.make_mesh(99), ls.ConfigError),
-    (lambda t, f, d: ls.io.save_figure(ls.plot.curve(np.arange(3.0), {"loss": np.ones(3)}), "x.gif"),
+    (lambda t, f, d: ls.plot.save_figure(ls.plot.curve(np.arange(3.0), {"loss": np.ones(3)}), "x.gif"),
      ls.ConfigError),
 ]
 

@@ -55,7 +55,7 @@ def test_failed_write_leaves_old_run_intact(ens, tmp_path, monkeypatch):
     def boom(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(ls.io, "atomic_write_json", boom)
+    monkeypatch.setattr(ls.files, "atomic_write_json", boom)
     with pytest.raises(OSError, match="disk full"):
         ls.save_run(path, ens, overwrite=True)
     assert {p.name: p.read_bytes() for p in path.iterdir()} == before
@@ -88,7 +88,7 @@ def test_wrong_shapes_and_versions_are_rejected(ens, tmp_path):
     path = ls.save_run(tmp_path / "run", ens)
     meta = json.loads((path / "meta.json").read_text())
     (path / "meta.json").write_text(json.dumps({**meta, "model": {**meta["model"], "hidden": [5, 3]}}))
-    with pytest.raises(CorruptRunError, match="do not match"):
+    with pytest.raises(CorruptRunError, match="do not have the expected shapes"):
         ls.load_run(path)
     (path / "meta.json").write_text(json.dumps({**meta, "format_version": 99}))
     with pytest.raises(CorruptRunError, match="format 99"):

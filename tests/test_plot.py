@@ -22,7 +22,7 @@ def test_every_kind_draws_with_overflowed_values(kind, tmp_path):
     cbar_label = fig.axes[-1].get_ylabel()
     assert "clipped" in cbar_label and "log scale" in cbar_label
     for fmt in ("png", "pdf", "svg"):
-        path = ls.io.save_figure(fig, tmp_path / f"f.{fmt}")
+        path = ls.plot.save_figure(fig, tmp_path / f"f.{fmt}")
         assert path.stat().st_size > 1000
 
 
@@ -72,7 +72,7 @@ def test_sweep_figure_with_bands_and_extra_points(tmp_path):
     axes = fig.axes
     assert len(axes) == 2 and axes[0].get_xscale() == "log" and axes[1].get_ylim() == (0, 1)
     assert [t.get_text() for t in axes[0].get_legend().get_texts()] == ["two layers", "deep"]
-    assert ls.io.save_figure(fig, tmp_path / "s.png").stat().st_size > 1000
+    assert ls.plot.save_figure(fig, tmp_path / "s.png").stat().st_size > 1000
 
 
 def test_descent_animation_saves_every_frame_as_gif(tmp_path, monkeypatch):
@@ -86,12 +86,12 @@ def test_descent_animation_saves_every_frame_as_gif(tmp_path, monkeypatch):
                                   point_labels=["min"])
     # no ffmpeg: an .mp4 request falls back to a GIF (and nothing half-written is left behind)
     monkeypatch.setattr(animation.writers, "is_available", lambda name: False)
-    out = ls.io.save_animation(anim, tmp_path / "descent.mp4", fps=5)
+    out = ls.plot.save_animation(anim, tmp_path / "descent.mp4", fps=5)
     assert out == tmp_path / "descent.gif"
     with Image.open(out) as im:
         assert im.n_frames == 7
     assert sorted(p.name for p in tmp_path.iterdir()) == ["descent.gif"]
     with pytest.raises(ls.errors.ConfigError, match="mp4 or .gif"):
-        ls.io.save_animation(anim, tmp_path / "descent.avi")
+        ls.plot.save_animation(anim, tmp_path / "descent.avi")
     with pytest.raises(ValueError, match="starts, frames, 2"):
         plot.descent_animation(a, b, z, paths[0])

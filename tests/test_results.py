@@ -101,8 +101,9 @@ def test_internal_files_are_out_of_reach_of_result_names(tmp_path, blobs):
     ens = ls.train_ensemble(ls.MLP(hidden=(3,)), blobs, key=jax.random.key(0), seeds=2, steps=2, progress=False)
     out = ls.save_run(tmp_path / "run", ens)
     a, b = results.Result(out, "foo", {}), results.Result(out, "foo.partial", {})
-    assert a.checkpoint.parent == out / results.INTERNAL / "checkpoints"
-    assert b.stem.with_suffix(".npz") != a.checkpoint and a.stem.parent == out / "results"
+    assert a.checkpoints == out / results.INTERNAL / "checkpoints" / "foo"
+    assert a.checkpoint.parent == a.checkpoints and a.stem.parent == out / "results"
+    assert not b.stem.with_suffix(".npz").is_relative_to(out / results.INTERNAL)
     for bad in (".landscape", "../x", "a/b", ""):
         with pytest.raises(ls.ConfigError, match="result name"):
             results.Result(out, bad, {})

@@ -78,16 +78,16 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
             job.proc.kill()
             job.proc.wait()
     assert not (tmp_path / "killed.npz").exists()
-    done = ls.io.load_npz(ckpt)["done"]
+    done = ls.files.load_npz(ckpt)["done"]
     assert 0 < done.sum() < done.size, "the kill should land mid-computation"
     # mark the saved chunks: a resumed run must reuse them, not recompute them
-    stored = ls.io.load_npz(ckpt)
+    stored = ls.files.load_npz(ckpt)
     first_done = int(np.flatnonzero(done)[0])
     stored["result/train_loss"][0, 2 * first_done] = -123.0  # (seeds, points)
-    ls.io.atomic_save_npz(ckpt, stored)
+    ls.files.atomic_save_npz(ckpt, stored)
     resumed = _run([str(ckpt), str(tmp_path / "resumed.npz")], tmp_path)
     assert resumed.wait(timeout=300) == 0, resumed.stderr()
-    got, want = ls.io.load_npz(tmp_path / "resumed.npz"), ls.io.load_npz(tmp_path / "ref.npz")
+    got, want = ls.files.load_npz(tmp_path / "resumed.npz"), ls.files.load_npz(tmp_path / "ref.npz")
     assert got["train_loss"][2 * first_done] == -123.0  # taken from the checkpoint
     mask = np.ones(want["train_loss"].size, bool)
     mask[2 * first_done] = False
@@ -98,11 +98,11 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
 
 def test_checkpoint_of_another_computation_is_ignored(tmp_path):
     ckpt = tmp_path / "c.npz"
-    ls.io.save_checkpoint(ckpt, "other", {"x": np.zeros(4, np.float32)}, np.array([True, False]))
-    assert ls.io.load_checkpoint(ckpt, "mine") is None
-    assert ls.io.load_checkpoint(ckpt, "other")[1].tolist() == [True, False]
+    ls.chunks.save_checkpoint(ckpt, "other", {"x": np.zeros(4, np.float32)}, np.array([True, False]))
+    assert ls.chunks.load_checkpoint(ckpt, "mine") is None
+    assert ls.chunks.load_checkpoint(ckpt, "other")[1].tolist() == [True, False]
     ckpt.write_bytes(b"garbage")
-    assert ls.io.load_checkpoint(ckpt, "other") is None
+    assert ls.chunks.load_checkpoint(ckpt, "other") is None
 
 
 def test_results_are_checked_against_their_metadata(tmp_path):
@@ -110,8 +110,8 @@ def test_results_are_checked_against_their_metadata(tmp_path):
     ls.io.save_result(stem, {"axis_0": np.arange(3.0), "value/loss": np.ones(3)}, {"kind": "line"})
     arrays, meta = ls.io.load_result(str(stem) + ".npz")
     assert meta["kind"] == "line" and arrays["value/loss"].tolist() == [1, 1, 1]
-    ls.io.atomic_save_npz(stem.with_name("r.npz"), {"axis_0": np.arange(4.0)})
-    with pytest.raises(ls.CorruptRunError, match="does not match"):
+    ls.files.atomic_save_npz(stem.with_name("r.npz"), {"axis_0": np.arange(4.0)})
+    with pytest.raises(ls.CorruptRunError, match="holds no result metadata"):
         ls.io.load_result(stem)
     with pytest.raises(ls.RunNotFoundError):
         ls.io.load_result(tmp_path / "nothing")

@@ -102,7 +102,7 @@ def test_commands_fill_the_cache_and_cached_programs_compute_the_same(tmp_path):
     assert r.returncode == 0, r.stderr
     assert not (tmp_path / "unused").exists()
     for f in ("params.npz", "history.npz"):
-        a, b, c = (ls.io.load_npz(tmp_path / d / f) for d in "abc")
+        a, b, c = (ls.files.load_npz(tmp_path / d / f) for d in "abc")
         for k in a:
             np.testing.assert_array_equal(a[k], b[k])
             np.testing.assert_array_equal(a[k], c[k])

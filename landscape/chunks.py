@@ -1,0 +1,167 @@
+"""One resumable loop over the chunks of a long computation (surfaces, Hessians, barriers).
+
+A long computation is split into chunks, each one compiled call.  :func:`run_chunks` runs the
+missing ones, shows progress, and every ``save_every_s`` seconds saves what is done to a
+checkpoint (atomically, :mod:`landscape.files`).  A checkpoint is tied to its computation by
+a *fingerprint* (a hash of everything the values depend on: inputs, settings, chunking); an
+interrupted call with the same fingerprint computes only the missing chunks, and a
+checkpoint with another fingerprint, or a damaged one, is ignored and overwritten — never
+trusted.  With ``keep_checkpoint`` the caller removes the checkpoint itself, after it has
+committed the final result (:class:`landscape.results.Result` does), so that no instant
+exists at which a kill loses finished work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import files
+from .errors import CorruptRunError, RunNotFoundError
+
+__all__ = ["fingerprint", "run_chunks", "save_checkpoint", "load_checkpoint", "remove_checkpoint"]
+
+
+def fingerprint(*parts: Any) -> str:
+    """SHA-256 over ``parts``: strings, numbers, numpy/JAX arrays and pytrees of them (their
+    leaves' bytes and shapes, in tree order)."""
+    import jax
+
+    h = hashlib.sha256()
+    for part in parts:
+        for leaf in jax.tree_util.tree_leaves(part):
+            if isinstance(leaf, (str, int, float, bool)) or leaf is None:
+                h.update(repr(leaf).encode())
+                continue
+            if jax.dtypes.issubdtype(getattr(leaf, "dtype", None), jax.dtypes.prng_key):
+                leaf = jax.random.key_data(leaf)
+            a = np.ascontiguousarray(np.asarray(leaf))
+            h.update(f"{a.dtype}{a.shape}".encode())
+            h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def save_checkpoint(path: str | os.PathLike, key: str, results: dict[str, np.ndarray], done: np.ndarray) -> None:
+    """Atomically save the partial ``results`` of a computation with fingerprint ``key`` and its
+    ``done`` mask (one boolean per chunk)."""
+    path = Path(path)
+    with files.storage_errors(path.parent, "create"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {f"result/{k}": v for k, v in results.items()}
+    arrays["done"] = np.asarray(done, bool)
+    arrays["fingerprint"] = np.frombuffer(key.encode(), dtype=np.uint8)
+    files.atomic_save_npz(path, arrays)
+
+
+def load_checkpoint(path: str | os.PathLike, key: str, num_chunks: int | None = None):
+    """``(results, done)`` from a checkpoint of the computation with fingerprint ``key``, else ``None``.
+
+    A checkpoint of another computation, with another number of chunks, or unreadable, is
+    ignored (and will be overwritten), never trusted.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        arrays = files.load_npz(path)
+    except (CorruptRunError, RunNotFoundError):
+        return None
+    stored = arrays.get("fingerprint")
+    if stored is None or stored.dtype != np.uint8 or bytes(stored.tobytes()).decode(errors="replace") != key:
+        return None
+    done = arrays.get("done")
+    results = {k[7:]: v.copy() for k, v in arrays.items() if k.startswith("result/")}
+    if done is None or done.dtype != bool or done.ndim != 1 or not results:
+        return None
+    if num_chunks is not None and done.shape != (num_chunks,):
+        return None
+    return results, done
+
+
+def remove_checkpoint(path: str | os.PathLike) -> None:
+    """Delete a checkpoint (missing is fine)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def run_chunks(
+    compute: Callable[[int], dict[str, np.ndarray]],
+    num_chunks: int,
+    *,
+    allocate: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]],
+    store: Callable[[dict[str, np.ndarray], int, dict[str, np.ndarray]], None],
+    checkpoint: str | os.PathLike | None = None,
+    key: str | None = None,
+    keep_checkpoint: bool = False,
+    save_every_s: float = 5.0,
+    progress: bool = False,
+    desc: str = "",
+    unit: str = "it",
+    sizes: Sequence[int] | None = None,
+) -> dict[str, np.ndarray]:
+    """Run ``compute(c)`` for every chunk ``c`` not yet done; return the assembled results.
+
+    Args:
+      compute: ``compute(c) -> {name: array}`` for chunk ``c`` (numpy arrays).
+      num_chunks: number of chunks.
+      allocate: ``allocate(first_output) -> results``: the full result arrays (NaN-filled),
+        called once.
+      store: ``store(results, c, output)``: write chunk ``c``'s output into ``results``.
+      checkpoint: file for progress; ``None``: no resuming.
+      key: the computation's :func:`fingerprint` (required with ``checkpoint``).
+      keep_checkpoint: leave the checkpoint when done (the caller removes it after committing
+        the result); default: delete it.
+      save_every_s: minimum seconds between checkpoint writes (``0``: after every chunk).
+      progress: show a tqdm bar; ``desc``/``unit`` label it.
+      sizes: work per chunk for the bar (default 1 each).
+
+    Returns:
+      ``results`` as built by ``allocate`` and ``store``.
+    """
+    if checkpoint is not None and key is None:
+        raise ValueError("a checkpoint needs the computation's fingerprint (key=)")
+    done = np.zeros(num_chunks, bool)
+    results = None
+    if checkpoint is not None:
+        state = load_checkpoint(checkpoint, key, num_chunks)
+        if state is not None:
+            results, done = state
+    sizes = [1] * num_chunks if sizes is None else list(sizes)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=int(sum(sizes)), desc=desc, unit=unit, leave=False, dynamic_ncols=True,
+                   initial=int(sum(s for s, d in zip(sizes, done) if d)))
+    last_save = time.monotonic()
+    try:
+        for c in range(num_chunks):
+            if done[c]:
+                continue
+            out = compute(c)
+            if results is None:
+                results = allocate(out)
+            store(results, c, out)
+            done[c] = True
+            if bar is not None:
+                bar.update(sizes[c])
+            due = time.monotonic() - last_save >= save_every_s
+            if checkpoint is not None and due and (keep_checkpoint or not done.all()):
+                save_checkpoint(checkpoint, key, results, done)
+                last_save = time.monotonic()
+    finally:
+        if bar is not None:
+            bar.close()
+    if checkpoint is not None:
+        if keep_checkpoint:
+            save_checkpoint(checkpoint, key, results, done)  # complete: a rerun after a kill before the commit
+        else:
+            remove_checkpoint(checkpoint)
+    return results
