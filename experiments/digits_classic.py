@@ -87,7 +87,7 @@ def interpolation_pairs(run: Path, pairs: int) -> dict:
     import numpy as np
 
     import landscape as ls
-    from landscape.cli import run_dataset
+    from landscape.analyses import run_dataset
 
     ens = ls.load_run(run)
     data = run_dataset(ens)

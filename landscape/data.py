@@ -72,6 +72,7 @@ class Dataset:
             "num_test": int(self.test.x.shape[0]),
             "input_dim": self.input_dim,
             "num_classes": self.num_classes,
+            "majority_rate": float(np.bincount(self.train.y, minlength=self.num_classes).max() / self.train.y.size),
         }
 
 
@@ -101,8 +102,10 @@ def _check_split(x, y, which: str, num_classes: int | None) -> Split:
     x = x.reshape(x.shape[0], -1).astype(np.float32)
     if not np.all(np.isfinite(x)):
         raise DataError(f"{which} inputs contain NaN or infinite values")
-    if y.min() < 0 or (num_classes is not None and y.max() >= num_classes):
-        raise DataError(f"{which} labels must lie in [0, {num_classes}), got range [{y.min()}, {y.max()}]")
+    # range-checked in the labels' own dtype, before any cast could wrap them (2**32 + 1 -> 1)
+    upper = num_classes if num_classes is not None else np.iinfo(np.int32).max
+    if y.min() < 0 or y.max() >= upper:
+        raise DataError(f"{which} labels must lie in [0, {upper}), got range [{y.min()}, {y.max()}]")
     return Split(x, y.astype(np.int32))
 
 

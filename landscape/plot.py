@@ -133,6 +133,8 @@ def training_curves(
     test_accuracy: np.ndarray | None = None,
     *,
     diverged: np.ndarray | None = None,
+    not_learned: np.ndarray | None = None,
+    learning_rates: np.ndarray | None = None,
     loss_name: str = "loss",
     log_scale: bool = True,
     title: str | None = None,
@@ -140,39 +142,54 @@ def training_curves(
     """Training cost of every member against step (one thin line each) and its median.
 
     ``step (T,)``, ``train_loss (M, T)``, optional ``test_accuracy (M, T)`` in a second panel;
-    diverged members (``(M,)`` bool) are drawn in red and left out of the median.
+    diverged members (``(M,)`` bool) are drawn in red, members that did not learn
+    (``not_learned (M,)``) dashed in orange; both are left out of the medians.  With
+    ``learning_rates (M,)`` holding several rates, each rate has its colour and its own median
+    (rates are never pooled).
     """
     import matplotlib
 
     train_loss = np.asarray(train_loss, float)
     m = train_loss.shape[0]
     bad = np.zeros(m, bool) if diverged is None else np.asarray(diverged, bool)
+    stalled = np.zeros(m, bool) if not_learned is None else np.asarray(not_learned, bool) & ~bad
+    lrs = np.full(m, np.nan) if learning_rates is None else np.asarray(learning_rates, float)
+    rates = np.unique(lrs[np.isfinite(lrs)])
+    groups = [(f"lr {r:g}", np.isclose(lrs, r)) for r in rates] if rates.size > 1 else [("", np.ones(m, bool))]
     panels = 2 if test_accuracy is not None else 1
+    cmap = matplotlib.colormaps["tab10"]
     with matplotlib.rc_context(_RC):
         fig = _figure(COLUMN_WIDTH * panels if panels == 2 else COLUMN_WIDTH, 2.5)
         axes = fig.subplots(1, panels, squeeze=False)[0]
         alpha = float(np.clip(6.0 / max(m, 1), 0.05, 0.6))
+        series = [(axes[0], train_loss, "tab:blue")]
+        if test_accuracy is not None:
+            series.append((axes[1], np.asarray(test_accuracy, float), "tab:green"))
+        for p, (ax, values, base) in enumerate(series):
+            for g, (name, sel) in enumerate(groups):
+                color = base if len(groups) == 1 else cmap(g % 10)
+                for i in np.flatnonzero(sel):
+                    c, ls = ("tab:red", "-") if bad[i] else (("tab:orange", "--") if stalled[i] else (color, "-"))
+                    ax.plot(step, values[i], color=c, ls=ls, lw=0.6, alpha=alpha)
+                good = sel & ~bad & ~stalled
+                if good.any():
+                    label = (f"median, {name}" if name else "median") if p == 0 else None
+                    ax.plot(step, np.median(values[good], axis=0), color="black" if len(groups) == 1 else color,
+                            lw=1.2, label=label)
+            ax.set_xlabel("step")
         ax = axes[0]
-        for i in range(m):
-            ax.plot(step, train_loss[i], color="tab:red" if bad[i] else "tab:blue", lw=0.6, alpha=alpha)
-        if (~bad).any():
-            ax.plot(step, np.median(train_loss[~bad], axis=0), color="black", lw=1.2, label="median")
+        if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="upper right", frameon=False)
         if log_scale and np.all(train_loss[np.isfinite(train_loss)] > 0):
             ax.set_yscale("log")
-        ax.set_xlabel("step")
         ax.set_ylabel(f"train {loss_name}")
-        ax.set_title(title or f"{m} random starts" + (f" ({bad.sum()} diverged)" if bad.any() else ""))
+        notes = [f"{int(bad.sum())} diverged" if bad.any() else "", f"{int(stalled.sum())} did not learn"
+                 if stalled.any() else ""]
+        notes = ", ".join(n for n in notes if n)
+        ax.set_title(title or f"{m} random starts" + (f" ({notes})" if notes else ""))
         if test_accuracy is not None:
-            acc = np.asarray(test_accuracy, float)
-            ax = axes[1]
-            for i in range(m):
-                ax.plot(step, acc[i], color="tab:red" if bad[i] else "tab:green", lw=0.6, alpha=alpha)
-            if (~bad).any():
-                ax.plot(step, np.median(acc[~bad], axis=0), color="black", lw=1.2)
-            ax.set_xlabel("step")
-            ax.set_ylabel("test accuracy")
-            ax.set_ylim(0, 1)
+            axes[1].set_ylabel("test accuracy")
+            axes[1].set_ylim(0, 1)
     return fig
 
 
@@ -485,7 +502,7 @@ def from_result(arrays: dict[str, np.ndarray], meta: dict, *, kind: str | None =
             values = {metric: values[metric]}
         marks = {"A": 0.0, "B": 1.0} if rkind == "interpolation" else None
         xlabel = "t  (θ = (1−t)·θ_A + t·θ_B)" if rkind == "interpolation" else meta.get("xlabel", "α")
-        return curve(axes[0], values, xlabel=xlabel, log_scale=bool(log), title=title, marks=marks)
+        return _warn(curve(axes[0], values, xlabel=xlabel, log_scale=bool(log), title=title, marks=marks), meta)
     if kind == "line":
         raise ValueError("a 2-D result is drawn as contour, filled, heatmap or surface")
     kind = kind or "filled"
@@ -501,14 +518,23 @@ def from_result(arrays: dict[str, np.ndarray], meta: dict, *, kind: str | None =
     xlabel, ylabel = meta.get("axis_labels", [r"$\alpha$", r"$\beta$"])
     if z.ndim == 3:
         titles = meta.get("labels") or [f"member {i}" for i in range(z.shape[0])]
-        return small_multiples(axes[0], axes[1], z, titles=titles, kind="filled" if kind == "surface" else kind,
-                               log_levels=log_levels, clip=clip, zlabel=_label(metric))
+        return _warn(small_multiples(axes[0], axes[1], z, titles=titles, kind="filled" if kind == "surface" else kind,
+                                     log_levels=log_levels, clip=clip, zlabel=_label(metric)), meta)
     points = arrays.get("extra/points")
     paths = [arrays[k] for k in sorted(arrays) if k.startswith("extra/path")]
-    return landscape_2d(axes[0], axes[1], z, kind=kind, log_levels=log_levels, clip=clip, xlabel=xlabel,
-                        ylabel=ylabel, zlabel=_label(metric), title=title, points=points,
-                        point_labels=meta.get("point_labels"), paths=paths or None,
-                        path_labels=meta.get("path_labels"))
+    return _warn(landscape_2d(axes[0], axes[1], z, kind=kind, log_levels=log_levels, clip=clip, xlabel=xlabel,
+                              ylabel=ylabel, zlabel=_label(metric), title=title, points=points,
+                              point_labels=meta.get("point_labels"), paths=paths or None,
+                              path_labels=meta.get("path_labels")), meta)
+
+
+def _warn(fig: Figure, meta: dict) -> Figure:
+    """Print a result's warnings (members that diverged or did not learn) on its figure."""
+    notes = [str(w) for w in meta.get("warnings") or []]
+    if notes:
+        # hung below the axes: the tight bounding box of every saved figure takes it in
+        fig.text(0.01, 0.0, "\n".join(notes), color="tab:red", fontsize=6, ha="left", va="top")
+    return fig
 
 
 # ---------------------------------------------------------------------- comparing minima
@@ -570,10 +596,16 @@ def scatter(
     ylabel: str,
     title: str | None = None,
     groups: np.ndarray | None = None,
+    group_names: list[str] | None = None,
     log_x: bool = False,
     diagonal: bool = False,
 ) -> Figure:
-    """A scatter plot (e.g. sharpness vs test accuracy), coloured by ``groups``; ``diagonal`` draws y = x."""
+    """A scatter plot (e.g. sharpness vs test accuracy); ``diagonal`` draws y = x.
+
+    ``groups (N,)`` integer labels colour the points: basins by default (members alone in
+    their basin share one grey entry), or, with ``group_names``, named groups (e.g. one per
+    learning rate) each in its own colour.
+    """
     import matplotlib
 
     x, y = np.asarray(x, float), np.asarray(y, float)
@@ -582,6 +614,15 @@ def scatter(
         ax = fig.subplots()
         if groups is None:
             ax.scatter(x, y, s=10, color="tab:blue", edgecolor="white", lw=0.3)
+        elif group_names is not None:
+            g = np.asarray(groups)
+            cmap = matplotlib.colormaps["tab10"]
+            for k, name in enumerate(group_names):
+                sel = g == k
+                if sel.any():
+                    ax.scatter(x[sel], y[sel], s=10, color=cmap(k % 10), edgecolor="white", lw=0.3,
+                               label=f"{name} ({int(sel.sum())})")
+            ax.legend(frameon=False, fontsize=6, loc="best")
         else:
             g = np.asarray(groups)
             cmap = matplotlib.colormaps["tab10"]

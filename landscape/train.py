@@ -34,7 +34,8 @@ from .errors import ConfigError
 from .models import MLP, accuracy, loss_function
 from .optim import OptimizerSpec, _check_lr
 
-__all__ = ["History", "Trajectory", "Ensemble", "train_ensemble", "summarize", "member_keys"]
+__all__ = ["History", "Trajectory", "Ensemble", "train_ensemble", "summarize", "member_keys", "learned",
+           "status", "LEARNED_MARGIN"]
 
 OptimizerLike = OptimizerSpec | optax.GradientTransformation | Callable[[Any], optax.GradientTransformation]
 
@@ -45,6 +46,10 @@ CHUNK_SECONDS = 2.0
 MAX_TRAJECTORY_BYTES = 2 * 1024**3
 
 _METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
+
+#: A member learned when its final training accuracy beats always answering the most frequent
+#: class by more than this (and its loss fell): see :func:`learned`.
+LEARNED_MARGIN = 0.05
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -72,6 +77,10 @@ class Trajectory:
 
     step: np.ndarray
     params: Any
+
+    def member(self, i: int) -> Any:
+        """Snapshots of member ``i``: leaves ``(K, ...)``."""
+        return jax.tree_util.tree_map(lambda x: x[i], self.params)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -630,15 +639,59 @@ def _progress_bar(steps: int, members: int, enabled: bool):
     return tqdm(total=steps, desc=f"training {members} members", unit="step", leave=False, dynamic_ncols=True)
 
 
-def summarize(ens: Ensemble) -> dict:
-    """Final metrics per member and their spread over the members that did not diverge.
+def learned(ens: Ensemble, *, margin: float = LEARNED_MARGIN) -> np.ndarray:
+    """Which members learned anything: ``(M,)`` booleans.
 
-    Returns ``{"members": [{seed, learning_rate, diverged, train_loss, ...}, ...],
-    "spread": {metric: {mean, std, min, max, median}}, "num_diverged", "num_members",
-    "excluded": [seeds]}``; ``spread`` is empty when every member diverged.
+    A member that did not diverge *did not learn* when its final training accuracy is no
+    better than always answering the training set's most frequent class plus ``margin``
+    (``majority_rate`` recorded with the data set; ``1 / num_classes`` for older runs), or
+    when its final training loss is not below its loss at the first logged step.  Examples:
+    sigmoid/MSE at a learning rate of 300 ends at 10 % accuracy with a *lower* loss (the
+    outputs saturate); relu/cross-entropy at 50 ends at a loss of ~11, far above chance (2.3).
+    Diverged members count as not learned.
+
+    Args:
+      ens: a trained or loaded ensemble.
+      margin: accuracy above the majority rate that counts as learning.
+
+    Returns:
+      ``(M,)`` bool, ``False`` for diverged members.
+    """
+    h = ens.history
+    d = ens.config.get("data", {}) if isinstance(ens.config.get("data"), dict) else {}
+    rate = d.get("majority_rate")
+    if not isinstance(rate, (int, float)):
+        k = d.get("num_classes")
+        rate = 1.0 / k if isinstance(k, int) and k >= 2 else 0.0
+    acc = np.asarray(h.train_accuracy[:, -1], np.float64)
+    loss, first = np.asarray(h.train_loss[:, -1], np.float64), np.asarray(h.train_loss[:, 0], np.float64)
+    with np.errstate(invalid="ignore"):
+        ok = (acc > rate + margin) & (loss < first) & np.isfinite(loss)
+    return ok & ~np.asarray(ens.diverged, bool)
+
+
+def status(ens: Ensemble) -> list[str]:
+    """Each member's status: ``"ok"``, ``"diverged at step N"`` or ``"did not learn"`` (:func:`learned`)."""
+    good = learned(ens)
+    return [f"diverged at step {int(ens.diverged_step[i])}" if ens.diverged[i] else
+            ("ok" if good[i] else "did not learn") for i in range(ens.num_members)]
+
+
+def summarize(ens: Ensemble) -> dict:
+    """Final metrics per member and their spread, per learning rate, over the members that did
+    not diverge.
+
+    Returns ``{"members": [{seed, learning_rate, diverged, learned, status, train_loss, ...}, ...],
+    "spread": {metric: {mean, std, min, max, median}}, "spread_by_lr": {lr: spread},
+    "num_diverged", "num_not_learned", "num_members", "excluded": [{seed, learning_rate}],
+    "not_learned": [{seed, learning_rate}]}``.  ``spread`` pools the members of every learning
+    rate only when the run has one (otherwise it is empty and ``spread_by_lr`` holds the
+    figures); a spread is empty when every member diverged.  Members that did not learn
+    (:func:`learned`) are in the spread and counted in ``num_not_learned``.
     """
     h = ens.history
     final = {m: getattr(h, m)[:, -1] for m in _METRICS}
+    good, states = learned(ens), status(ens)
     members = []
     for i in range(ens.num_members):
         lr = float(ens.learning_rates[i])
@@ -648,25 +701,36 @@ def summarize(ens: Ensemble) -> dict:
                 "learning_rate": None if np.isnan(lr) else lr,
                 "diverged": bool(ens.diverged[i]),
                 "diverged_step": int(ens.diverged_step[i]),
+                "learned": bool(good[i]),
+                "status": states[i],
                 **{m: float(final[m][i]) for m in _METRICS},
             }
         )
-    ok = ~ens.diverged
-    spread = {}
-    if ok.any():
-        for m in _METRICS:
-            v = final[m][ok]
-            spread[m] = {
-                "mean": float(np.mean(v)),
-                "std": float(np.std(v)),
-                "min": float(np.min(v)),
-                "median": float(np.median(v)),
-                "max": float(np.max(v)),
-            }
+    def spread_of(mask):
+        out = {}
+        if mask.any():
+            for m in _METRICS:
+                v = final[m][mask]
+                out[m] = {"mean": float(np.mean(v)), "std": float(np.std(v)), "min": float(np.min(v)),
+                          "median": float(np.median(v)), "max": float(np.max(v))}
+        return out
+
+    ok = ~np.asarray(ens.diverged, bool)
+    lrs = np.asarray(ens.learning_rates, np.float64)
+    rates = sorted({float(v) for v in lrs[~np.isnan(lrs)]})
+    by_lr = {f"{r:g}": spread_of(ok & np.isclose(lrs, r)) for r in rates} if len(rates) > 1 else {}
+
+    def who(mask):
+        return [{"seed": int(ens.seeds[i]), "learning_rate": None if np.isnan(lrs[i]) else float(lrs[i])}
+                for i in np.flatnonzero(mask)]
+
     return {
         "members": members,
-        "spread": spread,
+        "spread": {} if by_lr else spread_of(ok),
+        "spread_by_lr": by_lr,
         "num_members": ens.num_members,
-        "num_diverged": int(ens.diverged.sum()),
-        "excluded": [int(s) for s in ens.seeds[ens.diverged]],
+        "num_diverged": int((~ok).sum()),
+        "num_not_learned": int((ok & ~good).sum()),
+        "excluded": who(~ok),
+        "not_learned": who(ok & ~good),
     }

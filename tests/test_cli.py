@@ -12,7 +12,7 @@ def test_train_writes_run_and_figures(trained):
     assert f"saved run: {out}" in r.stdout
     assert (out / "meta.json").is_file() and (out / "trajectory.npz").is_file()
     assert (out / "figures" / "training_curves.png").stat().st_size > 1000
-    assert "spread over 6 members" in r.stdout
+    assert "spread over 3 members at lr 0.1" in r.stdout and "spread over 3 members at lr 0.3" in r.stdout
 
 
 def test_info_table_and_json(trained):

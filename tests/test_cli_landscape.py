@@ -26,7 +26,7 @@ def landscapes(trained):
 def test_landscape_commands_write_results_and_figures(landscapes):
     out, results = landscapes
     figs = sorted(p.name for p in (out / "figures").glob("*.png"))
-    assert "plane_seed0lr0.1_random_filter_g7_s1.png" in figs and "many.png" in figs
+    assert "plane_seed0lr0.1_random_filter_g7_s1_test.png" in figs and "many.png" in figs  # --test is in the name
     assert "line_seed1lr0.1_random_layer_g9_s1.png" in figs and "interpolate_seed0lr0.1_2lr0.1_g11.png" in figs
     assert "plane_seed0lr0.1_1lr0.1_2lr0.1_g7.png" in figs and "trajectory_seed2lr0.1_g7.png" in figs
     assert "barrier" in results["interpolate0,2"] and "explained variance ratio" in results["trajectory2"]
@@ -39,15 +39,17 @@ def test_rerun_reuses_saved_result_and_refuses_other_settings(landscapes):
     out, _ = landscapes
     r = run("surface", str(out), "--seed", "0", "--lr", "0.1", "--grid", "7", "--test", "--quiet", "--no-plot")
     assert r.returncode == 0 and "result:" in r.stdout
-    r = run("surface", str(out), "--seed", "0", "--lr", "0.1", "--grid", "7", "--quiet", "--no-plot")  # no --test
-    assert r.returncode == 2 and "other settings" in r.stderr
+    assert "reused, nothing computed" in r.stdout
+    r = run("surface", str(out), "--seed", "0", "--lr", "0.1", "--grid", "7", "--quiet", "--no-plot", "--name",
+            "plane_seed0lr0.1_random_filter_g7_s1_test")  # the same name without --test
+    assert r.returncode == 2 and "(test differ)" in r.stderr
 
 
 @pytest.mark.parametrize("kind, fmt", [("contour", "pdf"), ("filled", "png"), ("heatmap", "svg"), ("surface", "png")])
 def test_plot_kinds_from_saved_result(landscapes, kind, fmt, tmp_path):
     out, _ = landscapes
     target = tmp_path / f"f.{fmt}"
-    r = run("plot", str(out / "results" / "plane_seed0lr0.1_random_filter_g7_s1.npz"), "--kind", kind,
+    r = run("plot", str(out / "results" / "plane_seed0lr0.1_random_filter_g7_s1_test.npz"), "--kind", kind,
             "--out", str(target))
     assert r.returncode == 0, r.stderr
     assert target.stat().st_size > 1000

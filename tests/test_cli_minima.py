@@ -21,7 +21,7 @@ def test_hessian_and_compare_write_results_report_and_figures(small_run):
     out = small_run
     r = run("hessian", str(out), "--top", "2", "--density", "--probes", "5", "--quiet")
     assert r.returncode == 0, r.stderr
-    assert "median top eigenvalue" in r.stdout
+    assert "members that learned: top eigenvalue" in r.stdout
     arrays, meta = __import__("landscape").io.load_result(out / "results" / "hessian")
     assert arrays["top"].shape == (4, 2) and np.all(arrays["top"][:, 0] >= arrays["top"][:, 1])
     assert arrays["density_weights"].shape[:2] == (4, 2)
@@ -29,7 +29,7 @@ def test_hessian_and_compare_write_results_report_and_figures(small_run):
     assert r.returncode == 0, r.stderr
     assert "before alignment" in r.stdout and "after alignment" in r.stdout and "Bezier curve" in r.stdout
     report = (out / "report.md").read_text()
-    assert "| seed | final train loss" in report and "basin (aligned)" in report
+    assert "| member | final train loss" in report and "basin (aligned)" in report
     for name in ("compare_barriers", "compare_barriers_aligned", "compare_alignment", "compare_curve",
                  "compare_final_costs", "hessian_sharpness", "hessian_density"):
         assert (out / "figures" / f"{name}.png").stat().st_size > 1000, name

@@ -133,8 +133,41 @@ def test_divergence_is_flagged_frozen_and_isolated(blobs, key):
     assert_trees_close(ens.member(0), healthy.member(0), rtol=1e-6, atol=1e-7)
     assert_trees_close(ens.member(2), healthy.member(1), rtol=1e-6, atol=1e-7)
     s = ls.summarize(ens)
-    assert s["num_diverged"] == 2 and s["excluded"] == [0, 1]
-    np.testing.assert_allclose(s["spread"]["train_loss"]["mean"], ens.history.train_loss[[0, 2], -1].mean(), rtol=1e-6)
+    assert s["num_diverged"] == 2 and [m["seed"] for m in s["excluded"]] == [0, 1]
+    assert s["spread"] == {} and s["spread_by_lr"]["1e+38"] == {}  # rates are never pooled
+    np.testing.assert_allclose(s["spread_by_lr"]["0.1"]["train_loss"]["mean"],
+                               ens.history.train_loss[[0, 2], -1].mean(), rtol=1e-6)
+    assert [m["status"] for m in s["members"]][1].startswith("diverged at step")
+
+
+def test_members_that_did_not_learn_are_flagged(key):
+    """Saturated sigmoid/MSE (loss falls, accuracy stays at the majority class) and exploding
+    relu/cross-entropy (loss rises far above chance, no NaN) are flagged; healthy seeds are not."""
+    import dataclasses
+
+    d = ls.data.load("digits")
+    rate = np.bincount(d.train.y).max() / d.train.y.size
+    kw = dict(key=key, seeds=3, steps=40, log_every=20, progress=False)
+    sat = ls.train_ensemble(ls.MLP(hidden=(16,), activation="sigmoid", output_activation="sigmoid"), d,
+                            loss="mse", optimizer=ls.OptimizerSpec("sgd", 300.0), **kw)
+    assert sat.config["data"]["majority_rate"] == pytest.approx(rate)
+    assert not sat.diverged.any() and not ls.train.learned(sat).any()
+    assert np.all(sat.history.train_loss[:, -1] < sat.history.train_loss[:, 0])  # the loss alone looks fine
+    boom = ls.train_ensemble(ls.MLP(hidden=(16,), activation="relu"), d, loss="cross_entropy",
+                             optimizer=ls.OptimizerSpec("sgd", 50.0), **kw)
+    assert not boom.diverged.any() and not ls.train.learned(boom).any()
+    good = ls.train_ensemble(ls.MLP(hidden=(16,), activation="tanh"), d, loss="cross_entropy",
+                             optimizer=ls.OptimizerSpec("sgd", 0.5), **kw)
+    assert ls.train.learned(good).all() and set(ls.train.status(good)) == {"ok"}
+    assert ls.summarize(sat)["num_not_learned"] == 3 and set(ls.train.status(sat)) == {"did not learn"}
+    # the rule by hand: accuracy must beat the majority class by the margin, and the loss must fall
+    h = good.history
+    acc = h.train_accuracy.copy()
+    acc[0, -1] = rate + 0.9 * ls.train.LEARNED_MARGIN  # not better by the margin: not learned
+    loss = h.train_loss.copy()
+    loss[1, -1] = loss[1, 0]  # did not fall: not learned
+    fake = dataclasses.replace(good, history=dataclasses.replace(h, train_accuracy=acc, train_loss=loss))
+    assert ls.train.learned(fake).tolist() == [False, False, True]
 
 
 def test_all_members_diverging_gives_empty_spread(blobs, key):
@@ -142,6 +175,7 @@ def test_all_members_diverging_gives_empty_spread(blobs, key):
     ens = ls.train_ensemble(model, blobs, key=key, seeds=2, optimizer=ls.OptimizerSpec("sgd", 1e38),
                             loss="cross_entropy", steps=5, log_every=5, progress=False)
     assert ens.diverged.all() and ls.summarize(ens)["spread"] == {}
+    assert ls.train.learned(ens).tolist() == [False, False]
 
 
 def test_history_and_trajectory_match_the_parameters(blobs, key):

@@ -1,0 +1,613 @@
+"""Analyses of a run directory, each a stored result: a settings object in, a result out.
+
+The layer above the compute modules and the run store: each function loads a run, computes
+one result with :mod:`surface`, :mod:`hessian` or :mod:`minima`, and commits it through
+:class:`landscape.results.Result` (provenance, reuse only when current, lock, one atomic
+commit, checkpoints deleted after the commit).  The ``landscape`` command is a thin parser
+over these functions; a Python user or a study calls them the same way::
+
+    out = ls.analyses.surface("runs/digits", ls.analyses.SurfaceSpec(seeds="0", grid=51))
+    out.arrays["value/train_loss"], out.meta["provenance"], out.reused
+
+Settings objects hold everything a result depends on (they enter its provenance);
+:class:`Execution` holds what it does not (progress bars, devices, chunking, how often to save).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import members
+from .errors import ConfigError
+
+__all__ = [
+    "Execution",
+    "Outcome",
+    "TrainSpec",
+    "SurfaceSpec",
+    "InterpolationSpec",
+    "PlaneSpec",
+    "TrajectorySpec",
+    "HessianSpec",
+    "CompareSpec",
+    "train",
+    "demo_spec",
+    "surface",
+    "interpolate",
+    "plane",
+    "trajectory",
+    "hessian",
+    "compare",
+    "run_dataset",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class Execution:
+    """How to run an analysis; nothing here changes its numbers.
+
+    Attributes:
+      progress: show progress bars.
+      mesh: a :mod:`landscape.distributed` mesh to shard over (``None``: one device).
+      chunk_size: evaluations per compiled call (default: automatic).
+      save_every_s: minimum seconds between progress checkpoints.
+      clock: a :class:`landscape.timing.Timings` to charge load / figure time to, or ``None``.
+    """
+
+    progress: bool = False
+    mesh: Any = None
+    chunk_size: int | None = None
+    save_every_s: float = 5.0
+    clock: Any = None
+
+    def phase(self, name: str):
+        return self.clock.phase(name) if self.clock is not None else contextlib.nullcontext()
+
+
+@dataclasses.dataclass
+class Outcome:
+    """A stored result.
+
+    Attributes:
+      name: the result's name; ``path``: its ``.npz`` (``None`` on processes that do not write).
+      arrays, meta: the result as saved (``meta["provenance"]`` says what it was computed from).
+      reused: it was already saved and current, so nothing was computed.
+      warnings: members it involves that diverged or did not learn, one line each.
+      run: the run directory.
+    """
+
+    name: str
+    path: Path | None
+    arrays: dict
+    meta: dict
+    reused: bool
+    warnings: list[str]
+    run: Path
+
+
+# ---------------------------------------------------------------------- training
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSpec:
+    """A seed sweep of the built-in MLP (see ``landscape train --help`` for each field)."""
+
+    dataset: str = "digits"
+    data_dir: str | None = None
+    download: bool = False
+    hidden: tuple[int, ...] = (16, 16)
+    activation: str = "sigmoid"
+    output_activation: str = "auto"
+    init: str = "lecun_normal"
+    loss: str = "mse"
+    optimizer: str = "sgd"
+    lr: tuple[float, ...] = (1.0,)
+    momentum: float = 0.9
+    steps: int = 2000
+    batch_size: int | None = None
+    seeds: int = 64
+    key: int = 0
+    log_every: int = 20
+    snapshot_every: int | None = None
+
+
+def train(out: str | Path, spec: TrainSpec, *, overwrite: bool = False, execution: Execution = Execution(),
+          extra: dict | None = None):
+    """Train ``spec`` and save the run directory ``out`` (process 0 writes); the ensemble.
+
+    The output is locked for the whole training (a second ``train`` of the same ``out`` fails
+    at once) and its parent proven writable before anything is computed; the run replaces an
+    existing one (``overwrite``) only once complete.
+
+    Raises:
+      RunExistsError / ConfigError: ``out`` exists without ``overwrite``; another process
+        trains into ``out``; invalid settings.
+      StorageError: ``out``'s parent cannot be written.
+    """
+    import jax
+
+    from . import data as data_mod
+    from . import distributed, files, io, models, optim
+    from . import train as train_mod
+
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise ConfigError(f"{out} already exists; pass --overwrite to replace it")
+    writer = distributed.is_writer()
+    lock = contextlib.nullcontext()
+    if writer:
+        files.check_writable(out.parent)
+        lock = files.exclusive(out.parent / f".{out.name}.landscape-lock",
+                               f"another command is training into {out} right now")
+    with lock:
+        with execution.phase("load"):
+            dataset = data_mod.load(spec.dataset, data_dir=spec.data_dir, download=spec.download)
+        out_act = spec.output_activation
+        if out_act == "auto":
+            out_act = "sigmoid" if spec.loss == "mse" else "identity"
+        model = models.MLP(hidden=tuple(spec.hidden), activation=spec.activation, output_activation=out_act,
+                           kernel_init=spec.init)
+        lrs = tuple(spec.lr)
+        ens = train_mod.train_ensemble(
+            model, dataset, key=jax.random.key(spec.key), seeds=spec.seeds,
+            optimizer=optim.OptimizerSpec(spec.optimizer, lrs[0], momentum=spec.momentum), loss=spec.loss,
+            steps=spec.steps, batch_size=spec.batch_size, learning_rates=lrs if len(lrs) > 1 else None,
+            log_every=spec.log_every, snapshot_every=spec.snapshot_every, progress=execution.progress and writer,
+            mesh=execution.mesh)
+        if writer:
+            io.save_run(out, ens, overwrite=overwrite, extra=extra)
+    return ens
+
+
+def demo_spec(seeds: int = 64, steps: int = 2000) -> TrainSpec:
+    """The demo's sweep: sigmoid 64-16-16-10 MLPs, squared-difference cost, SGD at 3 on the
+    digits; history every ``steps/100`` steps (at most 20) and about 20 snapshots.
+
+    Raises:
+      ConfigError: fewer than 3 seeds (the plane through three minima needs them) or 2 steps.
+    """
+    if seeds < 3:
+        raise ConfigError(f"the demo draws the plane through three seeds' minima: --seeds must be at least 3, "
+                          f"got {seeds}")
+    if steps < 2:
+        raise ConfigError(f"the demo needs at least 2 training steps, got {steps}")
+    log_every = max(1, min(20, steps // 100 or 1))
+    snapshot_every = log_every * max(1, round(steps / 20 / log_every))
+    return TrainSpec(dataset="digits", hidden=(16, 16), activation="sigmoid", output_activation="sigmoid",
+                     loss="mse", optimizer="sgd", lr=(3.0,), steps=steps, seeds=seeds, key=0,
+                     log_every=log_every, snapshot_every=snapshot_every)
+
+
+# ---------------------------------------------------------------------- shared plumbing
+
+
+def run_dataset(ens):
+    """The data set a loaded run was trained on, loaded as every analysis loads it.
+
+    Raises:
+      ConfigError: the data set no longer matches the run's model inputs.
+    """
+    from . import data as data_mod
+
+    dcfg = ens.config.get("data", {})
+    name = dcfg.get("name", "digits")
+    options = dcfg.get("options", {})
+    options = dict(options) if name in ("digits", "spirals", "blobs") else {"data_dir": options.get("data_dir")}
+    dataset = data_mod.load(name, **options)
+    if dataset.input_dim != ens.model.in_features:
+        raise ConfigError(f"data set {name!r} no longer matches the run's model inputs")
+    return dataset
+
+
+def _load(run, execution: Execution):
+    from . import io
+
+    with execution.phase("load"):
+        return io.load_run(run)
+
+
+def _batches(ens, test: bool, execution: Execution) -> dict:
+    with execution.phase("load"):
+        dataset = run_dataset(ens)
+    batches = {"train": (dataset.train.x, dataset.train.y)}
+    if test:
+        batches["test"] = (dataset.test.x, dataset.test.y)
+    return batches
+
+
+def _stored(run, name: str, settings: dict, overwrite: bool, warnings: list[str],
+            compute: Callable[[Any], tuple[dict, dict]]) -> Outcome:
+    """Reuse the result ``name`` when current, else compute and commit it (process 0 writes)."""
+    from . import distributed, files, io, results
+
+    res = results.Result(run, name, settings)
+    saved = res.load_current(overwrite=overwrite)
+    path = io.result_paths(res.stem)[0]
+    if saved is not None:
+        return Outcome(res.name, path, saved[0], saved[1], True, warnings, res.run)
+    if not distributed.is_writer():  # the other processes of a multi-process run compute, not write
+        arrays, meta = compute(None)
+        return Outcome(res.name, None, arrays, files.jsonable({**meta, "provenance": res.provenance}), False,
+                       warnings, res.run)
+    with res.writing():
+        arrays, meta = compute(res)
+        arrays, meta = res.commit(arrays, {**meta, "warnings": warnings})
+    return Outcome(res.name, path, arrays, meta, False, warnings, res.run)
+
+
+def _evaluation(execution: Execution, res, desc: str) -> dict:
+    """Keyword arguments of the surface evaluator: chunking, progress, devices, and the
+    result's checkpoint (kept until the commit; single-process runs only)."""
+    import jax
+
+    checkpoint = res.checkpoint if res is not None and jax.process_count() == 1 else None
+    return {"chunk_size": execution.chunk_size, "checkpoint": checkpoint, "keep_checkpoint": True,
+            "save_every_s": execution.save_every_s, "progress": execution.progress and res is not None,
+            "desc": desc, "mesh": execution.mesh}
+
+
+def _suffix(**flags) -> str:
+    """Name parts for settings away from their defaults (``_test``, ``_key1``, ...)."""
+    return "".join(f"_{k}" if v is True else (f"_{k}{v}" if v not in (False, None) else "") for k, v in flags.items())
+
+
+def _surface_arrays(surf, meta: dict) -> tuple[dict, dict]:
+    return surf.to_arrays(), {**surf.meta, **meta, "kind": surf.kind}
+
+
+def _single_process(what: str) -> None:
+    import jax
+
+    if jax.process_count() > 1:
+        raise ConfigError(f"{what} runs in one process (on any number of its devices)")
+
+
+# ---------------------------------------------------------------------- slices
+
+
+@dataclasses.dataclass(frozen=True)
+class SurfaceSpec:
+    """A random (filter-normalised, Li et al. 2018) plane or line around members' minima, or
+    the plane of their top Hessian eigenvectors.
+
+    Attributes:
+      seeds: ``"0"``, ``"0,1,2"`` or ``"all"``; ``lr``: their learning rate in a sweep.
+      directions: ``"random"`` or ``"hessian"`` (unit eigenvectors; ``norm`` is then ``"none"``).
+      norm: ``"filter"``, ``"layer"``, ``"model"`` or ``"none"``.
+      keep_biases: give biases a direction too (default: zero, as Li et al.).
+      orthogonal: Gram-Schmidt the second direction against the first.
+      dims: 1 (a line) or 2 (a plane); grid: points per axis; span: coefficients in [-span, span].
+      key: PRNG seed of the directions; test: evaluate the test split too.
+    """
+
+    seeds: str = "0"
+    lr: float | None = None
+    directions: str = "random"
+    norm: str = "filter"
+    keep_biases: bool = False
+    orthogonal: bool = False
+    dims: int = 2
+    grid: int = 51
+    span: float = 1.0
+    key: int = 0
+    test: bool = False
+
+
+def surface(run, spec: SurfaceSpec, *, name: str | None = None, overwrite: bool = False,
+            execution: Execution = Execution()) -> Outcome:
+    """The cost (and accuracy) on a slice through members' minima; see :class:`SurfaceSpec`.
+
+    Returns:
+      the :class:`Outcome`; values ``(G,)`` / ``(G, G)``, or with several members ``(S, G[, G])``.
+    """
+    import jax
+
+    from . import directions, models
+    from . import surface as surface_mod
+
+    ens = _load(run, execution)
+    idx = members.select(ens, spec.seeds, spec.lr)
+    norm = "none" if spec.directions == "hessian" else spec.norm
+    kind = "line" if spec.dims == 1 else "plane"
+    default = (f"{kind}_{members.tag(ens, idx)}_{spec.directions}_{norm}_g{spec.grid}_s{spec.span:g}"
+               + _suffix(key=spec.key or None, biases=spec.keep_biases, orth=spec.orthogonal, test=spec.test))
+    settings = {"command": "surface", "members": idx, **dataclasses.asdict(spec), "norm": norm}
+    warn = members.warnings(ens, idx)
+    seeds = [int(ens.seeds[i]) for i in idx]
+
+    def compute(res):
+        batches = _batches(ens, spec.test, execution)
+        key = jax.random.key(spec.key)
+        centers = jax.tree_util.tree_map(lambda x: x[np.asarray(idx)], ens.params)
+        if spec.directions == "hessian":
+            _single_process("hessian directions")
+            dirs = _hessian_directions(ens, batches, centers, spec.dims, key)
+        else:
+            draw = lambda s, c: directions.random_directions(  # noqa: E731
+                jax.random.fold_in(key, s), c, spec.dims, norm=norm, ignore_biases=not spec.keep_biases,
+                orthogonal=spec.orthogonal)
+            dirs = jax.jit(jax.vmap(draw))(jax.numpy.asarray(seeds), centers)  # one program, not one per op
+        fn = models.metrics_fn(ens.model, ens.config["loss"])
+        kw = {**_evaluation(execution, res, f"{kind} of {len(idx)} member(s)"), "data": batches, "stacked": True}
+        if spec.dims == 1:
+            surf = surface_mod.line(fn, centers, dirs[0], span=spec.span, num=spec.grid, **kw)
+        else:
+            surf = surface_mod.plane(fn, centers, dirs, span=spec.span, num=spec.grid, **kw)
+        if len(idx) == 1:  # a single member is stored without the member axis
+            surf = surface_mod.Surface(surf.kind, surf.axes, {k: v[0] for k, v in surf.values.items()}, surf.extras,
+                                       {**surf.meta, "cosine": surf.meta.get("cosine", [None])[0]})
+        labels = members.labels(ens, idx)
+        what = "top Hessian eigenvectors" if spec.directions == "hessian" else f"{norm}-normalised directions"
+        return _surface_arrays(surf, {
+            "seeds": seeds, "learning_rates": [float(ens.learning_rates[i]) for i in idx], "labels": labels,
+            "title": f"{labels[0]}, {what}" if len(idx) == 1 else None,
+            "axis_labels": [r"$\alpha$ (direction 1)", r"$\beta$ (direction 2)"], "xlabel": r"$\alpha$",
+            "norm": norm, "ignore_biases": not spec.keep_biases})
+
+    return _stored(run, name or default, settings, overwrite, warn, compute)
+
+
+def _hessian_directions(ens, batches, centers, k: int, key):
+    """The top-``k`` Hessian eigenvectors of the training loss at each centre (leaves ``(S, ...)``)."""
+    import jax
+
+    from . import hessian as hessian_mod
+    from . import models
+    from .data import Split
+
+    f = models.loss_fn(ens.model, Split(*batches["train"]), ens.config["loss"])
+    n = jax.tree_util.tree_leaves(centers)[0].shape[0]
+
+    def one(c, i):
+        return hessian_mod.top_eigenpairs(f, c, k, key=jax.random.fold_in(key, i)).vectors
+
+    return jax.jit(jax.vmap(one))(centers, jax.numpy.arange(n))
+
+
+@dataclasses.dataclass(frozen=True)
+class InterpolationSpec:
+    """The straight line between two members' minima, ``t`` in ``[-extend, 1 + extend]``
+    (Goodfellow et al. 2015), with both barrier definitions."""
+
+    seeds: str = "0,1"
+    lr: float | None = None
+    grid: int = 61
+    extend: float = 0.5
+    test: bool = False
+
+
+def interpolate(run, spec: InterpolationSpec, *, name: str | None = None, overwrite: bool = False,
+                execution: Execution = Execution()) -> Outcome:
+    """Cost along ``(1 - t) theta_A + t theta_B``; ``meta["barriers"]`` per metric."""
+    from . import models
+    from . import surface as surface_mod
+
+    ens = _load(run, execution)
+    a, b = members.select(ens, spec.seeds, spec.lr, 2)
+    default = (f"interpolate_{members.tag(ens, [a, b]).replace('seeds', 'seed').replace('-', '_')}_g{spec.grid}"
+               + _suffix(e=None if spec.extend == 0.5 else f"{spec.extend:g}", test=spec.test))
+    settings = {"command": "interpolate", "members": [a, b], **dataclasses.asdict(spec)}
+
+    def compute(res):
+        la, lb = members.label(ens, a), members.label(ens, b)
+        surf = surface_mod.interpolation(models.metrics_fn(ens.model, ens.config["loss"]), ens.member(a),
+                                         ens.member(b), num=spec.grid, extend=spec.extend,
+                                         data=_batches(ens, spec.test, execution),
+                                         **_evaluation(execution, res, f"interpolation {la} -> {lb}"))
+        return _surface_arrays(surf, {"seeds": [int(ens.seeds[a]), int(ens.seeds[b])], "labels": [la, lb],
+                                      "title": f"{la} (t=0) to {lb} (t=1)"})
+
+    return _stored(run, name or default, settings, overwrite, members.warnings(ens, [a, b]), compute)
+
+
+@dataclasses.dataclass(frozen=True)
+class PlaneSpec:
+    """The plane through three members' minima (Garipov et al. 2018), with their training
+    paths projected when the run kept snapshots."""
+
+    seeds: str = "0,1,2"
+    lr: float | None = None
+    grid: int = 41
+    margin: float = 0.3
+    paths: bool = True
+    test: bool = False
+
+
+def plane(run, spec: PlaneSpec, *, name: str | None = None, overwrite: bool = False,
+          execution: Execution = Execution()) -> Outcome:
+    """Cost on the plane through three minima; see :class:`PlaneSpec`."""
+    from . import models
+    from . import surface as surface_mod
+
+    ens = _load(run, execution)
+    idx = members.select(ens, spec.seeds, spec.lr, 3)
+    use_paths = spec.paths and ens.trajectory is not None
+    default = (f"plane_{members.tag(ens, idx).replace('seeds', 'seed').replace('-', '_')}_g{spec.grid}"
+               + _suffix(m=None if spec.margin == 0.3 else f"{spec.margin:g}", test=spec.test))
+    settings = {"command": "plane", "members": idx, **dataclasses.asdict(spec), "paths": use_paths}
+
+    def compute(res):
+        labels = members.labels(ens, idx)
+        paths = [ens.trajectory.member(i) for i in idx] if use_paths else None
+        surf = surface_mod.three_point(models.metrics_fn(ens.model, ens.config["loss"]),
+                                       *[ens.member(i) for i in idx], num=spec.grid, margin=spec.margin,
+                                       data=_batches(ens, spec.test, execution), paths=paths,
+                                       **_evaluation(execution, res, "plane through three solutions"))
+        return _surface_arrays(surf, {
+            "seeds": [int(ens.seeds[i]) for i in idx], "labels": labels, "point_labels": labels,
+            "path_labels": [f"{lab} path" for lab in labels] if use_paths else None,
+            "axis_labels": ["distance along u", "distance along v"],
+            "title": "plane through " + ("seeds " + ", ".join(str(int(ens.seeds[i])) for i in idx)
+                                         if not members.swept(ens) else "; ".join(labels))})
+
+    return _stored(run, name or default, settings, overwrite, members.warnings(ens, idx), compute)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrajectorySpec:
+    """The PCA plane of one member's saved training snapshots around its final parameters
+    (Li et al. 2018, section 7)."""
+
+    seed: int = 0
+    lr: float | None = None
+    grid: int = 41
+    margin: float = 0.3
+    test: bool = False
+
+
+def trajectory(run, spec: TrajectorySpec, *, name: str | None = None, overwrite: bool = False,
+               execution: Execution = Execution()) -> Outcome:
+    """Cost on the trajectory-PCA plane; ``meta["explained_variance_ratio"]``."""
+    from . import models
+    from . import surface as surface_mod
+
+    ens = _load(run, execution)
+    (i,) = members.select(ens, [spec.seed], spec.lr, 1)
+    if ens.trajectory is None:
+        raise ConfigError(f"{run} has no parameter snapshots; train with --snapshot-every")
+    default = (f"trajectory_{members.tag(ens, [i])}_g{spec.grid}"
+               + _suffix(m=None if spec.margin == 0.3 else f"{spec.margin:g}", test=spec.test))
+    settings = {"command": "trajectory", "member": i, **dataclasses.asdict(spec)}
+
+    def compute(res):
+        label = members.label(ens, i)
+        surf = surface_mod.trajectory_plane(models.metrics_fn(ens.model, ens.config["loss"]),
+                                            ens.trajectory.member(i), num=spec.grid, margin=spec.margin,
+                                            data=_batches(ens, spec.test, execution),
+                                            **_evaluation(execution, res, "trajectory plane"))
+        ev = surf.meta["explained_variance_ratio"]
+        return _surface_arrays(surf, {
+            "seeds": [int(ens.seeds[i])], "labels": [label], "path_labels": [label], "point_labels": ["final"],
+            "axis_labels": [f"PC 1 ({100 * ev[0]:.1f}% of variance)", f"PC 2 ({100 * ev[1]:.1f}%)"],
+            "title": f"{label}: training path on its PCA plane"})
+
+    return _stored(run, name or default, settings, overwrite, members.warnings(ens, [i]), compute)
+
+
+# ---------------------------------------------------------------------- curvature and minima
+
+
+@dataclasses.dataclass(frozen=True)
+class HessianSpec:
+    """Curvature of the training loss at every member: top eigenvalues and the smallest
+    (Lanczos with full re-orthogonalisation), the trace (Hutchinson 1990) and, with
+    ``density``, the spectral density (stochastic Lanczos quadrature, Ghorbani et al. 2019)."""
+
+    top: int = 5
+    iters: int | None = None
+    probes: int = 50
+    density: bool = False
+    key: int = 0
+
+
+def hessian(run, spec: HessianSpec, *, name: str | None = None, overwrite: bool = False,
+            execution: Execution = Execution(chunk_size=16)) -> Outcome:
+    """Curvature of every member; arrays ``top (M, k)``, ``smallest``, ``trace`` ``(M,)`` with
+    ``seeds``, ``learning_rates``, ``diverged``, ``learned`` per member."""
+    import jax
+
+    from . import hessian as hessian_mod
+    from . import models
+    from .data import Split
+    from .train import learned
+
+    _single_process("hessian")
+    ens = _load(run, execution)
+    settings = {"command": "hessian", **dataclasses.asdict(spec)}
+    warn = members.warnings(ens, range(ens.num_members))
+
+    def compute(res):
+        f = models.loss_fn(ens.model, Split(*_batches(ens, False, execution)["train"]), ens.config["loss"])
+        curv = hessian_mod.ensemble_curvature(
+            f, ens.params, key=jax.random.key(spec.key), top=spec.top, num_iters=spec.iters,
+            trace_probes=spec.probes, density=spec.density, chunk_size=execution.chunk_size or 16,
+            checkpoint=None if res is None else res.checkpoints / "hessian.npz", keep_checkpoint=True,
+            progress=execution.progress and res is not None, mesh=execution.mesh)
+        return {**curv, "seeds": ens.seeds, "learning_rates": ens.learning_rates,
+                "test_accuracy": ens.history.test_accuracy[:, -1], "train_loss": ens.history.train_loss[:, -1],
+                "diverged": ens.diverged, "learned": learned(ens)}, {"kind": "hessian",
+                                                                      "labels": members.labels(ens, range(
+                                                                          ens.num_members))}
+
+    return _stored(run, name or "hessian", settings, overwrite, warn, compute)
+
+
+@dataclasses.dataclass(frozen=True)
+class CompareSpec:
+    """Pairwise comparison of the members that learned: barriers (both definitions),
+    distances, cosines, prediction disagreement, basins; optionally after weight-matching
+    alignment (Ainsworth et al. 2023) and a trained Bézier curve between two members
+    (Garipov et al. 2018).
+
+    Attributes:
+      lr: the learning rate to compare (required when the run swept several).
+      align: also barriers after alignment; curve: two seeds ``(A, B)`` for a Bézier curve.
+      curve_steps: its training steps; key: its PRNG seed.
+      tol: members whose barrier is below this share a basin.
+      limit: compare only the first N healthy members; grid: interpolation points in [0, 1].
+    """
+
+    lr: float | None = None
+    align: bool = False
+    curve: tuple[int, int] | None = None
+    curve_steps: int = 1000
+    tol: float = 0.05
+    limit: int | None = None
+    grid: int = 25
+    key: int = 0
+
+
+def compare(run, spec: CompareSpec, *, name: str | None = None, overwrite: bool = False,
+            execution: Execution = Execution()) -> Outcome:
+    """Every pairwise comparison of the healthy members (:func:`landscape.members.analysable`);
+    members that diverged or did not learn are left out and named in ``outcome.warnings``."""
+    import jax
+
+    from . import minima, models
+    from .data import Split
+
+    _single_process("compare")
+    ens = _load(run, execution)
+    idx, diverged, stalled = members.analysable(ens, spec.lr)
+    if spec.limit is not None:
+        idx = idx[: spec.limit]
+    curve_pair = None if spec.curve is None else members.select(ens, list(spec.curve), spec.lr, 2)
+    warn = []
+    if diverged:
+        warn.append(f"left out {len(diverged)} diverged member(s): {', '.join(members.labels(ens, diverged))}")
+    if stalled:
+        warn.append(f"left out {len(stalled)} member(s) that did not learn: "
+                    f"{', '.join(members.labels(ens, stalled))}")
+    warn += members.warnings(ens, curve_pair or [])
+    settings = {"command": "compare", "members": idx, **dataclasses.asdict(spec), "curve": curve_pair}
+
+    def compute(res):
+        batches = _batches(ens, True, execution)
+        fn = models.metrics_fn(ens.model, ens.config["loss"])
+        stacked = jax.tree_util.tree_map(lambda x: x[np.asarray(idx)], ens.params)
+        arrays = minima.compare_members(
+            fn, stacked, data=batches["train"], predict=ens.model.apply, test_x=batches["test"][0], num=spec.grid,
+            tol=spec.tol, aligned=spec.align, metric="loss", chunk_size=execution.chunk_size,
+            progress=execution.progress and res is not None, mesh=execution.mesh,
+            checkpoint=None if res is None else res.checkpoints, keep_checkpoint=True,
+            save_every_s=execution.save_every_s)
+        arrays.update({"members": np.asarray(idx), "seeds": ens.seeds[idx], "learning_rates": ens.learning_rates[idx],
+                       "final_train_loss": ens.history.train_loss[idx, -1],
+                       "final_test_accuracy": ens.history.test_accuracy[idx, -1]})
+        if curve_pair is not None:
+            f = models.loss_fn(ens.model, Split(*batches["train"]), ens.config["loss"])
+            cv = minima.bezier_curve(f, ens.member(curve_pair[0]), ens.member(curve_pair[1]),
+                                     key=jax.random.key(spec.key), steps=spec.curve_steps)
+            arrays.update({"curve_t": cv.t, "curve_loss": cv.curve_loss, "line_loss": cv.line_loss,
+                           "curve_train_loss": cv.train_loss})
+        return arrays, {"kind": "compare", "labels": members.labels(ens, idx), "settings": settings,
+                        "curve_labels": None if curve_pair is None else members.labels(ens, curve_pair)}
+
+    default = "compare" + ("" if spec.lr is None else f"_lr{spec.lr:g}")
+    return _stored(run, name or default, settings, overwrite, warn, compute)

@@ -1,0 +1,130 @@
+"""The ``landscape`` command: parse arguments, start the devices, call one command.
+
+A thin package: :mod:`.parser` holds the flags, :mod:`.commands` one small function per
+command that calls the library (:mod:`landscape.analyses`, :mod:`landscape.report`).
+Every error a user can cause — a bad flag, file, environment variable or file-system fault —
+ends as one line on stderr and exit status 2 (3 for the distributed join timeout); an
+internal error prints one line too (``--debug`` shows the traceback) and exits 1.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from ..errors import ConfigError, LandscapeError
+from .commands import COMMANDS, NO_COMPUTE
+from .parser import UsageError, build_parser
+
+__all__ = ["main", "build_parser", "COMMANDS"]
+
+EXIT_USAGE = 2
+EXIT_INTERNAL = 1
+EXIT_INTERRUPTED = 130
+
+
+def _start_devices(args) -> None:
+    """Turn on the compilation cache, join a multi-process run if asked, and choose the mesh
+    every computation shards over."""
+    from .. import compilation_cache, distributed
+
+    args.mesh = None
+    if args.command in NO_COMPUTE:
+        return
+    if not args.no_compile_cache:
+        try:
+            compilation_cache.enable()
+        except ConfigError as exc:  # a read-only home, say: compile as before, and say so once
+            print(f"landscape {args.command}: warning: {_one_line(exc)}; running without it", file=sys.stderr)
+    try:
+        from .. import directions, models, surface, train  # noqa: F401  (start-up: the library's imports)
+
+        distributed.initialize(args.coordinator, args.num_processes, args.process_id, timeout_s=args.join_timeout)
+        args.mesh = distributed.make_mesh(args.devices) if args.devices is not None else distributed.default_mesh()
+    except LandscapeError:
+        raise
+    except (RuntimeError, ValueError, TypeError, AttributeError) as exc:
+        # JAX reads its JAX_* variables at import and at backend start-up: a garbage value ends here
+        env = ", ".join(f"{k}={v!r}" for k, v in sorted(os.environ.items()) if k.startswith(("JAX_", "XLA_")))
+        raise ConfigError(f"JAX could not start ({type(exc).__name__}: {_one_line(exc)[:300]})"
+                          + (f"; check the environment: {env}" if env else "")) from None
+
+
+def _quiet_absl() -> None:
+    """tensorflow-datasets logs warnings through absl; the CLI reports problems itself."""
+    try:
+        from absl import logging as absl_logging
+    except ImportError:  # pragma: no cover
+        return
+    absl_logging.set_verbosity(absl_logging.ERROR)
+
+
+def _write_timings(path: str, clock) -> None:
+    from .. import files
+
+    try:
+        files.atomic_write_json(Path(path), clock.report())
+    except OSError as exc:
+        raise ConfigError(f"cannot write the timings to {path}: {exc.strerror}") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``landscape`` console script; returns the exit status."""
+    from ..timing import Timings
+
+    clock = Timings()
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    args.clock = clock
+    try:
+        _quiet_absl()
+        _start_devices(args)
+        clock.begin_command()
+        if args.command not in NO_COMPUTE:
+            clock.listen_to_jax()
+        try:
+            status = COMMANDS[args.command](args)
+        finally:
+            clock.close()
+        if args.timings:
+            _write_timings(args.timings, clock)
+        return status
+    except LandscapeError as exc:
+        print(f"landscape {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
+    except OSError as exc:  # a file-system fault the library did not name: still one line, exit 2
+        where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+        print(f"landscape {args.command}: error:{where} {exc.strerror or _one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"landscape {args.command}: interrupted; files on disk are complete old or new versions",
+              file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Interpreter shutdown while XLA is still executing can crash; everything is written or cleaned up.
+        os._exit(EXIT_INTERRUPTED)
+    except Exception as exc:  # an internal error: still one line unless --debug
+        if getattr(args, "debug", False):
+            raise
+        print(f"landscape {args.command}: internal error: {type(exc).__name__}: {_one_line(exc)} "
+              "(rerun with --debug for the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

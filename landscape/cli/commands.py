@@ -1,0 +1,342 @@
+"""One small function per ``landscape`` command: arguments in, a library call, lines printed.
+
+Everything a Python user would need lives in the library (:mod:`landscape.analyses`,
+:mod:`landscape.report`, :mod:`landscape.members`); these functions only map flags to
+settings, print, and ask for the figures.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+
+__all__ = ["COMMANDS", "NO_COMPUTE"]
+
+
+def _spec(cls, args, **override):
+    """``cls`` (a settings dataclass) filled from the parsed flags of the same names."""
+    fields = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    return cls(**{**fields, **override})
+
+
+def _execution(args, **override):
+    from ..analyses import Execution
+    from ..distributed import is_writer
+
+    return Execution(progress=not args.quiet and is_writer(), mesh=args.mesh,
+                     chunk_size=getattr(args, "chunk_size", None), save_every_s=getattr(args, "save_every", 5.0),
+                     clock=args.clock, **override)
+
+
+def _warn(lines, command: str) -> None:
+    for line in lines:
+        print(f"landscape {command}: warning: {line}", file=sys.stderr)
+
+
+def _writer() -> bool:
+    from ..distributed import is_writer
+
+    return is_writer()
+
+
+# ---------------------------------------------------------------------- runs
+
+
+def cmd_train(args) -> int:
+    from .. import analyses, report
+
+    out = Path(args.out)
+    spec = _spec(analyses.TrainSpec, args, lr=tuple(args.lr))
+    ens = analyses.train(out, spec, overwrite=args.overwrite, execution=_execution(args),
+                         extra={"command": sys.argv[1:]})
+    if not _writer():
+        return 0
+    print(f"saved run: {out}")
+    if not args.no_plot:
+        with args.clock.phase("figure"):
+            paths = report.training_figures(ens, out)
+        for path in paths:
+            print(f"figure: {path}")
+    _print_members(ens)
+    return 0
+
+
+def _print_members(ens) -> None:
+    from ..train import summarize
+
+    s = summarize(ens)
+    swept = bool(s["spread_by_lr"])
+    print(f"{'seed':>5} " + (f"{'lr':>8} " if swept else "")
+          + f"{'train loss':>11} {'train acc':>9} {'test loss':>10} {'test acc':>8}  status")
+    for m in s["members"]:
+        lr = f"{m['learning_rate']:>8.4g} " if swept else ""
+        print(f"{m['seed']:>5} {lr}{m['train_loss']:>11.5g} {m['train_accuracy']:>9.4f} "
+              f"{m['test_loss']:>10.5g} {m['test_accuracy']:>8.4f}  {m['status']}")
+    print()
+
+    def names(who):
+        return ", ".join(f"{w['seed']}" + (f" (lr {w['learning_rate']:g})" if swept else "") for w in who)
+
+    if s["num_diverged"]:
+        print(f"{s['num_diverged']} of {s['num_members']} members diverged and are excluded from the spread: "
+              f"seeds {names(s['excluded'])}")
+    if s["num_not_learned"]:
+        print(f"{s['num_not_learned']} of {s['num_members']} members did not learn (training accuracy no better "
+              f"than the most frequent class, or the loss did not fall): seeds {names(s['not_learned'])}")
+    groups = {f"lr {lr}": v for lr, v in s["spread_by_lr"].items()} if swept else {"": s["spread"]}
+    for title, spread in groups.items():
+        if not spread:
+            print(f"{title + ': ' if title else ''}every member diverged: no spread to report")
+            continue
+        n = sum(1 for m in s["members"] if not m["diverged"]
+                and (not swept or f"lr {m['learning_rate']:g}" == title))
+        print(f"spread over {n} members" + (f" at {title}" if title else ""))
+        print(f"  {'metric':<15} {'mean':>10} {'std':>10} {'min':>10} {'median':>10} {'max':>10}")
+        for metric, v in spread.items():
+            print(f"  {metric:<15} {v['mean']:>10.4g} {v['std']:>10.3g} {v['min']:>10.4g} "
+                  f"{v['median']:>10.4g} {v['max']:>10.4g}")
+
+
+def cmd_info(args) -> int:
+    from .. import files, io
+    from ..results import run_status
+    from ..train import summarize
+
+    with args.clock.phase("load"):
+        ens = io.load_run(args.run)
+        status = run_status(args.run)
+    if args.json:
+        print(json.dumps(files.jsonable({**summarize(ens), "results": status}), indent=2))
+        return 0
+    cfg, m = ens.config, ens.model
+    print(f"run {args.run}: MLP {m.in_features}-{'-'.join(map(str, m.widths))} {m.activation} "
+          f"(output {m.output_activation}), loss {cfg['loss']}, {cfg['steps']} steps, "
+          f"batch {cfg['batch_size'] or 'full'}, data {cfg['data']['name']}")
+    _print_members(ens)
+    if status:
+        print(f"\nresults ({sum(r['current'] for r in status)} of {len(status)} current):")
+        for r in status:
+            print(f"  {r['name']:<40} {r['kind'] or '?':<14} {r['why']}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .. import analyses, files, io, report
+    from ..errors import ConfigError
+
+    out = Path(args.out)
+    spec = analyses.demo_spec(args.seeds, args.steps)
+    run, marker = out / "run", out / "demo.json"
+    wanted = {"seeds": args.seeds, "steps": args.steps}
+    resume = False
+    if out.exists() and not args.overwrite:
+        try:
+            resume = files.read_json(marker) == wanted
+        except Exception:
+            resume = False
+        if not resume:
+            raise ConfigError(f"{out} already exists (and is not an interrupted demo with --seeds {args.seeds} "
+                              f"--steps {args.steps}); pass --overwrite to replace it")
+    if not resume:
+        with files.staged_directory(out, overwrite=args.overwrite) as stage:
+            files.atomic_write_json(stage / "demo.json", wanted)
+    ex = _execution(args)
+    if resume and (run / "meta.json").exists():
+        ens = io.load_run(run)
+        print(f"run: {run} (kept from the interrupted demo)")
+    else:
+        ens = analyses.train(run, spec, overwrite=True, execution=ex, extra={"command": ["demo", *sys.argv[2:]]})
+        print(f"saved run: {run}")
+    for path in report.training_figures(ens, run):
+        print(f"figure: {path}")
+    _print_members(ens)
+    steps = [
+        ("surface --seed 0 --test --grid 51",
+         lambda: analyses.surface(run, analyses.SurfaceSpec(seeds="0", test=True, grid=51), execution=ex)),
+        ("interpolate --seeds 0,1 --test",
+         lambda: analyses.interpolate(run, analyses.InterpolationSpec(seeds="0,1", test=True), execution=ex)),
+        ("plane --seeds 0,1,2", lambda: analyses.plane(run, analyses.PlaneSpec(seeds="0,1,2"), execution=ex)),
+        ("trajectory --seed 0", lambda: analyses.trajectory(run, analyses.TrajectorySpec(seed=0), execution=ex)),
+    ]
+    for what, call in steps:
+        print(f"\n$ landscape {what.split()[0]} {run} {' '.join(what.split()[1:])}")
+        _finish(args, call(), fmt="png")
+    print(f"\ndemo complete: run directory {run}, figures in {run / 'figures'}")
+    return 0
+
+
+# ---------------------------------------------------------------------- results
+
+
+def _finish(args, outcome, *, fmt: str | None = None) -> None:
+    """Print a slice result's path and headline numbers and draw its figure."""
+    from .. import report
+
+    _warn(outcome.warnings, args.command)
+    if not _writer():
+        return
+    meta = outcome.meta
+    if meta.get("cosine") is not None:
+        print(f"cosine between the two directions: {meta['cosine']}")
+    for metric, bar in (meta.get("barriers") or {}).items():
+        print(f"{metric}: barrier {bar['barrier']:.5g} (above the chord), "
+              f"{bar['barrier_midpoint']:.5g} (max minus the endpoints' mean), at t = {bar['t_max']:.3g}")
+    if meta.get("explained_variance_ratio") is not None:
+        ev = meta["explained_variance_ratio"]
+        print(f"explained variance ratio: PC1 {ev[0]:.3f}, PC2 {ev[1]:.3f}")
+    print(f"result: {outcome.path}" + (" (saved and current: reused, nothing computed)" if outcome.reused else ""))
+    if not getattr(args, "no_plot", False):
+        with args.clock.phase("figure"):
+            path = report.result_figure(outcome.arrays, meta, outcome.run / "figures"
+                                        / f"{outcome.name}.{fmt or args.format}")
+        print(f"figure: {path}")
+
+
+def _slice(kind: str):
+    def command(args) -> int:
+        from .. import analyses
+
+        spec_cls, fn = {
+            "surface": (analyses.SurfaceSpec, analyses.surface),
+            "interpolate": (analyses.InterpolationSpec, analyses.interpolate),
+            "plane": (analyses.PlaneSpec, analyses.plane),
+            "trajectory": (analyses.TrajectorySpec, analyses.trajectory),
+        }[kind]
+        override = {}
+        if kind == "plane":
+            override["paths"] = not args.no_paths
+        if kind == "trajectory":
+            try:
+                override["seed"] = int(args.seeds)
+            except ValueError:
+                from ..errors import ConfigError
+
+                raise ConfigError(f"--seed must be one integer, got {args.seeds!r}") from None
+        outcome = fn(args.run, _spec(spec_cls, args, **override), name=args.name, overwrite=args.overwrite,
+                     execution=_execution(args))
+        _finish(args, outcome)
+        return 0
+
+    command.__name__ = f"cmd_{kind}"
+    return command
+
+
+def cmd_hessian(args) -> int:
+    from .. import analyses, report
+
+    outcome = analyses.hessian(args.run, _spec(analyses.HessianSpec, args), name=args.name,
+                               overwrite=args.overwrite, execution=_execution(args))
+    _warn(outcome.warnings, args.command)
+    for line in report.hessian_lines(outcome.arrays):
+        print(line)
+    print(f"result: {outcome.path}" + (" (saved and current: reused, nothing computed)" if outcome.reused else ""))
+    if not args.no_plot:
+        with args.clock.phase("figure"):
+            paths = report.hessian_figures(outcome.arrays, outcome.run, args.format)
+        for path in paths:
+            print(f"figure: {path}")
+    if not outcome.reused and outcome.name == "hessian":
+        refreshed = report.refresh_report(outcome.run, fmt=args.format)  # report.md quotes these numbers
+        if refreshed is not None:
+            print(f"report: {refreshed} (updated)")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .. import analyses, report
+    from ..errors import ConfigError
+
+    curve = None
+    if args.curve is not None:
+        try:
+            curve = tuple(int(t) for t in args.curve.split(","))
+        except ValueError:
+            raise ConfigError(f"--curve must be two seeds A,B, got {args.curve!r}") from None
+        if len(curve) != 2:
+            raise ConfigError(f"--curve must be two seeds A,B, got {args.curve!r}")
+    outcome = analyses.compare(args.run, _spec(analyses.CompareSpec, args, curve=curve), name=args.name,
+                               overwrite=args.overwrite, execution=_execution(args))
+    _warn(outcome.warnings, args.command)
+    for line in report.compare_lines(outcome.arrays, {**outcome.meta, "warnings": []}):
+        print(line)
+    print(f"result: {outcome.path}" + (" (saved and current: reused, nothing computed)" if outcome.reused else ""))
+    with args.clock.phase("figure"):
+        path, figs = report.write_report(outcome.run, outcome.arrays, outcome.meta, fmt=args.format,
+                                         figures=not args.no_plot)
+    for p in figs:
+        print(f"figure: {p}")
+    print(f"report: {path}")
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from .. import io, report
+    from ..errors import ConfigError
+
+    with args.clock.phase("load"):
+        arrays, meta = io.load_result(args.result)
+    if args.out:
+        out = Path(args.out)
+    else:  # never the command's own figure: the name carries every option that changes the drawing
+        npz, _ = io.result_paths(args.result)
+        parts = [f"_{args.kind}" if args.kind else "", f"_{args.metric}" if args.metric else "",
+                 "" if args.log is None else ("_log" if args.log else "_linear"),
+                 f"_clip{args.clip:g}" if args.clip is not None else ""]
+        suffix = "".join(parts) or "_replot"
+        out = npz.parent.parent / "figures" / f"{npz.stem}{suffix}.{args.format}"
+    with args.clock.phase("figure"):
+        try:
+            path = report.result_figure(arrays, meta, out, kind=args.kind, metric=args.metric, log=args.log,
+                                        clip=args.clip)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    print(f"figure: {path}")
+    return 0
+
+
+def cmd_cache(args) -> int:
+    from .. import compilation_cache
+
+    where = compilation_cache.cache_dir()
+    if where is None:
+        print(f"the compilation cache is turned off (${compilation_cache.ENV}={os.environ.get(compilation_cache.ENV)})")
+        return 0
+    if args.clear:
+        freed = compilation_cache.clear(where)
+        print(f"cleared {where}: {freed / 2**20:.1f} MiB freed")
+        return 0
+    u = compilation_cache.usage(where)
+    print(f"compilation cache: {where}")
+    print(f"{u['programs']} compiled programs, {u['bytes'] / 2**20:.1f} MiB "
+          f"(limit {compilation_cache.DEFAULT_MAX_BYTES / 2**30:g} GiB)")
+    return 0
+
+
+def cmd_prepare(args) -> int:
+    from ..data import prepare_tfds
+
+    where = prepare_tfds(args.dataset, data_dir=args.data_dir)
+    print(f"prepared {args.dataset} in {where}")
+    return 0
+
+
+#: Commands that compute nothing: no devices, no compilation cache (and no JAX start-up).
+NO_COMPUTE = ("info", "plot", "prepare", "cache")
+
+COMMANDS = {
+    "train": cmd_train,
+    "info": cmd_info,
+    "demo": cmd_demo,
+    "surface": _slice("surface"),
+    "interpolate": _slice("interpolate"),
+    "plane": _slice("plane"),
+    "trajectory": _slice("trajectory"),
+    "hessian": cmd_hessian,
+    "compare": cmd_compare,
+    "plot": cmd_plot,
+    "prepare": cmd_prepare,
+    "cache": cmd_cache,
+}

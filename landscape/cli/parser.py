@@ -1,0 +1,306 @@
+"""The ``landscape`` command's argument parser: flags, their types and their help."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+__all__ = ["build_parser", "UsageError"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argparse parser whose errors are one line, not usage plus message."""
+
+    def error(self, message):  # noqa: D401 - argparse API
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+class UsageError(Exception):
+    pass
+
+
+# ---------------------------------------------------------------------- argument types
+
+
+def _number(cast, ok, what: str):
+    """An argparse type: ``cast(text)`` that must satisfy ``ok``, else "expected <what>"."""
+
+    def parse(text: str):
+        try:
+            v = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not ok(v):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return v
+
+    return parse
+
+
+_positive_int = _number(int, lambda v: v >= 1, "a positive integer")
+_nonneg_int = _number(int, lambda v: v >= 0, "a non-negative integer")
+_positive_float = _number(float, lambda v: math.isfinite(v) and v > 0, "a finite positive number")
+_nonneg_float = _number(float, lambda v: math.isfinite(v) and v >= 0, "a finite non-negative number")
+_unit_float = _number(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    if text.strip().lower() in ("", "none"):
+        return ()
+    try:
+        widths = tuple(int(t) for t in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"widths must be comma-separated integers like 16,16, got {text!r}") from None
+    if any(w < 1 for w in widths):
+        raise argparse.ArgumentTypeError(f"widths must be positive, got {text!r}")
+    return widths
+
+
+def _positive_floats(text: str) -> tuple[float, ...]:
+    try:
+        vals = tuple(float(t) for t in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if any(not math.isfinite(v) or v <= 0 for v in vals):
+        raise argparse.ArgumentTypeError(f"learning rates must be finite and positive, got {text!r}")
+    return vals
+
+
+# ---------------------------------------------------------------------- parser
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    p.add_argument("--debug", action="store_true", help="show the full traceback of an internal error")
+    g = p.add_argument_group("devices and hosts")
+    g.add_argument("--devices", type=_positive_int, default=None,
+                   help="shard over the first N devices (default: every device of every process)")
+    g.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                   help="multi-process run: address of process 0 (or $LANDSCAPE_COORDINATOR / $JAX_COORDINATOR_ADDRESS)")
+    g.add_argument("--num-processes", type=_positive_int, default=None,
+                   help="multi-process run: number of processes (or $LANDSCAPE_NUM_PROCESSES / $JAX_NUM_PROCESSES)")
+    g.add_argument("--process-id", type=_nonneg_int, default=None,
+                   help="multi-process run: this process's index (or $LANDSCAPE_PROCESS_ID / $JAX_PROCESS_ID)")
+    g.add_argument("--join-timeout", type=_positive_int, default=120,
+                   help="seconds to wait for every process to join (default: %(default)s)")
+    g = p.add_argument_group("compilation and timing")
+    g.add_argument("--no-compile-cache", action="store_true",
+                   help="do not use JAX's persistent compilation cache for this command (see `landscape cache`)")
+    g.add_argument("--timings", default=None, metavar="FILE",
+                   help="write this command's wall time, split into start-up, load, compile, compute and figure, "
+                        "as JSON")
+
+
+def _add_train_options(p: argparse.ArgumentParser, *, defaults: dict) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", default=defaults.get("dataset", "digits"),
+                   help="digits (offline default), spirals, blobs, or a tensorflow-datasets name such as mnist")
+    g.add_argument("--data-dir", default=None, help="tensorflow-datasets data directory")
+    g.add_argument("--download", action="store_true",
+                   help="prepare a tensorflow-datasets set first if it is missing (needs internet)")
+    g = p.add_argument_group("model")
+    g.add_argument("--hidden", type=_widths, default=defaults.get("hidden", (16, 16)),
+                   help="hidden widths, comma-separated (default: %(default)s)")
+    g.add_argument("--activation", choices=("sigmoid", "tanh", "relu", "gelu"),
+                   default=defaults.get("activation", "sigmoid"), help="hidden activation (default: %(default)s)")
+    g.add_argument("--output-activation", choices=("identity", "sigmoid", "auto"), default="auto",
+                   help="last-layer activation; auto = sigmoid for mse, identity (logits) for cross_entropy")
+    g.add_argument("--init", choices=("lecun_normal", "glorot_uniform", "glorot_normal", "he_normal", "normal"),
+                   default="lecun_normal", help="kernel initialiser (default: %(default)s); biases start at 0")
+    g = p.add_argument_group("training")
+    g.add_argument("--loss", choices=("mse", "cross_entropy"), default=defaults.get("loss", "mse"),
+                   help="mse: squared difference to one-hot targets, summed over classes, averaged over examples")
+    g.add_argument("--optimizer", choices=("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop"),
+                   default="sgd", help="(default: %(default)s)")
+    g.add_argument("--lr", type=_positive_floats, default=defaults.get("lr", (1.0,)),
+                   help="learning rate; a comma-separated list sweeps seeds × learning rates (default: %(default)s)")
+    g.add_argument("--momentum", type=_unit_float, default=0.9, help="for momentum / nesterov / rmsprop")
+    g.add_argument("--steps", type=_positive_int, default=defaults.get("steps", 2000), help="(default: %(default)s)")
+    g.add_argument("--batch-size", type=_positive_int, default=None, help="minibatch size; omit for full-batch GD")
+    g.add_argument("--seeds", type=_positive_int, default=defaults.get("seeds", 64),
+                   help="number of random starts, seeds 0..N-1 (default: %(default)s)")
+    g.add_argument("--key", type=_nonneg_int, default=0, help="root PRNG seed of the sweep (default: %(default)s)")
+    g.add_argument("--log-every", type=_positive_int, default=defaults.get("log_every", 20),
+                   help="record train/test loss and accuracy every N steps (default: %(default)s)")
+    g.add_argument("--snapshot-every", type=_positive_int, default=defaults.get("snapshot_every"),
+                   help="keep parameter snapshots every N steps (multiple of --log-every) for trajectory plots")
+
+
+def _add_run(p, *, seeds_flag: str, seeds_help: str, default: str = "0") -> None:
+    p.add_argument("run", help="run directory written by `landscape train`")
+    p.add_argument(seeds_flag, dest="seeds", default=default, help=seeds_help)
+    p.add_argument("--lr", type=_positive_float, default=None,
+                   help="the learning rate of the members, when the run swept several")
+
+
+def _add_output(p) -> None:
+    p.add_argument("--overwrite", action="store_true", help="recompute and replace a saved result")
+    p.add_argument("--no-plot", action="store_true", help="do not draw the figures")
+    p.add_argument("--format", choices=("png", "pdf", "svg"), default="png", help="figure format (default: %(default)s)")
+    _add_common(p)
+
+
+def _add_save_every(p) -> None:
+    p.add_argument("--save-every", type=_nonneg_float, default=5.0, metavar="SECONDS",
+                   help="save progress (for resuming) at most this often (default: %(default)s)")
+
+
+def _add_eval(p) -> None:
+    p.add_argument("--test", action="store_true", help="evaluate on the test split too")
+    p.add_argument("--chunk-size", type=_positive_int, default=None, help="points per compiled call (default: auto)")
+    _add_save_every(p)
+    p.add_argument("--name", default=None, help="result name (default: derived from the settings)")
+    _add_output(p)
+
+
+def _add_grid_margin(p, grid: int) -> None:
+    p.add_argument("--grid", type=_positive_int, default=grid, help="points per axis (default: %(default)s)")
+    p.add_argument("--margin", type=_nonneg_float, default=0.3,
+                   help="grid margin, fraction of the extent (default: %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``landscape`` command."""
+    parser = _Parser(
+        prog="landscape",
+        description="Train many small networks from many random starts at once and explore their loss landscapes.",
+    )
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"landscape {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("train", help="train an ensemble of MLPs from many seeds and save it as a run directory",
+                       description="Train an ensemble of MLPs from many random starts in one compiled call.")
+    _add_train_options(p, defaults={})
+    p.add_argument("--out", required=True, help="run directory to create")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    p.add_argument("--no-plot", action="store_true", help="do not draw the training-curve figures")
+    _add_common(p)
+
+    p = sub.add_parser("info", help="per-seed final metrics, diverged seeds and the spread across seeds",
+                       description="Summarise a run directory.")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _add_common(p)
+
+    p = sub.add_parser("demo", help="the main job on the embedded digits, offline, in a few minutes",
+                       description="Train 64 sigmoid networks 64-16-16-10 with the squared-difference cost "
+                                   "on the bundled digits, then compute and draw a filter-normalised plane "
+                                   "around seed 0, the interpolation from seed 0 to seed 1, the plane through "
+                                   "seeds 0, 1, 2 with their trajectories, and seed 0's trajectory-PCA plane.")
+    p.add_argument("--out", default="landscape-demo", help="output directory (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output directory (without it, an interrupted demo with the same "
+                        "--seeds and --steps goes on where it stopped)")
+    p.add_argument("--seeds", type=_positive_int, default=64, help="at least 3 (default: %(default)s)")
+    p.add_argument("--steps", type=_positive_int, default=2000, help="at least 2 (default: %(default)s)")
+    _add_common(p)
+
+    p = sub.add_parser("surface", help="loss and accuracy on a random (filter-normalised) plane or line around a seed",
+                       description="Evaluate the cost surface on a slice through one or more seeds' minima.")
+    _add_run(p, seeds_flag="--seed", seeds_help="seed(s) whose minimum is the centre: 0 | 0,1,2 | all (default: 0)")
+    p.add_argument("--directions", choices=("random", "hessian"), default="random",
+                   help="random (normalised Gaussian) or hessian (the top eigenvectors, unit length; "
+                        "--norm does not apply) (default: %(default)s)")
+    p.add_argument("--norm", choices=("filter", "layer", "model", "none"), default="filter",
+                   help="direction normalisation (default: %(default)s)")
+    p.add_argument("--keep-biases", action="store_true",
+                   help="give biases a direction (a copy of the weights, as the reference tool does) "
+                        "instead of zero")
+    p.add_argument("--orthogonal", action="store_true", help="Gram-Schmidt the second direction against the first")
+    p.add_argument("--dims", type=int, choices=(1, 2), default=2, help="1: a line, 2: a plane (default: %(default)s)")
+    p.add_argument("--grid", type=_positive_int, default=51, help="points per axis (default: %(default)s)")
+    p.add_argument("--span", type=_positive_float, default=1.0, help="coefficients in [-span, span] (default: %(default)s)")
+    p.add_argument("--key", type=_nonneg_int, default=0, help="PRNG seed of the directions (default: %(default)s)")
+    _add_eval(p)
+
+    p = sub.add_parser("interpolate", help="loss along the straight line between two seeds' minima, with barriers",
+                       description="theta(t) = (1-t) theta_A + t theta_B, t beyond [0, 1] too; both barrier definitions.")
+    _add_run(p, seeds_flag="--seeds", seeds_help="two seeds A,B (default: 0,1)", default="0,1")
+    p.add_argument("--grid", type=_positive_int, default=61, help="points in [0, 1] (default: %(default)s)")
+    p.add_argument("--extend", type=_nonneg_float, default=0.5, help="continue to [-e, 1+e] (default: %(default)s)")
+    _add_eval(p)
+
+    p = sub.add_parser("plane", help="the plane through three seeds' minima, with their trajectories",
+                       description="The plane through three solutions (Garipov et al. 2018), solutions marked.")
+    _add_run(p, seeds_flag="--seeds", seeds_help="three seeds (default: 0,1,2)", default="0,1,2")
+    _add_grid_margin(p, 41)
+    p.add_argument("--no-paths", action="store_true", help="do not project the training trajectories")
+    _add_eval(p)
+
+    p = sub.add_parser("trajectory", help="the trajectory-PCA plane of one seed with its path",
+                       description="PCA of the saved snapshots around the final parameters (Li et al. 2018, section 7).")
+    _add_run(p, seeds_flag="--seed", seeds_help="seed (default: 0)", default="0")
+    _add_grid_margin(p, 41)
+    _add_eval(p)
+
+    p = sub.add_parser("hessian", help="Hessian spectra of every seed: top eigenvalues, smallest, trace, density",
+                       description="Curvature of the training loss at every member's final parameters "
+                                   "(Lanczos with full re-orthogonalisation, Hutchinson trace, stochastic "
+                                   "Lanczos quadrature).")
+    p.add_argument("run", help="run directory written by `landscape train`")
+    p.add_argument("--top", type=_positive_int, default=5, help="number of top eigenvalues (default: %(default)s)")
+    p.add_argument("--iters", type=_positive_int, default=None, help="Lanczos iterations (default: max(2k+20, 40))")
+    p.add_argument("--probes", type=_positive_int, default=50, help="Hutchinson probes (default: %(default)s)")
+    p.add_argument("--density", action="store_true", help="also the spectral density (SLQ)")
+    p.add_argument("--key", type=_nonneg_int, default=0, help="PRNG seed of the probes (default: %(default)s)")
+    p.add_argument("--chunk-size", type=_positive_int, default=16, help="members per compiled call (default: %(default)s)")
+    p.add_argument("--name", default=None, help="result name (default: hessian)")
+    _add_output(p)
+
+    p = sub.add_parser("compare", help="compare the seeds' minima: barriers, basins, alignment, curves; a report",
+                       description="Pairwise barriers, distances, cosines and prediction disagreement between "
+                                   "the members that did not diverge; basins; optionally permutation alignment "
+                                   "and a trained Bezier curve; writes RUN/report.md and figures.")
+    p.add_argument("run", help="run directory written by `landscape train`")
+    p.add_argument("--align", action="store_true", help="also barriers after weight-matching alignment of each pair")
+    p.add_argument("--curve", default=None, metavar="A,B", help="train a Bezier curve between seeds A and B")
+    p.add_argument("--curve-steps", type=_positive_int, default=1000, help="(default: %(default)s)")
+    p.add_argument("--tol", type=_nonneg_float, default=0.05,
+                   help="seeds whose barrier is below this share a basin (default: %(default)s)")
+    p.add_argument("--limit", type=_positive_int, default=None, metavar="N",
+                   help="compare only the first N seeds that did not diverge (pairs grow as N^2)")
+    p.add_argument("--grid", type=_positive_int, default=25, help="interpolation points in [0, 1] (default: %(default)s)")
+    p.add_argument("--lr", type=_positive_float, default=None, help="the learning rate, when the run swept several")
+    p.add_argument("--key", type=_nonneg_int, default=0, help="PRNG seed of the curve training (default: %(default)s)")
+    p.add_argument("--chunk-size", type=_positive_int, default=None, help="points per compiled call (default: auto)")
+    p.add_argument("--name", default=None, help="result name (default: compare)")
+    _add_save_every(p)
+    _add_output(p)
+
+    p = sub.add_parser("plot", help="draw a saved result (no recomputation)",
+                       description="Draw a saved surface / line / interpolation result file.")
+    p.add_argument("result", help="a result file (.npz or .json) under RUN/results/")
+    p.add_argument("--kind", choices=("contour", "filled", "heatmap", "surface", "line"), default=None,
+                   help="figure kind (default: line for 1-D results, filled for 2-D)")
+    p.add_argument("--metric", default=None, help="which metric, e.g. train_loss, test_accuracy (default: train loss)")
+    scale = p.add_mutually_exclusive_group()
+    scale.add_argument("--log", dest="log", action="store_true", default=None, help="log scale / log-spaced levels")
+    scale.add_argument("--linear", dest="log", action="store_false", help="linear scale / levels")
+    p.add_argument("--clip", type=_positive_float, default=None, help="clip values above this (default: 95th percentile)")
+    p.add_argument("--format", choices=("png", "pdf", "svg"), default="png", help="figure format (default: %(default)s)")
+    p.add_argument("--out", default=None,
+                   help="figure file (.png, .pdf, .svg); default RUN/figures/NAME plus the options that differ from "
+                        "the command's own figure (_log, _clip2, _contour, _test_loss), so that figure is never "
+                        "overwritten")
+    _add_common(p)
+
+    p = sub.add_parser("cache", help="where JAX's persistent compilation cache is, its size; --clear empties it",
+                       description="Every command keeps the programs it compiles in JAX's persistent compilation "
+                                   "cache, so that a repeated command (same shapes, another seed) skips "
+                                   "compilation. The directory is $LANDSCAPE_COMPILE_CACHE if set (0 or off turns "
+                                   "the cache off), else the user cache directory's landscape/jax "
+                                   "(~/.cache/landscape/jax on Linux); at most 2 GiB, least recently used "
+                                   "programs evicted first.")
+    p.add_argument("--clear", action="store_true", help="remove every cached program")
+    _add_common(p)
+
+    p = sub.add_parser("prepare", help="download and prepare a tensorflow-datasets set (needs internet)",
+                       description="Prepare a tensorflow-datasets set in the random-access array_record format.")
+    p.add_argument("dataset", help="tensorflow-datasets name, e.g. mnist")
+    p.add_argument("--data-dir", default=None, help="tensorflow-datasets data directory")
+    _add_common(p)
+    return parser
+
+

@@ -1,0 +1,258 @@
+"""Figures, tables and the markdown report of a run, drawn from saved results only.
+
+Nothing here computes: every function reads arrays a run or a result already holds and hands
+them to :mod:`landscape.plot`.  Members are named as (seed, learning rate) throughout
+(:mod:`landscape.members`); a Hessian result is quoted only when it is current for the run's
+parameters, and ``RUN/report.md`` is rebuilt whenever the results it quotes change.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "training_figures",
+    "result_figure",
+    "hessian_lines",
+    "hessian_figures",
+    "compare_lines",
+    "write_report",
+    "density_curves",
+]
+
+
+def training_figures(ens, run: str | Path, fmt: str = "png") -> list[Path]:
+    """Training curves (coloured by learning rate in a sweep; diverged red, did-not-learn
+    dashed) and the histogram of final costs, under ``RUN/figures/``."""
+    from . import plot
+    from .train import learned
+
+    fig_dir = Path(run) / "figures"
+    h, loss = ens.history, ens.config["loss"]
+    stalled = ~learned(ens) & ~ens.diverged
+    return [
+        plot.save_figure(plot.training_curves(h.step, h.train_loss, h.test_accuracy, diverged=ens.diverged,
+                                              not_learned=stalled, learning_rates=ens.learning_rates,
+                                              loss_name=loss), fig_dir / f"training_curves.{fmt}"),
+        plot.save_figure(plot.final_cost_histogram(h.train_loss[:, -1], diverged=ens.diverged, loss_name=loss),
+                         fig_dir / f"final_cost_histogram.{fmt}"),
+    ]
+
+
+def result_figure(arrays: dict, meta: dict, path: str | Path, **kw) -> Path:
+    """Draw a saved slice result (:func:`landscape.plot.from_result`) to ``path``."""
+    from . import plot
+
+    return plot.save_figure(plot.from_result(arrays, meta, **kw), path)
+
+
+def _member_keys(arrays) -> list[tuple[int, float]]:
+    lrs = arrays.get("learning_rates")
+    seeds = arrays["seeds"].astype(int)
+    if lrs is None:
+        lrs = np.full(seeds.shape, np.nan)
+    return [(int(s), round(float(v), 12)) for s, v in zip(seeds, lrs)]
+
+
+def _healthy(arrays) -> np.ndarray:
+    ok = ~arrays["diverged"].astype(bool)
+    if "learned" in arrays:
+        ok &= arrays["learned"].astype(bool)
+    return ok
+
+
+def hessian_lines(arrays: dict) -> list[str]:
+    """The Hessian table, one line per member (with its learning rate in a sweep and its
+    status), then the medians over the members that learned, per learning rate."""
+    keys = _member_keys(arrays)
+    lrs = np.array([k[1] for k in keys])
+    rates = np.unique(lrs[np.isfinite(lrs)])
+    swept = rates.size > 1
+    ok = _healthy(arrays)
+    lines = [f"{'seed':>5} " + (f"{'lr':>8} " if swept else "") + f"{'top eigenvalue':>15} {'smallest':>10} "
+             f"{'trace':>10}"]
+    for i, (seed, lr) in enumerate(keys):
+        flag = ""
+        if arrays["diverged"][i]:
+            flag = "  (diverged)"
+        elif not ok[i]:
+            flag = "  (did not learn)"
+        lines.append(f"{seed:>5} " + (f"{lr:>8.4g} " if swept else "") + f"{arrays['top'][i, 0]:>15.5g} "
+                     f"{arrays['smallest'][i]:>10.4g} {arrays['trace'][i]:>10.4g}{flag}")
+    groups = [(f" at lr {r:g}", np.isclose(lrs, r)) for r in rates] if swept else [("", np.ones(len(keys), bool))]
+    for title, sel in groups:
+        good = sel & ok
+        if good.any():
+            lines.append(f"median over {int(good.sum())} members that learned{title}: top eigenvalue "
+                         f"{np.median(arrays['top'][good, 0]):.5g}, trace {np.median(arrays['trace'][good]):.5g}")
+        else:
+            lines.append(f"no member learned{title}: no median")
+    return lines
+
+
+def density_curves(nodes: np.ndarray, weights: np.ndarray, num: int = 600) -> tuple[np.ndarray, np.ndarray]:
+    """Smoothed spectral densities on one grid from SLQ nodes and weights ``(M, probes, m)``:
+    ``(grid (num,), density (M, num))`` with a Gaussian of 1 % of the spectrum's range
+    (Ghorbani et al. 2019)."""
+    from . import hessian
+
+    lo, hi = float(np.min(nodes)), float(np.max(nodes))
+    pad = 0.05 * (hi - lo + 1e-12)
+    grid = np.linspace(lo - pad, hi + pad, num)
+    sigma = 0.01 * (hi - lo + 1e-12)
+    rho = np.stack([hessian.density_on_grid(hessian.Density(n, w), grid, sigma=sigma)
+                    for n, w in zip(nodes, weights)])
+    return grid, rho
+
+
+def hessian_figures(arrays: dict, run: str | Path, fmt: str = "png", groups=None) -> list[Path]:
+    """Sharpness against test accuracy (coloured by ``groups`` — basins — when given, else by
+    learning rate in a sweep) and, when computed, the spectral densities; members that
+    diverged or did not learn are left out."""
+    from . import plot
+
+    ok = _healthy(arrays)
+    fd = Path(run) / "figures"
+    names = None
+    if groups is None:
+        lrs = np.array([k[1] for k in _member_keys(arrays)])
+        rates = np.unique(lrs[np.isfinite(lrs)])
+        if rates.size > 1:
+            groups = np.array([int(np.argmin(np.abs(rates - v))) for v in lrs])[ok]
+            names = [f"lr {r:g}" for r in rates]
+    elif len(groups) == len(ok):
+        groups = np.asarray(groups)[ok]
+    paths = [plot.save_figure(plot.scatter(
+        arrays["top"][ok, 0], arrays["test_accuracy"][ok], xlabel="top Hessian eigenvalue (sharpness)",
+        ylabel="test accuracy", log_x=True, groups=groups, group_names=names,
+        title=f"sharpness vs test accuracy, {int(ok.sum())} members"), fd / f"hessian_sharpness.{fmt}")]
+    if "density_nodes" in arrays and ok.any():
+        grid, rho = density_curves(arrays["density_nodes"][ok], arrays["density_weights"][ok])
+        paths.append(plot.save_figure(plot.spectral_density(grid, rho, title="Hessian spectral density (SLQ)"),
+                                      fd / f"hessian_density.{fmt}"))
+    return paths
+
+
+def _summary_line(name: str, b, labels) -> str:
+    off = b[np.triu_indices(b.shape[0], 1)]
+    sizes = np.bincount(labels)
+    if off.size == 0:
+        return f"{name}: one member, no pairs"
+    return (f"{name}: {sizes.size} basin(s) (sizes {', '.join(map(str, sizes[:12]))}"
+            f"{', ...' if sizes.size > 12 else ''}); barrier median {np.median(off):.4g}, "
+            f"min {np.min(off):.4g}, max {np.max(off):.4g}")
+
+
+def compare_lines(arrays: dict, meta: dict) -> list[str]:
+    """The headline lines of a comparison: basins and barriers before (and after) alignment,
+    prediction disagreement, the curve against the straight line, and what was left out."""
+    lines = [_summary_line("before alignment", arrays["barrier"], arrays["basin"])]
+    if "aligned_barrier" in arrays:
+        lines.append(_summary_line("after alignment", arrays["aligned_barrier"], arrays["aligned_basin"]))
+    if "disagreement" in arrays and len(arrays["seeds"]) > 1:
+        off = arrays["disagreement"][np.triu_indices(len(arrays["seeds"]), 1)]
+        lines.append(f"prediction disagreement on test data: median {np.median(off):.4f}")
+    if "curve_loss" in arrays:
+        a, b = meta.get("curve_labels") or ("A", "B")
+        lines.append(f"Bezier curve {a} to {b}: max loss along the curve {arrays['curve_loss'].max():.4g} "
+                     f"vs {arrays['line_loss'].max():.4g} along the straight line")
+    return lines + [str(w) for w in meta.get("warnings") or []]
+
+
+def _current_hessian(run: Path):
+    """The saved ``hessian`` result if it was computed from the run's present parameters."""
+    from . import io, results
+
+    for r in results.run_status(run):
+        if r["name"] == "hessian" and r["current"]:
+            return io.load_result(run / "results" / "hessian")[0]
+    return None
+
+
+def write_report(run: str | Path, arrays: dict, meta: dict, *, fmt: str = "png", figures: bool = True
+                 ) -> tuple[Path, list[Path]]:
+    """Write ``RUN/report.md`` (and its figures) for a saved comparison, quoting the current
+    Hessian result's eigenvalue and trace of each member, matched by (seed, learning rate).
+
+    Returns:
+      ``(report path, figure paths)``.
+    """
+    from . import files, io, plot
+
+    run = io.run_path(run)
+    loss = io.read_meta(run).get("train", {}).get("loss", "loss")
+    settings = meta.get("settings", {})
+    labels = meta.get("labels") or [f"seed {int(s)}" for s in arrays["seeds"]]
+    keys = _member_keys(arrays)
+    hess = _current_hessian(run)
+    hmap = {}
+    if hess is not None:
+        hmap = {k: (hess["top"][i, 0], hess["trace"][i]) for i, k in enumerate(_member_keys(hess))}
+    lines = [f"# Comparison of {len(keys)} minima", "",
+             f"Run `{run}`; {loss} loss; barrier tolerance for basins {settings.get('tol')}; "
+             f"{settings.get('grid')} interpolation points in [0, 1].", ""]
+    lines += [f"- {line}" for line in compare_lines(arrays, meta)]
+    if hess is None:
+        lines.append("- no current Hessian result: run `landscape hessian` to add eigenvalues and traces")
+    aligned = "aligned_basin" in arrays
+    lines += ["", "| member | final train loss | test accuracy | top eigenvalue | trace | basin |"
+              + (" basin (aligned) |" if aligned else ""),
+              "|---|---:|---:|---:|---:|---:|" + ("---:|" if aligned else "")]
+    for i, key in enumerate(keys):
+        top, tr = hmap.get(key, (float("nan"), float("nan")))
+        row = (f"| {labels[i]} | {arrays['final_train_loss'][i]:.5g} | {arrays['final_test_accuracy'][i]:.4f} | "
+               f"{top:.4g} | {tr:.4g} | {arrays['basin'][i]} |")
+        lines.append(row + (f" {arrays['aligned_basin'][i]} |" if aligned else ""))
+    figs: list[Path] = []
+    if figures:
+        fd = run / "figures"
+        short = [lab.replace("seed ", "") for lab in labels]
+        figs.append(plot.save_figure(plot.final_cost_histogram(arrays["final_train_loss"], loss_name=loss),
+                                     fd / f"compare_final_costs.{fmt}"))
+        order_by = arrays["aligned_basin"] if aligned else arrays["basin"]
+        figs.append(plot.save_figure(plot.matrix(arrays["barrier"], groups=order_by, labels=short,
+                                                 title="loss barrier, ordered by basin", cbar_label="barrier"),
+                                     fd / f"compare_barriers.{fmt}"))
+        if aligned:
+            figs.append(plot.save_figure(plot.matrix(arrays["aligned_barrier"], groups=order_by, labels=short,
+                                                     title="barrier after alignment, ordered by basin",
+                                                     cbar_label="barrier"), fd / f"compare_barriers_aligned.{fmt}"))
+            iu = np.triu_indices(len(keys), 1)
+            if iu[0].size:
+                figs.append(plot.save_figure(plot.scatter(
+                    arrays["barrier"][iu], arrays["aligned_barrier"][iu], xlabel="barrier before alignment",
+                    ylabel="barrier after alignment", diagonal=True,
+                    title=f"{len(iu[0])} pairs: median {np.median(arrays['barrier'][iu]):.3g} → "
+                          f"{np.median(arrays['aligned_barrier'][iu]):.3g}"), fd / f"compare_alignment.{fmt}"))
+        if "curve_loss" in arrays:
+            a, b = meta.get("curve_labels") or ("A", "B")
+            figs.append(plot.save_figure(plot.curve(arrays["curve_t"], {"straight line": arrays["line_loss"],
+                                                                        "Bézier curve": arrays["curve_loss"]},
+                                                    xlabel="t", marks={"A": 0.0, "B": 1.0}, title=f"{a} to {b}"),
+                                         fd / f"compare_curve.{fmt}"))
+        if hess is not None:
+            where = {k: i for i, k in enumerate(_member_keys(hess))}
+            pick = np.array([where[k] for k in keys if k in where])
+            if pick.size == len(keys):
+                n = len(hess["seeds"])
+                sub = {k: (v[pick] if hasattr(v, "shape") and v.shape[:1] == (n,) else v) for k, v in hess.items()}
+                figs += hessian_figures(sub, run, fmt, groups=order_by)
+        lines += ["", "## Figures", ""] + [f"![{p.stem}](figures/{p.name})" for p in figs]
+    path = run / "report.md"
+    files.atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
+    return path, figs
+
+
+def refresh_report(run: str | Path, fmt: str = "png") -> Path | None:
+    """Rebuild ``RUN/report.md`` from the saved, current ``compare`` result (after the results it
+    quotes changed, e.g. a new Hessian); ``None`` when there is no current comparison."""
+    from . import io, results
+
+    run = io.run_path(run)
+    for r in results.run_status(run):
+        if r["name"] == "compare" and r["current"]:
+            arrays, meta = io.load_result(run / "results" / "compare")
+            return write_report(run, arrays, meta, fmt=fmt)[0]
+    return None
