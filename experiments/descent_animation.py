@@ -19,7 +19,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from study import Study, parser  # noqa: E402
+from study import Study, parser, widths  # noqa: E402
+
+import landscape as ls  # noqa: E402
 
 # --- configuration -------------------------------------------------------------------------
 CONFIG = {
@@ -41,9 +43,10 @@ def main(argv=None) -> dict:
     cfg = QUICK if args.quick else CONFIG
     study = Study("descent_animation", args, cfg)
     run = study.out / "run"
-    study.landscape("train", "train", "--hidden", cfg["hidden"], "--activation", cfg["activation"],
-                    "--loss", cfg["loss"], "--lr", str(cfg["lr"]), "--steps", str(cfg["steps"]),
-                    "--seeds", str(cfg["seeds"]), "--out", str(run), "--overwrite", "--no-plot")
+    with study.timed("train"):
+        ls.analyses.train(run, ls.analyses.TrainSpec(hidden=widths(cfg["hidden"]), activation=cfg["activation"],
+                                                     loss=cfg["loss"], lr=(cfg["lr"],), steps=cfg["steps"],
+                                                     seeds=cfg["seeds"]), overwrite=True)
     with study.timed("slice and descent"):
         compute(run, cfg)
     with study.timed("animation"):

@@ -23,7 +23,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from study import Study, parser  # noqa: E402
+from study import Study, parser, widths  # noqa: E402
+
+import landscape as ls  # noqa: E402
 
 # --- configuration -------------------------------------------------------------------------
 CONFIG = {
@@ -54,25 +56,29 @@ def run_classic(study: Study) -> dict:
     """The whole study for ``study.config`` (also used by the MNIST study)."""
     cfg = study.config
     run = study.out / "run"
-    data_args = ["--dataset", cfg["dataset"]] + (["--data-dir", cfg["data_dir"]] if cfg.get("data_dir") else [])
-    if cfg.get("batch_size"):
-        data_args += ["--batch-size", str(cfg["batch_size"])]
-    study.landscape("train", "train", *data_args, "--hidden", cfg["hidden"],
-                    "--activation", cfg["activation"], "--loss", cfg["loss"], "--lr", str(cfg["lr"]),
-                    "--steps", str(cfg["steps"]), "--seeds", str(cfg["seeds"]), "--log-every", str(cfg["log_every"]),
-                    "--snapshot-every", str(cfg["snapshot_every"]), "--out", str(run), "--overwrite")
+    spec = ls.analyses.TrainSpec(dataset=cfg["dataset"], data_dir=cfg.get("data_dir"), batch_size=cfg.get("batch_size"),
+                                 hidden=widths(cfg["hidden"]), activation=cfg["activation"], loss=cfg["loss"],
+                                 lr=(cfg["lr"],), steps=cfg["steps"], seeds=cfg["seeds"], log_every=cfg["log_every"],
+                                 snapshot_every=cfg["snapshot_every"])
+    with study.timed("train"):
+        ens = ls.analyses.train(run, spec, overwrite=True)
+        ls.report.training_figures(ens, run)
     study.publish(run / "figures" / "final_cost_histogram.png", "final_cost_histogram")
     study.publish(run / "figures" / "training_curves.png", "training_curves")
 
-    study.landscape("plane", "plane", str(run), "--seeds", "0,1,2", "--name", "plane_three_seeds", "--overwrite")
+    with study.timed("plane"):
+        out = ls.analyses.plane(run, ls.analyses.PlaneSpec(seeds="0,1,2"), name="plane_three_seeds", overwrite=True)
+        ls.report.result_figure(out.arrays, out.meta, run / "figures" / "plane_three_seeds.png")
     study.publish(run / "figures" / "plane_three_seeds.png", "plane_three_seeds")
 
     with study.timed("interpolation"):
         summary = interpolation_pairs(run, cfg["pairs"])
     study.publish(run / "figures" / "interpolation_pairs.png", "interpolation_pairs")
 
-    study.landscape("compare", "compare", str(run), "--align", "--limit", str(cfg["compare_limit"]),
-                    "--tol", str(cfg["tol"]), "--overwrite")
+    with study.timed("compare"):
+        out = ls.analyses.compare(run, ls.analyses.CompareSpec(align=True, limit=cfg["compare_limit"], tol=cfg["tol"]),
+                                  overwrite=True)
+        ls.report.write_report(run, out.arrays, out.meta, name=out.name)
     study.publish(run / "figures" / "compare_barriers.png", "barriers")
     study.publish(run / "figures" / "compare_barriers_aligned.png", "barriers_aligned")
     study.publish(run / "figures" / "compare_alignment.png", "alignment")

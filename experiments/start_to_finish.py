@@ -18,7 +18,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from study import Study, parser  # noqa: E402
+from study import Study, parser, widths  # noqa: E402
+
+import landscape as ls  # noqa: E402
 
 # --- configuration -------------------------------------------------------------------------
 NETWORKS = {
@@ -38,10 +40,11 @@ def main(argv=None) -> dict:
     for name, net in cfg["networks"].items():
         run = study.out / name
         # the initialisation is the step-0 snapshot of the trajectory
-        study.landscape("train", "train", "--hidden", net["hidden"], "--activation", net["activation"],
-                        "--loss", net["loss"], "--lr", str(net["lr"]), "--steps", str(cfg["steps"]),
-                        "--seeds", str(cfg["seeds"]), "--snapshot-every", str(cfg["steps"]),
-                        "--log-every", str(cfg["steps"] // 10), "--out", str(run), "--overwrite", "--no-plot")
+        with study.timed("train"):
+            ls.analyses.train(run, ls.analyses.TrainSpec(
+                hidden=widths(net["hidden"]), activation=net["activation"], loss=net["loss"], lr=(net["lr"],),
+                steps=cfg["steps"], seeds=cfg["seeds"], snapshot_every=cfg["steps"], log_every=cfg["steps"] // 10),
+                overwrite=True)
         with study.timed("lines"):
             summary[name] = lines(run, name, net, cfg)
         study.publish(run / "figures" / "start_to_finish.png", name)

@@ -1,4 +1,7 @@
-"""Shared plumbing of the studies in ``experiments/``: run the CLI, publish figures, time the steps.
+"""Shared plumbing of the studies in ``experiments/``: time the steps, publish figures.
+
+The studies call the library (``landscape.analyses`` with settings objects, ``landscape.report``
+for figures) exactly as the ``landscape`` command does, never the command's internals.
 
 Each study script keeps its configuration at the top, writes its results under a run
 directory (``runs/<study>`` by default), draws every figure from the saved results, and
@@ -12,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import json
 import shutil
 import time
@@ -45,19 +47,12 @@ class Study:
         self.steps: dict[str, float] = {}
         self.published: list[str] = []
         self.t0 = time.perf_counter()
+        import landscape as ls
 
-    def landscape(self, label: str, *argv: str) -> None:
-        """Run ``landscape ARGV`` (the CLI's entry point, in this process, so compiled code and
-        tensorflow-datasets mocks carry over), timed as step ``label``; a failure stops the study."""
-        from landscape.cli import main as cli
-
-        t = time.perf_counter()
-        print("$ landscape " + " ".join(argv), flush=True)
-        with contextlib.redirect_stdout(io.StringIO()):
-            status = cli([*argv, "--quiet"])
-        if status != 0:
-            raise SystemExit(f"{self.name}: `landscape {' '.join(argv)}` failed with status {status}")
-        self.steps[label] = self.steps.get(label, 0.0) + time.perf_counter() - t
+        try:  # as every `landscape` command does: compiled programs are reused across runs
+            ls.compilation_cache.enable()
+        except ls.ConfigError:
+            pass
 
     @contextlib.contextmanager
     def timed(self, label: str):
@@ -93,3 +88,8 @@ class Study:
         print(json.dumps(record, indent=2))
         return record
 
+
+
+def widths(text: str) -> tuple[int, ...]:
+    """``"16,16"`` -> ``(16, 16)`` (configurations keep widths as the command line writes them)."""
+    return tuple(int(t) for t in str(text).split(",") if t.strip())

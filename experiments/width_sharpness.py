@@ -24,7 +24,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from study import Study, parser  # noqa: E402
+from study import Study, parser, widths  # noqa: E402
+
+import landscape as ls  # noqa: E402
 
 # --- configuration -------------------------------------------------------------------------
 CONFIG = {
@@ -46,15 +48,18 @@ def main(argv=None) -> dict:
     nets["deep"] = cfg["deep"]
     for name, hidden in nets.items():
         run = study.out / name
-        study.landscape("train", "train", "--hidden", hidden, "--activation", cfg["activation"], "--loss", cfg["loss"],
-                        "--lr", str(cfg["lr"]), "--steps", str(cfg["steps"]), "--seeds", str(cfg["seeds"]),
-                        "--out", str(run), "--overwrite", "--no-plot")
-        study.landscape("hessian", "hessian", str(run), "--top", "1", "--probes", "10", "--overwrite", "--no-plot")
-        study.landscape("compare", "compare", str(run), "--align", "--tol", str(cfg["tol"]), "--overwrite",
-                        "--no-plot")
+        with study.timed("train"):
+            ls.analyses.train(run, ls.analyses.TrainSpec(hidden=widths(hidden), activation=cfg["activation"],
+                                                         loss=cfg["loss"], lr=(cfg["lr"],), steps=cfg["steps"],
+                                                         seeds=cfg["seeds"]), overwrite=True)
+        with study.timed("hessian"):
+            ls.analyses.hessian(run, ls.analyses.HessianSpec(top=1, probes=10), overwrite=True)
+        with study.timed("compare"):
+            ls.analyses.compare(run, ls.analyses.CompareSpec(align=True, tol=cfg["tol"]), overwrite=True)
         if name in cfg["planes"]:
-            study.landscape("plane", "surface", str(run), "--seed", "0", "--grid", str(cfg["grid"]),
-                            "--span", str(cfg["span"]), "--name", "plane_seed0", "--overwrite", "--no-plot")
+            with study.timed("surface"):
+                ls.analyses.surface(run, ls.analyses.SurfaceSpec(seeds="0", grid=cfg["grid"], span=cfg["span"]),
+                                    name="plane_seed0", overwrite=True)
     with study.timed("figures"):
         summary = figures(study.out, nets, cfg)
     study.publish(study.out / "planes.png", "planes")

@@ -6,7 +6,9 @@ Modules (one concept each): ``tree`` (pytree maths), ``distributed`` (meshes, mu
 slice evaluator and the slices built on it), ``hessian`` (curvature), ``minima`` (barriers,
 basins, alignment, curves), ``files`` (atomic writes, bounded reads, locks), ``chunks`` (the
 resumable chunk loop), ``io`` (run directories and result files), ``results`` (provenance and
-reuse of results),
+reuse of results), ``members`` (members as seed and learning rate), ``analyses`` (each
+command's computation: settings in, a stored result out), ``report`` (figures, tables and
+``report.md`` from saved results),
 ``plot`` (figures from saved results), ``compilation_cache`` (JAX's persistent compilation
 cache), ``timing`` (a command's wall-time phases), ``errors``.
 """
@@ -20,12 +22,13 @@ import importlib
 # Flax, optax and matplotlib takes; ``landscape.surface``, ``from landscape import MLP`` and
 # the rest behave as if imported eagerly.
 _SUBMODULES = ("data", "directions", "distributed", "surface", "hessian", "minima", "errors", "io", "models",
-               "optim", "plot", "train", "tree", "compilation_cache", "timing", "results", "files", "chunks")
+               "optim", "plot", "train", "tree", "compilation_cache", "timing", "results", "files", "chunks",
+               "members", "analyses", "report")
 _NAMES = {
     "Dataset": "data", "Split": "data", "load": "data",
     "ConfigError": "errors", "CorruptRunError": "errors", "DataError": "errors",
     "DataUnavailableError": "errors", "LandscapeError": "errors", "RunError": "errors",
-    "RunExistsError": "errors", "RunNotFoundError": "errors",
+    "RunExistsError": "errors", "RunNotFoundError": "errors", "StorageError": "errors",
     "load_run": "io", "save_run": "io",
     "MLP": "models",
     "OptimizerSpec": "optim",
@@ -69,6 +72,9 @@ __all__ = [
     "results",
     "files",
     "chunks",
+    "members",
+    "analyses",
+    "report",
     "Dataset",
     "Split",
     "load",
@@ -90,4 +96,5 @@ __all__ = [
     "RunExistsError",
     "RunNotFoundError",
     "CorruptRunError",
+    "StorageError",
 ]

@@ -231,8 +231,8 @@ def _stored(run, name: str, settings: dict, overwrite: bool, warnings: list[str]
     path = io.result_paths(res.stem)[0]
     if saved is not None:
         return Outcome(res.name, path, saved[0], saved[1], True, warnings, res.run)
-    if not distributed.is_writer():  # the other processes of a multi-process run compute, not write
-        arrays, meta = compute(None)
+    if not distributed.is_writer():  # the other processes of a multi-process run compute, never write
+        arrays, meta = compute(res)
         return Outcome(res.name, None, arrays, files.jsonable({**meta, "provenance": res.provenance}), False,
                        warnings, res.run)
     with res.writing():
@@ -243,12 +243,11 @@ def _stored(run, name: str, settings: dict, overwrite: bool, warnings: list[str]
 
 def _evaluation(execution: Execution, res, desc: str) -> dict:
     """Keyword arguments of the surface evaluator: chunking, progress, devices, and the
-    result's checkpoint (kept until the commit; single-process runs only)."""
-    import jax
+    result's checkpoint (kept until the commit; process 0 reads and writes it)."""
+    from .distributed import is_writer
 
-    checkpoint = res.checkpoint if res is not None and jax.process_count() == 1 else None
-    return {"chunk_size": execution.chunk_size, "checkpoint": checkpoint, "keep_checkpoint": True,
-            "save_every_s": execution.save_every_s, "progress": execution.progress and res is not None,
+    return {"chunk_size": execution.chunk_size, "checkpoint": res.checkpoint, "keep_checkpoint": True,
+            "save_every_s": execution.save_every_s, "progress": execution.progress and is_writer(),
             "desc": desc, "mesh": execution.mesh}
 
 
@@ -527,8 +526,8 @@ def hessian(run, spec: HessianSpec, *, name: str | None = None, overwrite: bool 
         curv = hessian_mod.ensemble_curvature(
             f, ens.params, key=jax.random.key(spec.key), top=spec.top, num_iters=spec.iters,
             trace_probes=spec.probes, density=spec.density, chunk_size=execution.chunk_size or 16,
-            checkpoint=None if res is None else res.checkpoints / "hessian.npz", keep_checkpoint=True,
-            progress=execution.progress and res is not None, mesh=execution.mesh)
+            checkpoint=res.checkpoints / "hessian.npz", keep_checkpoint=True, progress=execution.progress,
+            mesh=execution.mesh)
         return {**curv, "seeds": ens.seeds, "learning_rates": ens.learning_rates,
                 "test_accuracy": ens.history.test_accuracy[:, -1], "train_loss": ens.history.train_loss[:, -1],
                 "diverged": ens.diverged, "learned": learned(ens)}, {"kind": "hessian",
@@ -594,8 +593,7 @@ def compare(run, spec: CompareSpec, *, name: str | None = None, overwrite: bool 
         arrays = minima.compare_members(
             fn, stacked, data=batches["train"], predict=ens.model.apply, test_x=batches["test"][0], num=spec.grid,
             tol=spec.tol, aligned=spec.align, metric="loss", chunk_size=execution.chunk_size,
-            progress=execution.progress and res is not None, mesh=execution.mesh,
-            checkpoint=None if res is None else res.checkpoints, keep_checkpoint=True,
+            progress=execution.progress, mesh=execution.mesh, checkpoint=res.checkpoints, keep_checkpoint=True,
             save_every_s=execution.save_every_s)
         arrays.update({"members": np.asarray(idx), "seeds": ens.seeds[idx], "learning_rates": ens.learning_rates[idx],
                        "final_train_loss": ens.history.train_loss[idx, -1],

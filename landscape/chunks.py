@@ -9,6 +9,11 @@ checkpoint with another fingerprint, or a damaged one, is ignored and overwritte
 trusted.  With ``keep_checkpoint`` the caller removes the checkpoint itself, after it has
 committed the final result (:class:`landscape.results.Result` does), so that no instant
 exists at which a kill loses finished work.
+
+In a multi-process run every process computes every chunk (each chunk sharded over the
+devices of all processes); process 0 alone reads and writes the checkpoint and, on resuming,
+broadcasts what it holds to the others, so that all of them skip the same chunks — whether or
+not the other hosts see the file.
 """
 
 from __future__ import annotations
@@ -127,10 +132,15 @@ def run_chunks(
     """
     if checkpoint is not None and key is None:
         raise ValueError("a checkpoint needs the computation's fingerprint (key=)")
+    import jax
+
     done = np.zeros(num_chunks, bool)
     results = None
+    writer = jax.process_index() == 0
     if checkpoint is not None:
-        state = load_checkpoint(checkpoint, key, num_chunks)
+        state = load_checkpoint(checkpoint, key, num_chunks) if writer else None
+        if jax.process_count() > 1:
+            state = _from_process_0(state)
         if state is not None:
             results, done = state
     sizes = [1] * num_chunks if sizes is None else list(sizes)
@@ -153,15 +163,36 @@ def run_chunks(
             if bar is not None:
                 bar.update(sizes[c])
             due = time.monotonic() - last_save >= save_every_s
-            if checkpoint is not None and due and (keep_checkpoint or not done.all()):
+            if checkpoint is not None and writer and due and (keep_checkpoint or not done.all()):
                 save_checkpoint(checkpoint, key, results, done)
                 last_save = time.monotonic()
     finally:
         if bar is not None:
             bar.close()
-    if checkpoint is not None:
+    if checkpoint is not None and writer:
         if keep_checkpoint:
             save_checkpoint(checkpoint, key, results, done)  # complete: a rerun after a kill before the commit
         else:
             remove_checkpoint(checkpoint)
     return results
+
+
+def _from_process_0(state):
+    """Process 0's ``(results, done)`` (or ``None``) on every process of a multi-process run."""
+    import io
+
+    from jax.experimental import multihost_utils
+
+    raw = np.zeros(0, np.uint8)
+    if state is not None:  # only process 0 has read a checkpoint
+        buf = io.BytesIO()
+        np.savez(buf, done=state[1], **{f"result/{k}": v for k, v in state[0].items()})
+        raw = np.frombuffer(buf.getvalue(), np.uint8)
+    n = int(np.asarray(multihost_utils.broadcast_one_to_all(np.array([raw.size], np.int32)))[0])
+    if n == 0:
+        return None
+    if raw.size != n:
+        raw = np.zeros(n, np.uint8)
+    raw = np.asarray(multihost_utils.broadcast_one_to_all(raw))
+    with np.load(io.BytesIO(raw.tobytes()), allow_pickle=False) as z:
+        return {k[7:]: z[k] for k in z.files if k.startswith("result/")}, z["done"]

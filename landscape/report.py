@@ -19,6 +19,7 @@ __all__ = [
     "hessian_figures",
     "compare_lines",
     "write_report",
+    "refresh_report",
     "density_curves",
 ]
 
@@ -171,10 +172,11 @@ def _current_hessian(run: Path):
     return None
 
 
-def write_report(run: str | Path, arrays: dict, meta: dict, *, fmt: str = "png", figures: bool = True
-                 ) -> tuple[Path, list[Path]]:
-    """Write ``RUN/report.md`` (and its figures) for a saved comparison, quoting the current
-    Hessian result's eigenvalue and trace of each member, matched by (seed, learning rate).
+def write_report(run: str | Path, arrays: dict, meta: dict, *, name: str = "compare", fmt: str = "png",
+                 figures: bool = True) -> tuple[Path, list[Path]]:
+    """Write ``RUN/report.md`` (and its figures) for the saved comparison ``name``, quoting the
+    current Hessian result's eigenvalue and trace of each member, matched by (seed, learning
+    rate).  The report names its comparison, so :func:`refresh_report` can rebuild it.
 
     Returns:
       ``(report path, figure paths)``.
@@ -190,7 +192,7 @@ def write_report(run: str | Path, arrays: dict, meta: dict, *, fmt: str = "png",
     hmap = {}
     if hess is not None:
         hmap = {k: (hess["top"][i, 0], hess["trace"][i]) for i, k in enumerate(_member_keys(hess))}
-    lines = [f"# Comparison of {len(keys)} minima", "",
+    lines = [f"<!-- landscape report of result {name} -->", f"# Comparison of {len(keys)} minima", "",
              f"Run `{run}`; {loss} loss; barrier tolerance for basins {settings.get('tol')}; "
              f"{settings.get('grid')} interpolation points in [0, 1].", ""]
     lines += [f"- {line}" for line in compare_lines(arrays, meta)]
@@ -246,13 +248,23 @@ def write_report(run: str | Path, arrays: dict, meta: dict, *, fmt: str = "png",
 
 
 def refresh_report(run: str | Path, fmt: str = "png") -> Path | None:
-    """Rebuild ``RUN/report.md`` from the saved, current ``compare`` result (after the results it
-    quotes changed, e.g. a new Hessian); ``None`` when there is no current comparison."""
+    """Rebuild ``RUN/report.md`` from the comparison it was written for, when that result is
+    still current (after the results it quotes changed, e.g. a new Hessian); ``None`` when
+    there is no report or its comparison is gone or stale."""
+    import re
+
     from . import io, results
 
     run = io.run_path(run)
+    try:
+        first = (run / "report.md").read_text().splitlines()[0]
+    except (OSError, IndexError):
+        return None
+    m = re.fullmatch(r"<!-- landscape report of result ([A-Za-z0-9._-]+) -->", first.strip())
+    if not m:
+        return None
     for r in results.run_status(run):
-        if r["name"] == "compare" and r["current"]:
-            arrays, meta = io.load_result(run / "results" / "compare")
-            return write_report(run, arrays, meta, fmt=fmt)[0]
+        if r["name"] == m.group(1) and r["current"]:
+            arrays, meta = io.load_result(run / "results" / r["name"])
+            return write_report(run, arrays, meta, name=r["name"], fmt=fmt)[0]
     return None

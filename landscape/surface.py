@@ -45,7 +45,9 @@ __all__ = [
 PyTree = Any
 
 #: Largest number of points one :func:`evaluate` call accepts (a 10,000 × 10,000 grid).
-MAX_POINTS = 10**8
+MAX_POINTS = 10**7
+#: Most values of one metric a call may hold (members × points): checked before allocating.
+MAX_VALUES = 5 * 10**7
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -217,7 +219,7 @@ def evaluate(
         raise ConfigError(f"coords must have shape (P, {len(directions)}), got {coords.shape}")
     if coords.shape[0] == 0:
         raise ConfigError("no points to evaluate")
-    _check_points(coords.shape[0])
+    _check_points(coords.shape[0], tree.num_members(center) if stacked else 1)
     if not np.all(np.isfinite(coords)):
         raise ConfigError("coordinates must be finite")
     batches = _as_batches(data)
@@ -291,9 +293,14 @@ def _block_size(b: int, n_pc: int, s_chunk: int, p_chunk: int, num_seeds: int, n
 # ---------------------------------------------------------------------- slices
 
 
-def _check_points(n: int) -> None:
+def _check_points(n: int, members: int = 1) -> None:
+    """Refuse, before anything is allocated, more points than one call holds, or more
+    members × points values than one metric may take."""
     if n > MAX_POINTS:
         raise ConfigError(f"{n} points is more than one evaluation holds ({MAX_POINTS}); split the grid")
+    if n * members > MAX_VALUES:
+        raise ConfigError(f"{members} members × {n} points = {n * members} values per metric is more than one "
+                          f"evaluation holds ({MAX_VALUES}); use fewer members or a smaller grid")
 
 
 def _grid_axis(span, num: int, name: str) -> np.ndarray:
@@ -318,6 +325,7 @@ def line(
 ) -> Surface:
     """Metrics along ``center + a d`` for ``num`` values of ``a`` in ``[-span, span]`` (or ``span=(lo, hi)``)."""
     a = _grid_axis(span, num, "line")
+    _check_points(a.size, tree.num_members(center) if kw.get("stacked") else 1)
     vals = evaluate(fn, center, [direction], a[:, None], data=data, **kw)
     return Surface("line", [a], _finish(vals, (a.size,), kw.get("stacked", False)))
 
@@ -339,7 +347,7 @@ def plane(
         raise ConfigError("a plane needs exactly two directions")
     a = _grid_axis(span, num, "plane")
     b = _grid_axis(span if span_y is None else span_y, num if num_y is None else num_y, "plane")
-    _check_points(a.size * b.size)
+    _check_points(a.size * b.size, tree.num_members(center) if kw.get("stacked") else 1)
     aa, bb = np.meshgrid(a, b, indexing="ij")
     coords = np.stack([aa.ravel(), bb.ravel()], axis=1)
     vals = evaluate(fn, center, directions, coords, data=data, **kw)
@@ -418,7 +426,9 @@ def interpolation_grid(num: int = 61, extend: float = 0.5) -> np.ndarray:
     if not (np.isfinite(extend) and extend >= 0):
         raise ConfigError(f"extend must be finite and >= 0, got {extend}")
     h = 1.0 / (num - 1)
-    n_out = int(np.floor(extend / h + 1e-9))
+    n_out = float(np.floor(extend / h + 1e-9))
+    _check_points(int(min(num + 2 * n_out, 2.0**62)))  # before the grid is allocated
+    n_out = int(n_out)
     return np.arange(-n_out, num + n_out) * h
 
 

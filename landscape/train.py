@@ -44,6 +44,8 @@ CHUNK_SECONDS = 2.0
 
 #: Default cap on the host memory the trajectory snapshots may take.
 MAX_TRAJECTORY_BYTES = 2 * 1024**3
+#: Cap on the host memory of the training history (checked before training).
+MAX_HISTORY_BYTES = 1024**3
 
 _METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
 
@@ -278,8 +280,18 @@ def train_ensemble(
     num_members = member_seed.size
     _check_memory(num_members, model)
 
+    logged = steps // log_every + 2  # every log_every steps, step 0 and the last step
+    if logged * num_members * len(_METRICS) * 4 > MAX_HISTORY_BYTES:
+        raise ConfigError(f"the history would hold {logged} records × {num_members} members, more than "
+                          f"{MAX_HISTORY_BYTES / 2**30:g} GiB; raise log_every")
     snap_steps = None
     if snapshot_every is not None:
+        count = steps // snapshot_every + 2  # an upper bound, known before anything is allocated
+        if count * num_members * model.num_params() * 4 > max_trajectory_bytes:
+            raise ConfigError(
+                f"trajectory would need {count * num_members * model.num_params() * 4 / 2**30:.2f} GiB ({count} "
+                f"snapshots × {num_members} members × {model.num_params()} parameters); raise snapshot_every or "
+                "max_trajectory_bytes")
         snap_steps = np.unique(np.concatenate([np.arange(0, steps + 1, snapshot_every), [steps]]))
         need = snap_steps.size * num_members * model.num_params() * 4
         if need > max_trajectory_bytes:
@@ -361,10 +373,15 @@ def _train_members(programs, data: Dataset, key: jax.Array, member_seed: np.ndar
         return jax.tree_util.tree_map(lambda x: x[:num_members], pl.gather(tree))
 
     with_params = snap_steps is not None
-    padded_members = pl.padded(num_members)
-    groups = _member_groups(padded_members, pl.size)
-    seeds_in, lrs_in = pl.shard(pl.pad((member_seed.astype(np.int32), np.nan_to_num(member_lr).astype(np.float32)),
-                                       num_members))
+    group = _group_size(pl.size)
+    groups, blocks = 1, 1
+    if group > 1:  # whole groups (the padding repeats the last member); many groups: blocks of them
+        groups = -(-num_members // group)
+        if groups > MAX_LISTED_GROUPS:
+            groups, blocks = MAX_LISTED_GROUPS, -(-num_members // (group * MAX_LISTED_GROUPS))
+    padded_members = pl.padded(group * groups * blocks)
+    idx = np.minimum(np.arange(padded_members), num_members - 1)
+    seeds_in, lrs_in = pl.shard((member_seed.astype(np.int32)[idx], np.nan_to_num(member_lr).astype(np.float32)[idx]))
     state = init_all(key, seeds_in, lrs_in)
     hist_steps = [0]
     hist_vals = [unpad(eval_all(state["params"], arrays))]  # (M, 4)
@@ -405,7 +422,7 @@ def _train_members(programs, data: Dataset, key: jax.Array, member_seed: np.ndar
                                            last=(done + interval * n - 1) // steps_per_epoch))
         t_call = time.perf_counter()
         state, outs = run_all(state, jnp.asarray(done, jnp.int32), arrays, orders, jnp.asarray(first_epoch, jnp.int32),
-                              interval, n, with_params, groups)
+                              interval, n, with_params, groups, blocks)
         outs = unpad(outs)
         metrics = outs["metrics"]  # (M, n, 4)
         for j in range(n):
@@ -531,44 +548,52 @@ def _programs(model: MLP, loss: str, make_opt: Callable | OptimizerSpec, batch_s
     v_step = jax.vmap(step_member, in_axes=(0, None, 0, None, None))
     v_evaluate = jax.vmap(evaluate, in_axes=(0, None))
 
-    def run_all(state, start, arrays, orders, first_epoch, interval, num_intervals, with_params, groups):
+    def run_all(state, start, arrays, orders, first_epoch, interval, num_intervals, with_params, groups, blocks):
         """``num_intervals`` × ``interval`` steps from step ``start`` for every member.
 
         ``orders``: ``(M, E, N)`` the members' permutations of epochs ``first_epoch ..``.
-        The members are split into ``groups`` independent vmapped groups inside each step:
-        on a CPU the groups' kernels run side by side on the cores and each group's working
-        set is a fraction of the whole (results are those of one member alone).
+        The members are ``blocks`` blocks of ``groups`` independent vmapped groups each: the
+        groups of a block run side by side (on a CPU their kernels share the cores and each
+        group's working set is a fraction of the whole), the blocks one after another
+        (``lax.map``), so that the program's size does not grow with the number of members.
         """
-        m = tree.num_members(state) // groups
+        def blocked(tree_):  # (M, ...) -> (blocks, M / blocks, ...)
+            return jax.tree_util.tree_map(lambda a: a.reshape((blocks, a.shape[0] // blocks) + a.shape[1:]), tree_)
 
-        def part(tree_, g):
-            return jax.tree_util.tree_map(lambda a: a[g * m:(g + 1) * m], tree_)
+        def flat(tree_):
+            return jax.tree_util.tree_map(lambda a: a.reshape((a.shape[0] * a.shape[1],) + a.shape[2:]), tree_)
 
-        parts = [part(state, g) for g in range(groups)]
-        group_orders = [part(orders, g) for g in range(groups)]
+        def block_step(st, o, step):  # one block: its groups, each one vmapped call
+            m = tree.num_members(st) // groups
+            parts = [jax.tree_util.tree_map(lambda a, g=g: a[g * m:(g + 1) * m], (st, o)) for g in range(groups)]
+            new = [v_step(p_st, step, p_o, first_epoch, arrays) for p_st, p_o in parts]
+            return jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *new) if groups > 1 else new[0]
 
-        def one_step(sts, step):
-            return [v_step(st, step, o, first_epoch, arrays) for st, o in zip(sts, group_orders)], None
+        border = blocked(orders)
 
-        def whole(sts):
-            return jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *sts) if groups > 1 else sts[0]
+        def one_step(st, step):
+            if blocks == 1:
+                return jax.tree_util.tree_map(lambda a: a[None], block_step(
+                    jax.tree_util.tree_map(lambda a: a[0], st), jax.tree_util.tree_map(lambda a: a[0], border),
+                    step)), None
+            return jax.lax.map(lambda args: block_step(args[0], args[1], step), (st, border)), None
 
-        def one_interval(sts, i):
+        def one_interval(st, i):
             first = start + i * interval
-            sts, _ = jax.lax.scan(one_step, sts, first + jnp.arange(interval))
-            params = whole([st["params"] for st in sts])
+            st, _ = jax.lax.scan(one_step, st, first + jnp.arange(interval))
+            params = flat(st["params"])
             out = {"metrics": v_evaluate(params, arrays)}
             if with_params:
                 out["params"] = params
-            return sts, out
+            return st, out
 
-        parts, outs = jax.lax.scan(one_interval, parts, jnp.arange(num_intervals))
+        st, outs = jax.lax.scan(one_interval, blocked(state), jnp.arange(num_intervals))
         # outputs per interval (n, M, ...) -> per member (M, n, ...)
-        return whole(parts), jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1), outs)
+        return flat(st), jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1), outs)
 
     init_all = jax.jit(jax.vmap(init_member, in_axes=(None, 0, 0)))
     eval_all = jax.jit(v_evaluate)
-    run_all = jax.jit(run_all, static_argnums=(5, 6, 7, 8), donate_argnums=(0,))  # the state is replaced
+    run_all = jax.jit(run_all, static_argnums=(5, 6, 7, 8, 9), donate_argnums=(0,))  # the state is replaced
     return init_all, eval_all, run_all
 
 
@@ -597,20 +622,23 @@ def epoch_orders(order_words: np.ndarray, first: int, num: int, n: int, last: in
     return out
 
 
-#: Members per vmapped group on a CPU: below this, splitting into groups costs more than it gains.
-MIN_GROUP = 8
+#: Members per vmapped group on a CPU.  Every step runs on groups of exactly this many members
+#: (the last group padded), so a member's arithmetic — XLA's choice of kernels depends on the
+#: batch shape — is the same whether it is trained alone or in a sweep of any size: its
+#: parameters are bitwise identical.  Groups run side by side on the cores.  The price: a sweep
+#: of fewer members costs as much as this many (16 rather than 8: larger groups run faster per
+#: member, measured with experiments/benchmark.py and 64-1000 seeds).
+GROUP = 16
+#: Groups side by side in one block; more members make more blocks, run one after another.
+MAX_LISTED_GROUPS = 8
 
 
-def _member_groups(num_members: int, num_devices: int) -> int:
-    """Independent member groups per step: 2-8 on a single CPU device (measured by
-    ``experiments/benchmark.py``: kernels of independent groups run side by side on the cores and
-    smaller groups stay in cache), 1 on accelerators or when a mesh already spreads the members."""
+def _group_size(num_devices: int) -> int:
+    """Members per group: :data:`GROUP` on a single CPU device; 1 (no grouping: one vmapped
+    batch of all members) on accelerators or when a mesh spreads the members."""
     if num_devices > 1 or jax.default_backend() != "cpu":
         return 1
-    for g in (8, 4, 2):
-        if num_members % g == 0 and num_members // g >= MIN_GROUP:
-            return g
-    return 1
+    return GROUP
 
 
 def _check_memory(num_members: int, model: MLP) -> None:

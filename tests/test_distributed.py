@@ -144,3 +144,59 @@ def test_placement_pads_and_round_trips():
     assert pl8.padded(13) == 16
     padded = pl8.pad(np.arange(13), 13)
     assert padded.tolist() == list(range(13)) + [12, 12, 12]
+
+
+@pytest.mark.slow  # several processes killed and restarted: run by `pytest -m slow`
+def test_a_killed_multi_process_surface_resumes_from_process_0s_checkpoint(tmp_path):
+    """Process 0 alone writes the checkpoint; after both processes are killed, a rerun of both
+    resumes from it (process 0 broadcasts it), computes only the rest, and equals one process."""
+    from .clirun import run
+
+    run_dir = tmp_path / "run"
+    r = run("train", "--dataset", "blobs", "--hidden", "6", "--steps", "50", "--seeds", "2", "--quiet", "--no-plot",
+            "--out", str(run_dir))
+    assert r.returncode == 0, r.stderr
+    args = ["surface", str(run_dir), "--seed", "0", "--grid", "101", "--chunk-size", "4", "--save-every", "0",
+            "--quiet", "--no-plot"]
+    r = run(*args, "--name", "single")
+    assert r.returncode == 0, r.stderr
+
+    def start(tag):
+        addr = f"127.0.0.1:{_free_port()}"
+        env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+        logs = [open(tmp_path / f"{tag}{i}.log", "wb") for i in range(2)]
+        procs = [subprocess.Popen([sys.executable, "-m", "landscape.cli", *args, "--name", "mp", "--coordinator", addr,
+                                   "--num-processes", "2", "--process-id", str(i)], env=env, stdout=logs[i],
+                                  stderr=logs[i], stdin=subprocess.DEVNULL) for i in range(2)]
+        for p, f in zip(procs, logs):
+            p.log_file = f
+        return procs, logs
+
+    ckpt = run_dir / ".landscape" / "checkpoints" / "mp" / "evaluate.npz"
+    procs, logs = start("first")
+    try:
+        deadline = time.monotonic() + 240
+        while not ckpt.exists():
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs), \
+                (tmp_path / "first0.log").read_text()[-2000:]
+            time.sleep(0.05)
+        time.sleep(0.5)
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+        for f in logs:
+            f.close()
+    assert not (run_dir / "results" / "mp.npz").exists()
+    stored = ls.files.load_npz(ckpt)
+    assert 0 < stored["done"].sum() < stored["done"].size
+    stored["result/train_loss"][0, 0] = 123.0  # the first chunk, done: reused if resumed
+    ls.files.atomic_save_npz(ckpt, stored)
+    procs, _ = start("second")
+    rc = _finish(procs, timeout=300)
+    assert rc == [0, 0], (tmp_path / "second0.log").read_text()[-2000:] + (tmp_path / "second1.log").read_text()[-2000:]
+    got, _ = ls.io.load_result(run_dir / "results" / "mp")
+    want, _ = ls.io.load_result(run_dir / "results" / "single")
+    assert got["value/train_loss"].flat[0] == 123.0
+    np.testing.assert_allclose(got["value/train_loss"].flat[1:], want["value/train_loss"].flat[1:], rtol=1e-5, atol=1e-6)
+    assert not ckpt.parent.exists()

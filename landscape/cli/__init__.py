@@ -27,17 +27,19 @@ EXIT_INTERRUPTED = 130
 def _start_devices(args) -> None:
     """Turn on the compilation cache, join a multi-process run if asked, and choose the mesh
     every computation shards over."""
-    from .. import compilation_cache, distributed
-
     args.mesh = None
     if args.command in NO_COMPUTE:
         return
-    if not args.no_compile_cache:
-        try:
-            compilation_cache.enable()
-        except ConfigError as exc:  # a read-only home, say: compile as before, and say so once
-            print(f"landscape {args.command}: warning: {_one_line(exc)}; running without it", file=sys.stderr)
     try:
+        import jax  # noqa: F401  (JAX reads its JAX_* variables here and at backend start-up)
+
+        from .. import compilation_cache, distributed
+
+        if not args.no_compile_cache:
+            try:
+                compilation_cache.enable()
+            except ConfigError as exc:  # a read-only home, say: compile as before, and say so once
+                print(f"landscape {args.command}: warning: {_one_line(exc)}; running without it", file=sys.stderr)
         from .. import directions, models, surface, train  # noqa: F401  (start-up: the library's imports)
 
         distributed.initialize(args.coordinator, args.num_processes, args.process_id, timeout_s=args.join_timeout)
@@ -45,7 +47,7 @@ def _start_devices(args) -> None:
     except LandscapeError:
         raise
     except (RuntimeError, ValueError, TypeError, AttributeError) as exc:
-        # JAX reads its JAX_* variables at import and at backend start-up: a garbage value ends here
+        # a garbage JAX_* value ends here (XLA_FLAGS are parsed by XLA itself, which aborts the process)
         env = ", ".join(f"{k}={v!r}" for k, v in sorted(os.environ.items()) if k.startswith(("JAX_", "XLA_")))
         raise ConfigError(f"JAX could not start ({type(exc).__name__}: {_one_line(exc)[:300]})"
                           + (f"; check the environment: {env}" if env else "")) from None

@@ -238,7 +238,7 @@ def cmd_hessian(args) -> int:
             paths = report.hessian_figures(outcome.arrays, outcome.run, args.format)
         for path in paths:
             print(f"figure: {path}")
-    if not outcome.reused and outcome.name == "hessian":
+    if not outcome.reused and outcome.name == "hessian":  # the result the report quotes
         refreshed = report.refresh_report(outcome.run, fmt=args.format)  # report.md quotes these numbers
         if refreshed is not None:
             print(f"report: {refreshed} (updated)")
@@ -264,8 +264,8 @@ def cmd_compare(args) -> int:
         print(line)
     print(f"result: {outcome.path}" + (" (saved and current: reused, nothing computed)" if outcome.reused else ""))
     with args.clock.phase("figure"):
-        path, figs = report.write_report(outcome.run, outcome.arrays, outcome.meta, fmt=args.format,
-                                         figures=not args.no_plot)
+        path, figs = report.write_report(outcome.run, outcome.arrays, outcome.meta, name=outcome.name,
+                                         fmt=args.format, figures=not args.no_plot)
     for p in figs:
         print(f"figure: {p}")
     print(f"report: {path}")
