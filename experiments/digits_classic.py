@@ -76,7 +76,8 @@ def run_classic(study: Study) -> dict:
     study.publish(run / "figures" / "interpolation_pairs.png", "interpolation_pairs")
 
     with study.timed("compare"):
-        out = ls.analyses.compare(run, ls.analyses.CompareSpec(align=True, limit=cfg["compare_limit"], tol=cfg["tol"]),
+        out = ls.analyses.compare(run, ls.analyses.CompareSpec(align=True, limit=cfg["compare_limit"], tol=cfg["tol"],
+                                                               include_unlearned=cfg.get("include_unlearned", False)),
                                   overwrite=True)
         ls.report.write_report(run, out.arrays, out.meta, name=out.name)
     study.publish(run / "figures" / "compare_barriers.png", "barriers")

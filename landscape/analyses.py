@@ -550,6 +550,8 @@ class CompareSpec:
       curve_steps: its training steps; key: its PRNG seed.
       tol: members whose barrier is below this share a basin.
       limit: compare only the first N healthy members; grid: interpolation points in [0, 1].
+      include_unlearned: also compare members that did not learn (named in the warnings;
+        diverged members are always left out).
     """
 
     lr: float | None = None
@@ -560,6 +562,7 @@ class CompareSpec:
     limit: int | None = None
     grid: int = 25
     key: int = 0
+    include_unlearned: bool = False
 
 
 def compare(run, spec: CompareSpec, *, name: str | None = None, overwrite: bool = False,
@@ -573,7 +576,7 @@ def compare(run, spec: CompareSpec, *, name: str | None = None, overwrite: bool 
 
     _single_process("compare")
     ens = _load(run, execution)
-    idx, diverged, stalled = members.analysable(ens, spec.lr)
+    idx, diverged, stalled = members.analysable(ens, spec.lr, include_unlearned=spec.include_unlearned)
     if spec.limit is not None:
         idx = idx[: spec.limit]
     curve_pair = None if spec.curve is None else members.select(ens, list(spec.curve), spec.lr, 2)
@@ -581,8 +584,8 @@ def compare(run, spec: CompareSpec, *, name: str | None = None, overwrite: bool 
     if diverged:
         warn.append(f"left out {len(diverged)} diverged member(s): {', '.join(members.labels(ens, diverged))}")
     if stalled:
-        warn.append(f"left out {len(stalled)} member(s) that did not learn: "
-                    f"{', '.join(members.labels(ens, stalled))}")
+        warn.append(f"{'kept' if spec.include_unlearned else 'left out'} {len(stalled)} member(s) that did not "
+                    f"learn: {', '.join(members.labels(ens, stalled))}")
     warn += members.warnings(ens, curve_pair or [])
     settings = {"command": "compare", "members": idx, **dataclasses.asdict(spec), "curve": curve_pair}
 

@@ -137,12 +137,26 @@ def remove_stale(directory: str | os.PathLike) -> list[Path]:
     directory = Path(directory)
     if not directory.is_dir():
         return removed
-    entries = {}
+    entries, locks = {}, []
     with contextlib.suppress(OSError):
         for entry in directory.iterdir():
             m = _STALE.match(entry.name)
             if m:
                 entries.setdefault((m.group("name"), m.group("token")), []).append((m.group("kind"), entry))
+            elif entry.name.startswith(".") and entry.name.endswith(".landscape-lock"):
+                locks.append(entry)
+    for entry in locks:  # the lock of a killed `train` (exclusive() unlinks it on a normal exit)
+        lock = _token_lock(entry)
+        try:
+            lock.acquire(timeout=0)
+        except Exception:  # held: that writer is alive
+            continue
+        try:
+            with contextlib.suppress(OSError):
+                os.unlink(entry)
+                removed.append(entry)
+        finally:
+            lock.release()
     for (name, token), items in entries.items():
         lock_path = directory / f".{name}.w{token}.lock"
         lock = _token_lock(lock_path)
@@ -266,6 +280,8 @@ def exclusive(lock_path: str | os.PathLike, busy: str) -> Iterator[None]:
     try:
         yield
     finally:
+        with contextlib.suppress(OSError):  # no clutter; a process that opened it meanwhile sees
+            os.unlink(lock_path)            # st_nlink 0 after its flock and starts over (filelock)
         lock.release()
 
 

@@ -94,12 +94,14 @@ def rate_groups(ens, idx: Sequence[int]) -> tuple[np.ndarray, list[str]] | None:
     return group, [f"lr {v:g}" for v in r]
 
 
-def analysable(ens, lr: float | None = None) -> tuple[list[int], list[int], list[int]]:
+def analysable(ens, lr: float | None = None, *, include_unlearned: bool = False
+               ) -> tuple[list[int], list[int], list[int]]:
     """Members to compare: ``(kept, diverged, not_learned)`` member indices.
 
     ``kept`` holds the members (of learning rate ``lr``) that neither diverged nor failed to
     learn (:func:`landscape.train.learned`): barriers and basins between members that never
-    left their start are meaningless (barriers of 1e8 and one "basin").
+    left their start are meaningless (barriers of 1e8 and one "basin").  With
+    ``include_unlearned`` the members that did not learn are kept too (still listed third).
 
     Raises:
       ConfigError: the run swept learning rates and ``lr`` is not given; nothing is left.
@@ -114,7 +116,7 @@ def analysable(ens, lr: float | None = None) -> tuple[list[int], list[int], list
         raise ConfigError(f"no member has learning rate {lr}")
     good = learned(ens)
     bad = np.asarray(ens.diverged, bool)
-    kept = [int(i) for i in np.flatnonzero(of_rate & good)]
+    kept = [int(i) for i in np.flatnonzero(of_rate & (good | (~bad if include_unlearned else False)))]
     diverged = [int(i) for i in np.flatnonzero(of_rate & bad)]
     stalled = [int(i) for i in np.flatnonzero(of_rate & ~bad & ~good)]
     if not kept:

@@ -379,7 +379,7 @@ def _train_members(programs, data: Dataset, key: jax.Array, member_seed: np.ndar
         groups = -(-num_members // group)
         if groups > MAX_LISTED_GROUPS:
             groups, blocks = MAX_LISTED_GROUPS, -(-num_members // (group * MAX_LISTED_GROUPS))
-    padded_members = pl.padded(group * groups * blocks)
+    padded_members = pl.padded(group * groups * blocks if group > 1 else num_members)
     idx = np.minimum(np.arange(padded_members), num_members - 1)
     seeds_in, lrs_in = pl.shard((member_seed.astype(np.int32)[idx], np.nan_to_num(member_lr).astype(np.float32)[idx]))
     state = init_all(key, seeds_in, lrs_in)

@@ -94,7 +94,7 @@ def test_demo_end_to_end_small(tmp_path):
     r = run("demo", "--out", str(out), "--seeds", "3", "--steps", "200", "--quiet")
     assert r.returncode == 0, r.stderr
     figs = {p.name for p in (out / "run" / "figures").iterdir()}
-    assert {"training_curves.png", "plane_seed0_random_filter_g51_s1.png", "interpolate_seed0_1_g61.png",
+    assert {"training_curves.png", "plane_seed0_random_filter_g51_s1_test.png", "interpolate_seed0_1_g61_test.png",
             "plane_seed0_1_2_g41.png", "trajectory_seed0_g41.png"} <= figs
     assert "demo complete" in r.stdout
     r = run("demo", "--out", str(out), "--seeds", "3", "--steps", "10", "--quiet")

@@ -279,7 +279,7 @@ def test_killed_compare_resumes_its_barrier_matrix(tmp_path):
     with open(tmp_path / "killed.log", "wb") as log:
         proc = subprocess.Popen(args, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
                                 env={**os.environ, "JAX_PLATFORMS": "cpu"})
-    ckpt = out / ".landscape" / "checkpoints" / "compare.barrier.npz"
+    ckpt = out / ".landscape" / "checkpoints" / "compare" / "barrier.npz"
     deadline = time.monotonic() + 120
     while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -259,6 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--curve-steps", type=_positive_int, default=1000, help="(default: %(default)s)")
     p.add_argument("--tol", type=_nonneg_float, default=0.05,
                    help="seeds whose barrier is below this share a basin (default: %(default)s)")
+    p.add_argument("--include-unlearned", action="store_true",
+                   help="also compare the members that did not learn (named in a warning); diverged members are "
+                        "always left out")
     p.add_argument("--limit", type=_positive_int, default=None, metavar="N",
                    help="compare only the first N seeds that did not diverge (pairs grow as N^2)")
     p.add_argument("--grid", type=_positive_int, default=25, help="interpolation points in [0, 1] (default: %(default)s)")
