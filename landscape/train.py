@@ -626,9 +626,9 @@ def epoch_orders(order_words: np.ndarray, first: int, num: int, n: int, last: in
 #: (the last group padded), so a member's arithmetic — XLA's choice of kernels depends on the
 #: batch shape — is the same whether it is trained alone or in a sweep of any size: its
 #: parameters are bitwise identical.  Groups run side by side on the cores.  The price: a sweep
-#: of fewer members costs as much as this many (16 rather than 8: larger groups run faster per
-#: member, measured with experiments/benchmark.py and 64-1000 seeds).
-GROUP = 16
+#: of fewer members costs as much as this many (8 rather than 16: faster for sweeps of up to a
+#: few hundred members in experiments/benchmark.py; 16 is faster from about a thousand).
+GROUP = 8
 #: Groups side by side in one block; more members make more blocks, run one after another.
 MAX_LISTED_GROUPS = 8
 
