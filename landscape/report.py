@@ -108,10 +108,12 @@ def density_curves(nodes: np.ndarray, weights: np.ndarray, num: int = 600) -> tu
     return grid, rho
 
 
-def hessian_figures(arrays: dict, run: str | Path, fmt: str = "png", groups=None) -> list[Path]:
+def hessian_figures(arrays: dict, run: str | Path, fmt: str = "png", groups=None, prefix: str = "hessian"
+                    ) -> list[Path]:
     """Sharpness against test accuracy (coloured by ``groups`` — basins — when given, else by
-    learning rate in a sweep) and, when computed, the spectral densities; members that
-    diverged or did not learn are left out."""
+    learning rate in a sweep) and, when computed, the spectral densities, as
+    ``RUN/figures/<prefix>_sharpness.<fmt>`` and ``<prefix>_density``; members that diverged or
+    did not learn are left out."""
     from . import plot
 
     ok = _healthy(arrays)
@@ -128,11 +130,11 @@ def hessian_figures(arrays: dict, run: str | Path, fmt: str = "png", groups=None
     paths = [plot.save_figure(plot.scatter(
         arrays["top"][ok, 0], arrays["test_accuracy"][ok], xlabel="top Hessian eigenvalue (sharpness)",
         ylabel="test accuracy", log_x=True, groups=groups, group_names=names,
-        title=f"sharpness vs test accuracy, {int(ok.sum())} members"), fd / f"hessian_sharpness.{fmt}")]
+        title=f"sharpness vs test accuracy, {int(ok.sum())} members"), fd / f"{prefix}_sharpness.{fmt}")]
     if "density_nodes" in arrays and ok.any():
         grid, rho = density_curves(arrays["density_nodes"][ok], arrays["density_weights"][ok])
         paths.append(plot.save_figure(plot.spectral_density(grid, rho, title="Hessian spectral density (SLQ)"),
-                                      fd / f"hessian_density.{fmt}"))
+                                      fd / f"{prefix}_density.{fmt}"))
     return paths
 
 
@@ -240,7 +242,7 @@ def write_report(run: str | Path, arrays: dict, meta: dict, *, name: str = "comp
             if pick.size == len(keys):
                 n = len(hess["seeds"])
                 sub = {k: (v[pick] if hasattr(v, "shape") and v.shape[:1] == (n,) else v) for k, v in hess.items()}
-                figs += hessian_figures(sub, run, fmt, groups=order_by)
+                figs += hessian_figures(sub, run, fmt, groups=order_by, prefix="compare")  # not hessian's own
         lines += ["", "## Figures", ""] + [f"![{p.stem}](figures/{p.name})" for p in figs]
     path = run / "report.md"
     files.atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())

@@ -31,7 +31,8 @@ def test_hessian_and_compare_write_results_report_and_figures(small_run):
     report = (out / "report.md").read_text()
     assert "| member | final train loss" in report and "basin (aligned)" in report
     for name in ("compare_barriers", "compare_barriers_aligned", "compare_alignment", "compare_curve",
-                 "compare_final_costs", "hessian_sharpness", "hessian_density"):
+                 "compare_final_costs", "compare_sharpness", "compare_density", "hessian_sharpness",
+                 "hessian_density"):
         assert (out / "figures" / f"{name}.png").stat().st_size > 1000, name
     arrays, _ = __import__("landscape").io.load_result(out / "results" / "compare")
     assert arrays["barrier"].shape == (4, 4) and arrays["aligned_barrier"].shape == (4, 4)
