@@ -496,13 +496,15 @@ def trajectory(run, spec: TrajectorySpec, *, name: str | None = None, overwrite:
 class HessianSpec:
     """Curvature of the training loss at every member: top eigenvalues and the smallest
     (Lanczos with full re-orthogonalisation), the trace (Hutchinson 1990) and, with
-    ``density``, the spectral density (stochastic Lanczos quadrature, Ghorbani et al. 2019)."""
+    ``density``, the spectral density (stochastic Lanczos quadrature, Ghorbani et al. 2019).
+    ``per_layer``: the same for the Hessian block of every layer (:func:`landscape.hessian.layers`)."""
 
     top: int = 5
     iters: int | None = None
     probes: int = 50
     density: bool = False
     key: int = 0
+    per_layer: bool = False
 
 
 def hessian(run, spec: HessianSpec, *, name: str | None = None, overwrite: bool = False,
@@ -523,16 +525,22 @@ def hessian(run, spec: HessianSpec, *, name: str | None = None, overwrite: bool 
 
     def compute(res):
         f = models.loss_fn(ens.model, Split(*_batches(ens, False, execution)["train"]), ens.config["loss"])
-        curv = hessian_mod.ensemble_curvature(
-            f, ens.params, key=jax.random.key(spec.key), top=spec.top, num_iters=spec.iters,
-            trace_probes=spec.probes, density=spec.density, chunk_size=execution.chunk_size or 16,
-            checkpoint=res.checkpoints / "hessian.npz", keep_checkpoint=True, progress=execution.progress,
-            mesh=execution.mesh)
+
+        def curvature(select, part):
+            return hessian_mod.ensemble_curvature(
+                f, ens.params, key=jax.random.key(spec.key), top=spec.top, num_iters=spec.iters,
+                trace_probes=spec.probes, density=spec.density, chunk_size=execution.chunk_size or 16,
+                checkpoint=res.checkpoints / f"{part}.npz", keep_checkpoint=True, progress=execution.progress,
+                mesh=execution.mesh, select=select)
+
+        curv = curvature(None, "hessian")
+        layers = hessian_mod.layers(ens.member(0)) if spec.per_layer else []
+        for layer in layers:
+            curv.update({f"layer/{layer}/{k}": v for k, v in curvature(layer, f"layer_{layer}").items()})
         return {**curv, "seeds": ens.seeds, "learning_rates": ens.learning_rates,
                 "test_accuracy": ens.history.test_accuracy[:, -1], "train_loss": ens.history.train_loss[:, -1],
-                "diverged": ens.diverged, "learned": learned(ens)}, {"kind": "hessian",
-                                                                      "labels": members.labels(ens, range(
-                                                                          ens.num_members))}
+                "diverged": ens.diverged, "learned": learned(ens)}, {
+                    "kind": "hessian", "labels": members.labels(ens, range(ens.num_members)), "layers": layers}
 
     return _stored(run, name or "hessian", settings, overwrite, warn, compute)
 

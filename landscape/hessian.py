@@ -47,10 +47,16 @@ __all__ = [
     "trace_many",
     "spectral_density_many",
     "ensemble_curvature",
+    "selection_mask",
+    "restrict",
+    "layers",
 ]
 
 PyTree = Any
 LossFn = Callable[[PyTree], jax.Array]
+#: Which parameters a Hessian is taken over: ``None`` (all), a path prefix (``"Dense_1"``,
+#: ``"Dense_1/kernel"``), a sequence of prefixes, or a predicate ``(path, leaf) -> bool``.
+Selection = Any
 
 
 def hvp(loss_fn: LossFn, params: PyTree, v: PyTree) -> PyTree:
@@ -64,13 +70,88 @@ def dense_hessian(loss_fn: LossFn, params: PyTree) -> jax.Array:
     return jax.hessian(lambda x: loss_fn(unravel(x)))(flat)
 
 
-def _flat_matvec(loss_fn: LossFn, params: PyTree):
+def selection_mask(params: PyTree, select: Selection) -> list[bool]:
+    """Which leaves of ``params`` (in tree order) ``select`` picks.
+
+    Args:
+      params: a parameter pytree (one member: no member axis).
+      select: ``None`` (every leaf), a path prefix such as ``"Dense_1"`` or ``"Dense_1/kernel"``
+        (paths as in :func:`landscape.tree.flatten_with_paths`), a sequence of prefixes, or a
+        predicate ``select(path, leaf) -> bool``.
+
+    Returns:
+      one bool per leaf.
+
+    Raises:
+      ConfigError: nothing is selected (the message lists the paths).
+    """
+    from .tree import _path_name
+
+    named = [(_path_name(p), x) for p, x in jax.tree_util.tree_flatten_with_path(params)[0]]
+    if select is None:
+        return [True] * len(named)
+    if callable(select):
+        mask = [bool(select(n, x)) for n, x in named]
+    else:
+        prefixes = (select,) if isinstance(select, str) else tuple(select)
+        mask = [any(n == q.rstrip("/") or n.startswith(q.rstrip("/") + "/") for q in prefixes) for n, _ in named]
+    if not any(mask):
+        raise ConfigError(f"no parameter matches {select!r}; the parameters are {', '.join(n for n, _ in named)}")
+    return mask
+
+
+def restrict(loss_fn: LossFn, params: PyTree, select: Selection):
+    """The loss as a function of the selected parameters only, the others held at ``params``.
+
+    Its Hessian is the diagonal block ``H_SS`` of the full Hessian for the selected set ``S``
+    (the per-layer curvature of e.g. Sankar et al. 2021, PyHessian's layer-wise spectra).
+
+    Args:
+      loss_fn: ``params -> scalar``.
+      params: the point (no member axis).
+      select: see :func:`selection_mask`.
+
+    Returns:
+      ``(sub_loss, sub_params, expand)``: ``sub_loss(sub) -> scalar``; ``sub_params`` the
+      selected leaves (a list, in tree order); ``expand(sub)`` a full pytree holding ``sub``
+      in the selected leaves and zeros elsewhere (to show eigenvectors in the model's shape).
+    """
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    mask = selection_mask(params, select)
+
+    def merged(sub, base):
+        it = iter(sub)
+        return treedef.unflatten([next(it) if m else b for m, b in zip(mask, base)])
+
+    sub_params = [x for x, m in zip(leaves, mask) if m]
+    zeros = [jnp.zeros_like(x) for x in leaves]
+    return (lambda sub: loss_fn(merged(sub, leaves))), sub_params, (lambda sub: merged(sub, zeros))
+
+
+def layers(params: PyTree) -> list[str]:
+    """The layers of a parameter pytree: its distinct first path components, in tree order
+    (``["Dense_0", "Dense_1", ...]`` for the built-in MLP; whatever the model names them)."""
+    from .tree import _path_name
+
+    out: list[str] = []
+    for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]:
+        first = _path_name(p).split("/")[0]
+        if first not in out:
+            out.append(first)
+    return out
+
+
+def _flat_matvec(loss_fn: LossFn, params: PyTree, select: Selection = None):
+    """``(flat point, unravel to a full pytree, flat H·x)`` of the Hessian block ``select`` picks."""
+    expand = None
+    if select is not None:
+        loss_fn, params, expand = restrict(loss_fn, params, select)
     flat, unravel = ravel_pytree(params)
 
     def matvec(x):
         return ravel_pytree(hvp(loss_fn, params, unravel(x.astype(flat.dtype))))[0]
 
-    return flat, unravel, matvec
+    return flat, (unravel if expand is None else (lambda x: expand(unravel(x)))), matvec
 
 
 class Tridiagonal(NamedTuple):
@@ -145,10 +226,15 @@ class Eigen(NamedTuple):
 
 
 def top_eigenpairs(
-    loss_fn: LossFn, params: PyTree, k: int = 1, *, key: jax.Array, num_iters: int | None = None
+    loss_fn: LossFn, params: PyTree, k: int = 1, *, key: jax.Array, num_iters: int | None = None,
+    select: Selection = None,
 ) -> Eigen:
-    """The ``k`` largest Hessian eigenvalues and their eigenvectors (as parameter pytrees)."""
-    flat, unravel, matvec = _flat_matvec(loss_fn, params)
+    """The ``k`` largest Hessian eigenvalues and their eigenvectors (as parameter pytrees).
+
+    ``select`` (:func:`selection_mask`) restricts the Hessian to a block of parameters (e.g.
+    one layer); the eigenvectors are then zero outside it.
+    """
+    flat, unravel, matvec = _flat_matvec(loss_fn, params, select)
     if k < 1 or k > flat.size:
         raise ConfigError(f"k must lie in [1, {flat.size}], got {k}")
     m = _num_iters(flat.size, k, num_iters)
@@ -162,29 +248,34 @@ def top_eigenpairs(
 
 
 def top_eigenvalues(
-    loss_fn: LossFn, params: PyTree, k: int = 1, *, key: jax.Array, num_iters: int | None = None
+    loss_fn: LossFn, params: PyTree, k: int = 1, *, key: jax.Array, num_iters: int | None = None,
+    select: Selection = None,
 ) -> jax.Array:
-    """The ``k`` largest Hessian eigenvalues, descending, ``(k,)``."""
-    return top_eigenpairs(loss_fn, params, k, key=key, num_iters=num_iters).values
+    """The ``k`` largest Hessian eigenvalues, descending, ``(k,)`` (of the block ``select`` picks)."""
+    return top_eigenpairs(loss_fn, params, k, key=key, num_iters=num_iters, select=select).values
 
 
 def smallest_eigenvalue(
-    loss_fn: LossFn, params: PyTree, *, key: jax.Array, num_iters: int | None = None, shift: Any = None
+    loss_fn: LossFn, params: PyTree, *, key: jax.Array, num_iters: int | None = None, shift: Any = None,
+    select: Selection = None,
 ) -> jax.Array:
-    """The smallest Hessian eigenvalue by Lanczos on ``shift·I − H`` (``shift`` defaults to ``λ_max``)."""
-    flat, _, matvec = _flat_matvec(loss_fn, params)
+    """The smallest Hessian eigenvalue by Lanczos on ``shift·I − H`` (``shift`` defaults to ``λ_max``);
+    of the block ``select`` picks."""
+    flat, _, matvec = _flat_matvec(loss_fn, params, select)
     k1, k2, k3 = jax.random.split(key, 3)
     m = _num_iters(flat.size, 1, num_iters)
     if shift is None:
-        shift = top_eigenvalues(loss_fn, params, 1, key=k1, num_iters=num_iters)[0]
+        shift = top_eigenvalues(loss_fn, params, 1, key=k1, num_iters=num_iters, select=select)[0]
     shift = jnp.abs(shift) * 1.01 + 1e-6
     tri = lanczos(lambda v: shift * v - matvec(v), _start(k2, flat.size, flat.dtype), m, key=k3)
     return shift - jnp.max(jnp.linalg.eigvalsh(tri.matrix()))
 
 
-def trace(loss_fn: LossFn, params: PyTree, *, key: jax.Array, num_probes: int = 100) -> dict[str, jax.Array]:
-    """Hutchinson's trace estimate with Rademacher probes: ``{"trace", "stderr"}``."""
-    flat, _, matvec = _flat_matvec(loss_fn, params)
+def trace(loss_fn: LossFn, params: PyTree, *, key: jax.Array, num_probes: int = 100,
+          select: Selection = None) -> dict[str, jax.Array]:
+    """Hutchinson's trace estimate (Hutchinson 1990) with Rademacher probes: ``{"trace",
+    "stderr"}``; of the block ``select`` picks."""
+    flat, _, matvec = _flat_matvec(loss_fn, params, select)
     if num_probes < 1:
         raise ConfigError("num_probes must be positive")
     probes = jax.random.rademacher(key, (num_probes, flat.size), dtype=flat.dtype)
@@ -203,10 +294,12 @@ class Density(NamedTuple):
 
 
 def spectral_density(
-    loss_fn: LossFn, params: PyTree, *, key: jax.Array, num_probes: int = 4, num_iters: int | None = None
+    loss_fn: LossFn, params: PyTree, *, key: jax.Array, num_probes: int = 4, num_iters: int | None = None,
+    select: Selection = None,
 ) -> Density:
-    """Stochastic Lanczos quadrature of the Hessian's eigenvalue distribution (Rademacher probes)."""
-    flat, _, matvec = _flat_matvec(loss_fn, params)
+    """Stochastic Lanczos quadrature (Ghorbani et al. 2019) of the Hessian's eigenvalue
+    distribution (Rademacher probes); of the block ``select`` picks."""
+    flat, _, matvec = _flat_matvec(loss_fn, params, select)
     m = _num_iters(flat.size, 1, num_iters if num_iters is not None else 80)
     if num_probes < 1:
         raise ConfigError("num_probes must be positive")
@@ -323,6 +416,7 @@ def ensemble_curvature(
     keep_checkpoint: bool = False,
     progress: bool = False,
     mesh=None,
+    select: Selection = None,
 ) -> dict[str, np.ndarray]:
     """Curvature of every member: top eigenvalues, smallest eigenvalue, trace (and SLQ density).
 
@@ -333,6 +427,8 @@ def ensemble_curvature(
     ``smallest (M,)``, ``trace (M,)``, ``trace_stderr (M,)`` and, with ``density``,
     ``density_nodes`` / ``density_weights`` ``(M, probes, m)``.  With a ``mesh`` each chunk's
     members are sharded over its devices (single-process meshes; ``loss_fn`` closes over its data).
+    ``select`` (:func:`selection_mask`) takes every quantity over one block of parameters
+    (e.g. a layer: see :func:`layers`).
     """
     from . import chunks, tree
     from .distributed import placement
@@ -340,22 +436,25 @@ def ensemble_curvature(
     pl = placement(mesh)
 
     m_total = tree.num_members(stacked)
-    p = tree.size(tree.take(stacked, 0))
+    first = tree.take(stacked, 0)
+    mask = selection_mask(first, select)
+    p = int(sum(int(np.size(x)) for x, m in zip(jax.tree_util.tree_leaves(first), mask) if m))
     m_iter = _num_iters(p, top, num_iters)
     d_iter = int(min(density_iters, p))
+    sel = select
 
     def one(params, i, key):  # the key is an argument: a program compiled once serves every key
         k = jax.random.fold_in(key, i)
         k1, k2, k3, k4 = jax.random.split(k, 4)
-        ev = top_eigenvalues(loss_fn, params, top, key=k1, num_iters=m_iter)
+        ev = top_eigenvalues(loss_fn, params, top, key=k1, num_iters=m_iter, select=sel)
         out = {
             "top": ev,
-            "smallest": smallest_eigenvalue(loss_fn, params, key=k2, num_iters=m_iter, shift=ev[0]),
+            "smallest": smallest_eigenvalue(loss_fn, params, key=k2, num_iters=m_iter, shift=ev[0], select=sel),
             **{("trace" if n == "trace" else "trace_stderr"): v
-               for n, v in trace(loss_fn, params, key=k3, num_probes=trace_probes).items()},
+               for n, v in trace(loss_fn, params, key=k3, num_probes=trace_probes, select=sel).items()},
         }
         if density:
-            den = spectral_density(loss_fn, params, key=k4, num_probes=density_probes, num_iters=d_iter)
+            den = spectral_density(loss_fn, params, key=k4, num_probes=density_probes, num_iters=d_iter, select=sel)
             out["density_nodes"], out["density_weights"] = den.nodes, den.weights
         return out
 
@@ -377,8 +476,8 @@ def ensemble_curvature(
 
     fp = None
     if checkpoint is not None:
-        fp = chunks.fingerprint(f"{top}|{m_iter}|{trace_probes}|{density}|{density_probes}|{d_iter}|{chunk_size}",
-                                key, stacked)
+        fp = chunks.fingerprint(f"{top}|{m_iter}|{trace_probes}|{density}|{density_probes}|{d_iter}|{chunk_size}|"
+                                f"{select!r}", key, stacked)
     results = chunks.run_chunks(
         compute, n_chunks, allocate=allocate, store=store, checkpoint=checkpoint, key=fp,
         keep_checkpoint=keep_checkpoint, save_every_s=0.0, progress=progress, desc="Hessian", unit="member",

@@ -83,14 +83,34 @@ def hessian_lines(arrays: dict) -> list[str]:
         lines.append(f"{seed:>5} " + (f"{lr:>8.4g} " if swept else "") + f"{arrays['top'][i, 0]:>15.5g} "
                      f"{arrays['smallest'][i]:>10.4g} {arrays['trace'][i]:>10.4g}{flag}")
     groups = [(f" at lr {r:g}", np.isclose(lrs, r)) for r in rates] if swept else [("", np.ones(len(keys), bool))]
+    layers = _layers(arrays)
     for title, sel in groups:
         good = sel & ok
-        if good.any():
-            lines.append(f"median over {int(good.sum())} members that learned{title}: top eigenvalue "
-                         f"{np.median(arrays['top'][good, 0]):.5g}, trace {np.median(arrays['trace'][good]):.5g}")
-        else:
+        if not good.any():
             lines.append(f"no member learned{title}: no median")
+            continue
+        lines.append(f"median over {int(good.sum())} members that learned{title}: top eigenvalue "
+                     f"{np.median(arrays['top'][good, 0]):.5g}, trace {np.median(arrays['trace'][good]):.5g}")
+        for layer in layers:  # the Hessian block of each layer, the others held fixed
+            a = _layer(arrays, layer)
+            lines.append(f"  layer {layer}: top eigenvalue {np.median(a['top'][good, 0]):.5g}, smallest "
+                         f"{np.median(a['smallest'][good]):.4g}, trace {np.median(a['trace'][good]):.5g}")
     return lines
+
+
+def _layers(arrays: dict) -> list[str]:
+    out: list[str] = []
+    for k in arrays:
+        if k.startswith("layer/") and k.endswith("/top"):
+            out.append(k[len("layer/"):-len("/top")])
+    return out
+
+
+def _layer(arrays: dict, layer: str) -> dict:
+    """A per-layer Hessian result as the arrays of a whole-network one (with the members' fields)."""
+    prefix = f"layer/{layer}/"
+    out = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+    return {**{k: v for k, v in arrays.items() if not k.startswith("layer/") and k not in out}, **out}
 
 
 def density_curves(nodes: np.ndarray, weights: np.ndarray, num: int = 600) -> tuple[np.ndarray, np.ndarray]:
@@ -108,17 +128,18 @@ def density_curves(nodes: np.ndarray, weights: np.ndarray, num: int = 600) -> tu
     return grid, rho
 
 
-def hessian_figures(arrays: dict, run: str | Path, fmt: str = "png", groups=None, prefix: str = "hessian"
-                    ) -> list[Path]:
+def hessian_figures(arrays: dict, run: str | Path, fmt: str = "png", groups=None, prefix: str = "hessian",
+                    per_layer: bool = True) -> list[Path]:
     """Sharpness against test accuracy (coloured by ``groups`` — basins — when given, else by
     learning rate in a sweep) and, when computed, the spectral densities, as
-    ``RUN/figures/<prefix>_sharpness.<fmt>`` and ``<prefix>_density``; members that diverged or
-    did not learn are left out."""
+    ``RUN/figures/<prefix>_sharpness.<fmt>`` and ``<prefix>_density``, and the same per layer
+    (``<prefix>_<layer>_sharpness``) for a ``--per-layer`` result; members that diverged or did
+    not learn are left out."""
     from . import plot
 
     ok = _healthy(arrays)
     fd = Path(run) / "figures"
-    names = None
+    names, given = None, groups
     if groups is None:
         lrs = np.array([k[1] for k in _member_keys(arrays)])
         rates = np.unique(lrs[np.isfinite(lrs)])
@@ -135,6 +156,9 @@ def hessian_figures(arrays: dict, run: str | Path, fmt: str = "png", groups=None
         grid, rho = density_curves(arrays["density_nodes"][ok], arrays["density_weights"][ok])
         paths.append(plot.save_figure(plot.spectral_density(grid, rho, title="Hessian spectral density (SLQ)"),
                                       fd / f"{prefix}_density.{fmt}"))
+    for layer in _layers(arrays) if per_layer else []:  # one set per layer
+        paths += hessian_figures(_layer(arrays, layer), run, fmt, groups=given, prefix=f"{prefix}_{layer}",
+                                 per_layer=False)
     return paths
 
 
@@ -242,7 +266,8 @@ def write_report(run: str | Path, arrays: dict, meta: dict, *, name: str = "comp
             if pick.size == len(keys):
                 n = len(hess["seeds"])
                 sub = {k: (v[pick] if hasattr(v, "shape") and v.shape[:1] == (n,) else v) for k, v in hess.items()}
-                figs += hessian_figures(sub, run, fmt, groups=order_by, prefix="compare")  # not hessian's own
+                figs += hessian_figures(sub, run, fmt, groups=order_by, prefix="compare",  # not hessian's own
+                                        per_layer=False)
         lines += ["", "## Figures", ""] + [f"![{p.stem}](figures/{p.name})" for p in figs]
     path = run / "report.md"
     files.atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())

@@ -25,6 +25,12 @@ def test_hessian_and_compare_write_results_report_and_figures(small_run):
     arrays, meta = __import__("landscape").io.load_result(out / "results" / "hessian")
     assert arrays["top"].shape == (4, 2) and np.all(arrays["top"][:, 0] >= arrays["top"][:, 1])
     assert arrays["density_weights"].shape[:2] == (4, 2)
+    r = run("hessian", str(out), "--top", "1", "--probes", "5", "--per-layer", "--name", "layered", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "layer Dense_0: top eigenvalue" in r.stdout and "layer Dense_2: top eigenvalue" in r.stdout
+    layered, meta = __import__("landscape").io.load_result(out / "results" / "layered")
+    assert meta["layers"] == ["Dense_0", "Dense_1", "Dense_2"] and layered["layer/Dense_1/top"].shape == (4, 1)
+    assert (out / "figures" / "layered_Dense_2_sharpness.png").exists()
     r = run("compare", str(out), "--align", "--curve", "0,1", "--curve-steps", "50", "--grid", "9", "--quiet")
     assert r.returncode == 0, r.stderr
     assert "before alignment" in r.stdout and "after alignment" in r.stdout and "Bezier curve" in r.stdout

@@ -127,3 +127,58 @@ def test_member_group_policy():
     assert H._member_group(H.CPU_GROUP) is None  # too few members to split
     expected = H.CPU_GROUP if jax.default_backend() == "cpu" else None
     assert H._member_group(64) == expected
+
+
+def _block(params, dense, mask_fn):
+    """The dense Hessian's block of the leaves ``mask_fn(path)`` picks, built independently from
+    the flat layout (``ravel_pytree`` order = tree order)."""
+    from landscape.tree import _path_name
+
+    idx, start = [], 0
+    for p, x in jax.tree_util.tree_flatten_with_path(params)[0]:
+        n = int(np.size(x))
+        if mask_fn(_path_name(p)):
+            idx += list(range(start, start + n))
+        start += n
+    idx = np.asarray(idx)
+    return dense[np.ix_(idx, idx)], idx
+
+
+@pytest.mark.parametrize("select, picks", [
+    ("Dense_0", lambda n: n.startswith("Dense_0/")),
+    ("Dense_1/kernel", lambda n: n == "Dense_1/kernel"),
+    (["Dense_0/bias", "Dense_1"], lambda n: n == "Dense_0/bias" or n.startswith("Dense_1/")),
+    (lambda path, leaf: path.endswith("kernel"), lambda n: n.endswith("kernel")),
+])
+def test_parameter_subsets_match_the_dense_hessians_blocks(small, select, picks):
+    _, _, params, f, dense, _ = small
+    block, idx = _block(params, dense, picks)
+    ev = np.linalg.eigvalsh(block)
+    k = min(3, ev.size)
+    top = H.top_eigenpairs(f, params, k, key=jax.random.key(1), num_iters=ev.size, select=select)
+    np.testing.assert_allclose(top.values, ev[::-1][:k], rtol=1e-3, atol=1e-4)
+    x = np.asarray(ls.tree.ravel(top.vectors[0]), np.float64)  # full-shaped, zero outside the block
+    outside = np.setdiff1d(np.arange(x.size), idx)
+    assert np.all(x[outside] == 0)
+    np.testing.assert_allclose(block @ x[idx], float(top.values[0]) * x[idx], atol=2e-3)
+    lo = H.smallest_eigenvalue(f, params, key=jax.random.key(2), num_iters=ev.size, select=select)
+    assert float(lo) == pytest.approx(ev[0], rel=1e-3, abs=1e-4)
+    tr = H.trace(f, params, key=jax.random.key(3), num_probes=1000, select=select)
+    assert abs(float(tr["trace"]) - np.trace(block)) < 4 * float(tr["stderr"]) + 1e-4
+    den = H.spectral_density(f, params, key=jax.random.key(4), num_probes=2, num_iters=ev.size, select=select)
+    np.testing.assert_allclose(np.sort(np.asarray(den.nodes[0])), ev, atol=2e-3)  # all Ritz values: the spectrum
+
+
+def test_layers_and_per_layer_ensemble_curvature(small):
+    model, d, params, f, dense, _ = small
+    assert H.layers(params) == ["Dense_0", "Dense_1"]
+    stacked = ls.tree.stack([params, ls.tree.scale(0.5, params)])
+    per = {name: H.ensemble_curvature(f, stacked, key=jax.random.key(0), top=1, trace_probes=4, chunk_size=2,
+                                      select=name) for name in H.layers(params)}
+    for name in H.layers(params):
+        for i, member in enumerate(ls.tree.unstack(stacked)):
+            dense_i = np.asarray(H.dense_hessian(f, member), np.float64)
+            block, _ = _block(member, dense_i, lambda n, name=name: n.startswith(name + "/"))
+            assert float(per[name]["top"][i, 0]) == pytest.approx(np.linalg.eigvalsh(block)[-1], rel=2e-3, abs=1e-4)
+    with pytest.raises(ls.ConfigError, match="no parameter matches"):
+        H.top_eigenvalues(f, params, 1, key=jax.random.key(0), select="Dense_9")

@@ -235,7 +235,7 @@ def cmd_hessian(args) -> int:
     print(f"result: {outcome.path}" + (" (saved and current: reused, nothing computed)" if outcome.reused else ""))
     if not args.no_plot:
         with args.clock.phase("figure"):
-            paths = report.hessian_figures(outcome.arrays, outcome.run, args.format)
+            paths = report.hessian_figures(outcome.arrays, outcome.run, args.format, prefix=outcome.name)
         for path in paths:
             print(f"figure: {path}")
     if not outcome.reused and outcome.name == "hessian":  # the result the report quotes
