@@ -497,7 +497,9 @@ class HessianSpec:
     """Curvature of the training loss at every member: top eigenvalues and the smallest
     (Lanczos with full re-orthogonalisation), the trace (Hutchinson 1990) and, with
     ``density``, the spectral density (stochastic Lanczos quadrature, Ghorbani et al. 2019).
-    ``per_layer``: the same for the Hessian block of every layer (:func:`landscape.hessian.layers`)."""
+    ``per_layer``: the same for the Hessian block of every layer (:func:`landscape.hessian.layers`).
+    ``curvature``: ``"hessian"``, ``"ggn"`` (generalised Gauss–Newton, Schraudolph 2002) or
+    ``"fisher"`` (empirical Fisher); the default result name is the curvature's name."""
 
     top: int = 5
     iters: int | None = None
@@ -505,6 +507,7 @@ class HessianSpec:
     density: bool = False
     key: int = 0
     per_layer: bool = False
+    curvature: str = "hessian"
 
 
 def hessian(run, spec: HessianSpec, *, name: str | None = None, overwrite: bool = False,
@@ -531,7 +534,7 @@ def hessian(run, spec: HessianSpec, *, name: str | None = None, overwrite: bool 
                 f, ens.params, key=jax.random.key(spec.key), top=spec.top, num_iters=spec.iters,
                 trace_probes=spec.probes, density=spec.density, chunk_size=execution.chunk_size or 16,
                 checkpoint=res.checkpoints / f"{part}.npz", keep_checkpoint=True, progress=execution.progress,
-                mesh=execution.mesh, select=select)
+                mesh=execution.mesh, select=select, curvature=spec.curvature)
 
         curv = curvature(None, "hessian")
         layers = hessian_mod.layers(ens.member(0)) if spec.per_layer else []
@@ -540,9 +543,10 @@ def hessian(run, spec: HessianSpec, *, name: str | None = None, overwrite: bool 
         return {**curv, "seeds": ens.seeds, "learning_rates": ens.learning_rates,
                 "test_accuracy": ens.history.test_accuracy[:, -1], "train_loss": ens.history.train_loss[:, -1],
                 "diverged": ens.diverged, "learned": learned(ens)}, {
-                    "kind": "hessian", "labels": members.labels(ens, range(ens.num_members)), "layers": layers}
+                    "kind": "hessian", "labels": members.labels(ens, range(ens.num_members)), "layers": layers,
+                    "curvature": spec.curvature}
 
-    return _stored(run, name or "hessian", settings, overwrite, warn, compute)
+    return _stored(run, name or spec.curvature, settings, overwrite, warn, compute)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -50,6 +50,9 @@ __all__ = [
     "selection_mask",
     "restrict",
     "layers",
+    "ggn_vp",
+    "fisher_vp",
+    "CURVATURES",
 ]
 
 PyTree = Any
@@ -62,6 +65,35 @@ Selection = Any
 def hvp(loss_fn: LossFn, params: PyTree, v: PyTree) -> PyTree:
     """Hessian-vector product ``H(params) v`` by forward-over-reverse differentiation."""
     return jax.jvp(jax.grad(loss_fn), (params,), (v,))[1]
+
+
+def ggn_vp(loss_fn, params: PyTree, v: PyTree) -> PyTree:
+    """Generalised Gauss–Newton product ``J^T H_out J v`` (Schraudolph 2002; Martens 2014).
+
+    ``J`` is the Jacobian of the model's outputs with respect to the parameters and ``H_out``
+    the Hessian of the loss with respect to the outputs: forward mode for ``J v``, forward
+    over reverse for ``H_out (J v)``, reverse mode for ``J^T``.  ``loss_fn`` must expose
+    ``outputs`` and ``output_loss`` (:class:`landscape.models.LossParts`).  Positive
+    semi-definite for convex output losses (MSE, cross-entropy).
+    """
+    out, jv = jax.jvp(loss_fn.outputs, (params,), (v,))
+    hjv = jax.jvp(jax.grad(loss_fn.output_loss), (out,), (jv,))[1]
+    return jax.vjp(loss_fn.outputs, params)[1](hjv)[0]
+
+
+def fisher_vp(loss_fn, params: PyTree, v: PyTree) -> PyTree:
+    """Empirical Fisher product ``(1/N) sum_n g_n (g_n . v)`` with ``g_n`` the gradient of
+    example ``n``'s loss (Kunstner et al. 2019 discuss what it does and does not measure):
+    ``J_l^T (J_l v) / N`` with ``J_l`` the Jacobian of the per-example losses.
+    ``loss_fn`` must expose ``per_example`` (:class:`landscape.models.LossParts`).
+    """
+    losses, jv = jax.jvp(loss_fn.per_example, (params,), (v,))
+    return jax.vjp(loss_fn.per_example, params)[1](jv / losses.shape[0])[0]
+
+
+#: The curvature matrices every spectral function can take: the Hessian, the generalised
+#: Gauss–Newton matrix, the empirical Fisher.
+CURVATURES = {"hessian": hvp, "ggn": ggn_vp, "fisher": fisher_vp}
 
 
 def dense_hessian(loss_fn: LossFn, params: PyTree) -> jax.Array:
@@ -125,7 +157,13 @@ def restrict(loss_fn: LossFn, params: PyTree, select: Selection):
 
     sub_params = [x for x, m in zip(leaves, mask) if m]
     zeros = [jnp.zeros_like(x) for x in leaves]
-    return (lambda sub: loss_fn(merged(sub, leaves))), sub_params, (lambda sub: merged(sub, zeros))
+    sub_loss = lambda sub: loss_fn(merged(sub, leaves))  # noqa: E731
+    if hasattr(loss_fn, "outputs") and hasattr(loss_fn, "per_example"):  # keep the structure GGN/Fisher need
+        from .models import LossParts
+
+        sub_loss = LossParts(outputs=lambda sub: loss_fn.outputs(merged(sub, leaves)), output_loss=loss_fn.output_loss,
+                             per_example=lambda sub: loss_fn.per_example(merged(sub, leaves)))
+    return sub_loss, sub_params, (lambda sub: merged(sub, zeros))
 
 
 def layers(params: PyTree) -> list[str]:
@@ -141,15 +179,22 @@ def layers(params: PyTree) -> list[str]:
     return out
 
 
-def _flat_matvec(loss_fn: LossFn, params: PyTree, select: Selection = None):
-    """``(flat point, unravel to a full pytree, flat H·x)`` of the Hessian block ``select`` picks."""
+def _flat_matvec(loss_fn: LossFn, params: PyTree, select: Selection = None, curvature: str = "hessian"):
+    """``(flat point, unravel to a full pytree, flat C·x)`` of the block ``select`` picks of the
+    curvature matrix ``C`` named ``curvature`` (:data:`CURVATURES`)."""
+    if curvature not in CURVATURES:
+        raise ConfigError(f"curvature must be one of {', '.join(CURVATURES)}, got {curvature!r}")
+    if curvature != "hessian" and not (hasattr(loss_fn, "outputs") and hasattr(loss_fn, "per_example")):
+        raise ConfigError(f"curvature={curvature!r} needs a loss that exposes its outputs and per-example losses "
+                          "(landscape.models.loss_fn, or a landscape.models.LossParts)")
+    vp = CURVATURES[curvature]
     expand = None
     if select is not None:
         loss_fn, params, expand = restrict(loss_fn, params, select)
     flat, unravel = ravel_pytree(params)
 
     def matvec(x):
-        return ravel_pytree(hvp(loss_fn, params, unravel(x.astype(flat.dtype))))[0]
+        return ravel_pytree(vp(loss_fn, params, unravel(x.astype(flat.dtype))))[0]
 
     return flat, (unravel if expand is None else (lambda x: expand(unravel(x)))), matvec
 
@@ -227,14 +272,16 @@ class Eigen(NamedTuple):
 
 def top_eigenpairs(
     loss_fn: LossFn, params: PyTree, k: int = 1, *, key: jax.Array, num_iters: int | None = None,
-    select: Selection = None,
+    select: Selection = None, curvature: str = "hessian",
 ) -> Eigen:
     """The ``k`` largest Hessian eigenvalues and their eigenvectors (as parameter pytrees).
 
     ``select`` (:func:`selection_mask`) restricts the Hessian to a block of parameters (e.g.
-    one layer); the eigenvectors are then zero outside it.
+    one layer); the eigenvectors are then zero outside it.  ``curvature`` (:data:`CURVATURES`):
+    ``"hessian"``, ``"ggn"`` (Gauss–Newton) or ``"fisher"`` (empirical Fisher), the same for
+    every spectral function here.
     """
-    flat, unravel, matvec = _flat_matvec(loss_fn, params, select)
+    flat, unravel, matvec = _flat_matvec(loss_fn, params, select, curvature)
     if k < 1 or k > flat.size:
         raise ConfigError(f"k must lie in [1, {flat.size}], got {k}")
     m = _num_iters(flat.size, k, num_iters)
@@ -249,33 +296,34 @@ def top_eigenpairs(
 
 def top_eigenvalues(
     loss_fn: LossFn, params: PyTree, k: int = 1, *, key: jax.Array, num_iters: int | None = None,
-    select: Selection = None,
+    select: Selection = None, curvature: str = "hessian",
 ) -> jax.Array:
     """The ``k`` largest Hessian eigenvalues, descending, ``(k,)`` (of the block ``select`` picks)."""
-    return top_eigenpairs(loss_fn, params, k, key=key, num_iters=num_iters, select=select).values
+    return top_eigenpairs(loss_fn, params, k, key=key, num_iters=num_iters, select=select, curvature=curvature).values
 
 
 def smallest_eigenvalue(
     loss_fn: LossFn, params: PyTree, *, key: jax.Array, num_iters: int | None = None, shift: Any = None,
-    select: Selection = None,
+    select: Selection = None, curvature: str = "hessian",
 ) -> jax.Array:
     """The smallest Hessian eigenvalue by Lanczos on ``shift·I − H`` (``shift`` defaults to ``λ_max``);
     of the block ``select`` picks."""
-    flat, _, matvec = _flat_matvec(loss_fn, params, select)
+    flat, _, matvec = _flat_matvec(loss_fn, params, select, curvature)
     k1, k2, k3 = jax.random.split(key, 3)
     m = _num_iters(flat.size, 1, num_iters)
     if shift is None:
-        shift = top_eigenvalues(loss_fn, params, 1, key=k1, num_iters=num_iters, select=select)[0]
+        shift = top_eigenvalues(loss_fn, params, 1, key=k1, num_iters=num_iters, select=select,
+                                curvature=curvature)[0]
     shift = jnp.abs(shift) * 1.01 + 1e-6
     tri = lanczos(lambda v: shift * v - matvec(v), _start(k2, flat.size, flat.dtype), m, key=k3)
     return shift - jnp.max(jnp.linalg.eigvalsh(tri.matrix()))
 
 
 def trace(loss_fn: LossFn, params: PyTree, *, key: jax.Array, num_probes: int = 100,
-          select: Selection = None) -> dict[str, jax.Array]:
+          select: Selection = None, curvature: str = "hessian") -> dict[str, jax.Array]:
     """Hutchinson's trace estimate (Hutchinson 1990) with Rademacher probes: ``{"trace",
     "stderr"}``; of the block ``select`` picks."""
-    flat, _, matvec = _flat_matvec(loss_fn, params, select)
+    flat, _, matvec = _flat_matvec(loss_fn, params, select, curvature)
     if num_probes < 1:
         raise ConfigError("num_probes must be positive")
     probes = jax.random.rademacher(key, (num_probes, flat.size), dtype=flat.dtype)
@@ -295,11 +343,11 @@ class Density(NamedTuple):
 
 def spectral_density(
     loss_fn: LossFn, params: PyTree, *, key: jax.Array, num_probes: int = 4, num_iters: int | None = None,
-    select: Selection = None,
+    select: Selection = None, curvature: str = "hessian",
 ) -> Density:
     """Stochastic Lanczos quadrature (Ghorbani et al. 2019) of the Hessian's eigenvalue
     distribution (Rademacher probes); of the block ``select`` picks."""
-    flat, _, matvec = _flat_matvec(loss_fn, params, select)
+    flat, _, matvec = _flat_matvec(loss_fn, params, select, curvature)
     m = _num_iters(flat.size, 1, num_iters if num_iters is not None else 80)
     if num_probes < 1:
         raise ConfigError("num_probes must be positive")
@@ -417,6 +465,7 @@ def ensemble_curvature(
     progress: bool = False,
     mesh=None,
     select: Selection = None,
+    curvature: str = "hessian",
 ) -> dict[str, np.ndarray]:
     """Curvature of every member: top eigenvalues, smallest eigenvalue, trace (and SLQ density).
 
@@ -428,7 +477,7 @@ def ensemble_curvature(
     ``density_nodes`` / ``density_weights`` ``(M, probes, m)``.  With a ``mesh`` each chunk's
     members are sharded over its devices (single-process meshes; ``loss_fn`` closes over its data).
     ``select`` (:func:`selection_mask`) takes every quantity over one block of parameters
-    (e.g. a layer: see :func:`layers`).
+    (e.g. a layer: see :func:`layers`); ``curvature`` picks the matrix (:data:`CURVATURES`).
     """
     from . import chunks, tree
     from .distributed import placement
@@ -446,15 +495,16 @@ def ensemble_curvature(
     def one(params, i, key):  # the key is an argument: a program compiled once serves every key
         k = jax.random.fold_in(key, i)
         k1, k2, k3, k4 = jax.random.split(k, 4)
-        ev = top_eigenvalues(loss_fn, params, top, key=k1, num_iters=m_iter, select=sel)
+        kw = {"select": sel, "curvature": curvature}
+        ev = top_eigenvalues(loss_fn, params, top, key=k1, num_iters=m_iter, **kw)
         out = {
             "top": ev,
-            "smallest": smallest_eigenvalue(loss_fn, params, key=k2, num_iters=m_iter, shift=ev[0], select=sel),
+            "smallest": smallest_eigenvalue(loss_fn, params, key=k2, num_iters=m_iter, shift=ev[0], **kw),
             **{("trace" if n == "trace" else "trace_stderr"): v
-               for n, v in trace(loss_fn, params, key=k3, num_probes=trace_probes, select=sel).items()},
+               for n, v in trace(loss_fn, params, key=k3, num_probes=trace_probes, **kw).items()},
         }
         if density:
-            den = spectral_density(loss_fn, params, key=k4, num_probes=density_probes, num_iters=d_iter, select=sel)
+            den = spectral_density(loss_fn, params, key=k4, num_probes=density_probes, num_iters=d_iter, **kw)
             out["density_nodes"], out["density_weights"] = den.nodes, den.weights
         return out
 
@@ -477,7 +527,7 @@ def ensemble_curvature(
     fp = None
     if checkpoint is not None:
         fp = chunks.fingerprint(f"{top}|{m_iter}|{trace_probes}|{density}|{density_probes}|{d_iter}|{chunk_size}|"
-                                f"{select!r}", key, stacked)
+                                f"{select!r}|{curvature}", key, stacked)
     results = chunks.run_chunks(
         compute, n_chunks, allocate=allocate, store=store, checkpoint=checkpoint, key=fp,
         keep_checkpoint=keep_checkpoint, save_every_s=0.0, progress=progress, desc="Hessian", unit="member",

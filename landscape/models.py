@@ -31,6 +31,8 @@ __all__ = [
     "loss_function",
     "metrics",
     "loss_fn",
+    "LossParts",
+    "per_example_loss",
     "metrics_fn",
     "MLPMetrics",
 ]
@@ -223,11 +225,44 @@ def metrics(model: MLP, params: dict, x: jax.Array, y: jax.Array, loss: str) -> 
     return {"loss": loss_function(loss)(out, y), "accuracy": accuracy(out, y)}
 
 
-def loss_fn(model: MLP, split, loss: str) -> Callable[[dict], jax.Array]:
-    """``params -> scalar`` loss of ``model`` on a fixed :class:`~landscape.data.Split`."""
-    f = loss_function(loss)
+def per_example_loss(name: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
+    """Per-example losses ``(outputs (N, K), labels (N,)) -> (N,)`` whose mean is :func:`loss_function`'s."""
+    name = {"ce": "cross_entropy", "xent": "cross_entropy", "crossentropy": "cross_entropy"}.get(name, name)
+    if name == "mse":
+        return lambda out, y: jnp.sum((out - jax.nn.one_hot(y, out.shape[-1], dtype=out.dtype)) ** 2, axis=-1)
+    if name == "cross_entropy":
+        return lambda out, y: -jnp.take_along_axis(jax.nn.log_softmax(out, axis=-1),
+                                                   y[:, None].astype(jnp.int32), axis=-1)[:, 0]
+    raise ConfigError(f"unknown loss {name!r}; choose 'mse' or 'cross_entropy'")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class LossParts:
+    """A loss ``params -> scalar`` that also exposes its structure ``output_loss(outputs(params))``
+    and its per-example losses — what Gauss–Newton and empirical-Fisher curvature need
+    (:func:`landscape.hessian.ggn_vp`, :func:`landscape.hessian.fisher_vp`).
+
+    Attributes:
+      outputs: ``params -> (N, K)`` the model's outputs on the data.
+      output_loss: ``(N, K) -> scalar`` the loss of those outputs (labels closed over).
+      per_example: ``params -> (N,)`` per-example losses; the loss is their mean.
+    """
+
+    outputs: Callable[[Any], jax.Array]
+    output_loss: Callable[[jax.Array], jax.Array]
+    per_example: Callable[[Any], jax.Array]
+
+    def __call__(self, params) -> jax.Array:
+        return self.output_loss(self.outputs(params))
+
+
+def loss_fn(model: MLP, split, loss: str) -> LossParts:
+    """``params -> scalar`` loss of ``model`` on a fixed :class:`~landscape.data.Split`
+    (a :class:`LossParts`, so its Gauss–Newton and Fisher curvature are available too)."""
+    f, per = loss_function(loss), per_example_loss(loss)
     x, y = jnp.asarray(split.x), jnp.asarray(split.y)
-    return lambda params: f(model.apply(params, x), y)
+    return LossParts(outputs=lambda params: model.apply(params, x), output_loss=lambda out: f(out, y),
+                     per_example=lambda params: per(model.apply(params, x), y))
 
 
 @dataclasses.dataclass(frozen=True)

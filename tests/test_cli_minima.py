@@ -31,6 +31,10 @@ def test_hessian_and_compare_write_results_report_and_figures(small_run):
     layered, meta = __import__("landscape").io.load_result(out / "results" / "layered")
     assert meta["layers"] == ["Dense_0", "Dense_1", "Dense_2"] and layered["layer/Dense_1/top"].shape == (4, 1)
     assert (out / "figures" / "layered_Dense_2_sharpness.png").exists()
+    r = run("hessian", str(out), "--top", "1", "--probes", "5", "--curvature", "ggn", "--quiet", "--no-plot")
+    assert r.returncode == 0 and "Gauss-Newton" in r.stdout, r.stderr
+    ggn, _ = __import__("landscape").io.load_result(out / "results" / "ggn")
+    assert np.all(ggn["smallest"] > -1e-3)  # positive semi-definite, unlike the Hessian
     r = run("compare", str(out), "--align", "--curve", "0,1", "--curve-steps", "50", "--grid", "9", "--quiet")
     assert r.returncode == 0, r.stderr
     assert "before alignment" in r.stdout and "after alignment" in r.stdout and "Bezier curve" in r.stdout

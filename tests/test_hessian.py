@@ -182,3 +182,44 @@ def test_layers_and_per_layer_ensemble_curvature(small):
             assert float(per[name]["top"][i, 0]) == pytest.approx(np.linalg.eigvalsh(block)[-1], rel=2e-3, abs=1e-4)
     with pytest.raises(ls.ConfigError, match="no parameter matches"):
         H.top_eigenvalues(f, params, 1, key=jax.random.key(0), select="Dense_9")
+
+
+@pytest.fixture(scope="module")
+def explicit(small):
+    """The Gauss–Newton matrix J^T H_out J and the empirical Fisher G^T G / N built from explicit
+    Jacobians (``jax.jacrev``), independently of the products under test."""
+    from jax.flatten_util import ravel_pytree
+
+    model, d, params, f, _, _ = small
+    flat, unravel = ravel_pytree(params)
+    x, y = jnp.asarray(d.train.x), jnp.asarray(d.train.y)
+    out = model.apply(params, x)
+    jac = np.asarray(jax.jacrev(lambda p: model.apply(unravel(p), x).ravel())(flat), np.float64)  # (N K, P)
+    h_out = np.asarray(jax.hessian(lambda o: ls.models.cross_entropy(o.reshape(out.shape), y))(out.ravel()),
+                       np.float64)
+    ggn = jac.T @ h_out @ jac
+    per = ls.models.per_example_loss("cross_entropy")
+    grads = np.asarray(jax.jacrev(lambda p: per(model.apply(unravel(p), x), y))(flat), np.float64)  # (N, P)
+    fisher = grads.T @ grads / grads.shape[0]
+    return ggn, fisher
+
+
+@pytest.mark.parametrize("curvature", ["ggn", "fisher"])
+def test_gauss_newton_and_fisher_match_explicit_jacobians(small, explicit, curvature):
+    _, _, params, f, _, _ = small
+    dense = dict(zip(("ggn", "fisher"), explicit))[curvature]
+    v = ls.tree.random_like(jax.random.key(3), params)
+    got = ls.tree.ravel(H.CURVATURES[curvature](f, params, v))
+    np.testing.assert_allclose(got, dense @ np.asarray(ls.tree.ravel(v), np.float64), rtol=1e-4, atol=1e-5)
+    ev = np.linalg.eigvalsh(dense)
+    assert ev[0] > -1e-5  # positive semi-definite
+    top = H.top_eigenvalues(f, params, 3, key=jax.random.key(1), num_iters=ev.size, curvature=curvature)
+    np.testing.assert_allclose(top, ev[::-1][:3], rtol=1e-3, atol=1e-4)
+    tr = H.trace(f, params, key=jax.random.key(2), num_probes=1000, curvature=curvature)
+    assert abs(float(tr["trace"]) - np.trace(dense)) < 4 * float(tr["stderr"]) + 1e-4
+    block, idx = _block(params, dense, lambda n: n.startswith("Dense_1/"))  # a layer's GGN block too
+    sub = H.top_eigenvalues(f, params, 1, key=jax.random.key(4), num_iters=idx.size, select="Dense_1",
+                            curvature=curvature)
+    assert float(sub[0]) == pytest.approx(np.linalg.eigvalsh(block)[-1], rel=1e-3, abs=1e-4)
+    with pytest.raises(ls.ConfigError, match="needs a loss that exposes"):
+        H.top_eigenvalues(lambda p: f(p), params, 1, key=jax.random.key(0), curvature=curvature)

@@ -230,6 +230,8 @@ def cmd_hessian(args) -> int:
     outcome = analyses.hessian(args.run, _spec(analyses.HessianSpec, args), name=args.name,
                                overwrite=args.overwrite, execution=_execution(args))
     _warn(outcome.warnings, args.command)
+    if args.curvature != "hessian":
+        print(f"curvature: {'generalised Gauss-Newton' if args.curvature == 'ggn' else 'empirical Fisher'} matrix")
     for line in report.hessian_lines(outcome.arrays):
         print(line)
     print(f"result: {outcome.path}" + (" (saved and current: reused, nothing computed)" if outcome.reused else ""))

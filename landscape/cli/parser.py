@@ -244,12 +244,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iters", type=_positive_int, default=None, help="Lanczos iterations (default: max(2k+20, 40))")
     p.add_argument("--probes", type=_positive_int, default=50, help="Hutchinson probes (default: %(default)s)")
     p.add_argument("--density", action="store_true", help="also the spectral density (SLQ)")
+    p.add_argument("--curvature", choices=("hessian", "ggn", "fisher"), default="hessian",
+                   help="the matrix: the Hessian, the generalised Gauss-Newton matrix, or the empirical Fisher "
+                        "(default: %(default)s; the result is named after it)")
     p.add_argument("--per-layer", action="store_true",
                    help="also every layer's Hessian block (the other parameters held fixed): top eigenvalues, "
                         "smallest, trace (and density), with a figure per layer")
     p.add_argument("--key", type=_nonneg_int, default=0, help="PRNG seed of the probes (default: %(default)s)")
     p.add_argument("--chunk-size", type=_positive_int, default=16, help="members per compiled call (default: %(default)s)")
-    p.add_argument("--name", default=None, help="result name (default: hessian)")
+    p.add_argument("--name", default=None, help="result name (default: the --curvature, e.g. hessian)")
     _add_output(p)
 
     p = sub.add_parser("compare", help="compare the seeds' minima: barriers, basins, alignment, curves; a report",
