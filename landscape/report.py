@@ -21,6 +21,7 @@ __all__ = [
     "write_report",
     "refresh_report",
     "density_curves",
+    "curvature_figures",
 ]
 
 
@@ -295,3 +296,32 @@ def refresh_report(run: str | Path, fmt: str = "png") -> Path | None:
             arrays, meta = io.load_result(run / "results" / r["name"])
             return write_report(run, arrays, meta, name=r["name"], fmt=fmt)[0]
     return None
+
+
+def curvature_figures(run: str | Path, fmt: str = "png") -> list[Path]:
+    """The top eigenvalue of the Gauss–Newton matrix and of the empirical Fisher against the
+    Hessian's, member by member (matched by seed and learning rate), for whichever of the
+    current results ``hessian``, ``ggn`` and ``fisher`` exist; ``RUN/figures/curvature_<name>_vs_hessian``."""
+    from . import io, plot, results
+
+    run = io.run_path(run)
+    current = {r["name"] for r in results.run_status(run) if r["current"]}
+    if "hessian" not in current:
+        return []
+    hess, _ = io.load_result(run / "results" / "hessian")
+    where = {k: i for i, k in enumerate(_member_keys(hess))}
+    paths = []
+    for name, label in (("ggn", "Gauss–Newton"), ("fisher", "empirical Fisher")):
+        if name not in current:
+            continue
+        other, _ = io.load_result(run / "results" / name)
+        ok = _healthy(other)
+        pairs = [(where[k], j) for j, k in enumerate(_member_keys(other)) if k in where and ok[j]]
+        if not pairs:
+            continue
+        i, j = np.asarray(pairs).T
+        paths.append(plot.save_figure(plot.scatter(
+            hess["top"][i, 0], other["top"][j, 0], xlabel="top Hessian eigenvalue",
+            ylabel=f"top {label} eigenvalue", diagonal=True,
+            title=f"{label} vs Hessian, {len(pairs)} members"), run / "figures" / f"curvature_{name}_vs_hessian.{fmt}"))
+    return paths

@@ -25,16 +25,6 @@ def test_hessian_and_compare_write_results_report_and_figures(small_run):
     arrays, meta = __import__("landscape").io.load_result(out / "results" / "hessian")
     assert arrays["top"].shape == (4, 2) and np.all(arrays["top"][:, 0] >= arrays["top"][:, 1])
     assert arrays["density_weights"].shape[:2] == (4, 2)
-    r = run("hessian", str(out), "--top", "1", "--probes", "5", "--per-layer", "--name", "layered", "--quiet")
-    assert r.returncode == 0, r.stderr
-    assert "layer Dense_0: top eigenvalue" in r.stdout and "layer Dense_2: top eigenvalue" in r.stdout
-    layered, meta = __import__("landscape").io.load_result(out / "results" / "layered")
-    assert meta["layers"] == ["Dense_0", "Dense_1", "Dense_2"] and layered["layer/Dense_1/top"].shape == (4, 1)
-    assert (out / "figures" / "layered_Dense_2_sharpness.png").exists()
-    r = run("hessian", str(out), "--top", "1", "--probes", "5", "--curvature", "ggn", "--quiet", "--no-plot")
-    assert r.returncode == 0 and "Gauss-Newton" in r.stdout, r.stderr
-    ggn, _ = __import__("landscape").io.load_result(out / "results" / "ggn")
-    assert np.all(ggn["smallest"] > -1e-3)  # positive semi-definite, unlike the Hessian
     r = run("compare", str(out), "--align", "--curve", "0,1", "--curve-steps", "50", "--grid", "9", "--quiet")
     assert r.returncode == 0, r.stderr
     assert "before alignment" in r.stdout and "after alignment" in r.stdout and "Bezier curve" in r.stdout
@@ -72,3 +62,24 @@ def test_compare_limit_takes_the_first_seeds(small_run):
     assert arrays["barrier"].shape == (3, 3) and meta["provenance"]["settings"]["members"] == [0, 1, 2]
     r = run("compare", str(small_run), "--limit", "0", "--quiet")
     assert r.returncode == 2 and "positive" in r.stderr
+
+
+@pytest.mark.slow  # two more Hessian commands; the library functions are tested in the fast suite
+def test_hessian_per_layer_and_gauss_newton_from_the_command_line(small_run, tmp_path):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(small_run, out)
+    r = run("hessian", str(out), "--top", "1", "--probes", "5", "--quiet", "--no-plot", "--overwrite")
+    assert r.returncode == 0, r.stderr
+    r = run("hessian", str(out), "--top", "1", "--probes", "5", "--per-layer", "--name", "layered", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "layer Dense_0: top eigenvalue" in r.stdout and "layer Dense_2: top eigenvalue" in r.stdout
+    layered, meta = __import__("landscape").io.load_result(out / "results" / "layered")
+    assert meta["layers"] == ["Dense_0", "Dense_1", "Dense_2"] and layered["layer/Dense_1/top"].shape == (4, 1)
+    assert (out / "figures" / "layered_Dense_2_sharpness.png").exists()
+    r = run("hessian", str(out), "--top", "1", "--probes", "5", "--curvature", "ggn", "--quiet")
+    assert r.returncode == 0 and "Gauss-Newton" in r.stdout, r.stderr
+    assert (out / "figures" / "curvature_ggn_vs_hessian.png").stat().st_size > 1000
+    ggn, _ = __import__("landscape").io.load_result(out / "results" / "ggn")
+    assert np.all(ggn["smallest"] > -1e-3)  # positive semi-definite, unlike the Hessian

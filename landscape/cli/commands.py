@@ -238,6 +238,7 @@ def cmd_hessian(args) -> int:
     if not args.no_plot:
         with args.clock.phase("figure"):
             paths = report.hessian_figures(outcome.arrays, outcome.run, args.format, prefix=outcome.name)
+            paths += report.curvature_figures(outcome.run, args.format)  # Gauss-Newton / Fisher vs Hessian
         for path in paths:
             print(f"figure: {path}")
     if not outcome.reused and outcome.name == "hessian":  # the result the report quotes
