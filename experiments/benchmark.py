@@ -136,9 +136,9 @@ def _cached(fn):
 
     def wrapper(*args):
         k = tuple(id(a) if hasattr(a, "shape") else a for a in args)
-        if k not in memo:
-            memo[k] = fn(*args)
-        return memo[k]
+        if k not in memo:  # the arguments are kept alive with the value: an id is never reused meanwhile
+            memo[k] = (args, fn(*args))
+        return memo[k][1]
 
     return wrapper
 
@@ -196,9 +196,9 @@ _DATA = {}
 def _device_data(data):
     import jax.numpy as jnp
 
-    if id(data) not in _DATA:
-        _DATA[id(data)] = (jnp.asarray(data.train.x), jnp.asarray(data.train.y))
-    return _DATA[id(data)]
+    if id(data) not in _DATA:  # the data set is kept alive with its arrays: its id is never reused meanwhile
+        _DATA[id(data)] = (data, jnp.asarray(data.train.x), jnp.asarray(data.train.y))
+    return _DATA[id(data)][1:]
 
 
 @_cached

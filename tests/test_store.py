@@ -151,6 +151,7 @@ def test_plot_never_overwrites_the_commands_figure(sweep, tmp_path):
 # ---------------------------------------------------------------------- bounded memory, bad input
 
 
+@pytest.mark.slow  # several subprocesses and a 1 GiB-declaring archive: run by `pytest -m slow`
 def test_hostile_sizes_are_refused_before_allocating(sweep, tmp_path):
     import shutil
 
@@ -268,7 +269,7 @@ def test_labels_are_checked_before_they_are_cast():
 # ---------------------------------------------------------------------- reproducibility, the demo
 
 
-@pytest.mark.parametrize("sweep_seeds", [[0, 1, 2, 3, 4], list(range(13))])
+@pytest.mark.parametrize("sweep_seeds", [[0, 1, 2, 3, 4], pytest.param(list(range(13)), marks=pytest.mark.slow)])
 def test_a_member_trained_alone_equals_it_inside_any_sweep_bitwise(digits, sweep_seeds):
     model = ls.MLP(hidden=(16, 16), activation="sigmoid", output_activation="sigmoid")
     kw = dict(key=jax.random.key(0), steps=60, log_every=30, loss="mse", optimizer=ls.OptimizerSpec("sgd", 3.0),
