@@ -86,11 +86,9 @@ def storage_errors(path: str | os.PathLike, what: str = "write") -> Iterator[Non
     """Turn an ``OSError`` raised inside the block into a one-line :class:`StorageError`."""
     try:
         yield
-    except StorageError:
+    except (StorageError, RunNotFoundError, RunExistsError):  # already one line: as they are
         raise
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError, OSError) as exc:
-        if isinstance(exc, (RunNotFoundError, RunExistsError)):
-            raise
+    except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise StorageError(f"cannot {what} {path}: {reason}") from None
 

@@ -189,16 +189,6 @@ def compare_lines(arrays: dict, meta: dict) -> list[str]:
     return lines + [str(w) for w in meta.get("warnings") or []]
 
 
-def _current_hessian(run: Path):
-    """The saved ``hessian`` result if it was computed from the run's present parameters."""
-    from . import io, results
-
-    for r in results.run_status(run):
-        if r["name"] == "hessian" and r["current"]:
-            return io.load_result(run / "results" / "hessian")[0]
-    return None
-
-
 def write_report(run: str | Path, arrays: dict, meta: dict, *, name: str = "compare", fmt: str = "png",
                  figures: bool = True) -> tuple[Path, list[Path]]:
     """Write ``RUN/report.md`` (and its figures) for the saved comparison ``name``, quoting the
@@ -208,14 +198,15 @@ def write_report(run: str | Path, arrays: dict, meta: dict, *, name: str = "comp
     Returns:
       ``(report path, figure paths)``.
     """
-    from . import files, io, plot
+    from . import files, io, plot, results
 
     run = io.run_path(run)
     loss = io.read_meta(run).get("train", {}).get("loss", "loss")
     settings = meta.get("settings", {})
     labels = meta.get("labels") or [f"seed {int(s)}" for s in arrays["seeds"]]
     keys = _member_keys(arrays)
-    hess = _current_hessian(run)
+    saved = results.load_if_current(run, "hessian")  # quoted only when computed from these parameters
+    hess = None if saved is None else saved[0]
     hmap = {}
     if hess is not None:
         hmap = {k: (hess["top"][i, 0], hess["trace"][i]) for i, k in enumerate(_member_keys(hess))}
@@ -288,14 +279,11 @@ def refresh_report(run: str | Path, fmt: str = "png") -> Path | None:
         first = (run / "report.md").read_text().splitlines()[0]
     except (OSError, IndexError):
         return None
-    m = re.fullmatch(r"<!-- landscape report of result ([A-Za-z0-9._-]+) -->", first.strip())
-    if not m:
+    m = re.fullmatch(r"<!-- landscape report of result ([A-Za-z0-9_-][A-Za-z0-9._-]*) -->", first.strip())
+    saved = None if m is None else results.load_if_current(run, m.group(1))
+    if saved is None:
         return None
-    for r in results.run_status(run):
-        if r["name"] == m.group(1) and r["current"]:
-            arrays, meta = io.load_result(run / "results" / r["name"])
-            return write_report(run, arrays, meta, name=r["name"], fmt=fmt)[0]
-    return None
+    return write_report(run, saved[0], saved[1], name=m.group(1), fmt=fmt)[0]
 
 
 def curvature_figures(run: str | Path, fmt: str = "png") -> list[Path]:
@@ -305,16 +293,17 @@ def curvature_figures(run: str | Path, fmt: str = "png") -> list[Path]:
     from . import io, plot, results
 
     run = io.run_path(run)
-    current = {r["name"] for r in results.run_status(run) if r["current"]}
-    if "hessian" not in current:
+    saved = results.load_if_current(run, "hessian")
+    if saved is None:
         return []
-    hess, _ = io.load_result(run / "results" / "hessian")
+    hess = saved[0]
     where = {k: i for i, k in enumerate(_member_keys(hess))}
     paths = []
     for name, label in (("ggn", "Gauss–Newton"), ("fisher", "empirical Fisher")):
-        if name not in current:
+        saved = results.load_if_current(run, name)
+        if saved is None:
             continue
-        other, _ = io.load_result(run / "results" / name)
+        other = saved[0]
         ok = _healthy(other)
         pairs = [(where[k], j) for j, k in enumerate(_member_keys(other)) if k in where and ok[j]]
         if not pairs:

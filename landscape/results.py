@@ -30,7 +30,7 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["INTERNAL", "Result", "provenance", "differences", "run_status"]
+__all__ = ["INTERNAL", "Result", "provenance", "differences", "run_status", "load_if_current"]
 
 #: The run's directory of internal files (checkpoints, locks).
 INTERNAL = ".landscape"
@@ -99,7 +99,7 @@ class Result:
         self.provenance = provenance(self.run, settings)
         self.stem = self.run / "results" / self.name
         internal = self.run / INTERNAL
-        #: directory of this result's checkpoints (``checkpoint_file(part)`` names one)
+        #: directory of this result's checkpoints (one file per resumable part)
         self.checkpoints = internal / "checkpoints" / self.name
         self.checkpoint = self.checkpoints / "evaluate.npz"
         self._lock_path = internal / "locks" / f"{self.name}.lock"
@@ -182,6 +182,20 @@ class Result:
         return io.load_result(self.stem)
 
 
+def _standing(meta: dict, sha: str, data: Any) -> tuple[bool, str]:
+    """``(current, why)`` of a saved result's metadata against the run's parameter hash and data set."""
+    from . import files
+
+    prov = meta.get("provenance")
+    if prov is None:
+        return False, "no provenance (written by an older version)"
+    if prov.get("params_sha256") != sha:
+        return False, "computed from other parameters (the run was trained again)"
+    if prov.get("data") != files.jsonable(data):
+        return False, "computed on another data set"
+    return True, "current"
+
+
 def run_status(run: str | os.PathLike) -> list[dict]:
     """Every saved result of a run and whether it is current.
 
@@ -190,7 +204,7 @@ def run_status(run: str | os.PathLike) -> list[dict]:
       current when it was computed from the run's present parameters and data set (its
       settings are its own).
     """
-    from . import files, io
+    from . import io
 
     run = io.run_path(run)
     sha = _params_sha256(run)
@@ -203,14 +217,24 @@ def run_status(run: str | os.PathLike) -> list[dict]:
         except Exception as exc:  # a damaged result is listed, not fatal
             out.append({"name": name, "kind": None, "current": False, "why": f"unreadable: {exc}"})
             continue
-        prov = meta.get("provenance")
-        if prov is None:
-            why, ok = "no provenance (written by an older version)", False
-        elif prov.get("params_sha256") != sha:
-            why, ok = "computed from other parameters (the run was trained again)", False
-        elif prov.get("data") != files.jsonable(data):
-            why, ok = "computed on another data set", False
-        else:
-            why, ok = "current", True
+        ok, why = _standing(meta, sha, data)
         out.append({"name": name, "kind": meta.get("kind"), "current": ok, "why": why})
     return out
+
+
+def load_if_current(run: str | os.PathLike, name: str):
+    """``(arrays, meta)`` of the saved result ``name`` when it is current (see :func:`run_status`),
+    else ``None`` (missing, unreadable or stale) — reading that one result only."""
+    from . import io
+    from .errors import LandscapeError
+
+    run = io.run_path(run)
+    stem = run / "results" / _valid_name(name)
+    if not io.result_paths(stem)[0].exists():
+        return None
+    try:
+        arrays, meta = io.load_result(stem)
+    except LandscapeError:
+        return None
+    ok, _ = _standing(meta, _params_sha256(run), io.read_meta(run).get("train", {}).get("data"))
+    return (arrays, meta) if ok else None

@@ -45,9 +45,13 @@ def test_retrained_run_makes_its_results_stale_not_reused(fresh_run):
     info = json.loads(run("info", str(out), "--json").stdout)
     assert [(x["current"], x["why"]) for x in info["results"]] == [
         (False, "computed from other parameters (the run was trained again)")]
+    stale = info["results"][0]["name"]
+    assert results.load_if_current(out, stale) is None  # what report.md would quote: nothing
     r = run("surface", str(out), *SURFACE, "--overwrite")
     assert r.returncode == 0, r.stderr
     assert "results (1 of 1 current)" in run("info", str(out)).stdout
+    arrays, meta = results.load_if_current(out, stale)
+    assert meta["provenance"]["params_sha256"] == results.provenance(out, {})["params_sha256"]
 
 
 def test_other_settings_are_named(fresh_run):
