@@ -233,8 +233,8 @@ def _stored(run, name: str, settings: dict, overwrite: bool, warnings: list[str]
         return Outcome(res.name, path, saved[0], saved[1], True, warnings, res.run)
     if not distributed.is_writer():  # the other processes of a multi-process run compute, never write
         arrays, meta = compute(res)
-        return Outcome(res.name, None, arrays, files.jsonable({**meta, "provenance": res.provenance}), False,
-                       warnings, res.run)
+        meta = {**meta, "warnings": warnings, "provenance": res.provenance}  # as process 0 saves it
+        return Outcome(res.name, None, arrays, files.jsonable(meta), False, warnings, res.run)
     with res.writing():
         arrays, meta = compute(res)
         arrays, meta = res.commit(arrays, {**meta, "warnings": warnings})
