@@ -157,7 +157,8 @@ def training_curves(
     rates = np.unique(lrs[np.isfinite(lrs)])
     groups = [(f"lr {r:g}", np.isclose(lrs, r)) for r in rates] if rates.size > 1 else [("", np.ones(m, bool))]
     panels = 2 if test_accuracy is not None else 1
-    cmap = matplotlib.colormaps["tab10"]
+    # one colour per learning rate, never red (diverged members are drawn in red)
+    palette = ["tab:blue", "tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray"]
     with matplotlib.rc_context(_RC):
         fig = _figure(COLUMN_WIDTH * panels if panels == 2 else COLUMN_WIDTH, 2.5)
         axes = fig.subplots(1, panels, squeeze=False)[0]
@@ -167,16 +168,20 @@ def training_curves(
             series.append((axes[1], np.asarray(test_accuracy, float), "tab:green"))
         for p, (ax, values, base) in enumerate(series):
             for g, (name, sel) in enumerate(groups):
-                color = base if len(groups) == 1 else cmap(g % 10)
-                for i in np.flatnonzero(sel):
-                    c, ls = ("tab:red", "-") if bad[i] else (("tab:orange", "--") if stalled[i] else (color, "-"))
-                    ax.plot(step, values[i], color=c, ls=ls, lw=0.6, alpha=alpha)
+                color = base if len(groups) == 1 else palette[g % len(palette)]
+                for i in np.flatnonzero(sel):  # a member that did not learn: its rate's colour, dashed
+                    ax.plot(step, values[i], color="tab:red" if bad[i] else color, ls="--" if stalled[i] else "-",
+                            lw=0.6, alpha=max(alpha, 0.4) if stalled[i] else alpha)
                 good = sel & ~bad & ~stalled
+                label = (f"median, {name}" if name else "median") if p == 0 else None
                 if good.any():
-                    label = (f"median, {name}" if name else "median") if p == 0 else None
                     ax.plot(step, np.median(values[good], axis=0), color="black" if len(groups) == 1 else color,
                             lw=1.2, label=label)
+                elif p == 0 and name:  # the rate still gets its legend entry
+                    ax.plot([], [], color=color, ls="--", lw=1.2, label=f"{name}: none learned")
             ax.set_xlabel("step")
+        if stalled.any():
+            axes[0].plot([], [], color="0.4", ls="--", lw=0.8, label="did not learn")
         ax = axes[0]
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="upper right", frameon=False)
@@ -600,7 +605,8 @@ def scatter(
     log_x: bool = False,
     diagonal: bool = False,
 ) -> Figure:
-    """A scatter plot (e.g. sharpness vs test accuracy); ``diagonal`` draws y = x.
+    """A scatter plot (e.g. sharpness vs test accuracy); ``diagonal`` draws y = x; ``log_x``: a
+    logarithmic x-axis when the positive values span more than a decade.
 
     ``groups (N,)`` integer labels colour the points: basins by default (members alone in
     their basin share one grey entry), or, with ``group_names``, named groups (e.g. one per
@@ -641,8 +647,9 @@ def scatter(
             if both.size:
                 lo, hi = both.min(), both.max()
                 ax.plot([lo, hi], [lo, hi], color="0.5", lw=0.7, ls="--", label="y = x")
-        if log_x and np.all(x[np.isfinite(x)] > 0):
-            ax.set_xscale("log")
+        fin = x[np.isfinite(x)]
+        if log_x and fin.size and np.all(fin > 0) and fin.max() / fin.min() > 10:  # a decade at least:
+            ax.set_xscale("log")  # a narrower range on a log axis gets only crowded minor-tick labels
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         if title:

@@ -129,13 +129,17 @@ def density_curves(nodes: np.ndarray, weights: np.ndarray, num: int = 600) -> tu
     return grid, rho
 
 
+#: How figures name each curvature matrix.
+CURVATURE_NAMES = {"hessian": "Hessian", "ggn": "Gauss–Newton", "fisher": "empirical Fisher"}
+
+
 def hessian_figures(arrays: dict, run: str | Path, fmt: str = "png", groups=None, prefix: str = "hessian",
-                    per_layer: bool = True) -> list[Path]:
+                    per_layer: bool = True, matrix: str = "Hessian") -> list[Path]:
     """Sharpness against test accuracy (coloured by ``groups`` — basins — when given, else by
     learning rate in a sweep) and, when computed, the spectral densities, as
     ``RUN/figures/<prefix>_sharpness.<fmt>`` and ``<prefix>_density``, and the same per layer
     (``<prefix>_<layer>_sharpness``) for a ``--per-layer`` result; members that diverged or did
-    not learn are left out."""
+    not learn are left out.  ``matrix`` names the curvature matrix in the labels."""
     from . import plot
 
     ok = _healthy(arrays)
@@ -150,16 +154,16 @@ def hessian_figures(arrays: dict, run: str | Path, fmt: str = "png", groups=None
     elif len(groups) == len(ok):
         groups = np.asarray(groups)[ok]
     paths = [plot.save_figure(plot.scatter(
-        arrays["top"][ok, 0], arrays["test_accuracy"][ok], xlabel="top Hessian eigenvalue (sharpness)",
+        arrays["top"][ok, 0], arrays["test_accuracy"][ok], xlabel=f"top {matrix} eigenvalue (sharpness)",
         ylabel="test accuracy", log_x=True, groups=groups, group_names=names,
         title=f"sharpness vs test accuracy, {int(ok.sum())} members"), fd / f"{prefix}_sharpness.{fmt}")]
     if "density_nodes" in arrays and ok.any():
         grid, rho = density_curves(arrays["density_nodes"][ok], arrays["density_weights"][ok])
-        paths.append(plot.save_figure(plot.spectral_density(grid, rho, title="Hessian spectral density (SLQ)"),
+        paths.append(plot.save_figure(plot.spectral_density(grid, rho, title=f"{matrix} spectral density (SLQ)"),
                                       fd / f"{prefix}_density.{fmt}"))
-    for layer in _layers(arrays) if per_layer else []:  # one set per layer
+    for layer in _layers(arrays) if per_layer else []:  # one set per layer, named in its labels
         paths += hessian_figures(_layer(arrays, layer), run, fmt, groups=given, prefix=f"{prefix}_{layer}",
-                                 per_layer=False)
+                                 per_layer=False, matrix=f"{matrix} (layer {layer})")
     return paths
 
 
@@ -299,7 +303,8 @@ def curvature_figures(run: str | Path, fmt: str = "png") -> list[Path]:
     hess = saved[0]
     where = {k: i for i, k in enumerate(_member_keys(hess))}
     paths = []
-    for name, label in (("ggn", "Gauss–Newton"), ("fisher", "empirical Fisher")):
+    for name in ("ggn", "fisher"):
+        label = CURVATURE_NAMES[name]
         saved = results.load_if_current(run, name)
         if saved is None:
             continue

@@ -237,7 +237,8 @@ def cmd_hessian(args) -> int:
     print(f"result: {outcome.path}" + (" (saved and current: reused, nothing computed)" if outcome.reused else ""))
     if not args.no_plot:
         with args.clock.phase("figure"):
-            paths = report.hessian_figures(outcome.arrays, outcome.run, args.format, prefix=outcome.name)
+            paths = report.hessian_figures(outcome.arrays, outcome.run, args.format, prefix=outcome.name,
+                                           matrix=report.CURVATURE_NAMES[args.curvature])
             paths += report.curvature_figures(outcome.run, args.format)  # Gauss-Newton / Fisher vs Hessian
         for path in paths:
             print(f"figure: {path}")
