@@ -499,7 +499,11 @@ class HessianSpec:
     ``density``, the spectral density (stochastic Lanczos quadrature, Ghorbani et al. 2019).
     ``per_layer``: the same for the Hessian block of every layer (:func:`landscape.hessian.layers`).
     ``curvature``: ``"hessian"``, ``"ggn"`` (generalised Gauss–Newton, Schraudolph 2002) or
-    ``"fisher"`` (empirical Fisher); the default result name is the curvature's name."""
+    ``"fisher"`` (empirical Fisher); the default result name is the curvature's name.
+    ``batch_size``: accumulate every product over batches of this many examples (the same
+    full-data curvature, with one batch's activations in memory: MNIST-size sets on a small
+    machine).  ``minibatches``: also the top eigenvalues and trace of that many disjoint random
+    mini-batches of ``batch_size``, one by one — the spread of one-batch estimates."""
 
     top: int = 5
     iters: int | None = None
@@ -508,6 +512,8 @@ class HessianSpec:
     key: int = 0
     per_layer: bool = False
     curvature: str = "hessian"
+    batch_size: int | None = None
+    minibatches: int = 0
 
 
 def hessian(run, spec: HessianSpec, *, name: str | None = None, overwrite: bool = False,
@@ -526,20 +532,31 @@ def hessian(run, spec: HessianSpec, *, name: str | None = None, overwrite: bool 
     settings = {"command": "hessian", **dataclasses.asdict(spec)}
     warn = members.warnings(ens, range(ens.num_members))
 
+    if spec.minibatches and spec.batch_size is None:
+        raise ConfigError("mini-batch estimates need a batch size (--batch-size)")
+
     def compute(res):
-        f = models.loss_fn(ens.model, Split(*_batches(ens, False, execution)["train"]), ens.config["loss"])
+        split = Split(*_batches(ens, False, execution)["train"])
+        f = models.loss_fn(ens.model, split, ens.config["loss"], batch_size=spec.batch_size)
+        sample = None
+        if spec.minibatches:  # one draw of disjoint batches, shared by every member
+            sample = models.minibatch_loss(ens.model, split, ens.config["loss"], batch_size=spec.batch_size,
+                                           num_batches=spec.minibatches,
+                                           key=jax.random.fold_in(jax.random.key(spec.key), 1))
 
         def curvature(select, part):
             return hessian_mod.ensemble_curvature(
                 f, ens.params, key=jax.random.key(spec.key), top=spec.top, num_iters=spec.iters,
                 trace_probes=spec.probes, density=spec.density, chunk_size=execution.chunk_size or 16,
                 checkpoint=res.checkpoints / f"{part}.npz", keep_checkpoint=True, progress=execution.progress,
-                mesh=execution.mesh, select=select, curvature=spec.curvature)
+                mesh=execution.mesh, select=select, curvature=spec.curvature, minibatches=sample)
 
         curv = curvature(None, "hessian")
         layers = hessian_mod.layers(ens.member(0)) if spec.per_layer else []
         for layer in layers:
             curv.update({f"layer/{layer}/{k}": v for k, v in curvature(layer, f"layer_{layer}").items()})
+        if sample is not None:
+            curv["minibatch_size"] = np.asarray(spec.batch_size)
         return {**curv, "seeds": ens.seeds, "learning_rates": ens.learning_rates,
                 "test_accuracy": ens.history.test_accuracy[:, -1], "train_loss": ens.history.train_loss[:, -1],
                 "diverged": ens.diverged, "learned": learned(ens)}, {

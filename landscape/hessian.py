@@ -53,6 +53,7 @@ __all__ = [
     "ggn_vp",
     "fisher_vp",
     "CURVATURES",
+    "minibatch_curvature",
 ]
 
 PyTree = Any
@@ -179,24 +180,57 @@ def layers(params: PyTree) -> list[str]:
     return out
 
 
+def _has_parts(loss_fn) -> bool:
+    return hasattr(loss_fn, "outputs") and hasattr(loss_fn, "per_example")
+
+
+def _is_batched(loss_fn) -> bool:
+    return hasattr(loss_fn, "loss_of") and hasattr(loss_fn, "groups")  # a landscape.models.BatchedLoss
+
+
 def _flat_matvec(loss_fn: LossFn, params: PyTree, select: Selection = None, curvature: str = "hessian"):
     """``(flat point, unravel to a full pytree, flat C·x)`` of the block ``select`` picks of the
-    curvature matrix ``C`` named ``curvature`` (:data:`CURVATURES`)."""
+    curvature matrix ``C`` named ``curvature`` (:data:`CURVATURES`).  For a
+    :class:`~landscape.models.BatchedLoss` the product is accumulated batch by batch
+    (``sum_b w_b C_b x`` in a ``lax.scan``: one batch's activations live at a time)."""
     if curvature not in CURVATURES:
         raise ConfigError(f"curvature must be one of {', '.join(CURVATURES)}, got {curvature!r}")
-    if curvature != "hessian" and not (hasattr(loss_fn, "outputs") and hasattr(loss_fn, "per_example")):
+    batched = _is_batched(loss_fn)
+    if batched:
+        (x0, y0), _ = loss_fn.groups[0]
+        one = loss_fn.loss_of(x0[0], y0[0])
+    else:
+        one = loss_fn
+    if curvature != "hessian" and not _has_parts(one):
         raise ConfigError(f"curvature={curvature!r} needs a loss that exposes its outputs and per-example losses "
                           "(landscape.models.loss_fn, or a landscape.models.LossParts)")
     vp = CURVATURES[curvature]
-    expand = None
-    if select is not None:
-        loss_fn, params, expand = restrict(loss_fn, params, select)
-    flat, unravel = ravel_pytree(params)
 
-    def matvec(x):
-        return ravel_pytree(vp(loss_fn, params, unravel(x.astype(flat.dtype))))[0]
+    def block(f):
+        point, expand = params, None
+        if select is not None:
+            f, point, expand = restrict(f, params, select)
+        flat, unravel = ravel_pytree(point)
 
-    return flat, (unravel if expand is None else (lambda x: expand(unravel(x)))), matvec
+        def matvec(x):
+            return ravel_pytree(vp(f, point, unravel(x.astype(flat.dtype))))[0]
+
+        return flat, (unravel if expand is None else (lambda x: expand(unravel(x)))), matvec
+
+    flat, unravel, matvec = block(one)
+    if not batched:
+        return flat, unravel, matvec
+
+    def accumulated(x):
+        acc = jnp.zeros_like(flat)
+        for (xs, ys), w in loss_fn.groups:
+            def body(acc, b, w=w):
+                return acc + jnp.asarray(w, flat.dtype) * block(loss_fn.loss_of(*b))[2](x), None
+
+            acc = jax.lax.scan(body, acc, (xs, ys))[0]
+        return acc
+
+    return flat, unravel, accumulated
 
 
 class Tridiagonal(NamedTuple):
@@ -380,6 +414,56 @@ def density_on_grid(density: Density, grid: np.ndarray, *, sigma: float | None =
     return np.mean(np.sum(weights[..., None] * kern, axis=1), axis=0)
 
 
+def _batches_of(loss: Any) -> tuple[jax.Array, jax.Array]:
+    """Every batch of a :class:`~landscape.models.BatchedLoss` stacked ``(K, B, ...)`` (equal sizes only)."""
+    if not _is_batched(loss):
+        raise ConfigError("mini-batch curvature needs a landscape.models.BatchedLoss "
+                          "(landscape.models.minibatch_loss)")
+    sizes = {int(xs.shape[1]) for (xs, _), _ in loss.groups}
+    if len(sizes) != 1:
+        raise ConfigError(f"mini-batch estimates need batches of one size, got sizes {sorted(sizes)}")
+    return (jnp.concatenate([xs for (xs, _), _ in loss.groups]), jnp.concatenate([ys for (_, ys), _ in loss.groups]))
+
+
+def minibatch_curvature(
+    loss: Any, params: PyTree, *, key: jax.Array, top: int = 1, num_iters: int | None = None,
+    trace_probes: int = 50, select: Selection = None, curvature: str = "hessian",
+) -> dict[str, jax.Array]:
+    """The curvature of every mini-batch on its own: how much a one-batch estimate varies.
+
+    Sharpness measured on one mini-batch is a random variable: its spread over batches (often
+    large — Jastrzębski et al. 2020 track λ_max on mini-batches; Sagun et al. 2018 show the
+    top of the spectrum is set by the data) says how far one such number can be trusted.
+    Batch ``b`` uses key ``fold_in(key, b)``; batches run one after another (``lax.map``).
+
+    Args:
+      loss: a :class:`~landscape.models.BatchedLoss` of equal-sized batches
+        (:func:`landscape.models.minibatch_loss`).
+      params: the point (no member axis).
+      key: PRNG key of the Lanczos starts and Hutchinson probes.
+      top: top eigenvalues per batch.
+      num_iters: Lanczos iterations (default ``max(2 top + 20, 40)``, at most ``P``).
+      trace_probes: Hutchinson probes per batch.
+      select, curvature: as in :func:`top_eigenpairs`.
+
+    Returns:
+      ``{"top": (K, top), "trace": (K,), "trace_stderr": (K,)}``: one row per batch; their mean
+      and standard deviation over batches are the mini-batch estimate and its spread.
+    """
+    batches = _batches_of(loss)
+    k_count = int(batches[0].shape[0])
+
+    def one(args):
+        (x, y), b = args
+        f = loss.loss_of(x, y)
+        k1, k2 = jax.random.split(jax.random.fold_in(key, b))
+        ev = top_eigenvalues(f, params, top, key=k1, num_iters=num_iters, select=select, curvature=curvature)
+        tr = trace(f, params, key=k2, num_probes=trace_probes, select=select, curvature=curvature)
+        return {"top": ev, "trace": tr["trace"], "trace_stderr": tr["stderr"]}
+
+    return jax.lax.map(one, (batches, jnp.arange(k_count)))
+
+
 # ---------------------------------------------------------------------- over an ensemble
 
 
@@ -448,6 +532,10 @@ def spectral_density_many(
     return _run_many("density", loss_fn, stacked, key, num_probes=num_probes, num_iters=num_iters)
 
 
+def _batch_shapes(loss) -> str:
+    return repr([tuple(xs.shape[:2]) for (xs, _), _ in loss.groups]) if _is_batched(loss) else "-"
+
+
 def ensemble_curvature(
     loss_fn: LossFn,
     stacked: PyTree,
@@ -466,6 +554,7 @@ def ensemble_curvature(
     mesh=None,
     select: Selection = None,
     curvature: str = "hessian",
+    minibatches: Any = None,
 ) -> dict[str, np.ndarray]:
     """Curvature of every member: top eigenvalues, smallest eigenvalue, trace (and SLQ density).
 
@@ -478,6 +567,11 @@ def ensemble_curvature(
     members are sharded over its devices (single-process meshes; ``loss_fn`` closes over its data).
     ``select`` (:func:`selection_mask`) takes every quantity over one block of parameters
     (e.g. a layer: see :func:`layers`); ``curvature`` picks the matrix (:data:`CURVATURES`).
+    A :class:`~landscape.models.BatchedLoss` as ``loss_fn`` accumulates the full-data curvature
+    batch by batch (:func:`landscape.models.loss_fn` with ``batch_size``); ``minibatches`` (a
+    BatchedLoss of equal batches, :func:`landscape.models.minibatch_loss`) adds every batch's own
+    top eigenvalues and trace, ``batch_top (M, K, top)``, ``batch_trace`` and
+    ``batch_trace_stderr (M, K)`` (:func:`minibatch_curvature`).
     """
     from . import chunks, tree
     from .distributed import placement
@@ -506,6 +600,10 @@ def ensemble_curvature(
         if density:
             den = spectral_density(loss_fn, params, key=k4, num_probes=density_probes, num_iters=d_iter, **kw)
             out["density_nodes"], out["density_weights"] = den.nodes, den.weights
+        if minibatches is not None:
+            per = minibatch_curvature(minibatches, params, key=jax.random.fold_in(k, 1), top=top, num_iters=m_iter,
+                                      trace_probes=trace_probes, **kw)
+            out.update({f"batch_{n}": v for n, v in per.items()})
         return out
 
     chunk_size = pl.padded(int(max(1, min(chunk_size, m_total))))
@@ -527,7 +625,8 @@ def ensemble_curvature(
     fp = None
     if checkpoint is not None:
         fp = chunks.fingerprint(f"{top}|{m_iter}|{trace_probes}|{density}|{density_probes}|{d_iter}|{chunk_size}|"
-                                f"{select!r}|{curvature}", key, stacked)
+                                f"{select!r}|{curvature}|{_batch_shapes(loss_fn)}|{_batch_shapes(minibatches)}",
+                                key, stacked)
     results = chunks.run_chunks(
         compute, n_chunks, allocate=allocate, store=store, checkpoint=checkpoint, key=fp,
         keep_checkpoint=keep_checkpoint, save_every_s=0.0, progress=progress, desc="Hessian", unit="member",

@@ -32,6 +32,8 @@ __all__ = [
     "metrics",
     "loss_fn",
     "LossParts",
+    "BatchedLoss",
+    "minibatch_loss",
     "per_example_loss",
     "metrics_fn",
     "MLPMetrics",
@@ -256,13 +258,93 @@ class LossParts:
         return self.output_loss(self.outputs(params))
 
 
-def loss_fn(model: MLP, split, loss: str) -> LossParts:
-    """``params -> scalar`` loss of ``model`` on a fixed :class:`~landscape.data.Split`
-    (a :class:`LossParts`, so its Gauss–Newton and Fisher curvature are available too)."""
+@dataclasses.dataclass(frozen=True, eq=False)
+class BatchedLoss:
+    """A loss spread over mini-batches, ``sum_g weight_g sum_k loss_of(x[g][k], y[g][k])(params)``.
+
+    The curvature functions of :mod:`landscape.hessian` accumulate its products batch by batch
+    (a ``lax.scan``), so only one batch's activations are ever live: the full-data curvature of
+    a set too large for one evaluation.  :func:`minibatch_loss` builds one whose batches are a
+    random sample, for per-batch estimates (:func:`landscape.hessian.minibatch_curvature`).
+
+    Attributes:
+      loss_of: ``(x (B, D), y (B,)) -> LossParts``, the loss of one batch (its mean).
+      groups: ``(((x (K, B, D), y (K, B)), weight), ...)``: K batches of one size B each,
+        every batch of a group weighted ``weight`` (two groups when the last batch is smaller).
+    """
+
+    loss_of: Callable[[jax.Array, jax.Array], LossParts]
+    groups: tuple
+
+    @property
+    def num_batches(self) -> int:
+        """Batches over all groups."""
+        return sum(int(xs.shape[0]) for (xs, _), _ in self.groups)
+
+    def __call__(self, params) -> jax.Array:
+        total = 0.0
+        for (xs, ys), w in self.groups:
+            total = total + w * jnp.sum(jax.lax.map(lambda b: self.loss_of(*b)(params), (xs, ys)))
+        return total
+
+
+def _batch_loss(model: MLP, loss: str) -> Callable[[jax.Array, jax.Array], LossParts]:
     f, per = loss_function(loss), per_example_loss(loss)
+
+    def of(x, y):
+        return LossParts(outputs=lambda params: model.apply(params, x), output_loss=lambda out: f(out, y),
+                         per_example=lambda params: per(model.apply(params, x), y))
+
+    return of
+
+
+def loss_fn(model: MLP, split, loss: str, *, batch_size: int | None = None) -> LossParts | BatchedLoss:
+    """``params -> scalar`` mean loss of ``model`` on a fixed :class:`~landscape.data.Split`.
+
+    Args:
+      model: a bound :class:`MLP`.
+      split: the examples, ``x (N, D)``, ``y (N,)``.
+      loss: ``"mse"`` or ``"cross_entropy"``.
+      batch_size: ``None`` (one evaluation over all ``N`` examples), or ``B``: the same loss as
+        a :class:`BatchedLoss` over consecutive batches of ``B`` (the last one holds the
+        ``N mod B`` rest), weighted ``B/N`` (rest: ``(N mod B)/N``) so that its value and every
+        curvature product equal the one-evaluation loss's while only ``B`` examples are live.
+
+    Returns:
+      a :class:`LossParts` (Gauss–Newton and Fisher curvature available) or a :class:`BatchedLoss`.
+    """
+    of = _batch_loss(model, loss)
     x, y = jnp.asarray(split.x), jnp.asarray(split.y)
-    return LossParts(outputs=lambda params: model.apply(params, x), output_loss=lambda out: f(out, y),
-                     per_example=lambda params: per(model.apply(params, x), y))
+    n = int(x.shape[0])
+    if batch_size is None or batch_size >= n:
+        return of(x, y)
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be positive, got {batch_size}")
+    k, rest = divmod(n, int(batch_size))
+    groups = [((x[: k * batch_size].reshape(k, batch_size, *x.shape[1:]), y[: k * batch_size].reshape(k, batch_size)),
+               batch_size / n)]
+    if rest:
+        groups.append(((x[k * batch_size:][None], y[k * batch_size:][None]), rest / n))
+    return BatchedLoss(of, tuple(groups))
+
+
+def minibatch_loss(model: MLP, split, loss: str, *, batch_size: int, num_batches: int, key: jax.Array) -> BatchedLoss:
+    """``num_batches`` disjoint random mini-batches of ``batch_size`` examples (without
+    replacement, one permutation drawn from ``key``), each weighted ``1/num_batches``: the
+    batches whose curvature :func:`landscape.hessian.minibatch_curvature` estimates one by one.
+
+    Raises:
+      ConfigError: ``batch_size * num_batches`` exceeds the number of examples.
+    """
+    x, y = jnp.asarray(split.x), jnp.asarray(split.y)
+    n = int(x.shape[0])
+    if batch_size < 1 or num_batches < 1:
+        raise ConfigError(f"mini-batches need a positive size and count, got {num_batches} of {batch_size}")
+    if batch_size * num_batches > n:
+        raise ConfigError(f"{num_batches} disjoint mini-batches of {batch_size} need {batch_size * num_batches} "
+                          f"examples; the training set has {n}")
+    idx = jax.random.permutation(key, n)[: batch_size * num_batches].reshape(num_batches, batch_size)
+    return BatchedLoss(_batch_loss(model, loss), (((x[idx], y[idx]), 1.0 / num_batches),))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,6 +28,7 @@ __all__ = [
     "matrix",
     "scatter",
     "spectral_density",
+    "minibatch_spread",
     "sweep",
     "descent_animation",
 ]
@@ -686,6 +687,55 @@ def spectral_density(grid: np.ndarray, density: np.ndarray, *, title: str | None
         ax.set_ylabel("density")
         if title:
             ax.set_title(title)
+    return fig
+
+
+def minibatch_spread(full: dict[str, np.ndarray], batches: dict[str, np.ndarray], *, batch_size: int,
+                     full_stderr: dict[str, np.ndarray] | None = None, labels: list[str] | None = None,
+                     title: str | None = None) -> Figure:
+    """One-batch curvature estimates against the full-data value, member by member.
+
+    ``full`` maps a quantity's axis label (``"top eigenvalue"``, ``"trace"``) to the full-data
+    values ``(M,)``; ``batches`` maps the same labels to the per-batch values ``(M, K)``.  One
+    panel per quantity: members along x (ordered by the first quantity's full-data value), every
+    batch a grey dot, the batches' mean ± one standard deviation in blue, the full-data value a
+    black bar (with ``full_stderr[label]`` as black error bars where the full-data value is itself
+    an estimate, e.g. Hutchinson's trace) — how far a number measured on one mini-batch of
+    ``batch_size`` can stray.  ``labels`` name the members on the x axis (``(M,)``).
+    """
+    import matplotlib
+
+    names = list(full)
+    first = np.asarray(full[names[0]], float)
+    order = np.argsort(first)
+    m = first.size
+    with matplotlib.rc_context(_RC):
+        fig = _figure(COLUMN_WIDTH if m <= 24 else PAGE_WIDTH, 1.9 * len(names) + 0.3)
+        axes = np.atleast_1d(fig.subplots(len(names), 1, sharex=True))
+        x = np.arange(m)
+        for ax, name in zip(axes, names):
+            f = np.asarray(full[name], float)[order]
+            b = np.asarray(batches[name], float)[order]
+            k = b.shape[1]
+            ax.scatter(np.repeat(x, k) + np.tile(np.linspace(-0.2, 0.2, k), m), b.ravel(), s=3, color="0.6",
+                       lw=0, label=f"one batch of {batch_size} ({k} per member)")
+            ax.errorbar(x, b.mean(axis=1), yerr=b.std(axis=1, ddof=1) if k > 1 else None, fmt="o", ms=2.5,
+                        color="tab:blue", lw=0.8, capsize=1.5, label="batch mean ± sd")
+            ax.scatter(x, f, marker="_", s=60, color="black", lw=1.2, label="full training set", zorder=3)
+            if full_stderr and name in full_stderr:
+                ax.errorbar(x, f, yerr=np.asarray(full_stderr[name], float)[order], fmt="none", color="black",
+                            lw=0.6, capsize=0, zorder=3)
+            ax.set_ylabel(name)
+        axes[0].legend(frameon=False, fontsize=6, loc="upper left")
+        what = "member" if labels is None else ("seed" + (" / learning rate" if any("\n" in str(t) for t in labels)
+                                                          else ""))
+        axes[-1].set_xlabel(f"{what}, ordered by full-data {names[0]}")
+        ticks = x if m <= 24 else x[:: max(1, m // 12)]
+        axes[-1].set_xticks(ticks)
+        if labels is not None:
+            axes[-1].set_xticklabels([str(labels[i]) for i in order[ticks]], fontsize=5)
+        if title:
+            axes[0].set_title(title)
     return fig
 
 

@@ -92,11 +92,35 @@ def hessian_lines(arrays: dict) -> list[str]:
             continue
         lines.append(f"median over {int(good.sum())} members that learned{title}: top eigenvalue "
                      f"{np.median(arrays['top'][good, 0]):.5g}, trace {np.median(arrays['trace'][good]):.5g}")
+        if "batch_top" in arrays:
+            lines.append("  " + _minibatch_line(arrays, good))
         for layer in layers:  # the Hessian block of each layer, the others held fixed
             a = _layer(arrays, layer)
             lines.append(f"  layer {layer}: top eigenvalue {np.median(a['top'][good, 0]):.5g}, smallest "
                          f"{np.median(a['smallest'][good]):.4g}, trace {np.median(a['trace'][good]):.5g}")
+            if "batch_top" in a:
+                lines.append("    " + _minibatch_line(a, good))
     return lines
+
+
+def _member_ticks(arrays: dict, ok: np.ndarray) -> list[str]:
+    """``"seed"`` per selected member, ``"seed\nrate"`` in a learning-rate sweep."""
+    keys = [k for k, good in zip(_member_keys(arrays), ok) if good]
+    swept = len({lr for _, lr in _member_keys(arrays) if np.isfinite(lr)}) > 1
+    return [f"{seed}" + (f"\n{lr:g}" if swept else "") for seed, lr in keys]
+
+
+def _minibatch_line(arrays: dict, good: np.ndarray) -> str:
+    """Medians over the ``good`` members of the per-batch estimates' mean and spread."""
+    top = arrays["batch_top"][good, :, 0].astype(float)
+    tr = arrays["batch_trace"][good].astype(float)
+    k = top.shape[1]
+    sd = (lambda a: np.std(a, axis=1, ddof=1)) if k > 1 else (lambda a: np.zeros(a.shape[0]))
+    ratio = np.max(top, axis=1) / np.min(top, axis=1)
+    return (f"{k} mini-batches of {int(arrays['minibatch_size'])}: top eigenvalue {np.median(top.mean(axis=1)):.5g} "
+            f"± {np.median(sd(top)):.3g} per batch (full data {np.median(arrays['top'][good, 0]):.5g}), largest / "
+            f"smallest batch {np.median(ratio):.3g}×; trace {np.median(tr.mean(axis=1)):.5g} ± "
+            f"{np.median(sd(tr)):.3g} (full data {np.median(arrays['trace'][good]):.5g})")
 
 
 def _layers(arrays: dict) -> list[str]:
@@ -138,8 +162,9 @@ def hessian_figures(arrays: dict, run: str | Path, fmt: str = "png", groups=None
     """Sharpness against test accuracy (coloured by ``groups`` — basins — when given, else by
     learning rate in a sweep) and, when computed, the spectral densities, as
     ``RUN/figures/<prefix>_sharpness.<fmt>`` and ``<prefix>_density``, and the same per layer
-    (``<prefix>_<layer>_sharpness``) for a ``--per-layer`` result; members that diverged or did
-    not learn are left out.  ``matrix`` names the curvature matrix in the labels."""
+    (``<prefix>_<layer>_sharpness``) for a ``--per-layer`` result, and with mini-batch
+    estimates ``<prefix>_minibatch`` (:func:`landscape.plot.minibatch_spread`); members that
+    diverged or did not learn are left out.  ``matrix`` names the curvature matrix in the labels."""
     from . import plot
 
     ok = _healthy(arrays)
@@ -161,6 +186,15 @@ def hessian_figures(arrays: dict, run: str | Path, fmt: str = "png", groups=None
         grid, rho = density_curves(arrays["density_nodes"][ok], arrays["density_weights"][ok])
         paths.append(plot.save_figure(plot.spectral_density(grid, rho, title=f"{matrix} spectral density (SLQ)"),
                                       fd / f"{prefix}_density.{fmt}"))
+    if "batch_top" in arrays and ok.any():
+        k = arrays["batch_top"].shape[1]
+        paths.append(plot.save_figure(plot.minibatch_spread(
+            {f"top {matrix} eigenvalue": arrays["top"][ok, 0], "trace": arrays["trace"][ok]},
+            {f"top {matrix} eigenvalue": arrays["batch_top"][ok, :, 0], "trace": arrays["batch_trace"][ok]},
+            batch_size=int(arrays["minibatch_size"]), full_stderr={"trace": arrays["trace_stderr"][ok]},
+            labels=_member_ticks(arrays, ok),
+            title=f"{k} mini-batches of {int(arrays['minibatch_size'])} vs the full training set"),
+            fd / f"{prefix}_minibatch.{fmt}"))
     for layer in _layers(arrays) if per_layer else []:  # one set per layer, named in its labels
         paths += hessian_figures(_layer(arrays, layer), run, fmt, groups=given, prefix=f"{prefix}_{layer}",
                                  per_layer=False, matrix=f"{matrix} (layer {layer})")

@@ -46,6 +46,7 @@ def test_hessian_and_compare_write_results_report_and_figures(small_run):
     (["compare", "{run}", "--tol", "-1"], "non-negative"),
     (["hessian", "{run}", "--top", "0"], "positive integer"),
     (["hessian", "{tmp}/none"], "no run directory"),
+    (["hessian", "{run}", "--minibatches", "4"], "need a batch size (--batch-size)"),
 ])
 def test_bad_minima_input_is_one_line(small_run, argv, message, tmp_path):
     r = run(*[a.format(run=small_run, tmp=tmp_path) for a in argv], "--quiet")
@@ -83,3 +84,15 @@ def test_hessian_per_layer_and_gauss_newton_from_the_command_line(small_run, tmp
     assert (out / "figures" / "curvature_ggn_vs_hessian.png").stat().st_size > 1000
     ggn, _ = __import__("landscape").io.load_result(out / "results" / "ggn")
     assert np.all(ggn["smallest"] > -1e-3)  # positive semi-definite, unlike the Hessian
+    # mini-batches: the full-data values accumulated over batches equal the one-evaluation ones
+    r = run("hessian", str(out), "--top", "1", "--probes", "5", "--batch-size", "50", "--minibatches", "3",
+            "--name", "batched", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "3 mini-batches of 50: top eigenvalue" in r.stdout
+    batched, _ = __import__("landscape").io.load_result(out / "results" / "batched")
+    whole, _ = __import__("landscape").io.load_result(out / "results" / "hessian")
+    np.testing.assert_allclose(batched["top"], whole["top"], rtol=1e-3, atol=1e-5)
+    assert batched["batch_top"].shape == (4, 3, 1) and int(batched["minibatch_size"]) == 50
+    assert (out / "figures" / "batched_minibatch.png").stat().st_size > 1000
+    r = run("hessian", str(out), "--batch-size", "50", "--minibatches", "30", "--name", "toomany", "--quiet")
+    assert r.returncode == 2 and "30 disjoint mini-batches of 50 need 1500 examples" in r.stderr

@@ -4,6 +4,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import landscape as ls
 from landscape import hessian as H
@@ -223,3 +225,66 @@ def test_gauss_newton_and_fisher_match_explicit_jacobians(small, explicit, curva
     assert float(sub[0]) == pytest.approx(np.linalg.eigvalsh(block)[-1], rel=1e-3, abs=1e-4)
     with pytest.raises(ls.ConfigError, match="needs a loss that exposes"):
         H.top_eigenvalues(lambda p: f(p), params, 1, key=jax.random.key(0), curvature=curvature)
+
+
+# ---------------------------------------------------------------------- mini-batches
+
+
+def test_batched_loss_accumulates_exactly_the_full_data_curvature(small, explicit):
+    """Batches of 10 over 64 examples (a rest of 4): the same loss, spectrum, Gauss–Newton and
+    Fisher as one evaluation, for the whole network and for a layer's block."""
+    model, d, params, f, dense, ev = small
+    fb = ls.models.loss_fn(model, d.train, "cross_entropy", batch_size=10)
+    assert isinstance(fb, ls.models.BatchedLoss) and fb.num_batches == 7
+    assert float(fb(params)) == pytest.approx(float(f(params)), rel=1e-6)
+    full = H.top_eigenvalues(fb, params, ev.size, key=jax.random.key(5), num_iters=ev.size)
+    np.testing.assert_allclose(np.sort(np.asarray(full)), ev, atol=2e-4)  # every eigenvalue
+    for curvature, ref in zip(("ggn", "fisher"), explicit):
+        got = H.top_eigenvalues(fb, params, 2, key=jax.random.key(1), num_iters=ref.shape[0], curvature=curvature)
+        np.testing.assert_allclose(got, np.linalg.eigvalsh(ref)[::-1][:2], rtol=1e-3, atol=1e-4)
+    block, _ = _block(params, dense, lambda n: n.startswith("Dense_1/"))
+    sub = H.smallest_eigenvalue(fb, params, key=jax.random.key(2), num_iters=block.shape[0], select="Dense_1")
+    assert float(sub) == pytest.approx(np.linalg.eigvalsh(block)[0], rel=1e-3, abs=1e-4)
+    tr = H.trace(fb, params, key=jax.random.key(3), num_probes=1000)
+    assert abs(float(tr["trace"]) - np.trace(dense)) < 4 * float(tr["stderr"]) + 1e-4
+
+
+@pytest.mark.slow  # a compilation per batch size drawn
+@settings(max_examples=6, deadline=None)
+@given(batch_size=st.integers(1, 70))
+def test_any_batch_size_gives_the_one_evaluation_spectrum(small, batch_size):
+    model, d, params, f, dense, ev = small
+    fb = ls.models.loss_fn(model, d.train, "cross_entropy", batch_size=batch_size)
+    assert float(fb(params)) == pytest.approx(float(f(params)), rel=1e-5)
+    got = H.top_eigenvalues(fb, params, 4, key=jax.random.key(0), num_iters=ev.size)
+    np.testing.assert_allclose(got, ev[::-1][:4], rtol=1e-3, atol=2e-4)
+
+
+def test_minibatch_estimates_match_each_batchs_dense_hessian(small):
+    model, d, params, f, _, _ = small
+    mb = ls.models.minibatch_loss(model, d.train, "cross_entropy", batch_size=12, num_batches=4,
+                                  key=jax.random.key(7))
+    (xs, ys), w = mb.groups[0]
+    assert xs.shape == (4, 12, 4) and w == pytest.approx(0.25)
+    rows = {tuple(np.round(r, 6)) for r in np.asarray(d.train.x)}
+    drawn = [tuple(np.round(r, 6)) for r in np.asarray(xs).reshape(-1, 4)]
+    assert len(set(drawn)) == 48 and set(drawn) <= rows  # disjoint, from the training set
+    per = H.minibatch_curvature(mb, params, key=jax.random.key(1), top=2, num_iters=43, trace_probes=2000)
+    stacked = ls.tree.stack([params, ls.tree.scale(0.7, params)])
+    ens = H.ensemble_curvature(f, stacked, key=jax.random.key(0), top=2, num_iters=43, trace_probes=8,
+                               minibatches=mb, chunk_size=2)
+    assert ens["batch_top"].shape == (2, 4, 2) and ens["batch_trace"].shape == (2, 4)
+    for b in range(4):
+        fb = ls.models.loss_fn(model, ls.data.Split(np.asarray(xs[b]), np.asarray(ys[b])), "cross_entropy")
+        dense_b = np.asarray(H.dense_hessian(fb, params), np.float64)
+        np.testing.assert_allclose(per["top"][b], np.linalg.eigvalsh(dense_b)[::-1][:2], rtol=1e-3, atol=1e-4)
+        assert abs(float(per["trace"][b]) - np.trace(dense_b)) < 4 * float(per["trace_stderr"][b]) + 1e-4
+        for i, member in enumerate(ls.tree.unstack(stacked)):
+            ref = np.linalg.eigvalsh(np.asarray(H.dense_hessian(fb, member), np.float64))[::-1][:2]
+            np.testing.assert_allclose(ens["batch_top"][i, b], ref, rtol=1e-3, atol=1e-4)
+    with pytest.raises(ls.ConfigError, match="need 130 examples; the training set has 64"):
+        ls.models.minibatch_loss(model, d.train, "cross_entropy", batch_size=13, num_batches=10,
+                                 key=jax.random.key(0))
+    with pytest.raises(ls.ConfigError, match="batches of one size"):  # 64 = 6 x 10 + a rest of 4
+        H.minibatch_curvature(ls.models.loss_fn(model, d.train, "cross_entropy", batch_size=10), params,
+                              key=jax.random.key(0))

@@ -250,7 +250,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-layer", action="store_true",
                    help="also every layer's Hessian block (the other parameters held fixed): top eigenvalues, "
                         "smallest, trace (and density), with a figure per layer")
-    p.add_argument("--key", type=_nonneg_int, default=0, help="PRNG seed of the probes (default: %(default)s)")
+    p.add_argument("--batch-size", type=_positive_int, default=None,
+                   help="accumulate every curvature product over batches of this many training examples: the "
+                        "same full-data numbers with one batch in memory (default: all examples at once)")
+    p.add_argument("--minibatches", type=_positive_int, default=0, metavar="K",
+                   help="also the top eigenvalues and trace of K disjoint random mini-batches of --batch-size, one "
+                        "by one (mean and spread per member; figure <name>_minibatch)")
+    p.add_argument("--key", type=_nonneg_int, default=0,
+                   help="PRNG seed of the probes and mini-batches (default: %(default)s)")
     p.add_argument("--chunk-size", type=_positive_int, default=16, help="members per compiled call (default: %(default)s)")
     p.add_argument("--name", default=None, help="result name (default: the --curvature, e.g. hessian)")
     _add_output(p)
