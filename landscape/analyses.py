@@ -283,6 +283,9 @@ class SurfaceSpec:
       orthogonal: Gram-Schmidt the second direction against the first.
       dims: 1 (a line) or 2 (a plane); grid: points per axis; span: coefficients in [-span, span].
       key: PRNG seed of the directions; test: evaluate the test split too.
+      curvature: also map the Hessian's λ_max, λ_min and ``|λ_min| / λ_max`` over the slice
+        (Li et al. 2018, section 6) on its own grid of ``curvature_grid`` points per axis
+        spanning the same range; ``curvature_probes`` Hutchinson probes add the trace (0: none).
     """
 
     seeds: str = "0"
@@ -296,6 +299,9 @@ class SurfaceSpec:
     span: float = 1.0
     key: int = 0
     test: bool = False
+    curvature: bool = False
+    curvature_grid: int = 21
+    curvature_probes: int = 0
 
 
 def surface(run, spec: SurfaceSpec, *, name: str | None = None, overwrite: bool = False,
@@ -315,7 +321,8 @@ def surface(run, spec: SurfaceSpec, *, name: str | None = None, overwrite: bool 
     norm = "none" if spec.directions == "hessian" else spec.norm
     kind = "line" if spec.dims == 1 else "plane"
     default = (f"{kind}_{members.tag(ens, idx)}_{spec.directions}_{norm}_g{spec.grid}_s{spec.span:g}"
-               + _suffix(key=spec.key or None, biases=spec.keep_biases, orth=spec.orthogonal, test=spec.test))
+               + _suffix(key=spec.key or None, biases=spec.keep_biases, orth=spec.orthogonal, test=spec.test,
+                         curv=spec.curvature and spec.curvature_grid))
     settings = {"command": "surface", "members": idx, **dataclasses.asdict(spec), "norm": norm}
     warn = members.warnings(ens, idx)
     seeds = [int(ens.seeds[i]) for i in idx]
@@ -338,18 +345,50 @@ def surface(run, spec: SurfaceSpec, *, name: str | None = None, overwrite: bool 
             surf = surface_mod.line(fn, centers, dirs[0], span=spec.span, num=spec.grid, **kw)
         else:
             surf = surface_mod.plane(fn, centers, dirs, span=spec.span, num=spec.grid, **kw)
+        curv = {}
+        if spec.curvature:
+            curv = _curvature_map(ens, batches, centers, dirs[: spec.dims], spec, key, res, execution)
         if len(idx) == 1:  # a single member is stored without the member axis
             surf = surface_mod.Surface(surf.kind, surf.axes, {k: v[0] for k, v in surf.values.items()}, surf.extras,
                                        {**surf.meta, "cosine": surf.meta.get("cosine", [None])[0]})
+            curv = {k: (v if k.startswith("curvature/axis_") else v[0]) for k, v in curv.items()}
         labels = members.labels(ens, idx)
         what = "top Hessian eigenvectors" if spec.directions == "hessian" else f"{norm}-normalised directions"
-        return _surface_arrays(surf, {
+        arrays, meta = _surface_arrays(surf, {
             "seeds": seeds, "learning_rates": [float(ens.learning_rates[i]) for i in idx], "labels": labels,
             "title": f"{labels[0]}, {what}" if len(idx) == 1 else None,
             "axis_labels": [r"$\alpha$ (direction 1)", r"$\beta$ (direction 2)"], "xlabel": r"$\alpha$",
             "norm": norm, "ignore_biases": not spec.keep_biases})
+        return {**arrays, **curv}, meta
 
     return _stored(run, name or default, settings, overwrite, warn, compute)
+
+
+def _curvature_map(ens, batches, centers, dirs, spec: SurfaceSpec, key, res, execution: Execution) -> dict:
+    """The Hessian's extreme eigenvalues on a ``curvature_grid`` grid of the slice, as
+    ``curvature/axis_i`` and ``curvature/<quantity> (S, n[, n])`` arrays (resumable)."""
+    import jax
+
+    from . import hessian as hessian_mod
+    from . import models
+    from .data import Split
+    from .distributed import is_writer
+
+    _single_process("curvature maps")
+    if spec.curvature_grid < 2:
+        raise ConfigError(f"a curvature map needs at least 2 points per axis, got {spec.curvature_grid}")
+    axis = np.linspace(-spec.span, spec.span, spec.curvature_grid)
+    grids = np.meshgrid(*([axis] * spec.dims), indexing="ij")
+    coords = np.stack([g.ravel() for g in grids], axis=1)
+    loss = models.loss_fn(ens.model, Split(*batches["train"]), ens.config["loss"])
+    out = hessian_mod.curvature_map(
+        loss, centers, list(dirs), coords, key=jax.random.fold_in(key, 2), trace_probes=spec.curvature_probes,
+        stacked=True, chunk_size=execution.chunk_size or 16, checkpoint=res.checkpoints / "curvature.npz",
+        keep_checkpoint=True, progress=execution.progress and is_writer(), mesh=execution.mesh)
+    shape = (spec.curvature_grid,) * spec.dims
+    arrays = {f"curvature/axis_{i}": axis for i in range(spec.dims)}
+    arrays.update({f"curvature/{k}": v.reshape(v.shape[:1] + shape) for k, v in out.items()})
+    return arrays
 
 
 def _hessian_directions(ens, batches, centers, k: int, key):

@@ -54,6 +54,7 @@ __all__ = [
     "fisher_vp",
     "CURVATURES",
     "minibatch_curvature",
+    "curvature_map",
 ]
 
 PyTree = Any
@@ -491,45 +492,59 @@ def _vmapped(kind: str, loss_fn: LossFn, options: tuple, group: int | None):
     (``lax.map`` with ``batch_size``; the last group may be smaller)."""
     opts = dict(options)
 
+    kw = {"select": opts["select"], "curvature": opts["curvature"]}
+
     def f(params, key, i):
         k = jax.random.fold_in(key, i)
         if kind == "top":
-            return top_eigenvalues(loss_fn, params, opts["k"], key=k, num_iters=opts["num_iters"])
+            return top_eigenvalues(loss_fn, params, opts["k"], key=k, num_iters=opts["num_iters"], **kw)
         if kind == "trace":
-            return trace(loss_fn, params, key=k, num_probes=opts["num_probes"])
-        return spectral_density(loss_fn, params, key=k, num_probes=opts["num_probes"], num_iters=opts["num_iters"])
+            return trace(loss_fn, params, key=k, num_probes=opts["num_probes"], **kw)
+        return spectral_density(loss_fn, params, key=k, num_probes=opts["num_probes"], num_iters=opts["num_iters"],
+                                **kw)
 
     if group is None:
         return jax.jit(jax.vmap(f, in_axes=(0, None, 0)))
     return jax.jit(lambda params, key, idx: jax.lax.map(lambda a: f(a[0], key, a[1]), (params, idx), batch_size=group))
 
 
-def _run_many(kind: str, loss_fn: LossFn, stacked: PyTree, key: jax.Array, **options):
+def _run_many(kind: str, loss_fn: LossFn, stacked: PyTree, key: jax.Array, select: Selection = None,
+              curvature: str = "hessian", **options):
     n = jax.tree_util.tree_leaves(stacked)[0].shape[0]
+    if select is not None and not isinstance(select, str) and not callable(select):
+        select = tuple(select)  # hashable: the compiled program is cached on it
+    options.update(select=select, curvature=curvature)
     run = _vmapped(kind, loss_fn, tuple(sorted(options.items())), _member_group(n))
     return run(stacked, key, jnp.arange(n))
 
 
 def top_eigenvalues_many(
-    loss_fn: LossFn, stacked: PyTree, k: int = 1, *, key: jax.Array, num_iters: int | None = None
+    loss_fn: LossFn, stacked: PyTree, k: int = 1, *, key: jax.Array, num_iters: int | None = None,
+    select: Selection = None, curvature: str = "hessian",
 ) -> jax.Array:
     """Top-``k`` eigenvalues of every member of stacked parameters in one vmapped call: ``(M, k)``.
 
-    ``loss_fn(params)`` is the loss of one member; member ``i`` uses ``fold_in(key, i)``.
+    ``loss_fn(params)`` is the loss of one member; member ``i`` uses ``fold_in(key, i)``;
+    ``select`` and ``curvature`` as in :func:`top_eigenpairs`.
     """
-    return _run_many("top", loss_fn, stacked, key, k=k, num_iters=num_iters)
+    return _run_many("top", loss_fn, stacked, key, select, curvature, k=k, num_iters=num_iters)
 
 
-def trace_many(loss_fn: LossFn, stacked: PyTree, *, key: jax.Array, num_probes: int = 100) -> dict[str, jax.Array]:
-    """Hutchinson traces of every member, ``{"trace": (M,), "stderr": (M,)}``."""
-    return _run_many("trace", loss_fn, stacked, key, num_probes=num_probes)
+def trace_many(loss_fn: LossFn, stacked: PyTree, *, key: jax.Array, num_probes: int = 100,
+               select: Selection = None, curvature: str = "hessian") -> dict[str, jax.Array]:
+    """Hutchinson traces of every member, ``{"trace": (M,), "stderr": (M,)}`` (``select``,
+    ``curvature`` as in :func:`trace`)."""
+    return _run_many("trace", loss_fn, stacked, key, select, curvature, num_probes=num_probes)
 
 
 def spectral_density_many(
-    loss_fn: LossFn, stacked: PyTree, *, key: jax.Array, num_probes: int = 4, num_iters: int | None = None
+    loss_fn: LossFn, stacked: PyTree, *, key: jax.Array, num_probes: int = 4, num_iters: int | None = None,
+    select: Selection = None, curvature: str = "hessian",
 ) -> Density:
-    """SLQ of every member: nodes and weights ``(M, probes, m)``."""
-    return _run_many("density", loss_fn, stacked, key, num_probes=num_probes, num_iters=num_iters)
+    """SLQ of every member: nodes and weights ``(M, probes, m)`` (``select``, ``curvature`` as
+    in :func:`spectral_density`)."""
+    return _run_many("density", loss_fn, stacked, key, select, curvature, num_probes=num_probes,
+                     num_iters=num_iters)
 
 
 def _batch_shapes(loss) -> str:
@@ -574,61 +589,152 @@ def ensemble_curvature(
     ``batch_trace_stderr (M, K)`` (:func:`minibatch_curvature`).
     """
     from . import chunks, tree
-    from .distributed import placement
-
-    pl = placement(mesh)
 
     m_total = tree.num_members(stacked)
-    first = tree.take(stacked, 0)
-    mask = selection_mask(first, select)
-    p = int(sum(int(np.size(x)) for x, m in zip(jax.tree_util.tree_leaves(first), mask) if m))
+    one, options = _point_curvature(loss_fn, tree.take(stacked, 0), top=top, num_iters=num_iters,
+                                    trace_probes=trace_probes, density=density, density_probes=density_probes,
+                                    density_iters=density_iters, select=select, curvature=curvature,
+                                    minibatches=minibatches)
+    fp = chunks.fingerprint(options, key, stacked) if checkpoint is not None else None
+    return _chunked(one, lambda idx: jax.tree_util.tree_map(lambda x: np.asarray(x)[idx], stacked), m_total, key,
+                    chunk_size=chunk_size, mesh=mesh, checkpoint=checkpoint, fingerprint=fp,
+                    keep_checkpoint=keep_checkpoint, progress=progress, desc="Hessian", unit="member")
+
+
+def _point_curvature(loss_fn, point, *, top, num_iters, trace_probes, density=False, density_probes=2,
+                     density_iters=60, select=None, curvature="hessian", minibatches=None):
+    """``(one(params, i, key) -> {name: value}, a string of every option)``: the curvature at one
+    point, with key ``fold_in(key, i)``; ``trace_probes=0`` leaves the trace out."""
+    mask = selection_mask(point, select)
+    p = int(sum(int(np.size(x)) for x, m in zip(jax.tree_util.tree_leaves(point), mask) if m))
     m_iter = _num_iters(p, top, num_iters)
     d_iter = int(min(density_iters, p))
-    sel = select
 
     def one(params, i, key):  # the key is an argument: a program compiled once serves every key
         k = jax.random.fold_in(key, i)
         k1, k2, k3, k4 = jax.random.split(k, 4)
-        kw = {"select": sel, "curvature": curvature}
+        kw = {"select": select, "curvature": curvature}
         ev = top_eigenvalues(loss_fn, params, top, key=k1, num_iters=m_iter, **kw)
-        out = {
-            "top": ev,
-            "smallest": smallest_eigenvalue(loss_fn, params, key=k2, num_iters=m_iter, shift=ev[0], **kw),
-            **{("trace" if n == "trace" else "trace_stderr"): v
-               for n, v in trace(loss_fn, params, key=k3, num_probes=trace_probes, **kw).items()},
-        }
+        out = {"top": ev, "smallest": smallest_eigenvalue(loss_fn, params, key=k2, num_iters=m_iter, shift=ev[0], **kw)}
+        if trace_probes:
+            tr = trace(loss_fn, params, key=k3, num_probes=trace_probes, **kw)
+            out["trace"], out["trace_stderr"] = tr["trace"], tr["stderr"]
         if density:
             den = spectral_density(loss_fn, params, key=k4, num_probes=density_probes, num_iters=d_iter, **kw)
             out["density_nodes"], out["density_weights"] = den.nodes, den.weights
         if minibatches is not None:
             per = minibatch_curvature(minibatches, params, key=jax.random.fold_in(k, 1), top=top, num_iters=m_iter,
-                                      trace_probes=trace_probes, **kw)
+                                      trace_probes=trace_probes or 1, **kw)
             out.update({f"batch_{n}": v for n, v in per.items()})
         return out
 
-    chunk_size = pl.padded(int(max(1, min(chunk_size, m_total))))
-    n_chunks = -(-m_total // chunk_size)
+    options = (f"{top}|{m_iter}|{trace_probes}|{density}|{density_probes}|{d_iter}|{select!r}|{curvature}|"
+               f"{_batch_shapes(loss_fn)}|{_batch_shapes(minibatches)}")
+    return one, options
+
+
+def _chunked(one, take, total: int, key, *, chunk_size, mesh, checkpoint, fingerprint, keep_checkpoint, progress,
+             desc, unit):
+    """Run ``one(params, i, key)`` over ``total`` points vmapped in chunks (:func:`landscape.chunks.run_chunks`:
+    resumable with ``checkpoint``; sharded over ``mesh``); ``take(idx)`` gives the stacked points
+    ``idx``.  Returns ``{name: (total, ...)}`` numpy arrays."""
+    from . import chunks
+    from .distributed import placement
+
+    pl = placement(mesh)
+    chunk_size = pl.padded(int(max(1, min(chunk_size, total))))
+    n_chunks = -(-total // chunk_size)
     run = jax.jit(jax.vmap(one, in_axes=(0, 0, None)))
 
     def compute(c):
-        idx = np.arange(c * chunk_size, (c + 1) * chunk_size) % m_total  # the last chunk wraps (padding)
-        part = jax.tree_util.tree_map(lambda x: np.asarray(x)[idx], stacked)
-        return pl.gather(run(*pl.shard((part, idx.astype(np.int32))), pl.replicate(key)))
+        idx = np.arange(c * chunk_size, (c + 1) * chunk_size) % total  # the last chunk wraps (padding)
+        return pl.gather(run(*pl.shard((take(idx), idx.astype(np.int32))), pl.replicate(key)))
 
-    def allocate(out):  # member axis last, so that every result is sliced along the same axis
+    def allocate(out):  # point axis last, so that every result is sliced along the same axis
         return {k: np.full(v.shape[1:] + (n_chunks * chunk_size,), np.nan, np.float32) for k, v in out.items()}
 
     def store(results, c, out):
         for k, v in out.items():
             results[k][..., c * chunk_size : (c + 1) * chunk_size] = np.moveaxis(v, 0, -1)
 
-    fp = None
-    if checkpoint is not None:
-        fp = chunks.fingerprint(f"{top}|{m_iter}|{trace_probes}|{density}|{density_probes}|{d_iter}|{chunk_size}|"
-                                f"{select!r}|{curvature}|{_batch_shapes(loss_fn)}|{_batch_shapes(minibatches)}",
-                                key, stacked)
+    fp = None if checkpoint is None else chunks.fingerprint(fingerprint, chunk_size)
     results = chunks.run_chunks(
         compute, n_chunks, allocate=allocate, store=store, checkpoint=checkpoint, key=fp,
-        keep_checkpoint=keep_checkpoint, save_every_s=0.0, progress=progress, desc="Hessian", unit="member",
-        sizes=[min(chunk_size, m_total - c * chunk_size) for c in range(n_chunks)])
-    return {k: np.moveaxis(v[..., :m_total], -1, 0) for k, v in results.items()}
+        keep_checkpoint=keep_checkpoint, save_every_s=0.0, progress=progress, desc=desc, unit=unit,
+        sizes=[min(chunk_size, total - c * chunk_size) for c in range(n_chunks)])
+    return {k: np.moveaxis(v[..., :total], -1, 0) for k, v in results.items()}
+
+
+def curvature_map(
+    loss_fn: LossFn,
+    center: PyTree,
+    directions: list,
+    coords: np.ndarray,
+    *,
+    key: jax.Array,
+    num_iters: int | None = None,
+    trace_probes: int = 0,
+    stacked: bool = False,
+    chunk_size: int = 16,
+    checkpoint=None,
+    keep_checkpoint: bool = False,
+    progress: bool = False,
+    mesh=None,
+    select: Selection = None,
+    curvature: str = "hessian",
+) -> dict[str, np.ndarray]:
+    """The curvature at every point ``center + sum_i coords[g, i] directions[i]`` of a slice.
+
+    Li et al. (2018, section 6) map ``|λ_min / λ_max|`` over a plane to show where a surface
+    that looks convex in two dimensions is not: a large ratio means strong negative curvature
+    in some direction the plane does not show.  Each point's λ_max and λ_min come from Lanczos
+    (as :func:`top_eigenvalues` / :func:`smallest_eigenvalue`), optionally its Hutchinson
+    trace; points are vmapped in chunks, resumable with ``checkpoint`` (as
+    :func:`ensemble_curvature`); point ``g`` of member ``s`` uses ``fold_in(key, s G + g)``.
+
+    Args:
+      loss_fn: ``params -> scalar`` (a :class:`~landscape.models.LossParts` or
+        :class:`~landscape.models.BatchedLoss` for ``curvature="ggn"|"fisher"`` or batching).
+      center: the slice's origin; leaves ``(S, ...)`` with ``stacked`` (one slice per member).
+      directions: the slice's directions (pytrees shaped like ``center``), ``D`` of them.
+      coords: ``(G, D)`` coefficients of the points.
+      key: PRNG key of the Lanczos starts and probes.
+      num_iters: Lanczos iterations (default 40, at most ``P``).
+      trace_probes: Hutchinson probes per point (``0``: no trace).
+      select, curvature: as in :func:`top_eigenpairs`.
+
+    Returns:
+      ``{"lambda_max", "lambda_min", "ratio"}`` (and ``"trace"``, ``"trace_stderr"``), each
+      ``(G,)`` or ``(S, G)`` with ``stacked``; ``ratio = |λ_min| / |λ_max|``.
+    """
+    from . import chunks, tree
+
+    coords = np.asarray(coords, np.float32)
+    if coords.ndim != 2 or coords.shape[1] != len(directions):
+        raise ConfigError(f"coords must be (points, {len(directions)}), got shape {coords.shape}")
+    if not stacked:
+        center = tree.stack([center])
+        directions = [tree.stack([d]) for d in directions]
+    c_np = jax.tree_util.tree_map(np.asarray, center)
+    d_np = [jax.tree_util.tree_map(np.asarray, d) for d in directions]
+    s_count, g_count = tree.num_members(c_np), coords.shape[0]
+
+    def take(idx):
+        s, g = idx // g_count, idx % g_count
+        out = jax.tree_util.tree_map(lambda x: x[s].astype(np.float32), c_np)
+        for i, d in enumerate(d_np):
+            a = coords[g, i]
+            out = jax.tree_util.tree_map(lambda o, x, a=a: o + a.reshape((-1,) + (1,) * (x.ndim - 1)) * x[s], out, d)
+        return out
+
+    one, options = _point_curvature(loss_fn, tree.take(c_np, 0), top=1, num_iters=num_iters,
+                                    trace_probes=trace_probes, select=select, curvature=curvature)
+    fp = chunks.fingerprint("map", options, key, c_np, d_np, coords) if checkpoint is not None else None
+    out = _chunked(one, take, s_count * g_count, key, chunk_size=chunk_size, mesh=mesh, checkpoint=checkpoint,
+                   fingerprint=fp, keep_checkpoint=keep_checkpoint, progress=progress, desc="curvature map",
+                   unit="point")
+    res = {"lambda_max": out["top"][:, 0], "lambda_min": out["smallest"]}
+    res["ratio"] = np.abs(res["lambda_min"]) / np.maximum(np.abs(res["lambda_max"]), np.finfo(np.float32).tiny)
+    if trace_probes:
+        res["trace"], res["trace_stderr"] = out["trace"], out["trace_stderr"]
+    return {k: (v.reshape(s_count, g_count) if stacked else v) for k, v in res.items()}

@@ -29,6 +29,7 @@ __all__ = [
     "scatter",
     "spectral_density",
     "minibatch_spread",
+    "curvature_map",
     "sweep",
     "descent_animation",
 ]
@@ -688,6 +689,132 @@ def spectral_density(grid: np.ndarray, density: np.ndarray, *, title: str | None
         if title:
             ax.set_title(title)
     return fig
+
+
+def _ratio_panel(ax, a, b, ratio, la, lb, loss, threshold, colorbar: bool):
+    """``|λ_min| / λ_max`` as a heat map (0 … 1) with the loss's contours and the threshold's."""
+    import matplotlib
+    from matplotlib import colors as mcolors
+
+    A, B = np.meshgrid(a, b, indexing="ij")
+    r = np.clip(np.asarray(ratio, float), 0.0, 1.0)
+    mesh = ax.pcolormesh(A, B, r, cmap=matplotlib.colormaps["viridis"], norm=mcolors.Normalize(0.0, 1.0),
+                         shading="nearest", rasterized=True)
+    if loss is not None:
+        levels, top, use_log = _levels(np.asarray(loss, float), log=True, clip=None, num=12)
+        LA, LB = np.meshgrid(la, lb, indexing="ij")
+        z = np.where(np.isfinite(loss), np.minimum(loss, top), top)
+        ax.contour(LA, LB, z, levels=levels, colors="white", linewidths=0.4, alpha=0.8)
+    if np.nanmin(r) < threshold < np.nanmax(r):
+        ax.contour(A, B, r, levels=[threshold], colors="tab:red", linewidths=1.0)
+    if _similar_ranges(a, b):
+        ax.set_aspect("equal", adjustable="datalim")
+    ax.set_box_aspect(1)
+    if colorbar:
+        cb = ax.figure.colorbar(mesh, ax=ax, pad=0.03, aspect=25, shrink=0.9)
+        cb.set_label(r"$|\lambda_{min}| / \lambda_{max}$" + (", clipped at 1" if np.nanmax(ratio) > 1 else ""))
+        cb.ax.axhline(threshold, color="tab:red", lw=1.0)
+    return mesh
+
+
+def curvature_map(
+    axes: list[np.ndarray],
+    maps: dict[str, np.ndarray],
+    *,
+    loss_axes: list[np.ndarray] | None = None,
+    loss: np.ndarray | None = None,
+    threshold: float = 0.1,
+    titles: list[str] | None = None,
+    xlabel: str = r"$\alpha$ (direction 1)",
+    ylabel: str = r"$\beta$ (direction 2)",
+    title: str | None = None,
+    warnings: list[str] | None = None,
+) -> Figure:
+    """Where a slice's apparent convexity hides negative curvature (Li et al. 2018, section 6).
+
+    On a plane (two ``axes``): left, the loss (``loss`` on ``loss_axes``) with the region where
+    ``|λ_min| / λ_max > threshold`` outlined in red; right, the ratio itself (0 … 1, loss
+    contours in white).  On a line (one axis): λ_max and λ_min along it, the loss on a second
+    axis, the points above the threshold shaded.  With a leading member axis ``(S, ...)`` one
+    ratio panel per member (``titles``).
+
+    Args:
+      axes: the curvature grid's coordinates, ``[(n0,)]`` or ``[(n0,), (n1,)]``.
+      maps: ``lambda_max``, ``lambda_min``, ``ratio`` shaped like the grid (``(S, ...)`` stacked).
+      loss_axes, loss: the loss surface of the same slice (its own, usually finer, grid).
+      threshold: the ratio marked as "large" (Li et al. call ``|λ_min/λ_max|`` above a few
+        per cent significant non-convexity).
+      warnings: lines printed in red under the figure (members that diverged or did not learn).
+    """
+    import matplotlib
+
+    ratio = np.asarray(maps["ratio"], float)
+    with matplotlib.rc_context(_RC):
+        if len(axes) == 1:
+            fig = _figure(COLUMN_WIDTH, 2.8)
+            ax = fig.subplots()
+            x = np.asarray(axes[0])
+            rows = ratio if ratio.ndim == 2 else ratio[None]
+            lmax = np.atleast_2d(maps["lambda_max"])
+            lmin = np.atleast_2d(maps["lambda_min"])
+            losses = None if loss is None else np.atleast_2d(loss)
+            twin = ax.twinx() if loss is not None else None
+            single = rows.shape[0] == 1
+            for i in range(rows.shape[0]):
+                color = "tab:blue" if single else f"C{i % 10}"
+                name = "" if single else (titles[i] if titles else f"member {i}") + ": "
+                ax.plot(x, lmax[i], color=color, lw=1.0, label=name + r"$\lambda_{max}$")
+                ax.plot(x, lmin[i], color="tab:orange" if single else color, lw=1.0, ls="-" if single else ":",
+                        label=name + r"$\lambda_{min}$")
+                big = rows[i] > threshold
+                if single:
+                    ax.fill_between(x, 0, 1, where=big, color="tab:red", alpha=0.12, lw=0,
+                                    transform=ax.get_xaxis_transform(),
+                                    label=rf"$|\lambda_{{min}}|/\lambda_{{max}} > {threshold:g}$")
+                else:
+                    ax.plot(x[big], lmin[i][big], "o", color=color, ms=2.5,
+                            label=rf"$|\lambda_{{min}}|/\lambda_{{max}} > {threshold:g}$" if i == 0 else None)
+                if twin is not None:
+                    twin.plot(loss_axes[0], losses[i], color="black" if single else color, lw=0.8, ls="--")
+            ax.axhline(0, color="0.5", lw=0.5)
+            ax.set_xlabel(xlabel.split(" (")[0])
+            ax.set_ylabel("Hessian eigenvalue")
+            if twin is not None:
+                twin.set_ylabel("loss (dashed)")
+                twin.spines["right"].set_visible(True)
+            fig.legend(frameon=False, fontsize=6, loc="outside lower center", ncol=3 if single else 2)
+        elif ratio.ndim == 3:
+            n = ratio.shape[0]
+            cols = min(n, 4)
+            fig = _figure(PAGE_WIDTH, 1.9 * -(-n // cols) + 0.3)
+            grid = np.atleast_1d(fig.subplots(-(-n // cols), cols, squeeze=False)).ravel()
+            for i in range(n):
+                _ratio_panel(grid[i], axes[0], axes[1], ratio[i], *(loss_axes or [None, None]),
+                             None if loss is None else loss[i], threshold, colorbar=(i == n - 1))
+                grid[i].set_title(titles[i] if titles else f"member {i}", fontsize=7)
+            grid[0].set_xlabel(xlabel)
+            grid[0].set_ylabel(ylabel)
+            for ax in grid[n:]:
+                ax.set_visible(False)
+        else:
+            fig = _figure(PAGE_WIDTH, 2.9)
+            left, right = fig.subplots(1, 2)
+            if loss is not None:
+                landscape_2d(loss_axes[0], loss_axes[1], loss, kind="filled", ax=left, xlabel=xlabel, ylabel=ylabel)
+                A, B = np.meshgrid(axes[0], axes[1], indexing="ij")
+                if np.nanmin(ratio) < threshold < np.nanmax(ratio):
+                    left.contour(A, B, ratio, levels=[threshold], colors="tab:red", linewidths=1.0)
+                    with matplotlib.rc_context({"hatch.color": "white", "hatch.linewidth": 0.4}):
+                        left.contourf(A, B, ratio, levels=[threshold, np.inf], colors="none", hatches=["///"])
+                left.set_title(rf"loss; red: $|\lambda_{{min}}|/\lambda_{{max}} > {threshold:g}$")
+            else:
+                left.set_visible(False)
+            _ratio_panel(right, axes[0], axes[1], ratio, *(loss_axes or [None, None]), loss, threshold, colorbar=True)
+            right.set_xlabel(xlabel)
+            right.set_title(r"$|\lambda_{min}| / \lambda_{max}$ (white: loss contours)")
+        if title:
+            fig.suptitle(title, fontsize=8)
+    return _warn(fig, {"warnings": warnings})
 
 
 def minibatch_spread(full: dict[str, np.ndarray], batches: dict[str, np.ndarray], *, batch_size: int,

@@ -16,6 +16,8 @@ __all__ = [
     "training_figures",
     "result_figure",
     "hessian_lines",
+    "curvature_map_lines",
+    "curvature_map_figure",
     "hessian_figures",
     "compare_lines",
     "write_report",
@@ -48,6 +50,57 @@ def result_figure(arrays: dict, meta: dict, path: str | Path, **kw) -> Path:
     from . import plot
 
     return plot.save_figure(plot.from_result(arrays, meta, **kw), path)
+
+
+#: The ratio ``|λ_min| / λ_max`` from which curvature maps call negative curvature large.
+RATIO_MARK = 0.1
+
+
+def _curvature_parts(arrays: dict) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
+    axes = [arrays[f"curvature/axis_{i}"] for i in range(sum(1 for k in arrays if k.startswith("curvature/axis_")))]
+    maps = {k[len("curvature/"):]: v for k, v in arrays.items()
+            if k.startswith("curvature/") and not k.startswith("curvature/axis_")}
+    return axes, maps
+
+
+def curvature_map_lines(arrays: dict, meta: dict) -> list[str]:
+    """Headline numbers of a slice's curvature map (``landscape surface --curvature``): per
+    member, the share of points where ``|λ_min| / λ_max`` exceeds :data:`RATIO_MARK`, the largest
+    ratio, and λ_max / λ_min at the centre.  Empty when the result has no map."""
+    axes, maps = _curvature_parts(arrays)
+    if not axes:
+        return []
+    dims = len(axes)
+    ratio = maps["ratio"].reshape((-1,) + maps["ratio"].shape[-dims:])
+    lmax = maps["lambda_max"].reshape(ratio.shape)
+    lmin = maps["lambda_min"].reshape(ratio.shape)
+    labels = meta.get("labels") or [f"member {i}" for i in range(ratio.shape[0])]
+    centre = tuple(int(np.argmin(np.abs(a))) for a in axes)
+    n = " × ".join(str(a.size) for a in axes)
+    at = "the centre" if all(a[j] == 0 for a, j in zip(axes, centre)) else \
+        "(" + ", ".join(f"{a[j]:.3g}" for a, j in zip(axes, centre)) + "), nearest the centre"
+    lines = []
+    for i in range(ratio.shape[0]):
+        r = ratio[i]
+        lines.append(f"curvature map ({n}) {labels[i]}: |λ_min|/λ_max > {RATIO_MARK:g} at "
+                     f"{100 * np.mean(r > RATIO_MARK):.0f} % of the points (largest {np.nanmax(r):.3g}); "
+                     f"at {at} λ_max {lmax[i][centre]:.4g}, λ_min {lmin[i][centre]:.4g}")
+    return lines
+
+
+def curvature_map_figure(arrays: dict, meta: dict, path: str | Path) -> Path:
+    """Draw a slice result's curvature map (:func:`landscape.plot.curvature_map`) with its loss."""
+    from . import plot
+
+    axes, maps = _curvature_parts(arrays)
+    loss_axes = [arrays[f"axis_{i}"] for i in range(len(axes))]
+    loss = arrays.get("value/train_loss")
+    labels = meta.get("axis_labels", [r"$\alpha$ (direction 1)", r"$\beta$ (direction 2)"])
+    fig = plot.curvature_map(axes, maps, loss_axes=loss_axes, loss=loss, threshold=RATIO_MARK,
+                             titles=meta.get("labels"), xlabel=labels[0], ylabel=labels[1],
+                             title=" — ".join(t for t in (meta.get("title"), "Hessian curvature over the slice") if t),
+                             warnings=meta.get("warnings"))
+    return plot.save_figure(fig, path)
 
 
 def _member_keys(arrays) -> list[tuple[int, float]]:

@@ -96,3 +96,13 @@ def test_hessian_per_layer_and_gauss_newton_from_the_command_line(small_run, tmp
     assert (out / "figures" / "batched_minibatch.png").stat().st_size > 1000
     r = run("hessian", str(out), "--batch-size", "50", "--minibatches", "30", "--name", "toomany", "--quiet")
     assert r.returncode == 2 and "30 disjoint mini-batches of 50 need 1500 examples" in r.stderr
+    # a curvature map over seed 1's plane: at the centre, the top eigenvalue the hessian command found
+    r = run("surface", str(out), "--seed", "1", "--grid", "9", "--curvature", "--curvature-grid", "3",
+            "--curvature-probes", "4", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "curvature map (3 × 3) seed 1" in r.stdout and "at the centre λ_max" in r.stdout
+    name = "plane_seed1_random_filter_g9_s1_curv3"
+    arrays, _ = __import__("landscape").io.load_result(out / "results" / name)
+    assert arrays["curvature/lambda_max"].shape == (3, 3) and arrays["curvature/trace"].shape == (3, 3)
+    assert float(arrays["curvature/lambda_max"][1, 1]) == pytest.approx(float(whole["top"][1, 0]), rel=1e-3)
+    assert (out / "figures" / f"{name}_curvature.png").stat().st_size > 1000

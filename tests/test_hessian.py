@@ -177,11 +177,14 @@ def test_layers_and_per_layer_ensemble_curvature(small):
     stacked = ls.tree.stack([params, ls.tree.scale(0.5, params)])
     per = {name: H.ensemble_curvature(f, stacked, key=jax.random.key(0), top=1, trace_probes=4, chunk_size=2,
                                       select=name) for name in H.layers(params)}
+    many = {name: H.top_eigenvalues_many(f, stacked, 1, key=jax.random.key(1), select=[name])
+            for name in H.layers(params)}
     for name in H.layers(params):
         for i, member in enumerate(ls.tree.unstack(stacked)):
             dense_i = np.asarray(H.dense_hessian(f, member), np.float64)
             block, _ = _block(member, dense_i, lambda n, name=name: n.startswith(name + "/"))
             assert float(per[name]["top"][i, 0]) == pytest.approx(np.linalg.eigvalsh(block)[-1], rel=2e-3, abs=1e-4)
+            assert float(many[name][i, 0]) == pytest.approx(np.linalg.eigvalsh(block)[-1], rel=2e-3, abs=1e-4)
     with pytest.raises(ls.ConfigError, match="no parameter matches"):
         H.top_eigenvalues(f, params, 1, key=jax.random.key(0), select="Dense_9")
 
@@ -219,6 +222,9 @@ def test_gauss_newton_and_fisher_match_explicit_jacobians(small, explicit, curva
     np.testing.assert_allclose(top, ev[::-1][:3], rtol=1e-3, atol=1e-4)
     tr = H.trace(f, params, key=jax.random.key(2), num_probes=1000, curvature=curvature)
     assert abs(float(tr["trace"]) - np.trace(dense)) < 4 * float(tr["stderr"]) + 1e-4
+    many = H.top_eigenvalues_many(f, ls.tree.stack([params]), 2, key=jax.random.key(1), num_iters=ev.size,
+                                  curvature=curvature)
+    np.testing.assert_allclose(many[0], ev[::-1][:2], rtol=1e-3, atol=1e-4)
     block, idx = _block(params, dense, lambda n: n.startswith("Dense_1/"))  # a layer's GGN block too
     sub = H.top_eigenvalues(f, params, 1, key=jax.random.key(4), num_iters=idx.size, select="Dense_1",
                             curvature=curvature)
@@ -288,3 +294,47 @@ def test_minibatch_estimates_match_each_batchs_dense_hessian(small):
     with pytest.raises(ls.ConfigError, match="batches of one size"):  # 64 = 6 x 10 + a rest of 4
         H.minibatch_curvature(ls.models.loss_fn(model, d.train, "cross_entropy", batch_size=10), params,
                               key=jax.random.key(0))
+
+
+# ---------------------------------------------------------------------- curvature over a slice
+
+
+def test_curvature_map_matches_the_analytic_hessian_at_every_point():
+    """f(θ) = ½ θᵀAθ + Σ b_i θ_i³ / 6 has the Hessian A + diag(b θ), different at every point."""
+    from jax.flatten_util import ravel_pytree
+
+    rng = np.random.default_rng(0)
+    a_mat = rng.normal(size=(8, 8))
+    a_mat = (a_mat + a_mat.T) / 2
+    b = rng.normal(size=8)
+    _, unravel = ravel_pytree({"v": jnp.zeros(2), "w": jnp.zeros((3, 2))})
+
+    def f(p):
+        t = ravel_pytree(p)[0]
+        return 0.5 * t @ jnp.asarray(a_mat, jnp.float32) @ t + jnp.sum(jnp.asarray(b, jnp.float32) * t**3) / 6
+
+    def flat(p):
+        return np.asarray(ravel_pytree(p)[0], np.float64)
+
+    c, d1, d2 = (unravel(jnp.asarray(rng.normal(size=8), jnp.float32)) for _ in range(3))
+    axis = np.linspace(-1, 1, 5)
+    coords = np.stack([g.ravel() for g in np.meshgrid(axis, axis, indexing="ij")], axis=1)
+    got = H.curvature_map(f, c, [d1, d2], coords, key=jax.random.key(0), num_iters=8, trace_probes=2000,
+                          chunk_size=7)
+    for g, (p, q) in enumerate(coords):
+        ev = np.linalg.eigvalsh(a_mat + np.diag(b * (flat(c) + p * flat(d1) + q * flat(d2))))
+        assert float(got["lambda_max"][g]) == pytest.approx(ev[-1], rel=1e-3, abs=1e-4)
+        assert float(got["lambda_min"][g]) == pytest.approx(ev[0], rel=1e-3, abs=1e-4)
+        assert float(got["ratio"][g]) == pytest.approx(abs(ev[0]) / abs(ev[-1]), rel=2e-3, abs=1e-4)
+        assert abs(float(got["trace"][g]) - ev.sum()) < 4 * float(got["trace_stderr"][g]) + 1e-3
+    # one slice per member, vmapped together: member 0 equals the unstacked map
+    stacked = H.curvature_map(f, ls.tree.stack([c, ls.tree.scale(0.5, c)]),
+                              [ls.tree.stack([d1, d1]), ls.tree.stack([d2, d2])], coords, key=jax.random.key(0),
+                              num_iters=8, stacked=True)
+    assert stacked["lambda_max"].shape == (2, 25) and "trace" not in stacked
+    np.testing.assert_allclose(stacked["lambda_max"][0], got["lambda_max"], rtol=1e-4, atol=1e-5)
+    t1 = flat(ls.tree.scale(0.5, c)) + coords[3, 0] * flat(d1) + coords[3, 1] * flat(d2)
+    assert float(stacked["lambda_min"][1, 3]) == pytest.approx(np.linalg.eigvalsh(a_mat + np.diag(b * t1))[0],
+                                                               rel=1e-3, abs=1e-4)
+    with pytest.raises(ls.ConfigError, match="coords must be"):
+        H.curvature_map(f, c, [d1, d2], coords[:, :1], key=jax.random.key(0))

@@ -25,8 +25,15 @@ SCRIPT = textwrap.dedent(
     fn = ls.models.metrics_fn(model, "cross_entropy")
     a = np.linspace(-1, 1, 60)
     coords = np.stack(np.meshgrid(a, a, indexing="ij"), -1).reshape(-1, 2)
-    res = surface.evaluate(fn, theta, ds, coords, data={"train": (data.train.x, data.train.y)},
-                           chunk_size=2, checkpoint=None if ckpt == "-" else ckpt, save_every_s=0.0)
+    if sys.argv[3] == "surface":
+        res = surface.evaluate(fn, theta, ds, coords, data={"train": (data.train.x, data.train.y)},
+                               chunk_size=2, checkpoint=None if ckpt == "-" else ckpt, save_every_s=0.0)
+    else:  # the curvature map of a coarser grid of the same plane
+        a = np.linspace(-1, 1, 12)
+        coords = np.stack(np.meshgrid(a, a, indexing="ij"), -1).reshape(-1, 2)
+        res = ls.hessian.curvature_map(ls.models.loss_fn(model, data.train, "cross_entropy"), theta, ds, coords,
+                                       key=jax.random.key(2), chunk_size=2,
+                                       checkpoint=None if ckpt == "-" else ckpt)
     np.savez(out, **res)
     """
 )
@@ -59,11 +66,15 @@ def _run(args, tmp_path):
 
 
 @pytest.mark.slow  # a real subprocess killed / several processes: run by `pytest -m slow`
-def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
-    ref = _run(["-", str(tmp_path / "ref.npz")], tmp_path)
+@pytest.mark.parametrize("kind, saved, marked, returned", [
+    ("surface", "result/train_loss", (0,), "train_loss"),  # saved (seeds, points)
+    ("curvature", "result/smallest", (), "lambda_min"),  # saved (points,)
+])
+def test_sigkill_then_resume_equals_uninterrupted(tmp_path, kind, saved, marked, returned):
+    ref = _run(["-", str(tmp_path / "ref.npz"), kind], tmp_path)
     assert ref.wait(timeout=300) == 0, ref.stderr()
     ckpt = tmp_path / "surface.partial.npz"
-    job = _run([str(ckpt), str(tmp_path / "killed.npz")], tmp_path)
+    job = _run([str(ckpt), str(tmp_path / "killed.npz"), kind], tmp_path)
     try:
         deadline = time.monotonic() + 240
         while not ckpt.exists():  # wait for some chunks to be saved
@@ -83,13 +94,13 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     # mark the saved chunks: a resumed run must reuse them, not recompute them
     stored = ls.files.load_npz(ckpt)
     first_done = int(np.flatnonzero(done)[0])
-    stored["result/train_loss"][0, 2 * first_done] = -123.0  # (seeds, points)
+    stored[saved][(*marked, 2 * first_done)] = -123.0
     ls.files.atomic_save_npz(ckpt, stored)
-    resumed = _run([str(ckpt), str(tmp_path / "resumed.npz")], tmp_path)
+    resumed = _run([str(ckpt), str(tmp_path / "resumed.npz"), kind], tmp_path)
     assert resumed.wait(timeout=300) == 0, resumed.stderr()
     got, want = ls.files.load_npz(tmp_path / "resumed.npz"), ls.files.load_npz(tmp_path / "ref.npz")
-    assert got["train_loss"][2 * first_done] == -123.0  # taken from the checkpoint
-    mask = np.ones(want["train_loss"].size, bool)
+    assert got[returned][2 * first_done] == -123.0  # taken from the checkpoint
+    mask = np.ones(want[returned].size, bool)
     mask[2 * first_done] = False
     for k in want:
         np.testing.assert_array_equal(got[k][mask], want[k][mask])

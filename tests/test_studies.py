@@ -65,6 +65,18 @@ def test_width_sharpness_quick(tmp_path):
         assert 0 < net["largest_basin_fraction"] <= 1
 
 
+def test_curvature_quick(tmp_path):
+    rec = run_quick("curvature", tmp_path)
+    assert sorted(Path(f).name for f in rec["figures"]) == ["curvature_fisher.png", "curvature_ggn.png",
+                                                           "curvature_map.png", "curvature_minibatch.png"]
+    s = rec["summary"]
+    assert set(s["layers"]) == {"Dense_0", "Dense_1", "Dense_2"}
+    # a layer's block is a principal submatrix: its top eigenvalue cannot exceed the whole Hessian's
+    assert all(v["lambda_max"] <= s["lambda_max"] * (1 + 1e-2) + 1e-6 for v in s["layers"].values())
+    assert s["lambda_min"] <= s["lambda_max"] and s["ggn"]["lambda_max"] > 0 and s["fisher"]["lambda_max"] > 0
+    assert 0 <= s["map"]["points_over_0.1"] <= 1 and s["map"]["largest_ratio"] >= s["map"]["centre_ratio"]
+
+
 def test_start_to_finish_quick(tmp_path):
     rec = run_quick("start_to_finish", tmp_path)
     assert sorted(Path(f).name for f in rec["figures"]) == ["start_to_finish_relu_ce.png",

@@ -213,6 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", type=_positive_int, default=51, help="points per axis (default: %(default)s)")
     p.add_argument("--span", type=_positive_float, default=1.0, help="coefficients in [-span, span] (default: %(default)s)")
     p.add_argument("--key", type=_nonneg_int, default=0, help="PRNG seed of the directions (default: %(default)s)")
+    p.add_argument("--curvature", action="store_true",
+                   help="also map the Hessian's largest and smallest eigenvalue and |lambda_min|/lambda_max over "
+                        "the slice (Li et al. 2018): where a convex-looking surface is not; figure NAME_curvature")
+    p.add_argument("--curvature-grid", type=_positive_int, default=21,
+                   help="points per axis of the curvature map, over the same span (default: %(default)s)")
+    p.add_argument("--curvature-probes", type=_nonneg_int, default=0,
+                   help="Hutchinson probes per point for the trace too (default: %(default)s, no trace)")
     _add_eval(p)
 
     p = sub.add_parser("interpolate", help="loss along the straight line between two seeds' minima, with barriers",
