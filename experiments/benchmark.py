@@ -9,6 +9,8 @@ One process, the same data (the bundled digits, 1347 training examples) and the 
 * ``surface``   a 51×51 filter-normalised plane (loss and accuracy on the training set).
 * ``surface784`` the same model on MNIST-shaped inputs (784 pixels, 5000 random examples), 31×31.
 * ``hessian``   the top Hessian eigenvalue of 64 trained networks.
+* ``layers``    the top eigenvalue of every layer's Hessian block of the same 64 networks
+  (``select=``) against per-layer power iteration as a PyTorch user writes it.
 * ``scaling``   cost vs seeds and vs grid points, and peak memory of a 201×201 plane vs 51×51.
 * ``large``     large ensembles (for accelerators): 1,000 / 4,000 / 16,000 seeds of the digits
   network (64-16-16-10 sigmoid, squared-difference cost) trained together, a 201×201 surface,
@@ -384,6 +386,40 @@ def torch_power_iteration(torch, model, stacked, xt, yt):
     return np.asarray(out), iters
 
 
+def torch_layer_power_iteration(torch, model, stacked, xt, yt):
+    """Top eigenvalue of each layer's Hessian block per seed, one seed and one layer after another:
+    power iteration with autograd HVPs over that layer's weight and bias only (PyHessian's loop
+    restricted to a layer, the other parameters held fixed)."""
+    F = torch.nn.functional
+    out = np.zeros((SEEDS, len(model.layer_names)))
+    iters = []
+    for i in range(SEEDS):
+        p = {k: {kk: vv[i] for kk, vv in d.items()} for k, d in stacked.items()}
+        net = _torch_from_jax(torch, model, p)
+        linears = [m for m in net if isinstance(m, torch.nn.Linear)]
+        for j, lin in enumerate(linears):
+            params = [lin.weight, lin.bias]
+            loss = F.cross_entropy(net(xt), yt)
+            grads = torch.autograd.grad(loss, params, create_graph=True)
+            gen = torch.Generator().manual_seed(1000 * i + j)
+            v = [torch.randn(q.shape, generator=gen) for q in params]
+            norm = torch.sqrt(sum((w * w).sum() for w in v))
+            v = [w / norm for w in v]
+            eig = None
+            for it in range(POWER_ITERS):
+                hv = torch.autograd.grad(grads, params, grad_outputs=v, retain_graph=True)
+                new = float(sum((a * b).sum() for a, b in zip(hv, v)))
+                norm = torch.sqrt(sum((w * w).sum() for w in hv))
+                v = [w / (norm + 1e-12) for w in hv]
+                if eig is not None and abs(new - eig) / (abs(eig) + 1e-6) < POWER_TOL:
+                    eig = new
+                    break
+                eig = new
+            out[i, j] = eig
+            iters.append(it + 1)
+    return out, iters
+
+
 # ==================================================================== sections
 
 
@@ -503,6 +539,35 @@ def section_hessian(args, rows, ens=None):
                     "seconds": t, "mean_iterations": float(np.mean(iters)),
                     "max_rel_error": float(np.max(np.abs(ref - exact) / np.abs(exact)))})
     _finish(rows, "hessian", res, None, None, unit="seeds/s", count=SEEDS)
+
+
+def section_layers(args, rows, ens=None):
+    """Per-layer top eigenvalues: ``select=`` on the vmapped library call, one call per layer."""
+    jax, ls, data, model = _jax_setup()
+    torch = _torch()
+    if ens is None:
+        ens = lib_sweep(ls, model, data, FULL_STEPS, None, jax.random.key(0))
+    loss = ls.models.loss_fn(model, data.train, LOSS)
+    layers = ls.hessian.layers(ens.member(0))
+
+    def lib(iters):
+        return np.stack([np.asarray(ls.hessian.top_eigenvalues_many(loss, ens.params, 1, key=jax.random.key(2),
+                                                                    num_iters=iters, select=name))[:, 0]
+                         for name in layers], axis=1)
+
+    exact = lib(4 * LANCZOS_ITERS)
+    t_first, lam = _first(lambda: lib(LANCZOS_ITERS))
+    t_lib, lam = _best(lambda: lib(LANCZOS_ITERS), args.repeats)
+    res = [{"impl": f"landscape top_eigenvalues_many(select=layer), {len(layers)} layers, vmapped",
+            "seconds": t_lib, "first_call_s": t_first,
+            "max_rel_error": float(np.max(np.abs(lam - exact) / np.abs(exact)))}]
+    if torch is not None:
+        xt, yt = torch.from_numpy(data.train.x), torch.from_numpy(data.train.y.astype(np.int64))
+        t, (ref, iters) = _best(lambda: torch_layer_power_iteration(torch, model, ens.params, xt, yt), args.repeats)
+        res.append({"impl": f"PyTorch per-layer power iteration (<={POWER_ITERS} HVPs), seed/layer after another",
+                    "seconds": t, "mean_iterations": float(np.mean(iters)),
+                    "max_rel_error": float(np.max(np.abs(ref - exact) / np.abs(exact)))})
+    _finish(rows, "layers", res, None, None, unit="seeds/s", count=SEEDS)
 
 
 def section_scaling(args, rows):
@@ -722,7 +787,7 @@ def main() -> None:
         _plane_child(int(sys.argv[2]))
         return
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sections", default="matmul,sweep,minibatch,surface,surface784,hessian,scaling,ttr",
+    p.add_argument("--sections", default="matmul,sweep,minibatch,surface,surface784,hessian,layers,scaling,ttr",
                    help="comma-separated; 'large' (accelerators: tens of minutes on a CPU) is not in the default")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--json", default=None, help="write the rows and the machine description here")
@@ -745,6 +810,8 @@ def main() -> None:
         section_surface(args, rows, peak, wide_inputs=True)
     if "hessian" in sections:
         section_hessian(args, rows, ens)
+    if "layers" in sections:
+        section_layers(args, rows, ens)
     if "scaling" in sections:
         section_scaling(args, rows)
     if "large" in sections:
