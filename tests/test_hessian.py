@@ -30,16 +30,23 @@ def test_hvp_matches_dense_hessian(small):
 
 def test_top_and_smallest_eigenvalues_match_eigvalsh(small):
     _, _, params, f, dense, ev = small
-    top = H.top_eigenpairs(f, params, 3, key=jax.random.key(1))
+
+    @jax.jit
+    def quantities(p):
+        return (H.top_eigenpairs(f, p, 3, key=jax.random.key(1)),
+                H.smallest_eigenvalue(f, p, key=jax.random.key(2), num_iters=ev.size),
+                H.top_eigenvalues(f, p, ev.size, key=jax.random.key(5), num_iters=ev.size))
+
+    top, lo, full = quantities(params)
     np.testing.assert_allclose(top.values, ev[::-1][:3], rtol=1e-3, atol=1e-4)
     for value, vec in zip(top.values, top.vectors):
         x = np.asarray(ls.tree.ravel(vec), np.float64)
         np.testing.assert_allclose(np.linalg.norm(x), 1.0, rtol=1e-4)
         np.testing.assert_allclose(dense @ x, float(value) * x, atol=2e-3)  # an eigenvector
-    lo = H.smallest_eigenvalue(f, params, key=jax.random.key(2), num_iters=ev.size)
     assert float(lo) == pytest.approx(ev[0], rel=1e-3, abs=1e-4)
-    full = H.top_eigenvalues(f, params, ev.size, key=jax.random.key(5), num_iters=ev.size)
     np.testing.assert_allclose(np.sort(np.asarray(full)), ev, atol=2e-4)
+    eager = H.top_eigenvalues(f, params, 1, key=jax.random.key(1), num_iters=12)  # outside jit too
+    assert float(eager[0]) == pytest.approx(ev[-1], rel=1e-3)
 
 
 def test_hutchinson_trace_is_unbiased(small):
@@ -63,6 +70,17 @@ def test_spectral_density_integrates_to_one_with_mass_at_eigenvalues(small):
     assert np.trapezoid(rho, grid) == pytest.approx(1.0, abs=1e-3)
 
 
+def _one_member(f, top_iters, probes, density_iters=None):
+    """The single-member functions, jitted once per test: ``(member, key) -> (top, trace, nodes)``."""
+    def ref(member, k):
+        nodes = (H.spectral_density(f, member, key=k, num_probes=2, num_iters=density_iters).nodes
+                 if density_iters else None)
+        return (H.top_eigenvalues(f, member, 2, key=k, num_iters=top_iters),
+                H.trace(f, member, key=k, num_probes=probes)["trace"], nodes)
+
+    return jax.jit(ref)
+
+
 def test_many_members_in_one_call_equal_per_member(small):
     model, d, _, f, _, _ = small
     ens = ls.train_ensemble(model, d, key=jax.random.key(0), seeds=3, loss="cross_entropy", steps=5,
@@ -70,11 +88,11 @@ def test_many_members_in_one_call_equal_per_member(small):
     key = jax.random.key(7)
     many = H.top_eigenvalues_many(f, ens.params, 2, key=key, num_iters=30)
     tr = H.trace_many(f, ens.params, key=key, num_probes=10)
+    ref = _one_member(f, 30, 10)
     for i in range(3):
-        one = H.top_eigenvalues(f, ens.member(i), 2, key=jax.random.fold_in(key, i), num_iters=30)
+        one, t1, _ = ref(ens.member(i), jax.random.fold_in(key, i))
         np.testing.assert_allclose(many[i], one, rtol=1e-4)
-        t1 = H.trace(f, ens.member(i), key=jax.random.fold_in(key, i), num_probes=10)
-        np.testing.assert_allclose(tr["trace"][i], t1["trace"], rtol=1e-4)
+        np.testing.assert_allclose(tr["trace"][i], t1, rtol=1e-4)
 
 
 def test_quadratic_eigenvalues_exact():
@@ -116,13 +134,12 @@ def test_members_in_sequential_groups_equal_per_member(small, monkeypatch, group
     tr = H.trace_many(f, stacked, key=key, num_probes=6)
     den = H.spectral_density_many(f, stacked, key=key, num_probes=2, num_iters=8)
     assert top.shape == (6, 2) and tr["trace"].shape == (6,) and den.nodes.shape == (6, 2, 8)
+    ref = _one_member(f, 20, 6, density_iters=8)
     for i in (0, 3, 5):  # first group (first and last member), the short last group
-        k = jax.random.fold_in(key, i)
-        member = ls.tree.take(stacked, i)
-        np.testing.assert_allclose(top[i], H.top_eigenvalues(f, member, 2, key=k, num_iters=20), rtol=1e-4)
-        np.testing.assert_allclose(tr["trace"][i], H.trace(f, member, key=k, num_probes=6)["trace"], rtol=1e-4)
-        np.testing.assert_allclose(den.nodes[i], H.spectral_density(f, member, key=k, num_probes=2, num_iters=8).nodes,
-                                   rtol=1e-4, atol=1e-5)
+        one, t1, nodes = ref(ls.tree.take(stacked, i), jax.random.fold_in(key, i))
+        np.testing.assert_allclose(top[i], one, rtol=1e-4)
+        np.testing.assert_allclose(tr["trace"][i], t1, rtol=1e-4)
+        np.testing.assert_allclose(den.nodes[i], nodes, rtol=1e-4, atol=1e-5)
 
 
 def test_member_group_policy():
@@ -157,17 +174,22 @@ def test_parameter_subsets_match_the_dense_hessians_blocks(small, select, picks)
     block, idx = _block(params, dense, picks)
     ev = np.linalg.eigvalsh(block)
     k = min(3, ev.size)
-    top = H.top_eigenpairs(f, params, k, key=jax.random.key(1), num_iters=ev.size, select=select)
+
+    @jax.jit  # one program for the four quantities (eager dispatch of each would dominate the test)
+    def quantities(p):
+        return (H.top_eigenpairs(f, p, k, key=jax.random.key(1), num_iters=ev.size, select=select),
+                H.smallest_eigenvalue(f, p, key=jax.random.key(2), num_iters=ev.size, select=select),
+                H.trace(f, p, key=jax.random.key(3), num_probes=1000, select=select),
+                H.spectral_density(f, p, key=jax.random.key(4), num_probes=2, num_iters=ev.size, select=select))
+
+    top, lo, tr, den = quantities(params)
     np.testing.assert_allclose(top.values, ev[::-1][:k], rtol=1e-3, atol=1e-4)
     x = np.asarray(ls.tree.ravel(top.vectors[0]), np.float64)  # full-shaped, zero outside the block
     outside = np.setdiff1d(np.arange(x.size), idx)
     assert np.all(x[outside] == 0)
     np.testing.assert_allclose(block @ x[idx], float(top.values[0]) * x[idx], atol=2e-3)
-    lo = H.smallest_eigenvalue(f, params, key=jax.random.key(2), num_iters=ev.size, select=select)
     assert float(lo) == pytest.approx(ev[0], rel=1e-3, abs=1e-4)
-    tr = H.trace(f, params, key=jax.random.key(3), num_probes=1000, select=select)
     assert abs(float(tr["trace"]) - np.trace(block)) < 4 * float(tr["stderr"]) + 1e-4
-    den = H.spectral_density(f, params, key=jax.random.key(4), num_probes=2, num_iters=ev.size, select=select)
     np.testing.assert_allclose(np.sort(np.asarray(den.nodes[0])), ev, atol=2e-3)  # all Ritz values: the spectrum
 
 
@@ -218,17 +240,22 @@ def test_gauss_newton_and_fisher_match_explicit_jacobians(small, explicit, curva
     np.testing.assert_allclose(got, dense @ np.asarray(ls.tree.ravel(v), np.float64), rtol=1e-4, atol=1e-5)
     ev = np.linalg.eigvalsh(dense)
     assert ev[0] > -1e-5  # positive semi-definite
-    top = H.top_eigenvalues(f, params, 3, key=jax.random.key(1), num_iters=ev.size, curvature=curvature)
+    block, idx = _block(params, dense, lambda n: n.startswith("Dense_1/"))  # a layer's GGN block too
+
+    @jax.jit
+    def quantities(p):
+        return (H.top_eigenvalues(f, p, 3, key=jax.random.key(1), num_iters=ev.size, curvature=curvature),
+                H.trace(f, p, key=jax.random.key(2), num_probes=1000, curvature=curvature),
+                H.top_eigenvalues(f, p, 1, key=jax.random.key(4), num_iters=idx.size, select="Dense_1",
+                                  curvature=curvature))
+
+    top, tr, sub = quantities(params)
     np.testing.assert_allclose(top, ev[::-1][:3], rtol=1e-3, atol=1e-4)
-    tr = H.trace(f, params, key=jax.random.key(2), num_probes=1000, curvature=curvature)
     assert abs(float(tr["trace"]) - np.trace(dense)) < 4 * float(tr["stderr"]) + 1e-4
+    assert float(sub[0]) == pytest.approx(np.linalg.eigvalsh(block)[-1], rel=1e-3, abs=1e-4)
     many = H.top_eigenvalues_many(f, ls.tree.stack([params]), 2, key=jax.random.key(1), num_iters=ev.size,
                                   curvature=curvature)
     np.testing.assert_allclose(many[0], ev[::-1][:2], rtol=1e-3, atol=1e-4)
-    block, idx = _block(params, dense, lambda n: n.startswith("Dense_1/"))  # a layer's GGN block too
-    sub = H.top_eigenvalues(f, params, 1, key=jax.random.key(4), num_iters=idx.size, select="Dense_1",
-                            curvature=curvature)
-    assert float(sub[0]) == pytest.approx(np.linalg.eigvalsh(block)[-1], rel=1e-3, abs=1e-4)
     with pytest.raises(ls.ConfigError, match="needs a loss that exposes"):
         H.top_eigenvalues(lambda p: f(p), params, 1, key=jax.random.key(0), curvature=curvature)
 
@@ -243,15 +270,21 @@ def test_batched_loss_accumulates_exactly_the_full_data_curvature(small, explici
     fb = ls.models.loss_fn(model, d.train, "cross_entropy", batch_size=10)
     assert isinstance(fb, ls.models.BatchedLoss) and fb.num_batches == 7
     assert float(fb(params)) == pytest.approx(float(f(params)), rel=1e-6)
-    full = H.top_eigenvalues(fb, params, ev.size, key=jax.random.key(5), num_iters=ev.size)
-    np.testing.assert_allclose(np.sort(np.asarray(full)), ev, atol=2e-4)  # every eigenvalue
-    for curvature, ref in zip(("ggn", "fisher"), explicit):
-        got = H.top_eigenvalues(fb, params, 2, key=jax.random.key(1), num_iters=ref.shape[0], curvature=curvature)
-        np.testing.assert_allclose(got, np.linalg.eigvalsh(ref)[::-1][:2], rtol=1e-3, atol=1e-4)
     block, _ = _block(params, dense, lambda n: n.startswith("Dense_1/"))
-    sub = H.smallest_eigenvalue(fb, params, key=jax.random.key(2), num_iters=block.shape[0], select="Dense_1")
+
+    @jax.jit
+    def quantities(p):
+        return (H.top_eigenvalues(fb, p, ev.size, key=jax.random.key(5), num_iters=ev.size),
+                [H.top_eigenvalues(fb, p, 2, key=jax.random.key(1), num_iters=ev.size, curvature=c)
+                 for c in ("ggn", "fisher")],
+                H.smallest_eigenvalue(fb, p, key=jax.random.key(2), num_iters=block.shape[0], select="Dense_1"),
+                H.trace(fb, p, key=jax.random.key(3), num_probes=1000))
+
+    full, gauss_fisher, sub, tr = quantities(params)
+    np.testing.assert_allclose(np.sort(np.asarray(full)), ev, atol=2e-4)  # every eigenvalue
+    for got, ref in zip(gauss_fisher, explicit):
+        np.testing.assert_allclose(got, np.linalg.eigvalsh(ref)[::-1][:2], rtol=1e-3, atol=1e-4)
     assert float(sub) == pytest.approx(np.linalg.eigvalsh(block)[0], rel=1e-3, abs=1e-4)
-    tr = H.trace(fb, params, key=jax.random.key(3), num_probes=1000)
     assert abs(float(tr["trace"]) - np.trace(dense)) < 4 * float(tr["stderr"]) + 1e-4
 
 
@@ -280,13 +313,15 @@ def test_minibatch_estimates_match_each_batchs_dense_hessian(small):
     ens = H.ensemble_curvature(f, stacked, key=jax.random.key(0), top=2, num_iters=43, trace_probes=8,
                                minibatches=mb, chunk_size=2)
     assert ens["batch_top"].shape == (2, 4, 2) and ens["batch_trace"].shape == (2, 4)
+    # the reference: a dense Hessian of each batch's own loss (one compiled program for all of them)
+    dense_of = jax.jit(lambda x, y, p: H.dense_hessian(
+        ls.models.loss_fn(model, ls.data.Split(x, y), "cross_entropy"), p))
     for b in range(4):
-        fb = ls.models.loss_fn(model, ls.data.Split(np.asarray(xs[b]), np.asarray(ys[b])), "cross_entropy")
-        dense_b = np.asarray(H.dense_hessian(fb, params), np.float64)
+        dense_b = np.asarray(dense_of(xs[b], ys[b], params), np.float64)
         np.testing.assert_allclose(per["top"][b], np.linalg.eigvalsh(dense_b)[::-1][:2], rtol=1e-3, atol=1e-4)
         assert abs(float(per["trace"][b]) - np.trace(dense_b)) < 4 * float(per["trace_stderr"][b]) + 1e-4
         for i, member in enumerate(ls.tree.unstack(stacked)):
-            ref = np.linalg.eigvalsh(np.asarray(H.dense_hessian(fb, member), np.float64))[::-1][:2]
+            ref = np.linalg.eigvalsh(np.asarray(dense_of(xs[b], ys[b], member), np.float64))[::-1][:2]
             np.testing.assert_allclose(ens["batch_top"][i, b], ref, rtol=1e-3, atol=1e-4)
     with pytest.raises(ls.ConfigError, match="need 130 examples; the training set has 64"):
         ls.models.minibatch_loss(model, d.train, "cross_entropy", batch_size=13, num_batches=10,
