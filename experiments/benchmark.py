@@ -356,33 +356,36 @@ def torch_surface(torch, model, center, d1, d2, xt, yt, num, batch):
     return loss, acc
 
 
+def _torch_power(torch, loss, params, gen):
+    """PyHessian's power iteration: the top eigenvalue of the Hessian of ``loss`` over ``params``
+    with autograd HVPs; ``(eigenvalue, iterations)``."""
+    grads = torch.autograd.grad(loss, params, create_graph=True)
+    v = [torch.randn(q.shape, generator=gen) for q in params]
+    norm = torch.sqrt(sum((w * w).sum() for w in v))
+    v = [w / norm for w in v]
+    eig = None
+    for it in range(POWER_ITERS):
+        hv = torch.autograd.grad(grads, params, grad_outputs=v, retain_graph=True)
+        new = float(sum((a * b).sum() for a, b in zip(hv, v)))
+        norm = torch.sqrt(sum((w * w).sum() for w in hv))
+        v = [w / (norm + 1e-12) for w in hv]
+        if eig is not None and abs(new - eig) / (abs(eig) + 1e-6) < POWER_TOL:
+            return new, it + 1
+        eig = new
+    return eig, POWER_ITERS
+
+
 def torch_power_iteration(torch, model, stacked, xt, yt):
     """Top Hessian eigenvalue per seed, one seed after another: power iteration with autograd HVPs."""
     F = torch.nn.functional
-    out = []
-    iters = []
+    out, iters = [], []
     for i in range(SEEDS):
         p = {k: {kk: vv[i] for kk, vv in d.items()} for k, d in stacked.items()}
         net = _torch_from_jax(torch, model, p)
-        params = list(net.parameters())
-        loss = F.cross_entropy(net(xt), yt)
-        grads = torch.autograd.grad(loss, params, create_graph=True)
-        gen = torch.Generator().manual_seed(i)
-        v = [torch.randn(q.shape, generator=gen) for q in params]
-        norm = torch.sqrt(sum((w * w).sum() for w in v))
-        v = [w / norm for w in v]
-        eig = None
-        for it in range(POWER_ITERS):
-            hv = torch.autograd.grad(grads, params, grad_outputs=v, retain_graph=True)
-            new = float(sum((a * b).sum() for a, b in zip(hv, v)))
-            norm = torch.sqrt(sum((w * w).sum() for w in hv))
-            v = [w / (norm + 1e-12) for w in hv]
-            if eig is not None and abs(new - eig) / (abs(eig) + 1e-6) < POWER_TOL:
-                eig = new
-                break
-            eig = new
+        eig, n = _torch_power(torch, F.cross_entropy(net(xt), yt), list(net.parameters()),
+                              torch.Generator().manual_seed(i))
         out.append(eig)
-        iters.append(it + 1)
+        iters.append(n)
     return np.asarray(out), iters
 
 
@@ -398,25 +401,9 @@ def torch_layer_power_iteration(torch, model, stacked, xt, yt):
         net = _torch_from_jax(torch, model, p)
         linears = [m for m in net if isinstance(m, torch.nn.Linear)]
         for j, lin in enumerate(linears):
-            params = [lin.weight, lin.bias]
-            loss = F.cross_entropy(net(xt), yt)
-            grads = torch.autograd.grad(loss, params, create_graph=True)
-            gen = torch.Generator().manual_seed(1000 * i + j)
-            v = [torch.randn(q.shape, generator=gen) for q in params]
-            norm = torch.sqrt(sum((w * w).sum() for w in v))
-            v = [w / norm for w in v]
-            eig = None
-            for it in range(POWER_ITERS):
-                hv = torch.autograd.grad(grads, params, grad_outputs=v, retain_graph=True)
-                new = float(sum((a * b).sum() for a, b in zip(hv, v)))
-                norm = torch.sqrt(sum((w * w).sum() for w in hv))
-                v = [w / (norm + 1e-12) for w in hv]
-                if eig is not None and abs(new - eig) / (abs(eig) + 1e-6) < POWER_TOL:
-                    eig = new
-                    break
-                eig = new
-            out[i, j] = eig
-            iters.append(it + 1)
+            out[i, j], n = _torch_power(torch, F.cross_entropy(net(xt), yt), [lin.weight, lin.bias],
+                                        torch.Generator().manual_seed(1000 * i + j))
+            iters.append(n)
     return out, iters
 
 
