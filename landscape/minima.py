@@ -192,6 +192,10 @@ def _hidden_layers(params: dict) -> list[str]:
     names = sorted((k for k in params if k.startswith("Dense_")), key=lambda k: int(k.split("_")[1]))
     if not names or names != [f"Dense_{i}" for i in range(len(names))]:
         raise ConfigError("alignment needs the built-in MLP's parameters (Dense_0, Dense_1, ...)")
+    others = sorted(k for k in params if k not in names)
+    if others:  # never permute some layers and silently leave the others: "aligned" would be a lie
+        raise ConfigError(f"alignment cannot permute {', '.join(others)}: weight matching supports the built-in "
+                          "MLP's Dense layers only so far")
     return names
 
 

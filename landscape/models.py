@@ -25,6 +25,8 @@ __all__ = [
     "INITIALIZERS",
     "LOSSES",
     "MLP",
+    "FlaxModel",
+    "as_model",
     "mse",
     "cross_entropy",
     "accuracy",
@@ -37,6 +39,7 @@ __all__ = [
     "per_example_loss",
     "metrics_fn",
     "MLPMetrics",
+    "ModelMetrics",
 ]
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
@@ -184,6 +187,117 @@ class MLP:
         """Number of trainable scalars."""
         return sum(math.prod(s) for s in self.param_shapes().values())
 
+    def activation_width(self) -> int:
+        """Floats of forward activations per example (the summed layer widths): the unit of
+        :func:`landscape.train.device_bytes_per_member`'s activation estimate."""
+        return sum(self.widths)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class FlaxModel:
+    """Any model as ``init(key) -> params`` and ``apply(params, x) -> outputs``: a Flax Linen
+    module, or a plain pair of functions, bound to a data set's input shape.
+
+    Build it with :func:`as_model`.  ``params`` is the module's ``"params"`` collection (any
+    pytree for a pair).  Models with mutable state (BatchNorm's ``batch_stats``) are refused
+    with a clear error for now.
+
+    Attributes:
+      init_fn: ``(key, x (1, ...)) -> params``.
+      apply_fn: ``(params, x (N, ...)) -> (N, K)``.
+      name: how the model is described (its class name).
+      in_shape: one example's shape, ``None`` until bound by :meth:`for_data`.
+      out_features: ``K``, likewise.
+    """
+
+    init_fn: Callable[[jax.Array, jax.Array], Any]
+    apply_fn: Callable[[Any, jax.Array], jax.Array]
+    name: str = "model"
+    in_shape: tuple | None = None
+    out_features: int | None = None
+
+    def for_data(self, data) -> FlaxModel:
+        """This model bound to a :class:`~landscape.data.Dataset`: its input shape and classes,
+        checked by evaluating the model on one example (its outputs must be ``(1, K)``)."""
+        shape = tuple(int(n) for n in data.train.x.shape[1:])
+        if self.in_shape not in (None, shape) or self.out_features not in (None, data.num_classes):
+            raise ConfigError(f"{self.name} was bound to inputs {self.in_shape} and {self.out_features} classes; "
+                              f"data set {data.name!r} has {shape} and {data.num_classes}")
+        bound = dataclasses.replace(self, in_shape=shape, out_features=data.num_classes)
+        params = jax.eval_shape(bound.init, jax.random.key(0))
+        out = jax.eval_shape(bound.apply_fn, params, jax.ShapeDtypeStruct((1, *shape), jnp.float32))
+        if getattr(out, "shape", None) != (1, data.num_classes):
+            raise ConfigError(f"{self.name} maps one example of shape {shape} to outputs of shape "
+                              f"{getattr(out, 'shape', type(out).__name__)}; the data set has {data.num_classes} "
+                              f"classes, so (1, {data.num_classes}) is needed")
+        return bound
+
+    def _require_bound(self):
+        if self.in_shape is None:
+            raise ConfigError(f"{self.name} is not bound to data: call model.for_data(dataset) first")
+
+    def init(self, key: jax.Array):
+        """Fresh parameters from ``key``."""
+        self._require_bound()
+        return self.init_fn(key, jnp.zeros((1, *self.in_shape), jnp.float32))
+
+    def apply(self, params, x: jax.Array) -> jax.Array:
+        """Outputs ``(N, K)`` for inputs ``x (N, ...)``."""
+        return self.apply_fn(params, x)
+
+    def num_params(self) -> int:
+        """Number of trainable scalars."""
+        shapes = jax.eval_shape(self.init, jax.random.key(0))
+        return int(sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(shapes)))
+
+    def activation_width(self) -> int:
+        """Floats of every intermediate value of a forward pass on one example (an upper
+        estimate of its activations), counted from the traced program."""
+        self._require_bound()
+        params = jax.eval_shape(self.init, jax.random.key(0))
+        jaxpr = jax.make_jaxpr(self.apply_fn)(params, jax.ShapeDtypeStruct((1, *self.in_shape), jnp.float32))
+        return int(sum(math.prod(v.aval.shape) for eqn in jaxpr.jaxpr.eqns for v in eqn.outvars
+                       if hasattr(v.aval, "shape")))
+
+    def to_dict(self) -> dict:
+        """Refused: a run directory can only describe the built-in models for now."""
+        raise ConfigError(f"a run of a user model ({self.name}) cannot be saved as a run directory yet: keep the "
+                          "returned Ensemble in Python (its arrays can be saved with numpy)")
+
+
+def _linen(module) -> FlaxModel:
+    def init(key, x):
+        variables = module.init(key, x)
+        other = sorted(set(variables) - {"params"})
+        if other:
+            raise ConfigError(f"{type(module).__name__} has mutable state ({', '.join(other)}); models with "
+                              "state such as BatchNorm statistics cannot be trained as ensembles yet")
+        return flax.core.unfreeze(variables["params"])
+
+    def apply(params, x):
+        return module.apply({"params": params}, x)
+
+    return FlaxModel(init, apply, type(module).__name__)
+
+
+def as_model(model) -> MLP | FlaxModel:
+    """What :func:`landscape.train.train_ensemble` trains: the built-in :class:`MLP` as it is, a
+    Flax Linen module (``module.init`` / ``module.apply`` on a batch of inputs), or a pair
+    ``(init(key) -> params, apply(params, x) -> outputs)``.
+
+    Raises:
+      ConfigError: anything else (the message says what is accepted).
+    """
+    if isinstance(model, (MLP, FlaxModel)):
+        return model
+    if isinstance(model, nn.Module):
+        return _linen(model)
+    if isinstance(model, tuple) and len(model) == 2 and all(callable(f) for f in model):
+        init, apply = model
+        return FlaxModel(lambda key, x: init(key), apply, "init/apply pair")
+    raise ConfigError(f"a model must be a landscape.MLP, a flax.linen.Module or an (init, apply) pair; got "
+                      f"{type(model).__name__}")
+
 
 # ---------------------------------------------------------------------- losses and metrics
 
@@ -221,7 +335,7 @@ def loss_function(name: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
     return LOSSES[name]
 
 
-def metrics(model: MLP, params: dict, x: jax.Array, y: jax.Array, loss: str) -> dict[str, jax.Array]:
+def metrics(model, params, x: jax.Array, y: jax.Array, loss: str) -> dict[str, jax.Array]:
     """``{"loss": scalar, "accuracy": scalar}`` of ``params`` on inputs ``x (N, D)``, labels ``y (N,)``."""
     out = model.apply(params, x)
     return {"loss": loss_function(loss)(out, y), "accuracy": accuracy(out, y)}
@@ -384,6 +498,25 @@ class MLPMetrics:
         return {"loss": loss_function(self.loss)(z, y), "accuracy": accuracy(z, y)}
 
 
-def metrics_fn(model: MLP, loss: str) -> MLPMetrics:
-    """``(params, (x, y)) -> {"loss", "accuracy"}``: the generic metric signature of ``surface``."""
-    return MLPMetrics(model, loss)
+@dataclasses.dataclass(frozen=True, eq=False)
+class ModelMetrics:
+    """``(params, (x, y)) -> {"loss", "accuracy"}`` for any model with ``apply(params, x)``."""
+
+    model: Any
+    loss: str
+
+    def __post_init__(self):
+        loss_function(self.loss)  # validate early
+
+    def __call__(self, params, batch) -> dict[str, jax.Array]:
+        return metrics(self.model, params, batch[0], batch[1], self.loss)
+
+
+def metrics_fn(model, loss: str) -> MLPMetrics | ModelMetrics:
+    """``(params, (x, y)) -> {"loss", "accuracy"}``: the generic metric signature of ``surface``.
+    For the built-in :class:`MLP` an :class:`MLPMetrics`, which also exposes the first-layer
+    structure the surface evaluator's shortcut uses; for any other model a plain
+    :class:`ModelMetrics` (``model`` as :func:`as_model` takes it, bound to its data)."""
+    if isinstance(model, MLP):
+        return MLPMetrics(model, loss)
+    return ModelMetrics(as_model(model), loss)

@@ -31,7 +31,7 @@ from . import tree
 from .data import Dataset
 from .distributed import placement
 from .errors import ConfigError
-from .models import MLP, accuracy, loss_function
+from .models import MLP, accuracy, as_model, loss_function
 from .optim import OptimizerSpec, _check_lr
 
 __all__ = ["History", "Trajectory", "Ensemble", "train_ensemble", "summarize", "member_keys", "learned",
@@ -224,7 +224,10 @@ def train_ensemble(
     """Train every (seed, learning rate) member of an ensemble at once.
 
     Args:
-      model: an :class:`~landscape.models.MLP` (bound to ``data`` here if it is not yet).
+      model: an :class:`~landscape.models.MLP` (bound to ``data`` here if it is not yet), a
+        Flax Linen module mapping a batch of inputs to outputs ``(N, K)``, or a pair
+        ``(init(key) -> params, apply(params, x) -> outputs)`` (:func:`landscape.models.as_model`;
+        models with mutable state such as BatchNorm are not supported yet).
       data: the :class:`~landscape.data.Dataset`; metrics use its full train and test splits.
       key: the root PRNG key (keyword-only, required).
       seeds: a count ``S`` (seeds ``0..S-1``) or explicit distinct non-negative seeds.
@@ -252,7 +255,7 @@ def train_ensemble(
     """
     if not isinstance(data, Dataset):
         raise ConfigError(f"data must be a landscape Dataset, got {type(data).__name__}")
-    model = model.for_data(data)
+    model = as_model(model).for_data(data)
     loss_function(loss)  # validate the name early
     make_opt, opt_desc, lr_grid = _resolve_optimizer(optimizer, learning_rates)
     if isinstance(seeds, (int, np.integer)) and seeds >= 1:
@@ -469,7 +472,7 @@ def device_bytes_per_member(model: MLP, batch: int, eval_examples: int) -> int:
     post-activation: ``16 · batch · W`` with ``W`` the summed layer widths) or of the metric
     evaluation on every train and test example (``8 · eval_examples · W``), whichever is larger.
     """
-    width = sum(model.widths)
+    width = model.activation_width()
     return int(16 * model.num_params() + max(16 * batch * width, 8 * eval_examples * width))
 
 
