@@ -280,10 +280,43 @@ def _linen(module) -> FlaxModel:
     return FlaxModel(init, apply, type(module).__name__)
 
 
+def _nnx(factory) -> FlaxModel:
+    """An NNX model given as ``factory(rngs) -> nnx.Module``: parameters are the pure-dict form
+    of its ``nnx.Param`` state; ``apply`` merges them into a clone of the module's structure."""
+    from flax import nnx
+
+    try:
+        probe = nnx.eval_shape(lambda: factory(nnx.Rngs(0)))
+    except Exception as exc:  # not a factory of rngs: say what is accepted
+        raise ConfigError(f"a model must be a landscape.MLP, a flax.linen.Module, an (init, apply) pair or an NNX "
+                          f"factory rngs -> nnx.Module; calling {getattr(factory, '__name__', factory)!r} with "
+                          f"nnx.Rngs failed: {exc}") from None
+    if not isinstance(probe, nnx.Module):
+        raise ConfigError(f"an NNX factory must return an nnx.Module, got {type(probe).__name__}")
+    graphdef, template, rest = nnx.split(factory(nnx.Rngs(0)), nnx.Param, ...)
+    stateful = sorted({type(v).__name__ for v in jax.tree_util.tree_leaves(
+        rest, is_leaf=lambda v: isinstance(v, nnx.Variable)) if isinstance(v, nnx.BatchStat)})
+    if stateful:
+        raise ConfigError(f"{type(probe).__name__} has mutable state ({', '.join(stateful)}); models with state "
+                          "such as BatchNorm statistics cannot be trained as ensembles yet")
+
+    def init(key, x):
+        return nnx.to_pure_dict(nnx.split(factory(nnx.Rngs(key)), nnx.Param, ...)[1])
+
+    def apply(params, x):
+        state = nnx.clone(template)
+        nnx.replace_by_pure_dict(state, params)
+        return nnx.merge(graphdef, state, rest)(x)
+
+    return FlaxModel(init, apply, type(probe).__name__)
+
+
 def as_model(model) -> MLP | FlaxModel:
     """What :func:`landscape.train.train_ensemble` trains: the built-in :class:`MLP` as it is, a
-    Flax Linen module (``module.init`` / ``module.apply`` on a batch of inputs), or a pair
-    ``(init(key) -> params, apply(params, x) -> outputs)``.
+    Flax Linen module (``module.init`` / ``module.apply`` on a batch of inputs), a pair
+    ``(init(key) -> params, apply(params, x) -> outputs)``, or a Flax NNX model given as a
+    factory ``lambda rngs: Net(..., rngs=rngs)`` (its ``nnx.Param`` state, as nested dicts, is
+    the parameter pytree).
 
     Raises:
       ConfigError: anything else (the message says what is accepted).
@@ -295,6 +328,8 @@ def as_model(model) -> MLP | FlaxModel:
     if isinstance(model, tuple) and len(model) == 2 and all(callable(f) for f in model):
         init, apply = model
         return FlaxModel(lambda key, x: init(key), apply, "init/apply pair")
+    if callable(model) and not isinstance(model, type):
+        return _nnx(model)
     raise ConfigError(f"a model must be a landscape.MLP, a flax.linen.Module or an (init, apply) pair; got "
                       f"{type(model).__name__}")
 

@@ -96,3 +96,42 @@ def test_what_is_not_supported_yet_is_a_clear_error(digits, tmp_path):
     with pytest.raises(ls.ConfigError, match="cannot be saved as a run directory yet"):
         ls.io.save_run(tmp_path / "run", ens)
     assert not (tmp_path / "run").exists()
+
+
+def test_an_nnx_model_from_its_factory_trains_as_an_ensemble(digits):
+    from flax import nnx
+
+    class Net(nnx.Module):
+        def __init__(self, *, rngs):
+            self.hidden = nnx.Linear(64, 6, rngs=rngs)
+            self.out = nnx.Linear(6, 10, rngs=rngs)
+
+        def __call__(self, x):
+            return self.out(jnp.tanh(self.hidden(x)))
+
+    spec = ls.OptimizerSpec("momentum", 0.1)
+    key = jax.random.key(2)
+    ens = ls.train_ensemble(lambda rngs: Net(rngs=rngs), digits, key=key, seeds=[1, 4], loss="mse",
+                            optimizer=spec, steps=6, batch_size=20, log_every=3, progress=False)
+    p = ens.member(0)
+    assert jax.tree.map(jnp.shape, p) == {"hidden": {"kernel": (64, 6), "bias": (6,)},
+                                          "out": {"kernel": (6, 10), "bias": (10,)}}
+    # the NNX module's own forward pass written out by hand from the plain parameters
+    x = jnp.asarray(digits.train.x)
+    by_hand = jnp.tanh(x @ p["hidden"]["kernel"] + p["hidden"]["bias"]) @ p["out"]["kernel"] + p["out"]["bias"]
+    np.testing.assert_allclose(ens.model.apply(p, x), by_hand, rtol=1e-5, atol=1e-6)
+    ref = reference_member(ens.model, digits, key, 4, spec.build(), "mse", 6, 20)
+    assert_trees_close(ens.member(1), ref, rtol=1e-4, atol=1e-5)
+    # each seed starts from NNX's own initialisation with that seed's key
+    assert not np.allclose(ens.member(0)["hidden"]["kernel"], ens.member(1)["hidden"]["kernel"])
+
+    class WithNorm(nnx.Module):
+        def __init__(self, *, rngs):
+            self.norm = nnx.BatchNorm(64, rngs=rngs)
+            self.out = nnx.Linear(64, 10, rngs=rngs)
+
+        def __call__(self, x):
+            return self.out(self.norm(x))
+
+    with pytest.raises(ls.ConfigError, match=r"mutable state \(BatchStat\)"):
+        ls.train_ensemble(lambda rngs: WithNorm(rngs=rngs), digits, key=key, seeds=2, steps=2, progress=False)
