@@ -46,9 +46,19 @@ def training_figures(ens, run: str | Path, fmt: str = "png") -> list[Path]:
 
 
 def result_figure(arrays: dict, meta: dict, path: str | Path, **kw) -> Path:
-    """Draw a saved slice result (:func:`landscape.plot.from_result`) to ``path``."""
+    """Draw a saved slice result (:func:`landscape.plot.from_result`) to ``path``; with
+    ``kind="curvature"`` its curvature map (:func:`curvature_map_figure`).
+
+    Raises:
+      ValueError: ``kind="curvature"`` for a result without a curvature map (or another
+        option the result cannot be drawn with).
+    """
     from . import plot
 
+    if kw.get("kind") == "curvature":
+        if not any(k.startswith("curvature/") for k in arrays):
+            raise ValueError("the result holds no curvature map: compute it with `landscape surface --curvature`")
+        return curvature_map_figure(arrays, meta, path)
     return plot.save_figure(plot.from_result(arrays, meta, **kw), path)
 
 

@@ -106,3 +106,5 @@ def test_hessian_per_layer_and_gauss_newton_from_the_command_line(small_run, tmp
     assert arrays["curvature/lambda_max"].shape == (3, 3) and arrays["curvature/trace"].shape == (3, 3)
     assert float(arrays["curvature/lambda_max"][1, 1]) == pytest.approx(float(whole["top"][1, 0]), rel=1e-3)
     assert (out / "figures" / f"{name}_curvature.png").stat().st_size > 1000
+    r = run("plot", str(out / "results" / f"{name}.npz"), "--kind", "curvature", "--format", "pdf", "--quiet")
+    assert r.returncode == 0 and (out / "figures" / f"{name}_curvature_plot.pdf").stat().st_size > 1000, r.stderr

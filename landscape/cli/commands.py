@@ -292,7 +292,8 @@ def cmd_plot(args) -> int:
         out = Path(args.out)
     else:  # never the command's own figure: the name carries every option that changes the drawing
         npz, _ = io.result_paths(args.result)
-        parts = [f"_{args.kind}" if args.kind else "", f"_{args.metric}" if args.metric else "",
+        kind = {"curvature": "curvature_plot"}.get(args.kind, args.kind)  # `surface` draws NAME_curvature itself
+        parts = [f"_{kind}" if kind else "", f"_{args.metric}" if args.metric else "",
                  "" if args.log is None else ("_log" if args.log else "_linear"),
                  f"_clip{args.clip:g}" if args.clip is not None else ""]
         suffix = "".join(parts) or "_replot"

@@ -295,8 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plot", help="draw a saved result (no recomputation)",
                        description="Draw a saved surface / line / interpolation result file.")
     p.add_argument("result", help="a result file (.npz or .json) under RUN/results/")
-    p.add_argument("--kind", choices=("contour", "filled", "heatmap", "surface", "line"), default=None,
-                   help="figure kind (default: line for 1-D results, filled for 2-D)")
+    p.add_argument("--kind", choices=("contour", "filled", "heatmap", "surface", "line", "curvature"), default=None,
+                   help="figure kind (default: line for 1-D results, filled for 2-D); curvature: the "
+                        "|lambda_min|/lambda_max map of a `surface --curvature` result")
     p.add_argument("--metric", default=None, help="which metric, e.g. train_loss, test_accuracy (default: train loss)")
     scale = p.add_mutually_exclusive_group()
     scale.add_argument("--log", dest="log", action="store_true", default=None, help="log scale / log-spaced levels")
