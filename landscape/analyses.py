@@ -96,12 +96,16 @@ class Outcome:
 
 @dataclasses.dataclass(frozen=True)
 class TrainSpec:
-    """A seed sweep of the built-in MLP (see ``landscape train --help`` for each field)."""
+    """A seed sweep of a built-in model (see ``landscape train --help`` for each field):
+    ``model="mlp"`` (``hidden`` widths) or ``"cnn"`` (``channels``, ``kernel``; image data sets)."""
 
     dataset: str = "digits"
     data_dir: str | None = None
     download: bool = False
+    model: str = "mlp"
     hidden: tuple[int, ...] = (16, 16)
+    channels: tuple[int, ...] = (8, 16)
+    kernel: int = 3
     activation: str = "sigmoid"
     output_activation: str = "auto"
     init: str = "lecun_normal"
@@ -151,8 +155,14 @@ def train(out: str | Path, spec: TrainSpec, *, overwrite: bool = False, executio
         out_act = spec.output_activation
         if out_act == "auto":
             out_act = "sigmoid" if spec.loss == "mse" else "identity"
-        model = models.MLP(hidden=tuple(spec.hidden), activation=spec.activation, output_activation=out_act,
-                           kernel_init=spec.init)
+        if spec.model == "mlp":
+            model = models.MLP(hidden=tuple(spec.hidden), activation=spec.activation, output_activation=out_act,
+                               kernel_init=spec.init)
+        elif spec.model == "cnn":
+            model = models.CNN(channels=tuple(spec.channels), kernel=spec.kernel, activation=spec.activation,
+                               output_activation=out_act, kernel_init=spec.init)
+        else:
+            raise ConfigError(f"unknown model {spec.model!r}; choose mlp or cnn")
         lrs = tuple(spec.lr)
         ens = train_mod.train_ensemble(
             model, dataset, key=jax.random.key(spec.key), seeds=spec.seeds,
@@ -655,6 +665,8 @@ def compare(run, spec: CompareSpec, *, name: str | None = None, overwrite: bool 
         warn.append(f"{'kept' if spec.include_unlearned else 'left out'} {len(stalled)} member(s) that did not "
                     f"learn: {', '.join(members.labels(ens, stalled))}")
     warn += members.warnings(ens, curve_pair or [])
+    if spec.align:
+        minima.check_alignable(ens.member(0))  # before anything is computed
     settings = {"command": "compare", "members": idx, **dataclasses.asdict(spec), "curve": curve_pair}
 
     def compute(res):

@@ -50,6 +50,9 @@ class Dataset:
       train, test: :class:`Split` with ``x`` ``float32 (N, D)`` and ``y`` ``int32 (N,)``.
       num_classes: number of classes ``K``; labels lie in ``[0, K)``.
       options: the keyword arguments that reproduce the set (stored in run metadata).
+      image_shape: ``(H, W, C)`` for a set of images (``H W C = D``: each row of ``x`` is an
+        image flattened in C order, so ``x.reshape(N, H, W, C)`` restores the images for
+        convolutional models); ``None`` for feature vectors.
     """
 
     name: str
@@ -57,6 +60,15 @@ class Dataset:
     test: Split
     num_classes: int
     options: dict = dataclasses.field(default_factory=dict)
+    image_shape: tuple | None = None
+
+    def __post_init__(self):
+        if self.image_shape is not None:
+            shape = tuple(int(n) for n in self.image_shape)
+            if len(shape) != 3 or int(np.prod(shape)) != self.train.x.shape[1]:
+                raise DataError(f"image_shape {shape} does not hold the {self.train.x.shape[1]} inputs of a row "
+                                "(it must be (height, width, channels))")
+            object.__setattr__(self, "image_shape", shape)
 
     @property
     def input_dim(self) -> int:
@@ -71,6 +83,7 @@ class Dataset:
             "num_train": int(self.train.x.shape[0]),
             "num_test": int(self.test.x.shape[0]),
             "input_dim": self.input_dim,
+            "image_shape": None if self.image_shape is None else list(self.image_shape),
             "num_classes": self.num_classes,
             "majority_rate": float(np.bincount(self.train.y, minlength=self.num_classes).max() / self.train.y.size),
         }
@@ -120,9 +133,10 @@ def from_arrays(
 ) -> Dataset:
     """A :class:`Dataset` from user arrays.
 
-    Inputs may have any trailing shape (they are flattened to ``(N, D)`` and cast to
-    ``float32``, not rescaled); labels are integer class indices.  ``num_classes`` defaults
-    to ``max(label) + 1`` over both splits.
+    Inputs may have any trailing shape: they are stored flattened, ``(N, D)``, cast to
+    ``float32`` and not rescaled; images ``(N, H, W, C)`` (or ``(N, H, W)``, one channel)
+    keep their shape as the set's ``image_shape`` (for convolutional models).  Labels are
+    integer class indices; ``num_classes`` defaults to ``max(label) + 1`` over both splits.
     """
     if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 2):
         raise DataError(f"num_classes must be an integer >= 2, got {num_classes!r}")
@@ -133,7 +147,9 @@ def from_arrays(
     k = num_classes if num_classes is not None else int(max(train.y.max(), test.y.max())) + 1
     if k < 2:
         raise DataError("a classification data set needs at least 2 classes")
-    return Dataset(name=name, train=train, test=test, num_classes=k)
+    shape = np.shape(x_train)[1:]
+    image = tuple(shape) + (1,) if len(shape) == 2 else (tuple(shape) if len(shape) == 3 else None)
+    return Dataset(name=name, train=train, test=test, num_classes=k, image_shape=image)
 
 
 def _stratified_split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -190,6 +206,7 @@ def digits(*, test_fraction: float = DIGITS_TEST_FRACTION, split_seed: int = 0) 
         test=Split(x[te], y[te]),
         num_classes=10,
         options={"test_fraction": test_fraction, "split_seed": split_seed},
+        image_shape=(8, 8, 1),
     )
 
 
@@ -302,7 +319,7 @@ def prepare_tfds(name: str, *, data_dir: str | None = None) -> str:
     return str(builder.data_dir)
 
 
-def _read_source(source, image_key: str, label_key: str, chunk: int = 4096) -> Split:
+def _read_source(source, image_key: str, label_key: str, chunk: int = 4096) -> tuple[Split, tuple]:
     n = len(source)
     xs, ys = [], []
     for start in range(0, n, chunk):
@@ -317,7 +334,7 @@ def _read_source(source, image_key: str, label_key: str, chunk: int = 4096) -> S
     y = np.concatenate(ys).astype(np.int32)
     if np.issubdtype(x.dtype, np.integer):
         x = x.astype(np.float32) / float(np.iinfo(x.dtype).max)
-    return Split(x.reshape(n, -1).astype(np.float32), y)
+    return Split(x.reshape(n, -1).astype(np.float32), y), tuple(x.shape[1:])
 
 
 def from_tfds(
@@ -364,9 +381,10 @@ def from_tfds(
                 f"tensorflow-datasets set {name!r} (split {split!r}) is not prepared here "
                 f"({type(exc).__name__}); {_how_to_prepare(name, data_dir)}"
             ) from None
-        splits[which] = _read_source(source, image_key, label_key)
+        splits[which], shape = _read_source(source, image_key, label_key)
     opts = {"data_dir": data_dir, "train_split": train_split, "test_split": test_split}
-    return Dataset(name, splits["train"], splits["test"], int(num_classes), opts)
+    image = shape + (1,) if len(shape) == 2 else (shape if len(shape) == 3 else None)
+    return Dataset(name, splits["train"], splits["test"], int(num_classes), opts, image_shape=image)
 
 
 # --------------------------------------------------------------------------- registry

@@ -152,7 +152,7 @@ def save_run(path: str | os.PathLike, ens, *, overwrite: bool = False, extra: di
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "kind": "ensemble",
-            "model": {"type": "MLP", **ens.model.to_dict()},
+            "model": {"type": type(ens.model).__name__, **ens.model.to_dict()},
             "train": ens.config,
             "num_members": ens.num_members,
             "environment": environment(),
@@ -171,16 +171,13 @@ def load_run(path: str | os.PathLike):
     Checks the format version and that every array agrees with the stored model
     configuration; anything else raises :class:`CorruptRunError`.
     """
-    from .models import MLP
+    from .models import model_from_dict
     from .train import Ensemble, History, Trajectory
 
     p = run_path(path)
     meta = read_meta(p)
     try:
-        model_cfg = dict(meta["model"])
-        if model_cfg.pop("type", None) != "MLP":
-            raise CorruptRunError(f"{p}: unknown model type")
-        model = MLP.from_dict(model_cfg)
+        model = model_from_dict(meta["model"])
         model._require_bound()
         m = meta["num_members"]
         if not isinstance(m, int) or m < 1:

@@ -36,6 +36,7 @@ __all__ = [
     "disagreement_matrix",
     "basins",
     "permute_mlp",
+    "check_alignable",
     "align",
     "align_to",
     "BezierCurve",
@@ -197,6 +198,16 @@ def _hidden_layers(params: dict) -> list[str]:
         raise ConfigError(f"alignment cannot permute {', '.join(others)}: weight matching supports the built-in "
                           "MLP's Dense layers only so far")
     return names
+
+
+def check_alignable(params: dict) -> None:
+    """Raise at once when :func:`align` cannot permute every layer of ``params`` (before any
+    barrier is computed).
+
+    Raises:
+      ConfigError: names the layers weight matching cannot permute.
+    """
+    _hidden_layers(params)
 
 
 def permute_mlp(params: dict, perms: Sequence[np.ndarray]) -> dict:

@@ -25,6 +25,9 @@ __all__ = [
     "INITIALIZERS",
     "LOSSES",
     "MLP",
+    "CNN",
+    "BUILTIN",
+    "model_from_dict",
     "FlaxModel",
     "as_model",
     "mse",
@@ -140,6 +143,11 @@ class MLP:
         """Names of the Dense layers in the parameter pytree, input to output."""
         return tuple(f"Dense_{i}" for i in range(len(self.hidden) + 1))
 
+    def describe(self) -> str:
+        """One line: ``MLP 64-16-16-10 sigmoid (output sigmoid)``."""
+        return (f"MLP {self.in_features}-{'-'.join(map(str, self.widths))} {self.activation} "
+                f"(output {self.output_activation})")
+
     def to_dict(self) -> dict:
         """JSON-ready configuration (inverse of :meth:`from_dict`)."""
         d = dataclasses.asdict(self)
@@ -191,6 +199,167 @@ class MLP:
         """Floats of forward activations per example (the summed layer widths): the unit of
         :func:`landscape.train.device_bytes_per_member`'s activation estimate."""
         return sum(self.widths)
+
+
+class _CNNModule(nn.Module):
+    channels: tuple[int, ...]
+    kernel: int
+    activation: str
+    output_activation: str
+    image_shape: tuple[int, int, int]
+    num_classes: int
+    kernel_init: str
+
+    @nn.compact
+    def __call__(self, x):
+        init = INITIALIZERS[self.kernel_init]()
+        x = x.reshape((x.shape[0], *self.image_shape))
+        for c in self.channels:
+            x = ACTIVATIONS[self.activation](nn.Conv(c, (self.kernel, self.kernel), padding="SAME", kernel_init=init)(x))
+            if x.shape[1] >= 2 and x.shape[2] >= 2:
+                x = nn.avg_pool(x, (2, 2), (2, 2))
+        x = nn.Dense(self.num_classes, kernel_init=init)(x.reshape(x.shape[0], -1))
+        return ACTIVATIONS[self.output_activation](x)
+
+
+@dataclasses.dataclass(frozen=True)
+class CNN:
+    """Configuration of a small convolutional network for image data sets.
+
+    Each layer: a ``kernel × kernel`` convolution (``SAME`` padding, ``channels[i]`` output
+    channels), the activation, and 2×2 average pooling while the image is at least 2×2; then
+    one Dense layer to the ``K`` classes.  Inputs are the data set's flattened rows, folded back
+    into its ``image_shape`` (digits: 8×8×1).  Parameters ``{"Conv_i": {"kernel": (k, k, in,
+    out), "bias": (out,)}, "Dense_0": {...}}``.
+
+    Attributes:
+      channels: output channels of the convolutions, e.g. ``(8, 16)``.
+      kernel: convolution size.
+      activation, output_activation, kernel_init: as for :class:`MLP`.
+      image_shape, out_features: ``(H, W, C)`` and ``K``; ``None`` until bound by :meth:`for_data`.
+    """
+
+    channels: tuple[int, ...] = (8, 16)
+    kernel: int = 3
+    activation: str = "relu"
+    output_activation: str = "identity"
+    kernel_init: str = "lecun_normal"
+    image_shape: tuple[int, ...] | None = None
+    out_features: int | None = None
+
+    def __post_init__(self):
+        try:
+            channels = tuple(int(c) for c in self.channels)
+        except (TypeError, ValueError):
+            raise ConfigError(f"channels must be integers, got {self.channels!r}") from None
+        object.__setattr__(self, "channels", channels)
+        if not channels or any(c < 1 for c in channels):
+            raise ConfigError(f"a CNN needs at least one convolution with positive channels, got {channels}")
+        if not isinstance(self.kernel, int) or self.kernel < 1:
+            raise ConfigError(f"kernel must be a positive integer, got {self.kernel!r}")
+        if self.activation not in ACTIVATIONS or self.activation == "identity":
+            raise ConfigError(f"unknown activation {self.activation!r}; choose from sigmoid, tanh, relu, gelu")
+        if self.output_activation not in ("identity", "sigmoid"):
+            raise ConfigError(f"output_activation must be 'identity' or 'sigmoid', got {self.output_activation!r}")
+        if self.kernel_init not in INITIALIZERS:
+            raise ConfigError(f"unknown kernel_init {self.kernel_init!r}; choose from {', '.join(INITIALIZERS)}")
+        if self.image_shape is not None:
+            object.__setattr__(self, "image_shape", tuple(int(n) for n in self.image_shape))
+
+    def for_data(self, data) -> CNN:
+        """This configuration bound to an image :class:`~landscape.data.Dataset`.
+
+        Raises:
+          ConfigError: the data set is not a set of images, or not the one bound before.
+        """
+        if data.image_shape is None:
+            raise ConfigError(f"a CNN needs images; data set {data.name!r} holds feature vectors (no image_shape)")
+        if self.image_shape not in (None, data.image_shape) or self.out_features not in (None, data.num_classes):
+            raise ConfigError(f"model expects images {self.image_shape} and {self.out_features} classes, data set "
+                              f"{data.name!r} has {data.image_shape} and {data.num_classes}")
+        return dataclasses.replace(self, image_shape=data.image_shape, out_features=data.num_classes)
+
+    @property
+    def in_features(self) -> int | None:
+        """Inputs per example, ``H W C`` (``None`` until bound)."""
+        return None if self.image_shape is None else math.prod(self.image_shape)
+
+    def _require_bound(self):
+        if self.image_shape is None or self.out_features is None:
+            raise ConfigError("model is not bound to data: call model.for_data(dataset) first")
+
+    def _module(self) -> _CNNModule:
+        return _CNNModule(self.channels, self.kernel, self.activation, self.output_activation, self.image_shape,
+                          self.out_features, self.kernel_init)
+
+    def init(self, key: jax.Array) -> dict:
+        """Fresh parameters from ``key`` (biases zero)."""
+        self._require_bound()
+        return flax.core.unfreeze(self._module().init(key, jnp.zeros((1, self.in_features), jnp.float32))["params"])
+
+    def apply(self, params: dict, x: jax.Array) -> jax.Array:
+        """Outputs ``(N, K)`` for flattened images ``x (N, H W C)``."""
+        self._require_bound()
+        return self._module().apply({"params": params}, x)
+
+    def _spatial(self) -> list[tuple[int, int]]:
+        h, w, _ = self.image_shape
+        out = []
+        for _ in self.channels:
+            out.append((h, w))
+            if h >= 2 and w >= 2:
+                h, w = h // 2, w // 2
+        return out + [(h, w)]
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """``{"Conv_i/kernel": (k, k, in, out), "Conv_i/bias": (out,), "Dense_0/...": ...}`` from
+        the configuration alone."""
+        self._require_bound()
+        out, c_in = {}, self.image_shape[2]
+        for i, c in enumerate(self.channels):
+            out[f"Conv_{i}/kernel"] = (self.kernel, self.kernel, c_in, c)
+            out[f"Conv_{i}/bias"] = (c,)
+            c_in = c
+        h, w = self._spatial()[-1]
+        out["Dense_0/kernel"] = (h * w * c_in, self.out_features)
+        out["Dense_0/bias"] = (self.out_features,)
+        return out
+
+    def num_params(self) -> int:
+        """Number of trainable scalars."""
+        return sum(math.prod(s) for s in self.param_shapes().values())
+
+    def activation_width(self) -> int:
+        """Floats of forward activations per example: every convolution's output (before and
+        after pooling) and the outputs."""
+        sizes = self._spatial()
+        conv = sum(h * w * c for (h, w), c in zip(sizes[:-1], self.channels))
+        pooled = sum(h * w * c for (h, w), c in zip(sizes[1:], self.channels))
+        return conv + pooled + self.out_features
+
+    def describe(self) -> str:
+        """One line: ``CNN 8x8x1 conv 8-16 (3x3, relu, avg-pool 2x2) -> 10 (output identity)``."""
+        shape = "x".join(map(str, self.image_shape)) if self.image_shape else "?"
+        return (f"CNN {shape} conv {'-'.join(map(str, self.channels))} ({self.kernel}x{self.kernel}, "
+                f"{self.activation}, avg-pool 2x2) -> {self.out_features} (output {self.output_activation})")
+
+    def to_dict(self) -> dict:
+        """JSON-ready configuration (inverse of :meth:`from_dict`)."""
+        d = dataclasses.asdict(self)
+        d["channels"] = list(self.channels)
+        d["image_shape"] = None if self.image_shape is None else list(self.image_shape)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> CNN:
+        """Rebuild from :meth:`to_dict` output."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown model fields {sorted(unknown)}")
+        shape = d.get("image_shape")
+        return cls(**{**d, "channels": tuple(d.get("channels", ())),
+                      "image_shape": None if shape is None else tuple(shape)})
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -259,6 +428,10 @@ class FlaxModel:
         return int(sum(math.prod(v.aval.shape) for eqn in jaxpr.jaxpr.eqns for v in eqn.outvars
                        if hasattr(v.aval, "shape")))
 
+    def describe(self) -> str:
+        """One line: the model's class name and its input shape."""
+        return f"{self.name} (user model, inputs {self.in_shape})"
+
     def to_dict(self) -> dict:
         """Refused: a run directory can only describe the built-in models for now."""
         raise ConfigError(f"a run of a user model ({self.name}) cannot be saved as a run directory yet: keep the "
@@ -311,7 +484,24 @@ def _nnx(factory) -> FlaxModel:
     return FlaxModel(init, apply, type(probe).__name__)
 
 
-def as_model(model) -> MLP | FlaxModel:
+#: The built-in models a run directory can describe, by the ``type`` it records.
+BUILTIN = {"MLP": MLP, "CNN": CNN}
+
+
+def model_from_dict(d: dict):
+    """A built-in model from a run's ``{"type": ..., **to_dict()}`` description.
+
+    Raises:
+      ConfigError: an unknown type or invalid fields.
+    """
+    d = dict(d)
+    kind = d.pop("type", None)
+    if kind not in BUILTIN:
+        raise ConfigError(f"unknown model type {kind!r}; a run can hold {', '.join(BUILTIN)}")
+    return BUILTIN[kind].from_dict(d)
+
+
+def as_model(model) -> MLP | CNN | FlaxModel:
     """What :func:`landscape.train.train_ensemble` trains: the built-in :class:`MLP` as it is, a
     Flax Linen module (``module.init`` / ``module.apply`` on a batch of inputs), a pair
     ``(init(key) -> params, apply(params, x) -> outputs)``, or a Flax NNX model given as a
@@ -321,7 +511,7 @@ def as_model(model) -> MLP | FlaxModel:
     Raises:
       ConfigError: anything else (the message says what is accepted).
     """
-    if isinstance(model, (MLP, FlaxModel)):
+    if isinstance(model, (MLP, CNN, FlaxModel)):
         return model
     if isinstance(model, nn.Module):
         return _linen(model)

@@ -33,11 +33,12 @@ class WithBatchNorm(nn.Module):
 @pytest.fixture(scope="module")
 def digits():
     full = ls.data.load("digits")
-    return ls.data.from_arrays(full.train.x[:60], full.train.y[:60], full.test.x[:30], full.test.y[:30],
-                               num_classes=10, name="digits-60")
+    return ls.data.from_arrays(full.train.x[:60].reshape(-1, 8, 8, 1), full.train.y[:60],
+                               full.test.x[:30].reshape(-1, 8, 8, 1), full.test.y[:30], num_classes=10,
+                               name="digits-60")
 
 
-@pytest.mark.parametrize("batch_size", [None, 16])
+@pytest.mark.parametrize("batch_size", [pytest.param(None, marks=pytest.mark.slow), 16])
 def test_a_linen_cnn_trains_as_an_ensemble_equal_to_per_seed_loops(digits, batch_size):
     spec = ls.OptimizerSpec("sgd", 0.2)
     key = jax.random.key(4)
@@ -135,3 +136,62 @@ def test_an_nnx_model_from_its_factory_trains_as_an_ensemble(digits):
 
     with pytest.raises(ls.ConfigError, match=r"mutable state \(BatchStat\)"):
         ls.train_ensemble(lambda rngs: WithNorm(rngs=rngs), digits, key=key, seeds=2, steps=2, progress=False)
+
+
+# ---------------------------------------------------------------------- the built-in CNN
+
+
+def test_the_builtin_cnn_trains_saves_and_loads(digits, tmp_path):
+    model = ls.models.CNN(channels=(3, 4), activation="tanh")
+    spec = ls.OptimizerSpec("sgd", 0.3)
+    key = jax.random.key(6)
+    ens = ls.train_ensemble(model, digits, key=key, seeds=[2, 9], loss="cross_entropy", optimizer=spec, steps=5,
+                            batch_size=20, log_every=5, progress=False)
+    bound = ens.model
+    assert bound.image_shape == (8, 8, 1) and bound.in_features == 64
+    # the shapes computed from the configuration are Flax's own
+    flax_shapes = {k: tuple(v.shape) for k, v in ls.tree.flatten_with_paths(bound.init(jax.random.key(0))).items()}
+    assert flax_shapes == bound.param_shapes() == {
+        "Conv_0/kernel": (3, 3, 1, 3), "Conv_0/bias": (3,), "Conv_1/kernel": (3, 3, 3, 4), "Conv_1/bias": (4,),
+        "Dense_0/kernel": (2 * 2 * 4, 10), "Dense_0/bias": (10,)}
+    assert bound.activation_width() == 8 * 8 * 3 + 4 * 4 * 4 + 4 * 4 * 3 + 2 * 2 * 4 + 10
+    ref = reference_member(bound, digits, key, 9, spec.build(), "cross_entropy", 5, 20)
+    assert_trees_close(ens.member(1), ref, rtol=1e-4, atol=1e-5)
+    ls.io.save_run(tmp_path / "run", ens)
+    back = ls.io.load_run(tmp_path / "run")
+    assert back.model == bound and back.model.describe().startswith("CNN 8x8x1 conv 3-4 (3x3, tanh")
+    assert_trees_close(back.params, ens.params, rtol=0, atol=0)
+    with pytest.raises(ls.ConfigError, match="a CNN needs images"):
+        ls.train_ensemble(model, ls.data.blobs(num_train=20, num_test=5), key=key, seeds=1, steps=1, progress=False)
+
+
+def test_image_arrays_keep_their_shape_for_convolutions():
+    rng = np.random.default_rng(0)
+    d = ls.data.from_arrays(rng.random((6, 5, 4)), np.arange(6) % 2, rng.random((3, 5, 4)), np.arange(3) % 2)
+    assert d.train.x.shape == (6, 20) and d.image_shape == (5, 4, 1)
+    assert ls.data.load("digits").image_shape == (8, 8, 1) and ls.data.blobs().image_shape is None
+    with pytest.raises(ls.DataError, match="does not hold the 20 inputs"):
+        ls.data.Dataset("bad", d.train, d.test, 2, image_shape=(3, 3, 1))
+
+
+@pytest.mark.slow  # four commands end to end
+def test_a_cnn_run_from_the_command_line(tmp_path):
+    from .clirun import run
+
+    out = tmp_path / "cnn"
+    r = run("train", "--model", "cnn", "--channels", "3,4", "--activation", "relu", "--loss", "cross_entropy",
+            "--lr", "0.3", "--seeds", "3", "--steps", "30", "--log-every", "10", "--out", str(out), "--quiet")
+    assert r.returncode == 0, r.stderr
+    r = run("info", str(out))
+    assert r.returncode == 0 and "CNN 8x8x1 conv 3-4 (3x3, relu" in r.stdout, r.stderr
+    r = run("surface", str(out), "--seed", "1", "--grid", "5", "--quiet")
+    assert r.returncode == 0, r.stderr
+    r = run("hessian", str(out), "--top", "1", "--probes", "3", "--per-layer", "--quiet")
+    assert r.returncode == 0 and "layer Conv_1: top eigenvalue" in r.stdout, r.stderr
+    r = run("compare", str(out), "--align", "--grid", "5", "--quiet")
+    assert r.returncode == 2 and "alignment cannot permute Conv_0, Conv_1" in r.stderr
+    ens = ls.io.load_run(out)
+    arrays, _ = ls.io.load_result(out / "results" / "hessian")
+    loss = ls.models.loss_fn(ens.model, ls.analyses.run_dataset(ens).train, "cross_entropy")
+    dense = np.linalg.eigvalsh(np.asarray(ls.hessian.dense_hessian(loss, ens.member(2)), np.float64))
+    assert float(arrays["top"][2, 0]) == pytest.approx(dense[-1], rel=1e-3)

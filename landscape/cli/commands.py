@@ -112,8 +112,7 @@ def cmd_info(args) -> int:
         print(json.dumps(files.jsonable({**summarize(ens), "results": status}), indent=2))
         return 0
     cfg, m = ens.config, ens.model
-    print(f"run {args.run}: MLP {m.in_features}-{'-'.join(map(str, m.widths))} {m.activation} "
-          f"(output {m.output_activation}), loss {cfg['loss']}, {cfg['steps']} steps, "
+    print(f"run {args.run}: {m.describe()}, loss {cfg['loss']}, {cfg['steps']} steps, "
           f"batch {cfg['batch_size'] or 'full'}, data {cfg['data']['name']}")
     _print_members(ens)
     if status:

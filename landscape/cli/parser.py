@@ -99,8 +99,14 @@ def _add_train_options(p: argparse.ArgumentParser, *, defaults: dict) -> None:
     g.add_argument("--download", action="store_true",
                    help="prepare a tensorflow-datasets set first if it is missing (needs internet)")
     g = p.add_argument_group("model")
+    g.add_argument("--model", choices=("mlp", "cnn"), default="mlp",
+                   help="mlp: fully connected (--hidden); cnn: convolutions (--channels, --kernel) with 2x2 "
+                        "average pooling and a Dense read-out, for image data sets (default: %(default)s)")
     g.add_argument("--hidden", type=_widths, default=defaults.get("hidden", (16, 16)),
-                   help="hidden widths, comma-separated (default: %(default)s)")
+                   help="MLP hidden widths, comma-separated (default: %(default)s)")
+    g.add_argument("--channels", type=_widths, default=(8, 16),
+                   help="CNN convolution channels, comma-separated (default: %(default)s)")
+    g.add_argument("--kernel", type=_positive_int, default=3, help="CNN convolution size (default: %(default)s)")
     g.add_argument("--activation", choices=("sigmoid", "tanh", "relu", "gelu"),
                    default=defaults.get("activation", "sigmoid"), help="hidden activation (default: %(default)s)")
     g.add_argument("--output-activation", choices=("identity", "sigmoid", "auto"), default="auto",
