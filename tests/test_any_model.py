@@ -55,6 +55,7 @@ def test_a_linen_cnn_trains_as_an_ensemble_equal_to_per_seed_loops(digits, batch
         float(ls.models.cross_entropy(out, jnp.asarray(digits.train.y))), rel=1e-5)
 
 
+@pytest.mark.slow  # a third compiled training program; the CNN tests keep the path in the fast suite
 def test_an_init_apply_pair_trains_and_gets_surfaces_and_hessians(digits):
     def init(key):
         return {"w": 0.1 * jax.random.normal(key, (64, 10)), "b": jnp.zeros(10)}

@@ -202,6 +202,7 @@ def test_half_precision_inputs_are_rejected():
         ls.data.from_arrays(x, np.zeros(4, int), x, np.zeros(4, int), num_classes=2)
 
 
+@pytest.mark.slow  # the chunk driver's resume is also killed for real in test_resume.py (slow)
 def test_interrupted_hessian_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     d = ls.data.blobs(num_train=40, num_test=10, num_classes=3, dim=3, seed=0)
     ens = ls.train_ensemble(ls.MLP(hidden=(3,), activation="tanh"), d, key=jax.random.key(0), seeds=4, steps=5,

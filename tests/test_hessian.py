@@ -81,6 +81,7 @@ def _one_member(f, top_iters, probes, density_iters=None):
     return jax.jit(ref)
 
 
+@pytest.mark.slow  # the sequential-groups test below covers the same path in the fast suite
 def test_many_members_in_one_call_equal_per_member(small):
     model, d, _, f, _, _ = small
     ens = ls.train_ensemble(model, d, key=jax.random.key(0), seeds=3, loss="cross_entropy", steps=5,
@@ -122,7 +123,7 @@ def test_many_reuses_its_compiled_function_and_matches_single_members(small):
     np.testing.assert_allclose(a, b, rtol=1e-3)  # a different start vector, the same top eigenvalues
 
 
-@pytest.mark.parametrize("group", [None, 4])
+@pytest.mark.parametrize("group", [pytest.param(None, marks=pytest.mark.slow), 4])
 def test_members_in_sequential_groups_equal_per_member(small, monkeypatch, group):
     """On a CPU the ``*_many`` helpers run vmapped groups one after another (the last
     one smaller here: 6 members in groups of 4 and 2); every member still gets its own answer."""
@@ -201,9 +202,10 @@ def test_layers_and_per_layer_ensemble_curvature(small):
                                       select=name) for name in H.layers(params)}
     many = {name: H.top_eigenvalues_many(f, stacked, 1, key=jax.random.key(1), select=[name])
             for name in H.layers(params)}
+    dense_of = jax.jit(lambda p: H.dense_hessian(f, p))
     for name in H.layers(params):
         for i, member in enumerate(ls.tree.unstack(stacked)):
-            dense_i = np.asarray(H.dense_hessian(f, member), np.float64)
+            dense_i = np.asarray(dense_of(member), np.float64)
             block, _ = _block(member, dense_i, lambda n, name=name: n.startswith(name + "/"))
             assert float(per[name]["top"][i, 0]) == pytest.approx(np.linalg.eigvalsh(block)[-1], rel=2e-3, abs=1e-4)
             assert float(many[name][i, 0]) == pytest.approx(np.linalg.eigvalsh(block)[-1], rel=2e-3, abs=1e-4)
