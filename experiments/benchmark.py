@@ -6,6 +6,7 @@ One process, the same data (the bundled digits, 1347 training examples) and the 
 * ``matmul``    a large jitted float32 matmul: the machine's practical GFLOP/s.
 * ``sweep``     64 seeds × 300 full-batch SGD steps.
 * ``minibatch`` 64 seeds × 1000 SGD steps of batch 128, every seed its own shuffling.
+* ``cnn``       64 seeds of the built-in CNN (conv 8-16, relu) × 20 full-batch SGD steps.
 * ``surface``   a 51×51 filter-normalised plane (loss and accuracy on the training set).
 * ``surface784`` the same model on MNIST-shaped inputs (784 pixels, 5000 random examples), 31×31.
 * ``hessian``   the top Hessian eigenvalue of 64 trained networks.
@@ -56,6 +57,7 @@ LARGE_GRID = 201
 SPAN = 1.0
 POWER_ITERS, POWER_TOL = 100, 1e-3  # PyHessian's defaults for the peer's power iteration
 WIDE_EXAMPLES, WIDE_GRID = 5000, 31  # the surface on MNIST-shaped (784-pixel) inputs
+CNN_CHANNELS, CNN_STEPS = (8, 16), 20  # the built-in CNN's ensemble section
 LANCZOS_ITERS = 10  # the library's Lanczos steps for the top eigenvalue (accuracy is reported)
 MATMUL_N = 4096
 
@@ -68,7 +70,7 @@ LARGE_HESSIAN_SEEDS = 1000
 TTR_STEPS = 300
 TTR_GRID = 21
 
-QUICK = dict(SEEDS=4, FULL_STEPS=20, MB_STEPS=30, GRID=9, LARGE_GRID=17, MATMUL_N=512, WIDE_EXAMPLES=200,
+QUICK = dict(CNN_STEPS=5, SEEDS=4, FULL_STEPS=20, MB_STEPS=30, GRID=9, LARGE_GRID=17, MATMUL_N=512, WIDE_EXAMPLES=200,
              WIDE_GRID=5, LARGE_SEEDS=(8, 16, 32), LARGE_STEPS=5, LARGE_HESSIAN_SEEDS=8, TTR_STEPS=30, TTR_GRID=5)
 
 
@@ -251,13 +253,38 @@ def _torch_mlp(torch, widths, seed):
     return torch.nn.Sequential(*layers)
 
 
-def torch_sequential_sweep(torch, widths, xt, yt, seeds, steps, batch):
-    """PyTorch, the standard loop: one ``nn.Module`` and ``torch.optim.SGD`` per seed, seeds one after another."""
+def _torch_cnn(torch, channels, image_shape, classes, seed):
+    """The built-in CNN in PyTorch: 3x3 convolutions (padding 1), relu, 2x2 average pooling while
+    the image is at least 2x2, a Linear read-out; inputs are the flat rows (channels last)."""
+    torch.manual_seed(seed)
+    nn = torch.nn
+    h, w, c = image_shape
+    layers = [nn.Unflatten(1, (h, w, c)), _Permute(torch)]
+    for out in channels:
+        layers += [nn.Conv2d(c, out, 3, padding=1), nn.ReLU()]
+        if h >= 2 and w >= 2:
+            layers.append(nn.AvgPool2d(2))
+            h, w = h // 2, w // 2
+        c = out
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(h * w * c, classes))
+
+
+def _Permute(torch):
+    class Permute(torch.nn.Module):
+        def forward(self, x):  # NHWC rows -> NCHW
+            return x.permute(0, 3, 1, 2)
+
+    return Permute()
+
+
+def torch_sequential_sweep(torch, make_net, xt, yt, seeds, steps, batch):
+    """PyTorch, the standard loop: one ``nn.Module`` (``make_net(seed)``) and ``torch.optim.SGD``
+    per seed, seeds one after another."""
     F = torch.nn.functional
     n = xt.shape[0]
     finals = []
     for seed in range(seeds):
-        net = _torch_mlp(torch, widths, seed)
+        net = make_net(seed)
         opt = torch.optim.SGD(net.parameters(), lr=LEARNING_RATE)
         gen = torch.Generator().manual_seed(seed)
         per_epoch = n // batch if batch else 1
@@ -276,14 +303,14 @@ def torch_sequential_sweep(torch, widths, xt, yt, seeds, steps, batch):
     return finals
 
 
-def torch_func_sweep(torch, widths, xt, yt, seeds, steps, batch):
+def torch_func_sweep(torch, make_net, xt, yt, seeds, steps, batch):
     """PyTorch ``torch.func`` ensemble: ``stack_module_state`` + ``vmap(grad(...))``, one update for all seeds."""
     import copy
 
     from torch.func import functional_call, grad, stack_module_state, vmap
 
     F = torch.nn.functional
-    nets = [_torch_mlp(torch, widths, seed) for seed in range(seeds)]
+    nets = [make_net(seed) for seed in range(seeds)]
     params, buffers = stack_module_state(nets)
     base = copy.deepcopy(nets[0]).to("meta")
 
@@ -442,9 +469,10 @@ def section_sweep(args, rows, kind, peak):
     if torch is not None:
         xt, yt = torch.from_numpy(data.train.x), torch.from_numpy(data.train.y.astype(np.int64))
         w = _sizes(model)
-        t, _ = _timed_after(lambda s, k: torch_sequential_sweep(torch, w, xt, yt, s, k, batch), steps)
+        make = lambda seed: _torch_mlp(torch, w, seed)  # noqa: E731
+        t, _ = _timed_after(lambda s, k: torch_sequential_sweep(torch, make, xt, yt, s, k, batch), steps)
         res.append(dict(impl="PyTorch nn.Module loop, seed after seed", seconds=t))
-        t, _ = _timed_after(lambda s, k: torch_func_sweep(torch, w, xt, yt, s, k, batch), steps)
+        t, _ = _timed_after(lambda s, k: torch_func_sweep(torch, make, xt, yt, s, k, batch), steps)
         res.append(dict(impl="PyTorch torch.func ensemble (vmap)", seconds=t))
     _finish(rows, kind, res, flops, peak, unit="seed-steps/s", count=SEEDS * steps)
     return ens
@@ -526,6 +554,40 @@ def section_hessian(args, rows, ens=None):
                     "seconds": t, "mean_iterations": float(np.mean(iters)),
                     "max_rel_error": float(np.max(np.abs(ref - exact) / np.abs(exact)))})
     _finish(rows, "hessian", res, None, None, unit="seeds/s", count=SEEDS)
+
+
+def section_cnn(args, rows, peak):
+    """64 seeds of the built-in CNN (conv 8-16, relu) trained together, full batch, against the
+    same network in PyTorch: seed after seed, and as a ``torch.func`` ensemble."""
+    jax, ls, data, _ = _jax_setup()
+    torch = _torch()
+    model = ls.models.CNN(channels=CNN_CHANNELS, activation="relu").for_data(data)
+    steps, n = CNN_STEPS, data.train.x.shape[0]
+    h, w, c = model.image_shape
+    macs, c_in = 0, c
+    for out in CNN_CHANNELS:  # convolution multiply-adds per example, then pooling halves the image
+        macs += h * w * 9 * c_in * out
+        h, w, c_in = (h // 2, w // 2, out) if h >= 2 and w >= 2 else (h, w, out)
+    macs += h * w * c_in * data.num_classes
+    flops = SEEDS * steps * 3 * 2 * macs * n
+    key = jax.random.key(0)
+
+    def lib():
+        return ls.train_ensemble(model, data, key=key, seeds=SEEDS, optimizer=ls.OptimizerSpec("sgd", LEARNING_RATE),
+                                 loss=LOSS, steps=steps, log_every=steps, progress=False)
+
+    t_first, ens = _first(lib)
+    t_lib, ens = _best(lib, args.repeats)
+    res = [dict(impl="landscape.train_ensemble(ls.CNN)", seconds=t_lib, first_call_s=t_first,
+                train_accuracy=float(np.mean(ens.history.train_accuracy[:, -1])))]
+    if torch is not None:
+        xt, yt = torch.from_numpy(data.train.x), torch.from_numpy(data.train.y.astype(np.int64))
+        make = lambda seed: _torch_cnn(torch, CNN_CHANNELS, model.image_shape, data.num_classes, seed)  # noqa: E731
+        t, _ = _timed_after(lambda s, k: torch_sequential_sweep(torch, make, xt, yt, s, k, None), steps)
+        res.append(dict(impl="PyTorch nn.Module loop, seed after seed", seconds=t))
+        t, _ = _timed_after(lambda s, k: torch_func_sweep(torch, make, xt, yt, s, k, None), steps)
+        res.append(dict(impl="PyTorch torch.func ensemble (vmap)", seconds=t))
+    _finish(rows, "cnn", res, flops, peak, unit="seed-steps/s", count=SEEDS * steps)
 
 
 def section_layers(args, rows, ens=None):
@@ -774,7 +836,7 @@ def main() -> None:
         _plane_child(int(sys.argv[2]))
         return
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sections", default="matmul,sweep,minibatch,surface,surface784,hessian,layers,scaling,ttr",
+    p.add_argument("--sections", default="matmul,sweep,minibatch,cnn,surface,surface784,hessian,layers,scaling,ttr",
                    help="comma-separated; 'large' (accelerators: tens of minutes on a CPU) is not in the default")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--json", default=None, help="write the rows and the machine description here")
@@ -795,6 +857,8 @@ def main() -> None:
         section_surface(args, rows, peak, ens)
     if "surface784" in sections:
         section_surface(args, rows, peak, wide_inputs=True)
+    if "cnn" in sections:
+        section_cnn(args, rows, peak)
     if "hessian" in sections:
         section_hessian(args, rows, ens)
     if "layers" in sections:
