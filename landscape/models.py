@@ -30,6 +30,7 @@ __all__ = [
     "model_from_dict",
     "FlaxModel",
     "as_model",
+    "convolutional",
     "mse",
     "cross_entropy",
     "accuracy",
@@ -482,6 +483,31 @@ def _nnx(factory) -> FlaxModel:
         return nnx.merge(graphdef, state, rest)(x)
 
     return FlaxModel(init, apply, type(probe).__name__)
+
+
+def convolutional(model) -> bool:
+    """Whether a bound model's forward pass contains a convolution (read from its traced
+    program, so it holds for user models too)."""
+    model = as_model(model)
+    model._require_bound()
+    params = jax.eval_shape(model.init, jax.random.key(0))
+    shape = (1, model.in_features) if isinstance(model, (MLP, CNN)) else (1, *model.in_shape)
+    jaxpr = jax.make_jaxpr(model.apply)(params, jax.ShapeDtypeStruct(shape, jnp.float32))
+
+    def has_conv(jp) -> bool:
+        for eqn in jp.eqns:
+            if eqn.primitive.name == "conv_general_dilated":
+                return True
+            for sub in jax.core.subjaxprs(eqn) if hasattr(jax.core, "subjaxprs") else ():
+                if has_conv(sub):
+                    return True
+            for v in eqn.params.values():
+                inner = getattr(v, "jaxpr", None)
+                if inner is not None and has_conv(getattr(inner, "jaxpr", inner)):
+                    return True
+        return False
+
+    return has_conv(jaxpr.jaxpr)
 
 
 #: The built-in models a run directory can describe, by the ``type`` it records.

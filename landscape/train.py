@@ -31,7 +31,7 @@ from . import tree
 from .data import Dataset
 from .distributed import placement
 from .errors import ConfigError
-from .models import MLP, accuracy, as_model, loss_function
+from .models import MLP, accuracy, as_model, convolutional, loss_function
 from .optim import OptimizerSpec, _check_lr
 
 __all__ = ["History", "Trajectory", "Ensemble", "train_ensemble", "summarize", "member_keys", "learned",
@@ -315,7 +315,7 @@ def train_ensemble(
         parts = [
             _train_members(programs, data, key, member_seed[i : i + chunk], member_lr[i : i + chunk], steps=steps,
                            batch_size=batch_size, log_every=log_every, snap_steps=snap_steps, chunks=chunks,
-                           bar=bar, mesh=mesh)
+                           bar=bar, mesh=mesh, group=_group_size(placement(mesh).size, model))
             for i in range(0, num_members, chunk)
         ]
     finally:
@@ -361,7 +361,7 @@ def train_ensemble(
 
 def _train_members(programs, data: Dataset, key: jax.Array, member_seed: np.ndarray, member_lr: np.ndarray, *,
                    steps: int, batch_size: int | None, log_every: int, snap_steps: np.ndarray | None, chunks: int,
-                   bar, mesh) -> dict:
+                   bar, mesh, group: int | None) -> dict:
     """Train one chunk of members (all of them at once, vmapped and sharded); numpy results with the
     member axis first: ``metrics (M, T, 4)``, ``params``, ``alive``, ``diverged_step`` and, with
     snapshots, ``trajectory`` (leaves ``(M, K, ...)``)."""
@@ -376,13 +376,12 @@ def _train_members(programs, data: Dataset, key: jax.Array, member_seed: np.ndar
         return jax.tree_util.tree_map(lambda x: x[:num_members], pl.gather(tree))
 
     with_params = snap_steps is not None
-    group = _group_size(pl.size)
     groups, blocks = 1, 1
-    if group > 1:  # whole groups (the padding repeats the last member); many groups: blocks of them
+    if group is not None:  # whole groups (the padding repeats the last member); many groups: blocks of them
         groups = -(-num_members // group)
         if groups > MAX_LISTED_GROUPS:
             groups, blocks = MAX_LISTED_GROUPS, -(-num_members // (group * MAX_LISTED_GROUPS))
-    padded_members = pl.padded(group * groups * blocks if group > 1 else num_members)
+    padded_members = pl.padded(group * groups * blocks if group is not None else num_members)
     idx = np.minimum(np.arange(padded_members), num_members - 1)
     seeds_in, lrs_in = pl.shard((member_seed.astype(np.int32)[idx], np.nan_to_num(member_lr).astype(np.float32)[idx]))
     state = init_all(key, seeds_in, lrs_in)
@@ -636,10 +635,15 @@ GROUP = 8
 MAX_LISTED_GROUPS = 8
 
 
-def _group_size(num_devices: int) -> int:
-    """Members per group: :data:`GROUP` on a single CPU device; 1 (no grouping: one vmapped
-    batch of all members) on accelerators or when a mesh spreads the members."""
+def _group_size(num_devices: int, model=None) -> int | None:
+    """Members per group on a single CPU device: :data:`GROUP`, or 1 for a model with
+    convolutions (:func:`landscape.models.convolutional`: vmapped per-member kernels become
+    grouped convolutions, which XLA's CPU backend runs about 3× slower than one member at a
+    time; measured by experiments/benchmark.py's ``cnn`` section).  ``None`` (no grouping: one
+    vmapped batch of all members) on accelerators or when a mesh spreads the members."""
     if num_devices > 1 or jax.default_backend() != "cpu":
+        return None
+    if model is not None and convolutional(model):
         return 1
     return GROUP
 

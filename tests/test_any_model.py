@@ -9,7 +9,7 @@ import pytest
 
 import landscape as ls
 
-from .conftest import assert_trees_close
+from .conftest import assert_trees_close, assert_trees_equal
 from .test_train import reference_member
 
 
@@ -158,6 +158,11 @@ def test_the_builtin_cnn_trains_saves_and_loads(digits, tmp_path):
     assert bound.activation_width() == 8 * 8 * 3 + 4 * 4 * 4 + 4 * 4 * 3 + 2 * 2 * 4 + 10
     ref = reference_member(bound, digits, key, 9, spec.build(), "cross_entropy", 5, 20)
     assert_trees_close(ens.member(1), ref, rtol=1e-4, atol=1e-5)
+    # on a CPU convolutional members run one per group: a member alone is bitwise the one in the sweep
+    assert ls.models.convolutional(bound) and not ls.models.convolutional(ls.MLP().for_data(digits))
+    alone = ls.train_ensemble(model, digits, key=key, seeds=[9], loss="cross_entropy", optimizer=spec, steps=5,
+                              batch_size=20, log_every=5, progress=False)
+    assert_trees_equal(alone.member(0), ens.member(1))
     ls.io.save_run(tmp_path / "run", ens)
     back = ls.io.load_run(tmp_path / "run")
     assert back.model == bound and back.model.describe().startswith("CNN 8x8x1 conv 3-4 (3x3, tanh")
