@@ -527,12 +527,17 @@ def section_surface(args, rows, peak, ens=None, wide_inputs: bool = False):
     _finish(rows, section, res, flops, peak, unit="points/s", count=grid * grid)
 
 
-def section_hessian(args, rows, ens=None):
+def _trained_setup(ens):
+    """The curvature sections' common start: the sweep's ensemble (trained here without one)
+    and its training loss."""
     jax, ls, data, model = _jax_setup()
-    torch = _torch()
     if ens is None:
         ens = lib_sweep(ls, model, data, FULL_STEPS, None, jax.random.key(0))
-    loss = ls.models.loss_fn(model, data.train, LOSS)
+    return jax, ls, data, model, _torch(), ens, ls.models.loss_fn(model, data.train, LOSS)
+
+
+def section_hessian(args, rows, ens=None):
+    jax, ls, data, model, torch, ens, loss = _trained_setup(ens)
 
     def lib(iters):
         return np.asarray(ls.hessian.top_eigenvalues_many(loss, ens.params, 1, key=jax.random.key(2),
@@ -592,11 +597,7 @@ def section_cnn(args, rows, peak):
 
 def section_layers(args, rows, ens=None):
     """Per-layer top eigenvalues: ``select=`` on the vmapped library call, one call per layer."""
-    jax, ls, data, model = _jax_setup()
-    torch = _torch()
-    if ens is None:
-        ens = lib_sweep(ls, model, data, FULL_STEPS, None, jax.random.key(0))
-    loss = ls.models.loss_fn(model, data.train, LOSS)
+    jax, ls, data, model, torch, ens, loss = _trained_setup(ens)
     layers = ls.hessian.layers(ens.member(0))
 
     def lib(iters):

@@ -81,6 +81,24 @@ class _MLPModule(nn.Module):
         return x
 
 
+def _check_units(activation: str, output_activation: str, kernel_init: str) -> None:
+    """The options the built-in models share, validated with one clear message each."""
+    if activation not in ACTIVATIONS or activation == "identity":
+        raise ConfigError(f"unknown activation {activation!r}; choose from sigmoid, tanh, relu, gelu")
+    if output_activation not in ("identity", "sigmoid"):
+        raise ConfigError(f"output_activation must be 'identity' or 'sigmoid', got {output_activation!r}")
+    if kernel_init not in INITIALIZERS:
+        raise ConfigError(f"unknown kernel_init {kernel_init!r}; choose from {', '.join(INITIALIZERS)}")
+
+
+def _known_fields(cls, d: dict) -> dict:
+    """``d`` if every key is a field of the dataclass ``cls`` (a stored configuration), else a ConfigError."""
+    unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise ConfigError(f"unknown model fields {sorted(unknown)}")
+    return dict(d)
+
+
 @dataclasses.dataclass(frozen=True)
 class MLP:
     """Configuration of a fully connected network ``D -> hidden... -> K``.
@@ -111,12 +129,7 @@ class MLP:
         object.__setattr__(self, "hidden", hidden)
         if any(h < 1 for h in hidden):
             raise ConfigError(f"hidden widths must be positive, got {hidden}")
-        if self.activation not in ACTIVATIONS or self.activation == "identity":
-            raise ConfigError(f"unknown activation {self.activation!r}; choose from sigmoid, tanh, relu, gelu")
-        if self.output_activation not in ("identity", "sigmoid"):
-            raise ConfigError(f"output_activation must be 'identity' or 'sigmoid', got {self.output_activation!r}")
-        if self.kernel_init not in INITIALIZERS:
-            raise ConfigError(f"unknown kernel_init {self.kernel_init!r}; choose from {', '.join(INITIALIZERS)}")
+        _check_units(self.activation, self.output_activation, self.kernel_init)
         for name in ("in_features", "out_features"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v < 1):
@@ -158,11 +171,7 @@ class MLP:
     @classmethod
     def from_dict(cls, d: dict) -> MLP:
         """Rebuild from :meth:`to_dict` output."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"unknown model fields {sorted(unknown)}")
-        return cls(**{**d, "hidden": tuple(d.get("hidden", ()))})
+        return cls(**{**_known_fields(cls, d), "hidden": tuple(d.get("hidden", ()))})
 
     def _require_bound(self):
         if self.in_features is None or self.out_features is None:
@@ -258,12 +267,7 @@ class CNN:
             raise ConfigError(f"a CNN needs at least one convolution with positive channels, got {channels}")
         if not isinstance(self.kernel, int) or self.kernel < 1:
             raise ConfigError(f"kernel must be a positive integer, got {self.kernel!r}")
-        if self.activation not in ACTIVATIONS or self.activation == "identity":
-            raise ConfigError(f"unknown activation {self.activation!r}; choose from sigmoid, tanh, relu, gelu")
-        if self.output_activation not in ("identity", "sigmoid"):
-            raise ConfigError(f"output_activation must be 'identity' or 'sigmoid', got {self.output_activation!r}")
-        if self.kernel_init not in INITIALIZERS:
-            raise ConfigError(f"unknown kernel_init {self.kernel_init!r}; choose from {', '.join(INITIALIZERS)}")
+        _check_units(self.activation, self.output_activation, self.kernel_init)
         if self.image_shape is not None:
             object.__setattr__(self, "image_shape", tuple(int(n) for n in self.image_shape))
 
@@ -354,12 +358,8 @@ class CNN:
     @classmethod
     def from_dict(cls, d: dict) -> CNN:
         """Rebuild from :meth:`to_dict` output."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"unknown model fields {sorted(unknown)}")
         shape = d.get("image_shape")
-        return cls(**{**d, "channels": tuple(d.get("channels", ())),
+        return cls(**{**_known_fields(cls, d), "channels": tuple(d.get("channels", ())),
                       "image_shape": None if shape is None else tuple(shape)})
 
 
