@@ -122,6 +122,13 @@ def _check_split(x, y, which: str, num_classes: int | None) -> Split:
     return Split(x, y.astype(np.int32))
 
 
+def _image_shape(shape) -> tuple | None:
+    """``(H, W, C)`` of one example's shape: ``(H, W)`` images get one channel; anything but
+    2 or 3 axes is not an image (``None``)."""
+    shape = tuple(int(n) for n in shape)
+    return shape + (1,) if len(shape) == 2 else (shape if len(shape) == 3 else None)
+
+
 def from_arrays(
     x_train,
     y_train,
@@ -147,9 +154,7 @@ def from_arrays(
     k = num_classes if num_classes is not None else int(max(train.y.max(), test.y.max())) + 1
     if k < 2:
         raise DataError("a classification data set needs at least 2 classes")
-    shape = np.shape(x_train)[1:]
-    image = tuple(shape) + (1,) if len(shape) == 2 else (tuple(shape) if len(shape) == 3 else None)
-    return Dataset(name=name, train=train, test=test, num_classes=k, image_shape=image)
+    return Dataset(name=name, train=train, test=test, num_classes=k, image_shape=_image_shape(np.shape(x_train)[1:]))
 
 
 def _stratified_split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -383,8 +388,7 @@ def from_tfds(
             ) from None
         splits[which], shape = _read_source(source, image_key, label_key)
     opts = {"data_dir": data_dir, "train_split": train_split, "test_split": test_split}
-    image = shape + (1,) if len(shape) == 2 else (shape if len(shape) == 3 else None)
-    return Dataset(name, splits["train"], splits["test"], int(num_classes), opts, image_shape=image)
+    return Dataset(name, splits["train"], splits["test"], int(num_classes), opts, image_shape=_image_shape(shape))
 
 
 # --------------------------------------------------------------------------- registry

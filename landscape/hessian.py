@@ -160,7 +160,7 @@ def restrict(loss_fn: LossFn, params: PyTree, select: Selection):
     sub_params = [x for x, m in zip(leaves, mask) if m]
     zeros = [jnp.zeros_like(x) for x in leaves]
     sub_loss = lambda sub: loss_fn(merged(sub, leaves))  # noqa: E731
-    if hasattr(loss_fn, "outputs") and hasattr(loss_fn, "per_example"):  # keep the structure GGN/Fisher need
+    if _has_parts(loss_fn):  # keep the structure GGN/Fisher need
         from .models import LossParts
 
         sub_loss = LossParts(outputs=lambda sub: loss_fn.outputs(merged(sub, leaves)), output_loss=loss_fn.output_loss,
@@ -590,6 +590,8 @@ def ensemble_curvature(
     """
     from . import chunks, tree
 
+    if trace_probes < 1:  # the trace is part of every member's curvature here (curvature_map may omit it)
+        raise ConfigError("num_probes must be positive")
     m_total = tree.num_members(stacked)
     one, options = _point_curvature(loss_fn, tree.take(stacked, 0), top=top, num_iters=num_iters,
                                     trace_probes=trace_probes, density=density, density_probes=density_probes,
@@ -624,7 +626,7 @@ def _point_curvature(loss_fn, point, *, top, num_iters, trace_probes, density=Fa
             out["density_nodes"], out["density_weights"] = den.nodes, den.weights
         if minibatches is not None:
             per = minibatch_curvature(minibatches, params, key=jax.random.fold_in(k, 1), top=top, num_iters=m_iter,
-                                      trace_probes=trace_probes or 1, **kw)
+                                      trace_probes=trace_probes, **kw)
             out.update({f"batch_{n}": v for n, v in per.items()})
         return out
 

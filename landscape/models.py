@@ -423,10 +423,7 @@ class FlaxModel:
     def activation_width(self) -> int:
         """Floats of every intermediate value of a forward pass on one example (an upper
         estimate of its activations), counted from the traced program."""
-        self._require_bound()
-        params = jax.eval_shape(self.init, jax.random.key(0))
-        jaxpr = jax.make_jaxpr(self.apply_fn)(params, jax.ShapeDtypeStruct((1, *self.in_shape), jnp.float32))
-        return int(sum(math.prod(v.aval.shape) for eqn in jaxpr.jaxpr.eqns for v in eqn.outvars
+        return int(sum(math.prod(v.aval.shape) for eqn in _forward_jaxpr(self).eqns for v in eqn.outvars
                        if hasattr(v.aval, "shape")))
 
     def describe(self) -> str:
@@ -485,29 +482,29 @@ def _nnx(factory) -> FlaxModel:
     return FlaxModel(init, apply, type(probe).__name__)
 
 
-def convolutional(model) -> bool:
-    """Whether a bound model's forward pass contains a convolution (read from its traced
-    program, so it holds for user models too)."""
-    model = as_model(model)
+def _forward_jaxpr(model):
+    """The traced forward pass of a bound model on one example (abstract: nothing is computed)."""
     model._require_bound()
     params = jax.eval_shape(model.init, jax.random.key(0))
-    shape = (1, model.in_features) if isinstance(model, (MLP, CNN)) else (1, *model.in_shape)
-    jaxpr = jax.make_jaxpr(model.apply)(params, jax.ShapeDtypeStruct(shape, jnp.float32))
+    shape = (1, *model.in_shape) if isinstance(model, FlaxModel) else (1, model.in_features)
+    return jax.make_jaxpr(model.apply)(params, jax.ShapeDtypeStruct(shape, jnp.float32)).jaxpr
 
-    def has_conv(jp) -> bool:
-        for eqn in jp.eqns:
+
+def convolutional(model) -> bool:
+    """Whether a bound model's forward pass contains a convolution (read from its traced
+    program, nested programs included, so it holds for user models too)."""
+    def has_conv(jaxpr) -> bool:
+        for eqn in jaxpr.eqns:
             if eqn.primitive.name == "conv_general_dilated":
                 return True
-            for sub in jax.core.subjaxprs(eqn) if hasattr(jax.core, "subjaxprs") else ():
-                if has_conv(sub):
-                    return True
-            for v in eqn.params.values():
-                inner = getattr(v, "jaxpr", None)
-                if inner is not None and has_conv(getattr(inner, "jaxpr", inner)):
-                    return True
+            for value in eqn.params.values():  # jit, scan, cond ... carry their bodies as parameters
+                for inner in value if isinstance(value, (tuple, list)) else (value,):
+                    inner = getattr(inner, "jaxpr", inner)  # a ClosedJaxpr's Jaxpr
+                    if hasattr(inner, "eqns") and has_conv(inner):
+                        return True
         return False
 
-    return has_conv(jaxpr.jaxpr)
+    return has_conv(_forward_jaxpr(as_model(model)))
 
 
 #: The built-in models a run directory can describe, by the ``type`` it records.

@@ -310,12 +310,13 @@ def train_ensemble(
     chunk = int(max(1, min(num_members, budget // per_member)))
     programs = _programs(model, loss, make_opt, batch_size, _steps_per_epoch(batch_size, n_train), n_train)
     bar = _progress_bar(steps * -(-num_members // chunk), num_members, progress)
+    group = _group_size(placement(mesh).size, model)  # traces the model once: not per member chunk
     t0 = time.perf_counter()
     try:
         parts = [
             _train_members(programs, data, key, member_seed[i : i + chunk], member_lr[i : i + chunk], steps=steps,
                            batch_size=batch_size, log_every=log_every, snap_steps=snap_steps, chunks=chunks,
-                           bar=bar, mesh=mesh, group=_group_size(placement(mesh).size, model))
+                           bar=bar, mesh=mesh, group=group)
             for i in range(0, num_members, chunk)
         ]
     finally:

@@ -187,13 +187,14 @@ def _finish(args, outcome, *, fmt: str | None = None) -> None:
         ev = meta["explained_variance_ratio"]
         print(f"explained variance ratio: PC1 {ev[0]:.3f}, PC2 {ev[1]:.3f}")
     print(f"result: {outcome.path}" + (" (saved and current: reused, nothing computed)" if outcome.reused else ""))
-    for line in report.curvature_map_lines(outcome.arrays, meta):
+    curvature_lines = report.curvature_map_lines(outcome.arrays, meta)
+    for line in curvature_lines:
         print(line)
     if not getattr(args, "no_plot", False):
         with args.clock.phase("figure"):
             paths = [report.result_figure(outcome.arrays, meta, outcome.run / "figures"
                                           / f"{outcome.name}.{fmt or args.format}")]
-            if report.curvature_map_lines(outcome.arrays, meta):
+            if curvature_lines:
                 paths.append(report.curvature_map_figure(outcome.arrays, meta, outcome.run / "figures"
                                                          / f"{outcome.name}_curvature.{fmt or args.format}"))
         for path in paths:
