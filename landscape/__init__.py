@@ -10,7 +10,8 @@ reuse of results), ``members`` (members as seed and learning rate), ``analyses``
 command's computation: settings in, a stored result out), ``report`` (figures, tables and
 ``report.md`` from saved results),
 ``plot`` (figures from saved results), ``compilation_cache`` (JAX's persistent compilation
-cache), ``timing`` (a command's wall-time phases), ``errors``.
+cache), ``precision`` (the arithmetic of float32 matmuls, recorded with every result),
+``timing`` (a command's wall-time phases), ``errors``.
 """
 
 __version__ = "0.1.0"
@@ -23,7 +24,7 @@ import importlib
 # the rest behave as if imported eagerly.
 _SUBMODULES = ("data", "directions", "distributed", "surface", "hessian", "minima", "errors", "io", "models",
                "optim", "plot", "train", "tree", "compilation_cache", "timing", "results", "files", "chunks",
-               "members", "analyses", "report")
+               "members", "analyses", "report", "precision")
 _NAMES = {
     "Dataset": "data", "Split": "data", "load": "data",
     "ConfigError": "errors", "CorruptRunError": "errors", "DataError": "errors",
@@ -75,6 +76,7 @@ __all__ = [
     "members",
     "analyses",
     "report",
+    "precision",
     "Dataset",
     "Split",
     "load",

@@ -50,10 +50,11 @@ RESULT_META = "__meta__"
 
 
 def environment() -> dict:
-    """Library versions, backend and devices, host: recorded with every result."""
+    """Library versions, backend and devices, the float32 matmul arithmetic
+    (:func:`landscape.precision.matmul_precision`), host: recorded with every result."""
     import jax
 
-    from . import __version__
+    from . import __version__, precision
 
     versions = {"landscape": __version__, "python": sys.version.split()[0]}
     for mod in ("jax", "jaxlib", "flax", "optax", "numpy"):
@@ -65,6 +66,7 @@ def environment() -> dict:
         "versions": versions,
         "backend": jax.default_backend(),
         "devices": [str(d) for d in jax.devices()],
+        "matmul_precision": precision.matmul_precision(),
         "process_count": jax.process_count(),
         "platform": platform.platform(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -51,14 +51,18 @@ def provenance(run: str | os.PathLike, settings: dict) -> dict:
 
     Returns:
       ``{"params_sha256": <hash of RUN/params.npz>, "data": <the run's data set identity>,
-      "settings": settings}`` in JSON form.
+      "settings": settings}`` in JSON form, with ``"matmul_precision"`` added when float32
+      products are not exact (:func:`landscape.precision.matmul_precision`: TF32 on a GPU, say).
     """
-    from . import files, io
+    from . import files, io, precision
 
     run = io.run_path(run)
     meta = io.read_meta(run)
-    return files.jsonable({"params_sha256": _params_sha256(run), "data": meta.get("train", {}).get("data"),
-                         "settings": settings})
+    out = {"params_sha256": _params_sha256(run), "data": meta.get("train", {}).get("data"), "settings": settings}
+    arithmetic = precision.matmul_precision()
+    if arithmetic != "float32":  # TF32 / bfloat16 products: another computation than exact float32
+        out["matmul_precision"] = arithmetic
+    return files.jsonable(out)
 
 
 def differences(saved: Any, current: Any, prefix: str = "") -> list[str]:

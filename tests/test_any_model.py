@@ -9,7 +9,7 @@ import pytest
 
 import landscape as ls
 
-from .conftest import assert_trees_close, assert_trees_equal
+from .conftest import assert_members_equal, assert_trees_close, assert_trees_equal
 from .test_train import reference_member
 
 
@@ -162,7 +162,7 @@ def test_the_builtin_cnn_trains_saves_and_loads(digits, tmp_path):
     assert ls.models.convolutional(bound) and not ls.models.convolutional(ls.MLP().for_data(digits))
     alone = ls.train_ensemble(model, digits, key=key, seeds=[9], loss="cross_entropy", optimizer=spec, steps=5,
                               batch_size=20, log_every=5, progress=False)
-    assert_trees_equal(alone.member(0), ens.member(1))
+    assert_members_equal(alone.member(0), ens.member(1))
     ls.io.save_run(tmp_path / "run", ens)
     back = ls.io.load_run(tmp_path / "run")
     assert back.model == bound and back.model.describe().startswith("CNN 8x8x1 conv 3-4 (3x3, tanh")

@@ -8,7 +8,7 @@ import pytest
 import landscape as ls
 from landscape.errors import ConfigError
 
-from .conftest import assert_trees_close, assert_trees_equal
+from .conftest import assert_members_equal, assert_trees_close, assert_trees_equal
 
 LOSS = {"mse": ls.models.mse, "cross_entropy": ls.models.cross_entropy}
 
@@ -187,7 +187,7 @@ def test_history_and_trajectory_match_the_parameters(blobs, key):
     for i in range(3):
         k = jax.random.fold_in(key, i)
         init = model.init(jax.random.split(k)[0])
-        assert_trees_equal(ls.tree.take(ls.tree.take(ens.trajectory.params, i), 0), init)
+        assert_members_equal(ls.tree.take(ls.tree.take(ens.trajectory.params, i), 0), init)
         assert_trees_equal(jax.tree_util.tree_map(lambda a: a[i, -1], ens.trajectory.params), ens.member(i))
         final = ls.models.metrics(model, ens.member(i), blobs.test.x, blobs.test.y, "cross_entropy")
         np.testing.assert_allclose(ens.history.test_loss[i, -1], final["loss"], rtol=1e-5)

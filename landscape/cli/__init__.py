@@ -25,16 +25,17 @@ EXIT_INTERRUPTED = 130
 
 
 def _start_devices(args) -> None:
-    """Turn on the compilation cache, join a multi-process run if asked, and choose the mesh
-    every computation shards over."""
+    """Set the float32 matmul arithmetic, turn on the compilation cache, join a multi-process
+    run if asked, and choose the mesh every computation shards over."""
     args.mesh = None
     if args.command in NO_COMPUTE:
         return
     try:
         import jax  # noqa: F401  (JAX reads its JAX_* variables here and at backend start-up)
 
-        from .. import compilation_cache, distributed
+        from .. import compilation_cache, distributed, precision
 
+        precision.set_matmul_precision(args.matmul_precision)
         if not args.no_compile_cache:
             try:
                 compilation_cache.enable()
