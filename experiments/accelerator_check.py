@@ -83,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     status = 0
     if not args.skip_tests:
         test_cmd = [sys.executable, "-m", "pytest", "-n", str(args.workers)]
+        if importlib.util.find_spec("pytest_benchmark") is not None:
+            # its warning that xdist disables it would be an error under the suite's warning filter
+            test_cmd += ["-p", "no:benchmark"]
         if args.quick:  # the script's own check: a few fast test files
             test_cmd += ["tests/test_tree.py", "tests/test_directions.py"]
         rc, secs = _run(test_cmd, env, out / "tests.log")
@@ -93,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             summary["tests_slow"] = {"exit_status": rc, "seconds": secs}
             status |= rc != 0
     bench = out / f"benchmark_{info['backend']}.json"
-    sections = args.sections or "matmul,sweep,minibatch,surface,surface784,hessian,scaling,large,ttr"
+    sections = args.sections or "matmul,sweep,minibatch,cnn,surface,surface784,hessian,layers,scaling,large,ttr"
     bench_cmd = [sys.executable, str(ROOT / "experiments" / "benchmark.py"), "--json", str(bench), "--sections", sections]
     if args.quick:
         bench_cmd.append("--quick")

@@ -59,7 +59,8 @@ POWER_ITERS, POWER_TOL = 100, 1e-3  # PyHessian's defaults for the peer's power 
 WIDE_EXAMPLES, WIDE_GRID = 5000, 31  # the surface on MNIST-shaped (784-pixel) inputs
 CNN_CHANNELS, CNN_STEPS = (8, 16), 20  # the built-in CNN's ensemble section
 LANCZOS_ITERS = 10  # the library's Lanczos steps for the top eigenvalue (accuracy is reported)
-MATMUL_N = 4096
+MATMUL_N = 4096  # 8192 on an accelerator (a 4096 product is too short to reach its peak)
+MATMUL_PRECISION = "float32"  # --matmul-precision: JAX's (and PyTorch's) float32 matmul arithmetic
 
 # large ensembles: the classic digits network
 LARGE_SEEDS = (1000, 4000, 16000)
@@ -95,8 +96,10 @@ def _best(fn, repeats: int) -> tuple[float, object]:
 def _timed_after(run, steps) -> tuple[float, object]:
     """``run(seeds, steps)``: warm up with 2 seeds × 12 steps, then time the full ``SEEDS × steps`` run."""
     run(2, 12)
+    _sync()
     t0 = time.perf_counter()
     out = run(SEEDS, steps)
+    _sync()
     return time.perf_counter() - t0, out
 
 
@@ -235,12 +238,37 @@ def jax_vmap_surface(model, center, d1, d2, data, num, rows: bool):
 # ==================================================================== implementations: PyTorch
 
 
+TORCH_DEVICE = "cpu"  # set by main(): "cuda" when JAX runs on a GPU and PyTorch sees one
+
+
 def _torch():
+    """PyTorch on the benchmark's device, with the same float32 matmul precision as JAX
+    (TF32 only when ``--matmul-precision tensorfloat32``), or None when it is not installed."""
     try:
         import torch
     except ImportError:
         return None
+    torch.set_default_device(TORCH_DEVICE)
+    tf32 = MATMUL_PRECISION == "tensorfloat32"
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
     return torch
+
+
+def _torch_data(torch, split):
+    """A split's rows and integer labels as tensors on the peers' device."""
+    return (torch.from_numpy(split.x).to(TORCH_DEVICE),
+            torch.from_numpy(split.y.astype(np.int64)).to(TORCH_DEVICE))
+
+
+def _gen(torch, seed):
+    return torch.Generator(device=TORCH_DEVICE).manual_seed(seed)
+
+
+def _sync(torch=None):
+    """Wait for the GPU's queued work (PyTorch's kernels run asynchronously)."""
+    if TORCH_DEVICE != "cpu":
+        (torch or _torch()).cuda.synchronize()
 
 
 def _torch_mlp(torch, widths, seed):
@@ -286,7 +314,7 @@ def torch_sequential_sweep(torch, make_net, xt, yt, seeds, steps, batch):
     for seed in range(seeds):
         net = make_net(seed)
         opt = torch.optim.SGD(net.parameters(), lr=LEARNING_RATE)
-        gen = torch.Generator().manual_seed(seed)
+        gen = _gen(torch, seed)
         per_epoch = n // batch if batch else 1
         for t in range(steps):
             if batch:
@@ -320,7 +348,7 @@ def torch_func_sweep(torch, make_net, xt, yt, seeds, steps, batch):
     n = xt.shape[0]
     if batch:
         g = vmap(grad(loss), in_dims=(0, 0, 0, 0))
-        gen = torch.Generator().manual_seed(0)
+        gen = _gen(torch, 0)
         per_epoch = n // batch
     else:
         g = vmap(grad(loss), in_dims=(0, 0, None, None))
@@ -351,8 +379,8 @@ def _flat_torch(torch, model, p):
     """Per-parameter tensors in ``net.parameters()`` order (weight, bias per layer)."""
     out = []
     for name in model.layer_names:
-        out.append(torch.from_numpy(np.ascontiguousarray(np.asarray(p[name]["kernel"]).T)))
-        out.append(torch.from_numpy(np.asarray(p[name]["bias"]).copy()))
+        out.append(torch.from_numpy(np.ascontiguousarray(np.asarray(p[name]["kernel"]).T)).to(TORCH_DEVICE))
+        out.append(torch.from_numpy(np.asarray(p[name]["bias"]).copy()).to(TORCH_DEVICE))
     return out
 
 
@@ -410,7 +438,7 @@ def torch_power_iteration(torch, model, stacked, xt, yt):
         p = {k: {kk: vv[i] for kk, vv in d.items()} for k, d in stacked.items()}
         net = _torch_from_jax(torch, model, p)
         eig, n = _torch_power(torch, F.cross_entropy(net(xt), yt), list(net.parameters()),
-                              torch.Generator().manual_seed(i))
+                              _gen(torch, i))
         out.append(eig)
         iters.append(n)
     return np.asarray(out), iters
@@ -429,7 +457,7 @@ def torch_layer_power_iteration(torch, model, stacked, xt, yt):
         linears = [m for m in net if isinstance(m, torch.nn.Linear)]
         for j, lin in enumerate(linears):
             out[i, j], n = _torch_power(torch, F.cross_entropy(net(xt), yt), [lin.weight, lin.bias],
-                                        torch.Generator().manual_seed(1000 * i + j))
+                                        _gen(torch, 1000 * i + j))
             iters.append(n)
     return out, iters
 
@@ -438,17 +466,26 @@ def torch_layer_power_iteration(torch, model, stacked, xt, yt):
 
 
 def section_matmul(args, rows):
+    """The float32 matmul rate at the benchmark's precision (the peak every other rate is a
+    fraction of); on a GPU also the other precision's, for reference."""
     import jax
     import jax.numpy as jnp
 
     n = MATMUL_N
     a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
     b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
-    f = jax.jit(jnp.dot)
-    t, _ = _best(lambda: f(a, b).block_until_ready(), args.repeats)
-    gflops = 2 * n**3 / t / 1e9
-    rows.append(dict(section="matmul", impl=f"jax float32 {n}x{n} matmul", seconds=t, gflops=gflops))
-    return gflops
+    precisions = [MATMUL_PRECISION]
+    if jax.default_backend() == "gpu":
+        precisions += [p for p in ("float32", "tensorfloat32") if p != MATMUL_PRECISION]
+    peak = None
+    for prec in precisions:
+        f = jax.jit(lambda x, y, p=prec: jnp.dot(x, y, precision=p))
+        t, _ = _best(lambda: f(a, b).block_until_ready(), max(args.repeats, 3))
+        gflops = 2 * n**3 / t / 1e9
+        rows.append(dict(section="matmul", impl=f"jax {n}x{n} matmul, {prec}", seconds=t, gflops=gflops,
+                         precision=prec))
+        peak = gflops if peak is None else peak
+    return peak
 
 
 def section_sweep(args, rows, kind, peak):
@@ -467,7 +504,7 @@ def section_sweep(args, rows, kind, peak):
     t, _ = _timed_after(lambda s, k: jax_loop_sweep(model, data, s, k, batch), steps)
     res.append(dict(impl="plain JAX (jitted step, Python loop over seeds)", seconds=t))
     if torch is not None:
-        xt, yt = torch.from_numpy(data.train.x), torch.from_numpy(data.train.y.astype(np.int64))
+        xt, yt = _torch_data(torch, data.train)
         w = _sizes(model)
         make = lambda seed: _torch_mlp(torch, w, seed)  # noqa: E731
         t, _ = _timed_after(lambda s, k: torch_sequential_sweep(torch, make, xt, yt, s, k, batch), steps)
@@ -516,7 +553,7 @@ def section_surface(args, rows, peak, ens=None, wide_inputs: bool = False):
         res.append(dict(impl=name, seconds=t))
     err = float(np.max(np.abs(surf.values["train_loss"] - ref)))
     if torch is not None:
-        xt, yt = torch.from_numpy(data.train.x), torch.from_numpy(data.train.y.astype(np.int64))
+        xt, yt = _torch_data(torch, data.train)
         torch_surface(torch, model, center, d1, d2, xt, yt, 3, BATCH)  # warm-up (a single timed run follows)
         t, (tl, _) = _best(lambda: torch_surface(torch, model, center, d1, d2, xt, yt, grid, BATCH), 0)
         res.append(dict(impl="PyTorch reference: per point, batches of 128", seconds=t))
@@ -553,7 +590,7 @@ def section_hessian(args, rows, ens=None):
             "max_rel_error": float(np.max(np.abs(lam - exact) / np.abs(exact))),
             "reference_vs_dense_rel_error": float(abs(exact[0] - dense) / abs(dense))}]
     if torch is not None:
-        xt, yt = torch.from_numpy(data.train.x), torch.from_numpy(data.train.y.astype(np.int64))
+        xt, yt = _torch_data(torch, data.train)
         t, (ref, iters) = _best(lambda: torch_power_iteration(torch, model, ens.params, xt, yt), args.repeats)
         res.append({"impl": f"PyTorch power iteration (<={POWER_ITERS} HVPs, tol {POWER_TOL:g}), seed after seed",
                     "seconds": t, "mean_iterations": float(np.mean(iters)),
@@ -586,7 +623,7 @@ def section_cnn(args, rows, peak):
     res = [dict(impl="landscape.train_ensemble(ls.CNN)", seconds=t_lib, first_call_s=t_first,
                 train_accuracy=float(np.mean(ens.history.train_accuracy[:, -1])))]
     if torch is not None:
-        xt, yt = torch.from_numpy(data.train.x), torch.from_numpy(data.train.y.astype(np.int64))
+        xt, yt = _torch_data(torch, data.train)
         make = lambda seed: _torch_cnn(torch, CNN_CHANNELS, model.image_shape, data.num_classes, seed)  # noqa: E731
         t, _ = _timed_after(lambda s, k: torch_sequential_sweep(torch, make, xt, yt, s, k, None), steps)
         res.append(dict(impl="PyTorch nn.Module loop, seed after seed", seconds=t))
@@ -612,7 +649,7 @@ def section_layers(args, rows, ens=None):
             "seconds": t_lib, "first_call_s": t_first,
             "max_rel_error": float(np.max(np.abs(lam - exact) / np.abs(exact)))}]
     if torch is not None:
-        xt, yt = torch.from_numpy(data.train.x), torch.from_numpy(data.train.y.astype(np.int64))
+        xt, yt = _torch_data(torch, data.train)
         t, (ref, iters) = _best(lambda: torch_layer_power_iteration(torch, model, ens.params, xt, yt), args.repeats)
         res.append({"impl": f"PyTorch per-layer power iteration (<={POWER_ITERS} HVPs), seed/layer after another",
                     "seconds": t, "mean_iterations": float(np.mean(iters)),
@@ -811,8 +848,9 @@ def _finish(rows, section, res, flops, peak, unit, count):
     rows.extend(res)
 
 
-def _print(rows):
-    print(f"{'section':<10} {'implementation':<62} {'seconds':>9} {'speedup':>8} {'GFLOP/s':>8}")
+def _print(rows, header: bool = True):
+    if header and any(r["section"] != "ttr" for r in rows):
+        print(f"{'section':<10} {'implementation':<62} {'seconds':>9} {'speedup':>8} {'GFLOP/s':>8}")
     for r in rows:
         if r["section"] == "ttr":
             continue
@@ -842,53 +880,95 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--json", default=None, help="write the rows and the machine description here")
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks that everything runs")
+    p.add_argument("--matmul-precision", choices=("float32", "tensorfloat32"), default="float32",
+                   help="float32 matmul arithmetic of JAX and the PyTorch peers (tensorfloat32: NVIDIA tensor "
+                        "cores, about 3 significant digits; the CLI's default is float32)")
+    p.add_argument("--torch-device", default=None,
+                   help="device of the PyTorch peers (default: cuda when JAX runs on a GPU and PyTorch sees one)")
     args = p.parse_args()
     if args.quick:
         globals().update(QUICK)
         args.repeats = 1
-    sections = args.sections.split(",")
-    rows: list[dict] = []
-    peak = section_matmul(args, rows) if "matmul" in sections else None
-    ens = None
-    for kind in ("sweep", "minibatch"):
-        if kind in sections:
-            e = section_sweep(args, rows, kind, peak)
-            ens = e if kind == "sweep" else ens
-    if "surface" in sections:
-        section_surface(args, rows, peak, ens)
-    if "surface784" in sections:
-        section_surface(args, rows, peak, wide_inputs=True)
-    if "cnn" in sections:
-        section_cnn(args, rows, peak)
-    if "hessian" in sections:
-        section_hessian(args, rows, ens)
-    if "layers" in sections:
-        section_layers(args, rows, ens)
-    if "scaling" in sections:
-        section_scaling(args, rows)
-    if "large" in sections:
-        section_large(args, rows, peak)
-    if "ttr" in sections:
-        section_ttr(args, rows)
-    _print(rows)
-    if args.json:
-        import jax
+    import jax
 
-        torch = _torch()
-        machine = {
-            "cpu": _cpu_name(), "cores": os.cpu_count(), "platform": platform.platform(),
-            "jax": jax.__version__, "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()],
-            "torch": None if torch is None else torch.__version__,
-            "torch_threads": None if torch is None else torch.get_num_threads(),
-        }
-        out = {"machine": machine, "config": {k: globals()[k] for k in
-                                               ("SEEDS", "HIDDEN", "ACTIVATION", "LOSS", "LEARNING_RATE", "FULL_STEPS",
-                                                "MB_STEPS", "BATCH", "GRID", "LARGE_GRID", "MATMUL_N",
-                                               "WIDE_EXAMPLES", "WIDE_GRID", "LANCZOS_ITERS", "LARGE_SEEDS",
-                                               "LARGE_STEPS", "LARGE_HESSIAN_SEEDS")},
-               "quick": args.quick, "date": time.strftime("%Y-%m-%d %H:%M"), "rows": rows}
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(out, indent=2))
+    jax.config.update("jax_default_matmul_precision", args.matmul_precision)
+    os.environ["JAX_DEFAULT_MATMUL_PRECISION"] = args.matmul_precision  # the child processes' too
+    globals()["MATMUL_PRECISION"] = args.matmul_precision
+    if jax.default_backend() != "cpu" and not args.quick:
+        globals()["MATMUL_N"] = 8192
+    torch = _torch()
+    if args.torch_device is None:
+        args.torch_device = "cuda" if (jax.default_backend() == "gpu" and torch is not None
+                                       and torch.cuda.is_available()) else "cpu"
+    globals()["TORCH_DEVICE"] = args.torch_device
+    sections = args.sections.split(",")
+    unknown = [x for x in sections if x not in SECTIONS]
+    if unknown:
+        p.error(f"unknown sections {unknown}; choose from {','.join(SECTIONS)}")
+    rows: list[dict] = []
+    state = {"peak": None, "ens": None}
+    if "matmul" in sections:  # first: every other rate is a fraction of its peak
+        sections = ["matmul"] + [x for x in sections if x != "matmul"]
+    for name in sections:  # in the order given; each section's rows printed and saved as it ends
+        done = len(rows)
+        SECTIONS[name](args, rows, state)
+        _print(rows[done:], header=done == 0)
+        if args.json:
+            _write_json(args, rows)
+
+
+def _write_json(args, rows) -> None:
+    """The rows so far and the machine description (rewritten after every section, atomically:
+    a benchmark stopped part-way keeps what it measured)."""
+    import jax
+
+    torch = _torch()
+    machine = {
+        "cpu": _cpu_name(), "cores": os.cpu_count(), "platform": platform.platform(),
+        "jax": jax.__version__, "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()],
+        "device_kind": jax.devices()[0].device_kind,
+        "torch": None if torch is None else torch.__version__,
+        "torch_threads": None if torch is None else torch.get_num_threads(),
+        "torch_device": TORCH_DEVICE,
+    }
+    out = {"machine": machine, "config": {k: globals()[k] for k in
+                                           ("SEEDS", "HIDDEN", "ACTIVATION", "LOSS", "LEARNING_RATE", "FULL_STEPS",
+                                            "MB_STEPS", "BATCH", "GRID", "LARGE_GRID", "MATMUL_N", "MATMUL_PRECISION",
+                                            "WIDE_EXAMPLES", "WIDE_GRID", "LANCZOS_ITERS", "LARGE_SEEDS",
+                                            "LARGE_STEPS", "LARGE_HESSIAN_SEEDS")},
+           "quick": args.quick, "repeats": args.repeats, "date": time.strftime("%Y-%m-%d %H:%M"), "rows": rows}
+    path = Path(args.json)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(out, indent=2))
+    os.replace(tmp, path)
+
+
+def _run_sweep(kind):
+    def run(args, rows, state):
+        ens = section_sweep(args, rows, kind, state["peak"])
+        if kind == "sweep":
+            state["ens"] = ens
+    return run
+
+
+def _run_matmul(args, rows, state):
+    state["peak"] = section_matmul(args, rows)
+
+
+SECTIONS = {
+    "matmul": _run_matmul,
+    "sweep": _run_sweep("sweep"),
+    "minibatch": _run_sweep("minibatch"),
+    "cnn": lambda args, rows, state: section_cnn(args, rows, state["peak"]),
+    "surface": lambda args, rows, state: section_surface(args, rows, state["peak"], state["ens"]),
+    "surface784": lambda args, rows, state: section_surface(args, rows, state["peak"], wide_inputs=True),
+    "hessian": lambda args, rows, state: section_hessian(args, rows, state["ens"]),
+    "layers": lambda args, rows, state: section_layers(args, rows, state["ens"]),
+    "scaling": lambda args, rows, state: section_scaling(args, rows),
+    "large": lambda args, rows, state: section_large(args, rows, state["peak"]),
+    "ttr": lambda args, rows, state: section_ttr(args, rows),
+}
 
 
 def _cpu_name() -> str:
