@@ -265,10 +265,10 @@ def _gen(torch, seed):
     return torch.Generator(device=TORCH_DEVICE).manual_seed(seed)
 
 
-def _sync(torch=None):
+def _sync():
     """Wait for the GPU's queued work (PyTorch's kernels run asynchronously)."""
     if TORCH_DEVICE != "cpu":
-        (torch or _torch()).cuda.synchronize()
+        _torch().cuda.synchronize()
 
 
 def _torch_mlp(torch, widths, seed):

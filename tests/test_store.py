@@ -16,9 +16,8 @@ import pytest
 import landscape as ls
 from landscape import analyses, files
 
-from .conftest import assert_members_equal
-
 from .clirun import run
+from .conftest import assert_members_equal
 
 # a sweep of two learning rates that learns (so no member is flagged), small enough for seconds
 SWEEP = ["--dataset", "blobs", "--hidden", "6", "--steps", "200", "--log-every", "50", "--seeds", "3",

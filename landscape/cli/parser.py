@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import math
 
+from .. import precision
+
 __all__ = ["build_parser", "UsageError"]
 
 
@@ -83,8 +85,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="multi-process run: this process's index (or $LANDSCAPE_PROCESS_ID / $JAX_PROCESS_ID)")
     g.add_argument("--join-timeout", type=_positive_int, default=120,
                    help="seconds to wait for every process to join (default: %(default)s)")
-    g.add_argument("--matmul-precision", choices=("float32", "tensorfloat32", "bfloat16", "default"),
-                   default="float32",
+    g.add_argument("--matmul-precision", choices=precision.CHOICES, default="float32",
                    help="arithmetic of float32 matrix products on GPUs/TPUs (default: exact float32; JAX's own "
                         "default is TF32 on NVIDIA GPUs, about 3 digits; recorded with every result)")
     g = p.add_argument_group("compilation and timing")
