@@ -1,10 +1,10 @@
 """landscape: train many small networks from many random starts and explore their loss landscapes.
 
 Modules (one concept each): ``tree`` (pytree maths), ``distributed`` (meshes, multi-host), ``data`` (data sets), ``models``
-(the Flax MLP, losses), ``optim`` (named optax optimizers), ``train`` (ensemble training),
+(the built-in MLP, CNN and ResNet, any Flax model, BatchNorm statistics, losses), ``optim`` (named optax optimizers), ``train`` (ensemble training),
 ``directions`` (random / normalised / solution / PCA directions), ``surface`` (the generic
 slice evaluator and the slices built on it), ``hessian`` (curvature), ``minima`` (barriers,
-basins, alignment, curves), ``files`` (atomic writes, bounded reads, locks), ``chunks`` (the
+basins, alignment, curves), ``permutation`` (permutation specs, weight matching), ``files`` (atomic writes, bounded reads, locks), ``chunks`` (the
 resumable chunk loop), ``io`` (run directories and result files), ``results`` (provenance and
 reuse of results), ``members`` (members as seed and learning rate), ``analyses`` (each
 command's computation: settings in, a stored result out), ``report`` (figures, tables and
@@ -24,7 +24,7 @@ import importlib
 # the rest behave as if imported eagerly.
 _SUBMODULES = ("data", "directions", "distributed", "surface", "hessian", "minima", "errors", "io", "models",
                "optim", "plot", "train", "tree", "compilation_cache", "timing", "results", "files", "chunks",
-               "members", "analyses", "report", "precision")
+               "members", "analyses", "report", "precision", "permutation")
 _NAMES = {
     "Dataset": "data", "Split": "data", "load": "data",
     "ConfigError": "errors", "CorruptRunError": "errors", "DataError": "errors",
@@ -77,6 +77,7 @@ __all__ = [
     "analyses",
     "report",
     "precision",
+    "permutation",
     "Dataset",
     "Split",
     "load",

@@ -97,7 +97,9 @@ class Outcome:
 @dataclasses.dataclass(frozen=True)
 class TrainSpec:
     """A seed sweep of a built-in model (see ``landscape train --help`` for each field):
-    ``model="mlp"`` (``hidden`` widths) or ``"cnn"`` (``channels``, ``kernel``; image data sets)."""
+    ``model="mlp"`` (``hidden`` widths), ``"cnn"`` (``channels``, ``kernel``) or ``"resnet"``
+    (``depth``, ``width``, ``stages``, ``skip``, ``norm``; :class:`landscape.models.ResNet`);
+    the last two need image data sets."""
 
     dataset: str = "digits"
     data_dir: str | None = None
@@ -106,6 +108,11 @@ class TrainSpec:
     hidden: tuple[int, ...] = (16, 16)
     channels: tuple[int, ...] = (8, 16)
     kernel: int = 3
+    depth: int = 10
+    width: int = 8
+    stages: int = 2
+    skip: bool = True
+    norm: str = "batch"
     activation: str = "sigmoid"
     output_activation: str = "auto"
     init: str = "lecun_normal"
@@ -161,8 +168,12 @@ def train(out: str | Path, spec: TrainSpec, *, overwrite: bool = False, executio
         elif spec.model == "cnn":
             model = models.CNN(channels=tuple(spec.channels), kernel=spec.kernel, activation=spec.activation,
                                output_activation=out_act, kernel_init=spec.init)
+        elif spec.model == "resnet":
+            model = models.ResNet(depth=spec.depth, width=spec.width, stages=spec.stages, skip=spec.skip,
+                                  norm=spec.norm, activation=spec.activation, output_activation=out_act,
+                                  kernel_init=spec.init)
         else:
-            raise ConfigError(f"unknown model {spec.model!r}; choose mlp or cnn")
+            raise ConfigError(f"unknown model {spec.model!r}; choose mlp, cnn or resnet")
         lrs = tuple(spec.lr)
         ens = train_mod.train_ensemble(
             model, dataset, key=jax.random.key(spec.key), seeds=spec.seeds,
@@ -251,6 +262,39 @@ def _stored(run, name: str, settings: dict, overwrite: bool, warnings: list[str]
     return Outcome(res.name, path, arrays, meta, False, warnings, res.run)
 
 
+def _settings(ens, settings: dict) -> dict:
+    """``settings`` with the statistics choice resolved: ``"recompute"`` unless asked
+    otherwise for a model with state (BatchNorm); dropped for a model without (so that results
+    of stateless runs keep their provenance)."""
+    chosen = settings.pop("statistics", None)
+    if not ens.model.stateful:
+        if chosen is not None:
+            raise ConfigError(f"--statistics applies to models with BatchNorm state; {ens.model.describe()} has none")
+        return settings
+    from .models import STATISTICS
+
+    chosen = chosen or "recompute"
+    if chosen not in STATISTICS:
+        raise ConfigError(f"statistics must be one of {', '.join(STATISTICS)}, got {chosen!r}")
+    return {**settings, "statistics": chosen}
+
+
+def _model(ens, settings: dict, idx, batches: dict):
+    """The run's model as a plain ``apply(params, x)`` for landscapes: itself without state;
+    with BatchNorm state, a :func:`landscape.models.with_statistics` view — the statistics of
+    the training set recomputed at every evaluated point (``"recompute"``), or one member's
+    running averages (``"running"``, for a single member)."""
+    from . import models
+
+    if not ens.model.stateful:
+        return ens.model
+    if settings["statistics"] == "running":
+        if len(idx) != 1:
+            raise ConfigError("running statistics belong to one member: choose one seed, or --statistics recompute")
+        return models.with_statistics(ens.model, "running", state=ens.member_state(idx[0]))
+    return models.with_statistics(ens.model, "recompute", x=batches["train"][0])
+
+
 def _evaluation(execution: Execution, res, desc: str) -> dict:
     """Keyword arguments of the surface evaluator: chunking, progress, devices, and the
     result's checkpoint (kept until the commit; process 0 reads and writes it)."""
@@ -312,6 +356,7 @@ class SurfaceSpec:
     curvature: bool = False
     curvature_grid: int = 21
     curvature_probes: int = 0
+    statistics: str | None = None
 
 
 def surface(run, spec: SurfaceSpec, *, name: str | None = None, overwrite: bool = False,
@@ -332,8 +377,8 @@ def surface(run, spec: SurfaceSpec, *, name: str | None = None, overwrite: bool 
     kind = "line" if spec.dims == 1 else "plane"
     default = (f"{kind}_{members.tag(ens, idx)}_{spec.directions}_{norm}_g{spec.grid}_s{spec.span:g}"
                + _suffix(key=spec.key or None, biases=spec.keep_biases, orth=spec.orthogonal, test=spec.test,
-                         curv=spec.curvature and spec.curvature_grid))
-    settings = {"command": "surface", "members": idx, **dataclasses.asdict(spec), "norm": norm}
+                         curv=spec.curvature and spec.curvature_grid, running=spec.statistics == "running"))
+    settings = _settings(ens, {"command": "surface", "members": idx, **dataclasses.asdict(spec), "norm": norm})
     warn = members.warnings(ens, idx)
     seeds = [int(ens.seeds[i]) for i in idx]
 
@@ -341,15 +386,16 @@ def surface(run, spec: SurfaceSpec, *, name: str | None = None, overwrite: bool 
         batches = _batches(ens, spec.test, execution)
         key = jax.random.key(spec.key)
         centers = jax.tree_util.tree_map(lambda x: x[np.asarray(idx)], ens.params)
+        model = _model(ens, settings, idx, batches)
         if spec.directions == "hessian":
             _single_process("hessian directions")
-            dirs = _hessian_directions(ens, batches, centers, spec.dims, key)
+            dirs = _hessian_directions(model, ens, batches, centers, spec.dims, key)
         else:
             draw = lambda s, c: directions.random_directions(  # noqa: E731
                 jax.random.fold_in(key, s), c, spec.dims, norm=norm, ignore_biases=not spec.keep_biases,
                 orthogonal=spec.orthogonal)
             dirs = jax.jit(jax.vmap(draw))(jax.numpy.asarray(seeds), centers)  # one program, not one per op
-        fn = models.metrics_fn(ens.model, ens.config["loss"])
+        fn = models.metrics_fn(model, ens.config["loss"])
         kw = {**_evaluation(execution, res, f"{kind} of {len(idx)} member(s)"), "data": batches, "stacked": True}
         if spec.dims == 1:
             surf = surface_mod.line(fn, centers, dirs[0], span=spec.span, num=spec.grid, **kw)
@@ -357,7 +403,7 @@ def surface(run, spec: SurfaceSpec, *, name: str | None = None, overwrite: bool 
             surf = surface_mod.plane(fn, centers, dirs, span=spec.span, num=spec.grid, **kw)
         curv = {}
         if spec.curvature:
-            curv = _curvature_map(ens, batches, centers, dirs[: spec.dims], spec, key, res, execution)
+            curv = _curvature_map(model, ens, batches, centers, dirs[: spec.dims], spec, key, res, execution)
         if len(idx) == 1:  # a single member is stored without the member axis
             surf = surface_mod.Surface(surf.kind, surf.axes, {k: v[0] for k, v in surf.values.items()}, surf.extras,
                                        {**surf.meta, "cosine": surf.meta.get("cosine", [None])[0]})
@@ -374,7 +420,7 @@ def surface(run, spec: SurfaceSpec, *, name: str | None = None, overwrite: bool 
     return _stored(run, name or default, settings, overwrite, warn, compute)
 
 
-def _curvature_map(ens, batches, centers, dirs, spec: SurfaceSpec, key, res, execution: Execution) -> dict:
+def _curvature_map(model, ens, batches, centers, dirs, spec: SurfaceSpec, key, res, execution: Execution) -> dict:
     """The Hessian's extreme eigenvalues on a ``curvature_grid`` grid of the slice, as
     ``curvature/axis_i`` and ``curvature/<quantity> (S, n[, n])`` arrays (resumable)."""
     import jax
@@ -390,7 +436,7 @@ def _curvature_map(ens, batches, centers, dirs, spec: SurfaceSpec, key, res, exe
     axis = np.linspace(-spec.span, spec.span, spec.curvature_grid)
     grids = np.meshgrid(*([axis] * spec.dims), indexing="ij")
     coords = np.stack([g.ravel() for g in grids], axis=1)
-    loss = models.loss_fn(ens.model, Split(*batches["train"]), ens.config["loss"])
+    loss = models.loss_fn(model, Split(*batches["train"]), ens.config["loss"])
     out = hessian_mod.curvature_map(
         loss, centers, list(dirs), coords, key=jax.random.fold_in(key, 2), trace_probes=spec.curvature_probes,
         stacked=True, chunk_size=execution.chunk_size or 16, checkpoint=res.checkpoints / "curvature.npz",
@@ -401,7 +447,7 @@ def _curvature_map(ens, batches, centers, dirs, spec: SurfaceSpec, key, res, exe
     return arrays
 
 
-def _hessian_directions(ens, batches, centers, k: int, key):
+def _hessian_directions(model, ens, batches, centers, k: int, key):
     """The top-``k`` Hessian eigenvectors of the training loss at each centre (leaves ``(S, ...)``)."""
     import jax
 
@@ -409,7 +455,7 @@ def _hessian_directions(ens, batches, centers, k: int, key):
     from . import models
     from .data import Split
 
-    f = models.loss_fn(ens.model, Split(*batches["train"]), ens.config["loss"])
+    f = models.loss_fn(model, Split(*batches["train"]), ens.config["loss"])
     n = jax.tree_util.tree_leaves(centers)[0].shape[0]
 
     def one(c, i):
@@ -428,6 +474,7 @@ class InterpolationSpec:
     grid: int = 61
     extend: float = 0.5
     test: bool = False
+    statistics: str | None = None
 
 
 def interpolate(run, spec: InterpolationSpec, *, name: str | None = None, overwrite: bool = False,
@@ -439,14 +486,16 @@ def interpolate(run, spec: InterpolationSpec, *, name: str | None = None, overwr
     ens = _load(run, execution)
     a, b = members.select(ens, spec.seeds, spec.lr, 2)
     default = (f"interpolate_{members.tag(ens, [a, b]).replace('seeds', 'seed').replace('-', '_')}_g{spec.grid}"
-               + _suffix(e=None if spec.extend == 0.5 else f"{spec.extend:g}", test=spec.test))
-    settings = {"command": "interpolate", "members": [a, b], **dataclasses.asdict(spec)}
+               + _suffix(e=None if spec.extend == 0.5 else f"{spec.extend:g}", test=spec.test,
+                         running=spec.statistics == "running"))
+    settings = _settings(ens, {"command": "interpolate", "members": [a, b], **dataclasses.asdict(spec)})
 
     def compute(res):
         la, lb = members.label(ens, a), members.label(ens, b)
-        surf = surface_mod.interpolation(models.metrics_fn(ens.model, ens.config["loss"]), ens.member(a),
-                                         ens.member(b), num=spec.grid, extend=spec.extend,
-                                         data=_batches(ens, spec.test, execution),
+        batches = _batches(ens, spec.test, execution)
+        surf = surface_mod.interpolation(models.metrics_fn(_model(ens, settings, [a, b], batches), ens.config["loss"]),
+                                         ens.member(a), ens.member(b), num=spec.grid, extend=spec.extend,
+                                         data=batches,
                                          **_evaluation(execution, res, f"interpolation {la} -> {lb}"))
         return _surface_arrays(surf, {"seeds": [int(ens.seeds[a]), int(ens.seeds[b])], "labels": [la, lb],
                                       "title": f"{la} (t=0) to {lb} (t=1)"})
@@ -465,6 +514,7 @@ class PlaneSpec:
     margin: float = 0.3
     paths: bool = True
     test: bool = False
+    statistics: str | None = None
 
 
 def plane(run, spec: PlaneSpec, *, name: str | None = None, overwrite: bool = False,
@@ -477,15 +527,17 @@ def plane(run, spec: PlaneSpec, *, name: str | None = None, overwrite: bool = Fa
     idx = members.select(ens, spec.seeds, spec.lr, 3)
     use_paths = spec.paths and ens.trajectory is not None
     default = (f"plane_{members.tag(ens, idx).replace('seeds', 'seed').replace('-', '_')}_g{spec.grid}"
-               + _suffix(m=None if spec.margin == 0.3 else f"{spec.margin:g}", test=spec.test))
-    settings = {"command": "plane", "members": idx, **dataclasses.asdict(spec), "paths": use_paths}
+               + _suffix(m=None if spec.margin == 0.3 else f"{spec.margin:g}", test=spec.test,
+                         running=spec.statistics == "running"))
+    settings = _settings(ens, {"command": "plane", "members": idx, **dataclasses.asdict(spec), "paths": use_paths})
 
     def compute(res):
         labels = members.labels(ens, idx)
         paths = [ens.trajectory.member(i) for i in idx] if use_paths else None
-        surf = surface_mod.three_point(models.metrics_fn(ens.model, ens.config["loss"]),
+        batches = _batches(ens, spec.test, execution)
+        surf = surface_mod.three_point(models.metrics_fn(_model(ens, settings, idx, batches), ens.config["loss"]),
                                        *[ens.member(i) for i in idx], num=spec.grid, margin=spec.margin,
-                                       data=_batches(ens, spec.test, execution), paths=paths,
+                                       data=batches, paths=paths,
                                        **_evaluation(execution, res, "plane through three solutions"))
         return _surface_arrays(surf, {
             "seeds": [int(ens.seeds[i]) for i in idx], "labels": labels, "point_labels": labels,
@@ -507,6 +559,7 @@ class TrajectorySpec:
     grid: int = 41
     margin: float = 0.3
     test: bool = False
+    statistics: str | None = None
 
 
 def trajectory(run, spec: TrajectorySpec, *, name: str | None = None, overwrite: bool = False,
@@ -520,14 +573,16 @@ def trajectory(run, spec: TrajectorySpec, *, name: str | None = None, overwrite:
     if ens.trajectory is None:
         raise ConfigError(f"{run} has no parameter snapshots; train with --snapshot-every")
     default = (f"trajectory_{members.tag(ens, [i])}_g{spec.grid}"
-               + _suffix(m=None if spec.margin == 0.3 else f"{spec.margin:g}", test=spec.test))
-    settings = {"command": "trajectory", "member": i, **dataclasses.asdict(spec)}
+               + _suffix(m=None if spec.margin == 0.3 else f"{spec.margin:g}", test=spec.test,
+                         running=spec.statistics == "running"))
+    settings = _settings(ens, {"command": "trajectory", "member": i, **dataclasses.asdict(spec)})
 
     def compute(res):
         label = members.label(ens, i)
-        surf = surface_mod.trajectory_plane(models.metrics_fn(ens.model, ens.config["loss"]),
+        batches = _batches(ens, spec.test, execution)
+        surf = surface_mod.trajectory_plane(models.metrics_fn(_model(ens, settings, [i], batches), ens.config["loss"]),
                                             ens.trajectory.member(i), num=spec.grid, margin=spec.margin,
-                                            data=_batches(ens, spec.test, execution),
+                                            data=batches,
                                             **_evaluation(execution, res, "trajectory plane"))
         ev = surf.meta["explained_variance_ratio"]
         return _surface_arrays(surf, {
@@ -563,6 +618,7 @@ class HessianSpec:
     curvature: str = "hessian"
     batch_size: int | None = None
     minibatches: int = 0
+    statistics: str | None = None
 
 
 def hessian(run, spec: HessianSpec, *, name: str | None = None, overwrite: bool = False,
@@ -578,18 +634,20 @@ def hessian(run, spec: HessianSpec, *, name: str | None = None, overwrite: bool 
 
     _single_process("hessian")
     ens = _load(run, execution)
-    settings = {"command": "hessian", **dataclasses.asdict(spec)}
+    settings = _settings(ens, {"command": "hessian", **dataclasses.asdict(spec)})
     warn = members.warnings(ens, range(ens.num_members))
 
     if spec.minibatches and spec.batch_size is None:
         raise ConfigError("mini-batch estimates need a batch size (--batch-size)")
 
     def compute(res):
-        split = Split(*_batches(ens, False, execution)["train"])
-        f = models.loss_fn(ens.model, split, ens.config["loss"], batch_size=spec.batch_size)
+        batches = _batches(ens, False, execution)
+        split = Split(*batches["train"])
+        model = _model(ens, settings, range(ens.num_members), batches)
+        f = models.loss_fn(model, split, ens.config["loss"], batch_size=spec.batch_size)
         sample = None
         if spec.minibatches:  # one draw of disjoint batches, shared by every member
-            sample = models.minibatch_loss(ens.model, split, ens.config["loss"], batch_size=spec.batch_size,
+            sample = models.minibatch_loss(model, split, ens.config["loss"], batch_size=spec.batch_size,
                                            num_batches=spec.minibatches,
                                            key=jax.random.fold_in(jax.random.key(spec.key), 1))
 
@@ -612,7 +670,8 @@ def hessian(run, spec: HessianSpec, *, name: str | None = None, overwrite: bool 
                     "kind": "hessian", "labels": members.labels(ens, range(ens.num_members)), "layers": layers,
                     "curvature": spec.curvature}
 
-    return _stored(run, name or spec.curvature, settings, overwrite, warn, compute)
+    return _stored(run, name or spec.curvature + _suffix(running=spec.statistics == "running"), settings, overwrite,
+                   warn, compute)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -641,6 +700,7 @@ class CompareSpec:
     grid: int = 25
     key: int = 0
     include_unlearned: bool = False
+    statistics: str | None = None
 
 
 def compare(run, spec: CompareSpec, *, name: str | None = None, overwrite: bool = False,
@@ -665,24 +725,27 @@ def compare(run, spec: CompareSpec, *, name: str | None = None, overwrite: bool 
         warn.append(f"{'kept' if spec.include_unlearned else 'left out'} {len(stalled)} member(s) that did not "
                     f"learn: {', '.join(members.labels(ens, stalled))}")
     warn += members.warnings(ens, curve_pair or [])
-    if spec.align:
-        minima.check_alignable(ens.member(0))  # before anything is computed
-    settings = {"command": "compare", "members": idx, **dataclasses.asdict(spec), "curve": curve_pair}
+    perm_spec = None
+    if spec.align:  # the model's own permutation structure, checked before anything is computed
+        perm_spec = ens.model.permutation_spec()
+        minima.check_alignable(perm_spec, ens.member(0), ens.member_state(0))
+    settings = _settings(ens, {"command": "compare", "members": idx, **dataclasses.asdict(spec), "curve": curve_pair})
 
     def compute(res):
         batches = _batches(ens, True, execution)
-        fn = models.metrics_fn(ens.model, ens.config["loss"])
+        model = _model(ens, settings, idx, batches)
+        fn = models.metrics_fn(model, ens.config["loss"])
         stacked = jax.tree_util.tree_map(lambda x: x[np.asarray(idx)], ens.params)
         arrays = minima.compare_members(
-            fn, stacked, data=batches["train"], predict=ens.model.apply, test_x=batches["test"][0], num=spec.grid,
-            tol=spec.tol, aligned=spec.align, metric="loss", chunk_size=execution.chunk_size,
+            fn, stacked, data=batches["train"], predict=model.apply, test_x=batches["test"][0], num=spec.grid,
+            tol=spec.tol, aligned=spec.align, spec=perm_spec, metric="loss", chunk_size=execution.chunk_size,
             progress=execution.progress, mesh=execution.mesh, checkpoint=res.checkpoints, keep_checkpoint=True,
             save_every_s=execution.save_every_s)
         arrays.update({"members": np.asarray(idx), "seeds": ens.seeds[idx], "learning_rates": ens.learning_rates[idx],
                        "final_train_loss": ens.history.train_loss[idx, -1],
                        "final_test_accuracy": ens.history.test_accuracy[idx, -1]})
         if curve_pair is not None:
-            f = models.loss_fn(ens.model, Split(*batches["train"]), ens.config["loss"])
+            f = models.loss_fn(model, Split(*batches["train"]), ens.config["loss"])
             cv = minima.bezier_curve(f, ens.member(curve_pair[0]), ens.member(curve_pair[1]),
                                      key=jax.random.key(spec.key), steps=spec.curve_steps)
             arrays.update({"curve_t": cv.t, "curve_loss": cv.curve_loss, "line_loss": cv.line_loss,
@@ -690,5 +753,5 @@ def compare(run, spec: CompareSpec, *, name: str | None = None, overwrite: bool 
         return arrays, {"kind": "compare", "labels": members.labels(ens, idx), "settings": settings,
                         "curve_labels": None if curve_pair is None else members.labels(ens, curve_pair)}
 
-    default = "compare" + ("" if spec.lr is None else f"_lr{spec.lr:g}")
+    default = "compare" + ("" if spec.lr is None else f"_lr{spec.lr:g}") + _suffix(running=spec.statistics == "running")
     return _stored(run, name or default, settings, overwrite, warn, compute)

@@ -109,6 +109,13 @@ def update_meta(path: str | os.PathLike, updates: dict) -> dict:
     return meta
 
 
+def _leaves(pytree) -> list:
+    """The leaves of a pytree (``[]`` for ``{}``)."""
+    import jax
+
+    return jax.tree_util.tree_leaves(pytree)
+
+
 def _prefixed(prefix: str, pytree) -> dict[str, np.ndarray]:
     from . import tree
 
@@ -126,8 +133,8 @@ def save_run(path: str | os.PathLike, ens, *, overwrite: bool = False, extra: di
     """Write an :class:`~landscape.train.Ensemble` as a new run directory at ``path``.
 
     Files: ``meta.json``, ``params.npz`` (leaves ``(M, ...)``), ``members.npz`` (seeds,
-    learning rates, divergence), ``history.npz`` and, when snapshots were kept,
-    ``trajectory.npz``.  Refuses an existing ``path`` unless ``overwrite``; the old directory
+    learning rates, divergence), ``history.npz``, for a model with state ``state.npz`` (its
+    running statistics, leaves ``(M, ...)``) and, when snapshots were kept, ``trajectory.npz``.  Refuses an existing ``path`` unless ``overwrite``; the old directory
     is replaced only once the new one is complete.
     """
     path = Path(path)
@@ -144,6 +151,9 @@ def save_run(path: str | os.PathLike, ens, *, overwrite: bool = False, extra: di
         )
         files.atomic_save_npz(stage / "history.npz", ens.history.arrays())
         names = ["params.npz", "members.npz", "history.npz"]
+        if _leaves(ens.state):  # BatchNorm running statistics, per member
+            files.atomic_save_npz(stage / "state.npz", _prefixed("state", ens.state))
+            names.append("state.npz")
         if ens.trajectory is not None:
             files.atomic_save_npz(
                 stage / "trajectory.npz",
@@ -195,6 +205,10 @@ def load_run(path: str | os.PathLike):
     expected = model.param_shapes()
     params = _unprefixed("params", files.load_npz(
         p / "params.npz", shapes={f"params/{k}": (m, *s) for k, s in expected.items()}))
+    state = {}
+    if model.stateful:
+        state = _unprefixed("state", files.load_npz(
+            p / "state.npz", shapes={f"state/{k}": (m, *s) for k, s in model.state_shapes().items()}))
     members = files.load_npz(p / "members.npz", shapes={k: (m,) for k in ("seeds", "learning_rates", "diverged",
                                                                           "diverged_step")})
     declared = files.npz_shapes(p / "history.npz")
@@ -218,6 +232,7 @@ def load_run(path: str | os.PathLike):
     return Ensemble(
         model=model,
         params=params,
+        state=state,
         seeds=members["seeds"],
         learning_rates=members["learning_rates"],
         history=history,

@@ -5,9 +5,9 @@
   :func:`landscape.surface.barrier_of_curve`).
 * Basins: members joined when the barrier between them is below a tolerance (single linkage:
   connected components of the "low barrier" graph).
-* Weight matching (Ainsworth et al. 2022) for the built-in MLP: hidden units of B permuted to
-  match A layer by layer by linear assignment, coordinate descent until no permutation changes.
-  A permuted network computes exactly the same function.
+* Weight matching (Ainsworth et al. 2023), from :mod:`landscape.permutation`: the units of B
+  permuted to match A with the model's own permutation spec (MLP, CNN, ResNet), by linear
+  assignment and coordinate descent.  A permuted network computes exactly the same function.
 * A quadratic Bézier curve ``(1-t)² A + 2t(1-t) bend + t² B`` with the bend trained by optax
   to minimise the expected loss at uniform random ``t`` (Garipov et al. 2018).
 """
@@ -24,6 +24,7 @@ import optax
 
 from . import surface, tree
 from .errors import ConfigError
+from .permutation import PermutationSpec, align, align_to, check_alignable, permute, weight_matching
 
 __all__ = [
     "pairs",
@@ -35,7 +36,9 @@ __all__ = [
     "cosine_matrix",
     "disagreement_matrix",
     "basins",
-    "permute_mlp",
+    "PermutationSpec",
+    "permute",
+    "weight_matching",
     "check_alignable",
     "align",
     "align_to",
@@ -115,9 +118,10 @@ def barrier_matrix(fn: Callable, stacked: PyTree, *, num: int = 25, data=None, m
     return out
 
 
-def aligned_barrier_matrix(fn: Callable, stacked: PyTree, *, num: int = 25, data=None,
+def aligned_barrier_matrix(fn: Callable, stacked: PyTree, *, spec: PermutationSpec, num: int = 25, data=None,
                            metric: str | None = None, **kw) -> dict[str, np.ndarray]:
-    """Barrier matrices after weight matching: for every pair ``i < j``, ``j`` is aligned to ``i`` first.
+    """Barrier matrices after weight matching: for every pair ``i < j``, ``j`` is aligned to
+    ``i`` first (:func:`align` with the model's ``spec``).
 
     Also returns ``distance`` ``(M, M)`` between ``i`` and aligned ``j``.
     """
@@ -127,7 +131,7 @@ def aligned_barrier_matrix(fn: Callable, stacked: PyTree, *, num: int = 25, data
     if pr.size == 0:
         return out
     members = tree.unstack(stacked)
-    aligned = tree.stack([align(members[i], members[j])[0] for i, j in pr])
+    aligned = tree.stack([align(members[i], members[j], spec=spec)[0] for i, j in pr])
     a = jax.tree_util.tree_map(lambda x: x[pr[:, 0]], stacked)
     res = barriers_between(fn, a, aligned, num=num, data=data, metric=metric, **kw)
     res["distance"] = np.asarray(jax.vmap(lambda u, v: tree.norm(tree.sub(u, v)))(a, aligned))
@@ -189,96 +193,6 @@ def basins(barriers: np.ndarray, tol: float) -> np.ndarray:
 # ---------------------------------------------------------------------- permutation alignment
 
 
-def _hidden_layers(params: dict) -> list[str]:
-    names = sorted((k for k in params if k.startswith("Dense_")), key=lambda k: int(k.split("_")[1]))
-    if not names or names != [f"Dense_{i}" for i in range(len(names))]:
-        raise ConfigError("alignment needs the built-in MLP's parameters (Dense_0, Dense_1, ...)")
-    others = sorted(k for k in params if k not in names)
-    if others:  # never permute some layers and silently leave the others: "aligned" would be a lie
-        raise ConfigError(f"alignment cannot permute {', '.join(others)}: weight matching supports the built-in "
-                          "MLP's Dense layers only so far")
-    return names
-
-
-def check_alignable(params: dict) -> None:
-    """Raise at once when :func:`align` cannot permute every layer of ``params`` (before any
-    barrier is computed).
-
-    Raises:
-      ConfigError: names the layers weight matching cannot permute.
-    """
-    _hidden_layers(params)
-
-
-def permute_mlp(params: dict, perms: Sequence[np.ndarray]) -> dict:
-    """Permute the hidden units of an MLP: ``perms[l]`` reorders the outputs of ``Dense_l``.
-
-    Unit ``i`` of the result is unit ``perms[l][i]`` of ``params``; the next layer's kernel rows
-    follow, so the network computes exactly the same function.
-    """
-    names = _hidden_layers(params)
-    if len(perms) != len(names) - 1:
-        raise ConfigError(f"need {len(names) - 1} permutations, got {len(perms)}")
-    out = {k: dict(v) for k, v in params.items()}
-    for l, perm in enumerate(perms):
-        perm = np.asarray(perm)
-        out[names[l]]["kernel"] = jnp.asarray(out[names[l]]["kernel"])[:, perm]
-        out[names[l]]["bias"] = jnp.asarray(out[names[l]]["bias"])[perm]
-        out[names[l + 1]]["kernel"] = jnp.asarray(out[names[l + 1]]["kernel"])[perm, :]
-    return out
-
-
-def align(theta_a: dict, theta_b: dict, *, key: jax.Array | None = None, max_iters: int = 100) -> tuple[dict, list]:
-    """Weight matching: permute B's hidden units to best match A (Ainsworth et al. 2022).
-
-    Maximises ``sum_l <W_l^A, P_l W_l^B P_{l-1}^T>`` (biases included).  Starts from a forward
-    pass matching each layer's incoming weights (exact for a permuted copy of A), then
-    coordinate descent over layers (random order from ``key``, default input to output), each
-    step a linear assignment, until no permutation changes.  Returns ``(aligned_b, perms)``.
-    """
-    from scipy.optimize import linear_sum_assignment
-
-    names = _hidden_layers(theta_a)
-    if _hidden_layers(theta_b) != names:
-        raise ConfigError("the two networks have different layers")
-    ka = [np.asarray(theta_a[n]["kernel"], np.float64) for n in names]
-    kb = [np.asarray(theta_b[n]["kernel"], np.float64) for n in names]
-    ba = [np.asarray(theta_a[n]["bias"], np.float64) for n in names]
-    bb = [np.asarray(theta_b[n]["bias"], np.float64) for n in names]
-    if [k.shape for k in ka] != [k.shape for k in kb]:
-        raise ConfigError("the two networks have different widths")
-    n_hidden = len(names) - 1
-    # start: a forward pass matching each layer's incoming weights and biases given the previous
-    # layer's permutation (exact for a permuted copy), then coordinate descent on the full objective
-    perms = []
-    for l in range(n_hidden):
-        prev = perms[l - 1] if l > 0 else np.arange(ka[l].shape[0])
-        _, cols = linear_sum_assignment(ka[l].T @ kb[l][prev, :] + np.outer(ba[l], bb[l]), maximize=True)
-        perms.append(cols)
-    rng = np.random.default_rng(None if key is None else np.asarray(jax.random.key_data(key)).ravel())
-    for _ in range(max_iters):
-        changed = False
-        order = rng.permutation(n_hidden) if key is not None else np.arange(n_hidden)
-        for l in order:
-            prev = perms[l - 1] if l > 0 else np.arange(ka[l].shape[0])
-            nxt = perms[l + 1] if l + 1 < n_hidden else np.arange(ka[l + 1].shape[1])
-            sim = ka[l].T @ kb[l][prev, :] + np.outer(ba[l], bb[l]) + ka[l + 1] @ kb[l + 1][:, nxt].T
-            _, cols = linear_sum_assignment(sim, maximize=True)
-            if not np.array_equal(cols, perms[l]):
-                # accept only a strict improvement (guards against ties cycling)
-                old = np.trace(sim[:, perms[l]])
-                if np.trace(sim[:, cols]) > old + 1e-12 * max(1.0, abs(old)):
-                    perms[l] = cols
-                    changed = True
-        if not changed:
-            break
-    return permute_mlp(theta_b, perms), perms
-
-
-def align_to(reference: dict, stacked: PyTree) -> PyTree:
-    """Every member of ``stacked`` aligned to ``reference`` (leaves ``(M, ...)``)."""
-    out = [align(reference, tree.take(stacked, i))[0] for i in range(tree.num_members(stacked))]
-    return tree.stack(out)
 
 
 # ---------------------------------------------------------------------- connecting curves
@@ -360,6 +274,7 @@ def compare_members(
     num: int = 25,
     tol: float = 0.05,
     aligned: bool = False,
+    spec: PermutationSpec | None = None,
     metric: str | None = None,
     checkpoint=None,
     **kw,
@@ -369,7 +284,8 @@ def compare_members(
     ``barrier``, ``barrier_midpoint`` (on ``data``), ``distance``, ``cosine``, ``basin (M,)``
     (barrier below ``tol``) and, given ``predict`` and ``test_x``, ``disagreement``.  With
     ``aligned=True`` also ``aligned_barrier``, ``aligned_barrier_midpoint``,
-    ``aligned_distance`` and ``aligned_basin`` after weight matching of each pair.
+    ``aligned_distance`` and ``aligned_basin`` after weight matching of each pair (with the
+    model's :class:`PermutationSpec` ``spec``).
     ``checkpoint``: a directory; the two barrier evaluations save their progress to
     ``barrier.npz`` and ``aligned.npz`` in it and resume from them (``keep_checkpoint=True``
     in ``kw`` leaves them for the caller to remove after saving the result).
@@ -388,7 +304,9 @@ def compare_members(
     if predict is not None and test_x is not None:
         out["disagreement"] = disagreement_matrix(predict, stacked, test_x)
     if aligned:
-        al = aligned_barrier_matrix(fn, stacked, num=num, data=data, metric=metric, checkpoint=ckpt("aligned"), **kw)
+        if spec is None:
+            raise ConfigError("alignment needs the model's permutation spec (spec=model.permutation_spec())")
+        al = aligned_barrier_matrix(fn, stacked, spec=spec, num=num, data=data, metric=metric, checkpoint=ckpt("aligned"), **kw)
         out.update({f"aligned_{k}": v for k, v in al.items()})
         out["aligned_basin"] = basins(al["barrier"], tol)
     return out

@@ -9,6 +9,7 @@ Kernels are ``(in, out)`` as everywhere in Flax.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -17,8 +18,11 @@ import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .errors import ConfigError
+from .permutation import PermutationSpec
+from .tree import key_paths
 
 __all__ = [
     "ACTIVATIONS",
@@ -31,6 +35,12 @@ __all__ = [
     "FlaxModel",
     "as_model",
     "convolutional",
+    "ResNet",
+    "STATISTICS",
+    "TRAIN_FLAGS",
+    "with_statistics",
+    "population_statistics",
+    "running_average_rates",
     "mse",
     "cross_entropy",
     "accuracy",
@@ -99,8 +109,32 @@ def _known_fields(cls, d: dict) -> dict:
     return dict(d)
 
 
+class _Stateless:
+    """The state protocol of a model without mutable state: every model offers
+    ``init_state(key) -> state``, ``apply_train(params, state, x) -> (outputs, state)`` and
+    ``apply_eval(params, state, x) -> outputs``; here the state is ``{}`` and both are ``apply``."""
+
+    stateful = False  # a class attribute, not a dataclass field
+
+    def init_state(self, key: jax.Array) -> dict:
+        """No state: ``{}``."""
+        return {}
+
+    def apply_train(self, params, state, x: jax.Array):
+        """Outputs for a training step and the (empty) state."""
+        return self.apply(params, x), state
+
+    def apply_eval(self, params, state, x: jax.Array) -> jax.Array:
+        """Outputs for evaluation."""
+        return self.apply(params, x)
+
+    def state_shapes(self) -> dict[str, tuple[int, ...]]:
+        """No state arrays."""
+        return {}
+
+
 @dataclasses.dataclass(frozen=True)
-class MLP:
+class MLP(_Stateless):
     """Configuration of a fully connected network ``D -> hidden... -> K``.
 
     Attributes:
@@ -205,6 +239,17 @@ class MLP:
         """Number of trainable scalars."""
         return sum(math.prod(s) for s in self.param_shapes().values())
 
+    def permutation_spec(self) -> PermutationSpec:
+        """Each hidden layer's units, named after the layer (``"Dense_0"``, ...): its kernel's
+        columns and bias, and the next kernel's rows (:mod:`landscape.permutation`)."""
+        names = self.layer_names
+        axes = {}
+        for i, name in enumerate(names):
+            out = name if i < len(names) - 1 else None
+            axes[f"{name}/kernel"] = (names[i - 1] if i else None, out)
+            axes[f"{name}/bias"] = (out,)
+        return PermutationSpec(axes)
+
     def activation_width(self) -> int:
         """Floats of forward activations per example (the summed layer widths): the unit of
         :func:`landscape.train.device_bytes_per_member`'s activation estimate."""
@@ -233,7 +278,7 @@ class _CNNModule(nn.Module):
 
 
 @dataclasses.dataclass(frozen=True)
-class CNN:
+class CNN(_Stateless):
     """Configuration of a small convolutional network for image data sets.
 
     Each layer: a ``kernel × kernel`` convolution (``SAME`` padding, ``channels[i]`` output
@@ -334,6 +379,21 @@ class CNN:
         """Number of trainable scalars."""
         return sum(math.prod(s) for s in self.param_shapes().values())
 
+    def permutation_spec(self) -> PermutationSpec:
+        """Each convolution's output channels, named after it (``"Conv_0"``, ...): its kernel's
+        last axis and bias, the next kernel's input channels, and — for the last — the Dense
+        read-out's rows, its kernel seen as ``(H W, C, K)`` (the flattened feature map)."""
+        self._require_bound()
+        convs = [f"Conv_{i}" for i in range(len(self.channels))]
+        axes = {}
+        for i, name in enumerate(convs):
+            axes[f"{name}/kernel"] = (None, None, convs[i - 1] if i else None, name)
+            axes[f"{name}/bias"] = (name,)
+        h, w = self._spatial()[-1]
+        axes["Dense_0/kernel"] = (None, convs[-1], None)
+        axes["Dense_0/bias"] = (None,)
+        return PermutationSpec(axes, views={"Dense_0/kernel": (h * w, self.channels[-1], self.out_features)})
+
     def activation_width(self) -> int:
         """Floats of forward activations per example: every convolution's output (before and
         after pooling) and the outputs."""
@@ -366,18 +426,25 @@ class CNN:
 @dataclasses.dataclass(frozen=True, eq=False)
 class FlaxModel:
     """Any model as ``init(key) -> params`` and ``apply(params, x) -> outputs``: a Flax Linen
-    module, or a plain pair of functions, bound to a data set's input shape.
+    module, an NNX model or a plain pair of functions, bound to a data set's input shape.
 
     Build it with :func:`as_model`.  ``params`` is the module's ``"params"`` collection (any
-    pytree for a pair).  Models with mutable state (BatchNorm's ``batch_stats``) are refused
-    with a clear error for now.
+    pytree for a pair).  A Linen module's other collections (BatchNorm's ``batch_stats``) are
+    its *state*: ``init_state``, ``apply_train`` (training mode: batch statistics, the state's
+    running averages updated) and ``apply_eval`` (the running averages).  A model with state
+    has no plain ``apply``: a landscape of it needs a choice of statistics
+    (:func:`with_statistics`).
 
     Attributes:
       init_fn: ``(key, x (1, ...)) -> params``.
-      apply_fn: ``(params, x (N, ...)) -> (N, K)``.
+      apply_fn: ``(params, x (N, ...)) -> (N, K)`` in evaluation mode, ignoring any state.
       name: how the model is described (its class name).
       in_shape: one example's shape, ``None`` until bound by :meth:`for_data`.
       out_features: ``K``, likewise.
+      state_fn: ``(key, x (1, ...)) -> state`` (``None``: no state).
+      train_fn: ``(params, state, x) -> (outputs, state)`` in training mode (``None``: ``apply_fn``).
+      eval_fn: ``(params, state, x) -> outputs`` (``None``: ``apply_fn``).
+      has_state: whether ``state_fn`` returns any array (decided when bound).
     """
 
     init_fn: Callable[[jax.Array, jax.Array], Any]
@@ -385,40 +452,100 @@ class FlaxModel:
     name: str = "model"
     in_shape: tuple | None = None
     out_features: int | None = None
+    state_fn: Callable[[jax.Array, jax.Array], Any] | None = None
+    train_fn: Callable[[Any, Any, jax.Array], tuple[jax.Array, Any]] | None = None
+    eval_fn: Callable[[Any, Any, jax.Array], jax.Array] | None = None
+    has_state: bool = False
 
     def for_data(self, data) -> FlaxModel:
         """This model bound to a :class:`~landscape.data.Dataset`: its input shape and classes,
-        checked by evaluating the model on one example (its outputs must be ``(1, K)``)."""
+        checked by evaluating the model on one example (its outputs must be ``(1, K)``, in
+        training and in evaluation mode)."""
         shape = tuple(int(n) for n in data.train.x.shape[1:])
         if self.in_shape not in (None, shape) or self.out_features not in (None, data.num_classes):
             raise ConfigError(f"{self.name} was bound to inputs {self.in_shape} and {self.out_features} classes; "
                               f"data set {data.name!r} has {shape} and {data.num_classes}")
         bound = dataclasses.replace(self, in_shape=shape, out_features=data.num_classes)
-        params = jax.eval_shape(bound.init, jax.random.key(0))
-        out = jax.eval_shape(bound.apply_fn, params, jax.ShapeDtypeStruct((1, *shape), jnp.float32))
-        if getattr(out, "shape", None) != (1, data.num_classes):
-            raise ConfigError(f"{self.name} maps one example of shape {shape} to outputs of shape "
-                              f"{getattr(out, 'shape', type(out).__name__)}; the data set has {data.num_classes} "
-                              f"classes, so (1, {data.num_classes}) is needed")
+        x = jax.ShapeDtypeStruct((1, *shape), jnp.float32)
+        try:
+            params = jax.eval_shape(bound.init, jax.random.key(0))
+            state = jax.eval_shape(bound._state, jax.random.key(0))
+            bound = dataclasses.replace(bound, has_state=bool(jax.tree_util.tree_leaves(state)))
+            outs = [jax.eval_shape(bound.apply_train, params, state, x)[0],
+                    jax.eval_shape(bound.apply_eval, params, state, x)]
+        except ConfigError:
+            raise
+        except Exception as exc:  # a module that cannot run here: one line that says why
+            raise ConfigError(f"{self.name} cannot be evaluated on one example of shape {shape}: "
+                              f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+        for out in outs:
+            if getattr(out, "shape", None) != (1, data.num_classes):
+                raise ConfigError(f"{self.name} maps one example of shape {shape} to outputs of shape "
+                                  f"{getattr(out, 'shape', type(out).__name__)}; the data set has "
+                                  f"{data.num_classes} classes, so (1, {data.num_classes}) is needed")
         return bound
 
     def _require_bound(self):
         if self.in_shape is None:
             raise ConfigError(f"{self.name} is not bound to data: call model.for_data(dataset) first")
 
+    def _example(self) -> jax.Array:
+        return jnp.zeros((1, *self.in_shape), jnp.float32)
+
+    def _state(self, key: jax.Array):
+        return {} if self.state_fn is None else self.state_fn(key, self._example())
+
+    @property
+    def stateful(self) -> bool:
+        """Whether the model carries state besides its parameters (BatchNorm statistics)."""
+        return self.has_state
+
     def init(self, key: jax.Array):
         """Fresh parameters from ``key``."""
         self._require_bound()
-        return self.init_fn(key, jnp.zeros((1, *self.in_shape), jnp.float32))
+        return self.init_fn(key, self._example())
+
+    def init_state(self, key: jax.Array):
+        """Fresh state from ``key`` (the same key as :meth:`init`; ``{}`` for a model without state)."""
+        self._require_bound()
+        return self._state(key)
 
     def apply(self, params, x: jax.Array) -> jax.Array:
-        """Outputs ``(N, K)`` for inputs ``x (N, ...)``."""
+        """Outputs ``(N, K)`` for inputs ``x (N, ...)``.
+
+        Raises:
+          ConfigError: the model has state: its outputs depend on statistics, chosen with
+            :func:`with_statistics` (or :meth:`apply_eval` with a state).
+        """
+        if self.has_state:
+            raise ConfigError(f"{self.name} has state (BatchNorm statistics): evaluate it with apply_eval(params, "
+                              "state, x), or make a landscape of it through landscape.models.with_statistics")
         return self.apply_fn(params, x)
+
+    def apply_train(self, params, state, x: jax.Array):
+        """``(outputs (N, K), new state)`` in training mode."""
+        if self.train_fn is None:
+            return self.apply_fn(params, x), state
+        return self.train_fn(params, state, x)
+
+    def apply_eval(self, params, state, x: jax.Array) -> jax.Array:
+        """Outputs ``(N, K)`` in evaluation mode, with the state's running statistics."""
+        if self.eval_fn is None:
+            return self.apply_fn(params, x)
+        return self.eval_fn(params, state, x)
 
     def num_params(self) -> int:
         """Number of trainable scalars."""
         shapes = jax.eval_shape(self.init, jax.random.key(0))
         return int(sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(shapes)))
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """``{"path/to/leaf": shape}`` of the parameters."""
+        return _shapes(jax.eval_shape(self.init, jax.random.key(0)))
+
+    def state_shapes(self) -> dict[str, tuple[int, ...]]:
+        """``{"path/to/leaf": shape}`` of the state (``{}`` without state)."""
+        return _shapes(jax.eval_shape(self.init_state, jax.random.key(0)))
 
     def activation_width(self) -> int:
         """Floats of every intermediate value of a forward pass on one example (an upper
@@ -430,25 +557,324 @@ class FlaxModel:
         """One line: the model's class name and its input shape."""
         return f"{self.name} (user model, inputs {self.in_shape})"
 
+    def permutation_spec(self) -> PermutationSpec:
+        """Refused: a user model's permutation structure is not known; build its
+        :class:`~landscape.permutation.PermutationSpec` and pass it to ``align(..., spec=...)``."""
+        raise ConfigError(f"{self.name} is a user model: weight matching needs its permutation structure; build a "
+                          "landscape.permutation.PermutationSpec and pass it as spec=")
+
     def to_dict(self) -> dict:
         """Refused: a run directory can only describe the built-in models for now."""
         raise ConfigError(f"a run of a user model ({self.name}) cannot be saved as a run directory yet: keep the "
                           "returned Ensemble in Python (its arrays can be saved with numpy)")
 
 
+NORMS = ("batch", "layer", "none")
+
+
+class _ResNetModule(nn.Module):
+    stages: tuple[int, ...]
+    blocks: int
+    skip: bool
+    norm: str
+    activation: str
+    output_activation: str
+    image_shape: tuple[int, int, int]
+    num_classes: int
+    kernel_init: str
+    momentum: float
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        act, init = ACTIVATIONS[self.activation], INITIALIZERS[self.kernel_init]()
+        bias = self.norm == "none"  # a normalisation layer brings its own bias
+
+        def conv(h, width, size, stride, name):
+            return nn.Conv(width, (size, size), strides=stride, padding="SAME", use_bias=bias, kernel_init=init,
+                           name=name)(h)
+
+        def normalize(h, name):
+            if self.norm == "batch":
+                return nn.BatchNorm(use_running_average=not train, momentum=self.momentum, name=name)(h)
+            if self.norm == "layer":  # over each example's whole feature map
+                return nn.LayerNorm(reduction_axes=(-3, -2, -1), feature_axes=-1, name=name)(h)
+            return h
+
+        x = x.reshape((x.shape[0], *self.image_shape))
+        x = act(normalize(conv(x, self.stages[0], 3, 1, "stem"), "stem_norm"))
+        for s, width in enumerate(self.stages):
+            for b in range(self.blocks):
+                stride = 2 if s > 0 and b == 0 else 1
+                name = f"stage{s}_block{b}"
+                h = act(normalize(conv(x, width, 3, stride, f"{name}_conv0"), f"{name}_norm0"))
+                h = normalize(conv(h, width, 3, 1, f"{name}_conv1"), f"{name}_norm1")
+                if self.skip:
+                    shortcut = x
+                    if stride != 1 or x.shape[-1] != width:  # a 1x1 projection where the shape changes
+                        shortcut = normalize(conv(x, width, 1, stride, f"{name}_proj"), f"{name}_proj_norm")
+                    h = h + shortcut
+                x = act(h)
+        x = nn.Dense(self.num_classes, kernel_init=init, name="head")(jnp.mean(x, axis=(1, 2)))
+        return ACTIVATIONS[self.output_activation](x)
+
+
+@dataclasses.dataclass(frozen=True)
+class ResNet:
+    """Configuration of a residual network for image data sets (He et al. 2016), with or without
+    its skip connections (Li et al. 2018's "ResNet" vs "ResNet-noshort").
+
+    A 3×3 stem convolution of ``width`` channels, then ``stages`` stages of residual blocks;
+    stage ``i`` has ``width * 2**i`` channels and starts with a stride-2 convolution.  A block is
+    conv 3×3 → norm → activation → conv 3×3 → norm, plus its input (a 1×1 convolution and norm
+    where the shape changes) when ``skip``, then the activation.  Global average pooling and one
+    Dense layer to the ``K`` classes.  ``depth`` counts the weighted layers, ``2 · stages ·
+    blocks + 2`` (as ResNet-20/56/110 on CIFAR-10 with 3 stages): depth 10 with 2 stages is two
+    blocks per stage.  Inputs are the data set's flattened rows, folded into its ``image_shape``.
+
+    Attributes:
+      depth: weighted layers, ``2 · stages · n + 2`` for ``n >= 1`` blocks per stage.
+      width: channels of the first stage.  stages: number of stages.
+      skip: keep the identity (and projection) connections.
+      norm: ``"batch"`` (BatchNorm, running averages with ``momentum``: the model then has
+        state), ``"layer"`` (LayerNorm over each example's feature map) or ``"none"``.
+      momentum: BatchNorm's running-average rate (0.9: short trainings still settle).
+      activation, output_activation, kernel_init: as for :class:`MLP`.
+      image_shape, out_features: ``(H, W, C)`` and ``K``; ``None`` until bound by :meth:`for_data`.
+    """
+
+    depth: int = 10
+    width: int = 8
+    stages: int = 2
+    skip: bool = True
+    norm: str = "batch"
+    momentum: float = 0.9
+    activation: str = "relu"
+    output_activation: str = "identity"
+    kernel_init: str = "lecun_normal"
+    image_shape: tuple[int, ...] | None = None
+    out_features: int | None = None
+
+    def __post_init__(self):
+        for name in ("depth", "width", "stages"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+        if self.depth < 2 * self.stages + 2 or (self.depth - 2) % (2 * self.stages):
+            ok = ", ".join(str(2 * self.stages * n + 2) for n in (1, 2, 3, 4))
+            raise ConfigError(f"a ResNet of {self.stages} stages has depth 2*{self.stages}*n+2 ({ok}, ...), "
+                              f"got {self.depth}")
+        norm = "none" if self.norm is None else self.norm
+        if norm not in NORMS:
+            raise ConfigError(f"norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
+        object.__setattr__(self, "norm", norm)
+        if not isinstance(self.skip, bool):
+            raise ConfigError(f"skip must be True or False, got {self.skip!r}")
+        if not 0.0 <= float(self.momentum) < 1.0:
+            raise ConfigError(f"momentum must lie in [0, 1), got {self.momentum!r}")
+        _check_units(self.activation, self.output_activation, self.kernel_init)
+        if self.image_shape is not None:
+            object.__setattr__(self, "image_shape", tuple(int(n) for n in self.image_shape))
+
+    @property
+    def blocks(self) -> int:
+        """Residual blocks per stage."""
+        return (self.depth - 2) // (2 * self.stages)
+
+    @property
+    def stateful(self) -> bool:
+        """BatchNorm networks carry running statistics."""
+        return self.norm == "batch"
+
+    def for_data(self, data) -> ResNet:
+        """This configuration bound to an image :class:`~landscape.data.Dataset`.
+
+        Raises:
+          ConfigError: the data set is not a set of images, or not the one bound before.
+        """
+        if data.image_shape is None:
+            raise ConfigError(f"a ResNet needs images; data set {data.name!r} holds feature vectors (no image_shape)")
+        if self.image_shape not in (None, data.image_shape) or self.out_features not in (None, data.num_classes):
+            raise ConfigError(f"model expects images {self.image_shape} and {self.out_features} classes, data set "
+                              f"{data.name!r} has {data.image_shape} and {data.num_classes}")
+        return dataclasses.replace(self, image_shape=data.image_shape, out_features=data.num_classes)
+
+    @property
+    def in_features(self) -> int | None:
+        """Inputs per example, ``H W C`` (``None`` until bound)."""
+        return None if self.image_shape is None else math.prod(self.image_shape)
+
+    def _require_bound(self):
+        if self.image_shape is None or self.out_features is None:
+            raise ConfigError("model is not bound to data: call model.for_data(dataset) first")
+
+    def _flax(self) -> FlaxModel:
+        """The functional view of this configuration's Linen module (:func:`as_model`'s)."""
+        self._require_bound()
+        module = _ResNetModule(tuple(self.width * 2**i for i in range(self.stages)), self.blocks, self.skip,
+                               self.norm, self.activation, self.output_activation, self.image_shape,
+                               self.out_features, self.kernel_init, float(self.momentum))
+        return dataclasses.replace(_linen(module), name="ResNet", in_shape=(self.in_features,),
+                                   out_features=self.out_features, has_state=self.stateful)
+
+    def init(self, key: jax.Array) -> dict:
+        """Fresh parameters from ``key`` (one compiled program per configuration)."""
+        return _compiled_init(self)[0](key)
+
+    def init_state(self, key: jax.Array) -> dict:
+        """Fresh state: ``{"batch_stats": ...}`` (means 0, variances 1) with BatchNorm, else ``{}``."""
+        return _compiled_init(self)[1](key)
+
+    def apply(self, params, x: jax.Array) -> jax.Array:
+        """Outputs ``(N, K)``; refused with BatchNorm (:func:`with_statistics`)."""
+        return self._flax().apply(params, x)
+
+    def apply_train(self, params, state, x: jax.Array):
+        """``(outputs, new state)`` in training mode (batch statistics)."""
+        return self._flax().apply_train(params, state, x)
+
+    def apply_eval(self, params, state, x: jax.Array) -> jax.Array:
+        """Outputs in evaluation mode (running statistics)."""
+        return self._flax().apply_eval(params, state, x)
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """``{"stage0_block0_conv0/kernel": (3, 3, in, out), ...}``."""
+        return self._flax().param_shapes()
+
+    def state_shapes(self) -> dict[str, tuple[int, ...]]:
+        """``{"batch_stats/<norm layer>/mean": (channels,), ...}`` (``{}`` without BatchNorm)."""
+        return self._flax().state_shapes()
+
+    def num_params(self) -> int:
+        """Number of trainable scalars."""
+        return sum(math.prod(s) for s in self.param_shapes().values())
+
+    def permutation_spec(self) -> PermutationSpec:
+        """The channel permutations (:mod:`landscape.permutation`).  With skip connections the
+        channels a residual connection adds are one permutation per stage (``"stage0"``, ...:
+        the stem's or projection's outputs and every block's second convolution in the stage);
+        each block's inner channels are their own (``"stage0_block0_inner"``).  Without them
+        every convolution's outputs are free (``"stem"``, ``"<block>_out"``).  BatchNorm /
+        LayerNorm scales and biases, and BatchNorm's running means and variances, follow their
+        channels; the read-out's rows follow the last stage (global average pooling)."""
+        axes, state = {}, {}
+
+        def conv(name, into, out):
+            axes[f"{name}/kernel"] = (None, None, into, out)
+            if self.norm == "none":
+                axes[f"{name}/bias"] = (out,)
+
+        def normalize(name, out):
+            if self.norm != "none":
+                axes[f"{name}/scale"] = axes[f"{name}/bias"] = (out,)
+            if self.norm == "batch":
+                state[f"batch_stats/{name}/mean"] = state[f"batch_stats/{name}/var"] = (out,)
+
+        stream = "stage0" if self.skip else "stem"
+        conv("stem", None, stream)
+        normalize("stem_norm", stream)
+        for s in range(self.stages):
+            for b in range(self.blocks):
+                name, inner = f"stage{s}_block{b}", f"stage{s}_block{b}_inner"
+                conv(f"{name}_conv0", stream, inner)
+                normalize(f"{name}_norm0", inner)
+                if self.skip:
+                    out = f"stage{s}"
+                    if s > 0 and b == 0:  # the stride-2 start of a stage: a projection
+                        conv(f"{name}_proj", stream, out)
+                        normalize(f"{name}_proj_norm", out)
+                else:
+                    out = f"{name}_out"
+                conv(f"{name}_conv1", inner, out)
+                normalize(f"{name}_norm1", out)
+                stream = out
+        axes["head/kernel"] = (stream, None)
+        axes["head/bias"] = (None,)
+        return PermutationSpec(axes, state=state)
+
+    def activation_width(self) -> int:
+        """Floats of every intermediate value of a training-mode forward pass on one example."""
+        return self._flax().activation_width()
+
+    def describe(self) -> str:
+        """One line: ``ResNet-10 8x8x1 widths 8-16 (skip, batch norm, relu) -> 10``."""
+        shape = "x".join(map(str, self.image_shape)) if self.image_shape else "?"
+        widths = "-".join(str(self.width * 2**i) for i in range(self.stages))
+        return (f"ResNet-{self.depth} {shape} widths {widths} ({'skip' if self.skip else 'no skip'}, "
+                f"{self.norm} norm, {self.activation}) -> {self.out_features} (output {self.output_activation})")
+
+    def to_dict(self) -> dict:
+        """JSON-ready configuration (inverse of :meth:`from_dict`)."""
+        d = dataclasses.asdict(self)
+        d["image_shape"] = None if self.image_shape is None else list(self.image_shape)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ResNet:
+        """Rebuild from :meth:`to_dict` output."""
+        shape = d.get("image_shape")
+        return cls(**{**_known_fields(cls, d), "image_shape": None if shape is None else tuple(shape)})
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled_init(model: ResNet):
+    """Jitted ``init`` and ``init_state`` of a built-in configuration: run op by op, a ResNet's
+    initialisation takes seconds of small compilations."""
+    flax_model = model._flax()
+    return jax.jit(flax_model.init), jax.jit(flax_model.init_state)
+
+
+def _shapes(abstract) -> dict[str, tuple[int, ...]]:
+    return dict(zip(key_paths(abstract), (tuple(x.shape) for x in jax.tree_util.tree_leaves(abstract))))
+
+
+#: Keyword arguments of a Linen module's ``__call__`` that say whether it is training, and the
+#: value each takes in training (``deterministic`` and ``use_running_average`` are negated).
+TRAIN_FLAGS = {"train": True, "training": True, "is_training": True, "deterministic": False,
+               "use_running_average": False}
+
+
+def _train_flag(module) -> str | None:
+    """The first :data:`TRAIN_FLAGS` keyword of the module's ``__call__``, or ``None``."""
+    import inspect
+
+    try:
+        names = inspect.signature(type(module).__call__).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        return None
+    return next((n for n in names if n in TRAIN_FLAGS), None)
+
+
 def _linen(module) -> FlaxModel:
+    """A Linen module as a :class:`FlaxModel`: ``"params"`` are the parameters, every other
+    collection (``batch_stats`` ...) the state, updated in training (``mutable``); a training
+    flag of its ``__call__`` (:data:`TRAIN_FLAGS`) is passed in both modes."""
+    flag = _train_flag(module)
+
+    def mode(training: bool) -> dict:
+        return {} if flag is None else {flag: training if TRAIN_FLAGS[flag] else not training}
+
+    def variables(key, x):
+        return flax.core.unfreeze(module.init(key, x, **mode(False)))
+
     def init(key, x):
-        variables = module.init(key, x)
-        other = sorted(set(variables) - {"params"})
-        if other:
-            raise ConfigError(f"{type(module).__name__} has mutable state ({', '.join(other)}); models with "
-                              "state such as BatchNorm statistics cannot be trained as ensembles yet")
-        return flax.core.unfreeze(variables["params"])
+        return variables(key, x).get("params", {})
+
+    def state(key, x):
+        return {k: v for k, v in variables(key, x).items() if k != "params"}
 
     def apply(params, x):
-        return module.apply({"params": params}, x)
+        return module.apply({"params": params}, x, **mode(False))
 
-    return FlaxModel(init, apply, type(module).__name__)
+    def train(params, st, x):
+        if not st:
+            return module.apply({"params": params}, x, **mode(True)), st
+        out, new = module.apply({"params": params, **st}, x, **mode(True), mutable=list(st))
+        return out, {**st, **flax.core.unfreeze(new)}
+
+    def evaluate(params, st, x):
+        return module.apply({"params": params, **st}, x, **mode(False))
+
+    return FlaxModel(init, apply, type(module).__name__, state_fn=state, train_fn=train, eval_fn=evaluate)
 
 
 def _nnx(factory) -> FlaxModel:
@@ -468,8 +894,8 @@ def _nnx(factory) -> FlaxModel:
     stateful = sorted({type(v).__name__ for v in jax.tree_util.tree_leaves(
         rest, is_leaf=lambda v: isinstance(v, nnx.Variable)) if isinstance(v, nnx.BatchStat)})
     if stateful:
-        raise ConfigError(f"{type(probe).__name__} has mutable state ({', '.join(stateful)}); models with state "
-                          "such as BatchNorm statistics cannot be trained as ensembles yet")
+        raise ConfigError(f"{type(probe).__name__} has mutable state ({', '.join(stateful)}); NNX models with state "
+                          "are not supported yet: write it as a Linen module (its batch_stats are supported)")
 
     def init(key, x):
         return nnx.to_pure_dict(nnx.split(factory(nnx.Rngs(key)), nnx.Param, ...)[1])
@@ -482,12 +908,132 @@ def _nnx(factory) -> FlaxModel:
     return FlaxModel(init, apply, type(probe).__name__)
 
 
+STATISTICS = ("recompute", "running")
+
+
+def running_average_rates(model, x: jax.Array) -> Any:
+    """The rate ``m`` of every state leaf's running average, ``new = m * old + (1 - m) * batch``.
+
+    Measured, not read from the module: three training-mode passes on ``x`` from states of
+    0, 1 and 2 at fresh parameters give ``m = new(1) - new(0)``; a leaf whose update is not such
+    an average (``new(2) - new(0) != 2 m``, ``m`` not one number in ``[0, 1)``) is refused.
+    Flax's ``BatchNorm`` (mean and biased variance, ``momentum`` = ``m``) passes.
+
+    Args:
+      model: a bound model with state (:func:`as_model`).
+      x: ``(N, ...)`` inputs to probe with (a few hundred examples are plenty).
+
+    Returns:
+      a pytree shaped like the state whose leaves are Python floats ``m``.
+
+    Raises:
+      ConfigError: a state leaf that is not a running average (its statistics cannot be recomputed).
+    """
+    key = jax.random.key(0)
+    params, template = model.init(key), model.init_state(key)
+    news = [model.apply_train(params, jax.tree_util.tree_map(lambda a, c=c: jnp.full(a.shape, c, a.dtype), template),
+                              x)[1] for c in (0.0, 1.0, 2.0)]
+    names = key_paths(template)
+    leaves = [jax.tree_util.tree_leaves(n) for n in news]
+    rates = []
+    for name, s0, s1, s2 in zip(names, *leaves):
+        s0, s1, s2 = (np.asarray(a, np.float64) for a in (s0, s1, s2))
+        m = s1 - s0
+        rate = float(np.mean(m)) if m.size else 0.0
+        if (not np.issubdtype(np.asarray(s0).dtype, np.floating) or not np.allclose(s2 - s0, 2 * m, atol=1e-4)
+                or not np.allclose(m, rate, atol=1e-5) or not 0.0 <= rate < 1.0 - 1e-6):
+            raise ConfigError(f"state {name!r} of {getattr(model, 'name', type(model).__name__)} is not a running "
+                              "average of batch statistics (new = m * old + (1 - m) * batch); its statistics cannot "
+                              "be recomputed")
+        rates.append(rate)
+    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(template), rates)
+
+
+def population_statistics(model, params, x: jax.Array, rates) -> Any:
+    """The state whose running averages equal the batch statistics of all of ``x`` at ``params``.
+
+    One training-mode pass from a zero state gives ``(1 - m) * batch`` for every leaf; dividing
+    by ``1 - m`` (:func:`running_average_rates`) leaves the statistics of ``x`` itself — for
+    BatchNorm, the mean and variance of every normalised layer's inputs over the whole set, each
+    layer's computed with the statistics of the layers below (as mode-connectivity work
+    recomputes them, Garipov et al. 2018).  Float32 rounding is amplified by ``1 / (1 - m)``
+    (relative error about ``1e-7 / (1 - m)``).
+
+    Args:
+      model: a bound model with state.  params: its parameters (no member axis).
+      x: ``(N, ...)`` the examples (the training set).  rates: :func:`running_average_rates`.
+
+    Returns:
+      the state, shaped like ``model.init_state``.
+    """
+    zeros = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype),
+                                   jax.eval_shape(model.init_state, jax.random.key(0)))
+    _, new = model.apply_train(params, zeros, x)
+    return jax.tree_util.tree_map(lambda s, m: s / jnp.asarray(1.0 - m, s.dtype), new, rates)
+
+
+def with_statistics(model, statistics: str, *, state=None, x: jax.Array | None = None) -> FlaxModel:
+    """A model with state (BatchNorm) as a plain ``apply(params, x)``, for landscapes.
+
+    A BatchNorm network's outputs depend on its statistics as well as its parameters, so every
+    point of a surface, interpolation or curve needs statistics that belong to it:
+
+    * ``"recompute"``: at every evaluated ``params``, the statistics of the training inputs
+      ``x`` under those parameters (:func:`population_statistics`) — the network a user would
+      get by re-estimating BatchNorm after moving to that point.  A pure function of
+      ``params``: it works for stacked members, interpolations, curves and Hessians (which then
+      differentiate through the statistics).  One extra forward pass over ``x`` per point.
+    * ``"running"``: one member's saved running averages ``state`` at every point — right at that
+      member's minimum only, wrong away from it (the statistics no longer match the weights).
+      For comparison with the naive surface.
+
+    Args:
+      model: a bound model with state (an :class:`MLP` or other model without it is refused).
+      statistics: ``"recompute"`` or ``"running"``.
+      state: ``"running"``: one member's state (no member axis).
+      x: ``"recompute"``: ``(N, ...)`` training inputs.
+
+    Returns:
+      a bound :class:`FlaxModel` without state whose ``apply`` uses those statistics.
+
+    Raises:
+      ConfigError: the model has no state, an unknown choice, or its missing argument.
+    """
+    model = as_model(model)
+    model._require_bound()
+    name = getattr(model, "name", type(model).__name__)
+    if not model.stateful:
+        raise ConfigError(f"{name} has no state (no BatchNorm statistics) to choose")
+    in_shape = model.in_shape if isinstance(model, FlaxModel) else (model.in_features,)
+
+    def view(apply, how):
+        return FlaxModel(lambda key, x0: model.init(key), apply, f"{name} ({how} statistics)", in_shape,
+                         model.out_features)
+
+    if statistics == "running":
+        if state is None:
+            raise ConfigError("running statistics need the member's state")
+        state = jax.tree_util.tree_map(jnp.asarray, state)
+        return view(lambda params, xs: model.apply_eval(params, state, xs), "running")
+    if statistics == "recompute":
+        if x is None:
+            raise ConfigError("recomputed statistics need the training inputs x")
+        x = jnp.asarray(x)
+        rates = running_average_rates(model, x[:256])
+        return view(lambda params, xs: model.apply_eval(params, population_statistics(model, params, x, rates), xs),
+                    "recomputed")
+    raise ConfigError(f"statistics must be one of {', '.join(STATISTICS)}, got {statistics!r}")
+
+
 def _forward_jaxpr(model):
-    """The traced forward pass of a bound model on one example (abstract: nothing is computed)."""
+    """The traced training-mode forward pass of a bound model on one example (abstract:
+    nothing is computed)."""
     model._require_bound()
     params = jax.eval_shape(model.init, jax.random.key(0))
+    state = jax.eval_shape(model.init_state, jax.random.key(0))
     shape = (1, *model.in_shape) if isinstance(model, FlaxModel) else (1, model.in_features)
-    return jax.make_jaxpr(model.apply)(params, jax.ShapeDtypeStruct(shape, jnp.float32)).jaxpr
+    return jax.make_jaxpr(lambda p, s, x: model.apply_train(p, s, x)[0])(
+        params, state, jax.ShapeDtypeStruct(shape, jnp.float32)).jaxpr
 
 
 def convolutional(model) -> bool:
@@ -508,7 +1054,7 @@ def convolutional(model) -> bool:
 
 
 #: The built-in models a run directory can describe, by the ``type`` it records.
-BUILTIN = {"MLP": MLP, "CNN": CNN}
+BUILTIN = {"MLP": MLP, "CNN": CNN, "ResNet": ResNet}
 
 
 def model_from_dict(d: dict):
@@ -524,7 +1070,7 @@ def model_from_dict(d: dict):
     return BUILTIN[kind].from_dict(d)
 
 
-def as_model(model) -> MLP | CNN | FlaxModel:
+def as_model(model) -> MLP | CNN | ResNet | FlaxModel:
     """What :func:`landscape.train.train_ensemble` trains: the built-in :class:`MLP` as it is, a
     Flax Linen module (``module.init`` / ``module.apply`` on a batch of inputs), a pair
     ``(init(key) -> params, apply(params, x) -> outputs)``, or a Flax NNX model given as a
@@ -534,7 +1080,7 @@ def as_model(model) -> MLP | CNN | FlaxModel:
     Raises:
       ConfigError: anything else (the message says what is accepted).
     """
-    if isinstance(model, (MLP, CNN, FlaxModel)):
+    if isinstance(model, (MLP, CNN, ResNet, FlaxModel)):
         return model
     if isinstance(model, nn.Module):
         return _linen(model)
@@ -767,4 +1313,8 @@ def metrics_fn(model, loss: str) -> MLPMetrics | ModelMetrics:
     :class:`ModelMetrics` (``model`` as :func:`as_model` takes it, bound to its data)."""
     if isinstance(model, MLP):
         return MLPMetrics(model, loss)
-    return ModelMetrics(as_model(model), loss)
+    model = as_model(model)
+    if model.stateful:
+        raise ConfigError(f"{getattr(model, 'name', type(model).__name__)} has state (BatchNorm statistics): "
+                          "choose them first with landscape.models.with_statistics(model, 'recompute', x=...)")
+    return ModelMetrics(model, loss)

@@ -90,8 +90,11 @@ class Ensemble:
     """A trained ensemble.
 
     Attributes:
-      model: the bound :class:`~landscape.models.MLP`.
+      model: the bound model (:class:`~landscape.models.MLP`, ``CNN``, ``ResNet`` or a user's
+        :class:`~landscape.models.FlaxModel`).
       params: parameter pytree with a leading member axis ``(M, ...)`` (numpy arrays).
+      state: the members' model state, leaves ``(M, ...)`` (BatchNorm running statistics,
+        ``{"batch_stats": ...}``); ``{}`` for a model without state.
       seeds: ``(M,)`` seed of each member.  learning_rates: ``(M,)`` its learning rate.
       history: :class:`History`.  trajectory: :class:`Trajectory` or ``None``.
       diverged: ``(M,)`` bool; a diverged member is frozen at its last finite parameters.
@@ -100,8 +103,9 @@ class Ensemble:
       timings: seconds spent compiling + running (``train_s``) and evaluating.
     """
 
-    model: MLP
+    model: Any
     params: Any
+    state: Any
     seeds: np.ndarray
     learning_rates: np.ndarray
     history: History
@@ -119,6 +123,10 @@ class Ensemble:
     def member(self, i: int) -> Any:
         """Parameters of member ``i`` (no member axis)."""
         return tree.take(self.params, i)
+
+    def member_state(self, i: int) -> Any:
+        """Model state of member ``i`` (no member axis; ``{}`` without state)."""
+        return tree.take(self.state, i)
 
     def index(self, seed: int, learning_rate: float | None = None) -> int:
         """Member index of ``seed`` (and ``learning_rate`` when the run swept several)."""
@@ -226,8 +234,10 @@ def train_ensemble(
     Args:
       model: an :class:`~landscape.models.MLP` (bound to ``data`` here if it is not yet), a
         Flax Linen module mapping a batch of inputs to outputs ``(N, K)``, or a pair
-        ``(init(key) -> params, apply(params, x) -> outputs)`` (:func:`landscape.models.as_model`;
-        models with mutable state such as BatchNorm are not supported yet).
+        ``(init(key) -> params, apply(params, x) -> outputs)`` (:func:`landscape.models.as_model`).
+        A model with state (a Linen module's ``batch_stats``) keeps it per member: training
+        steps run in training mode (batch statistics; a ``train`` flag of the module is
+        passed), the running averages are updated, and the history is evaluated with them.
       data: the :class:`~landscape.data.Dataset`; metrics use its full train and test splits.
       key: the root PRNG key (keyword-only, required).
       seeds: a count ``S`` (seeds ``0..S-1``) or explicit distinct non-negative seeds.
@@ -348,6 +358,7 @@ def train_ensemble(
     return Ensemble(
         model=model,
         params=joined("params"),
+        state=joined("model_state"),
         seeds=member_seed,
         learning_rates=member_lr,
         history=history,
@@ -387,7 +398,7 @@ def _train_members(programs, data: Dataset, key: jax.Array, member_seed: np.ndar
     seeds_in, lrs_in = pl.shard((member_seed.astype(np.int32)[idx], np.nan_to_num(member_lr).astype(np.float32)[idx]))
     state = init_all(key, seeds_in, lrs_in)
     hist_steps = [0]
-    hist_vals = [unpad(eval_all(state["params"], arrays))]  # (M, 4)
+    hist_vals = [unpad(eval_all(state["params"], state["model_state"], arrays))]  # (M, 4)
     snaps = [unpad(state["params"])] if with_params else []
     snap_taken = [0] if with_params else []
 
@@ -451,7 +462,8 @@ def _train_members(programs, data: Dataset, key: jax.Array, member_seed: np.ndar
                 diverged=int((~alive).sum()),
             )
     out = {"steps": np.asarray(hist_steps), "metrics": np.stack(hist_vals, axis=1),  # (M, T, 4)
-           "params": unpad(state["params"]), "alive": unpad(state["alive"]),
+           "params": unpad(state["params"]), "model_state": unpad(state["model_state"]),
+           "alive": unpad(state["alive"]),
            "diverged_step": unpad(state["diverged_step"])}
     if with_params:
         out["snap_steps"] = np.asarray(snap_taken)
@@ -500,10 +512,10 @@ def _programs(model: MLP, loss: str, make_opt: Callable | OptimizerSpec, batch_s
     if isinstance(make_opt, OptimizerSpec):
         make_opt = make_opt.build
 
-    def evaluate(params, arrays):
+    def evaluate(params, model_state, arrays):  # evaluation mode: the running statistics, if any
         x_tr, y_tr, x_te, y_te = arrays
-        out_tr = model.apply(params, x_tr)
-        out_te = model.apply(params, x_te)
+        out_tr = model.apply_eval(params, model_state, x_tr)
+        out_te = model.apply_eval(params, model_state, x_te)
         return jnp.stack(
             [loss_of_outputs(out_tr, y_tr), accuracy(out_tr, y_tr), loss_of_outputs(out_te, y_te), accuracy(out_te, y_te)]
         )
@@ -514,6 +526,7 @@ def _programs(model: MLP, loss: str, make_opt: Callable | OptimizerSpec, batch_s
         opt_state = make_opt(lr).init(params)
         return {
             "params": params,
+            "model_state": model.init_state(init_key),  # {} for a model without state
             "opt_state": opt_state,
             "alive": jnp.array(True),
             "diverged_step": jnp.array(-1, jnp.int32),
@@ -530,11 +543,15 @@ def _programs(model: MLP, loss: str, make_opt: Callable | OptimizerSpec, batch_s
             xb, yb = x_tr[idx], y_tr[idx]
         else:
             xb, yb = x_tr, y_tr
-        value, grads = jax.value_and_grad(lambda p: loss_of_outputs(model.apply(p, xb), yb))(params)
+        def objective(p):  # training mode: batch statistics, the running averages updated
+            out, model_state = model.apply_train(p, state["model_state"], xb)
+            return loss_of_outputs(out, yb), model_state
+
+        (value, model_state), grads = jax.value_and_grad(objective, has_aux=True)(params)
         opt = make_opt(state["lr"])
         updates, opt_state = opt.update(grads, state["opt_state"], params)
         new_params = optax.apply_updates(params, updates)
-        ok = jnp.isfinite(value) & tree.all_finite(new_params)
+        ok = jnp.isfinite(value) & tree.all_finite(new_params) & tree.all_finite(model_state)
         keep = state["alive"] & ok
 
         def pick(new, old):
@@ -543,13 +560,14 @@ def _programs(model: MLP, loss: str, make_opt: Callable | OptimizerSpec, batch_s
         return {
             **state,
             "params": pick(new_params, params),
+            "model_state": pick(model_state, state["model_state"]),
             "opt_state": pick(opt_state, state["opt_state"]),
             "alive": keep,
             "diverged_step": jnp.where(state["alive"] & ~ok, step, state["diverged_step"]),
         }
 
     v_step = jax.vmap(step_member, in_axes=(0, None, 0, None, None))
-    v_evaluate = jax.vmap(evaluate, in_axes=(0, None))
+    v_evaluate = jax.vmap(evaluate, in_axes=(0, 0, None))
 
     def run_all(state, start, arrays, orders, first_epoch, interval, num_intervals, with_params, groups, blocks):
         """``num_intervals`` × ``interval`` steps from step ``start`` for every member.
@@ -585,7 +603,7 @@ def _programs(model: MLP, loss: str, make_opt: Callable | OptimizerSpec, batch_s
             first = start + i * interval
             st, _ = jax.lax.scan(one_step, st, first + jnp.arange(interval))
             params = flat(st["params"])
-            out = {"metrics": v_evaluate(params, arrays)}
+            out = {"metrics": v_evaluate(params, flat(st["model_state"]), arrays)}
             if with_params:
                 out["params"] = params
             return st, out

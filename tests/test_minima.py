@@ -67,23 +67,25 @@ def test_alignment_undoes_a_known_permutation_exactly(ens_and_data):
     ens, d = ens_and_data
     a = ens.member(0)
     rng = np.random.default_rng(0)
-    perms = [rng.permutation(6), rng.permutation(5)]
-    b = M.permute_mlp(a, perms)
+    spec = ens.model.permutation_spec()
+    perms = {"Dense_0": rng.permutation(6), "Dense_1": rng.permutation(5)}
+    b = M.permute(a, spec, perms)
     # a permuted network computes exactly the same function
     np.testing.assert_array_equal(np.argmax(ens.model.apply(a, d.test.x), -1), np.argmax(ens.model.apply(b, d.test.x), -1))
     np.testing.assert_allclose(ens.model.apply(a, d.test.x), ens.model.apply(b, d.test.x), rtol=1e-5, atol=1e-6)
-    aligned, found = M.align(a, b, key=jax.random.key(0))
+    aligned, found = M.align(a, b, spec=spec, key=jax.random.key(0))
     for layer in a:
         for name in ("kernel", "bias"):
             np.testing.assert_array_equal(aligned[layer][name], a[layer][name])
-    for p, q in zip(found, perms):
-        np.testing.assert_array_equal(q[p], np.arange(q.size))
+    assert sorted(found) == ["Dense_0", "Dense_1"]
+    for name, q in perms.items():
+        np.testing.assert_array_equal(q[found[name]], np.arange(q.size))
 
 
 def test_alignment_keeps_function_and_lowers_distance(ens_and_data):
     ens, d = ens_and_data
     a, b = ens.member(0), ens.member(1)
-    aligned, _ = M.align(a, b)
+    aligned, _ = M.align(a, b, spec=ens.model.permutation_spec())
     np.testing.assert_allclose(ens.model.apply(aligned, d.test.x), ens.model.apply(b, d.test.x), rtol=1e-5, atol=1e-6)
     before = float(ls.tree.norm(ls.tree.sub(a, b)))
     after = float(ls.tree.norm(ls.tree.sub(a, aligned)))
@@ -106,13 +108,15 @@ def test_aligned_barrier_matrix_aligns_each_pair(ens_and_data):
     ens, d = ens_and_data
     fn = ls.models.metrics_fn(ens.model, "cross_entropy")
     data = (d.train.x, d.train.y)
-    after = M.aligned_barrier_matrix(fn, ens.params, num=11, data=data, metric="loss")
-    aligned, _ = M.align(ens.member(1), ens.member(3))
+    spec = ens.model.permutation_spec()
+    after = M.aligned_barrier_matrix(fn, ens.params, spec=spec, num=11, data=data, metric="loss")
+    aligned, _ = M.align(ens.member(1), ens.member(3), spec=spec)
     ref = M.barrier(fn, ens.member(1), aligned, num=11, data=data, metric="loss")
     assert after["barrier"][1, 3] == pytest.approx(ref["barrier"], rel=1e-4, abs=1e-6)
     assert after["distance"][3, 1] == pytest.approx(float(ls.tree.norm(ls.tree.sub(ens.member(1), aligned))), rel=1e-5)
     # a permuted copy of a member is the same basin once aligned
-    stacked = ls.tree.stack([ens.member(0), M.permute_mlp(ens.member(0), [np.arange(6)[::-1], np.arange(5)[::-1]])])
+    reversed_units = {"Dense_0": np.arange(6)[::-1], "Dense_1": np.arange(5)[::-1]}
+    stacked = ls.tree.stack([ens.member(0), M.permute(ens.member(0), spec, reversed_units)])
     before = M.barrier_matrix(fn, stacked, num=11, data=data, metric="loss")
-    after = M.aligned_barrier_matrix(fn, stacked, num=11, data=data, metric="loss")
+    after = M.aligned_barrier_matrix(fn, stacked, spec=spec, num=11, data=data, metric="loss")
     assert before["barrier"][0, 1] > 1e-3 and after["barrier"][0, 1] == pytest.approx(0.0, abs=1e-5)

@@ -104,14 +104,27 @@ def _add_train_options(p: argparse.ArgumentParser, *, defaults: dict) -> None:
     g.add_argument("--download", action="store_true",
                    help="prepare a tensorflow-datasets set first if it is missing (needs internet)")
     g = p.add_argument_group("model")
-    g.add_argument("--model", choices=("mlp", "cnn"), default="mlp",
+    g.add_argument("--model", choices=("mlp", "cnn", "resnet"), default="mlp",
                    help="mlp: fully connected (--hidden); cnn: convolutions (--channels, --kernel) with 2x2 "
-                        "average pooling and a Dense read-out, for image data sets (default: %(default)s)")
+                        "average pooling and a Dense read-out; resnet: residual network (--depth, --width, "
+                        "--stages, --no-skip, --norm-layer); cnn and resnet need image data sets "
+                        "(default: %(default)s)")
     g.add_argument("--hidden", type=_widths, default=defaults.get("hidden", (16, 16)),
                    help="MLP hidden widths, comma-separated (default: %(default)s)")
     g.add_argument("--channels", type=_widths, default=(8, 16),
                    help="CNN convolution channels, comma-separated (default: %(default)s)")
     g.add_argument("--kernel", type=_positive_int, default=3, help="CNN convolution size (default: %(default)s)")
+    g.add_argument("--depth", type=_positive_int, default=10,
+                   help="ResNet weighted layers, 2*stages*n+2 (default: %(default)s: 2 blocks per stage)")
+    g.add_argument("--width", type=_positive_int, default=8,
+                   help="ResNet channels of the first stage, doubled per stage (default: %(default)s)")
+    g.add_argument("--stages", type=_positive_int, default=2,
+                   help="ResNet stages, each after the first halving the image (default: %(default)s)")
+    g.add_argument("--no-skip", dest="skip", action="store_false",
+                   help="ResNet without its skip connections (Li et al. 2018's no-short networks)")
+    g.add_argument("--norm-layer", dest="norm", choices=("batch", "layer", "none"), default="batch",
+                   help="ResNet normalisation: batch (BatchNorm: running statistics kept per member), layer, "
+                        "none (default: %(default)s)")
     g.add_argument("--activation", choices=("sigmoid", "tanh", "relu", "gelu"),
                    default=defaults.get("activation", "sigmoid"), help="hidden activation (default: %(default)s)")
     g.add_argument("--output-activation", choices=("identity", "sigmoid", "auto"), default="auto",
@@ -156,8 +169,16 @@ def _add_save_every(p) -> None:
                    help="save progress (for resuming) at most this often (default: %(default)s)")
 
 
+def _add_statistics(p) -> None:
+    p.add_argument("--statistics", choices=("recompute", "running"), default=None,
+                   help="for a model with BatchNorm: recompute the training set's statistics at every evaluated "
+                        "point (default), or use one member's saved running averages everywhere (right at its "
+                        "minimum only)")
+
+
 def _add_eval(p) -> None:
     p.add_argument("--test", action="store_true", help="evaluate on the test split too")
+    _add_statistics(p)
     p.add_argument("--chunk-size", type=_positive_int, default=None, help="points per compiled call (default: auto)")
     _add_save_every(p)
     p.add_argument("--name", default=None, help="result name (default: derived from the settings)")
@@ -278,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="PRNG seed of the probes and mini-batches (default: %(default)s)")
     p.add_argument("--chunk-size", type=_positive_int, default=16, help="members per compiled call (default: %(default)s)")
     p.add_argument("--name", default=None, help="result name (default: the --curvature, e.g. hessian)")
+    _add_statistics(p)
     _add_output(p)
 
     p = sub.add_parser("compare", help="compare the seeds' minima: barriers, basins, alignment, curves; a report",
@@ -298,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", type=_positive_int, default=25, help="interpolation points in [0, 1] (default: %(default)s)")
     p.add_argument("--lr", type=_positive_float, default=None, help="the learning rate, when the run swept several")
     p.add_argument("--key", type=_nonneg_int, default=0, help="PRNG seed of the curve training (default: %(default)s)")
+    _add_statistics(p)
     p.add_argument("--chunk-size", type=_positive_int, default=None, help="points per compiled call (default: auto)")
     p.add_argument("--name", default=None, help="result name (default: compare)")
     _add_save_every(p)
