@@ -58,6 +58,9 @@ class Execution:
       chunk_size: evaluations per compiled call (default: automatic).
       save_every_s: minimum seconds between progress checkpoints.
       clock: a :class:`landscape.timing.Timings` to charge load / figure time to, or ``None``.
+      model: for runs of a user model: the model again, ``"PATH.py:FACTORY"`` (executed; the
+        file the run was trained from, checked by SHA-256) or the object
+        (:func:`landscape.io.load_run`'s ``model``).
     """
 
     progress: bool = False
@@ -65,6 +68,7 @@ class Execution:
     chunk_size: int | None = None
     save_every_s: float = 5.0
     clock: Any = None
+    model: Any = None
 
     def phase(self, name: str):
         return self.clock.phase(name) if self.clock is not None else contextlib.nullcontext()
@@ -99,7 +103,9 @@ class TrainSpec:
     """A seed sweep of a built-in model (see ``landscape train --help`` for each field):
     ``model="mlp"`` (``hidden`` widths), ``"cnn"`` (``channels``, ``kernel``) or ``"resnet"``
     (``depth``, ``width``, ``stages``, ``skip``, ``norm``; :class:`landscape.models.ResNet`);
-    the last two need image data sets."""
+    the last two need image data sets.  ``model_file="PATH.py:FACTORY"`` trains a user's model
+    instead (:func:`landscape.model_files.from_file`: the file is executed; ``model`` and the
+    architecture fields are then unused)."""
 
     dataset: str = "digits"
     data_dir: str | None = None
@@ -113,6 +119,7 @@ class TrainSpec:
     stages: int = 2
     skip: bool = True
     norm: str = "batch"
+    model_file: str | None = None
     activation: str = "sigmoid"
     output_activation: str = "auto"
     init: str = "lecun_normal"
@@ -162,7 +169,11 @@ def train(out: str | Path, spec: TrainSpec, *, overwrite: bool = False, executio
         out_act = spec.output_activation
         if out_act == "auto":
             out_act = "sigmoid" if spec.loss == "mse" else "identity"
-        if spec.model == "mlp":
+        if spec.model_file is not None:
+            from . import model_files
+
+            model = model_files.from_file(spec.model_file)
+        elif spec.model == "mlp":
             model = models.MLP(hidden=tuple(spec.hidden), activation=spec.activation, output_activation=out_act,
                                kernel_init=spec.init)
         elif spec.model == "cnn":
@@ -230,7 +241,7 @@ def _load(run, execution: Execution):
     from . import io
 
     with execution.phase("load"):
-        return io.load_run(run)
+        return io.load_run(run, model=execution.model)
 
 
 def _batches(ens, test: bool, execution: Execution) -> dict:

@@ -132,6 +132,9 @@ def _unprefixed(prefix: str, arrays: dict[str, np.ndarray]) -> dict:
 def save_run(path: str | os.PathLike, ens, *, overwrite: bool = False, extra: dict | None = None) -> Path:
     """Write an :class:`~landscape.train.Ensemble` as a new run directory at ``path``.
 
+    A user model (:class:`~landscape.models.FlaxModel`) is described by its name, shapes and
+    source (file and SHA-256 when it came from ``--model-file``), never by its code.
+
     Files: ``meta.json``, ``params.npz`` (leaves ``(M, ...)``), ``members.npz`` (seeds,
     learning rates, divergence), ``history.npz``, for a model with state ``state.npz`` (its
     running statistics, leaves ``(M, ...)``) and, when snapshots were kept, ``trajectory.npz``.  Refuses an existing ``path`` unless ``overwrite``; the old directory
@@ -177,19 +180,37 @@ def save_run(path: str | os.PathLike, ens, *, overwrite: bool = False, extra: di
     return path
 
 
-def load_run(path: str | os.PathLike):
+def load_run(path: str | os.PathLike, *, model=None):
     """Read a run directory written by :func:`save_run` back into an :class:`~landscape.train.Ensemble`.
 
     Checks the format version and that every array agrees with the stored model
     configuration; anything else raises :class:`CorruptRunError`.
+
+    Args:
+      path: the run directory.
+      model: for a run of a user model only: the model again, ``"PATH.py:FACTORY"`` (the file
+        is executed; it must be the one the run was trained from, by SHA-256) or the Linen
+        module / pair / NNX factory itself (:func:`landscape.model_files.restore`).  A run
+        directory alone never executes anything.
+
+    Raises:
+      CorruptRunError: invalid metadata or arrays.  ConfigError: a user model's run without
+        ``model``, or with one that does not match.
     """
     from .models import model_from_dict
     from .train import Ensemble, History, Trajectory
 
     p = run_path(path)
     meta = read_meta(p)
+    described = meta.get("model")
+    user = isinstance(described, dict) and described.get("type") == "FlaxModel"
+    if user:
+        from .model_files import restore
+
+        model = restore(described, model)  # its own clear errors: which file, what differs
     try:
-        model = model_from_dict(meta["model"])
+        if not user:
+            model = model_from_dict(meta["model"])
         model._require_bound()
         m = meta["num_members"]
         if not isinstance(m, int) or m < 1:

@@ -445,6 +445,10 @@ class FlaxModel:
       train_fn: ``(params, state, x) -> (outputs, state)`` in training mode (``None``: ``apply_fn``).
       eval_fn: ``(params, state, x) -> outputs`` (``None``: ``apply_fn``).
       has_state: whether ``state_fn`` returns any array (decided when bound).
+      source: where the model came from, ``{"file", "factory", "sha256"}`` for a model read by
+        :func:`landscape.model_files.from_file` (recorded with a run), else ``None``.
+      spec: its :class:`~landscape.permutation.PermutationSpec` when the user gave one (a model
+        file's ``permutation_spec``), for weight matching; ``None``: unknown.
     """
 
     init_fn: Callable[[jax.Array, jax.Array], Any]
@@ -456,6 +460,8 @@ class FlaxModel:
     train_fn: Callable[[Any, Any, jax.Array], tuple[jax.Array, Any]] | None = None
     eval_fn: Callable[[Any, Any, jax.Array], jax.Array] | None = None
     has_state: bool = False
+    source: dict | None = None
+    spec: PermutationSpec | None = None
 
     def for_data(self, data) -> FlaxModel:
         """This model bound to a :class:`~landscape.data.Dataset`: its input shape and classes,
@@ -465,7 +471,20 @@ class FlaxModel:
         if self.in_shape not in (None, shape) or self.out_features not in (None, data.num_classes):
             raise ConfigError(f"{self.name} was bound to inputs {self.in_shape} and {self.out_features} classes; "
                               f"data set {data.name!r} has {shape} and {data.num_classes}")
-        bound = dataclasses.replace(self, in_shape=shape, out_features=data.num_classes)
+        return self.bind(shape, data.num_classes)
+
+    @property
+    def in_features(self) -> int | None:
+        """Inputs per example (``None`` until bound)."""
+        return None if self.in_shape is None else math.prod(self.in_shape)
+
+    def bind(self, in_shape: tuple, num_classes: int) -> FlaxModel:
+        """This model bound to inputs of one example's shape ``in_shape`` and ``num_classes``
+        outputs, checked by evaluating it on one example in both modes (:meth:`for_data` binds
+        to a data set; a saved run binds to what it recorded)."""
+        shape = tuple(int(n) for n in in_shape)
+        k = int(num_classes)
+        bound = dataclasses.replace(self, in_shape=shape, out_features=k)
         x = jax.ShapeDtypeStruct((1, *shape), jnp.float32)
         try:
             params = jax.eval_shape(bound.init, jax.random.key(0))
@@ -479,10 +498,10 @@ class FlaxModel:
             raise ConfigError(f"{self.name} cannot be evaluated on one example of shape {shape}: "
                               f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
         for out in outs:
-            if getattr(out, "shape", None) != (1, data.num_classes):
+            if getattr(out, "shape", None) != (1, k):
                 raise ConfigError(f"{self.name} maps one example of shape {shape} to outputs of shape "
-                                  f"{getattr(out, 'shape', type(out).__name__)}; the data set has "
-                                  f"{data.num_classes} classes, so (1, {data.num_classes}) is needed")
+                                  f"{getattr(out, 'shape', type(out).__name__)}; the data set has {k} classes, "
+                                  f"so (1, {k}) is needed")
         return bound
 
     def _require_bound(self):
@@ -554,19 +573,30 @@ class FlaxModel:
                        if hasattr(v.aval, "shape")))
 
     def describe(self) -> str:
-        """One line: the model's class name and its input shape."""
-        return f"{self.name} (user model, inputs {self.in_shape})"
+        """One line: the model's class name, its input shape and where it came from."""
+        where = f", {self.source['file']}:{self.source['factory']}" if self.source else ""
+        return f"{self.name} (user model, inputs {self.in_shape}{where})"
 
     def permutation_spec(self) -> PermutationSpec:
-        """Refused: a user model's permutation structure is not known; build its
-        :class:`~landscape.permutation.PermutationSpec` and pass it to ``align(..., spec=...)``."""
-        raise ConfigError(f"{self.name} is a user model: weight matching needs its permutation structure; build a "
-                          "landscape.permutation.PermutationSpec and pass it as spec=")
+        """The permutation structure the user gave (``spec``).
+
+        Raises:
+          ConfigError: none was given — it cannot be guessed safely from parameter names.
+        """
+        if self.spec is None:
+            raise ConfigError(f"{self.name} is a user model: weight matching needs its permutation structure; define "
+                              "permutation_spec (a landscape.permutation.PermutationSpec) in its model file, or pass "
+                              "spec= to landscape.minima.align")
+        return self.spec
 
     def to_dict(self) -> dict:
-        """Refused: a run directory can only describe the built-in models for now."""
-        raise ConfigError(f"a run of a user model ({self.name}) cannot be saved as a run directory yet: keep the "
-                          "returned Ensemble in Python (its arrays can be saved with numpy)")
+        """JSON-ready description for a run directory: name, input shape, classes, where it came
+        from, and its parameter and state shapes (a model given to load the run must match
+        them; :func:`landscape.model_files.restore`)."""
+        self._require_bound()
+        return {"name": self.name, "in_shape": list(self.in_shape), "out_features": self.out_features,
+                "source": self.source, "param_shapes": {k: list(v) for k, v in self.param_shapes().items()},
+                "state_shapes": {k: list(v) for k, v in self.state_shapes().items()}}
 
 
 NORMS = ("batch", "layer", "none")

@@ -28,7 +28,7 @@ def _execution(args, **override):
 
     return Execution(progress=not args.quiet and is_writer(), mesh=args.mesh,
                      chunk_size=getattr(args, "chunk_size", None), save_every_s=getattr(args, "save_every", 5.0),
-                     clock=args.clock, **override)
+                     clock=args.clock, model=getattr(args, "model_file", None), **override)
 
 
 def _warn(lines, command: str) -> None:
@@ -106,7 +106,7 @@ def cmd_info(args) -> int:
     from ..train import summarize
 
     with args.clock.phase("load"):
-        ens = io.load_run(args.run)
+        ens = io.load_run(args.run, model=args.model_file)
         status = run_status(args.run)
     if args.json:
         print(json.dumps(files.jsonable({**summarize(ens), "results": status}), indent=2))

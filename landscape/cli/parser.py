@@ -109,6 +109,10 @@ def _add_train_options(p: argparse.ArgumentParser, *, defaults: dict) -> None:
                         "average pooling and a Dense read-out; resnet: residual network (--depth, --width, "
                         "--stages, --no-skip, --norm-layer); cnn and resnet need image data sets "
                         "(default: %(default)s)")
+    g.add_argument("--model-file", default=None, metavar="PATH.py:FACTORY",
+                   help="train your own model instead: FACTORY in the Python file PATH (a Linen module or class, "
+                        "or a function of no arguments returning a model); THE FILE IS EXECUTED. The run records "
+                        "its path and SHA-256; later commands on the run need the same --model-file")
     g.add_argument("--hidden", type=_widths, default=defaults.get("hidden", (16, 16)),
                    help="MLP hidden widths, comma-separated (default: %(default)s)")
     g.add_argument("--channels", type=_widths, default=(8, 16),
@@ -150,8 +154,14 @@ def _add_train_options(p: argparse.ArgumentParser, *, defaults: dict) -> None:
                    help="keep parameter snapshots every N steps (multiple of --log-every) for trajectory plots")
 
 
+def _add_model_file(p) -> None:
+    p.add_argument("--model-file", default=None, metavar="PATH.py:FACTORY",
+                   help="for a run of your own model: the file it was trained from (executed; checked by SHA-256)")
+
+
 def _add_run(p, *, seeds_flag: str, seeds_help: str, default: str = "0") -> None:
     p.add_argument("run", help="run directory written by `landscape train`")
+    _add_model_file(p)
     p.add_argument(seeds_flag, dest="seeds", default=default, help=seeds_help)
     p.add_argument("--lr", type=_positive_float, default=None,
                    help="the learning rate of the members, when the run swept several")
@@ -214,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Summarise a run directory.")
     p.add_argument("run", help="run directory")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _add_model_file(p)
     _add_common(p)
 
     p = sub.add_parser("demo", help="the main job on the embedded digits, offline, in a few minutes",
@@ -279,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(Lanczos with full re-orthogonalisation, Hutchinson trace, stochastic "
                                    "Lanczos quadrature).")
     p.add_argument("run", help="run directory written by `landscape train`")
+    _add_model_file(p)
     p.add_argument("--top", type=_positive_int, default=5, help="number of top eigenvalues (default: %(default)s)")
     p.add_argument("--iters", type=_positive_int, default=None, help="Lanczos iterations (default: max(2k+20, 40))")
     p.add_argument("--probes", type=_positive_int, default=50, help="Hutchinson probes (default: %(default)s)")
@@ -307,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "the members that did not diverge; basins; optionally permutation alignment "
                                    "and a trained Bezier curve; writes RUN/report.md and figures.")
     p.add_argument("run", help="run directory written by `landscape train`")
+    _add_model_file(p)
     p.add_argument("--align", action="store_true", help="also barriers after weight-matching alignment of each pair")
     p.add_argument("--curve", default=None, metavar="A,B", help="train a Bezier curve between seeds A and B")
     p.add_argument("--curve-steps", type=_positive_int, default=1000, help="(default: %(default)s)")
