@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .models import BUILTIN, FlaxModel, as_model
+from .models import BUILTIN, FlaxModel, as_model, is_module_instance
 from .permutation import PermutationSpec
 
 __all__ = ["from_file", "restore"]
@@ -54,8 +54,6 @@ def from_file(spec: str) -> Any:
       ConfigError: a malformed spec, a missing file or name, a file that fails to run, or a
         factory that does not give a model.
     """
-    import flax.linen as nn
-
     path, name = _split(spec)
     if not path.is_file():
         raise ConfigError(f"model file {path} does not exist")
@@ -67,7 +65,7 @@ def from_file(spec: str) -> Any:
     if name not in namespace:
         raise ConfigError(f"model file {path} defines no {name!r}")
     factory = namespace[name]
-    if isinstance(factory, nn.Module):
+    if is_module_instance(factory):
         obj = factory
     elif callable(factory):
         try:

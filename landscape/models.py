@@ -34,6 +34,7 @@ __all__ = [
     "model_from_dict",
     "FlaxModel",
     "as_model",
+    "is_module_instance",
     "convolutional",
     "ResNet",
     "STATISTICS",
@@ -256,6 +257,33 @@ class MLP(_Stateless):
         return sum(self.widths)
 
 
+class _ImageModel:
+    """Binding of the built-in image models (``image_shape`` and ``out_features`` fields)."""
+
+    def for_data(self, data):
+        """This configuration bound to an image :class:`~landscape.data.Dataset`.
+
+        Raises:
+          ConfigError: the data set is not a set of images, or not the one bound before.
+        """
+        if data.image_shape is None:
+            raise ConfigError(f"a {type(self).__name__} needs images; data set {data.name!r} holds feature vectors "
+                              "(no image_shape)")
+        if self.image_shape not in (None, data.image_shape) or self.out_features not in (None, data.num_classes):
+            raise ConfigError(f"model expects images {self.image_shape} and {self.out_features} classes, data set "
+                              f"{data.name!r} has {data.image_shape} and {data.num_classes}")
+        return dataclasses.replace(self, image_shape=data.image_shape, out_features=data.num_classes)
+
+    @property
+    def in_features(self) -> int | None:
+        """Inputs per example, ``H W C`` (``None`` until bound)."""
+        return None if self.image_shape is None else math.prod(self.image_shape)
+
+    def _require_bound(self):
+        if self.image_shape is None or self.out_features is None:
+            raise ConfigError("model is not bound to data: call model.for_data(dataset) first")
+
+
 class _CNNModule(nn.Module):
     channels: tuple[int, ...]
     kernel: int
@@ -278,7 +306,7 @@ class _CNNModule(nn.Module):
 
 
 @dataclasses.dataclass(frozen=True)
-class CNN(_Stateless):
+class CNN(_Stateless, _ImageModel):
     """Configuration of a small convolutional network for image data sets.
 
     Each layer: a ``kernel × kernel`` convolution (``SAME`` padding, ``channels[i]`` output
@@ -315,28 +343,6 @@ class CNN(_Stateless):
         _check_units(self.activation, self.output_activation, self.kernel_init)
         if self.image_shape is not None:
             object.__setattr__(self, "image_shape", tuple(int(n) for n in self.image_shape))
-
-    def for_data(self, data) -> CNN:
-        """This configuration bound to an image :class:`~landscape.data.Dataset`.
-
-        Raises:
-          ConfigError: the data set is not a set of images, or not the one bound before.
-        """
-        if data.image_shape is None:
-            raise ConfigError(f"a CNN needs images; data set {data.name!r} holds feature vectors (no image_shape)")
-        if self.image_shape not in (None, data.image_shape) or self.out_features not in (None, data.num_classes):
-            raise ConfigError(f"model expects images {self.image_shape} and {self.out_features} classes, data set "
-                              f"{data.name!r} has {data.image_shape} and {data.num_classes}")
-        return dataclasses.replace(self, image_shape=data.image_shape, out_features=data.num_classes)
-
-    @property
-    def in_features(self) -> int | None:
-        """Inputs per example, ``H W C`` (``None`` until bound)."""
-        return None if self.image_shape is None else math.prod(self.image_shape)
-
-    def _require_bound(self):
-        if self.image_shape is None or self.out_features is None:
-            raise ConfigError("model is not bound to data: call model.for_data(dataset) first")
 
     def _module(self) -> _CNNModule:
         return _CNNModule(self.channels, self.kernel, self.activation, self.output_activation, self.image_shape,
@@ -649,7 +655,7 @@ class _ResNetModule(nn.Module):
 
 
 @dataclasses.dataclass(frozen=True)
-class ResNet:
+class ResNet(_ImageModel):
     """Configuration of a residual network for image data sets (He et al. 2016), with or without
     its skip connections (Li et al. 2018's "ResNet" vs "ResNet-noshort").
 
@@ -714,28 +720,6 @@ class ResNet:
     def stateful(self) -> bool:
         """BatchNorm networks carry running statistics."""
         return self.norm == "batch"
-
-    def for_data(self, data) -> ResNet:
-        """This configuration bound to an image :class:`~landscape.data.Dataset`.
-
-        Raises:
-          ConfigError: the data set is not a set of images, or not the one bound before.
-        """
-        if data.image_shape is None:
-            raise ConfigError(f"a ResNet needs images; data set {data.name!r} holds feature vectors (no image_shape)")
-        if self.image_shape not in (None, data.image_shape) or self.out_features not in (None, data.num_classes):
-            raise ConfigError(f"model expects images {self.image_shape} and {self.out_features} classes, data set "
-                              f"{data.name!r} has {data.image_shape} and {data.num_classes}")
-        return dataclasses.replace(self, image_shape=data.image_shape, out_features=data.num_classes)
-
-    @property
-    def in_features(self) -> int | None:
-        """Inputs per example, ``H W C`` (``None`` until bound)."""
-        return None if self.image_shape is None else math.prod(self.image_shape)
-
-    def _require_bound(self):
-        if self.image_shape is None or self.out_features is None:
-            raise ConfigError("model is not bound to data: call model.for_data(dataset) first")
 
     def _flax(self) -> FlaxModel:
         """The functional view of this configuration's Linen module (:func:`as_model`'s)."""
@@ -909,7 +893,10 @@ def _linen(module) -> FlaxModel:
 
 def _nnx(factory) -> FlaxModel:
     """An NNX model given as ``factory(rngs) -> nnx.Module``: parameters are the pure-dict form
-    of its ``nnx.Param`` state; ``apply`` merges them into a clone of the module's structure."""
+    of its ``nnx.Param`` state; its ``nnx.BatchStat`` variables (BatchNorm's running averages)
+    are its state, ``{"batch_stats": ...}``.  ``apply`` merges them into a clone of the module's
+    structure; a module with state runs in ``train()`` mode in training steps (its statistics
+    read back afterwards) and in ``eval()`` mode otherwise."""
     from flax import nnx
 
     try:
@@ -920,22 +907,45 @@ def _nnx(factory) -> FlaxModel:
                           f"nnx.Rngs failed: {exc}") from None
     if not isinstance(probe, nnx.Module):
         raise ConfigError(f"an NNX factory must return an nnx.Module, got {type(probe).__name__}")
-    graphdef, template, rest = nnx.split(factory(nnx.Rngs(0)), nnx.Param, ...)
-    stateful = sorted({type(v).__name__ for v in jax.tree_util.tree_leaves(
-        rest, is_leaf=lambda v: isinstance(v, nnx.Variable)) if isinstance(v, nnx.BatchStat)})
-    if stateful:
-        raise ConfigError(f"{type(probe).__name__} has mutable state ({', '.join(stateful)}); NNX models with state "
-                          "are not supported yet: write it as a Linen module (its batch_stats are supported)")
+    graphdef, template, stats, rest = nnx.split(factory(nnx.Rngs(0)), nnx.Param, nnx.BatchStat, ...)
+    stateful = bool(jax.tree_util.tree_leaves(stats))
 
     def init(key, x):
         return nnx.to_pure_dict(nnx.split(factory(nnx.Rngs(key)), nnx.Param, ...)[1])
 
-    def apply(params, x):
-        state = nnx.clone(template)
-        nnx.replace_by_pure_dict(state, params)
-        return nnx.merge(graphdef, state, rest)(x)
+    def state(key, x):
+        if not stateful:
+            return {}
+        return {"batch_stats": nnx.to_pure_dict(nnx.split(factory(nnx.Rngs(key)), nnx.Param, nnx.BatchStat, ...)[2])}
 
-    return FlaxModel(init, apply, type(probe).__name__)
+    def merged(params, st):
+        p = nnx.clone(template)
+        nnx.replace_by_pure_dict(p, params)
+        if not stateful:
+            return nnx.merge(graphdef, p, rest)
+        s = nnx.clone(stats)
+        nnx.replace_by_pure_dict(s, st["batch_stats"])
+        return nnx.merge(graphdef, p, s, rest)
+
+    def apply(params, x):
+        return merged(params, None)(x)
+
+    def train(params, st, x):
+        if not stateful:
+            return apply(params, x), st
+        module = merged(params, st)
+        module.train()  # batch statistics; the running averages are updated in place
+        out = module(x)
+        return out, {"batch_stats": nnx.to_pure_dict(nnx.split(module, nnx.Param, nnx.BatchStat, ...)[2])}
+
+    def evaluate(params, st, x):
+        if not stateful:
+            return apply(params, x)
+        module = merged(params, st)
+        module.eval()  # the running averages
+        return module(x)
+
+    return FlaxModel(init, apply, type(probe).__name__, state_fn=state, train_fn=train, eval_fn=evaluate)
 
 
 STATISTICS = ("recompute", "running")
@@ -1098,6 +1108,11 @@ def model_from_dict(d: dict):
     if kind not in BUILTIN:
         raise ConfigError(f"unknown model type {kind!r}; a run can hold {', '.join(BUILTIN)}")
     return BUILTIN[kind].from_dict(d)
+
+
+def is_module_instance(obj) -> bool:
+    """Whether ``obj`` is a Flax Linen module instance (what :func:`as_model` wraps as it is)."""
+    return isinstance(obj, nn.Module)
 
 
 def as_model(model) -> MLP | CNN | ResNet | FlaxModel:

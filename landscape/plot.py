@@ -880,7 +880,10 @@ def sweep(
     Each panel is ``{"y": (n,), "lo": (n,), "hi": (n,), "ylabel": str}`` (``lo``/``hi``
     optional: drawn as an error band, e.g. the quartiles over seeds) and optionally
     ``"extra": [(x, y, lo, hi, label), ...]`` for separately marked configurations (e.g. a
-    deeper network beside a width sweep) and ``"ylim"``.  Non-finite entries are left out.
+    deeper network beside a width sweep), ``"ylim"`` and ``"log_y"`` (honoured when the values
+    span a decade or more); or, for several series
+    on one panel (up to four), ``{"series": [{"y", "lo", "hi", "label"}, ...], "ylabel": ...}``.
+    Non-finite entries are left out.
     """
     import matplotlib
 
@@ -889,14 +892,22 @@ def sweep(
         fig = _figure(COLUMN_WIDTH * len(panels) if len(panels) > 1 else COLUMN_WIDTH, 2.4)
         axes = fig.subplots(1, len(panels), squeeze=False)[0]
         for ax, panel in zip(axes, panels):
-            y = np.asarray(panel["y"], float)
-            ok = np.isfinite(y)
-            if "lo" in panel and "hi" in panel:
-                lo, hi = np.asarray(panel["lo"], float), np.asarray(panel["hi"], float)
-                ax.errorbar(x[ok], y[ok], yerr=[y[ok] - lo[ok], hi[ok] - y[ok]], fmt="o-", color="tab:blue",
-                            ms=4, lw=1.2, capsize=2, label=panel.get("label"))
-            else:
-                ax.plot(x[ok], y[ok], "o-", color="tab:blue", ms=4, lw=1.2, label=panel.get("label"))
+            lines = panel.get("series", [panel])
+            if len(lines) > 4:
+                raise ValueError(f"a sweep panel draws at most 4 series, got {len(lines)}")
+            for line, color, marker in zip(lines, ("tab:blue", "tab:red", "tab:green", "tab:purple"), "o^sD"):
+                y = np.asarray(line["y"], float)
+                ok = np.isfinite(y)
+                if "lo" in line and "hi" in line:
+                    lo, hi = np.asarray(line["lo"], float), np.asarray(line["hi"], float)
+                    ax.errorbar(x[ok], y[ok], yerr=[y[ok] - lo[ok], hi[ok] - y[ok]], fmt=f"{marker}-", color=color,
+                                ms=4, lw=1.2, capsize=2, label=line.get("label"))
+                else:
+                    ax.plot(x[ok], y[ok], f"{marker}-", color=color, ms=4, lw=1.2, label=line.get("label"))
+            values = np.concatenate([np.asarray(line["y"], float) for line in lines])
+            values = values[np.isfinite(values) & (values > 0)]
+            if panel.get("log_y") and values.size and values.max() > 10 * values.min():  # a decade or more:
+                ax.set_yscale("log")  # below that a log axis has no labelled ticks
             for ex, ey, elo, ehi, elab in panel.get("extra", []):
                 ax.errorbar([ex], [ey], yerr=None if elo is None else [[ey - elo], [ehi - ey]], fmt="s",
                             color="tab:orange", ms=5, capsize=2, label=elab)
@@ -910,7 +921,7 @@ def sweep(
                 ax.set_ylim(*panel["ylim"])
             ax.set_xlabel(xlabel)
             ax.set_ylabel(panel["ylabel"])
-            if panel.get("label") or panel.get("extra"):
+            if panel.get("label") or panel.get("extra") or any(line.get("label") for line in lines):
                 ax.legend(frameon=False, loc="best")
         if title:
             fig.suptitle(title)

@@ -123,16 +123,19 @@ def test_an_nnx_model_from_its_factory_trains_as_an_ensemble(digits):
     # each seed starts from NNX's own initialisation with that seed's key
     assert not np.allclose(ens.member(0)["hidden"]["kernel"], ens.member(1)["hidden"]["kernel"])
 
-    class WithNorm(nnx.Module):
-        def __init__(self, *, rngs):
-            self.norm = nnx.BatchNorm(64, rngs=rngs)
-            self.out = nnx.Linear(64, 10, rngs=rngs)
-
-        def __call__(self, x):
-            return self.out(self.norm(x))
-
-    with pytest.raises(ls.ConfigError, match=r"mutable state \(BatchStat\)"):
-        ls.train_ensemble(lambda rngs: WithNorm(rngs=rngs), digits, key=key, seeds=2, steps=2, progress=False)
+    # the user's own permutation structure aligns it: a permuted copy is the same function, recovered
+    spec = ls.minima.PermutationSpec({"hidden/kernel": (None, "h"), "hidden/bias": ("h",),
+                                      "out/kernel": ("h", None), "out/bias": (None,)})
+    moved = ls.minima.permute(p, spec, {"h": np.array([5, 3, 1, 0, 2, 4])})
+    np.testing.assert_allclose(ens.model.apply(moved, x), ens.model.apply(p, x), rtol=1e-5, atol=1e-6)
+    aligned, found = ls.minima.align(p, moved, spec=spec)
+    assert_trees_close(aligned, p, rtol=0, atol=0)
+    # its Hessian, as for any model: against a dense one
+    loss = ls.models.loss_fn(ens.model, ls.data.Split(digits.train.x[:30], digits.train.y[:30]), "mse")
+    dense = np.linalg.eigvalsh(np.asarray(ls.hessian.dense_hessian(loss, p), np.float64))
+    top = ls.hessian.top_eigenvalues(loss, p, 1, key=jax.random.key(3), num_iters=60)
+    assert float(top[0]) == pytest.approx(dense[-1], rel=1e-3)
+    # NNX models with BatchNorm: tests/test_batchnorm.py
 
 
 # ---------------------------------------------------------------------- the built-in CNN

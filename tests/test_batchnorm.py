@@ -101,6 +101,42 @@ def test_a_batchnorm_ensemble_equals_per_seed_loops(bn_run, small):
     assert np.abs(ens.state["batch_stats"]["BatchNorm_0"]["mean"]).max() > 1e-2
 
 
+def test_an_nnx_batchnorm_ensemble_equals_nnx_own_training_loop(small):
+    from flax import nnx
+
+    class WithNorm(nnx.Module):
+        def __init__(self, *, rngs):
+            self.lin = nnx.Linear(64, 5, rngs=rngs)
+            self.norm = nnx.BatchNorm(5, momentum=0.9, rngs=rngs)
+            self.out = nnx.Linear(5, 10, rngs=rngs)
+
+        def __call__(self, x):
+            return self.out(nnx.relu(self.norm(self.lin(x))))
+
+    key = jax.random.key(3)
+    ens = ls.train_ensemble(lambda rngs: WithNorm(rngs=rngs), small, key=key, seeds=[0, 4], loss="cross_entropy",
+                            optimizer=ls.OptimizerSpec("sgd", 0.3), steps=9, batch_size=40, log_every=3,
+                            progress=False)
+    assert ens.model.stateful and jax.tree.map(np.shape, ens.state) == {
+        "batch_stats": {"norm": {"mean": (2, 5), "var": (2, 5)}}}
+    # the reference: NNX's own idiom — a module in train() mode, nnx.grad, nnx.Optimizer
+    init_key, order_key = ls.train.member_keys(key, 4)
+    model = WithNorm(rngs=nnx.Rngs(init_key))
+    model.train()
+    opt = nnx.Optimizer(model, optax.sgd(0.3), wrt=nnx.Param)
+    x, y = np.asarray(small.train.x), np.asarray(small.train.y)
+    for s in range(9):
+        epoch, pos = divmod(s, 3)
+        idx = documented_permutation(order_key, epoch, 120)[pos * 40:(pos + 1) * 40]
+        opt.update(model, nnx.grad(lambda m, idx=idx: ls.models.cross_entropy(m(x[idx]), y[idx]))(model))
+    assert_trees_close(ens.member(1), nnx.to_pure_dict(nnx.state(model, nnx.Param)), rtol=1e-4, atol=1e-5)
+    assert_trees_close(ens.member_state(1), {"batch_stats": nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))},
+                       rtol=1e-4, atol=1e-5)
+    model.eval()  # the history is evaluated with the running averages
+    assert float(ens.history.test_loss[1, -1]) == pytest.approx(
+        float(ls.models.cross_entropy(model(np.asarray(small.test.x)), jnp.asarray(small.test.y))), rel=1e-4)
+
+
 def test_recomputed_statistics_match_a_hand_written_forward_pass(bn_run, small):
     ens, _ = bn_run
     p = ens.member(1)
@@ -269,3 +305,35 @@ def test_a_resnet_run_from_the_command_line(tmp_path):
         assert meta["provenance"]["settings"]["statistics"] == ("running" if "running" in name else "recompute")
         assert all(np.isfinite(v).all() for v in arrays.values() if np.issubdtype(v.dtype, np.floating))
     assert "aligned_barrier" in ls.io.load_result(out / "results" / "compare")[0]
+
+
+SHARDED = '''
+import jax, numpy as np
+import landscape as ls
+full = ls.data.load("digits")
+d = ls.data.from_arrays(full.train.x[:120].reshape(-1, 8, 8, 1), full.train.y[:120],
+                        full.test.x[:50].reshape(-1, 8, 8, 1), full.test.y[:50], num_classes=10)
+kw = dict(key=jax.random.key(0), seeds=3, loss="cross_entropy", optimizer=ls.OptimizerSpec("sgd", 0.2), steps=6,
+          batch_size=40, log_every=3, progress=False)
+one = ls.train_ensemble(ls.ResNet(depth=6, width=2), d, **kw)
+two = ls.train_ensemble(ls.ResNet(depth=6, width=2), d, mesh=ls.distributed.make_mesh(2), **kw)
+assert jax.device_count() == 2 and two.timings["devices"] == 2
+for x, y in zip(jax.tree_util.tree_leaves((one.params, one.state, one.history.train_loss)),
+                jax.tree_util.tree_leaves((two.params, two.state, two.history.train_loss))):
+    np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+print("same")
+'''
+
+
+@pytest.mark.slow  # a subprocess with two forced host devices
+def test_batchnorm_members_sharded_over_two_devices_equal_one_device(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "sharded.py"
+    script.write_text(SHARDED)
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=600,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode == 0 and r.stdout.strip() == "same", r.stderr[-2000:]

@@ -75,6 +75,19 @@ def test_sweep_figure_with_bands_and_extra_points(tmp_path):
     assert ls.plot.save_figure(fig, tmp_path / "s.png").stat().st_size > 1000
 
 
+def test_sweep_draws_several_series_and_log_axes_only_over_a_decade():
+    series = [{"y": [1.0, 2.0], "label": "skip"}, {"y": [1.5, 3.0], "lo": [1.0, 2.0], "hi": [2.0, 4.0],
+                                                  "label": "no skip"}]
+    fig = plot.sweep(np.array([6, 14]), [{"series": series, "ylabel": "ratio", "log_y": True},
+                                         {"series": [{"y": [0.01, 2.0]}], "ylabel": "cost", "log_y": True}],
+                     xlabel="depth")
+    narrow, wide = fig.axes
+    assert [t.get_text() for t in narrow.get_legend().get_texts()] == ["skip", "no skip"]
+    assert narrow.get_yscale() == "linear" and wide.get_yscale() == "log"  # 2x is no decade, 200x is
+    with pytest.raises(ValueError, match="at most 4 series"):
+        plot.sweep(np.array([1]), [{"series": [{"y": [1.0]}] * 5, "ylabel": "y"}], xlabel="x")
+
+
 def test_descent_animation_saves_every_frame_as_gif(tmp_path, monkeypatch):
     from matplotlib import animation
     from PIL import Image

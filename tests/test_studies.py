@@ -116,3 +116,20 @@ def test_mnist_quick_under_mock_data(tmp_path):
     ens = ls.load_run(tmp_path / "run" / "run")
     assert ens.model.in_features == 784 and ens.config["data"]["name"] == "mnist"
     assert ens.config["batch_size"] == 8
+
+
+def test_skip_connections_quick(tmp_path):
+    rec = run_quick("skip_connections", tmp_path)
+    assert sorted(Path(f).name for f in rec["figures"]) == ["skip_connections_planes.png",
+                                                           "skip_connections_summary.png"]
+    s = rec["summary"]
+    assert set(s) == {"d6_skip", "d6_noskip", "d10_skip", "d10_noskip"}
+    for net in s.values():
+        assert net["seeds"] == 2 and net["smallest_eigenvalue_median"] <= net["top_eigenvalue_median"]
+        assert 0 <= net["ratio"]["q25"] <= net["ratio"]["median"] <= net["ratio"]["q75"]
+    import landscape as ls
+
+    # every network is the ResNet it claims to be, trained with its BatchNorm statistics kept
+    ens = ls.load_run(tmp_path / "run" / "d10_noskip")
+    assert ens.model == ls.ResNet(depth=10, width=2, skip=False, norm="batch").for_data(ls.data.load("digits"))
+    assert ens.state["batch_stats"]["stem_norm"]["mean"].shape == (2, 2)
