@@ -91,9 +91,18 @@ def test_what_is_not_supported_yet_is_a_clear_error(digits, tmp_path):
     half = ls.minima.PermutationSpec({"Dense_0/kernel": (None, None), "Dense_0/bias": (None,)})
     with pytest.raises(ls.ConfigError, match="alignment cannot permute Conv_0/bias, Conv_0/kernel"):
         ls.minima.align(ens.member(0), ens.member(1), spec=half)  # never silently half-aligned
-    with pytest.raises(ls.ConfigError, match="cannot be saved as a run directory yet"):
-        ls.io.save_run(tmp_path / "run", ens)
-    assert not (tmp_path / "run").exists()
+    # with the user's full spec (the read-out's rows are the 4x4 map's channels) it aligns exactly
+    spec = ls.minima.PermutationSpec({"Conv_0/kernel": (None, None, None, "c"), "Conv_0/bias": ("c",),
+                                      "Dense_0/kernel": (None, "c", None), "Dense_0/bias": (None,)},
+                                     views={"Dense_0/kernel": (16, 3, 10)})
+    moved = ls.minima.permute(ens.member(0), spec, {"c": np.array([2, 0, 1])})
+    np.testing.assert_allclose(ens.model.apply(moved, digits.test.x), ens.model.apply(ens.member(0), digits.test.x),
+                               rtol=1e-5, atol=1e-6)
+    assert_trees_close(ls.minima.align(ens.member(0), moved, spec=spec)[0], ens.member(0), rtol=0, atol=0)
+    # its run directory needs the model again to be read (tests/test_model_files.py)
+    ls.io.save_run(tmp_path / "run", ens)
+    with pytest.raises(ls.ConfigError, match=r"this run holds a user model \(TinyCNN\): pass it again"):
+        ls.io.load_run(tmp_path / "run")
 
 
 def test_an_nnx_model_from_its_factory_trains_as_an_ensemble(digits):
