@@ -11,7 +11,7 @@ filter-normalised plane around seed 0's minimum (BatchNorm statistics recomputed
 point, one colour scale) and, at every seed's minimum, the top and the most negative Hessian
 eigenvalue (Lanczos).
 
-    python experiments/skip_connections.py          # about 25 minutes on 2 CPU cores
+    python experiments/skip_connections.py          # about 35 minutes on 2 CPU cores
     python experiments/skip_connections.py --quick  # a smoke test, about a minute
 
 Figures: ``figures/skip_connections_planes.png`` and ``figures/skip_connections_summary.png``;
@@ -118,7 +118,7 @@ def figures(out: Path, cfg: dict) -> dict:
             a, b = surf.axes
             zs.append(surf.values["train_loss"])
             titles.append(f"ResNet-{depth}, {'skip' if skip else 'no skip'}: "
-                          f"$|\\lambda_{{min}}|/\\lambda_{{max}}$ {summary[name]['ratio']['median']:.2f}")
+                          f"$|\\lambda_{{min}}|/\\lambda_{{max}}$ {summary[name]['ratio']['median']:.2g}")
     fig = ls.plot.small_multiples(a, b, np.stack(zs), titles=titles, columns=len(cfg["depths"]), title_size=7,
                                   xlabel=r"$\alpha$ (direction 1)", ylabel=r"$\beta$ (direction 2)")
     ls.plot.save_figure(fig, out / "planes.png")
