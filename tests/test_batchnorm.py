@@ -161,6 +161,7 @@ def test_recomputed_statistics_match_a_hand_written_forward_pass(bn_run, small):
     assert float(m["loss"]) == pytest.approx(float(ens.history.train_loss[1, -1]), rel=1e-5)
 
 
+@pytest.mark.slow  # a dense Hessian through the statistics pass: ~10 s
 def test_the_hessian_of_recomputed_statistics_matches_a_dense_one(bn_run, small):
     ens, _ = bn_run
     view = models.with_statistics(ens.model, "recompute", x=small.train.x)

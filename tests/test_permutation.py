@@ -42,7 +42,7 @@ CASES = {
                                                                          "stage0_block1_inner", "stage1_block0_inner",
                                                                          "stage1_block1_inner"}),
 }
-SLOW = {"resnet-skip-layer", "resnet-skip-none"}  # the same code paths as the others, other layers
+SLOW = {"resnet-noskip-batch", "resnet-skip-layer", "resnet-skip-none"}  # the same code paths, other layers
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, marks=[pytest.mark.slow] if c in SLOW else []) for c in CASES])
@@ -75,6 +75,7 @@ def test_a_permuted_network_is_the_same_function_and_its_permutation_is_recovere
         np.testing.assert_array_equal(p[found[name]], np.arange(p.size))
 
 
+@pytest.mark.slow  # the CNN's weight matching is in the fast suite through the permuted-copy case
 def test_aligning_two_cnns_keeps_the_function_and_shortens_the_distance(images):
     model = models.CNN(channels=(4, 6), activation="relu").for_data(images)
     a, b = model.init(jax.random.key(3)), model.init(jax.random.key(4))  # two independent starts
