@@ -1,17 +1,19 @@
 """landscape: train many small networks from many random starts and explore their loss landscapes.
 
-Modules (one concept each): ``tree`` (pytree maths), ``distributed`` (meshes, multi-host), ``data`` (data sets), ``models``
-(the built-in MLP, CNN and ResNet, any Flax model, BatchNorm statistics, losses), ``optim`` (named optax optimizers), ``train`` (ensemble training),
-``directions`` (random / normalised / solution / PCA directions), ``surface`` (the generic
-slice evaluator and the slices built on it), ``hessian`` (curvature), ``minima`` (barriers,
-basins, alignment, curves), ``permutation`` (permutation specs, weight matching), ``files`` (atomic writes, bounded reads, locks), ``chunks`` (the
-resumable chunk loop), ``io`` (run directories and result files), ``results`` (provenance and
-reuse of results), ``members`` (members as seed and learning rate), ``analyses`` (each
-command's computation: settings in, a stored result out), ``report`` (figures, tables and
-``report.md`` from saved results),
-``plot`` (figures from saved results), ``compilation_cache`` (JAX's persistent compilation
-cache), ``precision`` (the arithmetic of float32 matmuls, recorded with every result),
-``timing`` (a command's wall-time phases), ``errors``.
+Modules (one concept each): ``tree`` (pytree maths), ``distributed`` (meshes, multi-host),
+``data`` (data sets), ``permutation`` (permutation specs, weight matching), ``models`` (the
+built-in MLP, CNN and ResNet, any Flax model, BatchNorm statistics, losses), ``model_files``
+(a user's model from a file), ``optim`` (named optax optimizers), ``train`` (ensemble
+training), ``directions`` (random / normalised / solution / PCA directions), ``surface`` (the
+generic slice evaluator and the slices built on it), ``hessian`` (curvature), ``minima``
+(barriers, basins, alignment, curves), ``files`` (atomic writes, bounded reads, locks),
+``chunks`` (the resumable chunk loop), ``io`` (run directories and result files), ``results``
+(provenance and reuse of results), ``members`` (members as seed and learning rate),
+``analyses`` (each command's computation: settings in, a stored result out), ``report``
+(figures, tables and ``report.md`` from saved results), ``plot`` (figures from saved
+results), ``compilation_cache`` (JAX's persistent compilation cache), ``precision`` (the
+arithmetic of float32 matmuls, recorded with every result), ``timing`` (a command's
+wall-time phases), ``errors``.
 """
 
 __version__ = "0.1.0"
@@ -24,7 +26,7 @@ import importlib
 # the rest behave as if imported eagerly.
 _SUBMODULES = ("data", "directions", "distributed", "surface", "hessian", "minima", "errors", "io", "models",
                "optim", "plot", "train", "tree", "compilation_cache", "timing", "results", "files", "chunks",
-               "members", "analyses", "report", "precision", "permutation")
+               "members", "analyses", "report", "precision", "permutation", "model_files")
 _NAMES = {
     "Dataset": "data", "Split": "data", "load": "data",
     "ConfigError": "errors", "CorruptRunError": "errors", "DataError": "errors",
@@ -78,6 +80,7 @@ __all__ = [
     "report",
     "precision",
     "permutation",
+    "model_files",
     "Dataset",
     "Split",
     "load",

@@ -137,8 +137,9 @@ def save_run(path: str | os.PathLike, ens, *, overwrite: bool = False, extra: di
 
     Files: ``meta.json``, ``params.npz`` (leaves ``(M, ...)``), ``members.npz`` (seeds,
     learning rates, divergence), ``history.npz``, for a model with state ``state.npz`` (its
-    running statistics, leaves ``(M, ...)``) and, when snapshots were kept, ``trajectory.npz``.  Refuses an existing ``path`` unless ``overwrite``; the old directory
-    is replaced only once the new one is complete.
+    running statistics, leaves ``(M, ...)``) and, when snapshots were kept, ``trajectory.npz``.
+    Refuses an existing ``path`` unless ``overwrite``; the old directory is replaced only once
+    the new one is complete.
     """
     path = Path(path)
     with files.staged_directory(path, overwrite) as stage:

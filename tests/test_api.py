@@ -11,7 +11,8 @@ def test_every_public_name_imports():
     for name in landscape.__all__:
         assert hasattr(landscape, name), name
     for mod in ("tree", "data", "models", "optim", "train", "directions", "surface", "hessian", "minima", "distributed", "io", "plot", "errors", "cli",
-                "results", "compilation_cache", "timing"):
+                "results", "compilation_cache", "timing", "permutation", "model_files", "precision", "analyses",
+                "members", "report", "files", "chunks"):
         m = importlib.import_module(f"landscape.{mod}")
         for name in getattr(m, "__all__", []):
             assert hasattr(m, name), f"landscape.{mod}.{name}"

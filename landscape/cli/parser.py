@@ -212,8 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"landscape {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    p = sub.add_parser("train", help="train an ensemble of MLPs from many seeds and save it as a run directory",
-                       description="Train an ensemble of MLPs from many random starts in one compiled call.")
+    p = sub.add_parser("train", help="train an ensemble (MLP, CNN, ResNet or your own model) from many seeds and "
+                                     "save it as a run directory",
+                       description="Train an ensemble of networks from many random starts in one compiled call.")
     _add_train_options(p, defaults={})
     p.add_argument("--out", required=True, help="run directory to create")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
