@@ -109,13 +109,6 @@ def update_meta(path: str | os.PathLike, updates: dict) -> dict:
     return meta
 
 
-def _leaves(pytree) -> list:
-    """The leaves of a pytree (``[]`` for ``{}``)."""
-    import jax
-
-    return jax.tree_util.tree_leaves(pytree)
-
-
 def _prefixed(prefix: str, pytree) -> dict[str, np.ndarray]:
     from . import tree
 
@@ -155,7 +148,7 @@ def save_run(path: str | os.PathLike, ens, *, overwrite: bool = False, extra: di
         )
         files.atomic_save_npz(stage / "history.npz", ens.history.arrays())
         names = ["params.npz", "members.npz", "history.npz"]
-        if _leaves(ens.state):  # BatchNorm running statistics, per member
+        if ens.model.stateful:  # BatchNorm running statistics, per member (load_run's test too)
             files.atomic_save_npz(stage / "state.npz", _prefixed("state", ens.state))
             names.append("state.npz")
         if ens.trajectory is not None:

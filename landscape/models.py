@@ -561,8 +561,7 @@ class FlaxModel:
 
     def num_params(self) -> int:
         """Number of trainable scalars."""
-        shapes = jax.eval_shape(self.init, jax.random.key(0))
-        return int(sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(shapes)))
+        return sum(math.prod(s) for s in self.param_shapes().values())
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         """``{"path/to/leaf": shape}`` of the parameters."""
@@ -1044,10 +1043,8 @@ def with_statistics(model, statistics: str, *, state=None, x: jax.Array | None =
     name = getattr(model, "name", type(model).__name__)
     if not model.stateful:
         raise ConfigError(f"{name} has no state (no BatchNorm statistics) to choose")
-    in_shape = model.in_shape if isinstance(model, FlaxModel) else (model.in_features,)
-
     def view(apply, how):
-        return FlaxModel(lambda key, x0: model.init(key), apply, f"{name} ({how} statistics)", in_shape,
+        return FlaxModel(lambda key, x0: model.init(key), apply, f"{name} ({how} statistics)", _input_shape(model),
                          model.out_features)
 
     if statistics == "running":
@@ -1065,15 +1062,19 @@ def with_statistics(model, statistics: str, *, state=None, x: jax.Array | None =
     raise ConfigError(f"statistics must be one of {', '.join(STATISTICS)}, got {statistics!r}")
 
 
+def _input_shape(model) -> tuple:
+    """One example's input shape: a user model's own, a built-in model's flattened row."""
+    return model.in_shape if isinstance(model, FlaxModel) else (model.in_features,)
+
+
 def _forward_jaxpr(model):
     """The traced training-mode forward pass of a bound model on one example (abstract:
     nothing is computed)."""
     model._require_bound()
     params = jax.eval_shape(model.init, jax.random.key(0))
     state = jax.eval_shape(model.init_state, jax.random.key(0))
-    shape = (1, *model.in_shape) if isinstance(model, FlaxModel) else (1, model.in_features)
     return jax.make_jaxpr(lambda p, s, x: model.apply_train(p, s, x)[0])(
-        params, state, jax.ShapeDtypeStruct(shape, jnp.float32)).jaxpr
+        params, state, jax.ShapeDtypeStruct((1, *_input_shape(model)), jnp.float32)).jaxpr
 
 
 def convolutional(model) -> bool:

@@ -106,8 +106,8 @@ def permute(params: PyTree, spec: PermutationSpec, perms: Mapping[str, np.ndarra
     def apply(tree_, axes):
         flat = tree.flatten_with_paths(tree_)
         out = {}
-        for k, v in flat.items():
-            w = np.reshape(np.asarray(v), spec.views.get(k, np.shape(v)))
+        for k, w in _viewed(flat, axes, spec.views).items():
+            v = flat[k]
             for ax, name in enumerate(axes[k]):
                 if name is not None:
                     w = np.take(w, np.asarray(perms[name]), axis=ax)
