@@ -6,7 +6,8 @@ built-in MLP, CNN and ResNet, any Flax model, BatchNorm statistics, losses), ``m
 (a user's model from a file), ``optim`` (named optax optimizers), ``train`` (ensemble
 training), ``directions`` (random / normalised / solution / PCA directions), ``surface`` (the
 generic slice evaluator and the slices built on it), ``hessian`` (curvature), ``minima``
-(barriers, basins, alignment, curves), ``files`` (atomic writes, bounded reads, locks),
+(barriers, basins, alignment, curves, basins of attraction), ``race`` (optimizer races on a
+fixed plane), ``export`` (results as interactive HTML and VTK XML), ``files`` (atomic writes, bounded reads, locks),
 ``chunks`` (the resumable chunk loop), ``io`` (run directories and result files), ``results``
 (provenance and reuse of results), ``members`` (members as seed and learning rate),
 ``analyses`` (each command's computation: settings in, a stored result out), ``report``
@@ -26,7 +27,8 @@ import importlib
 # the rest behave as if imported eagerly.
 _SUBMODULES = ("data", "directions", "distributed", "surface", "hessian", "minima", "errors", "io", "models",
                "optim", "plot", "train", "tree", "compilation_cache", "timing", "results", "files", "chunks",
-               "members", "analyses", "report", "precision", "permutation", "model_files")
+               "members", "analyses", "report", "precision", "permutation", "model_files", "race",
+               "export")
 _NAMES = {
     "Dataset": "data", "Split": "data", "load": "data",
     "ConfigError": "errors", "CorruptRunError": "errors", "DataError": "errors",
@@ -81,6 +83,8 @@ __all__ = [
     "precision",
     "permutation",
     "model_files",
+    "race",
+    "export",
     "Dataset",
     "Split",
     "load",

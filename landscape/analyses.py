@@ -36,6 +36,9 @@ __all__ = [
     "TrajectorySpec",
     "HessianSpec",
     "CompareSpec",
+    "BasinsSpec",
+    "RaceSpec",
+    "race_entrants",
     "train",
     "demo_spec",
     "surface",
@@ -44,6 +47,8 @@ __all__ = [
     "trajectory",
     "hessian",
     "compare",
+    "basins",
+    "race",
     "run_dataset",
 ]
 
@@ -683,6 +688,257 @@ def hessian(run, spec: HessianSpec, *, name: str | None = None, overwrite: bool 
 
     return _stored(run, name or spec.curvature + _suffix(running=spec.statistics == "running"), settings, overwrite,
                    warn, compute)
+
+
+@dataclasses.dataclass(frozen=True)
+class BasinsSpec:
+    """A basin-of-attraction map: every point of the plane through three members' minima (or of a
+    random filter-normalised plane around one) is a start, trained with the run's optimizer, loss,
+    data and batch size, and labelled by the minimum it ends in
+    (:func:`landscape.minima.basins_of_attraction`).
+
+    Attributes:
+      seeds: three seeds (their plane) or one (a random plane around it).  lr: the learning rate
+        of the members, when the run swept several (also the starts' learning rate).
+      grid: starts per axis (``grid²`` in all).  steps: training steps of every start (default:
+        the run's).  margin: the three-point grid's margin.  span: the random plane's half-width.
+      tol: the barrier (loss units) below which an end point belongs to a minimum's basin.
+      align: align the minima, and each end point to each minimum, by weight matching first
+        (default: when the model states its permutation structure).
+      key: PRNG seed of the training's minibatch orders and a random plane's directions.
+    """
+
+    seeds: str = "0,1,2"
+    lr: float | None = None
+    grid: int = 41
+    steps: int | None = None
+    margin: float = 0.25
+    span: float = 1.0
+    tol: float = 0.05
+    align: bool | None = None
+    key: int = 0
+    statistics: str | None = None
+
+
+def basins(run, spec: BasinsSpec, *, name: str | None = None, overwrite: bool = False,
+           execution: Execution = Execution()) -> Outcome:
+    """The basin-of-attraction map of ``spec`` (result kind ``basins``): labels, the costs at the
+    starts and ends, distances and barriers; see :class:`landscape.minima.BasinMap`."""
+    import jax
+
+    from . import minima, models, optim
+
+    _single_process("basins")
+    ens = _load(run, execution)
+    idx = members.select(ens, spec.seeds, spec.lr)
+    if len(idx) not in (1, 3):
+        raise ConfigError(f"basins needs three seeds (their plane) or one (a random plane around it), got {len(idx)}")
+    steps = int(ens.config["steps"] if spec.steps is None else spec.steps)
+    if steps < 1:
+        raise ConfigError(f"steps must be positive, got {steps}")
+    if spec.grid < 2:
+        raise ConfigError(f"grid must be at least 2, got {spec.grid}")
+    opt_cfg = ens.config.get("optimizer", {})
+    if "spec" not in opt_cfg:
+        raise ConfigError("basins retrains from the run's optimizer, but this run's optimizer is not a named "
+                          "one (an optax object or a factory was passed to train_ensemble): train it with "
+                          "an OptimizerSpec")
+    opt = optim.OptimizerSpec.from_dict(opt_cfg["spec"])
+    lr = float(ens.learning_rates[idx[0]])
+    if np.isfinite(lr):
+        opt = dataclasses.replace(opt, learning_rate=lr)
+    perm_spec = None
+    if spec.align is not False:
+        try:
+            perm_spec = ens.model.permutation_spec()
+        except ConfigError:
+            if spec.align:
+                raise
+            perm_spec = None  # a user model without a spec: no alignment unless asked for
+        if perm_spec is not None:
+            minima.check_alignable(perm_spec, ens.member(idx[0]), ens.member_state(idx[0]))
+    settings = _settings(ens, {"command": "basins", "members": idx, **dataclasses.asdict(spec), "steps": steps,
+                               "align": perm_spec is not None, "optimizer": opt.to_dict()})
+    tag = members.tag(ens, idx).replace("seeds", "seed").replace("-", "_")
+    default = (f"basins_{tag}_g{spec.grid}_s{steps}"
+               + _suffix(key=spec.key or None, tol=None if spec.tol == 0.05 else f"{spec.tol:g}",
+                         running=spec.statistics == "running"))
+
+    def compute(res):
+        with execution.phase("load"):
+            dataset = run_dataset(ens)
+        batches = {"train": (dataset.train.x, dataset.train.y)}
+        fn = models.metrics_fn(_model(ens, settings, idx, batches), ens.config["loss"])
+        refs = jax.tree_util.tree_map(lambda x: x[np.asarray(idx)], ens.params)
+        bm = minima.basins_of_attraction(
+            ens.model, dataset, refs, key=jax.random.key(spec.key), optimizer=opt, loss=ens.config["loss"],
+            steps=steps, batch_size=ens.config.get("batch_size"), grid=spec.grid, margin=spec.margin,
+            span=spec.span, spec=perm_spec, tol=spec.tol, metrics=fn, progress=execution.progress,
+            chunk_size=execution.chunk_size)
+        labels = members.labels(ens, idx)
+        arrays = {"axis_0": bm.a, "axis_1": bm.b, "labels": bm.labels, "start_loss": bm.start_loss,
+                  "final_loss": bm.final_loss, "distance": bm.distance, "barrier": bm.barrier, "ends": bm.ends,
+                  "points": bm.points, "fractions": bm.fractions}
+        plane = ("plane through " + ", ".join(labels) if len(idx) == 3
+                 else f"random plane around {labels[0]}")
+        return arrays, {"kind": "basins", "point_labels": labels, "seeds": [int(ens.seeds[i]) for i in idx],
+                        "loss": ens.config["loss"], "steps": steps, "tol": spec.tol,
+                        "optimizer": opt.to_dict(), "aligned": perm_spec is not None,
+                        "axis_labels": (["distance along u", "distance along v"] if len(idx) == 3
+                                        else [r"$\alpha$", r"$\beta$"]),
+                        "title": f"basins of attraction\n{plane}"}
+
+    return _stored(run, name or default, settings, overwrite, members.warnings(ens, idx), compute)
+
+
+@dataclasses.dataclass(frozen=True)
+class RaceSpec:
+    """An optimizer race (:func:`landscape.race.race`) on the plane through three members' minima
+    (or a random plane around one), with the run's loss and data.
+
+    Attributes:
+      seeds: three seeds (their plane) or one.  member_lr: the members' learning rate, when the
+        run swept several.
+      optimizers: comma-separated ``NAME`` or ``NAME@LR`` words (``sgd,momentum,adam@0.003``).
+      lr: learning rates for the words without ``@LR``: one for all or one per optimizer; by
+        default the run's own for its optimizer, the run's times ``1 − momentum`` for momentum /
+        Nesterov after an SGD run (the same effective step size), and 0.01 for Adam, AdamW and
+        RMSprop.
+      batch_sizes: comma-separated sizes or ``full``; default the run's batch size.
+      starts: how many random points of the plane start.  steps: default the run's.
+      snapshot_every: path resolution (default ``steps // 50``).  grid, margin, span: the plane.
+      align: weight-match the minima first (default: when the model states its permutation
+        structure).  key: PRNG seed of the starts, a random plane and minibatch orders.
+    """
+
+    seeds: str = "0,1,2"
+    member_lr: float | None = None
+    optimizers: str = "sgd,momentum,adam"
+    lr: tuple[float, ...] | None = None
+    batch_sizes: str | None = None
+    starts: int = 4
+    steps: int | None = None
+    snapshot_every: int | None = None
+    grid: int = 41
+    margin: float = 0.25
+    span: float = 1.0
+    align: bool | None = None
+    key: int = 0
+    statistics: str | None = None
+
+
+#: Default learning rates of adaptive optimizers in a race (their usual scale, unlike SGD's).
+ADAPTIVE_LR = 0.01
+
+
+def race_entrants(ens, spec: RaceSpec) -> tuple[list, list]:
+    """The race's optimizers and batch sizes from ``spec`` and the run's own training (see
+    :class:`RaceSpec` for the defaults).
+
+    Returns:
+      ``(optimizer specs, batch sizes)``.
+
+    Raises:
+      ConfigError: bad words, a learning-rate list of the wrong length, bad batch sizes.
+    """
+    from . import optim
+
+    words = [w for w in spec.optimizers.split(",") if w.strip()]
+    if not words:
+        raise ConfigError("--optimizers needs at least one name")
+    if spec.lr is not None and len(spec.lr) not in (1, len(words)):
+        raise ConfigError(f"--lr gives {len(spec.lr)} learning rates for {len(words)} optimizers: give one, or one each")
+    run_opt = ens.config.get("optimizer", {}).get("spec", {})
+    run_lr = float(ens.config.get("learning_rates", [run_opt.get("learning_rate", 1.0)])[0] or 1.0)
+    momentum = float(run_opt.get("momentum", 0.9))
+    out = []
+    for i, word in enumerate(words):
+        name = word.strip().partition("@")[0]
+        if spec.lr is not None:
+            default = spec.lr[0] if len(spec.lr) == 1 else spec.lr[i]
+        elif name == run_opt.get("name"):
+            default = run_lr
+        elif name in ("momentum", "nesterov") and run_opt.get("name") == "sgd":
+            default = run_lr * (1 - momentum)
+        elif name in ("adam", "adamw", "rmsprop"):
+            default = ADAPTIVE_LR
+        else:
+            default = run_lr
+        out.append(optim.parse(word, learning_rate=default, momentum=momentum))
+    if spec.batch_sizes is None:
+        sizes = [ens.config.get("batch_size")]
+    else:
+        sizes = []
+        for word in spec.batch_sizes.split(","):
+            word = word.strip()
+            if word == "full":
+                sizes.append(None)
+                continue
+            try:
+                sizes.append(int(word))
+            except ValueError:
+                raise ConfigError(f"--batch-size takes sizes or 'full', got {word!r}") from None
+            if sizes[-1] < 1:
+                raise ConfigError(f"batch sizes must be positive, got {word}")
+    return out, sizes
+
+
+def race(run, spec: RaceSpec, *, name: str | None = None, overwrite: bool = False,
+         execution: Execution = Execution()) -> Outcome:
+    """An optimizer race on the run's plane (result kind ``race``): the plane's cost, every
+    entrant's paths (projected), their cost against steps; see :class:`landscape.race.Race`."""
+    import jax
+
+    from . import models
+    from . import race as race_mod
+
+    _single_process("race")
+    ens = _load(run, execution)
+    idx = members.select(ens, spec.seeds, spec.member_lr)
+    if len(idx) not in (1, 3):
+        raise ConfigError(f"race needs three seeds (their plane) or one (a random plane around it), got {len(idx)}")
+    optimizers, sizes = race_entrants(ens, spec)
+    steps = int(ens.config["steps"] if spec.steps is None else spec.steps)
+    if steps < 1 or spec.starts < 1 or spec.grid < 2:
+        raise ConfigError("steps and starts must be positive and grid at least 2")
+    n_train = run_dataset(ens).train.x.shape[0] if any(sizes) else None
+    for b in sizes:
+        if b is not None and b > n_train:
+            raise ConfigError(f"batch size {b} exceeds the {n_train} training examples")
+    perm_spec = None
+    if spec.align is not False:
+        try:
+            perm_spec = ens.model.permutation_spec()
+        except ConfigError:
+            if spec.align:
+                raise
+    settings = _settings(ens, {"command": "race", "members": idx, **dataclasses.asdict(spec), "steps": steps,
+                               "optimizers": [o.to_dict() for o in optimizers], "batch_sizes": sizes,
+                               "align": perm_spec is not None})
+    tag = members.tag(ens, idx).replace("seeds", "seed").replace("-", "_")
+    default = f"race_{tag}_s{steps}" + _suffix(key=spec.key or None, running=spec.statistics == "running")
+
+    def compute(res):
+        with execution.phase("load"):
+            dataset = run_dataset(ens)
+        batches = {"train": (dataset.train.x, dataset.train.y)}
+        fn = models.metrics_fn(_model(ens, settings, idx, batches), ens.config["loss"])
+        refs = jax.tree_util.tree_map(lambda x: x[np.asarray(idx)], ens.params)
+        r = race_mod.race(ens.model, dataset, refs, key=jax.random.key(spec.key), optimizers=optimizers,
+                          batch_sizes=sizes, starts=spec.starts, steps=steps, snapshot_every=spec.snapshot_every,
+                          loss=ens.config["loss"], grid=spec.grid, margin=spec.margin, span=spec.span,
+                          spec=perm_spec, metrics=fn, progress=execution.progress, chunk_size=execution.chunk_size)
+        labels = members.labels(ens, idx)
+        arrays = {"axis_0": r.a, "axis_1": r.b, "cost": r.cost, "points": r.points, "starts": r.starts,
+                  "steps": r.steps, "loss": r.loss, "path_steps": r.path_steps, "paths": r.paths,
+                  "off_plane": r.off_plane, "diverged": r.diverged}
+        plane = "plane through " + ", ".join(labels) if len(idx) == 3 else f"random plane around {labels[0]}"
+        return arrays, {"kind": "race", "entrants": r.labels, "point_labels": labels, "loss": ens.config["loss"],
+                        "axis_labels": (["distance along u", "distance along v"] if len(idx) == 3
+                                        else [r"$\alpha$", r"$\beta$"]),
+                        "title": f"optimizer race on the {plane}"}
+
+    return _stored(run, name or default, settings, overwrite, members.warnings(ens, idx), compute)
 
 
 @dataclasses.dataclass(frozen=True)

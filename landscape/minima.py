@@ -10,6 +10,8 @@
   assignment and coordinate descent.  A permuted network computes exactly the same function.
 * A quadratic Bézier curve ``(1-t)² A + 2t(1-t) bend + t² B`` with the bend trained by optax
   to minimise the expected loss at uniform random ``t`` (Garipov et al. 2018).
+* Basins of attraction: every point of a plane through the minima is a start; all of them are
+  trained as one ensemble and each is labelled by the minimum whose basin it ends in.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from . import directions as dirs
 from . import surface, tree
 from .errors import ConfigError
 from .permutation import PermutationSpec, align, align_to, check_alignable, permute, weight_matching
@@ -46,6 +49,12 @@ __all__ = [
     "bezier_point",
     "bezier_curve",
     "compare_members",
+    "BasinMap",
+    "ELSEWHERE",
+    "DIVERGED",
+    "plane_starts",
+    "label_ends",
+    "basins_of_attraction",
 ]
 
 PyTree = Any
@@ -310,3 +319,219 @@ def compare_members(
         out.update({f"aligned_{k}": v for k, v in al.items()})
         out["aligned_basin"] = basins(al["barrier"], tol)
     return out
+
+
+# ---------------------------------------------------------------------- basins of attraction
+
+#: Label of a start whose end point is in none of the reference minima's basins.
+ELSEWHERE = -1
+#: Label of a start whose training diverged.
+DIVERGED = -2
+
+
+class BasinMap(NamedTuple):
+    """Which reference minimum each start of a grid on a plane ends in (:func:`basins_of_attraction`).
+
+    Attributes:
+      a, b: ``(G,)`` and ``(H,)`` grid coordinates along the plane's two directions.
+      points: ``(R, 2)`` the reference minima's coordinates on the plane.
+      labels: ``(G, H)`` int: ``i`` = the start ends in minimum ``i``'s basin (the barrier on
+        the straight line from minimum ``i`` to the end point, aligned to it, is below ``tol``);
+        :data:`ELSEWHERE` (−1) = in none of them; :data:`DIVERGED` (−2) = training diverged.
+      start_loss, final_loss: ``(G, H)`` training cost at the start (the plane's cost surface)
+        and after training.
+      distance: ``(G, H, R)`` distance from each end point (aligned to each minimum) to it.
+      barrier: ``(G, H)`` the barrier between the end point and its nearest minimum.
+      ends: ``(G, H, 2)`` the end points projected onto the plane (least squares in the
+        plane's basis; a training that leaves the plane lands where its shadow falls).
+      fractions: ``(R + 2,)`` share of the starts per label: minima ``0..R-1``, elsewhere,
+        diverged.
+    """
+
+    a: np.ndarray
+    b: np.ndarray
+    points: np.ndarray
+    labels: np.ndarray
+    start_loss: np.ndarray
+    final_loss: np.ndarray
+    distance: np.ndarray
+    barrier: np.ndarray
+    ends: np.ndarray
+    fractions: np.ndarray
+
+
+def plane_starts(references: PyTree, *, grid: int = 41, margin: float = 0.25, span: float = 1.0,
+                 key: jax.Array | None = None, spec: PermutationSpec | None = None):
+    """The plane a basin map lives on and its grid of starts.
+
+    With three references (leaves ``(3, ...)``) the plane through them (Garipov et al. 2018;
+    with ``spec`` the second and third are first aligned to the first by weight matching,
+    Ainsworth et al. 2023), gridded like :func:`landscape.surface.three_point`; with one, a
+    random filter-normalised plane around it (Li et al. 2018) over ``[-span, span]²``.
+
+    Args:
+      references: stacked minima, leaves ``(R, ...)`` with ``R`` 1 or 3.
+      grid: points per axis. margin: the three-point grid's margin around the minima.
+      span: the random plane's half-width. key: its directions' PRNG key (required for ``R = 1``).
+      spec: the model's :class:`PermutationSpec`, to align the minima first (optional).
+
+    Returns:
+      ``(references, origin, basis, a, b, points, starts)``: the (aligned) references, the
+      plane's origin and two directions, the grid axes ``(G,)``, ``(G,)``, the minima's
+      coordinates ``(R, 2)`` and the starts, leaves ``(G·G, ...)`` (row-major in ``a``).
+    """
+    r = tree.num_members(references)
+    if r not in (1, 3):
+        raise ConfigError(f"a basin map needs one minimum (a random plane) or three (their plane), got {r}")
+    if not isinstance(grid, (int, np.integer)) or grid < 2:
+        raise ConfigError(f"grid must be an integer >= 2, got {grid!r}")
+    if r == 3:
+        if spec is not None:
+            first = tree.take(references, 0)
+            references = tree.stack([first, *tree.unstack(align_to(first, jax.tree_util.tree_map(
+                lambda x: x[1:], references), spec=spec))])
+        pl = dirs.three_point_plane(*tree.unstack(references))
+        origin, basis, points = pl.origin, [pl.u, pl.v], pl.coords
+        a, b = surface._box(points, margin, grid)
+    else:
+        if key is None:
+            raise ConfigError("a random plane around one minimum needs a key")
+        if not (np.isfinite(span) and span > 0):
+            raise ConfigError(f"span must be finite and positive, got {span}")
+        origin = tree.take(references, 0)
+        basis = dirs.random_directions(key, origin, 2)
+        points = np.zeros((1, 2))
+        a = b = np.linspace(-span, span, grid)
+    aa, bb = np.meshgrid(a, b, indexing="ij")
+    coef = jnp.asarray(np.stack([aa.ravel(), bb.ravel()], 1), jnp.float32)
+    starts = jax.jit(jax.vmap(lambda c, o, u, v: jax.tree_util.tree_map(
+        lambda oo, uu, vv: oo + c[0] * uu + c[1] * vv, o, u, v), in_axes=(0, None, None, None)))(
+            coef, origin, *basis)
+    return references, origin, basis, a, b, points, jax.tree_util.tree_map(np.asarray, starts)
+
+
+def _plane_coords(points: PyTree, origin: PyTree, basis: list) -> np.ndarray:
+    """Least-squares coordinates ``(K, 2)`` of stacked points in a (not necessarily orthonormal) basis."""
+    gram = np.array([[float(tree.vdot(u, v)) for v in basis] for u in basis])
+    return np.linalg.solve(gram, dirs.project(points, origin, basis).T).T
+
+
+def label_ends(fn: Callable, data, references: PyTree, ends: PyTree, *, spec: PermutationSpec | None = None,
+               tol: float = 0.05, num: int = 25, diverged: np.ndarray | None = None, chunk_size: int | None = None,
+               ) -> dict[str, np.ndarray]:
+    """The reference minimum each end point belongs to (the labelling of :func:`basins_of_attraction`).
+
+    Each end point is aligned to each reference (weight matching with ``spec``; none without),
+    assigned to the nearest, and kept there when the loss barrier on the straight line from
+    that reference to it is below ``tol``; otherwise it is :data:`ELSEWHERE`.
+
+    Args:
+      fn: ``(params, batch) -> {"loss", ...}`` (:func:`landscape.models.metrics_fn`).
+      data: the batch ``(x, y)`` the barriers are measured on.
+      references: minima, leaves ``(R, ...)``.  ends: end points, leaves ``(P, ...)``.
+      spec: the model's :class:`PermutationSpec` (``None``: no alignment).
+      tol: the barrier tolerance (loss units).  num: points per line.
+      diverged: ``(P,)`` bool; those ends get :data:`DIVERGED`.  chunk_size: of the evaluation.
+
+    Returns:
+      ``{"labels": (P,) int, "distance": (P, R), "barrier": (P,), "nearest": (P,)}``.
+    """
+    if not (np.isfinite(tol) and tol >= 0):
+        raise ConfigError(f"tol must be finite and >= 0, got {tol}")
+    refs = tree.unstack(references)
+    aligned = [align_to(ref, ends, spec=spec) if spec is not None else ends for ref in refs]
+    distance = np.stack([np.asarray(jax.vmap(lambda e, r=ref: tree.norm(tree.sub(e, r)))(al))
+                         for ref, al in zip(refs, aligned)], axis=1)  # (P, R)
+    nearest = np.argmin(distance, axis=1)
+    target = jax.tree_util.tree_map(lambda *leaves: np.stack([np.asarray(x) for x in leaves], 0)[
+        nearest, np.arange(nearest.size)], *aligned)
+    source = jax.tree_util.tree_map(lambda x: np.asarray(x)[nearest], references)
+    bars = np.asarray(barriers_between(fn, source, target, num=num, data=data, metric="loss",
+                                       chunk_size=chunk_size)["barrier"])
+    labels = np.where(bars < tol, nearest, ELSEWHERE)
+    if diverged is not None:
+        labels = np.where(np.asarray(diverged), DIVERGED, labels)
+    return {"labels": labels, "distance": distance, "barrier": bars, "nearest": nearest}
+
+
+def basins_of_attraction(
+    model,
+    data,
+    references: PyTree,
+    *,
+    key: jax.Array,
+    optimizer=None,
+    loss: str = "mse",
+    steps: int = 1000,
+    batch_size: int | None = None,
+    grid: int = 41,
+    margin: float = 0.25,
+    span: float = 1.0,
+    spec: PermutationSpec | None = None,
+    tol: float = 0.05,
+    num: int = 25,
+    metrics: Callable | None = None,
+    progress: bool = False,
+    mesh=None,
+    chunk_size: int | None = None,
+) -> BasinMap:
+    """Basins of attraction on a plane: every grid point is a start in the full parameter space,
+    all starts are trained as one ensemble, and each is labelled by the minimum it ends in.
+
+    The plane is the one through three minima or a random plane around one
+    (:func:`plane_starts`).  The starts train with ``optimizer``, ``loss``, ``steps`` and
+    ``batch_size`` (minibatch orders keyed by the grid index: the map is a function of the
+    arguments).  An end point is aligned to each reference by weight matching (with
+    ``spec``), assigned to the nearest, and kept there only if the loss barrier on the straight
+    line between them is below ``tol`` (:func:`barriers_between`) — a start that is still
+    descending into a basin at the end of training counts for it; one that settled in another
+    valley, or on a ridge, is :data:`ELSEWHERE`.
+
+    Args:
+      model: the model (:func:`landscape.models.as_model`), bound to ``data``.
+      data: the :class:`~landscape.data.Dataset`; training and barriers use its train split.
+      references: the minima, leaves ``(R, ...)``, ``R`` 1 or 3.
+      key: PRNG key of the training (minibatch orders) and of a random plane.
+      optimizer: an :class:`~landscape.optim.OptimizerSpec` or optax transformation (default
+        plain SGD at 1).  loss, steps, batch_size: as :func:`landscape.train.train_ensemble`.
+      grid, margin, span: the plane's grid (:func:`plane_starts`).
+      spec: the model's :class:`PermutationSpec` for alignment (``None``: no alignment).
+      tol: barrier below which an end point belongs to a minimum's basin (loss units).
+      num: points on each straight line for the barrier.
+      metrics: ``(params, (x, y)) -> {"loss", ...}`` for the barriers (default
+        :func:`landscape.models.metrics_fn`; a model with BatchNorm needs one with its
+        statistics chosen, :func:`landscape.models.with_statistics`).
+      progress, mesh, chunk_size: the training's progress bar and device mesh; the barrier
+        evaluation's chunk size.
+
+    Returns:
+      a :class:`BasinMap`.
+    """
+    from . import models, optim
+    from . import train as train_mod
+
+    if not (np.isfinite(tol) and tol >= 0):
+        raise ConfigError(f"tol must be finite and >= 0, got {tol}")
+    model = models.as_model(model).for_data(data)
+    if spec is not None:
+        check_alignable(spec, tree.take(references, 0))
+    references, origin, basis, a, b, points, starts = plane_starts(
+        references, grid=grid, margin=margin, span=span, key=jax.random.fold_in(key, 1), spec=spec)
+    ens = train_mod.train_ensemble(
+        model, data, key=key, starts=starts, optimizer=optimizer or optim.OptimizerSpec("sgd", 1.0), loss=loss,
+        steps=steps, batch_size=batch_size, log_every=steps, progress=progress, mesh=mesh)
+    fn = metrics if metrics is not None else models.metrics_fn(model, loss)
+    lab = label_ends(fn, (data.train.x, data.train.y), references, ens.params, spec=spec, tol=tol, num=num,
+                     diverged=ens.diverged, chunk_size=chunk_size)
+    labels, distance, bars = lab["labels"], lab["distance"], lab["barrier"]
+    r = tree.num_members(references)
+    counts = np.array([np.sum(labels == i) for i in range(r)] + [np.sum(labels == ELSEWHERE),
+                                                               np.sum(labels == DIVERGED)])
+    shape = (a.size, b.size)
+    return BasinMap(
+        a=a, b=b, points=points, labels=labels.reshape(shape),
+        start_loss=ens.history.train_loss[:, 0].reshape(shape),
+        final_loss=ens.history.train_loss[:, -1].reshape(shape),
+        distance=distance.reshape(shape + (r,)), barrier=np.asarray(bars).reshape(shape),
+        ends=_plane_coords(ens.params, origin, basis).reshape(shape + (2,)),
+        fractions=counts / labels.size)

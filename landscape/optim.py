@@ -2,7 +2,9 @@
 
 A :class:`OptimizerSpec` is a frozen, JSON-serialisable description of an optax optimizer.
 ``spec.build(learning_rate)`` accepts a traced learning rate, so one compiled training
-function can sweep learning rates as a vmapped axis.
+function can sweep learning rates as a vmapped axis.  An :class:`OptimizerChoice` goes one
+step further: several optimizers in one compiled program, each member of an ensemble using
+the one its (traced) index names — the optimizer races of ``landscape race``.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ import dataclasses
 import math
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import optax
 
 from .errors import ConfigError
 
-__all__ = ["OPTIMIZERS", "OptimizerSpec"]
+__all__ = ["OPTIMIZERS", "OptimizerSpec", "OptimizerChoice", "parse"]
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop")
 
@@ -69,6 +73,84 @@ class OptimizerSpec:
     def from_dict(cls, d: dict) -> OptimizerSpec:
         """Inverse of :meth:`to_dict`."""
         return cls(**d)
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerChoice:
+    """Several optimizers in one program: member ``m`` of an ensemble uses ``specs[choice[m]]``.
+
+    Every member's optimizer state holds a slot for each optimizer (zeros for the unused
+    ones: a few parameter-sized arrays per member); each update computes every optimizer's
+    step and keeps the chosen one (:func:`jax.lax.select_n`), so a vmapped ensemble can race
+    SGD against Adam in one compiled call.  A member's parameters are those of the chosen
+    optimizer run alone, up to float32 rounding of the fused program.
+
+    Attributes:
+      specs: the optimizers, in the order ``choice`` indexes them (at least one).  Their
+        ``learning_rate`` is each one's default; the training loop passes every member's
+        own learning rate (a traced value).
+    """
+
+    specs: tuple[OptimizerSpec, ...]
+
+    def __post_init__(self):
+        specs = tuple(self.specs)
+        if not specs or not all(isinstance(s, OptimizerSpec) for s in specs):
+            raise ConfigError("an OptimizerChoice needs one or more OptimizerSpec")
+        object.__setattr__(self, "specs", specs)
+
+    def build(self, learning_rate: Any, choice: Any) -> optax.GradientTransformation:
+        """The transformation of optimizer ``choice`` (an int, may be traced) at ``learning_rate``.
+
+        Args:
+          learning_rate: the member's step size (scalar, may be traced).
+          choice: index into :attr:`specs` (scalar int, may be traced).
+
+        Returns:
+          an optax ``GradientTransformation`` whose state is a tuple of every optimizer's state.
+        """
+        parts = [s.build(learning_rate) for s in self.specs]
+        choice = jnp.asarray(choice, jnp.int32)
+
+        def init(params):
+            return tuple(p.init(params) for p in parts)
+
+        def update(updates, state, params=None):
+            outs = [p.update(updates, s, params) for p, s in zip(parts, state)]
+            if len(parts) == 1:
+                return outs[0][0], (outs[0][1],)
+            chosen = jax.tree_util.tree_map(lambda *u: jax.lax.select_n(choice, *u), *[o[0] for o in outs])
+            kept = tuple(
+                jax.tree_util.tree_map(lambda new, old, i=i: jnp.where(choice == i, new, old), o[1], s)
+                for i, (o, s) in enumerate(zip(outs, state)))
+            return chosen, kept
+
+        return optax.GradientTransformation(init, update)
+
+    def to_dict(self) -> dict:
+        """JSON-ready fields."""
+        return {"choices": [s.to_dict() for s in self.specs]}
+
+
+def parse(text: str, *, learning_rate: float = 1.0, momentum: float = 0.9) -> OptimizerSpec:
+    """An optimizer from a command-line word: ``NAME`` or ``NAME@LR`` (``adam@0.01``).
+
+    Args:
+      text: the word. learning_rate / momentum: used where the word does not say.
+
+    Returns:
+      the :class:`OptimizerSpec`.
+
+    Raises:
+      ConfigError: an unknown name or a bad learning rate.
+    """
+    name, _, lr = text.strip().partition("@")
+    if lr:
+        try:
+            learning_rate = float(lr)
+        except ValueError:
+            raise ConfigError(f"bad learning rate in {text!r}; write NAME@LR, e.g. adam@0.01") from None
+    return OptimizerSpec(name, learning_rate, momentum=momentum)
 
 
 def _check_lr(lr) -> None:

@@ -9,6 +9,7 @@ display is needed); :func:`save_figure` writes it atomically as PNG, PDF or SVG,
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -32,6 +33,9 @@ __all__ = [
     "curvature_map",
     "sweep",
     "descent_animation",
+    "basin_map",
+    "race_figure",
+    "race_animation",
 ]
 
 #: Single-column figure width in inches (most journals: 3.25–3.5 in).
@@ -494,6 +498,22 @@ def from_result(arrays: dict[str, np.ndarray], meta: dict, *, kind: str | None =
     for 2-D ones (default ``filled``; several seeds become small multiples).  ``metric``
     defaults to the training loss.
     """
+    if meta.get("kind") == "race":
+        if kind is not None or metric is not None or clip is not None or log is not None:
+            raise ValueError("a race result is drawn as its paths and costs only (no --kind, --metric, --clip or --log)")
+        labels = meta.get("axis_labels", ["u", "v"])
+        return _warn(race_figure(arrays["axis_0"], arrays["axis_1"], arrays["cost"], arrays["paths"], arrays["steps"],
+                                 arrays["loss"], meta["entrants"], points=arrays.get("points"),
+                                 point_labels=meta.get("point_labels"), diverged=arrays.get("diverged"),
+                                 xlabel=labels[0], ylabel=labels[1], title=meta.get("title")), meta)
+    if meta.get("kind") == "basins":
+        if kind is not None or metric is not None or clip is not None or log is not None:
+            raise ValueError("a basins result is drawn as its map only (no --kind, --metric, --clip or --log)")
+        return _warn(basin_map(arrays["axis_0"], arrays["axis_1"], arrays["labels"], arrays["start_loss"],
+                               arrays["points"], arrays["fractions"], point_labels=meta.get("point_labels"),
+                               xlabel=meta.get("axis_labels", ["u", "v"])[0],
+                               ylabel=meta.get("axis_labels", ["u", "v"])[1], title=meta.get("title"),
+                               note=_basins_note(meta)), meta)
     values = {k[6:]: v for k, v in arrays.items() if k.startswith("value/")}
     if not values:
         raise ValueError("the result holds no values")
@@ -533,6 +553,13 @@ def from_result(arrays: dict[str, np.ndarray], meta: dict, *, kind: str | None =
                               ylabel=ylabel, zlabel=_label(metric), title=title, points=points,
                               point_labels=meta.get("point_labels"), paths=paths or None,
                               path_labels=meta.get("path_labels")), meta)
+
+
+def _basins_note(meta: dict) -> str:
+    opt = meta.get("optimizer") or {}
+    return (f"each start trained {meta.get('steps')} steps ({opt.get('name', '?')}, lr {opt.get('learning_rate', '?'):g});\n"
+            f"in a basin: barrier to its minimum < {meta.get('tol'):g}"
+            + (" after weight matching" if meta.get("aligned") else ""))
 
 
 def _warn(fig: Figure, meta: dict) -> Figure:
@@ -941,12 +968,20 @@ def descent_animation(
     zlabel: str = "loss",
     title: str = "gradient descent from many starts",
     interval_ms: int = 80,
+    colors: list | None = None,
+    legend: dict[str, Any] | None = None,
+    xlabel: str = "distance along $u$",
+    ylabel: str = "distance along $v$",
+    width: float | None = None,
+    linewidth: float = 0.9,
 ):
     """An animation of many starts descending on a 2-D slice: ``paths (S, T, 2)`` over ``z (n0, n1)``.
 
     The slice is drawn once (filled contours, log levels, as :func:`landscape_2d`); every
-    frame moves one dot per start along its path and keeps a short fading tail.  Returns a
-    :class:`matplotlib.animation.FuncAnimation` (save it with :func:`save_animation`).
+    frame moves one dot per start along its path and keeps a short fading tail.  ``colors``:
+    one colour per path (default: tab10 in turn); ``legend``: ``{label: colour}`` drawn under
+    the axes; ``width``: figure width in inches; ``tail=0`` draws each whole path so far.
+    Returns a :class:`matplotlib.animation.FuncAnimation` (save it with :func:`save_animation`).
     """
     import matplotlib
     from matplotlib.animation import FuncAnimation
@@ -956,21 +991,28 @@ def descent_animation(
         raise ValueError(f"paths must have shape (starts, frames, 2), got {paths.shape}")
     num_frames = paths.shape[1]
     with matplotlib.rc_context(_RC):
-        fig = _figure(COLUMN_WIDTH * 1.25, COLUMN_WIDTH * 1.1)
+        w = width or COLUMN_WIDTH * 1.25
+        fig = _figure(w, w * 0.88 + (0.35 if legend else 0.0))
         ax = fig.add_subplot()
         landscape_2d(a, b, z, kind="filled", ax=ax, zlabel=zlabel, points=points, point_labels=point_labels,
-                     xlabel="distance along $u$", ylabel="distance along $v$", title=title)
+                     xlabel=xlabel, ylabel=ylabel, title=title)
         ax.set_xlim(float(np.min(a)), float(np.max(a)))
         ax.set_ylim(float(np.min(b)), float(np.max(b)))
-        colors = matplotlib.colormaps["tab10"](np.arange(paths.shape[0]) % 10)
-        tails = [ax.plot([], [], "-", color=c, lw=0.9, alpha=0.8)[0] for c in colors]
-        dots = ax.scatter(paths[:, 0, 0], paths[:, 0, 1], s=14, c=colors, edgecolors="white", linewidths=0.5,
+        if colors is None:
+            colors = matplotlib.colormaps["tab10"](np.arange(paths.shape[0]) % 10)
+        tails = [ax.plot([], [], "-", color=c, lw=linewidth, alpha=0.8)[0] for c in colors]
+        if legend:
+            from matplotlib.lines import Line2D
+
+            fig.legend(handles=[Line2D([], [], color=c, lw=1.5, label=k) for k, c in legend.items()],
+                       loc="outside lower center", ncol=min(3, len(legend)), frameon=False, fontsize=6)
+        dots = ax.scatter(paths[:, 0, 0], paths[:, 0, 1], s=14, c=list(colors), edgecolors="white", linewidths=0.5,
                           zorder=7)
         label = ax.text(0.02, 0.97, "", transform=ax.transAxes, va="top", ha="left", fontsize=7, color="white",
                         path_effects=_outline(), zorder=8)
 
         def draw(frame):
-            lo = max(0, frame - tail)
+            lo = max(0, frame - tail) if tail else 0
             for line, path in zip(tails, paths):
                 line.set_data(path[lo:frame + 1, 0], path[lo:frame + 1, 1])
             dots.set_offsets(paths[:, frame])
@@ -979,3 +1021,173 @@ def descent_animation(
 
         anim = FuncAnimation(fig, draw, frames=num_frames, interval=interval_ms, blit=False)
     return anim
+
+
+# ---------------------------------------------------------------------- where starts go
+
+#: Colours of the reference minima's basins, then "elsewhere" and "diverged".
+BASIN_COLOURS = ("#4477AA", "#EE6677", "#228833", "#CCBB44", "#66CCEE", "#AA3377")
+ELSEWHERE_COLOUR = "#DDDDDD"
+DIVERGED_COLOUR = "#222222"
+
+
+def basin_map(
+    a: np.ndarray,
+    b: np.ndarray,
+    labels: np.ndarray,
+    start_loss: np.ndarray,
+    points: np.ndarray,
+    fractions: np.ndarray,
+    *,
+    point_labels: list[str] | None = None,
+    xlabel: str = "distance along u",
+    ylabel: str = "distance along v",
+    title: str | None = None,
+    note: str | None = None,
+) -> Figure:
+    """A basin-of-attraction map: each start's label as a colour, the cost at the starts as
+    contour lines (log-spaced), the minima as stars, and the share of starts per basin in the legend.
+
+    Args:
+      a, b: ``(G,)``, ``(H,)`` grid axes.  labels: ``(G, H)`` int (``i`` = minimum ``i``, −1
+        elsewhere, −2 diverged; :class:`landscape.minima.BasinMap`).
+      start_loss: ``(G, H)`` cost at the starts.  points: ``(R, 2)`` the minima.
+      fractions: ``(R + 2,)`` share per label (minima, elsewhere, diverged).
+      point_labels: names of the minima.  note: a line under the axes (e.g. the training).
+
+    Returns:
+      the figure.
+    """
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+    from matplotlib.patches import Patch
+
+    labels = np.asarray(labels)
+    r = np.asarray(points).shape[0]
+    colours = [DIVERGED_COLOUR, ELSEWHERE_COLOUR] + [BASIN_COLOURS[i % len(BASIN_COLOURS)] for i in range(r)]
+    cmap = ListedColormap(colours)
+    norm = BoundaryNorm(np.arange(-2.5, r), cmap.N)
+    fig = _figure(COLUMN_WIDTH, COLUMN_WIDTH + 0.5)
+    ax = fig.add_subplot(1, 1, 1)
+    A, B = np.meshgrid(a, b, indexing="ij")
+    ax.pcolormesh(A, B, labels, cmap=cmap, norm=norm, shading="nearest", rasterized=True)
+    z = np.asarray(start_loss, float)
+    levels, _, use_log = _levels(z, log=True, clip=None, num=12)
+    ax.contour(A, B, np.where(np.isfinite(z), np.minimum(z, levels[-1]), levels[-1]), levels=levels,
+               colors="black", linewidths=0.35, alpha=0.55)
+    pts = np.asarray(points)
+    for i, (px, py) in enumerate(pts):
+        ax.plot(px, py, "*", color="white", mec="black", mew=0.7, ms=11, zorder=5)
+        lab = point_labels[i] if point_labels and i < len(point_labels) else f"minimum {i}"
+        ax.annotate(lab, (px, py), xytext=(5, 4), textcoords="offset points", fontsize=7, color="white",
+                    fontweight="bold", zorder=6, path_effects=_outline())
+    if _similar_ranges(a, b):
+        ax.set_aspect("equal", adjustable="datalim")
+    ax.set_box_aspect(1)
+    names = [(point_labels[i] if point_labels and i < len(point_labels) else f"minimum {i}") for i in range(r)]
+    handles = [Patch(facecolor=colours[i + 2], edgecolor="none", label=f"{names[i]}: {100 * fractions[i]:.0f} %")
+               for i in range(r)]
+    handles.append(Patch(facecolor=ELSEWHERE_COLOUR, edgecolor="none",
+                         label=f"elsewhere: {100 * fractions[r]:.0f} %"))
+    if fractions[r + 1] > 0:
+        handles.append(Patch(facecolor=DIVERGED_COLOUR, edgecolor="none",
+                             label=f"diverged: {100 * fractions[r + 1]:.0f} %"))
+    from matplotlib.lines import Line2D
+
+    handles.append(Line2D([], [], color="black", lw=0.5, alpha=0.6,
+                          label="cost at the start" + (" (log-spaced)" if use_log else "")))
+    leg = fig.legend(handles=handles, loc="outside lower center", ncol=2, frameon=False, fontsize=6,
+                     title=note, title_fontsize=5.5)
+    leg.get_title().set_color("0.3")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+#: Colours of a race's entrants (colour-blind safe, Paul Tol's "bright").
+ENTRANT_COLOURS = ("#4477AA", "#EE6677", "#228833", "#CCBB44", "#66CCEE", "#AA3377", "#BBBBBB", "#000000")
+
+
+def race_figure(
+    a: np.ndarray,
+    b: np.ndarray,
+    cost: np.ndarray,
+    paths: np.ndarray,
+    steps: np.ndarray,
+    loss: np.ndarray,
+    entrants: list[str],
+    *,
+    points: np.ndarray | None = None,
+    point_labels: list[str] | None = None,
+    diverged: np.ndarray | None = None,
+    xlabel: str = "distance along u",
+    ylabel: str = "distance along v",
+    loss_name: str = "loss",
+    title: str | None = None,
+) -> Figure:
+    """An optimizer race: the paths on the plane (left) and the cost against steps (right).
+
+    Args:
+      a, b, cost: the plane's grid ``(G,)``, ``(H,)`` and cost ``(G, H)``.
+      paths: ``(S, E, K, 2)`` projected paths of ``S`` starts × ``E`` entrants.
+      steps: ``(T,)``.  loss: ``(S, E, T)`` cost against steps.  entrants: ``E`` names.
+      points, point_labels: the minima.  diverged: ``(S, E)`` bool (drawn dashed).
+
+    Returns:
+      the figure: each entrant one colour; circles mark the starts, crosses the ends; thin
+      lines one start each, the thick line the median over starts.
+    """
+    from matplotlib.lines import Line2D
+
+    paths, loss = np.asarray(paths, float), np.asarray(loss, float)
+    s, e = paths.shape[:2]
+    colours = [ENTRANT_COLOURS[i % len(ENTRANT_COLOURS)] for i in range(e)]
+    fig = _figure(PAGE_WIDTH, 3.3)
+    ax, ax2 = fig.subplots(1, 2, width_ratios=[1.15, 1])
+    landscape_2d(a, b, cost, kind="filled", ax=ax, zlabel=loss_name, points=points, point_labels=point_labels,
+                 xlabel=xlabel, ylabel=ylabel, title=None, colorbar=True)
+    ax.set_xlim(float(np.min(a)), float(np.max(a)))
+    ax.set_ylim(float(np.min(b)), float(np.max(b)))
+    dead = np.zeros((s, e), bool) if diverged is None else np.asarray(diverged, bool)
+    for j in range(e):
+        for i in range(s):
+            p = paths[i, j]
+            ax.plot(p[:, 0], p[:, 1], "--" if dead[i, j] else "-", color=colours[j], lw=0.9, alpha=0.9)
+            ax.plot(p[-1, 0], p[-1, 1], "x", color=colours[j], ms=4, mew=1.2, zorder=6)
+    starts = paths[:, 0, 0]
+    ax.plot(starts[:, 0], starts[:, 1], "o", mfc="white", mec="black", ms=4, mew=0.7, zorder=7)
+    for j in range(e):
+        for i in range(s):
+            ax2.plot(steps, loss[i, j], "-", color=colours[j], lw=0.5, alpha=0.35)
+        with np.errstate(all="ignore"):
+            ax2.plot(steps, np.nanmedian(loss[:, j], axis=0), "-", color=colours[j], lw=1.6)
+    finite = loss[np.isfinite(loss) & (loss > 0)]
+    if finite.size and finite.max() / finite.min() >= 10:
+        ax2.set_yscale("log")
+    ax2.set_xlabel("step")
+    ax2.set_ylabel(f"training {loss_name}")
+    ax2.set_title("cost against steps (thick: median of the starts)", fontsize=7)
+    handles = [Line2D([], [], color=c, lw=1.6, label=n) for c, n in zip(colours, entrants)]
+    handles += [Line2D([], [], ls="none", marker="o", mfc="white", mec="black", ms=4, label="start"),
+                Line2D([], [], ls="none", marker="x", color="0.2", ms=4, mew=1.2, label="end"),
+                Line2D([], [], ls="none", marker="*", mfc="white", mec="black", ms=7, label="minimum")]
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 5), frameon=False, fontsize=6)
+    if title:
+        fig.suptitle(title, fontsize=8)
+    return fig
+
+
+def race_animation(a, b, cost, paths, path_steps, entrants, *, points=None, point_labels=None,
+                   xlabel="distance along u", ylabel="distance along v", loss_name="loss", title=None,
+                   width: float = 6.4):
+    """The race as an animation (:func:`descent_animation` with one colour per entrant, whole
+    paths growing): ``paths (S, E, K, 2)``.  Returns the animation; save it with :func:`save_animation`."""
+    paths = np.asarray(paths, float)
+    s, e, k = paths.shape[:3]
+    colours = [ENTRANT_COLOURS[i % len(ENTRANT_COLOURS)] for i in range(e)]
+    flat = paths.reshape(s * e, k, 2)
+    return descent_animation(a, b, cost, flat, steps=path_steps, points=points, point_labels=point_labels, tail=0,
+                             zlabel=loss_name, title=title or "optimizer race", colors=[colours[j] for i in range(s)
+                                                                                         for j in range(e)],
+                             legend=dict(zip(entrants, colours)), xlabel=xlabel, ylabel=ylabel, width=width)

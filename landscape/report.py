@@ -24,6 +24,9 @@ __all__ = [
     "refresh_report",
     "density_curves",
     "curvature_figures",
+    "basin_lines",
+    "race_lines",
+    "race_figures",
 ]
 
 
@@ -60,6 +63,54 @@ def result_figure(arrays: dict, meta: dict, path: str | Path, **kw) -> Path:
             raise ValueError("the result holds no curvature map: compute it with `landscape surface --curvature`")
         return curvature_map_figure(arrays, meta, path)
     return plot.save_figure(plot.from_result(arrays, meta, **kw), path)
+
+
+def basin_lines(arrays: dict, meta: dict) -> list[str]:
+    """Lines for a basins result: the share of starts per basin, their final cost, elsewhere, diverged."""
+    labels, final = np.asarray(arrays["labels"]).ravel(), np.asarray(arrays["final_loss"]).ravel()
+    names = list(meta.get("point_labels") or [])
+    r = np.asarray(arrays["points"]).shape[0]
+    out = [f"{labels.size} starts ({np.asarray(arrays['axis_0']).size}x{np.asarray(arrays['axis_1']).size}), "
+           f"{meta.get('steps')} steps each; basin = barrier to the minimum < {meta.get('tol'):g}"
+           + (" after weight matching" if meta.get("aligned") else "")]
+    rows = [(names[i] if i < len(names) else f"minimum {i}", i) for i in range(r)] + [("elsewhere", -1), ("diverged", -2)]
+    for name, lab in rows:
+        mask = labels == lab
+        if lab == -2 and not mask.any():
+            continue
+        cost = f", final cost median {np.median(final[mask]):.4g}" if mask.any() and lab != -2 else ""
+        out.append(f"  {name:<14} {mask.sum():>6} starts ({100 * mask.mean():5.1f} %){cost}")
+    return out
+
+
+def race_lines(arrays: dict, meta: dict) -> list[str]:
+    """Lines for a race result: per entrant, the final cost over the starts and how far the paths left the plane."""
+    loss, off = np.asarray(arrays["loss"]), np.asarray(arrays["off_plane"])
+    dead = np.asarray(arrays["diverged"])
+    out = [f"{loss.shape[0]} starts x {loss.shape[1]} entrants, {int(arrays['steps'][-1])} steps"]
+    out.append(f"  {'entrant':<28} {'final cost: median':>18} {'min':>9} {'max':>9}  {'off the plane (max)':>19}")
+    for j, name in enumerate(meta["entrants"]):
+        f = loss[:, j, -1]
+        note = f"  {int(dead[:, j].sum())} diverged" if dead[:, j].any() else ""
+        out.append(f"  {name:<28} {np.nanmedian(f):>18.4g} {np.nanmin(f):>9.4g} {np.nanmax(f):>9.4g}  "
+                   f"{np.nanmax(off[:, j]):>19.3g}{note}")
+    return out
+
+
+def race_figures(arrays: dict, meta: dict, stem: str | Path, fmt: str = "png", *, animation: bool = True) -> list[Path]:
+    """The race's still (``STEM.FMT``) and, with ``animation``, its animation (``STEM.gif``)."""
+    from . import plot
+
+    stem = Path(stem)
+    paths = [plot.save_figure(plot.from_result(arrays, meta), stem.with_name(f"{stem.name}.{fmt}"))]
+    if animation:
+        labels = meta.get("axis_labels", ["u", "v"])
+        anim = plot.race_animation(arrays["axis_0"], arrays["axis_1"], arrays["cost"], arrays["paths"],
+                                   arrays["path_steps"], meta["entrants"], points=arrays.get("points"),
+                                   point_labels=meta.get("point_labels"), xlabel=labels[0], ylabel=labels[1],
+                                   title=meta.get("title"))
+        paths.append(plot.save_animation(anim, stem.with_name(f"{stem.name}.gif")))
+    return paths
 
 
 #: The ratio ``|λ_min| / λ_max`` from which curvature maps call negative curvature large.

@@ -32,12 +32,13 @@ from .data import Dataset
 from .distributed import placement
 from .errors import ConfigError
 from .models import MLP, accuracy, as_model, convolutional, loss_function
-from .optim import OptimizerSpec, _check_lr
+from .optim import OptimizerChoice, OptimizerSpec, _check_lr
 
 __all__ = ["History", "Trajectory", "Ensemble", "train_ensemble", "summarize", "member_keys", "learned",
            "status", "LEARNED_MARGIN"]
 
-OptimizerLike = OptimizerSpec | optax.GradientTransformation | Callable[[Any], optax.GradientTransformation]
+OptimizerLike = (OptimizerSpec | OptimizerChoice | Sequence[OptimizerSpec] | optax.GradientTransformation
+                 | Callable[[Any], optax.GradientTransformation])
 
 #: Target wall time of one compiled training call (the progress bar's and Ctrl-C's granularity).
 CHUNK_SECONDS = 2.0
@@ -182,6 +183,18 @@ def _resolve_optimizer(optimizer: OptimizerLike, learning_rates) -> tuple[Callab
     ``build`` method: bound methods compare by the identity of their object, which would
     defeat the cache of compiled programs.
     """
+    if isinstance(optimizer, (list, tuple)) and optimizer and all(isinstance(o, OptimizerSpec) for o in optimizer):
+        optimizer = OptimizerChoice(tuple(optimizer))
+    if isinstance(optimizer, OptimizerChoice):
+        if learning_rates is not None:
+            raise ConfigError("several optimizers carry their own learning rates: give each spec its rate "
+                              "instead of learning_rates")
+        if len(optimizer.specs) == 1:
+            optimizer = optimizer.specs[0]
+        else:
+            grid = _lr_grid([s.learning_rate for s in optimizer.specs])
+            neutral = OptimizerChoice(tuple(dataclasses.replace(s, learning_rate=1.0) for s in optimizer.specs))
+            return neutral, optimizer.to_dict(), grid
     if isinstance(optimizer, OptimizerSpec):
         grid = _lr_grid([optimizer.learning_rate] if learning_rates is None else learning_rates)
         # the members' learning rates are traced arguments, so specs that differ only in their
@@ -196,6 +209,27 @@ def _resolve_optimizer(optimizer: OptimizerLike, learning_rates) -> tuple[Callab
             raise ConfigError("an optimizer factory needs learning_rates=[...]")
         return optimizer, {"factory": getattr(optimizer, "__name__", repr(optimizer))}, _lr_grid(learning_rates)
     raise ConfigError(f"optimizer must be an OptimizerSpec, an optax transformation or a factory, got {optimizer!r}")
+
+
+def _check_starts(model, starts) -> Any:
+    """Starting parameters as float32 numpy leaves ``(S, ...)`` with the model's structure and shapes."""
+    want = jax.eval_shape(model.init, jax.random.key(0))
+    try:
+        got = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float32), starts)
+        same = jax.tree_util.tree_structure(got) == jax.tree_util.tree_structure(want)
+    except (TypeError, ValueError):
+        same = False
+    if not same:
+        raise ConfigError("starts must be the model's parameter pytree with a leading start axis")
+    leaves, shapes = jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)
+    count = leaves[0].shape[0] if leaves and leaves[0].ndim else 0
+    for a, shp in zip(leaves, shapes):
+        if a.shape != (count, *shp.shape):
+            raise ConfigError(f"starts: a leaf of shape {a.shape} does not match the model's {shp.shape} "
+                              "with a leading start axis")
+    if count < 1:
+        raise ConfigError("starts must hold at least one start")
+    return got
 
 
 def _lr_grid(learning_rates) -> np.ndarray:
@@ -228,6 +262,7 @@ def train_ensemble(
     max_trajectory_bytes: int = MAX_TRAJECTORY_BYTES,
     max_device_bytes: int | None = None,
     mesh=None,
+    starts: Any = None,
 ) -> Ensemble:
     """Train every (seed, learning rate) member of an ensemble at once.
 
@@ -242,7 +277,11 @@ def train_ensemble(
       key: the root PRNG key (keyword-only, required).
       seeds: a count ``S`` (seeds ``0..S-1``) or explicit distinct non-negative seeds.
       optimizer: an :class:`OptimizerSpec`, an optax transformation, or a factory
-        ``lr -> optax transformation`` (needed with ``learning_rates`` unless a spec is given).
+        ``lr -> optax transformation`` (needed with ``learning_rates`` unless a spec is given);
+        or several specs (a list or an :class:`~landscape.optim.OptimizerChoice`): members are
+        then seeds × optimizers, seed-major, all trained in one compiled program, each with
+        its own spec's learning rate (``config["member_optimizers"]`` says which member ran
+        which; ``learning_rates`` cannot be combined with it).
       loss: ``mse`` (squared difference on one-hot targets) or ``cross_entropy``.
       steps: optimizer steps.  batch_size: ``None`` for full-batch gradient descent.
       learning_rates: optional grid; members are then seeds × learning rates, seed-major.
@@ -259,6 +298,10 @@ def train_ensemble(
         chunks, one after another, with the same results.
       mesh: a :func:`landscape.distributed.make_mesh` mesh to shard the members over (padded to a
         multiple of the devices; results are identical to a single-device run); ``None``: one device.
+      starts: train from these parameters instead of drawing them: leaves ``(S, ...)``, one
+        start per seed (``seeds`` then defaults to ``0..S-1`` and only labels the starts and
+        keys their minibatch orders).  A model with state starts from its initial state
+        (fresh running averages).  Used by basins of attraction and optimizer races.
 
     Returns:
       An :class:`Ensemble` with ``M = len(seeds) * len(learning_rates)`` members.
@@ -268,6 +311,14 @@ def train_ensemble(
     model = as_model(model).for_data(data)
     loss_function(loss)  # validate the name early
     make_opt, opt_desc, lr_grid = _resolve_optimizer(optimizer, learning_rates)
+    n_choices = len(make_opt.specs) if isinstance(make_opt, OptimizerChoice) else 1
+    if starts is not None:
+        starts = _check_starts(model, starts)
+        count = tree.num_members(starts)
+        if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool) and seeds == 8:
+            seeds = count  # the default: one label per start
+        if np.size(_resolve_seeds(seeds)) != count:
+            raise ConfigError(f"{count} starts need {count} seeds (labels), got {np.size(_resolve_seeds(seeds))}")
     if isinstance(seeds, (int, np.integer)) and seeds >= 1:
         _check_memory(int(seeds) * lr_grid.size, model)  # before any per-member array exists
     seed_ids = _resolve_seeds(seeds)
@@ -290,6 +341,8 @@ def train_ensemble(
 
     member_seed = np.repeat(seed_ids, lr_grid.size)
     member_lr = np.tile(lr_grid, seed_ids.size)
+    member_choice = np.tile(np.arange(lr_grid.size) if n_choices > 1 else np.zeros(lr_grid.size, int), seed_ids.size)
+    member_start = np.repeat(np.arange(seed_ids.size), lr_grid.size)
     num_members = member_seed.size
     _check_memory(num_members, model)
 
@@ -326,7 +379,9 @@ def train_ensemble(
         parts = [
             _train_members(programs, data, key, member_seed[i : i + chunk], member_lr[i : i + chunk], steps=steps,
                            batch_size=batch_size, log_every=log_every, snap_steps=snap_steps, chunks=chunks,
-                           bar=bar, mesh=mesh, group=group)
+                           bar=bar, mesh=mesh, group=group, member_choice=member_choice[i : i + chunk],
+                           starts=None if starts is None else jax.tree_util.tree_map(
+                               lambda a, i=i: a[member_start[i : i + chunk]], starts))
             for i in range(0, num_members, chunk)
         ]
     finally:
@@ -352,6 +407,8 @@ def train_ensemble(
         "optimizer": opt_desc,
         "learning_rates": [None if np.isnan(v) else float(v) for v in lr_grid],
         "seeds": [int(s) for s in seed_ids],
+        **({"member_optimizers": [int(c) for c in member_choice]} if n_choices > 1 else {}),
+        **({"init": "given starts"} if starts is not None else {}),
         "key": [int(v) for v in np.asarray(jax.random.key_data(key)).ravel()],
         "data": data.describe(),
     }
@@ -373,7 +430,7 @@ def train_ensemble(
 
 def _train_members(programs, data: Dataset, key: jax.Array, member_seed: np.ndarray, member_lr: np.ndarray, *,
                    steps: int, batch_size: int | None, log_every: int, snap_steps: np.ndarray | None, chunks: int,
-                   bar, mesh, group: int | None) -> dict:
+                   bar, mesh, group: int | None, member_choice: np.ndarray, starts=None) -> dict:
     """Train one chunk of members (all of them at once, vmapped and sharded); numpy results with the
     member axis first: ``metrics (M, T, 4)``, ``params``, ``alive``, ``diverged_step`` and, with
     snapshots, ``trajectory`` (leaves ``(M, K, ...)``)."""
@@ -381,7 +438,7 @@ def _train_members(programs, data: Dataset, key: jax.Array, member_seed: np.ndar
     arrays = pl.replicate((data.train.x, data.train.y, data.test.x, data.test.y))
     n_train = data.train.x.shape[0]
     steps_per_epoch = _steps_per_epoch(batch_size, n_train)
-    init_all, eval_all, run_all = programs
+    init_all, init_from, eval_all, run_all = programs
     num_members = member_seed.size
 
     def unpad(tree):  # full numpy arrays of the real members
@@ -395,8 +452,14 @@ def _train_members(programs, data: Dataset, key: jax.Array, member_seed: np.ndar
             groups, blocks = MAX_LISTED_GROUPS, -(-num_members // (group * MAX_LISTED_GROUPS))
     padded_members = pl.padded(group * groups * blocks if group is not None else num_members)
     idx = np.minimum(np.arange(padded_members), num_members - 1)
-    seeds_in, lrs_in = pl.shard((member_seed.astype(np.int32)[idx], np.nan_to_num(member_lr).astype(np.float32)[idx]))
-    state = init_all(key, seeds_in, lrs_in)
+    seeds_in, lrs_in, choice_in = pl.shard((member_seed.astype(np.int32)[idx],
+                                            np.nan_to_num(member_lr).astype(np.float32)[idx],
+                                            member_choice.astype(np.int32)[idx]))
+    if starts is None:
+        state = init_all(key, seeds_in, lrs_in, choice_in)
+    else:
+        state = init_from(key, seeds_in, lrs_in, choice_in,
+                          pl.shard(jax.tree_util.tree_map(lambda a: np.asarray(a)[idx], starts)))
     hist_steps = [0]
     hist_vals = [unpad(eval_all(state["params"], state["model_state"], arrays))]  # (M, 4)
     snaps = [unpad(state["params"])] if with_params else []
@@ -509,8 +572,13 @@ def _programs(model: MLP, loss: str, make_opt: Callable | OptimizerSpec, batch_s
     root key, the learning rates and the data are arguments, not constants).
     """
     loss_of_outputs = loss_function(loss)
-    if isinstance(make_opt, OptimizerSpec):
-        make_opt = make_opt.build
+    if isinstance(make_opt, OptimizerChoice):
+        build = make_opt.build
+    else:
+        single = make_opt.build if isinstance(make_opt, OptimizerSpec) else make_opt
+
+        def build(lr, choice):
+            return single(lr)
 
     def evaluate(params, model_state, arrays):  # evaluation mode: the running statistics, if any
         x_tr, y_tr, x_te, y_te = arrays
@@ -520,19 +588,21 @@ def _programs(model: MLP, loss: str, make_opt: Callable | OptimizerSpec, batch_s
             [loss_of_outputs(out_tr, y_tr), accuracy(out_tr, y_tr), loss_of_outputs(out_te, y_te), accuracy(out_te, y_te)]
         )
 
-    def init_member(root, seed, lr):
+    def start_member(root, seed, lr, choice, params):
         init_key, order_key = member_keys(root, seed)
-        params = model.init(init_key)
-        opt_state = make_opt(lr).init(params)
         return {
             "params": params,
             "model_state": model.init_state(init_key),  # {} for a model without state
-            "opt_state": opt_state,
+            "opt_state": build(lr, choice).init(params),
             "alive": jnp.array(True),
             "diverged_step": jnp.array(-1, jnp.int32),
             "order_key": order_key,
             "lr": jnp.asarray(lr, jnp.float32),
+            "choice": jnp.asarray(choice, jnp.int32),
         }
+
+    def init_member(root, seed, lr, choice):
+        return start_member(root, seed, lr, choice, model.init(member_keys(root, seed)[0]))
 
     def step_member(state, step, orders, first_epoch, arrays):
         x_tr, y_tr = arrays[0], arrays[1]
@@ -548,7 +618,7 @@ def _programs(model: MLP, loss: str, make_opt: Callable | OptimizerSpec, batch_s
             return loss_of_outputs(out, yb), model_state
 
         (value, model_state), grads = jax.value_and_grad(objective, has_aux=True)(params)
-        opt = make_opt(state["lr"])
+        opt = build(state["lr"], state["choice"])
         updates, opt_state = opt.update(grads, state["opt_state"], params)
         new_params = optax.apply_updates(params, updates)
         ok = jnp.isfinite(value) & tree.all_finite(new_params) & tree.all_finite(model_state)
@@ -612,10 +682,11 @@ def _programs(model: MLP, loss: str, make_opt: Callable | OptimizerSpec, batch_s
         # outputs per interval (n, M, ...) -> per member (M, n, ...)
         return flat(st), jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1), outs)
 
-    init_all = jax.jit(jax.vmap(init_member, in_axes=(None, 0, 0)))
+    init_all = jax.jit(jax.vmap(init_member, in_axes=(None, 0, 0, 0)))
+    init_from = jax.jit(jax.vmap(start_member, in_axes=(None, 0, 0, 0, 0)))
     eval_all = jax.jit(v_evaluate)
     run_all = jax.jit(run_all, static_argnums=(5, 6, 7, 8, 9), donate_argnums=(0,))  # the state is replaced
-    return init_all, eval_all, run_all
+    return init_all, init_from, eval_all, run_all
 
 
 #: Host memory for one training call's minibatch orders (members × epochs × examples int32).

@@ -108,3 +108,35 @@ def test_hessian_per_layer_and_gauss_newton_from_the_command_line(small_run, tmp
     assert (out / "figures" / f"{name}_curvature.png").stat().st_size > 1000
     r = run("plot", str(out / "results" / f"{name}.npz"), "--kind", "curvature", "--format", "pdf", "--quiet")
     assert r.returncode == 0 and (out / "figures" / f"{name}_curvature_plot.pdf").stat().st_size > 1000, r.stderr
+
+
+@pytest.mark.slow
+def test_basins_race_export_and_plot_end_to_end(small_run):
+    import landscape as ls
+
+    out = small_run
+    r = run("basins", str(out), "--grid", "4", "--steps", "10", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "16 starts (4x4), 10 steps each" in r.stdout and "seed 0" in r.stdout
+    arrays, meta = ls.io.load_result(out / "results" / "basins_seed0_1_2_g4_s10")
+    assert arrays["labels"].shape == (4, 4) and meta["aligned"] and np.isclose(arrays["fractions"].sum(), 1)
+    assert (out / "figures" / "basins_seed0_1_2_g4_s10.png").stat().st_size > 1000
+    r = run("race", str(out), "--optimizers", "sgd,adam@0.01", "--batch-size", "full,8", "--starts", "2",
+            "--steps", "10", "--grid", "5", "--quiet", "--no-animation")
+    assert r.returncode == 0, r.stderr
+    assert "sgd@0.5, batch 8" in r.stdout and "adam@0.01" in r.stdout  # SGD: the run's learning rate
+    result = out / "results" / "race_seed0_1_2_s10.npz"
+    arrays, meta = ls.io.load_result(result)
+    assert arrays["paths"].shape[:2] == (2, 4) and meta["entrants"][1] == "adam@0.01"
+    r = run("race", str(out), "--optimizers", "sgd,adam@0.01", "--batch-size", "full,8", "--starts", "2",
+            "--steps", "10", "--grid", "5", "--quiet", "--no-animation")
+    assert "reused, nothing computed" in r.stdout
+    r = run("export", str(result), "--format", "vtk")
+    assert r.returncode == 0, r.stderr
+    assert (out / "exports" / "race_seed0_1_2_s10.vts").exists() and (out / "exports" / "race_seed0_1_2_s10_paths.vtp").exists()
+    r = run("plot", str(out / "results" / "basins_seed0_1_2_g4_s10.npz"), "--kind", "contour")
+    assert r.returncode == 2 and "drawn as its map only" in r.stderr
+    r = run("race", str(out), "--optimizers", "sgd,adam", "--lr", "0.1,0.2,0.3", "--quiet")
+    assert r.returncode == 2 and "3 learning rates for 2 optimizers" in r.stderr
+    r = run("basins", str(out), "--seeds", "0,1", "--quiet")
+    assert r.returncode == 2 and "three seeds" in r.stderr

@@ -282,6 +282,43 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_basins(args) -> int:
+    from .. import analyses, report
+
+    align = {"auto": None, "yes": True, "no": False}[args.align]
+    outcome = analyses.basins(args.run, _spec(analyses.BasinsSpec, args, align=align), name=args.name,
+                              overwrite=args.overwrite, execution=_execution(args))
+    _warn(outcome.warnings, args.command)
+    for line in report.basin_lines(outcome.arrays, outcome.meta):
+        print(line)
+    print(f"result: {outcome.path}" + (" (saved and current: reused, nothing computed)" if outcome.reused else ""))
+    if not args.no_plot:
+        with args.clock.phase("figure"):
+            path = report.result_figure(outcome.arrays, outcome.meta,
+                                        outcome.run / "figures" / f"{outcome.name}.{args.format}")
+        print(f"figure: {path}")
+    return 0
+
+
+def cmd_race(args) -> int:
+    from .. import analyses, report
+
+    align = {"auto": None, "yes": True, "no": False}[args.align]
+    spec = _spec(analyses.RaceSpec, args, align=align, lr=None if args.lr is None else tuple(args.lr))
+    outcome = analyses.race(args.run, spec, name=args.name, overwrite=args.overwrite, execution=_execution(args))
+    _warn(outcome.warnings, args.command)
+    for line in report.race_lines(outcome.arrays, outcome.meta):
+        print(line)
+    print(f"result: {outcome.path}" + (" (saved and current: reused, nothing computed)" if outcome.reused else ""))
+    if not args.no_plot:
+        with args.clock.phase("figure"):
+            paths = report.race_figures(outcome.arrays, outcome.meta, outcome.run / "figures" / outcome.name,
+                                        args.format, animation=not args.no_animation)
+        for path in paths:
+            print(f"figure: {path}")
+    return 0
+
+
 def cmd_plot(args) -> int:
     from .. import io, report
     from ..errors import ConfigError
@@ -305,6 +342,24 @@ def cmd_plot(args) -> int:
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
     print(f"figure: {path}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .. import export, io
+
+    with args.clock.phase("load"):
+        arrays, meta = io.load_result(args.result)
+    if args.out:
+        out = Path(args.out)
+    else:
+        npz, _ = io.result_paths(args.result)
+        suffix = {"html": ".html", "vtk": ".vts"}[args.format]
+        out = npz.parent.parent / "exports" / f"{npz.stem}{'_' + args.metric if args.metric else ''}{suffix}"
+    with args.clock.phase("figure"):
+        paths = export.export(arrays, meta, out, args.format, metric=args.metric, member=args.member)
+    for path in paths:
+        print(f"exported: {path}")
     return 0
 
 
@@ -335,7 +390,7 @@ def cmd_prepare(args) -> int:
 
 
 #: Commands that compute nothing: no devices, no compilation cache (and no JAX start-up).
-NO_COMPUTE = ("info", "plot", "prepare", "cache")
+NO_COMPUTE = ("info", "plot", "export", "prepare", "cache")
 
 COMMANDS = {
     "train": cmd_train,
@@ -347,7 +402,10 @@ COMMANDS = {
     "trajectory": _slice("trajectory"),
     "hessian": cmd_hessian,
     "compare": cmd_compare,
+    "basins": cmd_basins,
+    "race": cmd_race,
     "plot": cmd_plot,
+    "export": cmd_export,
     "prepare": cmd_prepare,
     "cache": cmd_cache,
 }

@@ -340,6 +340,72 @@ def build_parser() -> argparse.ArgumentParser:
     _add_save_every(p)
     _add_output(p)
 
+    p = sub.add_parser("basins", help="basins of attraction: train every point of a plane and see which minimum "
+                                      "each reaches",
+                       description="Every point of the plane through three seeds' minima (or of a random "
+                                   "filter-normalised plane around one) is a starting point in the full parameter "
+                                   "space; all of them are trained as one ensemble with the run's optimizer, loss, "
+                                   "data and batch size, and each is labelled by the minimum it ends in (barrier "
+                                   "to that minimum below --tol, after weight matching), or 'elsewhere'.")
+    _add_run(p, seeds_flag="--seeds", seeds_help="three seeds (their plane) or one (a random plane around it) "
+                                                 "(default: 0,1,2)", default="0,1,2")
+    p.add_argument("--grid", type=_positive_int, default=41, help="starts per axis (default: %(default)s)")
+    p.add_argument("--steps", type=_positive_int, default=None,
+                   help="training steps of every start (default: the run's)")
+    p.add_argument("--margin", type=_nonneg_float, default=0.25,
+                   help="grid margin around the three minima, fraction of their extent (default: %(default)s)")
+    p.add_argument("--span", type=_positive_float, default=1.0,
+                   help="half-width of a random plane around one seed (default: %(default)s)")
+    p.add_argument("--tol", type=_nonneg_float, default=0.05,
+                   help="barrier (loss units) below which an end point is in a minimum's basin (default: %(default)s)")
+    p.add_argument("--align", choices=("auto", "yes", "no"), default="auto",
+                   help="weight-match the minima and the end points first (auto: when the model states its "
+                        "permutation structure)")
+    p.add_argument("--key", type=int, default=0, help="PRNG seed of minibatch orders and a random plane (default: 0)")
+    _add_statistics(p)
+    p.add_argument("--chunk-size", type=_positive_int, default=None, help="points per compiled call (default: auto)")
+    p.add_argument("--name", default=None, help="result name (default: derived from the settings)")
+    _add_output(p)
+
+    p = sub.add_parser("race", help="optimizer race: several optimizers from the same starts, paths on one plane",
+                       description="Several optimizers (and learning rates, and minibatch sizes) train from the same "
+                                   "starting points of the plane through three seeds' minima (or a random plane "
+                                   "around one) in one vmapped program per batch size; their paths are projected "
+                                   "onto that fixed plane and their costs drawn against steps (a still and an "
+                                   "animation).")
+    p.add_argument("run", help="run directory written by `landscape train`")
+    _add_model_file(p)
+    p.add_argument("--seeds", default="0,1,2", help="three seeds (their plane) or one (default: %(default)s)")
+    p.add_argument("--member-lr", type=_positive_float, default=None,
+                   help="the learning rate of the seeds' members, when the run swept several")
+    p.add_argument("--optimizers", default="sgd,momentum,adam",
+                   help="comma-separated NAME or NAME@LR (sgd, momentum, nesterov, adam, adamw, rmsprop; "
+                        "default: %(default)s)")
+    p.add_argument("--lr", type=_positive_floats, default=None,
+                   help="learning rates of the optimizers named without @LR: one for all or one each (default: the "
+                        "run's for its optimizer, the run's x (1 - momentum) for momentum after SGD, 0.01 for "
+                        "adam/adamw/rmsprop)")
+    p.add_argument("--batch-size", dest="batch_sizes", default=None, metavar="SIZES",
+                   help="comma-separated minibatch sizes or 'full'; every optimizer runs with each (default: the "
+                        "run's)")
+    p.add_argument("--starts", type=_positive_int, default=4, help="random starting points of the plane "
+                                                                  "(default: %(default)s)")
+    p.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps (default: the run's)")
+    p.add_argument("--snapshot-every", type=_positive_int, default=None,
+                   help="steps between path points (default: steps/50)")
+    p.add_argument("--grid", type=_positive_int, default=41, help="plane points per axis (default: %(default)s)")
+    p.add_argument("--margin", type=_nonneg_float, default=0.25, help="grid margin (default: %(default)s)")
+    p.add_argument("--span", type=_positive_float, default=1.0,
+                   help="half-width of a random plane around one seed (default: %(default)s)")
+    p.add_argument("--align", choices=("auto", "yes", "no"), default="auto",
+                   help="weight-match the three minima first (auto: when the model states its permutation structure)")
+    p.add_argument("--key", type=int, default=0, help="PRNG seed of the starts and minibatch orders (default: 0)")
+    _add_statistics(p)
+    p.add_argument("--chunk-size", type=_positive_int, default=None, help="points per compiled call (default: auto)")
+    p.add_argument("--name", default=None, help="result name (default: derived from the settings)")
+    p.add_argument("--no-animation", action="store_true", help="draw the still only, not the GIF")
+    _add_output(p)
+
     p = sub.add_parser("plot", help="draw a saved result (no recomputation)",
                        description="Draw a saved surface / line / interpolation result file.")
     p.add_argument("result", help="a result file (.npz or .json) under RUN/results/")
@@ -356,6 +422,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="figure file (.png, .pdf, .svg); default RUN/figures/NAME plus the options that differ from "
                         "the command's own figure (_log, _clip2, _contour, _test_loss), so that figure is never "
                         "overwritten")
+    _add_common(p)
+
+    p = sub.add_parser("export", help="a saved 2-D result as an interactive HTML page or VTK XML for ParaView",
+                       description="html: one self-contained page (plotly.js inside; works offline) with the "
+                                   "rotatable surface, the minima and any paths. vtk: the surface as a VTK XML "
+                                   "structured grid (.vts, every metric as point data) and the paths as polylines "
+                                   "(_paths.vtp).")
+    p.add_argument("result", help="a result file (.npz or .json) under RUN/results/: a plane, basin map or race")
+    p.add_argument("--format", choices=("html", "vtk"), default="html", help="(default: %(default)s)")
+    p.add_argument("--out", default=None, help="output file (default: RUN/exports/NAME.html or .vts)")
+    p.add_argument("--metric", default=None, help="the height (default: the training loss)")
+    p.add_argument("--member", type=int, default=0, help="which member of a several-member surface (default: 0)")
     _add_common(p)
 
     p = sub.add_parser("cache", help="where JAX's persistent compilation cache is, its size; --clear empties it",

@@ -1,0 +1,171 @@
+"""Optimizer races: several optimizers (and step sizes, and minibatch noise) from the same starts,
+their paths drawn on one fixed plane.
+
+The plane is the one through three minima (or a random plane around one), fixed before the race
+(:func:`landscape.minima.plane_starts`); the starts are points of that plane, so every path
+begins on the surface that is drawn.  All optimizers of one batch size train in one vmapped
+program (:class:`landscape.optim.OptimizerChoice`); each batch size is its own program (its
+batches have another shape).  Every start keeps its minibatch order across optimizers (the
+order is keyed by the start), so the optimizers see the same noise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from . import minima, surface, tree
+from .errors import ConfigError
+from .optim import OptimizerSpec
+from .permutation import PermutationSpec
+
+__all__ = ["Race", "entrant_label", "plane_points", "race"]
+
+PyTree = Any
+
+
+class Race(NamedTuple):
+    """The outcome of :func:`race`: ``S`` starts × ``E`` entrants (optimizer, batch size).
+
+    Attributes:
+      a, b: ``(G,)`` grid axes of the plane.  cost: ``(G, G)`` training cost on the plane.
+      points: ``(R, 2)`` the minima's coordinates.  starts: ``(S, 2)`` the starts' coordinates.
+      steps: ``(T,)`` logged steps.  loss: ``(S, E, T)`` training cost against steps.
+      path_steps: ``(K,)`` the snapshot steps.  paths: ``(S, E, K, 2)`` the parameters at those
+        steps projected onto the plane (least squares in its basis: where their shadow falls).
+      off_plane: ``(S, E, K)`` distance of each snapshot from the plane (how far the shadow is
+        from the truth).
+      labels: ``E`` entrant names (``adam@0.01``, ``+ batch 64``).
+      diverged: ``(S, E)`` bool.
+    """
+
+    a: np.ndarray
+    b: np.ndarray
+    cost: np.ndarray
+    points: np.ndarray
+    starts: np.ndarray
+    steps: np.ndarray
+    loss: np.ndarray
+    path_steps: np.ndarray
+    paths: np.ndarray
+    off_plane: np.ndarray
+    labels: list[str]
+    diverged: np.ndarray
+
+
+def entrant_label(spec: OptimizerSpec, batch_size: int | None) -> str:
+    """``name@lr`` (``momentum`` and ``rmsprop`` with ``, m=…`` when not 0.9), ``+ batch B`` for minibatches."""
+    extra = f", m={spec.momentum:g}" if spec.name in ("momentum", "nesterov", "rmsprop") and spec.momentum != 0.9 else ""
+    return f"{spec.name}@{spec.learning_rate:g}{extra}" + ("" if batch_size is None else f", batch {batch_size}")
+
+
+def plane_points(key: jax.Array, a: np.ndarray, b: np.ndarray, count: int, *, inset: float = 0.1) -> np.ndarray:
+    """``count`` uniform random points ``(count, 2)`` of the grid's box, kept ``inset`` (a
+    fraction of each side) away from its edges."""
+    if not isinstance(count, (int, np.integer)) or count < 1:
+        raise ConfigError(f"the race needs at least one start, got {count!r}")
+    lo = np.array([a.min(), b.min()])
+    hi = np.array([a.max(), b.max()])
+    pad = inset * (hi - lo)
+    u = np.asarray(jax.random.uniform(key, (count, 2)), np.float64)
+    return lo + pad + u * (hi - lo - 2 * pad)
+
+
+def race(
+    model,
+    data,
+    references: PyTree,
+    *,
+    key: jax.Array,
+    optimizers: Sequence[OptimizerSpec],
+    batch_sizes: Sequence[int | None] = (None,),
+    starts: int | np.ndarray = 4,
+    steps: int = 500,
+    snapshot_every: int | None = None,
+    loss: str = "mse",
+    grid: int = 41,
+    margin: float = 0.25,
+    span: float = 1.0,
+    spec: PermutationSpec | None = None,
+    metrics: Callable | None = None,
+    progress: bool = False,
+    mesh=None,
+    chunk_size: int | None = None,
+) -> Race:
+    """Race optimizers from the same starts on the plane through the minima.
+
+    Args:
+      model: the model, bound to ``data``.  data: the :class:`~landscape.data.Dataset`.
+      references: minima, leaves ``(R, ...)``, ``R`` 1 or 3 (the plane; see
+        :func:`landscape.minima.plane_starts`, aligned with ``spec`` when given).
+      key: PRNG key: the starts' positions, a random plane, the minibatch orders.
+      optimizers: the entrants' :class:`~landscape.optim.OptimizerSpec` (each with its own
+        learning rate and momentum).
+      batch_sizes: ``None`` (full batch) and/or minibatch sizes; every optimizer runs with each.
+      starts: a count (uniform points of the plane's box, :func:`plane_points`) or ``(S, 2)``
+        plane coordinates.
+      steps: optimizer steps.  snapshot_every: path resolution (default ``steps // 50``).
+      loss: ``mse`` or ``cross_entropy``.  grid, margin, span: the plane's grid.
+      metrics: ``(params, (x, y)) -> {"loss", ...}`` for the plane's cost (default
+        :func:`landscape.models.metrics_fn`).
+      progress, mesh, chunk_size: progress bars, device mesh, evaluation chunk size.
+
+    Returns:
+      a :class:`Race`.
+    """
+    from . import models
+    from . import train as train_mod
+
+    specs = list(optimizers)
+    if not specs or not all(isinstance(s, OptimizerSpec) for s in specs):
+        raise ConfigError("a race needs one or more OptimizerSpec entrants")
+    sizes = list(batch_sizes)
+    if not sizes or len(set(sizes)) != len(sizes):
+        raise ConfigError(f"batch sizes must be distinct, got {sizes}")
+    if not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ConfigError(f"steps must be a positive integer, got {steps!r}")
+    every = snapshot_every or max(1, steps // 50)
+    model = models.as_model(model).for_data(data)
+    k_plane, k_starts, k_train = jax.random.split(key, 3)
+    references, origin, basis, a, b, points, _ = minima.plane_starts(references, grid=2, margin=margin, span=span,
+                                                                      key=k_plane, spec=spec)
+    if tree.num_members(references) == 3:
+        a, b = surface._box(points, margin, grid)
+    else:
+        a = b = np.linspace(-span, span, grid)
+    xy = plane_points(k_starts, a, b, starts) if np.isscalar(starts) else np.asarray(starts, np.float64)
+    if xy.ndim != 2 or xy.shape[1] != 2:
+        raise ConfigError(f"starts must be a count or (S, 2) plane coordinates, got shape {xy.shape}")
+    params0 = jax.vmap(lambda c: jax.tree_util.tree_map(lambda o, u, v: o + c[0] * u + c[1] * v, origin, *basis))(
+        np.asarray(xy, np.float32))
+    fn = metrics if metrics is not None else models.metrics_fn(model, loss)
+    aa, bb = np.meshgrid(a, b, indexing="ij")
+    cost = surface.evaluate(fn, origin, basis, np.stack([aa.ravel(), bb.ravel()], 1),
+                            data=(data.train.x, data.train.y), chunk_size=chunk_size)["loss"].reshape(a.size, b.size)
+    s, e_per = xy.shape[0], len(specs)
+    labels, losses, paths, off, diverged = [], [], [], [], []
+    for batch in sizes:
+        ens = train_mod.train_ensemble(model, data, key=k_train, starts=params0, optimizer=specs, loss=loss,
+                                       steps=steps, batch_size=batch, log_every=every, snapshot_every=every,
+                                       progress=progress, mesh=mesh)
+        labels += [entrant_label(sp, batch) for sp in specs]
+        t = ens.history.train_loss.shape[1]
+        losses.append(ens.history.train_loss.reshape(s, e_per, t))
+        snaps = ens.trajectory.params  # leaves (M, K, ...)
+        k = ens.trajectory.step.size
+        flat = jax.tree_util.tree_map(lambda x: x.reshape((-1,) + x.shape[2:]), snaps)
+        coords = minima._plane_coords(flat, origin, basis)  # (M·K, 2)
+        back = jax.vmap(lambda c: jax.tree_util.tree_map(lambda o, u, v: o + c[0] * u + c[1] * v, origin, *basis))(
+            np.asarray(coords, np.float32))
+        dist = np.asarray(jax.vmap(lambda p, q: tree.norm(tree.sub(p, q)))(flat, back))
+        paths.append(coords.reshape(s, e_per, k, 2))
+        off.append(dist.reshape(s, e_per, k))
+        diverged.append(np.asarray(ens.diverged).reshape(s, e_per))
+        steps_logged, path_steps = ens.history.step, ens.trajectory.step
+    return Race(a=a, b=b, cost=np.asarray(cost), points=points, starts=xy, steps=np.asarray(steps_logged),
+                loss=np.concatenate(losses, axis=1), path_steps=np.asarray(path_steps),
+                paths=np.concatenate(paths, axis=1), off_plane=np.concatenate(off, axis=1), labels=labels,
+                diverged=np.concatenate(diverged, axis=1))
