@@ -30,6 +30,8 @@ def parser(doc: str, name: str) -> argparse.ArgumentParser:
     p.add_argument("--figures", default=None,
                    help="where to copy the published figures (default: figures/, or none with --quick)")
     p.add_argument("--quick", action="store_true", help="a tiny configuration that finishes in under a minute")
+    p.add_argument("--style", choices=("paper", "slides"), default="paper",
+                   help="figure style (default: %(default)s); slides figures are published with a _slides suffix")
     return p
 
 
@@ -48,6 +50,10 @@ class Study:
         self.published: list[str] = []
         self.t0 = time.perf_counter()
         import landscape as ls
+
+        self.style = getattr(args, "style", "paper")
+        self._style = contextlib.ExitStack()  # the figure style holds until finish()
+        self._style.enter_context(ls.plot.using(self.style))
 
         try:  # as every `landscape` command does: compiled programs are reused across runs
             ls.compilation_cache.enable()
@@ -71,7 +77,8 @@ class Study:
         if self.figures is None:
             return
         self.figures.mkdir(parents=True, exist_ok=True)
-        dst = self.figures / f"{self.name}{'_' + name if name else ''}{src.suffix}"
+        suffix = "" if self.style == "paper" else f"_{self.style}"
+        dst = self.figures / f"{self.name}{'_' + name if name else ''}{suffix}{src.suffix}"
         shutil.copyfile(src, dst)
         try:
             self.published.append(str(dst.resolve().relative_to(ROOT)))
@@ -86,6 +93,7 @@ class Study:
                   "date": time.strftime("%Y-%m-%d %H:%M")}
         (self.out / "study.json").write_text(json.dumps(record, indent=2))
         print(json.dumps(record, indent=2))
+        self._style.close()
         return record
 
 

@@ -39,6 +39,7 @@ __all__ = [
     "BasinsSpec",
     "RaceSpec",
     "race_entrants",
+    "AnimateSpec",
     "train",
     "demo_spec",
     "surface",
@@ -49,6 +50,7 @@ __all__ = [
     "compare",
     "basins",
     "race",
+    "animate",
     "run_dataset",
 ]
 
@@ -702,7 +704,8 @@ class BasinsSpec:
         of the members, when the run swept several (also the starts' learning rate).
       grid: starts per axis (``grid²`` in all).  steps: training steps of every start (default:
         the run's).  margin: the three-point grid's margin.  span: the random plane's half-width.
-      tol: the barrier (loss units) below which an end point belongs to a minimum's basin.
+      tol: the barrier (loss units) below which an end point belongs to a minimum's basin
+        (default: half the smallest barrier between the three minima; 0.05 with one).
       align: align the minima, and each end point to each minimum, by weight matching first
         (default: when the model states its permutation structure).
       key: PRNG seed of the training's minibatch orders and a random plane's directions.
@@ -714,7 +717,7 @@ class BasinsSpec:
     steps: int | None = None
     margin: float = 0.25
     span: float = 1.0
-    tol: float = 0.05
+    tol: float | None = None
     align: bool | None = None
     key: int = 0
     statistics: str | None = None
@@ -761,7 +764,7 @@ def basins(run, spec: BasinsSpec, *, name: str | None = None, overwrite: bool = 
                                "align": perm_spec is not None, "optimizer": opt.to_dict()})
     tag = members.tag(ens, idx).replace("seeds", "seed").replace("-", "_")
     default = (f"basins_{tag}_g{spec.grid}_s{steps}"
-               + _suffix(key=spec.key or None, tol=None if spec.tol == 0.05 else f"{spec.tol:g}",
+               + _suffix(key=spec.key or None, tol=None if spec.tol is None else f"{spec.tol:g}",
                          running=spec.statistics == "running"))
 
     def compute(res):
@@ -778,11 +781,11 @@ def basins(run, spec: BasinsSpec, *, name: str | None = None, overwrite: bool = 
         labels = members.labels(ens, idx)
         arrays = {"axis_0": bm.a, "axis_1": bm.b, "labels": bm.labels, "start_loss": bm.start_loss,
                   "final_loss": bm.final_loss, "distance": bm.distance, "barrier": bm.barrier, "ends": bm.ends,
-                  "points": bm.points, "fractions": bm.fractions}
+                  "points": bm.points, "fractions": bm.fractions, "reference_barriers": bm.reference_barriers}
         plane = ("plane through " + ", ".join(labels) if len(idx) == 3
                  else f"random plane around {labels[0]}")
         return arrays, {"kind": "basins", "point_labels": labels, "seeds": [int(ens.seeds[i]) for i in idx],
-                        "loss": ens.config["loss"], "steps": steps, "tol": spec.tol,
+                        "loss": ens.config["loss"], "steps": steps, "tol": bm.tol, "tol_given": spec.tol is not None,
                         "optimizer": opt.to_dict(), "aligned": perm_spec is not None,
                         "axis_labels": (["distance along u", "distance along v"] if len(idx) == 3
                                         else [r"$\alpha$", r"$\beta$"]),
@@ -937,6 +940,100 @@ def race(run, spec: RaceSpec, *, name: str | None = None, overwrite: bool = Fals
                         "axis_labels": (["distance along u", "distance along v"] if len(idx) == 3
                                         else [r"$\alpha$", r"$\beta$"]),
                         "title": f"optimizer race on the {plane}"}
+
+    return _stored(run, name or default, settings, overwrite, members.warnings(ens, idx), compute)
+
+
+@dataclasses.dataclass(frozen=True)
+class AnimateSpec:
+    """Gradient descent inside the plane through three members' minima (or a random plane around
+    one) from many random starts (:func:`landscape.race.descend_in_plane`), for the lecture
+    animation; each path is labelled by the minimum it ends at (:func:`landscape.race.basin_of_ends`).
+
+    Attributes:
+      seeds: three seeds or one.  member_lr: the members' learning rate in a swept run.
+      starts: random starting points of the plane.  steps: descent steps.
+      lr: the descent's step size (default: the run's learning rate).
+      grid, margin, span: the plane's grid.  align: weight-match the minima first (default:
+        when the model states its permutation structure).  key: PRNG seed of the starts.
+    """
+
+    seeds: str = "0,1,2"
+    member_lr: float | None = None
+    starts: int = 40
+    steps: int = 1000
+    lr: float | None = None
+    grid: int = 61
+    margin: float = 0.6
+    span: float = 1.0
+    align: bool | None = None
+    key: int = 7
+    statistics: str | None = None
+
+
+def animate(run, spec: AnimateSpec, *, name: str | None = None, overwrite: bool = False,
+            execution: Execution = Execution()) -> Outcome:
+    """In-plane gradient descent from ``spec.starts`` points (result kind ``descent``): the plane's
+    cost ``(G, G)``, the paths ``(S, steps + 1, 2)``, each path's final cost and basin."""
+    import jax
+
+    from . import models
+    from . import race as race_mod
+    from .data import Split
+
+    _single_process("animate")
+    ens = _load(run, execution)
+    idx = members.select(ens, spec.seeds, spec.member_lr)
+    if len(idx) not in (1, 3):
+        raise ConfigError(f"animate needs three seeds (their plane) or one (a random plane around it), got {len(idx)}")
+    lr = spec.lr if spec.lr is not None else float(ens.learning_rates[idx[0]])
+    if not np.isfinite(lr):
+        lr = float(ens.config.get("optimizer", {}).get("spec", {}).get("learning_rate", np.nan))
+    if not (np.isfinite(lr) and lr > 0):
+        raise ConfigError("the run records no learning rate: give the descent's step size with --lr")
+    perm_spec = None
+    if spec.align is not False:
+        try:
+            perm_spec = ens.model.permutation_spec()
+        except ConfigError:
+            if spec.align:
+                raise
+    settings = _settings(ens, {"command": "animate", "members": idx, **dataclasses.asdict(spec), "lr": lr,
+                               "align": perm_spec is not None})
+    tag = members.tag(ens, idx).replace("seeds", "seed").replace("-", "_")
+    default = f"descent_{tag}_n{spec.starts}_s{spec.steps}" + _suffix(key=None if spec.key == 7 else spec.key,
+                                                                      running=spec.statistics == "running")
+
+    def compute(res):
+        from . import surface as surface_mod
+
+        with execution.phase("load"):
+            dataset = run_dataset(ens)
+        batches = {"train": (dataset.train.x, dataset.train.y)}
+        model = _model(ens, settings, idx, batches)
+        refs = jax.tree_util.tree_map(lambda x: x[np.asarray(idx)], ens.params)
+        key = jax.random.key(spec.key)
+        origin, basis, a, b, points = race_mod.fixed_plane(refs, grid=spec.grid, margin=spec.margin, span=spec.span,
+                                                           key=jax.random.fold_in(key, 1), spec=perm_spec)
+        aa, bb = np.meshgrid(a, b, indexing="ij")
+        cost = surface_mod.evaluate(models.metrics_fn(model, ens.config["loss"]), origin, basis,
+                                    np.stack([aa.ravel(), bb.ravel()], 1), data=batches["train"],
+                                    chunk_size=execution.chunk_size)["loss"].reshape(a.size, b.size)
+        starts = race_mod.plane_points(key, a, b, spec.starts, inset=0.0)
+        loss = models.loss_fn(model, Split(*batches["train"]), ens.config["loss"])
+        paths = race_mod.descend_in_plane(loss, origin, basis, starts, lr=lr, steps=spec.steps)
+        ends = paths[:, -1]
+        final = np.asarray(jax.vmap(lambda c: loss(jax.tree_util.tree_map(
+            lambda o, u, v: o + c[0] * u + c[1] * v, origin, *basis)))(np.asarray(ends, np.float32)))
+        labels = members.labels(ens, idx)
+        plane = "the plane through " + ", ".join(labels) if len(idx) == 3 else f"a random plane around {labels[0]}"
+        arrays = {"axis_0": a, "axis_1": b, "cost": cost, "points": points, "paths": paths, "final_loss": final,
+                  "basin": race_mod.basin_of_ends(ends, points)}
+        return arrays, {"kind": "descent", "point_labels": labels, "lr": lr, "steps": spec.steps,
+                        "loss": ens.config["loss"],
+                        "axis_labels": (["distance along u", "distance along v"] if len(idx) == 3
+                                        else [r"$\alpha$", r"$\beta$"]),
+                        "title": f"gradient descent in {plane}"}
 
     return _stored(run, name or default, settings, overwrite, members.warnings(ens, idx), compute)
 

@@ -52,6 +52,8 @@ __all__ = [
     "BasinMap",
     "ELSEWHERE",
     "DIVERGED",
+    "SHARED",
+    "label_fractions",
     "plane_starts",
     "label_ends",
     "basins_of_attraction",
@@ -327,6 +329,8 @@ def compare_members(
 ELSEWHERE = -1
 #: Label of a start whose training diverged.
 DIVERGED = -2
+#: Label of a start whose end point is joined by a low barrier to two or more minima (between basins).
+SHARED = -3
 
 
 class BasinMap(NamedTuple):
@@ -335,17 +339,21 @@ class BasinMap(NamedTuple):
     Attributes:
       a, b: ``(G,)`` and ``(H,)`` grid coordinates along the plane's two directions.
       points: ``(R, 2)`` the reference minima's coordinates on the plane.
-      labels: ``(G, H)`` int: ``i`` = the start ends in minimum ``i``'s basin (the barrier on
-        the straight line from minimum ``i`` to the end point, aligned to it, is below ``tol``);
-        :data:`ELSEWHERE` (−1) = in none of them; :data:`DIVERGED` (−2) = training diverged.
+      labels: ``(G, H)`` int: ``i`` = the end point is in minimum ``i``'s basin and no other's
+        (the barrier on the straight line from minimum ``i`` to the end point, aligned to it, is
+        below ``tol``; to every other minimum it is not); :data:`SHARED` (−3) = below ``tol``
+        to two or more minima; :data:`ELSEWHERE` (−1) = to none; :data:`DIVERGED` (−2).
       start_loss, final_loss: ``(G, H)`` training cost at the start (the plane's cost surface)
         and after training.
       distance: ``(G, H, R)`` distance from each end point (aligned to each minimum) to it.
-      barrier: ``(G, H)`` the barrier between the end point and its nearest minimum.
+      barrier: ``(G, H, R)`` the barrier between each minimum and the end point aligned to it.
       ends: ``(G, H, 2)`` the end points projected onto the plane (least squares in the
         plane's basis; a training that leaves the plane lands where its shadow falls).
-      fractions: ``(R + 2,)`` share of the starts per label: minima ``0..R-1``, elsewhere,
-        diverged.
+      fractions: ``(R + 3,)`` share of the starts per label: minima ``0..R-1``, shared,
+        elsewhere, diverged.
+      reference_barriers: ``(R, R)`` barriers between the minima themselves (each pair aligned
+        first, with a spec) — the scale ``tol`` stays below for the basins to be separate.
+      tol: the tolerance used.
     """
 
     a: np.ndarray
@@ -358,6 +366,15 @@ class BasinMap(NamedTuple):
     barrier: np.ndarray
     ends: np.ndarray
     fractions: np.ndarray
+    reference_barriers: np.ndarray
+    tol: float
+
+
+def label_fractions(labels: np.ndarray, r: int) -> np.ndarray:
+    """Share of ``labels`` per minimum ``0..r-1``, then shared, elsewhere, diverged: ``(r + 3,)``."""
+    labels = np.asarray(labels).ravel()
+    order = list(range(r)) + [SHARED, ELSEWHERE, DIVERGED]
+    return np.array([np.mean(labels == k) for k in order])
 
 
 def plane_starts(references: PyTree, *, grid: int = 41, margin: float = 0.25, span: float = 1.0,
@@ -421,9 +438,10 @@ def label_ends(fn: Callable, data, references: PyTree, ends: PyTree, *, spec: Pe
                ) -> dict[str, np.ndarray]:
     """The reference minimum each end point belongs to (the labelling of :func:`basins_of_attraction`).
 
-    Each end point is aligned to each reference (weight matching with ``spec``; none without),
-    assigned to the nearest, and kept there when the loss barrier on the straight line from
-    that reference to it is below ``tol``; otherwise it is :data:`ELSEWHERE`.
+    Each end point is aligned to each reference (weight matching with ``spec``; none without)
+    and the loss barrier on the straight line from that reference to it is measured.  Label
+    ``i`` when that barrier is below ``tol`` for minimum ``i`` only; :data:`SHARED` when for
+    several; :data:`ELSEWHERE` when for none; :data:`DIVERGED` for ``diverged`` ends.
 
     Args:
       fn: ``(params, batch) -> {"loss", ...}`` (:func:`landscape.models.metrics_fn`).
@@ -431,27 +449,29 @@ def label_ends(fn: Callable, data, references: PyTree, ends: PyTree, *, spec: Pe
       references: minima, leaves ``(R, ...)``.  ends: end points, leaves ``(P, ...)``.
       spec: the model's :class:`PermutationSpec` (``None``: no alignment).
       tol: the barrier tolerance (loss units).  num: points per line.
-      diverged: ``(P,)`` bool; those ends get :data:`DIVERGED`.  chunk_size: of the evaluation.
+      diverged: ``(P,)`` bool.  chunk_size: of the evaluation.
 
     Returns:
-      ``{"labels": (P,) int, "distance": (P, R), "barrier": (P,), "nearest": (P,)}``.
+      ``{"labels": (P,) int, "distance": (P, R), "barrier": (P, R)}``.
     """
     if not (np.isfinite(tol) and tol >= 0):
         raise ConfigError(f"tol must be finite and >= 0, got {tol}")
     refs = tree.unstack(references)
-    aligned = [align_to(ref, ends, spec=spec) if spec is not None else ends for ref in refs]
-    distance = np.stack([np.asarray(jax.vmap(lambda e, r=ref: tree.norm(tree.sub(e, r)))(al))
-                         for ref, al in zip(refs, aligned)], axis=1)  # (P, R)
-    nearest = np.argmin(distance, axis=1)
-    target = jax.tree_util.tree_map(lambda *leaves: np.stack([np.asarray(x) for x in leaves], 0)[
-        nearest, np.arange(nearest.size)], *aligned)
-    source = jax.tree_util.tree_map(lambda x: np.asarray(x)[nearest], references)
-    bars = np.asarray(barriers_between(fn, source, target, num=num, data=data, metric="loss",
-                                       chunk_size=chunk_size)["barrier"])
-    labels = np.where(bars < tol, nearest, ELSEWHERE)
+    p = tree.num_members(ends)
+    dist, bars = [], []
+    for i, ref in enumerate(refs):
+        al = align_to(ref, ends, spec=spec) if spec is not None else ends
+        dist.append(np.asarray(jax.vmap(lambda e, r=ref: tree.norm(tree.sub(e, r)))(al)))
+        source = jax.tree_util.tree_map(lambda x, i=i: np.repeat(np.asarray(x)[i:i + 1], p, 0), references)
+        bars.append(np.asarray(barriers_between(fn, source, al, num=num, data=data, metric="loss",
+                                                chunk_size=chunk_size)["barrier"]))
+    distance, barrier = np.stack(dist, axis=1), np.stack(bars, axis=1)  # (P, R)
+    low = barrier < tol
+    count = low.sum(axis=1)
+    labels = np.where(count == 1, np.argmax(low, axis=1), np.where(count > 1, SHARED, ELSEWHERE))
     if diverged is not None:
         labels = np.where(np.asarray(diverged), DIVERGED, labels)
-    return {"labels": labels, "distance": distance, "barrier": bars, "nearest": nearest}
+    return {"labels": labels, "distance": distance, "barrier": barrier}
 
 
 def basins_of_attraction(
@@ -468,7 +488,7 @@ def basins_of_attraction(
     margin: float = 0.25,
     span: float = 1.0,
     spec: PermutationSpec | None = None,
-    tol: float = 0.05,
+    tol: float | None = None,
     num: int = 25,
     metrics: Callable | None = None,
     progress: bool = False,
@@ -482,10 +502,12 @@ def basins_of_attraction(
     (:func:`plane_starts`).  The starts train with ``optimizer``, ``loss``, ``steps`` and
     ``batch_size`` (minibatch orders keyed by the grid index: the map is a function of the
     arguments).  An end point is aligned to each reference by weight matching (with
-    ``spec``), assigned to the nearest, and kept there only if the loss barrier on the straight
-    line between them is below ``tol`` (:func:`barriers_between`) — a start that is still
-    descending into a basin at the end of training counts for it; one that settled in another
-    valley, or on a ridge, is :data:`ELSEWHERE`.
+    ``spec``) and belongs to a minimum's basin when the loss barrier on the straight line
+    between them is below ``tol`` (:func:`label_ends`) — a start still descending into a basin
+    at the end of training counts for it; one joined to several minima is :data:`SHARED`, one
+    joined to none :data:`ELSEWHERE`.  ``tol=None`` takes half the smallest barrier between
+    the (aligned) minima themselves, so that no end point can belong to two minima that a
+    barrier separates; with one minimum, 0.05.
 
     Args:
       model: the model (:func:`landscape.models.as_model`), bound to ``data``.
@@ -496,7 +518,8 @@ def basins_of_attraction(
         plain SGD at 1).  loss, steps, batch_size: as :func:`landscape.train.train_ensemble`.
       grid, margin, span: the plane's grid (:func:`plane_starts`).
       spec: the model's :class:`PermutationSpec` for alignment (``None``: no alignment).
-      tol: barrier below which an end point belongs to a minimum's basin (loss units).
+      tol: barrier below which an end point belongs to a minimum's basin (loss units); ``None``:
+        half the smallest barrier between the minima (0.05 with one minimum).
       num: points on each straight line for the barrier.
       metrics: ``(params, (x, y)) -> {"loss", ...}`` for the barriers (default
         :func:`landscape.models.metrics_fn`; a model with BatchNorm needs one with its
@@ -510,7 +533,7 @@ def basins_of_attraction(
     from . import models, optim
     from . import train as train_mod
 
-    if not (np.isfinite(tol) and tol >= 0):
+    if tol is not None and not (np.isfinite(tol) and tol >= 0):
         raise ConfigError(f"tol must be finite and >= 0, got {tol}")
     model = models.as_model(model).for_data(data)
     if spec is not None:
@@ -521,17 +544,25 @@ def basins_of_attraction(
         model, data, key=key, starts=starts, optimizer=optimizer or optim.OptimizerSpec("sgd", 1.0), loss=loss,
         steps=steps, batch_size=batch_size, log_every=steps, progress=progress, mesh=mesh)
     fn = metrics if metrics is not None else models.metrics_fn(model, loss)
-    lab = label_ends(fn, (data.train.x, data.train.y), references, ens.params, spec=spec, tol=tol, num=num,
-                     diverged=ens.diverged, chunk_size=chunk_size)
-    labels, distance, bars = lab["labels"], lab["distance"], lab["barrier"]
+    data_xy = (data.train.x, data.train.y)
     r = tree.num_members(references)
-    counts = np.array([np.sum(labels == i) for i in range(r)] + [np.sum(labels == ELSEWHERE),
-                                                               np.sum(labels == DIVERGED)])
+    if r == 1:
+        ref_bars = np.zeros((1, 1))
+    elif spec is not None:  # each pair aligned as label_ends aligns an end point to each minimum
+        ref_bars = aligned_barrier_matrix(fn, references, spec=spec, num=num, data=data_xy, metric="loss",
+                                          chunk_size=chunk_size)["barrier"]
+    else:
+        ref_bars = barrier_matrix(fn, references, num=num, data=data_xy, metric="loss", chunk_size=chunk_size)["barrier"]
+    if tol is None:
+        tol = 0.5 * float(np.min(ref_bars[~np.eye(r, dtype=bool)])) if r > 1 else 0.05
+        tol = max(tol, 0.0)
+    lab = label_ends(fn, data_xy, references, ens.params, spec=spec, tol=tol, num=num, diverged=ens.diverged,
+                     chunk_size=chunk_size)
     shape = (a.size, b.size)
     return BasinMap(
-        a=a, b=b, points=points, labels=labels.reshape(shape),
+        a=a, b=b, points=points, labels=lab["labels"].reshape(shape),
         start_loss=ens.history.train_loss[:, 0].reshape(shape),
         final_loss=ens.history.train_loss[:, -1].reshape(shape),
-        distance=distance.reshape(shape + (r,)), barrier=np.asarray(bars).reshape(shape),
+        distance=lab["distance"].reshape(shape + (r,)), barrier=lab["barrier"].reshape(shape + (r,)),
         ends=_plane_coords(ens.params, origin, basis).reshape(shape + (2,)),
-        fractions=counts / labels.size)
+        fractions=label_fractions(lab["labels"], r), reference_barriers=np.asarray(ref_bars), tol=float(tol))

@@ -8,6 +8,8 @@ display is needed); :func:`save_figure` writes it atomically as PNG, PDF or SVG,
 
 from __future__ import annotations
 
+import contextlib as _contextlib
+import contextvars as _contextvars
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,9 @@ from matplotlib.figure import Figure
 
 __all__ = [
     "style",
+    "using",
+    "scale",
+    "STYLES",
     "save_figure",
     "save_animation",
     "FIGURE_FORMATS",
@@ -36,6 +41,7 @@ __all__ = [
     "basin_map",
     "race_figure",
     "race_animation",
+    "descent_paths",
 ]
 
 #: Single-column figure width in inches (most journals: 3.25–3.5 in).
@@ -55,12 +61,65 @@ _RC = {
     "savefig.dpi": 200,
     "savefig.bbox": "tight",
     "figure.constrained_layout.use": True,
+    # fonts a journal accepts: TrueType (Type 42) in PDF and PostScript, never Type 3 (IEEE and
+    # ACM reject Type 3); SVG text kept as text, editable in Inkscape or Illustrator
+    "pdf.fonttype": 42,
+    "ps.fonttype": 42,
+    "svg.fonttype": "none",
 }
+
+#: The figure styles: ``paper`` (a 3.4-inch journal column, 7-8 pt type) and ``slides``
+#: (16:9-friendly sizes about twice as large, with type that reads from the back of a lecture
+#: hall: 16-20 pt at the projected size, thicker lines).  ``scale`` multiplies every figure size.
+STYLES = {
+    "paper": {"scale": 1.0, "rc": _RC},
+    "slides": {"scale": 1.9, "rc": {
+        **_RC,
+        "font.size": 17, "axes.titlesize": 18, "axes.labelsize": 17, "xtick.labelsize": 15, "ytick.labelsize": 15,
+        "legend.fontsize": 14, "legend.title_fontsize": 14, "figure.titlesize": 19,
+        "lines.linewidth": 2.2, "lines.markersize": 9, "axes.linewidth": 1.3,
+        "xtick.major.width": 1.2, "ytick.major.width": 1.2, "xtick.major.size": 6, "ytick.major.size": 6,
+        "savefig.dpi": 150,
+    }},
+}
+
+_STYLE = _contextvars.ContextVar("landscape_figure_style", default="paper")
+
+
+@_contextlib.contextmanager
+def using(name: str):
+    """Draw the figures made inside the ``with`` block in style ``name`` (``paper`` or ``slides``).
+
+    The choice is scoped like :func:`matplotlib.rc_context` (a context variable, restored on
+    exit); figures keep the style they were made with when saved later.
+
+    Raises:
+      ConfigError: an unknown style.
+    """
+    from .errors import ConfigError
+
+    if name not in STYLES:
+        raise ConfigError(f"unknown figure style {name!r}; choose {', '.join(STYLES)}")
+    token = _STYLE.set(name)
+    try:
+        yield
+    finally:
+        _STYLE.reset(token)
+
+
+def scale() -> float:
+    """How much the current style (:func:`using`) enlarges every figure (``paper``: 1)."""
+    return float(STYLES[_STYLE.get()]["scale"])
+
+
+def _rc() -> dict:
+    return STYLES[_STYLE.get()]["rc"]
 
 
 def style() -> dict:
-    """The rc settings every figure here is drawn with (small, readable at column width)."""
-    return dict(_RC)
+    """The rc settings figures are drawn with in the current style (:func:`using`; ``paper`` by
+    default: small, readable at column width, TrueType fonts in PDF, editable SVG text)."""
+    return dict(_rc())
 
 
 FIGURE_FORMATS = ("png", "pdf", "svg")
@@ -86,7 +145,7 @@ def save_figure(fig: Figure, path) -> Path:
     if fmt not in FIGURE_FORMATS:
         raise ConfigError(f"figure format must be one of {', '.join(FIGURE_FORMATS)}, got {path.suffix!r}")
     buf = _io.BytesIO()
-    with matplotlib.rc_context(style()):
+    with matplotlib.rc_context(STYLES[getattr(fig, "_landscape_style", _STYLE.get())]["rc"]):
         fig.savefig(buf, format=fmt)
     with files.storage_errors(path.parent, "create"):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -94,10 +153,10 @@ def save_figure(fig: Figure, path) -> Path:
     return path
 
 
-def save_animation(anim, path, *, fps: int = 12) -> Path:
+def save_animation(anim, path, *, fps: int = 12, dpi: int = 110) -> Path:
     """Write a matplotlib animation atomically: MP4 through ffmpeg when ``path`` ends in
     ``.mp4`` and ffmpeg is installed, otherwise a GIF through Pillow (``.mp4`` then becomes
-    ``.gif``).  Returns the path written."""
+    ``.gif``); ``dpi`` sets the resolution (pixels = figure inches × dpi).  Returns the path written."""
     import tempfile
 
     import matplotlib
@@ -120,16 +179,35 @@ def save_animation(anim, path, *, fps: int = 12) -> Path:
     with tempfile.TemporaryDirectory(prefix="landscape-animation-") as staging:
         tmp = Path(staging) / f"animation{suffix}"
         with matplotlib.rc_context({**style(), "savefig.bbox": None}):
-            anim.save(tmp, writer=writer, dpi=110)
+            anim.save(tmp, writer=writer, dpi=dpi)
         files.atomic_write_bytes(path, tmp.read_bytes())
     return path
 
 
+def _log_axis(ax, axis: str, values) -> None:
+    """A log scale on ``axis`` (``"x"`` or ``"y"``) with labelled ticks even when the positive
+    ``values`` span less than a decade (where matplotlib's log locator labels no tick at all)."""
+    from matplotlib import ticker
+
+    v = np.asarray(values, float).ravel()
+    v = v[np.isfinite(v) & (v > 0)]
+    getattr(ax, f"set_{axis}scale")("log")
+    if v.size and v.max() / v.min() < 10:
+        a = getattr(ax, f"{axis}axis")
+        a.set_major_locator(ticker.MaxNLocator(nbins=4))
+        a.set_major_formatter(ticker.FuncFormatter(lambda t, _: f"{t:.3g}"))
+        a.set_minor_locator(ticker.NullLocator())
+
+
 def _figure(width: float, height: float) -> Figure:
+    """A new figure of the current style: ``width`` × ``height`` inches at the paper style,
+    scaled by the style's ``scale``; it remembers its style for :func:`save_figure`."""
     import matplotlib
 
-    with matplotlib.rc_context(_RC):
-        fig = Figure(figsize=(width, height), layout="constrained")
+    k = STYLES[_STYLE.get()]["scale"]
+    with matplotlib.rc_context(_rc()):
+        fig = Figure(figsize=(width * k, height * k), layout="constrained")
+    fig._landscape_style = _STYLE.get()
     return fig
 
 
@@ -165,7 +243,7 @@ def training_curves(
     panels = 2 if test_accuracy is not None else 1
     # one colour per learning rate, never red (diverged members are drawn in red)
     palette = ["tab:blue", "tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray"]
-    with matplotlib.rc_context(_RC):
+    with matplotlib.rc_context(_rc()):
         fig = _figure(COLUMN_WIDTH * panels if panels == 2 else COLUMN_WIDTH, 2.5)
         axes = fig.subplots(1, panels, squeeze=False)[0]
         alpha = float(np.clip(6.0 / max(m, 1), 0.05, 0.6))
@@ -192,7 +270,7 @@ def training_curves(
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="upper right", frameon=False)
         if log_scale and np.all(train_loss[np.isfinite(train_loss)] > 0):
-            ax.set_yscale("log")
+            _log_axis(ax, "y", train_loss)
         ax.set_ylabel(f"train {loss_name}")
         notes = [f"{int(bad.sum())} diverged" if bad.any() else "", f"{int(stalled.sum())} did not learn"
                  if stalled.any() else ""]
@@ -205,25 +283,39 @@ def training_curves(
 
 
 def final_cost_histogram(
-    final_loss: np.ndarray, *, diverged: np.ndarray | None = None, loss_name: str = "loss", bins: int = 30
+    final_loss: np.ndarray, *, diverged: np.ndarray | None = None, loss_name: str = "loss", bins: int = 30,
+    strip_below: int = 25,
 ) -> Figure:
-    """Histogram of the final training cost over members (log-spaced bins), diverged ones excluded."""
+    """The final training cost over members, diverged ones excluded: fewer than ``strip_below``
+    values as a strip plot (every member one dot: no bins to hide 8 values in); more as a
+    histogram (log-spaced bins over a decade or more) with a rug of the individual values."""
     import matplotlib
 
     v = np.asarray(final_loss, float)
     bad = np.zeros(v.shape, bool) if diverged is None else np.asarray(diverged, bool)
     ok = v[~bad & np.isfinite(v)]
-    with matplotlib.rc_context(_RC):
-        fig = _figure(COLUMN_WIDTH, 2.3)
+    wide = bool(ok.size and np.all(ok > 0) and ok.max() / ok.min() > 10)
+    with matplotlib.rc_context(_rc()):
+        fig = _figure(COLUMN_WIDTH, 2.3 if ok.size >= strip_below else 1.5)
         ax = fig.subplots()
-        if ok.size and np.all(ok > 0) and ok.max() / ok.min() > 10:
-            edges = np.geomspace(ok.min(), ok.max(), bins + 1)
-            ax.set_xscale("log")
+        if ok.size < strip_below:
+            jitter = np.random.default_rng(0).uniform(-0.25, 0.25, ok.size)  # fixed: the same figure every time
+            ax.scatter(ok, jitter, s=16, color="tab:blue", edgecolor="white", lw=0.4, alpha=0.8, zorder=3)
+            if ok.size:
+                ax.axvline(np.median(ok), color="black", lw=0.8, ls="--", label=f"median {np.median(ok):.3g}")
+                ax.legend(frameon=False, loc="upper right")
+            ax.set_ylim(-0.6, 0.6)
+            ax.set_yticks([])
+            ax.spines["left"].set_visible(False)
         else:
-            edges = bins
-        ax.hist(ok, bins=edges, color="tab:blue", edgecolor="white", lw=0.4)
+            edges = np.geomspace(ok.min(), ok.max(), bins + 1) if wide else bins
+            ax.hist(ok, bins=edges, color="tab:blue", edgecolor="white", lw=0.4)
+            ax.plot(ok, np.zeros_like(ok), "|", color="0.25", ms=6, mew=0.5, alpha=0.6,
+                    transform=ax.get_xaxis_transform(), clip_on=False)
+            ax.set_ylabel("number of seeds")
+        if wide:
+            ax.set_xscale("log")
         ax.set_xlabel(f"final train {loss_name}")
-        ax.set_ylabel("number of seeds")
         note = f" ({bad.sum()} diverged, excluded)" if bad.any() else ""
         ax.set_title(f"{ok.size} seeds{note}")
     return fig
@@ -264,7 +356,7 @@ def curve(
 
     loss, acc = _split_metrics(values)
     panels = [p for p in (loss, acc) if p]
-    with matplotlib.rc_context(_RC):
+    with matplotlib.rc_context(_rc()):
         fig = _figure(COLUMN_WIDTH * len(panels) if len(panels) > 1 else COLUMN_WIDTH, 2.4)
         axes = fig.subplots(1, len(panels), squeeze=False)[0]
         colors = {"train": "tab:blue", "test": "tab:orange"}
@@ -285,7 +377,7 @@ def curve(
                 finite = np.concatenate([np.asarray(v, float).ravel() for v in group.values()])
                 finite = finite[np.isfinite(finite)]
                 if finite.size and finite.min() > 0:
-                    ax.set_yscale("log")
+                    _log_axis(ax, "y", finite)
             if is_acc:
                 ax.set_ylim(-0.02, 1.02)
             for label, pos in (marks or {}).items():
@@ -332,13 +424,17 @@ def landscape_2d(
     path_labels: list[str] | None = None,
     ax=None,
     colorbar: bool = True,
+    legend: bool = True,
 ) -> Figure:
     """A 2-D slice ``z[i, j]`` at ``(a[i], b[j])`` as contour lines, filled contours, heat map or 3-D surface.
 
     Levels are log-spaced (when the values are positive and ``log_levels``) from the minimum
     up to ``clip`` (default: the 95th percentile), so the basin's structure is visible; larger
     and non-finite values (overflowed losses) are drawn in the top colour.  ``points (m, 2)``
-    are marked and labelled (e.g. solutions); ``paths`` are ``(K, 2)`` polylines (trajectories).
+    are marked and labelled (e.g. solutions); ``paths`` are ``(K, 2)`` polylines (trajectories),
+    one colour each, their starts circled; a cross marks the lowest grid point.  The colour
+    bar is as tall as the axes and states the clip value; ``legend`` explains stars, circles,
+    crosses and paths under the axes.
     """
     import matplotlib
     from matplotlib import colors as mcolors
@@ -349,7 +445,7 @@ def landscape_2d(
     levels, top, use_log = _levels(z, log=log_levels, clip=clip)
     zc = np.where(np.isfinite(z), np.minimum(z, top), top)  # clipped for drawing
     norm = mcolors.LogNorm(levels[0], levels[-1]) if use_log else mcolors.Normalize(levels[0], levels[-1])
-    with matplotlib.rc_context(_RC):
+    with matplotlib.rc_context(_rc()):
         if ax is None:
             fig = _figure(COLUMN_WIDTH, COLUMN_WIDTH * (0.95 if kind == "surface" else 0.86))
             ax = fig.add_subplot(projection="3d" if kind == "surface" else None)
@@ -378,11 +474,20 @@ def landscape_2d(
             if _similar_ranges(a, b):
                 ax.set_aspect("equal", adjustable="datalim")
             ax.set_box_aspect(1)
-            for i, path in enumerate(paths or []):
+            from matplotlib.lines import Line2D
+
+            handles = []
+            path_colours = matplotlib.colormaps["tab10"](np.arange(len(paths or [])) % 10)
+            for i, path in enumerate(paths or []):  # one colour per seed's path
                 path = np.asarray(path)
-                lab = path_labels[i] if path_labels and i < len(path_labels) else None
-                ax.plot(path[:, 0], path[:, 1], "-", color="tab:red", lw=0.9, marker=".", ms=2.5, label=lab)
-                ax.plot(path[0, 0], path[0, 1], "o", mfc="white", mec="tab:red", ms=3.5)
+                lab = path_labels[i] if path_labels and i < len(path_labels) else f"path {i}"
+                ax.plot(path[:, 0], path[:, 1], "-", color=path_colours[i], lw=0.9, marker=".", ms=2.5,
+                        path_effects=_outline(1.6, "white"))
+                ax.plot(path[0, 0], path[0, 1], "o", mfc="white", mec=path_colours[i], ms=3.5, zorder=6)
+                handles.append(Line2D([], [], color=path_colours[i], lw=0.9, marker=".", ms=2.5, label=lab))
+            if paths:
+                handles.append(Line2D([], [], ls="none", marker="o", mfc="white", mec="0.3", ms=3.5,
+                                      label="start of a path"))
             if points is not None:
                 pts = np.asarray(points)
                 ax.plot(pts[:, 0], pts[:, 1], "*", color="white", mec="black", mew=0.6, ms=9, zorder=5)
@@ -391,17 +496,29 @@ def landscape_2d(
                     ax.annotate(lab, (px, py), xytext=(4, 4), textcoords="offset points", fontsize=7,
                                 color="white", fontweight="bold", zorder=6,
                                 path_effects=_outline())
-            if path_labels and points is None:
-                ax.legend(frameon=False, loc="upper right", fontsize=6)
+                handles.append(Line2D([], [], ls="none", marker="*", mfc="white", mec="black", mew=0.6, ms=8,
+                                      label="trained minimum"))
+            if np.isfinite(z).any():  # the lowest grid point: where the slice's own minimum lies
+                i0, j0 = np.unravel_index(np.nanargmin(np.where(np.isfinite(z), z, np.nan)), z.shape)
+                ax.plot(a[i0], b[j0], "+", color="white", ms=7, mew=1.4, zorder=6,
+                        path_effects=_outline(2.2))
+                handles.append(Line2D([], [], ls="none", marker="+", color="black", ms=6, mew=1.2,
+                                      label=f"lowest grid point ({z[i0, j0]:.3g})"))
+            if handles and legend:
+                fig.legend(handles=handles, loc="outside lower center", ncol=min(3, len(handles)), frameon=False,
+                           fontsize=6)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         if title:
             ax.set_title(title)
         if colorbar:
-            cb = fig.colorbar(mappable, ax=ax, shrink=0.75 if kind == "surface" else 0.9, pad=0.03, aspect=25)
+            if kind == "surface":
+                cb = fig.colorbar(mappable, ax=ax, shrink=0.75, pad=0.03, aspect=25)
+            else:  # exactly as tall as the axes it belongs to
+                cb = fig.colorbar(mappable, cax=ax.inset_axes([1.04, 0.0, 0.045, 1.0]))
             _colorbar_ticks(cb, levels, use_log)
             clipped = bool(np.any(~np.isfinite(z)) or np.any(z[np.isfinite(z)] > top))
-            cb.set_label(zlabel + (" (log scale)" if use_log else "") + (", clipped above" if clipped else ""))
+            cb.set_label(zlabel + (" (log scale)" if use_log else "") + (f", clipped above {top:.3g}" if clipped else ""))
     return fig
 
 
@@ -418,10 +535,10 @@ def _colorbar_ticks(cb, levels: np.ndarray, use_log: bool, n: int = 5) -> None:
     cb.ax.yaxis.set_minor_locator(ticker.NullLocator())
 
 
-def _outline():
+def _outline(width: float = 1.5, colour: str = "black"):
     from matplotlib import patheffects
 
-    return [patheffects.withStroke(linewidth=1.5, foreground="black")]
+    return [patheffects.withStroke(linewidth=width, foreground=colour)]
 
 
 def _similar_ranges(a: np.ndarray, b: np.ndarray) -> bool:
@@ -443,10 +560,12 @@ def small_multiples(
     xlabel: str | None = None,
     ylabel: str | None = None,
     title_size: float = 6,
+    title: str | None = None,
 ) -> Figure:
     """One small panel per seed (``zs (S, n0, n1)``) with shared colour levels and one colour bar.
 
-    ``xlabel`` / ``ylabel`` label the bottom row and the left column."""
+    ``xlabel`` / ``ylabel`` label the bottom row and the left column; ``title`` is shared by
+    all panels; the colour bar states the clip value when values were clipped."""
     import matplotlib
     from matplotlib import colors as mcolors
     from matplotlib import ticker
@@ -459,7 +578,7 @@ def small_multiples(
     rows = int(np.ceil(s / cols))
     levels, top, use_log = _levels(zs, log=log_levels, clip=clip)
     norm = mcolors.LogNorm(levels[0], levels[-1]) if use_log else mcolors.Normalize(levels[0], levels[-1])
-    with matplotlib.rc_context(_RC):
+    with matplotlib.rc_context(_rc()):
         fig = _figure(PAGE_WIDTH, PAGE_WIDTH * rows / cols * 0.95 + 0.3)
         axes = fig.subplots(rows, cols, squeeze=False, sharex=True, sharey=True)
         A, B = np.meshgrid(a, b, indexing="ij")
@@ -486,7 +605,10 @@ def small_multiples(
             ax.yaxis.set_major_locator(ticker.MaxNLocator(3))
         cb = fig.colorbar(mappable, ax=axes, shrink=0.6, pad=0.01)
         _colorbar_ticks(cb, levels, use_log)
-        cb.set_label(zlabel + (" (log scale)" if use_log else ""))
+        clipped = bool(np.any(~np.isfinite(zs)) or np.any(zs[np.isfinite(zs)] > top))
+        cb.set_label(zlabel + (" (log scale)" if use_log else "") + (f", clipped above {top:.3g}" if clipped else ""))
+        if title:
+            fig.suptitle(title)
     return fig
 
 
@@ -506,6 +628,13 @@ def from_result(arrays: dict[str, np.ndarray], meta: dict, *, kind: str | None =
                                  arrays["loss"], meta["entrants"], points=arrays.get("points"),
                                  point_labels=meta.get("point_labels"), diverged=arrays.get("diverged"),
                                  xlabel=labels[0], ylabel=labels[1], title=meta.get("title")), meta)
+    if meta.get("kind") == "descent":
+        if kind is not None or metric is not None or clip is not None or log is not None:
+            raise ValueError("an in-plane descent is drawn as its paths only (no --kind, --metric, --clip or --log)")
+        labels = meta.get("axis_labels", ["u", "v"])
+        return _warn(descent_paths(arrays["axis_0"], arrays["axis_1"], arrays["cost"], arrays["paths"],
+                                   arrays["basin"], points=arrays.get("points"), point_labels=meta.get("point_labels"),
+                                   xlabel=labels[0], ylabel=labels[1], title=meta.get("title")), meta)
     if meta.get("kind") == "basins":
         if kind is not None or metric is not None or clip is not None or log is not None:
             raise ValueError("a basins result is drawn as its map only (no --kind, --metric, --clip or --log)")
@@ -516,7 +645,11 @@ def from_result(arrays: dict[str, np.ndarray], meta: dict, *, kind: str | None =
                                note=_basins_note(meta)), meta)
     values = {k[6:]: v for k, v in arrays.items() if k.startswith("value/")}
     if not values:
-        raise ValueError("the result holds no values")
+        if not meta.get("kind") or meta.get("kind") in ("plane", "line", "interpolation", "three_point", "trajectory"):
+            raise ValueError("the result holds no values")
+        raise ValueError(f"`plot` draws surfaces, lines, interpolations, planes, trajectories, basin maps, races and "
+                         f"in-plane descents; a {meta['kind']} result has its own figures (written by its command: "
+                         "rerun it without --no-plot)")
     axes = [arrays[f"axis_{i}"] for i in range(sum(1 for k in arrays if k.startswith("axis_")))]
     rkind = meta.get("kind", "plane")
     title = meta.get("title")
@@ -544,9 +677,13 @@ def from_result(arrays: dict[str, np.ndarray], meta: dict, *, kind: str | None =
         clip = np.inf  # higher is better: show the whole range
     xlabel, ylabel = meta.get("axis_labels", [r"$\alpha$", r"$\beta$"])
     if z.ndim == 3:
+        if kind == "surface":
+            raise ValueError(f"a result of {z.shape[0]} members is drawn as small multiples (filled, contour or "
+                             "heatmap); for a rotatable 3-D view of one member use `landscape export RESULT "
+                             "--format html --member I`")
         titles = meta.get("labels") or [f"member {i}" for i in range(z.shape[0])]
-        return _warn(small_multiples(axes[0], axes[1], z, titles=titles, kind="filled" if kind == "surface" else kind,
-                                     log_levels=log_levels, clip=clip, zlabel=_label(metric)), meta)
+        return _warn(small_multiples(axes[0], axes[1], z, titles=titles, kind=kind, log_levels=log_levels, clip=clip,
+                                     zlabel=_label(metric), xlabel=xlabel, ylabel=ylabel, title=title), meta)
     points = arrays.get("extra/points")
     paths = [arrays[k] for k in sorted(arrays) if k.startswith("extra/path")]
     return _warn(landscape_2d(axes[0], axes[1], z, kind=kind, log_levels=log_levels, clip=clip, xlabel=xlabel,
@@ -558,7 +695,7 @@ def from_result(arrays: dict[str, np.ndarray], meta: dict, *, kind: str | None =
 def _basins_note(meta: dict) -> str:
     opt = meta.get("optimizer") or {}
     return (f"each start trained {meta.get('steps')} steps ({opt.get('name', '?')}, lr {opt.get('learning_rate', '?'):g});\n"
-            f"in a basin: barrier to its minimum < {meta.get('tol'):g}"
+            f"in a basin: barrier to that minimum, and no other, < {meta.get('tol'):.3g}"
             + (" after weight matching" if meta.get("aligned") else ""))
 
 
@@ -582,8 +719,14 @@ def matrix(
     title: str | None = None,
     cbar_label: str = "barrier",
     log: bool = False,
+    axis_label: str = "seed",
 ) -> Figure:
-    """A pairwise matrix as a heat map, rows and columns ordered by ``groups`` (basins) with boundaries drawn."""
+    """A pairwise matrix ``(M, M)`` as a heat map, rows and columns ordered by ``groups``
+    (the basins *of this matrix*: pass the labels computed from it) with their boundaries drawn.
+
+    The diagonal (a member against itself) is drawn grey and left out of the colour range, so
+    the off-diagonal values use the whole scale; both axes are labelled (``axis_label``) at any
+    member count, with tick labels when ``labels`` are given for at most 24 members."""
     import matplotlib
     from matplotlib import colors as mcolors
 
@@ -591,15 +734,18 @@ def matrix(
     n = mat.shape[0]
     order = np.arange(n) if groups is None else np.lexsort((np.arange(n), np.asarray(groups)))
     m = mat[np.ix_(order, order)]
-    finite = m[np.isfinite(m)]
-    with matplotlib.rc_context(_RC):
+    off = ~np.eye(n, dtype=bool)
+    finite = m[off & np.isfinite(m)]  # the zero diagonal does not set the colour range
+    with matplotlib.rc_context(_rc()):
         fig = _figure(COLUMN_WIDTH, COLUMN_WIDTH * 0.86)
         ax = fig.subplots()
         positive = finite[finite > 0]
         norm = (mcolors.LogNorm(max(positive.min(), 1e-12), positive.max()) if log and positive.size
                 else mcolors.Normalize(finite.min() if finite.size else 0, finite.max() if finite.size else 1))
-        shown = np.where(m > 0, m, np.nan) if log else m
-        im = ax.imshow(shown, cmap="magma", norm=norm, interpolation="nearest")
+        shown = np.where(m > 0, m, np.nan) if log else m.copy()
+        shown[~off] = np.nan  # a member against itself: drawn as a neutral cell
+        cmap = matplotlib.colormaps["magma"].with_extremes(bad="0.85")
+        im = ax.imshow(shown, cmap=cmap, norm=norm, interpolation="nearest")
         if groups is not None:
             g = np.asarray(groups)[order]
             multi = np.bincount(g) > 1
@@ -612,13 +758,13 @@ def matrix(
             ticks = [labels[i] for i in order]
             ax.set_xticks(range(n), ticks, rotation=90, fontsize=5)
             ax.set_yticks(range(n), ticks, fontsize=5)
-        else:
-            ax.set_xlabel("member (ordered by basin)" if groups is not None else "member")
-            ax.set_ylabel("member (ordered by basin)" if groups is not None else "member")
+        name = axis_label or "member"
+        ax.set_xlabel(f"{name} (ordered by basin)" if groups is not None else name)
+        ax.set_ylabel(f"{name} (ordered by basin)" if groups is not None else name)
         if title:
             ax.set_title(title)
-        cb = fig.colorbar(im, ax=ax, shrink=0.9, pad=0.03)
-        cb.set_label(cbar_label)
+        cb = fig.colorbar(im, cax=ax.inset_axes([1.04, 0.0, 0.045, 1.0]))
+        cb.set_label(cbar_label + " (diagonal: grey)")
     return fig
 
 
@@ -644,18 +790,18 @@ def scatter(
     import matplotlib
 
     x, y = np.asarray(x, float), np.asarray(y, float)
-    with matplotlib.rc_context(_RC):
+    with matplotlib.rc_context(_rc()):
         fig = _figure(COLUMN_WIDTH, 2.5)
         ax = fig.subplots()
         if groups is None:
-            ax.scatter(x, y, s=10, color="tab:blue", edgecolor="white", lw=0.3)
+            ax.scatter(x, y, s=10, color="tab:blue", edgecolor="white", lw=0.3, alpha=0.7)
         elif group_names is not None:
             g = np.asarray(groups)
             cmap = matplotlib.colormaps["tab10"]
             for k, name in enumerate(group_names):
                 sel = g == k
                 if sel.any():
-                    ax.scatter(x[sel], y[sel], s=10, color=cmap(k % 10), edgecolor="white", lw=0.3,
+                    ax.scatter(x[sel], y[sel], s=10, color=cmap(k % 10), edgecolor="white", lw=0.3, alpha=0.7,
                                label=f"{name} ({int(sel.sum())})")
             ax.legend(frameon=False, fontsize=6, loc="best")
         else:
@@ -664,18 +810,22 @@ def scatter(
             sizes = np.bincount(g)
             alone = sizes[g] == 1
             if alone.any():  # seeds alone in their basin: one grey entry, not one colour each
-                ax.scatter(x[alone], y[alone], s=10, color="0.6", edgecolor="white", lw=0.3,
+                ax.scatter(x[alone], y[alone], s=10, color="0.6", edgecolor="white", lw=0.3, alpha=0.7,
                            label=f"alone in its basin ({int(alone.sum())})")
             for i, k in enumerate(k for k in np.unique(g) if sizes[k] > 1):
                 sel = g == k
-                ax.scatter(x[sel], y[sel], s=10, color=cmap(i % 10), edgecolor="white", lw=0.3,
+                ax.scatter(x[sel], y[sel], s=10, color=cmap(i % 10), edgecolor="white", lw=0.3, alpha=0.7,
                            label=f"basin {k} ({int(sel.sum())})" if i < 8 else None)
             ax.legend(frameon=False, fontsize=6, loc="best")
-        if diagonal:
+        if diagonal:  # across the whole axes, whatever the data's range
             both = np.concatenate([x[np.isfinite(x)], y[np.isfinite(y)]])
             if both.size:
                 lo, hi = both.min(), both.max()
-                ax.plot([lo, hi], [lo, hi], color="0.5", lw=0.7, ls="--", label="y = x")
+                pad = 0.05 * (hi - lo or 1.0)
+                ax.set_xlim(lo - pad, hi + pad)
+                ax.set_ylim(lo - pad, hi + pad)
+                ax.set_aspect("equal", adjustable="box")
+                ax.axline((lo, lo), slope=1, color="0.5", lw=0.7, ls="--", label="y = x", zorder=0)
         fin = x[np.isfinite(x)]
         if log_x and fin.size and np.all(fin > 0) and fin.max() / fin.min() > 10:  # a decade at least:
             ax.set_xscale("log")  # a narrower range on a log axis gets only crowded minor-tick labels
@@ -696,7 +846,7 @@ def spectral_density(grid: np.ndarray, density: np.ndarray, *, title: str | None
     import matplotlib
 
     d = np.atleast_2d(np.asarray(density, float))
-    with matplotlib.rc_context(_RC):
+    with matplotlib.rc_context(_rc()):
         fig = _figure(COLUMN_WIDTH, 2.3)
         ax = fig.subplots()
         alpha = float(np.clip(4.0 / d.shape[0], 0.05, 1.0))
@@ -776,7 +926,7 @@ def curvature_map(
     import matplotlib
 
     ratio = np.asarray(maps["ratio"], float)
-    with matplotlib.rc_context(_RC):
+    with matplotlib.rc_context(_rc()):
         if len(axes) == 1:
             fig = _figure(COLUMN_WIDTH, 2.8)
             ax = fig.subplots()
@@ -827,7 +977,8 @@ def curvature_map(
             fig = _figure(PAGE_WIDTH, 2.9)
             left, right = fig.subplots(1, 2)
             if loss is not None:
-                landscape_2d(loss_axes[0], loss_axes[1], loss, kind="filled", ax=left, xlabel=xlabel, ylabel=ylabel)
+                landscape_2d(loss_axes[0], loss_axes[1], loss, kind="filled", ax=left, xlabel=xlabel, ylabel=ylabel,
+                             legend=False)
                 A, B = np.meshgrid(axes[0], axes[1], indexing="ij")
                 if np.nanmin(ratio) < threshold < np.nanmax(ratio):
                     left.contour(A, B, ratio, levels=[threshold], colors="tab:red", linewidths=1.0)
@@ -863,7 +1014,7 @@ def minibatch_spread(full: dict[str, np.ndarray], batches: dict[str, np.ndarray]
     first = np.asarray(full[names[0]], float)
     order = np.argsort(first)
     m = first.size
-    with matplotlib.rc_context(_RC):
+    with matplotlib.rc_context(_rc()):
         fig = _figure(COLUMN_WIDTH if m <= 24 else PAGE_WIDTH, 1.9 * len(names) + 0.3)
         axes = np.atleast_1d(fig.subplots(len(names), 1, sharex=True))
         x = np.arange(m)
@@ -915,7 +1066,7 @@ def sweep(
     import matplotlib
 
     x = np.asarray(x, float)
-    with matplotlib.rc_context(_RC):
+    with matplotlib.rc_context(_rc()):
         fig = _figure(COLUMN_WIDTH * len(panels) if len(panels) > 1 else COLUMN_WIDTH, 2.4)
         axes = fig.subplots(1, len(panels), squeeze=False)[0]
         for ax, panel in zip(axes, panels):
@@ -974,13 +1125,16 @@ def descent_animation(
     ylabel: str = "distance along $v$",
     width: float | None = None,
     linewidth: float = 0.9,
+    size: tuple[float, float] | None = None,
+    dot_size: float = 14,
 ):
     """An animation of many starts descending on a 2-D slice: ``paths (S, T, 2)`` over ``z (n0, n1)``.
 
     The slice is drawn once (filled contours, log levels, as :func:`landscape_2d`); every
     frame moves one dot per start along its path and keeps a short fading tail.  ``colors``:
     one colour per path (default: tab10 in turn); ``legend``: ``{label: colour}`` drawn under
-    the axes; ``width``: figure width in inches; ``tail=0`` draws each whole path so far.
+    the axes (at its right with ``size``); ``width``: figure width in inches, or ``size``:
+    ``(width, height)`` (a 16:9 frame for projection); ``tail=0`` draws each whole path so far.
     Returns a :class:`matplotlib.animation.FuncAnimation` (save it with :func:`save_animation`).
     """
     import matplotlib
@@ -990,12 +1144,12 @@ def descent_animation(
     if paths.ndim != 3 or paths.shape[-1] != 2:
         raise ValueError(f"paths must have shape (starts, frames, 2), got {paths.shape}")
     num_frames = paths.shape[1]
-    with matplotlib.rc_context(_RC):
+    with matplotlib.rc_context(_rc()):
         w = width or COLUMN_WIDTH * 1.25
-        fig = _figure(w, w * 0.88 + (0.35 if legend else 0.0))
+        fig = _figure(*size) if size is not None else _figure(w, w * 0.88 + (0.35 if legend else 0.0))
         ax = fig.add_subplot()
         landscape_2d(a, b, z, kind="filled", ax=ax, zlabel=zlabel, points=points, point_labels=point_labels,
-                     xlabel=xlabel, ylabel=ylabel, title=title)
+                     xlabel=xlabel, ylabel=ylabel, title=title, legend=False)
         ax.set_xlim(float(np.min(a)), float(np.max(a)))
         ax.set_ylim(float(np.min(b)), float(np.max(b)))
         if colors is None:
@@ -1005,9 +1159,10 @@ def descent_animation(
             from matplotlib.lines import Line2D
 
             fig.legend(handles=[Line2D([], [], color=c, lw=1.5, label=k) for k, c in legend.items()],
-                       loc="outside lower center", ncol=min(3, len(legend)), frameon=False, fontsize=6)
-        dots = ax.scatter(paths[:, 0, 0], paths[:, 0, 1], s=14, c=list(colors), edgecolors="white", linewidths=0.5,
-                          zorder=7)
+                       loc="outside right center" if size is not None else "outside lower center",
+                       ncol=1 if size is not None else min(3, len(legend)), frameon=False, fontsize=7)
+        dots = ax.scatter(paths[:, 0, 0], paths[:, 0, 1], s=dot_size, c=list(colors), edgecolors="white",
+                          linewidths=0.5, zorder=7)
         label = ax.text(0.02, 0.97, "", transform=ax.transAxes, va="top", ha="left", fontsize=7, color="white",
                         path_effects=_outline(), zorder=8)
 
@@ -1029,6 +1184,7 @@ def descent_animation(
 BASIN_COLOURS = ("#4477AA", "#EE6677", "#228833", "#CCBB44", "#66CCEE", "#AA3377")
 ELSEWHERE_COLOUR = "#DDDDDD"
 DIVERGED_COLOUR = "#222222"
+SHARED_COLOUR = "#999999"
 
 
 def basin_map(
@@ -1050,9 +1206,9 @@ def basin_map(
 
     Args:
       a, b: ``(G,)``, ``(H,)`` grid axes.  labels: ``(G, H)`` int (``i`` = minimum ``i``, −1
-        elsewhere, −2 diverged; :class:`landscape.minima.BasinMap`).
+        elsewhere, −2 diverged, −3 shared; :class:`landscape.minima.BasinMap`).
       start_loss: ``(G, H)`` cost at the starts.  points: ``(R, 2)`` the minima.
-      fractions: ``(R + 2,)`` share per label (minima, elsewhere, diverged).
+      fractions: ``(R + 3,)`` share per label (minima, shared, elsewhere, diverged).
       point_labels: names of the minima.  note: a line under the axes (e.g. the training).
 
     Returns:
@@ -1063,9 +1219,10 @@ def basin_map(
 
     labels = np.asarray(labels)
     r = np.asarray(points).shape[0]
-    colours = [DIVERGED_COLOUR, ELSEWHERE_COLOUR] + [BASIN_COLOURS[i % len(BASIN_COLOURS)] for i in range(r)]
+    colours = [SHARED_COLOUR, DIVERGED_COLOUR, ELSEWHERE_COLOUR] + [BASIN_COLOURS[i % len(BASIN_COLOURS)]
+                                                                    for i in range(r)]
     cmap = ListedColormap(colours)
-    norm = BoundaryNorm(np.arange(-2.5, r), cmap.N)
+    norm = BoundaryNorm(np.arange(-3.5, r), cmap.N)
     fig = _figure(COLUMN_WIDTH, COLUMN_WIDTH + 0.5)
     ax = fig.add_subplot(1, 1, 1)
     A, B = np.meshgrid(a, b, indexing="ij")
@@ -1084,13 +1241,16 @@ def basin_map(
         ax.set_aspect("equal", adjustable="datalim")
     ax.set_box_aspect(1)
     names = [(point_labels[i] if point_labels and i < len(point_labels) else f"minimum {i}") for i in range(r)]
-    handles = [Patch(facecolor=colours[i + 2], edgecolor="none", label=f"{names[i]}: {100 * fractions[i]:.0f} %")
+    handles = [Patch(facecolor=colours[i + 3], edgecolor="none", label=f"{names[i]}: {100 * fractions[i]:.0f} %")
                for i in range(r)]
+    if r > 1:
+        handles.append(Patch(facecolor=SHARED_COLOUR, edgecolor="none",
+                             label=f"several minima: {100 * fractions[r]:.0f} %"))
     handles.append(Patch(facecolor=ELSEWHERE_COLOUR, edgecolor="none",
-                         label=f"elsewhere: {100 * fractions[r]:.0f} %"))
-    if fractions[r + 1] > 0:
+                         label=f"elsewhere: {100 * fractions[r + 1]:.0f} %"))
+    if fractions[r + 2] > 0:
         handles.append(Patch(facecolor=DIVERGED_COLOUR, edgecolor="none",
-                             label=f"diverged: {100 * fractions[r + 1]:.0f} %"))
+                             label=f"diverged: {100 * fractions[r + 2]:.0f} %"))
     from matplotlib.lines import Line2D
 
     handles.append(Line2D([], [], color="black", lw=0.5, alpha=0.6,
@@ -1146,7 +1306,7 @@ def race_figure(
     fig = _figure(PAGE_WIDTH, 3.3)
     ax, ax2 = fig.subplots(1, 2, width_ratios=[1.15, 1])
     landscape_2d(a, b, cost, kind="filled", ax=ax, zlabel=loss_name, points=points, point_labels=point_labels,
-                 xlabel=xlabel, ylabel=ylabel, title=None, colorbar=True)
+                 xlabel=xlabel, ylabel=ylabel, title=None, colorbar=True, legend=False)
     ax.set_xlim(float(np.min(a)), float(np.max(a)))
     ax.set_ylim(float(np.min(b)), float(np.max(b)))
     dead = np.zeros((s, e), bool) if diverged is None else np.asarray(diverged, bool)
@@ -1163,8 +1323,8 @@ def race_figure(
         with np.errstate(all="ignore"):
             ax2.plot(steps, np.nanmedian(loss[:, j], axis=0), "-", color=colours[j], lw=1.6)
     finite = loss[np.isfinite(loss) & (loss > 0)]
-    if finite.size and finite.max() / finite.min() >= 10:
-        ax2.set_yscale("log")
+    if finite.size:
+        _log_axis(ax2, "y", finite)
     ax2.set_xlabel("step")
     ax2.set_ylabel(f"training {loss_name}")
     ax2.set_title("cost against steps (thick: median of the starts)", fontsize=7)
@@ -1191,3 +1351,51 @@ def race_animation(a, b, cost, paths, path_steps, entrants, *, points=None, poin
                              zlabel=loss_name, title=title or "optimizer race", colors=[colours[j] for i in range(s)
                                                                                          for j in range(e)],
                              legend=dict(zip(entrants, colours)), xlabel=xlabel, ylabel=ylabel, width=width)
+
+
+#: Colour of an in-plane path that ended at none of the minima.
+UNSETTLED_COLOUR = "#000000"
+
+
+def _basin_colours(basin: np.ndarray) -> list:
+    return [BASIN_COLOURS[k % len(BASIN_COLOURS)] if k >= 0 else UNSETTLED_COLOUR for k in np.asarray(basin)]
+
+
+def _basin_legend(basin: np.ndarray, names: list[str]) -> dict:
+    basin = np.asarray(basin)
+    out = {}
+    for k, name in enumerate(names):
+        n = int(np.sum(basin == k))
+        out[f"to {name}: {n}"] = BASIN_COLOURS[k % len(BASIN_COLOURS)]
+    if np.any(basin < 0):
+        out[f"to none yet: {int(np.sum(basin < 0))}"] = UNSETTLED_COLOUR
+    return out
+
+
+def descent_paths(a, b, z, paths, basin, *, points=None, point_labels=None, xlabel="distance along u",
+                  ylabel="distance along v", zlabel="loss", title=None) -> Figure:
+    """The still of an in-plane descent: every path ``(S, T, 2)`` on the plane's cost, coloured by
+    the minimum it ended at (``basin (S,)``, −1: none), starts circled, ends dotted.
+
+    Returns:
+      the figure (column width, the legend under the axes).
+    """
+    from matplotlib.lines import Line2D
+
+    paths = np.asarray(paths, float)
+    names = list(point_labels or [f"minimum {i}" for i in range(0 if points is None else len(points))])
+    colours = _basin_colours(basin)
+    fig = _figure(COLUMN_WIDTH, COLUMN_WIDTH * 1.05)
+    ax = fig.add_subplot()
+    landscape_2d(a, b, z, kind="filled", ax=ax, zlabel=zlabel, points=points, point_labels=point_labels,
+                 xlabel=xlabel, ylabel=ylabel, title=title, legend=False)
+    for path, c in zip(paths, colours):
+        ax.plot(path[:, 0], path[:, 1], "-", color=c, lw=0.6, alpha=0.9)
+        ax.plot(path[-1, 0], path[-1, 1], "o", color=c, ms=2.2, zorder=6)
+    ax.plot(paths[:, 0, 0], paths[:, 0, 1], "o", mfc="white", mec="black", mew=0.4, ms=2.6, zorder=7, ls="none")
+    ax.set_xlim(float(np.min(a)), float(np.max(a)))
+    ax.set_ylim(float(np.min(b)), float(np.max(b)))
+    handles = [Line2D([], [], color=c, lw=1.2, label=k) for k, c in _basin_legend(basin, names).items()]
+    handles.append(Line2D([], [], ls="none", marker="o", mfc="white", mec="black", ms=3.5, label="start"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=2, frameon=False, fontsize=6)
+    return fig

@@ -1,5 +1,8 @@
-"""Optimizer races: several optimizers (and step sizes, and minibatch noise) from the same starts,
-their paths drawn on one fixed plane.
+"""Paths on one fixed plane: optimizer races, and gradient descent inside the plane.
+
+Races: several optimizers (and step sizes, and minibatch noise) from the same starts, their
+paths drawn on one fixed plane.  In-plane descent (:func:`descend_in_plane`): gradient descent
+on the drawn surface itself — the lecture animation of ``landscape animate``.
 
 The plane is the one through three minima (or a random plane around one), fixed before the race
 (:func:`landscape.minima.plane_starts`); the starts are points of that plane, so every path
@@ -22,7 +25,7 @@ from .errors import ConfigError
 from .optim import OptimizerSpec
 from .permutation import PermutationSpec
 
-__all__ = ["Race", "entrant_label", "plane_points", "race"]
+__all__ = ["Race", "entrant_label", "fixed_plane", "plane_points", "race", "descend_in_plane", "basin_of_ends"]
 
 PyTree = Any
 
@@ -72,6 +75,25 @@ def plane_points(key: jax.Array, a: np.ndarray, b: np.ndarray, count: int, *, in
     pad = inset * (hi - lo)
     u = np.asarray(jax.random.uniform(key, (count, 2)), np.float64)
     return lo + pad + u * (hi - lo - 2 * pad)
+
+
+def fixed_plane(references: PyTree, *, grid: int = 41, margin: float = 0.25, span: float = 1.0,
+                key: jax.Array | None = None, spec: PermutationSpec | None = None):
+    """The plane of a race or an in-plane descent and its grid (see :func:`landscape.minima.plane_starts`).
+
+    Returns:
+      ``(origin, basis, a, b, points)``: the plane, its grid axes ``(G,)`` and the minima's
+      coordinates ``(R, 2)``.
+    """
+    references, origin, basis, a, b, points, _ = minima.plane_starts(references, grid=2, margin=margin, span=span,
+                                                                      key=key, spec=spec)
+    if not isinstance(grid, (int, np.integer)) or grid < 2:
+        raise ConfigError(f"grid must be an integer >= 2, got {grid!r}")
+    if tree.num_members(references) == 3:
+        a, b = surface._box(points, margin, grid)
+    else:
+        a = b = np.linspace(-span, span, grid)
+    return origin, basis, a, b, points
 
 
 def race(
@@ -130,12 +152,7 @@ def race(
     every = snapshot_every or max(1, steps // 50)
     model = models.as_model(model).for_data(data)
     k_plane, k_starts, k_train = jax.random.split(key, 3)
-    references, origin, basis, a, b, points, _ = minima.plane_starts(references, grid=2, margin=margin, span=span,
-                                                                      key=k_plane, spec=spec)
-    if tree.num_members(references) == 3:
-        a, b = surface._box(points, margin, grid)
-    else:
-        a = b = np.linspace(-span, span, grid)
+    origin, basis, a, b, points = fixed_plane(references, grid=grid, margin=margin, span=span, key=k_plane, spec=spec)
     xy = plane_points(k_starts, a, b, starts) if np.isscalar(starts) else np.asarray(starts, np.float64)
     if xy.ndim != 2 or xy.shape[1] != 2:
         raise ConfigError(f"starts must be a count or (S, 2) plane coordinates, got shape {xy.shape}")
@@ -169,3 +186,63 @@ def race(
                 loss=np.concatenate(losses, axis=1), path_steps=np.asarray(path_steps),
                 paths=np.concatenate(paths, axis=1), off_plane=np.concatenate(off, axis=1), labels=labels,
                 diverged=np.concatenate(diverged, axis=1))
+
+
+def descend_in_plane(loss: Callable, origin: PyTree, basis: Sequence[PyTree], starts: np.ndarray, *, lr: float,
+                     steps: int) -> np.ndarray:
+    """Gradient descent restricted to a plane: ``c ← c − lr ∇_c L(origin + c₀ u + c₁ v)``.
+
+    With an orthonormal basis (the plane through three minima) each step follows the
+    projection of the true gradient onto the plane, so the path moves on exactly the surface
+    a figure of the plane draws.  All starts run in one vmapped ``lax.scan``.
+
+    Args:
+      loss: ``params -> scalar`` (e.g. :func:`landscape.models.loss_fn` on the training set).
+      origin, basis: the plane (``basis``: two pytrees shaped like ``origin``).
+      starts: ``(S, 2)`` plane coordinates.  lr: step size.  steps: number of steps.
+
+    Returns:
+      paths ``(S, steps + 1, 2)``, the starts first.
+    """
+    import jax.numpy as jnp
+
+    if not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ConfigError(f"steps must be a positive integer, got {steps!r}")
+    if not (np.isfinite(lr) and lr > 0):
+        raise ConfigError(f"lr must be finite and positive, got {lr}")
+    u, v = basis
+
+    def loss_at(c):
+        return loss(jax.tree_util.tree_map(lambda o, uu, vv: o + c[0] * uu + c[1] * vv, origin, u, v))
+
+    grad = jax.grad(loss_at)
+
+    def descend(c0):
+        def step(c, _):
+            c = c - lr * grad(c)
+            return c, c
+
+        _, path = jax.lax.scan(step, c0, None, length=steps)
+        return jnp.concatenate([c0[None], path])
+
+    return np.asarray(jax.jit(jax.vmap(descend))(jnp.asarray(starts, jnp.float32)))
+
+
+def basin_of_ends(ends: np.ndarray, points: np.ndarray, *, radius: float | None = None) -> np.ndarray:
+    """The minimum each in-plane path ended at: the index of the nearest of ``points (R, 2)`` when
+    the end ``(S, 2)`` lies within ``radius`` of it (default: a quarter of the smallest distance
+    between the minima; with one minimum, a tenth of its distance to the farthest end), else −1.
+
+    Returns:
+      ``(S,)`` int.
+    """
+    ends, points = np.asarray(ends, float), np.asarray(points, float)
+    d = np.linalg.norm(ends[:, None] - points[None], axis=-1)  # (S, R)
+    if radius is None:
+        if points.shape[0] > 1:
+            pd = np.linalg.norm(points[:, None] - points[None], axis=-1)
+            radius = 0.25 * pd[~np.eye(points.shape[0], dtype=bool)].min()
+        else:
+            radius = 0.1 * max(float(d.max()), 1e-12)
+    nearest = np.argmin(d, axis=1)
+    return np.where(d[np.arange(len(ends)), nearest] <= radius, nearest, -1)

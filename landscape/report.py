@@ -27,6 +27,8 @@ __all__ = [
     "basin_lines",
     "race_lines",
     "race_figures",
+    "descent_lines",
+    "descent_figures",
 ]
 
 
@@ -66,17 +68,26 @@ def result_figure(arrays: dict, meta: dict, path: str | Path, **kw) -> Path:
 
 
 def basin_lines(arrays: dict, meta: dict) -> list[str]:
-    """Lines for a basins result: the share of starts per basin, their final cost, elsewhere, diverged."""
+    """Lines for a basins result: the minima's own barriers, the tolerance, and the share of starts
+    per basin (then shared, elsewhere, diverged) with their final cost."""
     labels, final = np.asarray(arrays["labels"]).ravel(), np.asarray(arrays["final_loss"]).ravel()
     names = list(meta.get("point_labels") or [])
     r = np.asarray(arrays["points"]).shape[0]
     out = [f"{labels.size} starts ({np.asarray(arrays['axis_0']).size}x{np.asarray(arrays['axis_1']).size}), "
-           f"{meta.get('steps')} steps each; basin = barrier to the minimum < {meta.get('tol'):g}"
-           + (" after weight matching" if meta.get("aligned") else "")]
-    rows = [(names[i] if i < len(names) else f"minimum {i}", i) for i in range(r)] + [("elsewhere", -1), ("diverged", -2)]
+           f"{meta.get('steps')} steps each"]
+    ref = np.asarray(arrays.get("reference_barriers", np.zeros((1, 1))))
+    if r > 1:
+        off = ref[~np.eye(r, dtype=bool)]
+        out.append(f"barriers between the minima{' (aligned)' if meta.get('aligned') else ''}: "
+                   f"{off.min():.4g} to {off.max():.4g}")
+    out.append(f"in a basin: barrier to that minimum below {meta.get('tol'):.4g}"
+               + ("" if meta.get("tol_given", True) or r == 1 else " (half the smallest barrier between the minima)")
+               + (", after weight matching" if meta.get("aligned") else ""))
+    rows = [(names[i] if i < len(names) else f"minimum {i}", i) for i in range(r)]
+    rows += [("shared", -3), ("elsewhere", -1), ("diverged", -2)]
     for name, lab in rows:
         mask = labels == lab
-        if lab == -2 and not mask.any():
+        if lab in (-2, -3) and not mask.any():
             continue
         cost = f", final cost median {np.median(final[mask]):.4g}" if mask.any() and lab != -2 else ""
         out.append(f"  {name:<14} {mask.sum():>6} starts ({100 * mask.mean():5.1f} %){cost}")
@@ -111,6 +122,46 @@ def race_figures(arrays: dict, meta: dict, stem: str | Path, fmt: str = "png", *
                                    title=meta.get("title"))
         paths.append(plot.save_animation(anim, stem.with_name(f"{stem.name}.gif")))
     return paths
+
+
+def descent_lines(arrays: dict, meta: dict) -> list[str]:
+    """Lines for an in-plane descent: how many paths ended at each minimum, and their final cost."""
+    basin, final = np.asarray(arrays["basin"]), np.asarray(arrays["final_loss"])
+    names = list(meta.get("point_labels") or [])
+    out = [f"{basin.size} starts, {meta.get('steps')} steps of in-plane gradient descent at lr {meta.get('lr'):g}; "
+           f"final cost {np.nanmin(final):.4g} to {np.nanmax(final):.4g}"]
+    for k in range(np.asarray(arrays["points"]).shape[0]):
+        n = int(np.sum(basin == k))
+        out.append(f"  ended at {names[k] if k < len(names) else f'minimum {k}'}: {n}")
+    if np.any(basin < 0):
+        out.append(f"  at none of the minima yet (further than a quarter of their spacing): {int(np.sum(basin < 0))}")
+    return out
+
+
+def descent_figures(arrays: dict, meta: dict, stem: str | Path, fmt: str = "png", *, movie: str = "gif",
+                    pixels: int = 1600, frames: int = 90, animation: bool = True) -> list[Path]:
+    """The in-plane descent's still (``STEM.FMT``) and animation (``STEM.gif`` or ``.mp4``, ``pixels``
+    wide, 16:9, paths coloured by the minimum they end at, ``frames`` log-spaced steps so the
+    fast start is not a blur)."""
+    from . import plot
+
+    stem = Path(stem)
+    out = [plot.save_figure(plot.from_result(arrays, meta), stem.with_name(f"{stem.name}.{fmt}"))]
+    if animation:
+        paths = np.asarray(arrays["paths"])
+        steps = paths.shape[1] - 1
+        pick = np.unique(np.round(np.geomspace(1, steps + 1, frames)).astype(int) - 1)
+        names = list(meta.get("point_labels") or [])
+        labels = meta.get("axis_labels", ["u", "v"])
+        width = 8.0
+        anim = plot.descent_animation(
+            arrays["axis_0"], arrays["axis_1"], arrays["cost"], paths[:, pick], steps=pick,
+            points=arrays.get("points"), point_labels=names, tail=0, title=meta.get("title"),
+            colors=plot._basin_colours(arrays["basin"]), legend=plot._basin_legend(arrays["basin"], names),
+            xlabel=labels[0], ylabel=labels[1], size=(width, width * 9 / 16), linewidth=0.6, dot_size=10)
+        dpi = pixels / (width * plot.scale())  # the frame is `pixels` wide whatever the style
+        out.append(plot.save_animation(anim, stem.with_name(f"{stem.name}.{movie}"), dpi=dpi))
+    return out
 
 
 #: The ratio ``|λ_min| / λ_max`` from which curvature maps call negative curvature large.
@@ -383,12 +434,13 @@ def write_report(run: str | Path, arrays: dict, meta: dict, *, name: str = "comp
         short = [lab.replace("seed ", "") for lab in labels]
         figs.append(plot.save_figure(plot.final_cost_histogram(arrays["final_train_loss"], loss_name=loss),
                                      fd / f"compare_final_costs.{fmt}"))
-        order_by = arrays["aligned_basin"] if aligned else arrays["basin"]
-        figs.append(plot.save_figure(plot.matrix(arrays["barrier"], groups=order_by, labels=short,
+        # each matrix ordered and divided by its own basins
+        figs.append(plot.save_figure(plot.matrix(arrays["barrier"], groups=arrays["basin"], labels=short,
                                                  title="loss barrier, ordered by basin", cbar_label="barrier"),
                                      fd / f"compare_barriers.{fmt}"))
         if aligned:
-            figs.append(plot.save_figure(plot.matrix(arrays["aligned_barrier"], groups=order_by, labels=short,
+            figs.append(plot.save_figure(plot.matrix(arrays["aligned_barrier"], groups=arrays["aligned_basin"],
+                                                     labels=short,
                                                      title="barrier after alignment, ordered by basin",
                                                      cbar_label="barrier"), fd / f"compare_barriers_aligned.{fmt}"))
             iu = np.triu_indices(len(keys), 1)
@@ -410,6 +462,7 @@ def write_report(run: str | Path, arrays: dict, meta: dict, *, name: str = "comp
             if pick.size == len(keys):
                 n = len(hess["seeds"])
                 sub = {k: (v[pick] if hasattr(v, "shape") and v.shape[:1] == (n,) else v) for k, v in hess.items()}
+                order_by = arrays["aligned_basin"] if aligned else arrays["basin"]
                 figs += hessian_figures(sub, run, fmt, groups=order_by, prefix="compare",  # not hessian's own
                                         per_layer=False)
         lines += ["", "## Figures", ""] + [f"![{p.stem}](figures/{p.name})" for p in figs]

@@ -572,7 +572,8 @@ def _programs(model: MLP, loss: str, make_opt: Callable | OptimizerSpec, batch_s
     root key, the learning rates and the data are arguments, not constants).
     """
     loss_of_outputs = loss_function(loss)
-    if isinstance(make_opt, OptimizerChoice):
+    mixed = isinstance(make_opt, OptimizerChoice)
+    if mixed:
         build = make_opt.build
     else:
         single = make_opt.build if isinstance(make_opt, OptimizerSpec) else make_opt
@@ -598,7 +599,8 @@ def _programs(model: MLP, loss: str, make_opt: Callable | OptimizerSpec, batch_s
             "diverged_step": jnp.array(-1, jnp.int32),
             "order_key": order_key,
             "lr": jnp.asarray(lr, jnp.float32),
-            "choice": jnp.asarray(choice, jnp.int32),
+            # which optimizer: carried only when there is a choice (a single optimizer's program is unchanged)
+            **({"choice": jnp.asarray(choice, jnp.int32)} if mixed else {}),
         }
 
     def init_member(root, seed, lr, choice):
@@ -618,7 +620,7 @@ def _programs(model: MLP, loss: str, make_opt: Callable | OptimizerSpec, batch_s
             return loss_of_outputs(out, yb), model_state
 
         (value, model_state), grads = jax.value_and_grad(objective, has_aux=True)(params)
-        opt = build(state["lr"], state["choice"])
+        opt = build(state["lr"], state.get("choice"))
         updates, opt_state = opt.update(grads, state["opt_state"], params)
         new_params = optax.apply_updates(params, updates)
         ok = jnp.isfinite(value) & tree.all_finite(new_params) & tree.all_finite(model_state)

@@ -1,6 +1,7 @@
 """Where starts go: training from given starts, several optimizers in one program, basin maps."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -77,19 +78,33 @@ def test_end_points_at_the_minima_are_labelled_by_them_even_permuted(blobs, thre
     fn = ls.models.metrics_fn(model, "cross_entropy")
     data = (blobs.train.x, blobs.train.y)
     spec = model.permutation_spec()
-    out = minima.label_ends(fn, data, ens.params, ens.params, spec=spec)
+    bars = minima.aligned_barrier_matrix(fn, ens.params, spec=spec, data=data, metric="loss")["barrier"]
+    tol = 0.5 * bars[~np.eye(3, dtype=bool)].min()
+    assert tol > 1e-3  # the three minima are separated: each is its own basin
+    out = minima.label_ends(fn, data, ens.params, ens.params, spec=spec, tol=tol)
     np.testing.assert_array_equal(out["labels"], [0, 1, 2])
     np.testing.assert_allclose(np.diag(out["distance"]), 0.0, atol=1e-5)
+    np.testing.assert_allclose(np.diag(out["barrier"]), 0.0, atol=1e-6)
     # hidden units shuffled: the same functions, far away in parameter space, found by alignment
     rng = np.random.default_rng(0)
     shuffled = tree.stack([
         ls.permutation.permute(ens.member(i), spec, {n: rng.permutation(k) for n, k in (("Dense_0", 6), ("Dense_1", 5))})
         for i in range(3)])
-    out = minima.label_ends(fn, data, ens.params, shuffled, spec=spec)
+    out = minima.label_ends(fn, data, ens.params, shuffled, spec=spec, tol=tol)
     np.testing.assert_array_equal(out["labels"], [0, 1, 2])
     assert np.all(np.diag(out["distance"]) < 1e-4)
-    diverged = minima.label_ends(fn, data, ens.params, ens.params, diverged=np.array([False, True, False]))
+    diverged = minima.label_ends(fn, data, ens.params, ens.params, diverged=np.array([False, True, False]), tol=tol)
     np.testing.assert_array_equal(diverged["labels"], [0, minima.DIVERGED, 2])
+    # a tolerance above the barriers between the minima joins each end to several: shared
+    loose = minima.label_ends(fn, data, ens.params, ens.params, tol=2 * bars.max() + 1e-3)
+    np.testing.assert_array_equal(loose["labels"], [minima.SHARED] * 3)
+    strict = minima.label_ends(fn, data, ens.params, ens.params, tol=0.0)
+    np.testing.assert_array_equal(strict["labels"], [minima.ELSEWHERE] * 3)
+
+
+def test_label_fractions_by_hand():
+    labels = np.array([0, 0, 1, minima.SHARED, minima.ELSEWHERE, minima.ELSEWHERE, minima.DIVERGED, 2])
+    np.testing.assert_allclose(minima.label_fractions(labels, 3), [2, 1, 1, 1, 2, 1] / np.float64(8))
 
 
 def test_a_start_near_a_minimum_on_the_line_reaches_it(blobs, three):
@@ -98,8 +113,11 @@ def test_a_start_near_a_minimum_on_the_line_reaches_it(blobs, three):
     near = tree.stack([tree.axpy(0.02, tree.sub(m[(i + 1) % 3], m[i]), m[i]) for i in range(3)])
     ends = ls.train_ensemble(model, blobs, key=jax.random.key(0), starts=near, optimizer=opt, loss="cross_entropy",
                              steps=50, log_every=50, progress=False)
-    out = minima.label_ends(ls.models.metrics_fn(model, "cross_entropy"), (blobs.train.x, blobs.train.y),
-                            ens.params, ends.params, spec=model.permutation_spec())
+    fn, data = ls.models.metrics_fn(model, "cross_entropy"), (blobs.train.x, blobs.train.y)
+    bars = minima.aligned_barrier_matrix(fn, ens.params, spec=model.permutation_spec(), data=data,
+                                         metric="loss")["barrier"]
+    out = minima.label_ends(fn, data, ens.params, ends.params, spec=model.permutation_spec(),
+                            tol=0.5 * bars[~np.eye(3, dtype=bool)].min())
     np.testing.assert_array_equal(out["labels"], [0, 1, 2])
 
 
@@ -123,18 +141,26 @@ def test_basin_map_matches_its_parts(blobs, three):
     model, opt, ens = three
     key = jax.random.key(3)
     bm = minima.basins_of_attraction(model, blobs, ens.params, key=key, optimizer=opt, loss="cross_entropy",
-                                     steps=40, grid=4, margin=0.1, spec=model.permutation_spec(), tol=0.05)
-    assert bm.labels.shape == (4, 4) and bm.distance.shape == (4, 4, 3) and bm.ends.shape == (4, 4, 2)
-    np.testing.assert_allclose(bm.fractions.sum(), 1.0)
+                                     steps=40, grid=4, margin=0.1, spec=model.permutation_spec())
+    assert bm.labels.shape == (4, 4) and bm.distance.shape == (4, 4, 3) and bm.barrier.shape == (4, 4, 3)
+    assert bm.ends.shape == (4, 4, 2)
+    np.testing.assert_allclose(bm.fractions, minima.label_fractions(bm.labels, 3))
+    # the default tolerance: half the smallest barrier between the aligned minima
+    refs = minima.plane_starts(ens.params, grid=2, spec=model.permutation_spec())[0]
+    fn, data = ls.models.metrics_fn(model, "cross_entropy"), (blobs.train.x, blobs.train.y)
+    ref_bars = minima.aligned_barrier_matrix(fn, refs, spec=model.permutation_spec(), data=data,
+                                             metric="loss")["barrier"]
+    np.testing.assert_allclose(bm.reference_barriers, ref_bars, rtol=1e-6)
+    assert np.isclose(bm.tol, 0.5 * ref_bars[~np.eye(3, dtype=bool)].min())
     _, _, _, _, _, _, starts = minima.plane_starts(ens.params, grid=4, margin=0.1, spec=model.permutation_spec())
     for k in (0, 5, 15):  # a per-start loop: one start trained alone (its label keys the minibatch order)
         alone = ls.train_ensemble(model, blobs, key=key, starts=jax.tree_util.tree_map(lambda x: x[k:k + 1], starts),
                                   seeds=[k], optimizer=opt, loss="cross_entropy", steps=40, log_every=40,
                                   progress=False)
         np.testing.assert_allclose(bm.final_loss.ravel()[k], alone.history.train_loss[0, -1], rtol=1e-4)
-        lab = minima.label_ends(ls.models.metrics_fn(model, "cross_entropy"), (blobs.train.x, blobs.train.y),
-                                ens.params, alone.params, spec=model.permutation_spec())
+        lab = minima.label_ends(fn, data, refs, alone.params, spec=model.permutation_spec(), tol=bm.tol)
         assert bm.labels.ravel()[k] == lab["labels"][0]
+        np.testing.assert_allclose(bm.barrier.reshape(16, 3)[k], lab["barrier"][0], rtol=1e-4, atol=1e-6)
     with pytest.raises(ConfigError, match="needs a key"):
         minima.plane_starts(jax.tree_util.tree_map(lambda x: x[:1], ens.params))
 
@@ -162,3 +188,31 @@ def test_race_paths_are_the_projections_of_separately_trained_runs(blobs, three)
             want = np.stack([[float(tree.vdot(tree.sub(tree.take(snaps, t), origin), e)) for e in basis]
                              for t in range(5)])
             np.testing.assert_allclose(r.paths[i, j], want, rtol=1e-4, atol=1e-4)
+
+
+def test_descent_in_plane_follows_the_analytic_path_of_a_quadratic():
+    """L(θ) = ½‖θ − θ*‖² on an orthonormal plane: c_t = c* + (1 − lr)^t (c₀ − c*), c* = θ*'s projection."""
+    rng = np.random.default_rng(0)
+    origin = {"w": rng.normal(size=(3, 4)).astype(np.float32), "b": rng.normal(size=4).astype(np.float32)}
+    q, _ = np.linalg.qr(rng.normal(size=(16, 2)))
+    u = {"w": q[:12, 0].reshape(3, 4).astype(np.float32), "b": q[12:, 0].astype(np.float32)}
+    v = {"w": q[:12, 1].reshape(3, 4).astype(np.float32), "b": q[12:, 1].astype(np.float32)}
+    target = jax.tree_util.tree_map(lambda x: x + rng.normal(size=x.shape).astype(np.float32), origin)
+
+    def loss(p):
+        return 0.5 * sum(jnp.sum((a - t) ** 2) for a, t in zip(jax.tree_util.tree_leaves(p),
+                                                              jax.tree_util.tree_leaves(target)))
+
+    c_star = np.array([float(tree.vdot(tree.sub(target, origin), e)) for e in (u, v)])
+    starts = np.array([[1.0, -2.0], [0.0, 3.0]])
+    paths = ls.race.descend_in_plane(loss, origin, [u, v], starts, lr=0.3, steps=12)
+    t = np.arange(13)[None, :, None]
+    want = c_star + (0.7 ** t) * (starts[:, None, :] - c_star)
+    np.testing.assert_allclose(paths, want, rtol=1e-4, atol=1e-5)
+
+
+def test_basin_of_ends_by_hand():
+    points = np.array([[0.0, 0.0], [4.0, 0.0], [0.0, 4.0]])  # spacing 4: radius 1
+    ends = np.array([[0.5, 0.5], [3.2, 0.1], [2.0, 2.0], [0.0, 3.1]])
+    np.testing.assert_array_equal(ls.race.basin_of_ends(ends, points), [0, 1, -1, 2])
+    np.testing.assert_array_equal(ls.race.basin_of_ends(ends, points, radius=3.0), [0, 1, 0, 2])

@@ -118,6 +118,7 @@ def test_basins_race_export_and_plot_end_to_end(small_run):
     r = run("basins", str(out), "--grid", "4", "--steps", "10", "--quiet")
     assert r.returncode == 0, r.stderr
     assert "16 starts (4x4), 10 steps each" in r.stdout and "seed 0" in r.stdout
+    assert "barriers between the minima (aligned)" in r.stdout and "half the smallest barrier" in r.stdout
     arrays, meta = ls.io.load_result(out / "results" / "basins_seed0_1_2_g4_s10")
     assert arrays["labels"].shape == (4, 4) and meta["aligned"] and np.isclose(arrays["fractions"].sum(), 1)
     assert (out / "figures" / "basins_seed0_1_2_g4_s10.png").stat().st_size > 1000
@@ -140,3 +141,12 @@ def test_basins_race_export_and_plot_end_to_end(small_run):
     assert r.returncode == 2 and "3 learning rates for 2 optimizers" in r.stderr
     r = run("basins", str(out), "--seeds", "0,1", "--quiet")
     assert r.returncode == 2 and "three seeds" in r.stderr
+    r = run("animate", str(out), "--starts", "3", "--steps", "5", "--grid", "5", "--frames", "3", "--pixels", "320",
+            "--style", "slides", "--format", "pdf", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "3 starts, 5 steps of in-plane gradient descent" in r.stdout
+    assert (out / "figures" / "descent_seed0_1_2_n3_s5.pdf").read_bytes().count(b"/Type3") == 0
+    from PIL import Image
+
+    with Image.open(out / "figures" / "descent_seed0_1_2_n3_s5.gif") as im:
+        assert im.size[0] == 320 and im.n_frames >= 2

@@ -7,6 +7,12 @@ import landscape as ls
 from landscape import plot
 
 
+def _colorbar_axes(fig):
+    """The colour bar of a one-panel figure: an inset of the axes (as tall as they are), or its own axes (3-D)."""
+    ax = fig.axes[0]
+    return ax.child_axes[0] if ax.child_axes else fig.axes[-1]
+
+
 def _grid(n=15):
     a = np.linspace(-1, 1, n)
     A, B = np.meshgrid(a, a, indexing="ij")
@@ -19,7 +25,7 @@ def test_every_kind_draws_with_overflowed_values(kind, tmp_path):
     z[0, 0], z[1, 1] = np.inf, np.nan  # overflowed loss far from the minimum
     fig = plot.landscape_2d(a, b, z, kind=kind, points=np.array([[0.0, 0.0]]), point_labels=["min"],
                             paths=[np.array([[0.8, 0.8], [0.3, 0.2], [0.0, 0.0]])], title="t")
-    cbar_label = fig.axes[-1].get_ylabel()
+    cbar_label = _colorbar_axes(fig).get_ylabel()
     assert "clipped" in cbar_label and "log scale" in cbar_label
     for fmt in ("png", "pdf", "svg"):
         path = ls.plot.save_figure(fig, tmp_path / f"f.{fmt}")
@@ -59,7 +65,7 @@ def test_from_result_rejects_mismatched_requests():
         plot.from_result(arrays, {"kind": "line"}, kind="filled")
     with pytest.raises(ValueError, match="unknown metric"):
         plot.from_result(arrays, {"kind": "line"}, metric="test_loss")
-    with pytest.raises(ValueError, match="no values"):
+    with pytest.raises(ValueError, match="holds no values"):
         plot.from_result({"axis_0": np.zeros(2)}, {})
 
 
@@ -108,3 +114,93 @@ def test_descent_animation_saves_every_frame_as_gif(tmp_path, monkeypatch):
         ls.plot.save_animation(anim, tmp_path / "descent.avi")
     with pytest.raises(ValueError, match="starts, frames, 2"):
         plot.descent_animation(a, b, z, paths[0])
+
+
+# ---------------------------------------------------------------------- figures a journal and a lecture hall accept
+
+
+def test_pdf_embeds_truetype_not_type3_and_svg_keeps_text(tmp_path):
+    a, b, z = _grid()
+    fig = plot.landscape_2d(a, b, z, title=r"plane, $\alpha$ and $\beta$")
+    pdf = plot.save_figure(fig, tmp_path / "f.pdf").read_bytes()
+    assert b"/Type3" not in pdf and (b"/FontFile2" in pdf)  # TrueType (Type 42) embedded
+    svg = plot.save_figure(fig, tmp_path / "f.svg").read_text()
+    assert "<text" in svg and "plane" in svg  # text, not glyph outlines
+
+
+def test_slides_style_is_larger_and_scoped(tmp_path):
+    a, b, z = _grid()
+    paper = plot.landscape_2d(a, b, z)
+    with plot.using("slides"):
+        slides = plot.landscape_2d(a, b, z)
+    after = plot.landscape_2d(a, b, z)
+    np.testing.assert_allclose(slides.get_size_inches(), paper.get_size_inches() * plot.STYLES["slides"]["scale"])
+    np.testing.assert_allclose(after.get_size_inches(), paper.get_size_inches())  # restored on exit
+    tick = slides.axes[0].get_xticklabels()[0].get_fontsize()
+    assert tick > 2 * paper.axes[0].get_xticklabels()[0].get_fontsize()
+    with pytest.raises(ls.ConfigError, match="unknown figure style"):
+        with plot.using("poster"):
+            pass
+
+
+def test_colour_bar_is_as_tall_as_its_axes_and_states_the_clip():
+    a, b, z = _grid()
+    fig = plot.landscape_2d(a, b, z, clip=1.0)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    ax, cax = fig.axes[0], _colorbar_axes(fig)
+    assert abs(cax.get_window_extent(renderer).height - ax.get_window_extent(renderer).height) < 1.0
+    assert "clipped above 1" in cax.get_ylabel()
+
+
+def test_barrier_matrix_colours_ignore_the_zero_diagonal_and_label_axes_at_any_count():
+    rng = np.random.default_rng(0)
+    for n in (5, 40):
+        m = rng.uniform(0.2, 0.5, (n, n))
+        m = (m + m.T) / 2
+        np.fill_diagonal(m, 0.0)
+        fig = plot.matrix(m, groups=np.arange(n) % 2)
+        im = fig.axes[0].get_images()[0]
+        off = m[~np.eye(n, dtype=bool)]
+        assert np.isclose(im.norm.vmin, off.min()) and np.isclose(im.norm.vmax, off.max())
+        assert fig.axes[0].get_xlabel() and fig.axes[0].get_ylabel()
+
+
+def test_log_axis_below_a_decade_has_labelled_ticks():
+    steps = np.arange(0, 101, 10)
+    loss = np.linspace(0.05, 0.03, steps.size)[None].repeat(3, 0)  # less than a decade
+    fig = plot.training_curves(steps, loss, np.full_like(loss, 0.9), loss_name="mse")
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log"
+    labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+    assert len(labels) >= 2, labels
+
+
+def test_few_final_costs_are_a_strip_many_a_histogram_with_a_rug():
+    few = plot.final_cost_histogram(np.linspace(0.1, 0.2, 8))
+    ax = few.axes[0]
+    assert not ax.patches and ax.collections[0].get_offsets().shape == (8, 2)  # every member a dot
+    many = plot.final_cost_histogram(np.random.default_rng(0).uniform(0.1, 0.2, 256))
+    ax = many.axes[0]
+    assert len(ax.patches) == 30 and ax.lines[0].get_xdata().size == 256  # bars and a rug
+
+
+def test_alignment_scatter_is_transparent_with_a_diagonal_across_the_axes():
+    fig = plot.scatter(np.array([0.4, 0.5]), np.array([0.05, 0.1]), xlabel="before", ylabel="after", diagonal=True)
+    ax = fig.axes[0]
+    assert ax.collections[0].get_alpha() < 1
+    assert any(type(line).__name__ == "AxLine" for line in ax.get_lines())
+
+
+def test_plot_refuses_what_it_cannot_draw():
+    a, b, z = _grid()
+    arrays = {"axis_0": a, "axis_1": b, "value/train_loss": np.stack([z, z])}
+    with pytest.raises(ValueError, match="small multiples"):
+        plot.from_result(arrays, {"kind": "plane"}, kind="surface")
+    fig = plot.from_result(arrays, {"kind": "plane", "title": "two seeds"})
+    assert fig._suptitle is not None and fig._suptitle.get_text() == "two seeds"
+    with pytest.raises(ValueError, match="has its own figures"):
+        plot.from_result({"barrier": np.zeros((2, 2))}, {"kind": "compare"})

@@ -9,6 +9,7 @@ internal error prints one line too (``--debug`` shows the traceback) and exits 1
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -97,8 +98,14 @@ def main(argv: list[str] | None = None) -> int:
         clock.begin_command()
         if args.command not in NO_COMPUTE:
             clock.listen_to_jax()
+        style = contextlib.nullcontext()
+        if getattr(args, "style", "paper") != "paper":
+            from ..plot import using
+
+            style = using(args.style)
         try:
-            status = COMMANDS[args.command](args)
+            with style:
+                status = COMMANDS[args.command](args)
         finally:
             clock.close()
         if args.timings:

@@ -319,6 +319,25 @@ def cmd_race(args) -> int:
     return 0
 
 
+def cmd_animate(args) -> int:
+    from .. import analyses, report
+
+    align = {"auto": None, "yes": True, "no": False}[args.align]
+    outcome = analyses.animate(args.run, _spec(analyses.AnimateSpec, args, align=align), name=args.name,
+                               overwrite=args.overwrite, execution=_execution(args))
+    _warn(outcome.warnings, args.command)
+    for line in report.descent_lines(outcome.arrays, outcome.meta):
+        print(line)
+    print(f"result: {outcome.path}" + (" (saved and current: reused, nothing computed)" if outcome.reused else ""))
+    if not args.no_plot:
+        with args.clock.phase("figure"):
+            paths = report.descent_figures(outcome.arrays, outcome.meta, outcome.run / "figures" / outcome.name,
+                                           args.format, movie=args.movie, pixels=args.pixels, frames=args.frames)
+        for path in paths:
+            print(f"figure: {path}")
+    return 0
+
+
 def cmd_plot(args) -> int:
     from .. import io, report
     from ..errors import ConfigError
@@ -404,6 +423,7 @@ COMMANDS = {
     "compare": cmd_compare,
     "basins": cmd_basins,
     "race": cmd_race,
+    "animate": cmd_animate,
     "plot": cmd_plot,
     "export": cmd_export,
     "prepare": cmd_prepare,

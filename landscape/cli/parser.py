@@ -167,9 +167,17 @@ def _add_run(p, *, seeds_flag: str, seeds_help: str, default: str = "0") -> None
                    help="the learning rate of the members, when the run swept several")
 
 
+def _add_style(p) -> None:
+    p.add_argument("--style", choices=("paper", "slides"), default="paper",
+                   help="figure style: paper (a 3.4-inch journal column, 7-8 pt type) or slides (about twice the "
+                        "size, 15-19 pt type, thicker lines) (default: %(default)s); PDFs embed TrueType fonts, "
+                        "SVGs keep text editable")
+
+
 def _add_output(p) -> None:
     p.add_argument("--overwrite", action="store_true", help="recompute and replace a saved result")
     p.add_argument("--no-plot", action="store_true", help="do not draw the figures")
+    _add_style(p)
     p.add_argument("--format", choices=("png", "pdf", "svg"), default="png", help="figure format (default: %(default)s)")
     _add_common(p)
 
@@ -219,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run directory to create")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     p.add_argument("--no-plot", action="store_true", help="do not draw the training-curve figures")
+    _add_style(p)
     _add_common(p)
 
     p = sub.add_parser("info", help="per-seed final metrics, diverged seeds and the spread across seeds",
@@ -356,8 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="grid margin around the three minima, fraction of their extent (default: %(default)s)")
     p.add_argument("--span", type=_positive_float, default=1.0,
                    help="half-width of a random plane around one seed (default: %(default)s)")
-    p.add_argument("--tol", type=_nonneg_float, default=0.05,
-                   help="barrier (loss units) below which an end point is in a minimum's basin (default: %(default)s)")
+    p.add_argument("--tol", type=_nonneg_float, default=None,
+                   help="barrier (loss units) below which an end point is in a minimum's basin (default: half the "
+                        "smallest barrier between the three minima; 0.05 around one)")
     p.add_argument("--align", choices=("auto", "yes", "no"), default="auto",
                    help="weight-match the minima and the end points first (auto: when the model states its "
                         "permutation structure)")
@@ -406,6 +416,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-animation", action="store_true", help="draw the still only, not the GIF")
     _add_output(p)
 
+    p = sub.add_parser("animate", help="lecture animation: gradient descent from many starts inside the plane of "
+                                       "three minima",
+                       description="Gradient descent inside the plane through three seeds' minima (or a random plane "
+                                   "around one) from many random starting points: each step follows the projection "
+                                   "of the true gradient onto the plane, so the dots move on exactly the surface "
+                                   "that is drawn. Paths are coloured by the minimum they end at. Writes a still and "
+                                   "a 16:9 animation (GIF, or MP4 when ffmpeg is installed).")
+    p.add_argument("run", help="run directory written by `landscape train`")
+    _add_model_file(p)
+    p.add_argument("--seeds", default="0,1,2", help="three seeds (their plane) or one (default: %(default)s)")
+    p.add_argument("--member-lr", type=_positive_float, default=None,
+                   help="the learning rate of the seeds' members, when the run swept several")
+    p.add_argument("--starts", type=_positive_int, default=40, help="random starting points (default: %(default)s)")
+    p.add_argument("--steps", type=_positive_int, default=1000, help="descent steps (default: %(default)s)")
+    p.add_argument("--lr", type=_positive_float, default=None, help="descent step size (default: the run's)")
+    p.add_argument("--grid", type=_positive_int, default=61, help="plane points per axis (default: %(default)s)")
+    p.add_argument("--margin", type=_nonneg_float, default=0.6, help="grid margin (default: %(default)s)")
+    p.add_argument("--span", type=_positive_float, default=1.0,
+                   help="half-width of a random plane around one seed (default: %(default)s)")
+    p.add_argument("--align", choices=("auto", "yes", "no"), default="auto",
+                   help="weight-match the three minima first (auto: when the model states its permutation structure)")
+    p.add_argument("--key", type=int, default=7, help="PRNG seed of the starts (default: %(default)s)")
+    p.add_argument("--frames", type=_positive_int, default=90, help="animation frames (default: %(default)s)")
+    p.add_argument("--pixels", type=_positive_int, default=1600,
+                   help="animation width in pixels, 16:9 (default: %(default)s; 1920 for a 1080p projector)")
+    p.add_argument("--movie", choices=("gif", "mp4"), default="gif",
+                   help="animation format (mp4 needs ffmpeg; without it a GIF is written) (default: %(default)s)")
+    _add_statistics(p)
+    p.add_argument("--chunk-size", type=_positive_int, default=None, help="points per compiled call (default: auto)")
+    p.add_argument("--name", default=None, help="result name (default: derived from the settings)")
+    _add_output(p)
+
     p = sub.add_parser("plot", help="draw a saved result (no recomputation)",
                        description="Draw a saved surface / line / interpolation result file.")
     p.add_argument("result", help="a result file (.npz or .json) under RUN/results/")
@@ -418,6 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     scale.add_argument("--linear", dest="log", action="store_false", help="linear scale / levels")
     p.add_argument("--clip", type=_positive_float, default=None, help="clip values above this (default: 95th percentile)")
     p.add_argument("--format", choices=("png", "pdf", "svg"), default="png", help="figure format (default: %(default)s)")
+    _add_style(p)
     p.add_argument("--out", default=None,
                    help="figure file (.png, .pdf, .svg); default RUN/figures/NAME plus the options that differ from "
                         "the command's own figure (_log, _clip2, _contour, _test_loss), so that figure is never "
