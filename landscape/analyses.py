@@ -692,6 +692,35 @@ def hessian(run, spec: HessianSpec, *, name: str | None = None, overwrite: bool 
                    warn, compute)
 
 
+def _plane_members(ens, seeds, lr, align: bool | None, what: str):
+    """The members of a plane-based command (three seeds: their plane; one: a random plane around
+    it) and the model's permutation spec when the minima are to be aligned (``align``: ``None``
+    aligns when the model states its structure, ``True`` insists, ``False`` never)."""
+    from . import minima
+
+    idx = members.select(ens, seeds, lr)
+    if len(idx) not in (1, 3):
+        raise ConfigError(f"{what} needs three seeds (their plane) or one (a random plane around it), got {len(idx)}")
+    perm_spec = None
+    if align is not False:
+        try:
+            perm_spec = ens.model.permutation_spec()
+        except ConfigError:
+            if align:
+                raise
+        if perm_spec is not None:
+            minima.check_alignable(perm_spec, ens.member(idx[0]), ens.member_state(idx[0]))
+    return idx, perm_spec
+
+
+def _plane_words(ens, idx) -> tuple[list[str], str, list[str]]:
+    """``(member labels, "plane through …" / "random plane around …", axis labels)``."""
+    labels = members.labels(ens, idx)
+    if len(idx) == 3:
+        return labels, "plane through " + ", ".join(labels), ["distance along u", "distance along v"]
+    return labels, f"random plane around {labels[0]}", [r"$\alpha$", r"$\beta$"]
+
+
 @dataclasses.dataclass(frozen=True)
 class BasinsSpec:
     """A basin-of-attraction map: every point of the plane through three members' minima (or of a
@@ -733,9 +762,7 @@ def basins(run, spec: BasinsSpec, *, name: str | None = None, overwrite: bool = 
 
     _single_process("basins")
     ens = _load(run, execution)
-    idx = members.select(ens, spec.seeds, spec.lr)
-    if len(idx) not in (1, 3):
-        raise ConfigError(f"basins needs three seeds (their plane) or one (a random plane around it), got {len(idx)}")
+    idx, perm_spec = _plane_members(ens, spec.seeds, spec.lr, spec.align, "basins")
     steps = int(ens.config["steps"] if spec.steps is None else spec.steps)
     if steps < 1:
         raise ConfigError(f"steps must be positive, got {steps}")
@@ -750,16 +777,6 @@ def basins(run, spec: BasinsSpec, *, name: str | None = None, overwrite: bool = 
     lr = float(ens.learning_rates[idx[0]])
     if np.isfinite(lr):
         opt = dataclasses.replace(opt, learning_rate=lr)
-    perm_spec = None
-    if spec.align is not False:
-        try:
-            perm_spec = ens.model.permutation_spec()
-        except ConfigError:
-            if spec.align:
-                raise
-            perm_spec = None  # a user model without a spec: no alignment unless asked for
-        if perm_spec is not None:
-            minima.check_alignable(perm_spec, ens.member(idx[0]), ens.member_state(idx[0]))
     settings = _settings(ens, {"command": "basins", "members": idx, **dataclasses.asdict(spec), "steps": steps,
                                "align": perm_spec is not None, "optimizer": opt.to_dict()})
     tag = members.tag(ens, idx).replace("seeds", "seed").replace("-", "_")
@@ -778,18 +795,14 @@ def basins(run, spec: BasinsSpec, *, name: str | None = None, overwrite: bool = 
             steps=steps, batch_size=ens.config.get("batch_size"), grid=spec.grid, margin=spec.margin,
             span=spec.span, spec=perm_spec, tol=spec.tol, metrics=fn, progress=execution.progress,
             chunk_size=execution.chunk_size)
-        labels = members.labels(ens, idx)
+        labels, plane, axis_labels = _plane_words(ens, idx)
         arrays = {"axis_0": bm.a, "axis_1": bm.b, "labels": bm.labels, "start_loss": bm.start_loss,
                   "final_loss": bm.final_loss, "distance": bm.distance, "barrier": bm.barrier, "ends": bm.ends,
                   "points": bm.points, "fractions": bm.fractions, "reference_barriers": bm.reference_barriers}
-        plane = ("plane through " + ", ".join(labels) if len(idx) == 3
-                 else f"random plane around {labels[0]}")
         return arrays, {"kind": "basins", "point_labels": labels, "seeds": [int(ens.seeds[i]) for i in idx],
                         "loss": ens.config["loss"], "steps": steps, "tol": bm.tol, "tol_given": spec.tol is not None,
                         "optimizer": opt.to_dict(), "aligned": perm_spec is not None,
-                        "axis_labels": (["distance along u", "distance along v"] if len(idx) == 3
-                                        else [r"$\alpha$", r"$\beta$"]),
-                        "title": f"basins of attraction\n{plane}"}
+                        "axis_labels": axis_labels, "title": f"basins of attraction\n{plane}"}
 
     return _stored(run, name or default, settings, overwrite, members.warnings(ens, idx), compute)
 
@@ -897,9 +910,7 @@ def race(run, spec: RaceSpec, *, name: str | None = None, overwrite: bool = Fals
 
     _single_process("race")
     ens = _load(run, execution)
-    idx = members.select(ens, spec.seeds, spec.member_lr)
-    if len(idx) not in (1, 3):
-        raise ConfigError(f"race needs three seeds (their plane) or one (a random plane around it), got {len(idx)}")
+    idx, perm_spec = _plane_members(ens, spec.seeds, spec.member_lr, spec.align, "race")
     optimizers, sizes = race_entrants(ens, spec)
     steps = int(ens.config["steps"] if spec.steps is None else spec.steps)
     if steps < 1 or spec.starts < 1 or spec.grid < 2:
@@ -908,13 +919,6 @@ def race(run, spec: RaceSpec, *, name: str | None = None, overwrite: bool = Fals
     for b in sizes:
         if b is not None and b > n_train:
             raise ConfigError(f"batch size {b} exceeds the {n_train} training examples")
-    perm_spec = None
-    if spec.align is not False:
-        try:
-            perm_spec = ens.model.permutation_spec()
-        except ConfigError:
-            if spec.align:
-                raise
     settings = _settings(ens, {"command": "race", "members": idx, **dataclasses.asdict(spec), "steps": steps,
                                "optimizers": [o.to_dict() for o in optimizers], "batch_sizes": sizes,
                                "align": perm_spec is not None})
@@ -931,15 +935,12 @@ def race(run, spec: RaceSpec, *, name: str | None = None, overwrite: bool = Fals
                           batch_sizes=sizes, starts=spec.starts, steps=steps, snapshot_every=spec.snapshot_every,
                           loss=ens.config["loss"], grid=spec.grid, margin=spec.margin, span=spec.span,
                           spec=perm_spec, metrics=fn, progress=execution.progress, chunk_size=execution.chunk_size)
-        labels = members.labels(ens, idx)
+        labels, plane, axis_labels = _plane_words(ens, idx)
         arrays = {"axis_0": r.a, "axis_1": r.b, "cost": r.cost, "points": r.points, "starts": r.starts,
                   "steps": r.steps, "loss": r.loss, "path_steps": r.path_steps, "paths": r.paths,
                   "off_plane": r.off_plane, "diverged": r.diverged}
-        plane = "plane through " + ", ".join(labels) if len(idx) == 3 else f"random plane around {labels[0]}"
         return arrays, {"kind": "race", "entrants": r.labels, "point_labels": labels, "loss": ens.config["loss"],
-                        "axis_labels": (["distance along u", "distance along v"] if len(idx) == 3
-                                        else [r"$\alpha$", r"$\beta$"]),
-                        "title": f"optimizer race on the {plane}"}
+                        "axis_labels": axis_labels, "title": f"optimizer race on the {plane}"}
 
     return _stored(run, name or default, settings, overwrite, members.warnings(ens, idx), compute)
 
@@ -983,21 +984,12 @@ def animate(run, spec: AnimateSpec, *, name: str | None = None, overwrite: bool 
 
     _single_process("animate")
     ens = _load(run, execution)
-    idx = members.select(ens, spec.seeds, spec.member_lr)
-    if len(idx) not in (1, 3):
-        raise ConfigError(f"animate needs three seeds (their plane) or one (a random plane around it), got {len(idx)}")
+    idx, perm_spec = _plane_members(ens, spec.seeds, spec.member_lr, spec.align, "animate")
     lr = spec.lr if spec.lr is not None else float(ens.learning_rates[idx[0]])
     if not np.isfinite(lr):
         lr = float(ens.config.get("optimizer", {}).get("spec", {}).get("learning_rate", np.nan))
     if not (np.isfinite(lr) and lr > 0):
         raise ConfigError("the run records no learning rate: give the descent's step size with --lr")
-    perm_spec = None
-    if spec.align is not False:
-        try:
-            perm_spec = ens.model.permutation_spec()
-        except ConfigError:
-            if spec.align:
-                raise
     settings = _settings(ens, {"command": "animate", "members": idx, **dataclasses.asdict(spec), "lr": lr,
                                "align": perm_spec is not None})
     tag = members.tag(ens, idx).replace("seeds", "seed").replace("-", "_")
@@ -1025,15 +1017,12 @@ def animate(run, spec: AnimateSpec, *, name: str | None = None, overwrite: bool 
         ends = paths[:, -1]
         final = np.asarray(jax.vmap(lambda c: loss(jax.tree_util.tree_map(
             lambda o, u, v: o + c[0] * u + c[1] * v, origin, *basis)))(np.asarray(ends, np.float32)))
-        labels = members.labels(ens, idx)
-        plane = "the plane through " + ", ".join(labels) if len(idx) == 3 else f"a random plane around {labels[0]}"
+        labels, plane, axis_labels = _plane_words(ens, idx)
         arrays = {"axis_0": a, "axis_1": b, "cost": cost, "points": points, "paths": paths, "final_loss": final,
                   "basin": race_mod.basin_of_ends(ends, points)}
         return arrays, {"kind": "descent", "point_labels": labels, "lr": lr, "steps": spec.steps,
-                        "loss": ens.config["loss"],
-                        "axis_labels": (["distance along u", "distance along v"] if len(idx) == 3
-                                        else [r"$\alpha$", r"$\beta$"]),
-                        "title": f"gradient descent in {plane}"}
+                        "loss": ens.config["loss"], "axis_labels": axis_labels,
+                        "title": f"gradient descent in the {plane}"}
 
     return _stored(run, name or default, settings, overwrite, members.warnings(ens, idx), compute)
 

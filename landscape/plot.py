@@ -888,7 +888,7 @@ def _ratio_panel(ax, a, b, ratio, la, lb, loss, threshold, colorbar: bool):
         ax.set_aspect("equal", adjustable="datalim")
     ax.set_box_aspect(1)
     if colorbar:
-        cb = ax.figure.colorbar(mesh, ax=ax, pad=0.03, aspect=25, shrink=0.9)
+        cb = ax.figure.colorbar(mesh, cax=ax.inset_axes([1.04, 0.0, 0.045, 1.0]))  # as tall as the axes
         cb.set_label(r"$|\lambda_{min}| / \lambda_{max}$" + (", clipped at 1" if np.nanmax(ratio) > 1 else ""))
         cb.ax.axhline(threshold, color="tab:red", lw=1.0)
     return mesh

@@ -145,6 +145,7 @@ def test_an_nnx_model_from_its_factory_trains_as_an_ensemble(digits):
 # ---------------------------------------------------------------------- the built-in CNN
 
 
+@pytest.mark.slow  # kept out of the default suite's 5 minutes; CI runs it with -m slow
 def test_the_builtin_cnn_trains_saves_and_loads(digits, tmp_path):
     model = ls.models.CNN(channels=(3, 4), activation="tanh")
     spec = ls.OptimizerSpec("sgd", 0.3)

@@ -47,15 +47,15 @@ def test_starts_are_checked(blobs, three):
 def test_optimizers_in_one_program_equal_each_trained_alone(blobs, three):
     """An OptimizerChoice member = that optimizer run alone from the same start (a per-optimizer loop)."""
     model, _, ens = three
-    specs = [optim.OptimizerSpec("sgd", 0.5), optim.OptimizerSpec("momentum", 0.1), optim.OptimizerSpec("adam", 0.01)]
+    specs = [optim.OptimizerSpec("momentum", 0.1), optim.OptimizerSpec("adam", 0.01)]  # both with state
     mixed = ls.train_ensemble(model, blobs, key=jax.random.key(1), starts=ens.params, optimizer=specs,
                               loss="cross_entropy", steps=20, log_every=5, snapshot_every=5, progress=False)
-    assert mixed.config["member_optimizers"] == [0, 1, 2] * 3
-    np.testing.assert_allclose(mixed.learning_rates, [0.5, 0.1, 0.01] * 3)
+    assert mixed.config["member_optimizers"] == [0, 1] * 3
+    np.testing.assert_allclose(mixed.learning_rates, [0.1, 0.01] * 3)
     for c, spec in enumerate(specs):
         alone = ls.train_ensemble(model, blobs, key=jax.random.key(1), starts=ens.params, optimizer=spec,
                                   loss="cross_entropy", steps=20, log_every=5, snapshot_every=5, progress=False)
-        rows = np.arange(3) * 3 + c
+        rows = np.arange(3) * 2 + c
         assert_members_equal(jax.tree_util.tree_map(lambda x: x[rows], mixed.params), alone.params)
         assert_members_equal(jax.tree_util.tree_map(lambda x: x[rows], mixed.trajectory.params),
                              alone.trajectory.params)
@@ -136,6 +136,7 @@ def test_plane_starts_lie_on_the_plane_through_the_minima(three):
         minima.plane_starts(jax.tree_util.tree_map(lambda x: x[:2], ens.params))
 
 
+@pytest.mark.slow  # kept out of the default suite's 5 minutes; CI runs it with -m slow
 def test_basin_map_matches_its_parts(blobs, three):
     """The map's labels and costs = training the same starts separately and labelling them."""
     model, opt, ens = three

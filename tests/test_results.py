@@ -77,6 +77,7 @@ def test_a_second_writer_of_the_same_result_fails_at_once(fresh_run):
     assert run("surface", str(out), *SURFACE).returncode == 0  # free again
 
 
+@pytest.mark.slow  # kept out of the default suite's 5 minutes; CI runs it with -m slow
 def test_hessian_and_compare_take_a_name(fresh_run):
     out = fresh_run
     r = run("hessian", str(out), "--top", "1", "--probes", "2", "--name", "h1", "--quiet", "--no-plot")

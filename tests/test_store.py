@@ -103,6 +103,7 @@ def test_checkpoints_are_kept_until_the_result_is_committed(sweep, monkeypatch, 
 # ---------------------------------------------------------------------- members by (seed, learning rate)
 
 
+@pytest.mark.slow  # kept out of the default suite's 5 minutes; CI runs it with -m slow
 def test_lr_sweep_report_and_tables_address_members_by_seed_and_rate(sweep, tmp_path):
     import shutil
 

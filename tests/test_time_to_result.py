@@ -60,6 +60,7 @@ def test_unwritable_cache_is_one_clear_error(tmp_path):
         cc.enable(blocker / "sub")
 
 
+@pytest.mark.slow  # kept out of the default suite's 5 minutes; CI runs it with -m slow
 def test_unwritable_cache_is_a_warning_and_the_command_still_runs(tmp_path, trained):
     blocker = tmp_path / "file"
     blocker.write_text("")

@@ -140,6 +140,7 @@ def test_divergence_is_flagged_frozen_and_isolated(blobs, key):
     assert [m["status"] for m in s["members"]][1].startswith("diverged at step")
 
 
+@pytest.mark.slow  # kept out of the default suite's 5 minutes; CI runs it with -m slow
 def test_members_that_did_not_learn_are_flagged(key):
     """Saturated sigmoid/MSE (loss falls, accuracy stays at the majority class) and exploding
     relu/cross-entropy (loss rises far above chance, no NaN) are flagged; healthy seeds are not."""
