@@ -282,60 +282,51 @@ def cmd_compare(args) -> int:
     return 0
 
 
-def cmd_basins(args) -> int:
-    from .. import analyses, report
-
-    align = {"auto": None, "yes": True, "no": False}[args.align]
-    outcome = analyses.basins(args.run, _spec(analyses.BasinsSpec, args, align=align), name=args.name,
-                              overwrite=args.overwrite, execution=_execution(args))
+def _starts_command(args, analysis, spec, lines, figures) -> int:
+    """basins / race / animate: run ``analysis`` with ``spec``, print ``lines(arrays, meta)``, draw
+    ``figures(outcome)`` (a list of paths) unless ``--no-plot``."""
+    outcome = analysis(args.run, spec, name=args.name, overwrite=args.overwrite, execution=_execution(args))
     _warn(outcome.warnings, args.command)
-    for line in report.basin_lines(outcome.arrays, outcome.meta):
+    for line in lines(outcome.arrays, outcome.meta):
         print(line)
     print(f"result: {outcome.path}" + (" (saved and current: reused, nothing computed)" if outcome.reused else ""))
     if not args.no_plot:
         with args.clock.phase("figure"):
-            path = report.result_figure(outcome.arrays, outcome.meta,
-                                        outcome.run / "figures" / f"{outcome.name}.{args.format}")
-        print(f"figure: {path}")
+            paths = figures(outcome)
+        for path in paths:
+            print(f"figure: {path}")
     return 0
+
+
+def _align(args) -> bool | None:
+    return {"auto": None, "yes": True, "no": False}[args.align]
+
+
+def cmd_basins(args) -> int:
+    from .. import analyses, report
+
+    return _starts_command(
+        args, analyses.basins, _spec(analyses.BasinsSpec, args, align=_align(args)), report.basin_lines,
+        lambda o: [report.result_figure(o.arrays, o.meta, o.run / "figures" / f"{o.name}.{args.format}")])
 
 
 def cmd_race(args) -> int:
     from .. import analyses, report
 
-    align = {"auto": None, "yes": True, "no": False}[args.align]
-    spec = _spec(analyses.RaceSpec, args, align=align, lr=None if args.lr is None else tuple(args.lr))
-    outcome = analyses.race(args.run, spec, name=args.name, overwrite=args.overwrite, execution=_execution(args))
-    _warn(outcome.warnings, args.command)
-    for line in report.race_lines(outcome.arrays, outcome.meta):
-        print(line)
-    print(f"result: {outcome.path}" + (" (saved and current: reused, nothing computed)" if outcome.reused else ""))
-    if not args.no_plot:
-        with args.clock.phase("figure"):
-            paths = report.race_figures(outcome.arrays, outcome.meta, outcome.run / "figures" / outcome.name,
-                                        args.format, animation=not args.no_animation)
-        for path in paths:
-            print(f"figure: {path}")
-    return 0
+    spec = _spec(analyses.RaceSpec, args, align=_align(args), lr=None if args.lr is None else tuple(args.lr))
+    return _starts_command(
+        args, analyses.race, spec, report.race_lines,
+        lambda o: report.race_figures(o.arrays, o.meta, o.run / "figures" / o.name, args.format,
+                                      animation=not args.no_animation))
 
 
 def cmd_animate(args) -> int:
     from .. import analyses, report
 
-    align = {"auto": None, "yes": True, "no": False}[args.align]
-    outcome = analyses.animate(args.run, _spec(analyses.AnimateSpec, args, align=align), name=args.name,
-                               overwrite=args.overwrite, execution=_execution(args))
-    _warn(outcome.warnings, args.command)
-    for line in report.descent_lines(outcome.arrays, outcome.meta):
-        print(line)
-    print(f"result: {outcome.path}" + (" (saved and current: reused, nothing computed)" if outcome.reused else ""))
-    if not args.no_plot:
-        with args.clock.phase("figure"):
-            paths = report.descent_figures(outcome.arrays, outcome.meta, outcome.run / "figures" / outcome.name,
-                                           args.format, movie=args.movie, pixels=args.pixels, frames=args.frames)
-        for path in paths:
-            print(f"figure: {path}")
-    return 0
+    return _starts_command(
+        args, analyses.animate, _spec(analyses.AnimateSpec, args, align=_align(args)), report.descent_lines,
+        lambda o: report.descent_figures(o.arrays, o.meta, o.run / "figures" / o.name, args.format,
+                                         movie=args.movie, pixels=args.pixels, frames=args.frames))
 
 
 def cmd_plot(args) -> int:

@@ -209,6 +209,30 @@ def _add_grid_margin(p, grid: int) -> None:
                    help="grid margin, fraction of the extent (default: %(default)s)")
 
 
+def _add_plane(p, *, grid: int, margin: float, key: int, key_help: str, grid_help: str = "plane points per axis") -> None:
+    """The plane of basins / race / animate: grid, margin, span, alignment, key, statistics, chunks, name."""
+    p.add_argument("--grid", type=_positive_int, default=grid, help=f"{grid_help} (default: %(default)s)")
+    p.add_argument("--margin", type=_nonneg_float, default=margin,
+                   help="grid margin around the three minima, fraction of their extent (default: %(default)s)")
+    p.add_argument("--span", type=_positive_float, default=1.0,
+                   help="half-width of a random plane around one seed (default: %(default)s)")
+    p.add_argument("--align", choices=("auto", "yes", "no"), default="auto",
+                   help="weight-match the minima first (auto: when the model states its permutation structure)")
+    p.add_argument("--key", type=int, default=key, help=f"PRNG seed of {key_help} (default: %(default)s)")
+    _add_statistics(p)
+    p.add_argument("--chunk-size", type=_positive_int, default=None, help="points per compiled call (default: auto)")
+    p.add_argument("--name", default=None, help="result name (default: derived from the settings)")
+
+
+def _add_plane_run(p) -> None:
+    """The run and the seeds of a plane (three: their plane; one: a random plane around it)."""
+    p.add_argument("run", help="run directory written by `landscape train`")
+    _add_model_file(p)
+    p.add_argument("--seeds", default="0,1,2", help="three seeds (their plane) or one (default: %(default)s)")
+    p.add_argument("--member-lr", type=_positive_float, default=None,
+                   help="the learning rate of the seeds' members, when the run swept several")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``landscape`` command."""
     parser = _Parser(
@@ -354,27 +378,18 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Every point of the plane through three seeds' minima (or of a random "
                                    "filter-normalised plane around one) is a starting point in the full parameter "
                                    "space; all of them are trained as one ensemble with the run's optimizer, loss, "
-                                   "data and batch size, and each is labelled by the minimum it ends in (barrier "
-                                   "to that minimum below --tol, after weight matching), or 'elsewhere'.")
+                                   "data and batch size, and each is labelled by the minimum whose basin it ends "
+                                   "in (the barrier to that minimum only below --tol, after weight matching), "
+                                   "'several minima', or 'elsewhere'.")
     _add_run(p, seeds_flag="--seeds", seeds_help="three seeds (their plane) or one (a random plane around it) "
                                                  "(default: 0,1,2)", default="0,1,2")
-    p.add_argument("--grid", type=_positive_int, default=41, help="starts per axis (default: %(default)s)")
     p.add_argument("--steps", type=_positive_int, default=None,
                    help="training steps of every start (default: the run's)")
-    p.add_argument("--margin", type=_nonneg_float, default=0.25,
-                   help="grid margin around the three minima, fraction of their extent (default: %(default)s)")
-    p.add_argument("--span", type=_positive_float, default=1.0,
-                   help="half-width of a random plane around one seed (default: %(default)s)")
     p.add_argument("--tol", type=_nonneg_float, default=None,
                    help="barrier (loss units) below which an end point is in a minimum's basin (default: half the "
                         "smallest barrier between the three minima; 0.05 around one)")
-    p.add_argument("--align", choices=("auto", "yes", "no"), default="auto",
-                   help="weight-match the minima and the end points first (auto: when the model states its "
-                        "permutation structure)")
-    p.add_argument("--key", type=int, default=0, help="PRNG seed of minibatch orders and a random plane (default: 0)")
-    _add_statistics(p)
-    p.add_argument("--chunk-size", type=_positive_int, default=None, help="points per compiled call (default: auto)")
-    p.add_argument("--name", default=None, help="result name (default: derived from the settings)")
+    _add_plane(p, grid=41, margin=0.25, key=0, key_help="minibatch orders and a random plane",
+               grid_help="starts per axis")
     _add_output(p)
 
     p = sub.add_parser("race", help="optimizer race: several optimizers from the same starts, paths on one plane",
@@ -383,11 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "around one) in one vmapped program per batch size; their paths are projected "
                                    "onto that fixed plane and their costs drawn against steps (a still and an "
                                    "animation).")
-    p.add_argument("run", help="run directory written by `landscape train`")
-    _add_model_file(p)
-    p.add_argument("--seeds", default="0,1,2", help="three seeds (their plane) or one (default: %(default)s)")
-    p.add_argument("--member-lr", type=_positive_float, default=None,
-                   help="the learning rate of the seeds' members, when the run swept several")
+    _add_plane_run(p)
     p.add_argument("--optimizers", default="sgd,momentum,adam",
                    help="comma-separated NAME or NAME@LR (sgd, momentum, nesterov, adam, adamw, rmsprop; "
                         "default: %(default)s)")
@@ -403,16 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps (default: the run's)")
     p.add_argument("--snapshot-every", type=_positive_int, default=None,
                    help="steps between path points (default: steps/50)")
-    p.add_argument("--grid", type=_positive_int, default=41, help="plane points per axis (default: %(default)s)")
-    p.add_argument("--margin", type=_nonneg_float, default=0.25, help="grid margin (default: %(default)s)")
-    p.add_argument("--span", type=_positive_float, default=1.0,
-                   help="half-width of a random plane around one seed (default: %(default)s)")
-    p.add_argument("--align", choices=("auto", "yes", "no"), default="auto",
-                   help="weight-match the three minima first (auto: when the model states its permutation structure)")
-    p.add_argument("--key", type=int, default=0, help="PRNG seed of the starts and minibatch orders (default: 0)")
-    _add_statistics(p)
-    p.add_argument("--chunk-size", type=_positive_int, default=None, help="points per compiled call (default: auto)")
-    p.add_argument("--name", default=None, help="result name (default: derived from the settings)")
+    _add_plane(p, grid=41, margin=0.25, key=0, key_help="the starts and minibatch orders")
     p.add_argument("--no-animation", action="store_true", help="draw the still only, not the GIF")
     _add_output(p)
 
@@ -423,29 +425,16 @@ def build_parser() -> argparse.ArgumentParser:
                                    "of the true gradient onto the plane, so the dots move on exactly the surface "
                                    "that is drawn. Paths are coloured by the minimum they end at. Writes a still and "
                                    "a 16:9 animation (GIF, or MP4 when ffmpeg is installed).")
-    p.add_argument("run", help="run directory written by `landscape train`")
-    _add_model_file(p)
-    p.add_argument("--seeds", default="0,1,2", help="three seeds (their plane) or one (default: %(default)s)")
-    p.add_argument("--member-lr", type=_positive_float, default=None,
-                   help="the learning rate of the seeds' members, when the run swept several")
+    _add_plane_run(p)
     p.add_argument("--starts", type=_positive_int, default=40, help="random starting points (default: %(default)s)")
     p.add_argument("--steps", type=_positive_int, default=1000, help="descent steps (default: %(default)s)")
     p.add_argument("--lr", type=_positive_float, default=None, help="descent step size (default: the run's)")
-    p.add_argument("--grid", type=_positive_int, default=61, help="plane points per axis (default: %(default)s)")
-    p.add_argument("--margin", type=_nonneg_float, default=0.6, help="grid margin (default: %(default)s)")
-    p.add_argument("--span", type=_positive_float, default=1.0,
-                   help="half-width of a random plane around one seed (default: %(default)s)")
-    p.add_argument("--align", choices=("auto", "yes", "no"), default="auto",
-                   help="weight-match the three minima first (auto: when the model states its permutation structure)")
-    p.add_argument("--key", type=int, default=7, help="PRNG seed of the starts (default: %(default)s)")
+    _add_plane(p, grid=61, margin=0.6, key=7, key_help="the starts")
     p.add_argument("--frames", type=_positive_int, default=90, help="animation frames (default: %(default)s)")
     p.add_argument("--pixels", type=_positive_int, default=1600,
                    help="animation width in pixels, 16:9 (default: %(default)s; 1920 for a 1080p projector)")
     p.add_argument("--movie", choices=("gif", "mp4"), default="gif",
                    help="animation format (mp4 needs ffmpeg; without it a GIF is written) (default: %(default)s)")
-    _add_statistics(p)
-    p.add_argument("--chunk-size", type=_positive_int, default=None, help="points per compiled call (default: auto)")
-    p.add_argument("--name", default=None, help="result name (default: derived from the settings)")
     _add_output(p)
 
     p = sub.add_parser("plot", help="draw a saved result (no recomputation)",
