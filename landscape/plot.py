@@ -68,18 +68,20 @@ _RC = {
     "svg.fonttype": "none",
 }
 
-#: The figure styles: ``paper`` (a 3.4-inch journal column, 7-8 pt type) and ``slides``
-#: (16:9-friendly sizes about twice as large, with type that reads from the back of a lecture
-#: hall: 16-20 pt at the projected size, thicker lines).  ``scale`` multiplies every figure size.
+#: The figure styles: ``paper`` (a 3.4-inch journal column, 7-8 pt type) and ``slides`` (a
+#: 16:9 frame, about twice as large, with type that reads from the back of a lecture hall:
+#: 15-19 pt, thicker lines).  ``scale`` multiplies every figure size; ``aspect`` is the least
+#: width / height (a slide figure is widened to 16:9, its panels keep their shape).
 STYLES = {
-    "paper": {"scale": 1.0, "rc": _RC},
-    "slides": {"scale": 1.9, "rc": {
+    "paper": {"scale": 1.0, "aspect": 0.0, "rc": _RC},
+    "slides": {"scale": 1.9, "aspect": 16 / 9, "rc": {
         **_RC,
         "font.size": 17, "axes.titlesize": 18, "axes.labelsize": 17, "xtick.labelsize": 15, "ytick.labelsize": 15,
         "legend.fontsize": 14, "legend.title_fontsize": 14, "figure.titlesize": 19,
         "lines.linewidth": 2.2, "lines.markersize": 9, "axes.linewidth": 1.3,
         "xtick.major.width": 1.2, "ytick.major.width": 1.2, "xtick.major.size": 6, "ytick.major.size": 6,
         "savefig.dpi": 150,
+        "savefig.bbox": None,  # keep the 16:9 frame (constrained layout already fits the content)
     }},
 }
 
@@ -105,6 +107,26 @@ def using(name: str):
         yield
     finally:
         _STYLE.reset(token)
+
+
+def _styled(fn):
+    """Draw the figure function ``fn`` under the current style's rc settings (axes, ticks and
+    labels take their sizes when they are created)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        import matplotlib
+
+        with matplotlib.rc_context(_rc()):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def _fs(points: float) -> float:
+    """A font size written for the paper style (8 pt body), in the current style."""
+    return points * float(_rc()["font.size"]) / 8.0
 
 
 def scale() -> float:
@@ -201,12 +223,14 @@ def _log_axis(ax, axis: str, values) -> None:
 
 def _figure(width: float, height: float) -> Figure:
     """A new figure of the current style: ``width`` × ``height`` inches at the paper style,
-    scaled by the style's ``scale``; it remembers its style for :func:`save_figure`."""
+    scaled by the style's ``scale`` and widened to its ``aspect``; it remembers its style for
+    :func:`save_figure`."""
     import matplotlib
 
-    k = STYLES[_STYLE.get()]["scale"]
+    st = STYLES[_STYLE.get()]
+    w, h = width * st["scale"], height * st["scale"]
     with matplotlib.rc_context(_rc()):
-        fig = Figure(figsize=(width * k, height * k), layout="constrained")
+        fig = Figure(figsize=(max(w, h * st["aspect"]), h), layout="constrained")
     fig._landscape_style = _STYLE.get()
     return fig
 
@@ -383,7 +407,7 @@ def curve(
             for label, pos in (marks or {}).items():
                 ax.axvline(pos, color="0.5", lw=0.7, ls="--")
                 ax.annotate(label, (pos, 1.0), xycoords=("data", "axes fraction"), ha="center", va="bottom",
-                            fontsize=7, color="0.3")
+                            fontsize=_fs(7), color="0.3")
             ax.set_xlabel(xlabel)
             ax.set_ylabel("accuracy" if is_acc else "loss")
             ax.legend(frameon=False, loc="best")
@@ -490,10 +514,10 @@ def landscape_2d(
                                       label="start of a path"))
             if points is not None:
                 pts = np.asarray(points)
-                ax.plot(pts[:, 0], pts[:, 1], "*", color="white", mec="black", mew=0.6, ms=9, zorder=5)
+                ax.plot(pts[:, 0], pts[:, 1], "*", color="white", mec="black", mew=0.6, ms=9 * scale(), zorder=5)
                 for i, (px, py) in enumerate(pts):
                     lab = point_labels[i] if point_labels else str(i)
-                    ax.annotate(lab, (px, py), xytext=(4, 4), textcoords="offset points", fontsize=7,
+                    ax.annotate(lab, (px, py), xytext=(4, 4), textcoords="offset points", fontsize=_fs(7),
                                 color="white", fontweight="bold", zorder=6,
                                 path_effects=_outline())
                 handles.append(Line2D([], [], ls="none", marker="*", mfc="white", mec="black", mew=0.6, ms=8,
@@ -506,7 +530,7 @@ def landscape_2d(
                                       label=f"lowest grid point ({z[i0, j0]:.3g})"))
             if handles and legend:
                 fig.legend(handles=handles, loc="outside lower center", ncol=min(3, len(handles)), frameon=False,
-                           fontsize=6)
+                           fontsize=_fs(6))
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         if title:
@@ -559,7 +583,7 @@ def small_multiples(
     columns: int | None = None,
     xlabel: str | None = None,
     ylabel: str | None = None,
-    title_size: float = 6,
+    title_size: float | None = None,
     title: str | None = None,
 ) -> Figure:
     """One small panel per seed (``zs (S, n0, n1)``) with shared colour levels and one colour bar.
@@ -595,12 +619,13 @@ def small_multiples(
             else:
                 mappable = ax.contourf(A, B, zc, levels=levels, norm=norm, cmap=_LOSS_CMAP)
             ax.set_aspect("equal")
+            title_size = title_size or _fs(6)
             ax.set_title(titles[i] if titles else f"seed {i}", fontsize=title_size, pad=2)
             if xlabel and i // cols == rows - 1:
                 ax.set_xlabel(xlabel, fontsize=title_size)
             if ylabel and i % cols == 0:
                 ax.set_ylabel(ylabel, fontsize=title_size)
-            ax.tick_params(labelsize=5, length=2)
+            ax.tick_params(labelsize=_fs(5), length=2)
             ax.xaxis.set_major_locator(ticker.MaxNLocator(3))
             ax.yaxis.set_major_locator(ticker.MaxNLocator(3))
         cb = fig.colorbar(mappable, ax=axes, shrink=0.6, pad=0.01)
@@ -704,7 +729,7 @@ def _warn(fig: Figure, meta: dict) -> Figure:
     notes = [str(w) for w in meta.get("warnings") or []]
     if notes:
         # hung below the axes: the tight bounding box of every saved figure takes it in
-        fig.text(0.01, 0.0, "\n".join(notes), color="tab:red", fontsize=6, ha="left", va="top")
+        fig.text(0.01, 0.0, "\n".join(notes), color="tab:red", fontsize=_fs(6), ha="left", va="top")
     return fig
 
 
@@ -756,8 +781,8 @@ def matrix(
                 ax.axvline(cut, color="white", lw=0.8)
         if labels is not None and n <= 24:
             ticks = [labels[i] for i in order]
-            ax.set_xticks(range(n), ticks, rotation=90, fontsize=5)
-            ax.set_yticks(range(n), ticks, fontsize=5)
+            ax.set_xticks(range(n), ticks, rotation=90, fontsize=_fs(5))
+            ax.set_yticks(range(n), ticks, fontsize=_fs(5))
         name = axis_label or "member"
         ax.set_xlabel(f"{name} (ordered by basin)" if groups is not None else name)
         ax.set_ylabel(f"{name} (ordered by basin)" if groups is not None else name)
@@ -803,7 +828,7 @@ def scatter(
                 if sel.any():
                     ax.scatter(x[sel], y[sel], s=10, color=cmap(k % 10), edgecolor="white", lw=0.3, alpha=0.7,
                                label=f"{name} ({int(sel.sum())})")
-            ax.legend(frameon=False, fontsize=6, loc="best")
+            ax.legend(frameon=False, fontsize=_fs(6), loc="best")
         else:
             g = np.asarray(groups)
             cmap = matplotlib.colormaps["tab10"]
@@ -816,7 +841,7 @@ def scatter(
                 sel = g == k
                 ax.scatter(x[sel], y[sel], s=10, color=cmap(i % 10), edgecolor="white", lw=0.3, alpha=0.7,
                            label=f"basin {k} ({int(sel.sum())})" if i < 8 else None)
-            ax.legend(frameon=False, fontsize=6, loc="best")
+            ax.legend(frameon=False, fontsize=_fs(6), loc="best")
         if diagonal:  # across the whole axes, whatever the data's range
             both = np.concatenate([x[np.isfinite(x)], y[np.isfinite(y)]])
             if both.size:
@@ -959,7 +984,7 @@ def curvature_map(
             if twin is not None:
                 twin.set_ylabel("loss (dashed)")
                 twin.spines["right"].set_visible(True)
-            fig.legend(frameon=False, fontsize=6, loc="outside lower center", ncol=3 if single else 2)
+            fig.legend(frameon=False, fontsize=_fs(6), loc="outside lower center", ncol=3 if single else 2)
         elif ratio.ndim == 3:
             n = ratio.shape[0]
             cols = min(n, 4)
@@ -968,7 +993,7 @@ def curvature_map(
             for i in range(n):
                 _ratio_panel(grid[i], axes[0], axes[1], ratio[i], *(loss_axes or [None, None]),
                              None if loss is None else loss[i], threshold, colorbar=(i == n - 1))
-                grid[i].set_title(titles[i] if titles else f"member {i}", fontsize=7)
+                grid[i].set_title(titles[i] if titles else f"member {i}", fontsize=_fs(7))
             grid[0].set_xlabel(xlabel)
             grid[0].set_ylabel(ylabel)
             for ax in grid[n:]:
@@ -991,7 +1016,7 @@ def curvature_map(
             right.set_xlabel(xlabel)
             right.set_title(r"$|\lambda_{min}| / \lambda_{max}$ (white: loss contours)")
         if title:
-            fig.suptitle(title, fontsize=8)
+            fig.suptitle(title, fontsize=_fs(8))
     return _warn(fig, {"warnings": warnings})
 
 
@@ -1031,14 +1056,14 @@ def minibatch_spread(full: dict[str, np.ndarray], batches: dict[str, np.ndarray]
                 ax.errorbar(x, f, yerr=np.asarray(full_stderr[name], float)[order], fmt="none", color="black",
                             lw=0.6, capsize=0, zorder=3)
             ax.set_ylabel(name)
-        axes[0].legend(frameon=False, fontsize=6, loc="upper left")
+        axes[0].legend(frameon=False, fontsize=_fs(6), loc="upper left")
         what = "member" if labels is None else ("seed" + (" / learning rate" if any("\n" in str(t) for t in labels)
                                                           else ""))
         axes[-1].set_xlabel(f"{what}, ordered by full-data {names[0]}")
         ticks = x if m <= 24 else x[:: max(1, m // 12)]
         axes[-1].set_xticks(ticks)
         if labels is not None:
-            axes[-1].set_xticklabels([str(labels[i]) for i in order[ticks]], fontsize=5)
+            axes[-1].set_xticklabels([str(labels[i]) for i in order[ticks]], fontsize=_fs(5))
         if title:
             axes[0].set_title(title)
     return fig
@@ -1160,10 +1185,10 @@ def descent_animation(
 
             fig.legend(handles=[Line2D([], [], color=c, lw=1.5, label=k) for k, c in legend.items()],
                        loc="outside right center" if size is not None else "outside lower center",
-                       ncol=1 if size is not None else min(3, len(legend)), frameon=False, fontsize=7)
+                       ncol=1 if size is not None else min(3, len(legend)), frameon=False, fontsize=_fs(7))
         dots = ax.scatter(paths[:, 0, 0], paths[:, 0, 1], s=dot_size, c=list(colors), edgecolors="white",
                           linewidths=0.5, zorder=7)
-        label = ax.text(0.02, 0.97, "", transform=ax.transAxes, va="top", ha="left", fontsize=7, color="white",
+        label = ax.text(0.02, 0.97, "", transform=ax.transAxes, va="top", ha="left", fontsize=_fs(7), color="white",
                         path_effects=_outline(), zorder=8)
 
         def draw(frame):
@@ -1187,6 +1212,7 @@ DIVERGED_COLOUR = "#222222"
 SHARED_COLOUR = "#999999"
 
 
+@_styled
 def basin_map(
     a: np.ndarray,
     b: np.ndarray,
@@ -1235,7 +1261,7 @@ def basin_map(
     for i, (px, py) in enumerate(pts):
         ax.plot(px, py, "*", color="white", mec="black", mew=0.7, ms=11, zorder=5)
         lab = point_labels[i] if point_labels and i < len(point_labels) else f"minimum {i}"
-        ax.annotate(lab, (px, py), xytext=(5, 4), textcoords="offset points", fontsize=7, color="white",
+        ax.annotate(lab, (px, py), xytext=(5, 4), textcoords="offset points", fontsize=_fs(7), color="white",
                     fontweight="bold", zorder=6, path_effects=_outline())
     if _similar_ranges(a, b):
         ax.set_aspect("equal", adjustable="datalim")
@@ -1255,8 +1281,8 @@ def basin_map(
 
     handles.append(Line2D([], [], color="black", lw=0.5, alpha=0.6,
                           label="cost at the start" + (" (log-spaced)" if use_log else "")))
-    leg = fig.legend(handles=handles, loc="outside lower center", ncol=2, frameon=False, fontsize=6,
-                     title=note, title_fontsize=5.5)
+    leg = fig.legend(handles=handles, loc="outside lower center", ncol=2, frameon=False, fontsize=_fs(6),
+                     title=note, title_fontsize=_fs(5.5))
     leg.get_title().set_color("0.3")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -1269,6 +1295,7 @@ def basin_map(
 ENTRANT_COLOURS = ("#4477AA", "#EE6677", "#228833", "#CCBB44", "#66CCEE", "#AA3377", "#BBBBBB", "#000000")
 
 
+@_styled
 def race_figure(
     a: np.ndarray,
     b: np.ndarray,
@@ -1327,14 +1354,14 @@ def race_figure(
         _log_axis(ax2, "y", finite)
     ax2.set_xlabel("step")
     ax2.set_ylabel(f"training {loss_name}")
-    ax2.set_title("cost against steps (thick: median of the starts)", fontsize=7)
+    ax2.set_title("cost against steps (thick: median of the starts)", fontsize=_fs(7))
     handles = [Line2D([], [], color=c, lw=1.6, label=n) for c, n in zip(colours, entrants)]
     handles += [Line2D([], [], ls="none", marker="o", mfc="white", mec="black", ms=4, label="start"),
                 Line2D([], [], ls="none", marker="x", color="0.2", ms=4, mew=1.2, label="end"),
                 Line2D([], [], ls="none", marker="*", mfc="white", mec="black", ms=7, label="minimum")]
-    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 5), frameon=False, fontsize=6)
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 5), frameon=False, fontsize=_fs(6))
     if title:
-        fig.suptitle(title, fontsize=8)
+        fig.suptitle(title, fontsize=_fs(8))
     return fig
 
 
@@ -1372,6 +1399,7 @@ def _basin_legend(basin: np.ndarray, names: list[str]) -> dict:
     return out
 
 
+@_styled
 def descent_paths(a, b, z, paths, basin, *, points=None, point_labels=None, xlabel="distance along u",
                   ylabel="distance along v", zlabel="loss", title=None) -> Figure:
     """The still of an in-plane descent: every path ``(S, T, 2)`` on the plane's cost, coloured by
@@ -1397,5 +1425,5 @@ def descent_paths(a, b, z, paths, basin, *, points=None, point_labels=None, xlab
     ax.set_ylim(float(np.min(b)), float(np.max(b)))
     handles = [Line2D([], [], color=c, lw=1.2, label=k) for k, c in _basin_legend(basin, names).items()]
     handles.append(Line2D([], [], ls="none", marker="o", mfc="white", mec="black", ms=3.5, label="start"))
-    fig.legend(handles=handles, loc="outside lower center", ncol=2, frameon=False, fontsize=6)
+    fig.legend(handles=handles, loc="outside lower center", ncol=2, frameon=False, fontsize=_fs(6))
     return fig

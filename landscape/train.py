@@ -249,7 +249,7 @@ def train_ensemble(
     data: Dataset,
     *,
     key: jax.Array,
-    seeds: int | Sequence[int] = 8,
+    seeds: int | Sequence[int] | None = None,
     optimizer: OptimizerLike = OptimizerSpec("sgd", 1.0),
     loss: str = "mse",
     steps: int = 1000,
@@ -275,7 +275,8 @@ def train_ensemble(
         passed), the running averages are updated, and the history is evaluated with them.
       data: the :class:`~landscape.data.Dataset`; metrics use its full train and test splits.
       key: the root PRNG key (keyword-only, required).
-      seeds: a count ``S`` (seeds ``0..S-1``) or explicit distinct non-negative seeds.
+      seeds: a count ``S`` (seeds ``0..S-1``) or explicit distinct non-negative seeds; ``None``:
+        8, or with ``starts`` one per start (``0..S-1``).
       optimizer: an :class:`OptimizerSpec`, an optax transformation, or a factory
         ``lr -> optax transformation`` (needed with ``learning_rates`` unless a spec is given);
         or several specs (a list or an :class:`~landscape.optim.OptimizerChoice`): members are
@@ -315,10 +316,12 @@ def train_ensemble(
     if starts is not None:
         starts = _check_starts(model, starts)
         count = tree.num_members(starts)
-        if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool) and seeds == 8:
-            seeds = count  # the default: one label per start
+        if seeds is None:
+            seeds = count  # one label per start
         if np.size(_resolve_seeds(seeds)) != count:
             raise ConfigError(f"{count} starts need {count} seeds (labels), got {np.size(_resolve_seeds(seeds))}")
+    if seeds is None:
+        seeds = 8
     if isinstance(seeds, (int, np.integer)) and seeds >= 1:
         _check_memory(int(seeds) * lr_grid.size, model)  # before any per-member array exists
     seed_ids = _resolve_seeds(seeds)

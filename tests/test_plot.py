@@ -134,7 +134,9 @@ def test_slides_style_is_larger_and_scoped(tmp_path):
     with plot.using("slides"):
         slides = plot.landscape_2d(a, b, z)
     after = plot.landscape_2d(a, b, z)
-    np.testing.assert_allclose(slides.get_size_inches(), paper.get_size_inches() * plot.STYLES["slides"]["scale"])
+    w, h = paper.get_size_inches() * plot.STYLES["slides"]["scale"]
+    np.testing.assert_allclose(slides.get_size_inches(), [max(w, 16 / 9 * h), h])  # a 16:9 frame at least
+    assert slides.get_size_inches()[0] / slides.get_size_inches()[1] >= 16 / 9 - 1e-9
     np.testing.assert_allclose(after.get_size_inches(), paper.get_size_inches())  # restored on exit
     tick = slides.axes[0].get_xticklabels()[0].get_fontsize()
     assert tick > 2 * paper.axes[0].get_xticklabels()[0].get_fontsize()
