@@ -915,9 +915,9 @@ def race(run, spec: RaceSpec, *, name: str | None = None, overwrite: bool = Fals
     steps = int(ens.config["steps"] if spec.steps is None else spec.steps)
     if steps < 1 or spec.starts < 1 or spec.grid < 2:
         raise ConfigError("steps and starts must be positive and grid at least 2")
-    n_train = run_dataset(ens).train.x.shape[0] if any(sizes) else None
-    for b in sizes:
-        if b is not None and b > n_train:
+    n_train = ens.config.get("data", {}).get("num_train")  # recorded with the run: the data need not be loaded
+    for b in sizes:  # (train_ensemble checks again, after the plane's cost has been computed)
+        if b is not None and n_train is not None and b > n_train:
             raise ConfigError(f"batch size {b} exceeds the {n_train} training examples")
     settings = _settings(ens, {"command": "race", "members": idx, **dataclasses.asdict(spec), "steps": steps,
                                "optimizers": [o.to_dict() for o in optimizers], "batch_sizes": sizes,
@@ -978,7 +978,7 @@ def animate(run, spec: AnimateSpec, *, name: str | None = None, overwrite: bool 
     cost ``(G, G)``, the paths ``(S, steps + 1, 2)``, each path's final cost and basin."""
     import jax
 
-    from . import models
+    from . import minima, models
     from . import race as race_mod
     from .data import Split
 
@@ -1005,8 +1005,8 @@ def animate(run, spec: AnimateSpec, *, name: str | None = None, overwrite: bool 
         model = _model(ens, settings, idx, batches)
         refs = jax.tree_util.tree_map(lambda x: x[np.asarray(idx)], ens.params)
         key = jax.random.key(spec.key)
-        origin, basis, a, b, points = race_mod.fixed_plane(refs, grid=spec.grid, margin=spec.margin, span=spec.span,
-                                                           key=jax.random.fold_in(key, 1), spec=perm_spec)
+        _, origin, basis, a, b, points = minima.plane_of(refs, grid=spec.grid, margin=spec.margin, span=spec.span,
+                                                         key=jax.random.fold_in(key, 1), spec=perm_spec)
         aa, bb = np.meshgrid(a, b, indexing="ij")
         cost = surface_mod.evaluate(models.metrics_fn(model, ens.config["loss"]), origin, basis,
                                     np.stack([aa.ravel(), bb.ravel()], 1), data=batches["train"],
@@ -1015,8 +1015,7 @@ def animate(run, spec: AnimateSpec, *, name: str | None = None, overwrite: bool 
         loss = models.loss_fn(model, Split(*batches["train"]), ens.config["loss"])
         paths = race_mod.descend_in_plane(loss, origin, basis, starts, lr=lr, steps=spec.steps)
         ends = paths[:, -1]
-        final = np.asarray(jax.vmap(lambda c: loss(jax.tree_util.tree_map(
-            lambda o, u, v: o + c[0] * u + c[1] * v, origin, *basis)))(np.asarray(ends, np.float32)))
+        final = np.asarray(jax.vmap(loss)(minima.on_plane(origin, basis, ends)))
         labels, plane, axis_labels = _plane_words(ens, idx)
         arrays = {"axis_0": a, "axis_1": b, "cost": cost, "points": points, "paths": paths, "final_loss": final,
                   "basin": race_mod.basin_of_ends(ends, points)}

@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -54,7 +54,10 @@ __all__ = [
     "DIVERGED",
     "SHARED",
     "label_fractions",
+    "plane_of",
+    "on_plane",
     "plane_starts",
+    "plane_coords",
     "label_ends",
     "basins_of_attraction",
 ]
@@ -377,9 +380,9 @@ def label_fractions(labels: np.ndarray, r: int) -> np.ndarray:
     return np.array([np.mean(labels == k) for k in order])
 
 
-def plane_starts(references: PyTree, *, grid: int = 41, margin: float = 0.25, span: float = 1.0,
-                 key: jax.Array | None = None, spec: PermutationSpec | None = None):
-    """The plane a basin map lives on and its grid of starts.
+def plane_of(references: PyTree, *, grid: int = 41, margin: float = 0.25, span: float = 1.0,
+             key: jax.Array | None = None, spec: PermutationSpec | None = None):
+    """The plane of a basin map, a race or an in-plane descent, and its grid.
 
     With three references (leaves ``(3, ...)``) the plane through them (Garipov et al. 2018;
     with ``spec`` the second and third are first aligned to the first by weight matching,
@@ -393,9 +396,9 @@ def plane_starts(references: PyTree, *, grid: int = 41, margin: float = 0.25, sp
       spec: the model's :class:`PermutationSpec`, to align the minima first (optional).
 
     Returns:
-      ``(references, origin, basis, a, b, points, starts)``: the (aligned) references, the
-      plane's origin and two directions, the grid axes ``(G,)``, ``(G,)``, the minima's
-      coordinates ``(R, 2)`` and the starts, leaves ``(G·G, ...)`` (row-major in ``a``).
+      ``(references, origin, basis, a, b, points)``: the (aligned) references, the plane's
+      origin and two directions, the grid axes ``(G,)``, ``(G,)`` and the minima's coordinates
+      ``(R, 2)``.
     """
     r = tree.num_members(references)
     if r not in (1, 3):
@@ -419,18 +422,36 @@ def plane_starts(references: PyTree, *, grid: int = 41, margin: float = 0.25, sp
         basis = dirs.random_directions(key, origin, 2)
         points = np.zeros((1, 2))
         a = b = np.linspace(-span, span, grid)
+    return references, origin, basis, a, b, points
+
+
+def on_plane(origin: PyTree, basis: Sequence[PyTree], coords: np.ndarray) -> PyTree:
+    """The parameters at plane coordinates: ``origin + c₀ u + c₁ v`` for every row of ``coords (K, 2)``,
+    as numpy leaves ``(K, ...)`` (:func:`landscape.tree.lincomb`, vmapped)."""
+    coords = jnp.asarray(np.asarray(coords, np.float32))
+    out = jax.vmap(lambda c: tree.lincomb(origin, c, list(basis)))(coords)
+    return jax.tree_util.tree_map(np.asarray, out)
+
+
+def plane_starts(references: PyTree, *, grid: int = 41, margin: float = 0.25, span: float = 1.0,
+                 key: jax.Array | None = None, spec: PermutationSpec | None = None):
+    """The plane of :func:`plane_of` and its grid of starts.
+
+    Returns:
+      ``(references, origin, basis, a, b, points, starts)``: as :func:`plane_of`, and the
+      starts, leaves ``(G·G, ...)`` (row-major in ``a``).
+    """
+    references, origin, basis, a, b, points = plane_of(references, grid=grid, margin=margin, span=span, key=key,
+                                                       spec=spec)
     aa, bb = np.meshgrid(a, b, indexing="ij")
-    coef = jnp.asarray(np.stack([aa.ravel(), bb.ravel()], 1), jnp.float32)
-    starts = jax.jit(jax.vmap(lambda c, o, u, v: jax.tree_util.tree_map(
-        lambda oo, uu, vv: oo + c[0] * uu + c[1] * vv, o, u, v), in_axes=(0, None, None, None)))(
-            coef, origin, *basis)
-    return references, origin, basis, a, b, points, jax.tree_util.tree_map(np.asarray, starts)
+    return references, origin, basis, a, b, points, on_plane(origin, basis, np.stack([aa.ravel(), bb.ravel()], 1))
 
 
-def _plane_coords(points: PyTree, origin: PyTree, basis: list) -> np.ndarray:
-    """Least-squares coordinates ``(K, 2)`` of stacked points in a (not necessarily orthonormal) basis."""
+def plane_coords(points: PyTree, origin: PyTree, basis: Sequence[PyTree]) -> np.ndarray:
+    """Least-squares coordinates ``(K, 2)`` of stacked points (leaves ``(K, ...)``) in a plane's
+    basis (orthonormal or not): where each point's shadow falls on the plane."""
     gram = np.array([[float(tree.vdot(u, v)) for v in basis] for u in basis])
-    return np.linalg.solve(gram, dirs.project(points, origin, basis).T).T
+    return np.linalg.solve(gram, dirs.project(points, origin, list(basis)).T).T
 
 
 def label_ends(fn: Callable, data, references: PyTree, ends: PyTree, *, spec: PermutationSpec | None = None,
@@ -564,5 +585,5 @@ def basins_of_attraction(
         start_loss=ens.history.train_loss[:, 0].reshape(shape),
         final_loss=ens.history.train_loss[:, -1].reshape(shape),
         distance=lab["distance"].reshape(shape + (r,)), barrier=lab["barrier"].reshape(shape + (r,)),
-        ends=_plane_coords(ens.params, origin, basis).reshape(shape + (2,)),
+        ends=plane_coords(ens.params, origin, basis).reshape(shape + (2,)),
         fractions=label_fractions(lab["labels"], r), reference_barriers=np.asarray(ref_bars), tol=float(tol))

@@ -117,8 +117,6 @@ class OptimizerChoice:
 
         def update(updates, state, params=None):
             outs = [p.update(updates, s, params) for p, s in zip(parts, state)]
-            if len(parts) == 1:
-                return outs[0][0], (outs[0][1],)
             chosen = jax.tree_util.tree_map(lambda *u: jax.lax.select_n(choice, *u), *[o[0] for o in outs])
             kept = tuple(
                 jax.tree_util.tree_map(lambda new, old, i=i: jnp.where(choice == i, new, old), o[1], s)

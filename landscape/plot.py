@@ -42,6 +42,7 @@ __all__ = [
     "race_figure",
     "race_animation",
     "descent_paths",
+    "paths_by_basin",
 ]
 
 #: Single-column figure width in inches (most journals: 3.25–3.5 in).
@@ -1384,19 +1385,16 @@ def race_animation(a, b, cost, paths, path_steps, entrants, *, points=None, poin
 UNSETTLED_COLOUR = "#000000"
 
 
-def _basin_colours(basin: np.ndarray) -> list:
-    return [BASIN_COLOURS[k % len(BASIN_COLOURS)] if k >= 0 else UNSETTLED_COLOUR for k in np.asarray(basin)]
-
-
-def _basin_legend(basin: np.ndarray, names: list[str]) -> dict:
+def paths_by_basin(basin: np.ndarray, names: list[str]) -> tuple[list, dict]:
+    """Colours of paths by the minimum they ended at (``basin (S,)``, −1: none) and the legend
+    ``{"to NAME: count": colour}`` for them (:func:`descent_paths`, the descent animation)."""
     basin = np.asarray(basin)
-    out = {}
-    for k, name in enumerate(names):
-        n = int(np.sum(basin == k))
-        out[f"to {name}: {n}"] = BASIN_COLOURS[k % len(BASIN_COLOURS)]
+    colours = [BASIN_COLOURS[k % len(BASIN_COLOURS)] if k >= 0 else UNSETTLED_COLOUR for k in basin]
+    legend = {f"to {name}: {int(np.sum(basin == k))}": BASIN_COLOURS[k % len(BASIN_COLOURS)]
+              for k, name in enumerate(names)}
     if np.any(basin < 0):
-        out[f"to none yet: {int(np.sum(basin < 0))}"] = UNSETTLED_COLOUR
-    return out
+        legend[f"to none yet: {int(np.sum(basin < 0))}"] = UNSETTLED_COLOUR
+    return colours, legend
 
 
 @_styled
@@ -1412,7 +1410,7 @@ def descent_paths(a, b, z, paths, basin, *, points=None, point_labels=None, xlab
 
     paths = np.asarray(paths, float)
     names = list(point_labels or [f"minimum {i}" for i in range(0 if points is None else len(points))])
-    colours = _basin_colours(basin)
+    colours, legend = paths_by_basin(basin, names)
     fig = _figure(COLUMN_WIDTH, COLUMN_WIDTH * 1.05)
     ax = fig.add_subplot()
     landscape_2d(a, b, z, kind="filled", ax=ax, zlabel=zlabel, points=points, point_labels=point_labels,
@@ -1423,7 +1421,7 @@ def descent_paths(a, b, z, paths, basin, *, points=None, point_labels=None, xlab
     ax.plot(paths[:, 0, 0], paths[:, 0, 1], "o", mfc="white", mec="black", mew=0.4, ms=2.6, zorder=7, ls="none")
     ax.set_xlim(float(np.min(a)), float(np.max(a)))
     ax.set_ylim(float(np.min(b)), float(np.max(b)))
-    handles = [Line2D([], [], color=c, lw=1.2, label=k) for k, c in _basin_legend(basin, names).items()]
+    handles = [Line2D([], [], color=c, lw=1.2, label=k) for k, c in legend.items()]
     handles.append(Line2D([], [], ls="none", marker="o", mfc="white", mec="black", ms=3.5, label="start"))
     fig.legend(handles=handles, loc="outside lower center", ncol=2, frameon=False, fontsize=_fs(6))
     return fig

@@ -5,7 +5,7 @@ paths drawn on one fixed plane.  In-plane descent (:func:`descend_in_plane`): gr
 on the drawn surface itself — the lecture animation of ``landscape animate``.
 
 The plane is the one through three minima (or a random plane around one), fixed before the race
-(:func:`landscape.minima.plane_starts`); the starts are points of that plane, so every path
+(:func:`landscape.minima.plane_of`); the starts are points of that plane, so every path
 begins on the surface that is drawn.  All optimizers of one batch size train in one vmapped
 program (:class:`landscape.optim.OptimizerChoice`); each batch size is its own program (its
 batches have another shape).  Every start keeps its minibatch order across optimizers (the
@@ -25,7 +25,7 @@ from .errors import ConfigError
 from .optim import OptimizerSpec
 from .permutation import PermutationSpec
 
-__all__ = ["Race", "entrant_label", "fixed_plane", "plane_points", "race", "descend_in_plane", "basin_of_ends"]
+__all__ = ["Race", "entrant_label", "plane_points", "race", "descend_in_plane", "basin_of_ends"]
 
 PyTree = Any
 
@@ -77,25 +77,6 @@ def plane_points(key: jax.Array, a: np.ndarray, b: np.ndarray, count: int, *, in
     return lo + pad + u * (hi - lo - 2 * pad)
 
 
-def fixed_plane(references: PyTree, *, grid: int = 41, margin: float = 0.25, span: float = 1.0,
-                key: jax.Array | None = None, spec: PermutationSpec | None = None):
-    """The plane of a race or an in-plane descent and its grid (see :func:`landscape.minima.plane_starts`).
-
-    Returns:
-      ``(origin, basis, a, b, points)``: the plane, its grid axes ``(G,)`` and the minima's
-      coordinates ``(R, 2)``.
-    """
-    references, origin, basis, a, b, points, _ = minima.plane_starts(references, grid=2, margin=margin, span=span,
-                                                                      key=key, spec=spec)
-    if not isinstance(grid, (int, np.integer)) or grid < 2:
-        raise ConfigError(f"grid must be an integer >= 2, got {grid!r}")
-    if tree.num_members(references) == 3:
-        a, b = surface._box(points, margin, grid)
-    else:
-        a = b = np.linspace(-span, span, grid)
-    return origin, basis, a, b, points
-
-
 def race(
     model,
     data,
@@ -122,7 +103,7 @@ def race(
     Args:
       model: the model, bound to ``data``.  data: the :class:`~landscape.data.Dataset`.
       references: minima, leaves ``(R, ...)``, ``R`` 1 or 3 (the plane; see
-        :func:`landscape.minima.plane_starts`, aligned with ``spec`` when given).
+        :func:`landscape.minima.plane_of`, aligned with ``spec`` when given).
       key: PRNG key: the starts' positions, a random plane, the minibatch orders.
       optimizers: the entrants' :class:`~landscape.optim.OptimizerSpec` (each with its own
         learning rate and momentum).
@@ -152,12 +133,12 @@ def race(
     every = snapshot_every or max(1, steps // 50)
     model = models.as_model(model).for_data(data)
     k_plane, k_starts, k_train = jax.random.split(key, 3)
-    origin, basis, a, b, points = fixed_plane(references, grid=grid, margin=margin, span=span, key=k_plane, spec=spec)
+    _, origin, basis, a, b, points = minima.plane_of(references, grid=grid, margin=margin, span=span, key=k_plane,
+                                                     spec=spec)
     xy = plane_points(k_starts, a, b, starts) if np.isscalar(starts) else np.asarray(starts, np.float64)
     if xy.ndim != 2 or xy.shape[1] != 2:
         raise ConfigError(f"starts must be a count or (S, 2) plane coordinates, got shape {xy.shape}")
-    params0 = jax.vmap(lambda c: jax.tree_util.tree_map(lambda o, u, v: o + c[0] * u + c[1] * v, origin, *basis))(
-        np.asarray(xy, np.float32))
+    params0 = minima.on_plane(origin, basis, xy)
     fn = metrics if metrics is not None else models.metrics_fn(model, loss)
     aa, bb = np.meshgrid(a, b, indexing="ij")
     cost = surface.evaluate(fn, origin, basis, np.stack([aa.ravel(), bb.ravel()], 1),
@@ -174,9 +155,8 @@ def race(
         snaps = ens.trajectory.params  # leaves (M, K, ...)
         k = ens.trajectory.step.size
         flat = jax.tree_util.tree_map(lambda x: x.reshape((-1,) + x.shape[2:]), snaps)
-        coords = minima._plane_coords(flat, origin, basis)  # (M·K, 2)
-        back = jax.vmap(lambda c: jax.tree_util.tree_map(lambda o, u, v: o + c[0] * u + c[1] * v, origin, *basis))(
-            np.asarray(coords, np.float32))
+        coords = minima.plane_coords(flat, origin, basis)  # (M·K, 2)
+        back = minima.on_plane(origin, basis, coords)
         dist = np.asarray(jax.vmap(lambda p, q: tree.norm(tree.sub(p, q)))(flat, back))
         paths.append(coords.reshape(s, e_per, k, 2))
         off.append(dist.reshape(s, e_per, k))
@@ -210,10 +190,8 @@ def descend_in_plane(loss: Callable, origin: PyTree, basis: Sequence[PyTree], st
         raise ConfigError(f"steps must be a positive integer, got {steps!r}")
     if not (np.isfinite(lr) and lr > 0):
         raise ConfigError(f"lr must be finite and positive, got {lr}")
-    u, v = basis
-
     def loss_at(c):
-        return loss(jax.tree_util.tree_map(lambda o, uu, vv: o + c[0] * uu + c[1] * vv, origin, u, v))
+        return loss(tree.lincomb(origin, c, list(basis)))
 
     grad = jax.grad(loss_at)
 

@@ -154,10 +154,11 @@ def descent_figures(arrays: dict, meta: dict, stem: str | Path, fmt: str = "png"
         names = list(meta.get("point_labels") or [])
         labels = meta.get("axis_labels", ["u", "v"])
         width = 8.0
+        colours, legend = plot.paths_by_basin(arrays["basin"], names)
         anim = plot.descent_animation(
             arrays["axis_0"], arrays["axis_1"], arrays["cost"], paths[:, pick], steps=pick,
             points=arrays.get("points"), point_labels=names, tail=0, title=meta.get("title"),
-            colors=plot._basin_colours(arrays["basin"]), legend=plot._basin_legend(arrays["basin"], names),
+            colors=colours, legend=legend,
             xlabel=labels[0], ylabel=labels[1], size=(width, width * 9 / 16), linewidth=0.6, dot_size=10)
         dpi = pixels / (width * plot.scale())  # the frame is `pixels` wide whatever the style
         out.append(plot.save_animation(anim, stem.with_name(f"{stem.name}.{movie}"), dpi=dpi))
