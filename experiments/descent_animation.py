@@ -73,26 +73,16 @@ def compute(run: Path, cfg: dict) -> None:
     ls.io.save_result(run / "results" / "slice", surf.to_arrays(), {**surf.meta, "kind": surf.kind})
 
     plane = ls.directions.three_point_plane(*thetas)
+    basis = [plane.u, plane.v]
     loss = ls.models.loss_fn(ens.model, data.train, ens.config["loss"])
-
-    def loss_at(c):  # the loss at plane coordinates c = (distance along u, distance along v)
-        return loss(ls.tree.lincomb(plane.origin, c, [plane.u, plane.v]))
-
-    grad = jax.grad(loss_at)
     a, b = surf.axes
     key = jax.random.key(7)
     starts = jax.random.uniform(key, (cfg["starts"], 2), minval=jnp.array([a.min(), b.min()]),
                                 maxval=jnp.array([a.max(), b.max()]))
-
-    def descend(c0):
-        def step(c, _):
-            c = c - cfg["descent_lr"] * grad(c)
-            return c, c
-        _, path = jax.lax.scan(step, c0, None, length=cfg["descent_steps"])
-        return jnp.concatenate([c0[None], path])
-
-    paths = np.asarray(jax.jit(jax.vmap(descend))(starts))  # (starts, steps + 1, 2)
-    final = np.asarray(jax.vmap(loss_at)(jnp.asarray(paths[:, -1])))
+    # (starts, steps + 1, 2): the library's in-plane descent, as `landscape animate` runs it
+    paths = ls.race.descend_in_plane(loss, plane.origin, basis, np.asarray(starts), lr=cfg["descent_lr"],
+                                     steps=cfg["descent_steps"])
+    final = np.asarray(jax.vmap(loss)(ls.minima.on_plane(plane.origin, basis, paths[:, -1])))
     ls.io.save_result(run / "results" / "descent", {"paths": paths, "final_loss": final},
                       {"kind": "descent", "lr": cfg["descent_lr"], "steps": cfg["descent_steps"]})
 
