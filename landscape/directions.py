@@ -21,7 +21,6 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.flatten_util import ravel_pytree
 
 from . import tree
 from .errors import ConfigError
@@ -200,6 +199,17 @@ class TrajectoryPCA(NamedTuple):
     coords: np.ndarray
 
 
+def _unrow(row: np.ndarray, like: PyTree) -> PyTree:
+    """A host vector in :func:`tree.member_rows`' order back as a pytree shaped and typed like ``like``."""
+    leaves, treedef = jax.tree_util.tree_flatten(like)
+    out, at = [], 0
+    for x in leaves:
+        n = int(np.size(x))
+        out.append(row[at : at + n].reshape(np.shape(x)).astype(np.asarray(x).dtype))
+        at += n
+    return jax.tree_util.tree_unflatten(treedef, out)
+
+
 def trajectory_pca(snapshots: PyTree, final: PyTree | None = None, k: int = 2) -> TrajectoryPCA:
     """Principal directions of ``theta_i - theta_final`` over snapshots with leaves ``(K, ...)``.
 
@@ -211,11 +221,10 @@ def trajectory_pca(snapshots: PyTree, final: PyTree | None = None, k: int = 2) -
     if num < k + 1:
         raise ConfigError(f"trajectory PCA with {k} components needs at least {k + 1} snapshots, got {num}")
     if final is None:
-        final = jax.tree_util.tree_map(lambda x: x[-1], snapshots)
-    flat_final, unravel = ravel_pytree(final)
-    # the snapshots' rows in ravel_pytree's order (leaves in tree order, each raveled), on the host
-    rows = np.concatenate([np.asarray(x).reshape(num, -1) for x in leaves], axis=1).astype(np.float64)
-    rows -= np.asarray(flat_final, np.float64)[None]
+        final = jax.tree_util.tree_map(lambda x: np.asarray(x)[-1], snapshots)
+    # on the host: the snapshots' rows (leaves in tree order, each raveled) minus the final point
+    rows = tree.member_rows(snapshots)
+    rows -= tree.member_rows(jax.tree_util.tree_map(lambda x: np.asarray(x)[None], final))
     _, s, vt = np.linalg.svd(rows, full_matrices=False)
     total = float(np.sum(s**2))
     if total <= 0:
@@ -225,6 +234,5 @@ def trajectory_pca(snapshots: PyTree, final: PyTree | None = None, k: int = 2) -
     signs = np.sign(rows[0] @ comps.T)
     signs[signs == 0] = 1.0
     comps = comps * signs[:, None]
-    dtype = flat_final.dtype
-    directions = [unravel(jnp.asarray(c, dtype=dtype)) for c in comps]
+    directions = [jax.device_put(_unrow(c, final)) for c in comps]
     return TrajectoryPCA(final, directions, (s[:k] ** 2) / total, rows @ comps.T)

@@ -169,8 +169,8 @@ class Placement:
         return jax.tree_util.tree_map(lambda x: np.asarray(x)[idx], tree)
 
     def _put(self, tree: PyTree, spec: P) -> PyTree:
-        if self.mesh is None:  # one device: transfer once, uncommitted
-            return jax.tree_util.tree_map(jax.numpy.asarray, tree)
+        if self.mesh is None:  # one device: transfer once, uncommitted (no program compiled per leaf)
+            return jax.device_put(tree)
         sharding = NamedSharding(self.mesh, spec)
 
         def put(x):

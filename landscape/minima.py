@@ -157,7 +157,7 @@ def aligned_barrier_matrix(fn: Callable, stacked: PyTree, *, spec: PermutationSp
 
 def distance_matrix(stacked: PyTree) -> np.ndarray:
     """Euclidean distances ``||theta_i - theta_j||`` between members, ``(M, M)``."""
-    flat = np.asarray(jax.vmap(tree.ravel)(stacked), np.float64)
+    flat = tree.member_rows(stacked)
     sq = np.sum(flat**2, axis=1)
     d2 = np.maximum(sq[:, None] + sq[None, :] - 2 * flat @ flat.T, 0.0)
     np.fill_diagonal(d2, 0.0)
@@ -166,7 +166,7 @@ def distance_matrix(stacked: PyTree) -> np.ndarray:
 
 def cosine_matrix(stacked: PyTree) -> np.ndarray:
     """Cosine similarity of the members' parameter vectors, ``(M, M)``."""
-    flat = np.asarray(jax.vmap(tree.ravel)(stacked), np.float64)
+    flat = tree.member_rows(stacked)
     n = np.linalg.norm(flat, axis=1)
     return (flat @ flat.T) / np.maximum(n[:, None] * n[None, :], 1e-30)
 

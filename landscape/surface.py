@@ -104,11 +104,17 @@ def default_chunk_size(num_examples: int | None = None, width: int | None = None
     return 64 if backend == "cpu" else 1024
 
 
+def _on_device(x):
+    """``x`` as a JAX array; a host array is transferred as it is (``jnp.asarray`` would compile a
+    small program per shape for it, each costing a trace and a cache lookup in every new process)."""
+    return x if isinstance(x, jax.Array) else jax.device_put(np.asarray(x))
+
+
 def _as_batches(data) -> dict[str, Any] | None:
     if data is None:
         return None
     if isinstance(data, Mapping):
-        return {str(k): (jnp.asarray(v[0]), jnp.asarray(v[1])) if isinstance(v, tuple) else v for k, v in data.items()}
+        return {str(k): (_on_device(v[0]), _on_device(v[1])) if isinstance(v, tuple) else v for k, v in data.items()}
     return {"": data}
 
 
@@ -237,8 +243,8 @@ def evaluate(
         raise ConfigError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     num_points = coords.shape[0]
     if not stacked:  # one code path: a seed axis of length 1
-        center = jax.tree_util.tree_map(lambda x: jnp.asarray(x)[None], center)
-        directions = [jax.tree_util.tree_map(lambda x: jnp.asarray(x)[None], d) for d in directions]
+        center = tree.with_member_axis(center)
+        directions = [tree.with_member_axis(d) for d in directions]
     directions = list(directions)
     num_seeds = tree.num_members(center)
     # a compiled call evaluates s_chunk seeds x p_chunk points, about chunk_size evaluations;

@@ -23,11 +23,13 @@ __all__ = [
     "scale",
     "axpy",
     "lincomb",
+    "with_member_axis",
     "vdot",
     "norm",
     "zeros_like",
     "random_like",
     "stack",
+    "member_rows",
     "unstack",
     "take",
     "num_members",
@@ -62,6 +64,12 @@ def scale(alpha: Any, a: PyTree) -> PyTree:
 def axpy(alpha: Any, x: PyTree, y: PyTree) -> PyTree:
     """Leafwise ``alpha * x + y``."""
     return jax.tree_util.tree_map(lambda u, v: alpha * u + v, x, y)
+
+
+@jax.jit  # one compiled program per tree structure, not one per leaf operation
+def with_member_axis(a: PyTree) -> PyTree:
+    """Every leaf with a leading member axis of length 1: ``x[None]``."""
+    return jax.tree_util.tree_map(lambda x: jnp.asarray(x)[None], a)
 
 
 def lincomb(center: PyTree, coefficients: Any, directions: Sequence[PyTree]) -> PyTree:
@@ -131,6 +139,22 @@ def ravel(a: PyTree) -> jax.Array:
     """All leaves flattened into one vector (for dense references in tests and PCA)."""
     flat, _ = ravel_pytree(a)
     return flat
+
+
+def member_rows(stacked: PyTree, dtype=np.float64) -> np.ndarray:
+    """The members' parameter vectors as the rows of one host matrix.
+
+    Args:
+      stacked: a pytree whose leaves are ``(M, ...)``.
+      dtype: the matrix's dtype (float64 by default, for the dense algebra done with it).
+
+    Returns:
+      ``(M, P)`` NumPy array; row ``i`` is member ``i``'s leaves, each raveled, in tree order
+      (the order of :func:`ravel`).  Computed on the host: no program is compiled for it.
+    """
+    leaves = jax.tree_util.tree_leaves(stacked)
+    m = int(np.shape(leaves[0])[0])
+    return np.concatenate([np.asarray(x).reshape(m, -1).astype(dtype, copy=False) for x in leaves], axis=1)
 
 
 def size(a: PyTree) -> int:

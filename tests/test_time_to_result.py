@@ -158,3 +158,49 @@ def test_import_and_help_load_no_jax():
             "assert not bad, bad")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
+
+
+def _lowerings(fn) -> int:
+    """How many programs ``fn()`` traces and lowers, starting from empty in-memory caches (as a
+    new process does: the persistent cache saves the XLA compilation, never the lowering)."""
+    jax.clear_caches()
+    count = []
+
+    def on_event(event, duration, **_):
+        if event == "/jax/core/compile/jaxpr_to_mlir_module_duration":
+            count.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(on_event)
+    try:
+        fn()
+    finally:
+        jax.monitoring.unregister_event_duration_listener(on_event)
+    return len(count)
+
+
+def _digits_mlp(hidden):
+    data = ls.data.load("blobs")
+    model = ls.models.MLP(hidden=hidden, activation="tanh", output_activation="identity").for_data(data)
+    return data, model
+
+
+def test_a_surface_compiles_the_same_programs_however_many_layers():
+    """No program per leaf: a plane through three points of a 1-layer and a 4-layer network
+    lowers the same number of programs (8; it was 22 and 25 when every leaf was transferred
+    and given a member axis by a small program of its own, one per shape)."""
+    counts = []
+    for hidden in ((4,), (4, 4, 4, 4)):
+        data, model = _digits_mlp(hidden)
+        points = [model.init(jax.random.key(i)) for i in range(3)]
+        points = [jax.tree_util.tree_map(np.asarray, p) for p in points]  # as loaded from a run
+        fn = ls.models.metrics_fn(model, "mse")
+        batches = {"train": (data.train.x, data.train.y)}
+        counts.append(_lowerings(lambda: ls.surface.three_point(fn, *points, num=3, data=batches, progress=False)))
+    assert counts[0] == counts[1]
+
+
+def test_member_matrices_and_trajectory_pca_compile_nothing():
+    _, model = _digits_mlp((4, 4))
+    stacked = jax.vmap(model.init)(jax.random.split(jax.random.key(0), 5))
+    assert _lowerings(lambda: (ls.minima.distance_matrix(stacked), ls.minima.cosine_matrix(stacked),
+                               ls.directions.trajectory_pca(stacked))) == 0

@@ -1,7 +1,5 @@
 """``python -m landscape.cli``: the ``landscape`` command."""
 
-import sys
+from . import entry
 
-from . import main
-
-sys.exit(main())
+entry()
