@@ -1268,7 +1268,7 @@ def loss_fn(model: MLP, split, loss: str, *, batch_size: int | None = None) -> L
       a :class:`LossParts` (Gauss–Newton and Fisher curvature available) or a :class:`BatchedLoss`.
     """
     of = _batch_loss(model, loss)
-    x, y = jnp.asarray(split.x), jnp.asarray(split.y)
+    x, y = jax.device_put((split.x, split.y))  # a transfer; jnp.asarray would compile a program per array
     n = int(x.shape[0])
     if batch_size is None or batch_size >= n:
         return of(x, y)
@@ -1290,7 +1290,7 @@ def minibatch_loss(model: MLP, split, loss: str, *, batch_size: int, num_batches
     Raises:
       ConfigError: ``batch_size * num_batches`` exceeds the number of examples.
     """
-    x, y = jnp.asarray(split.x), jnp.asarray(split.y)
+    x, y = jax.device_put((split.x, split.y))  # a transfer; jnp.asarray would compile a program per array
     n = int(x.shape[0])
     if batch_size < 1 or num_batches < 1:
         raise ConfigError(f"mini-batches need a positive size and count, got {num_batches} of {batch_size}")
