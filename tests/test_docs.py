@@ -1,0 +1,103 @@
+"""Executable documentation: every code block of README.md and docs/ is checked.
+
+Default suite: every Python block parses, and every documented ``landscape …`` line — in
+runnable blocks and in synopses alike — is accepted by the command's own parser (the flags
+exist, their values parse).  Slow suite: the Python blocks of each document run, in order,
+as written, in one fresh interpreter; the shell blocks marked ``run`` run as written.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+
+import pytest
+
+from .docblocks import ROOT, blocks, command_lines, documents, landscape_argv
+
+ALL = [b for doc in documents() for b in blocks(doc)]
+PYTHON = [b for b in ALL if b.lang == "python"]
+SHELL = [b for b in ALL if b.lang in ("bash", "")]
+MARKS = {None, "illustration", "file", "run", "skip"}
+
+
+def test_the_documents_have_blocks_and_only_known_marks():
+    assert len(PYTHON) >= 5 and len(SHELL) >= 5
+    assert {b.mark for b in ALL} <= MARKS, [b.where for b in ALL if b.mark not in MARKS]
+
+
+@pytest.mark.parametrize("block", PYTHON, ids=lambda b: b.where)
+def test_python_block_parses(block):
+    ast.parse(block.text, filename=block.where)
+
+
+@pytest.mark.parametrize("block", [b for b in SHELL if any(landscape_argv(x) for x in command_lines(b.text))],
+                         ids=lambda b: b.where)
+def test_documented_command_lines_are_accepted_by_the_parser(block):
+    from landscape.cli import build_parser
+    from landscape.cli.parser import UsageError
+
+    parser = build_parser()
+    for line in command_lines(block.text):
+        argv = landscape_argv(line)
+        if argv is None:
+            continue
+        try:
+            parser.parse_args(argv)
+        except (UsageError, SystemExit) as exc:
+            pytest.fail(f"{block.where}: `{line}` is refused by the parser: {exc}")
+
+
+def _runner(doc) -> str:
+    """A script that runs a document's Python blocks in order in one namespace and names the
+    block that fails."""
+    cells = [(b.line, b.text, b.mark, b.arg) for b in blocks(doc) if b.lang == "python" or b.mark == "file"]
+    return (
+        "import sys, traceback\n"
+        f"cells = {cells!r}\n"
+        "ns = {'__name__': '__main__'}\n"
+        "for line, text, mark, arg in cells:\n"
+        "    if mark == 'file':\n"
+        "        open(arg, 'w').write(text)\n"
+        "        continue\n"
+        "    if mark == 'illustration':\n"
+        "        continue\n"
+        "    print(f'--- block at line {line}', flush=True)\n"
+        "    try:\n"
+        f"        exec(compile(text, {doc.name!r} + f':{{line}}', 'exec'), ns)\n"
+        "    except BaseException:\n"
+        "        traceback.print_exc()\n"
+        f"        sys.exit(f'{doc.name}: the block at line {{line}} failed')\n"
+    )
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env.setdefault("JAX_PLATFORMS", "cpu")
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    env["MPLBACKEND"] = "Agg"
+    return env
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("doc", [d for d in documents() if any(b.lang == "python" for b in blocks(d))],
+                         ids=lambda d: str(d.relative_to(ROOT)))
+def test_python_blocks_run_in_order_in_a_fresh_interpreter(doc, tmp_path):
+    script = tmp_path / "run_blocks.py"
+    script.write_text(_runner(doc))
+    r = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=_env(), capture_output=True, text=True,
+                       timeout=1800, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, f"{r.stdout[-3000:]}\n{r.stderr[-6000:]}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("block", [b for b in SHELL if b.mark == "run"], ids=lambda b: b.where)
+def test_shell_blocks_marked_run_run_as_written(block, tmp_path):
+    for b in blocks(block.path):  # files the document defines before this block
+        if b.mark == "file" and b.line < block.line:
+            (tmp_path / b.arg).write_text(b.text)
+    r = subprocess.run(["bash", "-euo", "pipefail", "-c", block.text], cwd=tmp_path, env=_env(),
+                       capture_output=True, text=True, timeout=1800, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, f"{block.where}\n{r.stdout[-3000:]}\n{r.stderr[-6000:]}"
