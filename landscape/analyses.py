@@ -729,9 +729,11 @@ class BasinsSpec:
     (:func:`landscape.minima.basins_of_attraction`).
 
     Attributes:
-      seeds: three seeds (their plane) or one (a random plane around it).  lr: the learning rate
+      seeds: three seeds (their plane) or one (a random plane around it).
+      lr: the learning rate
         of the members, when the run swept several (also the starts' learning rate).
-      grid: starts per axis (``grid²`` in all).  steps: training steps of every start (default:
+      grid: starts per axis (``grid²`` in all).
+      steps: training steps of every start (default:
         the run's).  margin: the three-point grid's margin.  span: the random plane's half-width.
       tol: the barrier (loss units) below which an end point belongs to a minimum's basin
         (default: half the smallest barrier between the three minima; 0.05 with one).
@@ -813,7 +815,8 @@ class RaceSpec:
     (or a random plane around one), with the run's loss and data.
 
     Attributes:
-      seeds: three seeds (their plane) or one.  member_lr: the members' learning rate, when the
+      seeds: three seeds (their plane) or one.
+      member_lr: the members' learning rate, when the
         run swept several.
       optimizers: comma-separated ``NAME`` or ``NAME@LR`` words (``sgd,momentum,adam@0.003``).
       lr: learning rates for the words without ``@LR``: one for all or one per optimizer; by
@@ -821,7 +824,8 @@ class RaceSpec:
         Nesterov after an SGD run (the same effective step size), and 0.01 for Adam, AdamW and
         RMSprop.
       batch_sizes: comma-separated sizes or ``full``; default the run's batch size.
-      starts: how many random points of the plane start.  steps: default the run's.
+      starts: how many random points of the plane start.
+      steps: default the run's.
       snapshot_every: path resolution (default ``steps // 50``).  grid, margin, span: the plane.
       align: weight-match the minima first (default: when the model states its permutation
         structure).  key: PRNG seed of the starts, a random plane and minibatch orders.
@@ -952,10 +956,13 @@ class AnimateSpec:
     animation; each path is labelled by the minimum it ends at (:func:`landscape.race.basin_of_ends`).
 
     Attributes:
-      seeds: three seeds or one.  member_lr: the members' learning rate in a swept run.
-      starts: random starting points of the plane.  steps: descent steps.
+      seeds: three seeds or one.
+      member_lr: the members' learning rate in a swept run.
+      starts: random starting points of the plane.
+      steps: descent steps.
       lr: the descent's step size (default: the run's learning rate).
-      grid, margin, span: the plane's grid.  align: weight-match the minima first (default:
+      grid, margin, span: the plane's grid.
+      align: weight-match the minima first (default:
         when the model states its permutation structure).  key: PRNG seed of the starts.
     """
 

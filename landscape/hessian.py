@@ -445,7 +445,8 @@ def minibatch_curvature(
       top: top eigenvalues per batch.
       num_iters: Lanczos iterations (default ``max(2 top + 20, 40)``, at most ``P``).
       trace_probes: Hutchinson probes per batch.
-      select, curvature: as in :func:`top_eigenpairs`.
+      select: the block of the curvature, as in :func:`top_eigenpairs`.
+      curvature: ``"hessian"``, ``"ggn"`` or ``"fisher"``, as in :func:`top_eigenpairs`.
 
     Returns:
       ``{"top": (K, top), "trace": (K,), "trace_stderr": (K,)}``: one row per batch; their mean
@@ -703,7 +704,8 @@ def curvature_map(
       key: PRNG key of the Lanczos starts and probes.
       num_iters: Lanczos iterations (default 40, at most ``P``).
       trace_probes: Hutchinson probes per point (``0``: no trace).
-      select, curvature: as in :func:`top_eigenpairs`.
+      select: the block of the curvature, as in :func:`top_eigenpairs`.
+      curvature: ``"hessian"``, ``"ggn"`` or ``"fisher"``, as in :func:`top_eigenpairs`.
 
     Returns:
       ``{"lambda_max", "lambda_min", "ratio"}`` (and ``"trace"``, ``"trace_stderr"``), each

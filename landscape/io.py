@@ -188,7 +188,8 @@ def load_run(path: str | os.PathLike, *, model=None):
         directory alone never executes anything.
 
     Raises:
-      CorruptRunError: invalid metadata or arrays.  ConfigError: a user model's run without
+      CorruptRunError: invalid metadata or arrays.
+      ConfigError: a user model's run without
         ``model``, or with one that does not match.
     """
     from .models import model_from_dict

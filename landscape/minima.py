@@ -391,8 +391,10 @@ def plane_of(references: PyTree, *, grid: int = 41, margin: float = 0.25, span: 
 
     Args:
       references: stacked minima, leaves ``(R, ...)`` with ``R`` 1 or 3.
-      grid: points per axis. margin: the three-point grid's margin around the minima.
-      span: the random plane's half-width. key: its directions' PRNG key (required for ``R = 1``).
+      grid: points per axis.
+      margin: the three-point grid's margin around the minima.
+      span: the random plane's half-width.
+      key: its directions' PRNG key (required for ``R = 1``).
       spec: the model's :class:`PermutationSpec`, to align the minima first (optional).
 
     Returns:
@@ -467,10 +469,13 @@ def label_ends(fn: Callable, data, references: PyTree, ends: PyTree, *, spec: Pe
     Args:
       fn: ``(params, batch) -> {"loss", ...}`` (:func:`landscape.models.metrics_fn`).
       data: the batch ``(x, y)`` the barriers are measured on.
-      references: minima, leaves ``(R, ...)``.  ends: end points, leaves ``(P, ...)``.
+      references: minima, leaves ``(R, ...)``.
+      ends: end points, leaves ``(P, ...)``.
       spec: the model's :class:`PermutationSpec` (``None``: no alignment).
-      tol: the barrier tolerance (loss units).  num: points per line.
-      diverged: ``(P,)`` bool.  chunk_size: of the evaluation.
+      tol: the barrier tolerance (loss units).
+      num: points per line.
+      diverged: ``(P,)`` bool.
+      chunk_size: of the evaluation.
 
     Returns:
       ``{"labels": (P,) int, "distance": (P, R), "barrier": (P, R)}``.
@@ -536,8 +541,13 @@ def basins_of_attraction(
       references: the minima, leaves ``(R, ...)``, ``R`` 1 or 3.
       key: PRNG key of the training (minibatch orders) and of a random plane.
       optimizer: an :class:`~landscape.optim.OptimizerSpec` or optax transformation (default
-        plain SGD at 1).  loss, steps, batch_size: as :func:`landscape.train.train_ensemble`.
-      grid, margin, span: the plane's grid (:func:`plane_starts`).
+        plain SGD at 1).
+      loss: ``"mse"`` or ``"cross_entropy"``, as :func:`landscape.train.train_ensemble`.
+      steps: optimizer steps of every start.
+      batch_size: minibatch size (``None``: full batch), as :func:`landscape.train.train_ensemble`.
+      grid: points per side of the plane's grid (:func:`plane_starts`).
+      margin: the three-point grid's margin around the minima (as in :func:`plane_of`).
+      span: the half-width of a random plane around one minimum.
       spec: the model's :class:`PermutationSpec` for alignment (``None``: no alignment).
       tol: barrier below which an end point belongs to a minimum's basin (loss units); ``None``:
         half the smallest barrier between the minima (0.05 with one minimum).
@@ -545,8 +555,9 @@ def basins_of_attraction(
       metrics: ``(params, (x, y)) -> {"loss", ...}`` for the barriers (default
         :func:`landscape.models.metrics_fn`; a model with BatchNorm needs one with its
         statistics chosen, :func:`landscape.models.with_statistics`).
-      progress, mesh, chunk_size: the training's progress bar and device mesh; the barrier
-        evaluation's chunk size.
+      progress: show the training's progress bar.
+      mesh: the device mesh the starts are sharded over (``None``: the default).
+      chunk_size: points per compiled call of the barrier evaluation.
 
     Returns:
       a :class:`BasinMap`.

@@ -668,7 +668,8 @@ class ResNet(_ImageModel):
 
     Attributes:
       depth: weighted layers, ``2 · stages · n + 2`` for ``n >= 1`` blocks per stage.
-      width: channels of the first stage.  stages: number of stages.
+      width: channels of the first stage.
+      stages: number of stages.
       skip: keep the identity (and projection) connections.
       norm: ``"batch"`` (BatchNorm, running averages with ``momentum``: the model then has
         state), ``"layer"`` (LayerNorm over each example's feature map) or ``"none"``.
@@ -999,8 +1000,10 @@ def population_statistics(model, params, x: jax.Array, rates) -> Any:
     (relative error about ``1e-7 / (1 - m)``).
 
     Args:
-      model: a bound model with state.  params: its parameters (no member axis).
-      x: ``(N, ...)`` the examples (the training set).  rates: :func:`running_average_rates`.
+      model: a bound model with state.
+      params: its parameters (no member axis).
+      x: ``(N, ...)`` the examples (the training set).
+      rates: :func:`running_average_rates`.
 
     Returns:
       the state, shaped like ``model.init_state``.

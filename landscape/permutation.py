@@ -87,8 +87,10 @@ def permute(params: PyTree, spec: PermutationSpec, perms: Mapping[str, np.ndarra
     the same function (up to float32 summation order).
 
     Args:
-      params: one member's parameters (no member axis).  spec: the model's :class:`PermutationSpec`.
-      perms: ``{name: (n,) int}`` for every name of the spec.  state: optional model state.
+      params: one member's parameters (no member axis).
+      spec: the model's :class:`PermutationSpec`.
+      perms: ``{name: (n,) int}`` for every name of the spec.
+      state: optional model state.
 
     Returns:
       the permuted parameters, or ``(params, state)`` when ``state`` is given.
@@ -153,7 +155,8 @@ def weight_matching(theta_a: PyTree, theta_b: PyTree, spec: PermutationSpec, *, 
     strict improvements, until a sweep changes nothing or ``max_iters`` sweeps.
 
     Args:
-      theta_a, theta_b: two members' parameters (no member axis), the same structure.
+      theta_a: the reference member's parameters (no member axis).
+      theta_b: the other member's, the same structure.
       spec: the model's :class:`PermutationSpec`.
 
     Returns:
@@ -210,9 +213,11 @@ def align(theta_a: PyTree, theta_b: PyTree, *, spec: PermutationSpec, key: jax.A
     function as ``theta_b``, usually much closer to ``theta_a`` (Ainsworth et al. 2023).
 
     Args:
-      theta_a, theta_b: two members' parameters (no member axis).
+      theta_a: the reference member's parameters (no member axis).
+      theta_b: the member to permute, the same structure.
       spec: the model's :class:`PermutationSpec` (``model.permutation_spec()``).
-      key: randomises the order of the coordinate-descent sweeps; ``max_iters``: most sweeps.
+      key: randomises the order of the coordinate-descent sweeps (``None``: a fixed order).
+      max_iters: the most sweeps.
 
     Returns:
       ``(aligned_b, perms)``; ``perms`` as :func:`weight_matching` returns them.

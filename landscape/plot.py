@@ -944,7 +944,8 @@ def curvature_map(
     Args:
       axes: the curvature grid's coordinates, ``[(n0,)]`` or ``[(n0,), (n1,)]``.
       maps: ``lambda_max``, ``lambda_min``, ``ratio`` shaped like the grid (``(S, ...)`` stacked).
-      loss_axes, loss: the loss surface of the same slice (its own, usually finer, grid).
+      loss_axes: the grid axes of the loss surface of the same slice (its own, usually finer, grid).
+      loss: that loss surface.
       threshold: the ratio marked as "large" (Li et al. call ``|λ_min/λ_max|`` above a few
         per cent significant non-convexity).
       warnings: lines printed in red under the figure (members that diverged or did not learn).
@@ -1232,11 +1233,18 @@ def basin_map(
     contour lines (log-spaced), the minima as stars, and the share of starts per basin in the legend.
 
     Args:
-      a, b: ``(G,)``, ``(H,)`` grid axes.  labels: ``(G, H)`` int (``i`` = minimum ``i``, −1
-        elsewhere, −2 diverged, −3 shared; :class:`landscape.minima.BasinMap`).
-      start_loss: ``(G, H)`` cost at the starts.  points: ``(R, 2)`` the minima.
+      a: ``(G,)`` grid axis along u.
+      b: ``(H,)`` grid axis along v.
+      labels: ``(G, H)`` int (``i`` = minimum ``i``, −1 elsewhere, −2 diverged, −3 shared;
+        :class:`landscape.minima.BasinMap`).
+      start_loss: ``(G, H)`` cost at the starts.
+      points: ``(R, 2)`` the minima.
       fractions: ``(R + 3,)`` share per label (minima, shared, elsewhere, diverged).
-      point_labels: names of the minima.  note: a line under the axes (e.g. the training).
+      point_labels: names of the minima.
+      xlabel: the horizontal axis's label.
+      ylabel: the vertical axis's label.
+      title: the figure's title.
+      note: a line under the axes (e.g. the training).
 
     Returns:
       the figure.
@@ -1317,10 +1325,20 @@ def race_figure(
     """An optimizer race: the paths on the plane (left) and the cost against steps (right).
 
     Args:
-      a, b, cost: the plane's grid ``(G,)``, ``(H,)`` and cost ``(G, H)``.
+      a: ``(G,)`` the plane's grid along u.
+      b: ``(H,)`` the plane's grid along v.
+      cost: ``(G, H)`` the cost on that grid.
       paths: ``(S, E, K, 2)`` projected paths of ``S`` starts × ``E`` entrants.
-      steps: ``(T,)``.  loss: ``(S, E, T)`` cost against steps.  entrants: ``E`` names.
-      points, point_labels: the minima.  diverged: ``(S, E)`` bool (drawn dashed).
+      steps: ``(T,)`` the steps at which ``loss`` was recorded.
+      loss: ``(S, E, T)`` cost against steps.
+      entrants: ``E`` names.
+      points: ``(R, 2)`` the minima.
+      point_labels: their names.
+      diverged: ``(S, E)`` bool (drawn dashed).
+      xlabel: the horizontal axis's label.
+      ylabel: the vertical axis's label.
+      loss_name: what the cost is called on the axes.
+      title: the figure's title.
 
     Returns:
       the figure: each entrant one colour; circles mark the starts, crosses the ends; thin

@@ -34,10 +34,14 @@ class Race(NamedTuple):
     """The outcome of :func:`race`: ``S`` starts × ``E`` entrants (optimizer, batch size).
 
     Attributes:
-      a, b: ``(G,)`` grid axes of the plane.  cost: ``(G, G)`` training cost on the plane.
-      points: ``(R, 2)`` the minima's coordinates.  starts: ``(S, 2)`` the starts' coordinates.
-      steps: ``(T,)`` logged steps.  loss: ``(S, E, T)`` training cost against steps.
-      path_steps: ``(K,)`` the snapshot steps.  paths: ``(S, E, K, 2)`` the parameters at those
+      a, b: ``(G,)`` grid axes of the plane.
+      cost: ``(G, G)`` training cost on the plane.
+      points: ``(R, 2)`` the minima's coordinates.
+      starts: ``(S, 2)`` the starts' coordinates.
+      steps: ``(T,)`` logged steps.
+      loss: ``(S, E, T)`` training cost against steps.
+      path_steps: ``(K,)`` the snapshot steps.
+      paths: ``(S, E, K, 2)`` the parameters at those
         steps projected onto the plane (least squares in its basis: where their shadow falls).
       off_plane: ``(S, E, K)`` distance of each snapshot from the plane (how far the shadow is
         from the truth).
@@ -101,7 +105,8 @@ def race(
     """Race optimizers from the same starts on the plane through the minima.
 
     Args:
-      model: the model, bound to ``data``.  data: the :class:`~landscape.data.Dataset`.
+      model: the model, bound to ``data``.
+      data: the :class:`~landscape.data.Dataset`.
       references: minima, leaves ``(R, ...)``, ``R`` 1 or 3 (the plane; see
         :func:`landscape.minima.plane_of`, aligned with ``spec`` when given).
       key: PRNG key: the starts' positions, a random plane, the minibatch orders.
@@ -110,11 +115,17 @@ def race(
       batch_sizes: ``None`` (full batch) and/or minibatch sizes; every optimizer runs with each.
       starts: a count (uniform points of the plane's box, :func:`plane_points`) or ``(S, 2)``
         plane coordinates.
-      steps: optimizer steps.  snapshot_every: path resolution (default ``steps // 50``).
-      loss: ``mse`` or ``cross_entropy``.  grid, margin, span: the plane's grid.
+      steps: optimizer steps.
+      snapshot_every: path resolution (default ``steps // 50``).
+      loss: ``mse`` or ``cross_entropy``.
+      grid: points per side of the plane's cost grid.
+      margin: the three-point grid's margin around the minima (as in :func:`plane_of`).
+      span: the half-width of a random plane around one minimum.
       metrics: ``(params, (x, y)) -> {"loss", ...}`` for the plane's cost (default
         :func:`landscape.models.metrics_fn`).
-      progress, mesh, chunk_size: progress bars, device mesh, evaluation chunk size.
+      progress: show progress bars.
+      mesh: the device mesh (``None``: the default).
+      chunk_size: points per compiled call of the plane's cost evaluation.
 
     Returns:
       a :class:`Race`.
@@ -178,8 +189,11 @@ def descend_in_plane(loss: Callable, origin: PyTree, basis: Sequence[PyTree], st
 
     Args:
       loss: ``params -> scalar`` (e.g. :func:`landscape.models.loss_fn` on the training set).
-      origin, basis: the plane (``basis``: two pytrees shaped like ``origin``).
-      starts: ``(S, 2)`` plane coordinates.  lr: step size.  steps: number of steps.
+      origin: the plane's origin, a parameter pytree.
+      basis: the plane's two directions, pytrees shaped like ``origin``.
+      starts: ``(S, 2)`` plane coordinates.
+      lr: step size.
+      steps: number of steps.
 
     Returns:
       paths ``(S, steps + 1, 2)``, the starts first.

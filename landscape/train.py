@@ -96,8 +96,10 @@ class Ensemble:
       params: parameter pytree with a leading member axis ``(M, ...)`` (numpy arrays).
       state: the members' model state, leaves ``(M, ...)`` (BatchNorm running statistics,
         ``{"batch_stats": ...}``); ``{}`` for a model without state.
-      seeds: ``(M,)`` seed of each member.  learning_rates: ``(M,)`` its learning rate.
-      history: :class:`History`.  trajectory: :class:`Trajectory` or ``None``.
+      seeds: ``(M,)`` seed of each member.
+      learning_rates: ``(M,)`` its learning rate.
+      history: :class:`History`.
+      trajectory: :class:`Trajectory` or ``None``.
       diverged: ``(M,)`` bool; a diverged member is frozen at its last finite parameters.
       diverged_step: ``(M,)`` the step whose update was non-finite, ``-1`` if none.
       config: JSON-ready training configuration (loss, steps, batch size, optimizer, data ...).
@@ -284,12 +286,14 @@ def train_ensemble(
         its own spec's learning rate (``config["member_optimizers"]`` says which member ran
         which; ``learning_rates`` cannot be combined with it).
       loss: ``mse`` (squared difference on one-hot targets) or ``cross_entropy``.
-      steps: optimizer steps.  batch_size: ``None`` for full-batch gradient descent.
+      steps: optimizer steps.
+      batch_size: ``None`` for full-batch gradient descent.
       learning_rates: optional grid; members are then seeds × learning rates, seed-major.
       log_every: record train/test loss and accuracy every this many steps (and at the end).
       snapshot_every: keep parameter snapshots every this many steps (a multiple of
         ``log_every``) for trajectory PCA; ``None`` keeps none.
-      progress: show a progress bar.  chunks: at least this many compiled calls (progress
+      progress: show a progress bar.
+      chunks: at least this many compiled calls (progress
         updates); calls are also kept to about ``CHUNK_SECONDS`` each.  Results do not depend on
         either.
       max_trajectory_bytes: refuse a trajectory that would need more host memory.

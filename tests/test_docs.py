@@ -101,3 +101,49 @@ def test_shell_blocks_marked_run_run_as_written(block, tmp_path):
     r = subprocess.run(["bash", "-euo", "pipefail", "-c", block.text], cwd=tmp_path, env=_env(),
                        capture_output=True, text=True, timeout=1800, stdin=subprocess.DEVNULL)
     assert r.returncode == 0, f"{block.where}\n{r.stdout[-3000:]}\n{r.stderr[-6000:]}"
+
+
+def test_the_documentation_site_builds_with_warnings_as_errors(tmp_path):
+    """``mkdocs build --strict`` (the README's command): every page, every README section it
+    includes, every cross-page link and every docstring of the API reference (an ``Args``
+    entry that names no parameter is a warning, hence an error)."""
+    r = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr[-4000:]
+    api = (tmp_path / "site" / "api" / "landscapes" / "index.html").read_text(encoding="utf-8")
+    assert "landscape.surface.evaluate" in api and "coords" in api
+    lecture = (tmp_path / "site" / "lecture" / "index.html").read_text(encoding="utf-8")
+    assert "landscape basins runs/lecture" in lecture and "figures/lecture_basins.png" in lecture
+    cli = (tmp_path / "site" / "cli" / "index.html").read_text(encoding="utf-8")
+    assert 'href="../performance/#time-to-result"' in cli  # a README anchor on another page
+
+
+def test_no_docstring_entry_hides_another_parameter():
+    """``x: …  y: …`` on one line documents only ``x`` in the reference; each parameter gets
+    its own entry."""
+    import re
+
+    import logging
+
+    griffe = pytest.importorskip("griffe")
+    logging.getLogger("griffe").setLevel(logging.ERROR)  # missing types: the signatures have them
+    pkg = griffe.load("landscape", search_paths=[str(ROOT)], docstring_parser="google")
+    hidden = []
+
+    def visit(obj):
+        for name, m in obj.members.items():
+            if name.startswith("_") or m.is_alias:
+                continue
+            if m.is_module or m.is_class:
+                visit(m)
+            if m.is_function and m.docstring:
+                params = [p.name for p in m.parameters if p.name not in ("self", "cls")]
+                for section in m.docstring.parse("google"):
+                    if section.kind.value != "parameters":
+                        continue
+                    for p in section.value:
+                        hidden.extend(f"{m.path}: {p.name} hides {o}" for o in params if o != p.name
+                                   and re.search(rf"(^|\.\s+|;\s+){re.escape(o)}:\s", p.description))
+
+    visit(pkg)
+    assert hidden == []
