@@ -34,6 +34,43 @@ def test_help_documents_every_option():
         assert opt in r.stdout
 
 
+def _help(*argv) -> str:
+    import contextlib
+    import io
+
+    from landscape.cli import build_parser
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        build_parser().parse_args([*argv, "--help"])
+    return " ".join(out.getvalue().split())  # argparse wraps lines at the terminal's width
+
+
+def test_help_shows_defaults_as_typed_and_device_options_only_where_something_is_computed():
+    text = _help("train")
+    assert "(default: 16,16)" in text and "(default: 8,16)" in text and "(default: 1)" in text
+    assert "(16, 16)" not in text and "(1.0,)" not in text
+    for command in ("train", "surface", "hessian", "compare", "basins", "race"):
+        assert "--coordinator" in _help(command) and "--matmul-precision" in _help(command)
+    for command in ("info", "plot", "export", "cache", "prepare"):
+        text = _help(command, *(["x"] if command in ("info", "plot", "export", "prepare") else []))
+        for flag in ("--devices", "--coordinator", "--num-processes", "--process-id", "--matmul-precision",
+                     "--no-compile-cache"):
+            assert flag not in text, (command, flag)
+        assert "--timings" in text
+
+
+def test_an_unknown_flag_is_reported_by_its_subcommand():
+    from landscape.cli import build_parser
+    from landscape.cli.parser import UsageError
+
+    with pytest.raises(UsageError, match=r"^landscape surface: unrecognized arguments: --grd 3 "
+                                         r"\(see landscape surface --help\)$"):
+        build_parser().parse_args(["surface", "runs/x", "--grd", "3"])
+    with pytest.raises(UsageError, match=r"^landscape info: unrecognized arguments: --devices 2"):
+        build_parser().parse_args(["info", "runs/x", "--devices", "2"])
+
+
 BAD = [
     (["train", "--dataset", "nosuch", "--out", "{tmp}/a"], "unknown data set 'nosuch'"),
     (["train", "--hidden", "16,-4", "--out", "{tmp}/a"], "widths must be positive"),

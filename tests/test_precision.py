@@ -57,7 +57,7 @@ def test_an_inexact_precision_enters_the_provenance(trained, monkeypatch):
 
 def test_the_command_takes_the_precision_and_refuses_a_bad_one(trained):
     out, _ = trained
-    r = run("info", str(out), "--matmul-precision", "fp8")
+    r = run("surface", str(out), "--matmul-precision", "fp8")
     assert r.returncode == 2 and "invalid choice: 'fp8'" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     code = ("import jax, sys; from landscape.cli import build_parser, _start_devices; "
             "a = build_parser().parse_args(sys.argv[1:]); _start_devices(a); "

@@ -16,6 +16,16 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):  # noqa: D401 - argparse API
         raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
 
+    def parse_args(self, args=None, namespace=None):
+        """As argparse's, but an unknown flag is reported by the subcommand it was given to
+        (``landscape surface: unrecognized arguments: --grd``), with that command's help."""
+        ns, extras = self.parse_known_args(args, namespace)
+        if extras:
+            command = getattr(ns, "command", None)
+            prog = f"{self.prog} {command}" if command else self.prog
+            raise UsageError(f"{prog}: unrecognized arguments: {' '.join(extras)} (see {prog} --help)")
+        return ns
+
 
 class UsageError(Exception):
     pass
@@ -68,12 +78,24 @@ def _positive_floats(text: str) -> tuple[float, ...]:
     return vals
 
 
+def _csv(values) -> str:
+    """A tuple default as the user types it: ``(16, 16)`` -> ``16,16``, ``(1.0,)`` -> ``1``."""
+    return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
+
+
 # ---------------------------------------------------------------------- parser
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
+def _add_common(p: argparse.ArgumentParser, *, computes: bool = True) -> None:
+    """Options every command takes; ``computes=False`` (commands that only read files: ``info``,
+    ``plot``, ``export``, ``cache``, ``prepare``) leaves out devices, hosts, matmul precision
+    and the compilation cache, which mean nothing to them."""
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     p.add_argument("--debug", action="store_true", help="show the full traceback of an internal error")
+    if not computes:
+        p.add_argument("--timings", default=None, metavar="FILE",
+                       help="write this command's wall time, split into start-up, load and figure, as JSON")
+        return
     g = p.add_argument_group("devices and hosts")
     g.add_argument("--devices", type=_positive_int, default=None,
                    help="shard over the first N devices (default: every device of every process)")
@@ -113,10 +135,11 @@ def _add_train_options(p: argparse.ArgumentParser, *, defaults: dict) -> None:
                    help="train your own model instead: FACTORY in the Python file PATH (a Linen module or class, "
                         "or a function of no arguments returning a model); THE FILE IS EXECUTED. The run records "
                         "its path and SHA-256; later commands on the run need the same --model-file")
-    g.add_argument("--hidden", type=_widths, default=defaults.get("hidden", (16, 16)),
-                   help="MLP hidden widths, comma-separated (default: %(default)s)")
+    hidden = defaults.get("hidden", (16, 16))
+    g.add_argument("--hidden", type=_widths, default=hidden,
+                   help=f"MLP hidden widths, comma-separated (default: {_csv(hidden)})")
     g.add_argument("--channels", type=_widths, default=(8, 16),
-                   help="CNN convolution channels, comma-separated (default: %(default)s)")
+                   help="CNN convolution channels, comma-separated (default: 8,16)")
     g.add_argument("--kernel", type=_positive_int, default=3, help="CNN convolution size (default: %(default)s)")
     g.add_argument("--depth", type=_positive_int, default=10,
                    help="ResNet weighted layers, 2*stages*n+2 (default: %(default)s: 2 blocks per stage)")
@@ -140,8 +163,9 @@ def _add_train_options(p: argparse.ArgumentParser, *, defaults: dict) -> None:
                    help="mse: squared difference to one-hot targets, summed over classes, averaged over examples")
     g.add_argument("--optimizer", choices=("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop"),
                    default="sgd", help="(default: %(default)s)")
-    g.add_argument("--lr", type=_positive_floats, default=defaults.get("lr", (1.0,)),
-                   help="learning rate; a comma-separated list sweeps seeds × learning rates (default: %(default)s)")
+    lr = defaults.get("lr", (1.0,))
+    g.add_argument("--lr", type=_positive_floats, default=lr,
+                   help=f"learning rate; a comma-separated list sweeps seeds × learning rates (default: {_csv(lr)})")
     g.add_argument("--momentum", type=_unit_float, default=0.9, help="for momentum / nesterov / rmsprop")
     g.add_argument("--steps", type=_positive_int, default=defaults.get("steps", 2000), help="(default: %(default)s)")
     g.add_argument("--batch-size", type=_positive_int, default=None, help="minibatch size; omit for full-batch GD")
@@ -259,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run directory")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     _add_model_file(p)
-    _add_common(p)
+    _add_common(p, computes=False)
 
     p = sub.add_parser("demo", help="the main job on the embedded digits, offline, in a few minutes",
                        description="Train 64 sigmoid networks 64-16-16-10 with the squared-difference cost "
@@ -454,7 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="figure file (.png, .pdf, .svg); default RUN/figures/NAME plus the options that differ from "
                         "the command's own figure (_log, _clip2, _contour, _test_loss), so that figure is never "
                         "overwritten")
-    _add_common(p)
+    _add_common(p, computes=False)
 
     p = sub.add_parser("export", help="a saved 2-D result as an interactive HTML page or VTK XML for ParaView",
                        description="html: one self-contained page (plotly.js inside; works offline) with the "
@@ -466,7 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output file (default: RUN/exports/NAME.html or .vts)")
     p.add_argument("--metric", default=None, help="the height (default: the training loss)")
     p.add_argument("--member", type=int, default=0, help="which member of a several-member surface (default: 0)")
-    _add_common(p)
+    _add_common(p, computes=False)
 
     p = sub.add_parser("cache", help="where JAX's persistent compilation cache is, its size; --clear empties it",
                        description="Every command keeps the programs it compiles in JAX's persistent compilation "
@@ -476,13 +500,13 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(~/.cache/landscape/jax on Linux); at most 2 GiB, least recently used "
                                    "programs evicted first.")
     p.add_argument("--clear", action="store_true", help="remove every cached program")
-    _add_common(p)
+    _add_common(p, computes=False)
 
     p = sub.add_parser("prepare", help="download and prepare a tensorflow-datasets set (needs internet)",
                        description="Prepare a tensorflow-datasets set in the random-access array_record format.")
     p.add_argument("dataset", help="tensorflow-datasets name, e.g. mnist")
     p.add_argument("--data-dir", default=None, help="tensorflow-datasets data directory")
-    _add_common(p)
+    _add_common(p, computes=False)
     return parser
 
 
