@@ -1255,6 +1255,19 @@ def _batch_loss(model: MLP, loss: str) -> Callable[[jax.Array, jax.Array], LossP
     return of
 
 
+def _split_arrays(split) -> tuple[jax.Array, jax.Array]:
+    """``(x, y)`` of a :class:`~landscape.data.Split` (or an ``(x, y)`` pair) on the device; a
+    whole :class:`~landscape.data.Dataset` or anything else is refused with one clear line."""
+    if hasattr(split, "train") and hasattr(split, "test"):
+        raise ConfigError("expected one split of the data set (data.train or data.test), got the whole "
+                          f"{type(split).__name__}")
+    try:
+        x, y = split
+    except (TypeError, ValueError):
+        raise ConfigError(f"expected a Split (data.train) or an (x, y) pair, got {type(split).__name__}") from None
+    return jax.device_put((x, y))  # a transfer; jnp.asarray would compile a program per array
+
+
 def loss_fn(model: MLP, split, loss: str, *, batch_size: int | None = None) -> LossParts | BatchedLoss:
     """``params -> scalar`` mean loss of ``model`` on a fixed :class:`~landscape.data.Split`.
 
@@ -1271,7 +1284,7 @@ def loss_fn(model: MLP, split, loss: str, *, batch_size: int | None = None) -> L
       a :class:`LossParts` (Gauss–Newton and Fisher curvature available) or a :class:`BatchedLoss`.
     """
     of = _batch_loss(model, loss)
-    x, y = jax.device_put((split.x, split.y))  # a transfer; jnp.asarray would compile a program per array
+    x, y = _split_arrays(split)
     n = int(x.shape[0])
     if batch_size is None or batch_size >= n:
         return of(x, y)
@@ -1293,7 +1306,7 @@ def minibatch_loss(model: MLP, split, loss: str, *, batch_size: int, num_batches
     Raises:
       ConfigError: ``batch_size * num_batches`` exceeds the number of examples.
     """
-    x, y = jax.device_put((split.x, split.y))  # a transfer; jnp.asarray would compile a program per array
+    x, y = _split_arrays(split)
     n = int(x.shape[0])
     if batch_size < 1 or num_batches < 1:
         raise ConfigError(f"mini-batches need a positive size and count, got {num_batches} of {batch_size}")

@@ -22,6 +22,9 @@ from .errors import ConfigError
 __all__ = ["OPTIMIZERS", "OptimizerSpec", "OptimizerChoice", "parse"]
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop")
+#: The settings besides the learning rate that each named optimizer uses.
+USES = {"sgd": (), "momentum": ("momentum",), "nesterov": ("momentum",), "adam": (), "adamw": ("weight_decay",),
+        "rmsprop": ("momentum",)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,8 +69,11 @@ class OptimizerSpec:
         return optax.rmsprop(lr, momentum=self.momentum)
 
     def to_dict(self) -> dict:
-        """JSON-ready fields."""
-        return dataclasses.asdict(self)
+        """JSON-ready fields: the name, the learning rate and only the settings this optimizer
+        uses (plain SGD records no momentum, only ``adamw`` a weight decay), so that a run's
+        ``meta.json`` never shows a setting as if it had been applied."""
+        return {"name": self.name, "learning_rate": self.learning_rate,
+                **{k: getattr(self, k) for k in USES[self.name]}}
 
     @classmethod
     def from_dict(cls, d: dict) -> OptimizerSpec:

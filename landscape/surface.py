@@ -111,8 +111,14 @@ def _on_device(x):
 
 
 def _as_batches(data) -> dict[str, Any] | None:
+    """The ``data=`` of every slice function as ``{name: batch}``: a mapping as it is, a
+    :class:`~landscape.data.Dataset` as its ``train`` and ``test`` splits (metrics then named
+    ``train_loss``, ``test_loss`` …), one batch — an ``(x, y)`` pair, a
+    :class:`~landscape.data.Split`, or whatever ``fn`` takes — unnamed (``loss`` …)."""
     if data is None:
         return None
+    if hasattr(data, "train") and hasattr(data, "test") and not isinstance(data, (tuple, Mapping)):
+        data = {"train": tuple(data.train), "test": tuple(data.test)}
     if isinstance(data, Mapping):
         return {str(k): (_on_device(v[0]), _on_device(v[1])) if isinstance(v, tuple) else v for k, v in data.items()}
     return {"": data}
@@ -206,8 +212,11 @@ def evaluate(
       center: parameter pytree; with ``stacked=True`` every leaf has a leading seed axis ``S``.
       directions: ``k`` pytrees shaped like ``center`` (stacked likewise).
       coords: ``(P, k)`` coefficients.
-      data: ``None``, one batch, or ``{"train": batch, "test": batch}``; with a dict, result
-        keys are ``"<split>_<metric>"``.
+      data: ``None`` (``fn(params)``; result key ``"value"``, or ``fn``'s own keys), one batch
+        (an ``(x, y)`` pair or :class:`~landscape.data.Split`: keys ``"loss"``, ``"accuracy"`` …
+        as ``fn`` names them), ``{"train": batch, "test": batch}`` (keys
+        ``"<name>_<metric>"``), or a :class:`~landscape.data.Dataset` (its train and test
+        splits: ``"train_loss"``, ``"test_loss"`` …).
       chunk_size: evaluations (seeds × points) per compiled call (default
         :func:`default_chunk_size`); memory is bounded by it and results do not depend on it.
       shortcut: use the first-layer shortcut when ``fn`` offers it (built-in MLP).

@@ -192,3 +192,28 @@ def test_compiled_slice_functions_are_reused(trained):
         ls.surface.plane(fn, ens.member(s), d, num=5, data=batches)
     info = ls.surface._compiled.cache_info()
     assert (info.misses, info.hits) == (1, 1)
+
+
+def test_a_dataset_is_taken_as_its_two_splits_and_a_split_as_one_batch():
+    """The natural objects work: a ``Dataset`` gives ``train_*`` and ``test_*`` metrics equal to
+    passing the splits by hand; a ``Split`` equals an ``(x, y)`` pair; a loss of the whole data
+    set is refused with the library's own error."""
+    data = ls.data.load("blobs")
+    model = ls.models.MLP(hidden=(4,), activation="tanh", output_activation="identity").for_data(data)
+    theta = model.init(jax.random.key(0))
+    d = ls.directions.random_directions(jax.random.key(1), theta, 1)[0]
+    fn = ls.models.metrics_fn(model, "cross_entropy")
+    whole = ls.surface.line(fn, theta, d, num=5, data=data, progress=False)
+    by_hand = ls.surface.line(fn, theta, d, num=5, progress=False,
+                              data={"train": (data.train.x, data.train.y), "test": (data.test.x, data.test.y)})
+    assert set(whole.values) == {"train_loss", "train_accuracy", "test_loss", "test_accuracy"}
+    for k in whole.values:
+        np.testing.assert_array_equal(whole.values[k], by_hand.values[k])
+    one = ls.surface.line(fn, theta, d, num=5, data=data.test, progress=False)
+    pair = ls.surface.line(fn, theta, d, num=5, data=(data.test.x, data.test.y), progress=False)
+    np.testing.assert_array_equal(one.values["loss"], whole.values["test_loss"])
+    np.testing.assert_array_equal(one.values["loss"], pair.values["loss"])
+    with pytest.raises(ls.ConfigError, match="expected one split of the data set"):
+        ls.models.loss_fn(model, data, "cross_entropy")
+    with pytest.raises(ls.ConfigError, match="expected a Split"):
+        ls.models.loss_fn(model, 3.0, "cross_entropy")

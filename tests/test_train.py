@@ -295,3 +295,14 @@ def test_device_bytes_per_member_by_hand():
     with pytest.raises(ls.ConfigError, match="max_device_bytes"):
         ls.train_ensemble(model, ls.data.blobs(num_train=8, num_test=2, num_classes=10, dim=64),
                           key=jax.random.key(0), seeds=2, steps=1, max_device_bytes=0, progress=False)
+
+
+@pytest.mark.parametrize("name, recorded", [("sgd", set()), ("adam", set()), ("momentum", {"momentum"}),
+                                            ("nesterov", {"momentum"}), ("rmsprop", {"momentum"}),
+                                            ("adamw", {"weight_decay"})])
+def test_an_optimizer_records_only_the_settings_it_uses(name, recorded):
+    spec = ls.OptimizerSpec(name, 0.5, momentum=0.8, weight_decay=1e-3)
+    d = spec.to_dict()
+    assert set(d) == {"name", "learning_rate"} | recorded and d["learning_rate"] == 0.5
+    back = ls.optim.OptimizerSpec.from_dict(d)
+    assert back.name == name and all(getattr(back, k) == getattr(spec, k) for k in recorded)
