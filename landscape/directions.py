@@ -6,7 +6,9 @@ Flax's ``(in, out)`` / ``(kh, kw, in, out)`` kernel layout):
 * a *filter* is ``kernel[..., j]``: every axis but the last;
 * ``filter`` normalisation: ``d_f <- d_f * ||w_f|| / (||d_f|| + 1e-10)`` for every filter;
 * ``layer``: the whole tensor, ``d <- d * ||W|| / (||d|| + 1e-10)``;
-* ``model``: the whole pytree, ``d <- d * ||theta|| / (||d|| + 1e-10)`` over the included leaves;
+* ``model``: all kernels (leaves with two or more axes) together, ``d_K <- d_K * ||theta_K|| /
+  (||d_K|| + 1e-10)`` with ``theta_K`` the kernels of the parameters; the one-axis leaves
+  follow the rule below (zero, or a copy of themselves) and enter neither norm;
 * ``none``: unchanged;
 * leaves with at most one axis (biases, norm scales): with ``ignore_biases=True`` (the
   default, the usual choice) their direction is zero; otherwise it is a copy of the

@@ -76,7 +76,10 @@ def barrier(fn: Callable, theta_a: PyTree, theta_b: PyTree, *, num: int = 25, da
     """Both barrier definitions between two solutions (see :func:`landscape.surface.barrier_of_curve`).
 
     ``fn``/``data`` as for :func:`landscape.surface.evaluate`; ``metric`` names the loss among
-    the outputs (default: the only output, or ``loss`` / ``train_loss``).
+    the outputs (default: the only output, or ``loss`` / ``train_loss``).  The maximum is over
+    ``num`` evenly spaced points of ``[0, 1]``, ends included (25 by default, as
+    ``landscape compare``; :func:`landscape.surface.interpolation` defaults to 61): the grid is
+    part of the number, so pass the same ``num`` to compare barriers computed by both.
     """
     t = surface.interpolation_grid(num, 0.0)
     vals = surface.evaluate(fn, theta_a, [tree.sub(theta_b, theta_a)], t[:, None], data=data, **kw)
