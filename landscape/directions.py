@@ -212,12 +212,32 @@ def _unrow(row: np.ndarray, like: PyTree) -> PyTree:
     return jax.tree_util.tree_unflatten(treedef, out)
 
 
-def trajectory_pca(snapshots: PyTree, final: PyTree | None = None, k: int = 2) -> TrajectoryPCA:
-    """Principal directions of ``theta_i - theta_final`` over snapshots with leaves ``(K, ...)``.
+def trajectory_pca(snapshots: PyTree, final: PyTree | None = None, k: int = 2, *,
+                   member: int | None = None) -> TrajectoryPCA:
+    """Principal directions of ``theta_i - theta_final`` over one training path (Li et al. 2018, §7).
 
-    ``final`` defaults to the last snapshot.  Uses the SVD of the ``(K, P)`` matrix of
-    differences (not centred on its mean: the origin is the solution, as in Li et al.).
+    Args:
+      snapshots: the path, leaves ``(K, ...)``; or an ensemble's snapshots, leaves
+        ``(M, K, ...)`` (``ens.trajectory.params``), with ``member`` naming the path to use.
+      final: the origin, the path's end (default: the last snapshot).
+      k: how many directions.
+      member: with ensemble snapshots, the member's index (``None``: ``snapshots`` is one path).
+
+    Returns:
+      a :class:`TrajectoryPCA`: the origin, ``k`` directions (pytrees), their explained variance
+      ratios ``(k,)`` and the snapshots' coordinates ``(K, k)``.  The SVD is of the ``(K, P)``
+      matrix of differences, not centred on its mean (the origin is the solution, as in Li et
+      al.).  Signs are fixed so that the first snapshot has non-negative coordinates: the same
+      path always gives the same axes.
+
+    Raises:
+      ConfigError: fewer than ``k + 1`` snapshots, a path that does not move, a bad ``member``.
     """
+    if member is not None:
+        m = int(np.shape(jax.tree_util.tree_leaves(snapshots)[0])[0])
+        if not isinstance(member, (int, np.integer)) or not 0 <= member < m:
+            raise ConfigError(f"member must be an index in [0, {m}), got {member!r}")
+        snapshots = jax.tree_util.tree_map(lambda x: np.asarray(x)[member], snapshots)
     leaves = jax.tree_util.tree_leaves(snapshots)
     num = int(np.shape(leaves[0])[0])
     if num < k + 1:

@@ -521,14 +521,16 @@ def three_point(
 
 
 def trajectory_plane(
-    fn: Callable, snapshots: PyTree, *, num: int = 41, margin: float = 0.25, data=None, **kw
+    fn: Callable, snapshots: PyTree, *, num: int = 41, margin: float = 0.25, data=None, member: int | None = None,
+    **kw
 ) -> Surface:
     """Metrics on the trajectory-PCA plane (Li et al. §7) with the path projected onto it.
 
-    ``snapshots``: leaves ``(K, ...)``, the last being the final parameters (the origin).
+    ``snapshots``: leaves ``(K, ...)``, the last being the final parameters (the origin); or
+    an ensemble's ``(M, K, ...)`` (``ens.trajectory.params``) with ``member`` the one to use.
     ``extras["path"] (K, 2)``; ``meta["explained_variance_ratio"]``.
     """
-    pca = dirs.trajectory_pca(snapshots, k=2)
+    pca = dirs.trajectory_pca(snapshots, k=2, member=member)
     a, b = _box(np.concatenate([pca.coords, np.zeros((1, 2))]), margin, num)
     aa, bb = np.meshgrid(a, b, indexing="ij")
     vals = evaluate(fn, pca.origin, pca.directions, np.stack([aa.ravel(), bb.ravel()], 1), data=data, **kw)

@@ -115,3 +115,16 @@ def test_trajectory_pca_matches_numpy_svd(k, seed):
     # the plane captures the stated share of the squared distances
     np.testing.assert_allclose(np.sum(pca.coords**2) / np.sum(rows**2), pca.explained_variance_ratio.sum(), rtol=1e-4)
     np.testing.assert_allclose(D.project(snaps, pca.origin, pca.directions), pca.coords, rtol=1e-4, atol=1e-4)
+
+
+def test_trajectory_pca_of_one_member_of_an_ensemble():
+    r = np.random.default_rng(3)
+    snaps = {"a": r.normal(size=(3, 6, 4, 2)).astype(np.float32)}  # (M, K, ...)
+    for m in range(3):
+        alone = D.trajectory_pca({"a": snaps["a"][m]})
+        picked = D.trajectory_pca(snaps, member=m)
+        np.testing.assert_array_equal(picked.coords, alone.coords)
+        np.testing.assert_array_equal(np.asarray(picked.directions[0]["a"]), np.asarray(alone.directions[0]["a"]))
+        assert alone.coords[0].min() >= 0  # the sign convention: the first snapshot's coordinates
+    with pytest.raises(ConfigError, match="member must be an index"):
+        D.trajectory_pca(snaps, member=3)
