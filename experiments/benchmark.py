@@ -577,7 +577,7 @@ def section_hessian(args, rows, ens=None):
     jax, ls, data, model, torch, ens, loss = _trained_setup(ens)
 
     def lib(iters):
-        return np.asarray(ls.hessian.top_eigenvalues_many(loss, ens.params, 1, key=jax.random.key(2),
+        return np.asarray(ls.hessian.top_eigenvalues(loss, ens.params, 1, stacked=True, key=jax.random.key(2),
                                                           num_iters=iters))[:, 0]
 
     # accuracy reference: Lanczos with 4x the iterations (and a dense eigvalsh for member 0)
@@ -585,7 +585,7 @@ def section_hessian(args, rows, ens=None):
     dense = float(np.linalg.eigvalsh(np.asarray(ls.hessian.dense_hessian(loss, ens.member(0))))[-1])
     t_first, lam = _first(lambda: lib(LANCZOS_ITERS))
     t_lib, lam = _best(lambda: lib(LANCZOS_ITERS), args.repeats)
-    res = [{"impl": f"landscape.hessian.top_eigenvalues_many (Lanczos, {LANCZOS_ITERS} HVPs, vmapped)",
+    res = [{"impl": f"landscape.hessian.top_eigenvalues(stacked=True) (Lanczos, {LANCZOS_ITERS} HVPs, vmapped)",
             "seconds": t_lib, "first_call_s": t_first,
             "max_rel_error": float(np.max(np.abs(lam - exact) / np.abs(exact))),
             "reference_vs_dense_rel_error": float(abs(exact[0] - dense) / abs(dense))}]
@@ -638,14 +638,14 @@ def section_layers(args, rows, ens=None):
     layers = ls.hessian.layers(ens.member(0))
 
     def lib(iters):
-        return np.stack([np.asarray(ls.hessian.top_eigenvalues_many(loss, ens.params, 1, key=jax.random.key(2),
+        return np.stack([np.asarray(ls.hessian.top_eigenvalues(loss, ens.params, 1, stacked=True, key=jax.random.key(2),
                                                                     num_iters=iters, select=name))[:, 0]
                          for name in layers], axis=1)
 
     exact = lib(4 * LANCZOS_ITERS)
     t_first, lam = _first(lambda: lib(LANCZOS_ITERS))
     t_lib, lam = _best(lambda: lib(LANCZOS_ITERS), args.repeats)
-    res = [{"impl": f"landscape top_eigenvalues_many(select=layer), {len(layers)} layers, vmapped",
+    res = [{"impl": f"landscape top_eigenvalues(stacked=True, select=layer), {len(layers)} layers, vmapped",
             "seconds": t_lib, "first_call_s": t_first,
             "max_rel_error": float(np.max(np.abs(lam - exact) / np.abs(exact)))}]
     if torch is not None:
@@ -720,7 +720,7 @@ def section_large(args, rows, peak):
     loss = ls.models.loss_fn(model, data.train, "mse")
 
     def top():
-        return np.asarray(ls.hessian.top_eigenvalues_many(loss, stacked, 1, key=jax.random.key(2),
+        return np.asarray(ls.hessian.top_eigenvalues(loss, stacked, 1, stacked=True, key=jax.random.key(2),
                                                           num_iters=LANCZOS_ITERS))
 
     t_first, lam = _first(top)

@@ -30,7 +30,7 @@ _SUBMODULES = ("data", "directions", "distributed", "surface", "hessian", "minim
                "members", "analyses", "report", "precision", "permutation", "model_files", "race",
                "export")
 _NAMES = {
-    "Dataset": "data", "Split": "data", "load": "data",
+    "Dataset": "data", "Split": "data",
     "ConfigError": "errors", "CorruptRunError": "errors", "DataError": "errors",
     "DataUnavailableError": "errors", "LandscapeError": "errors", "RunError": "errors",
     "RunExistsError": "errors", "RunNotFoundError": "errors", "StorageError": "errors",
@@ -44,6 +44,13 @@ _NAMES = {
 
 
 def __getattr__(name: str):
+    if name == "load":  # deprecated for one release: next to load_run the name did not say what it loads
+        import warnings
+
+        warnings.warn("landscape.load is deprecated and will be removed in the next release: use "
+                      "landscape.data.load (a data set) or landscape.load_run (a run directory)",
+                      DeprecationWarning, stacklevel=2)
+        return importlib.import_module(f"{__name__}.data").load
     if name in _SUBMODULES:
         return importlib.import_module(f"{__name__}.{name}")
     if name in _NAMES:
@@ -87,7 +94,6 @@ __all__ = [
     "export",
     "Dataset",
     "Split",
-    "load",
     "MLP",
     "CNN",
     "ResNet",

@@ -20,6 +20,7 @@ group's activations in cache (the answers do not depend on the grouping).
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -331,9 +332,25 @@ def top_eigenpairs(
 
 def top_eigenvalues(
     loss_fn: LossFn, params: PyTree, k: int = 1, *, key: jax.Array, num_iters: int | None = None,
-    select: Selection = None, curvature: str = "hessian",
+    select: Selection = None, curvature: str = "hessian", stacked: bool = False,
 ) -> jax.Array:
-    """The ``k`` largest Hessian eigenvalues, descending, ``(k,)`` (of the block ``select`` picks)."""
+    """The ``k`` largest Hessian eigenvalues, descending (Lanczos; Ghorbani et al. 2019, Yao et al. 2020).
+
+    Args:
+      loss_fn: ``params -> scalar`` loss of one point (:func:`landscape.models.loss_fn`).
+      params: the point; with ``stacked``, every member's, leaves ``(M, ...)``.
+      k: how many eigenvalues.
+      key: PRNG key of the Lanczos start (member ``i`` uses ``fold_in(key, i)``).
+      num_iters: Lanczos iterations (default ``max(2k + 20, 40)``, at most ``P``).
+      select: the block (a layer name, names, or ``(path, leaf) -> bool``); ``None``: all.
+      curvature: ``"hessian"``, ``"ggn"`` (Gauss–Newton) or ``"fisher"`` (empirical Fisher).
+      stacked: compute every member's in one vmapped call.
+
+    Returns:
+      ``(k,)``, or ``(M, k)`` stacked.
+    """
+    if stacked:
+        return _run_many("top", loss_fn, params, key, select, curvature, k=k, num_iters=num_iters)
     return top_eigenpairs(loss_fn, params, k, key=key, num_iters=num_iters, select=select, curvature=curvature).values
 
 
@@ -355,9 +372,24 @@ def smallest_eigenvalue(
 
 
 def trace(loss_fn: LossFn, params: PyTree, *, key: jax.Array, num_probes: int = 100,
-          select: Selection = None, curvature: str = "hessian") -> dict[str, jax.Array]:
-    """Hutchinson's trace estimate (Hutchinson 1990) with Rademacher probes: ``{"trace",
-    "stderr"}``; of the block ``select`` picks."""
+          select: Selection = None, curvature: str = "hessian", stacked: bool = False) -> dict[str, jax.Array]:
+    """Hutchinson's trace estimate (Hutchinson 1990) with Rademacher probes.
+
+    Args:
+      loss_fn: ``params -> scalar`` loss of one point.
+      params: the point; with ``stacked``, every member's, leaves ``(M, ...)``.
+      key: PRNG key of the probes (member ``i`` uses ``fold_in(key, i)``).
+      num_probes: how many probes.
+      select: the block, as in :func:`top_eigenvalues`.
+      curvature: ``"hessian"``, ``"ggn"`` or ``"fisher"``.
+      stacked: compute every member's in one vmapped call.
+
+    Returns:
+      ``{"trace", "stderr"}``: scalars, or ``(M,)`` stacked; ``stderr`` is the standard error
+      of the probes' mean.
+    """
+    if stacked:
+        return _run_many("trace", loss_fn, params, key, select, curvature, num_probes=num_probes)
     flat, _, matvec = _flat_matvec(loss_fn, params, select, curvature)
     if num_probes < 1:
         raise ConfigError("num_probes must be positive")
@@ -378,10 +410,26 @@ class Density(NamedTuple):
 
 def spectral_density(
     loss_fn: LossFn, params: PyTree, *, key: jax.Array, num_probes: int = 4, num_iters: int | None = None,
-    select: Selection = None, curvature: str = "hessian",
+    select: Selection = None, curvature: str = "hessian", stacked: bool = False,
 ) -> Density:
-    """Stochastic Lanczos quadrature (Ghorbani et al. 2019) of the Hessian's eigenvalue
-    distribution (Rademacher probes); of the block ``select`` picks."""
+    """Stochastic Lanczos quadrature (Ghorbani et al. 2019) of the eigenvalue distribution.
+
+    Args:
+      loss_fn: ``params -> scalar`` loss of one point.
+      params: the point; with ``stacked``, every member's, leaves ``(M, ...)``.
+      key: PRNG key of the Rademacher probes (member ``i`` uses ``fold_in(key, i)``).
+      num_probes: how many probes.
+      num_iters: Lanczos steps per probe (default 80, at most ``P``).
+      select: the block, as in :func:`top_eigenvalues`.
+      curvature: ``"hessian"``, ``"ggn"`` or ``"fisher"``.
+      stacked: compute every member's in one vmapped call.
+
+    Returns:
+      a :class:`Density`: nodes and weights ``(probes, m)``, or ``(M, probes, m)`` stacked.
+    """
+    if stacked:
+        return _run_many("density", loss_fn, params, key, select, curvature, num_probes=num_probes,
+                         num_iters=num_iters)
     flat, _, matvec = _flat_matvec(loss_fn, params, select, curvature)
     m = _num_iters(flat.size, 1, num_iters if num_iters is not None else 80)
     if num_probes < 1:
@@ -519,33 +567,55 @@ def _run_many(kind: str, loss_fn: LossFn, stacked: PyTree, key: jax.Array, selec
     return run(stacked, key, jnp.arange(n))
 
 
-def top_eigenvalues_many(
-    loss_fn: LossFn, stacked: PyTree, k: int = 1, *, key: jax.Array, num_iters: int | None = None,
-    select: Selection = None, curvature: str = "hessian",
-) -> jax.Array:
-    """Top-``k`` eigenvalues of every member of stacked parameters in one vmapped call: ``(M, k)``.
+def _renamed(old: str, new: str) -> None:
+    warnings.warn(f"landscape.hessian.{old} is deprecated and will be removed in the next release: "
+                  f"use {new}(..., stacked=True)", DeprecationWarning, stacklevel=3)
 
-    ``loss_fn(params)`` is the loss of one member; member ``i`` uses ``fold_in(key, i)``;
-    ``select`` and ``curvature`` as in :func:`top_eigenpairs`.
+
+def top_eigenvalues_many(loss_fn: LossFn, stacked: PyTree, k: int = 1, **options) -> jax.Array:
+    """Deprecated alias (kept for one release): ``top_eigenvalues(loss_fn, stacked, k, stacked=True, ...)``.
+
+    Args:
+      loss_fn: as for :func:`top_eigenvalues`.
+      stacked: every member's parameters, leaves ``(M, ...)``.
+      k: how many eigenvalues.
+      **options: the keywords of :func:`top_eigenvalues`.
+
+    Returns:
+      ``(M, k)``.
     """
-    return _run_many("top", loss_fn, stacked, key, select, curvature, k=k, num_iters=num_iters)
+    _renamed("top_eigenvalues_many", "top_eigenvalues")
+    return top_eigenvalues(loss_fn, stacked, k, stacked=True, **options)
 
 
-def trace_many(loss_fn: LossFn, stacked: PyTree, *, key: jax.Array, num_probes: int = 100,
-               select: Selection = None, curvature: str = "hessian") -> dict[str, jax.Array]:
-    """Hutchinson traces of every member, ``{"trace": (M,), "stderr": (M,)}`` (``select``,
-    ``curvature`` as in :func:`trace`)."""
-    return _run_many("trace", loss_fn, stacked, key, select, curvature, num_probes=num_probes)
+def trace_many(loss_fn: LossFn, stacked: PyTree, **options) -> dict[str, jax.Array]:
+    """Deprecated alias (kept for one release): ``trace(loss_fn, stacked, stacked=True, ...)``.
+
+    Args:
+      loss_fn: as for :func:`trace`.
+      stacked: every member's parameters, leaves ``(M, ...)``.
+      **options: the keywords of :func:`trace`.
+
+    Returns:
+      ``{"trace": (M,), "stderr": (M,)}``.
+    """
+    _renamed("trace_many", "trace")
+    return trace(loss_fn, stacked, stacked=True, **options)
 
 
-def spectral_density_many(
-    loss_fn: LossFn, stacked: PyTree, *, key: jax.Array, num_probes: int = 4, num_iters: int | None = None,
-    select: Selection = None, curvature: str = "hessian",
-) -> Density:
-    """SLQ of every member: nodes and weights ``(M, probes, m)`` (``select``, ``curvature`` as
-    in :func:`spectral_density`)."""
-    return _run_many("density", loss_fn, stacked, key, select, curvature, num_probes=num_probes,
-                     num_iters=num_iters)
+def spectral_density_many(loss_fn: LossFn, stacked: PyTree, **options) -> Density:
+    """Deprecated alias (kept for one release): ``spectral_density(loss_fn, stacked, stacked=True, ...)``.
+
+    Args:
+      loss_fn: as for :func:`spectral_density`.
+      stacked: every member's parameters, leaves ``(M, ...)``.
+      **options: the keywords of :func:`spectral_density`.
+
+    Returns:
+      a :class:`Density` with ``(M, probes, m)`` nodes and weights.
+    """
+    _renamed("spectral_density_many", "spectral_density")
+    return spectral_density(loss_fn, stacked, stacked=True, **options)
 
 
 def _batch_shapes(loss) -> str:

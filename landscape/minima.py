@@ -72,17 +72,40 @@ def pairs(n: int) -> np.ndarray:
 
 
 def barrier(fn: Callable, theta_a: PyTree, theta_b: PyTree, *, num: int = 25, data=None,
-            metric: str | None = None, **kw) -> dict[str, float]:
-    """Both barrier definitions between two solutions (see :func:`landscape.surface.barrier_of_curve`).
+            metric: str | None = None, chunk_size: int | None = None, shortcut: bool = True, checkpoint=None, keep_checkpoint: bool = False,
+            save_every_s: float = 5.0, progress: bool = False, mesh=None) -> dict[str, float]:
+    """Both barrier definitions between two solutions (see :func:`landscape.surface.barrier_of_curve`;
+    Garipov et al. 2018, Draxler et al. 2018).
 
-    ``fn``/``data`` as for :func:`landscape.surface.evaluate`; ``metric`` names the loss among
-    the outputs (default: the only output, or ``loss`` / ``train_loss``).  The maximum is over
+    Args:
+      fn: the metric function, as for :func:`landscape.surface.evaluate`.
+      theta_a: one solution (no member axis).
+      theta_b: the other.
+      num: points on ``[0, 1]``.
+      data: the batches, as for :func:`landscape.surface.evaluate`.
+      metric: the loss among ``fn``'s outputs (default: the only output, or ``loss`` /
+        ``train_loss``).
+      chunk_size: evaluations per compiled call (default: automatic), as for :func:`landscape.surface.evaluate`;
+        memory is bounded by it and the numbers do not depend on it.
+      shortcut: use the first-layer shortcut when ``fn`` offers it (exact; the built-in MLP).
+      checkpoint: a file that holds progress; the same call after an interruption resumes from it.
+      keep_checkpoint: leave the checkpoint for the caller to delete once the result is saved.
+      save_every_s: minimum seconds between checkpoint writes.
+      progress: show a progress bar.
+      mesh: a :func:`landscape.distributed.make_mesh` mesh to shard the points over (``None``: one device).
+
+    Returns:
+      ``{"barrier", "barrier_midpoint", "t_max", "loss_a", "loss_b"}`` (floats).
+
+    The maximum is over
     ``num`` evenly spaced points of ``[0, 1]``, ends included (25 by default, as
     ``landscape compare``; :func:`landscape.surface.interpolation` defaults to 61): the grid is
     part of the number, so pass the same ``num`` to compare barriers computed by both.
     """
     t = surface.interpolation_grid(num, 0.0)
-    vals = surface.evaluate(fn, theta_a, [tree.sub(theta_b, theta_a)], t[:, None], data=data, **kw)
+    vals = surface.evaluate(fn, theta_a, [tree.sub(theta_b, theta_a)], t[:, None], data=data,
+                            chunk_size=chunk_size, shortcut=shortcut, checkpoint=checkpoint, keep_checkpoint=keep_checkpoint,
+                            save_every_s=save_every_s, progress=progress, mesh=mesh)
     return surface.barrier_of_curve(t, vals[_pick(vals, metric)])
 
 
@@ -100,22 +123,60 @@ def _pick(vals: dict, metric: str | None) -> str:
 
 
 def barriers_between(fn: Callable, a: PyTree, b: PyTree, *, num: int = 25, data=None, metric: str | None = None,
-                     **kw) -> dict[str, np.ndarray]:
-    """Both barriers between ``a[i]`` and ``b[i]`` for stacked pytrees (leaves ``(n, ...)``), in one call.
+                     chunk_size: int | None = None, shortcut: bool = True, checkpoint=None, keep_checkpoint: bool = False,
+                     save_every_s: float = 5.0, progress: bool = False, mesh=None) -> dict[str, np.ndarray]:
+    """Both barriers between ``a[i]`` and ``b[i]`` for stacked pytrees, all pairs in one call.
 
-    Returns ``{"barrier", "barrier_midpoint", "t_max", "loss_a", "loss_b"}``, each ``(n,)``.
+    Args:
+      fn: the metric function, as for :func:`landscape.surface.evaluate`.
+      a: the first solutions, leaves ``(n, ...)``.
+      b: the second, shaped likewise.
+      num: points on ``[0, 1]``.
+      data: the batches.
+      metric: the loss among ``fn``'s outputs, as for :func:`barrier`.
+      chunk_size: evaluations per compiled call (default: automatic), as for :func:`landscape.surface.evaluate`;
+        memory is bounded by it and the numbers do not depend on it.
+      shortcut: use the first-layer shortcut when ``fn`` offers it (exact; the built-in MLP).
+      checkpoint: a file that holds progress; the same call after an interruption resumes from it.
+      keep_checkpoint: leave the checkpoint for the caller to delete once the result is saved.
+      save_every_s: minimum seconds between checkpoint writes.
+      progress: show a progress bar.
+      mesh: a :func:`landscape.distributed.make_mesh` mesh to shard the points over (``None``: one device).
+
+    Returns:
+      ``{"barrier", "barrier_midpoint", "t_max", "loss_a", "loss_b"}``, each ``(n,)``.
     """
     t = surface.interpolation_grid(num, 0.0)
-    vals = surface.evaluate(fn, a, [tree.sub(b, a)], t[:, None], data=data, stacked=True, **kw)
+    vals = surface.evaluate(fn, a, [tree.sub(b, a)], t[:, None], data=data, stacked=True,
+                            chunk_size=chunk_size, shortcut=shortcut, checkpoint=checkpoint, keep_checkpoint=keep_checkpoint,
+                            save_every_s=save_every_s, progress=progress, mesh=mesh)
     return {k: np.atleast_1d(v) for k, v in surface.barrier_of_curve(t, vals[_pick(vals, metric)]).items()}
 
 
 def barrier_matrix(fn: Callable, stacked: PyTree, *, num: int = 25, data=None, metric: str | None = None,
-                   index_pairs: np.ndarray | None = None, **kw) -> dict[str, np.ndarray]:
+                   index_pairs: np.ndarray | None = None, chunk_size: int | None = None, shortcut: bool = True, checkpoint=None,
+                   keep_checkpoint: bool = False, save_every_s: float = 5.0, progress: bool = False, mesh=None) -> dict[str, np.ndarray]:
     """Symmetric ``(M, M)`` matrices ``barrier`` and ``barrier_midpoint`` between all members.
 
-    All pairs are evaluated in one stacked call (chunked over points).  ``index_pairs``
-    restricts the computation to some pairs (others are NaN).
+    Args:
+      fn: the metric function, as for :func:`landscape.surface.evaluate`.
+      stacked: the members, leaves ``(M, ...)``.
+      num: points on ``[0, 1]`` of each line.
+      data: the batches.
+      metric: the loss among ``fn``'s outputs, as for :func:`barrier`.
+      index_pairs: ``(n, 2)`` the pairs to compute (the others are NaN); default every pair.
+      chunk_size: evaluations per compiled call (default: automatic), as for :func:`landscape.surface.evaluate`;
+        memory is bounded by it and the numbers do not depend on it.
+      shortcut: use the first-layer shortcut when ``fn`` offers it (exact; the built-in MLP).
+      checkpoint: a file that holds progress; the same call after an interruption resumes from it.
+      keep_checkpoint: leave the checkpoint for the caller to delete once the result is saved.
+      save_every_s: minimum seconds between checkpoint writes.
+      progress: show a progress bar.
+      mesh: a :func:`landscape.distributed.make_mesh` mesh to shard the points over (``None``: one device).
+
+    Returns:
+      ``{"barrier": (M, M), "barrier_midpoint": (M, M)}``; all pairs are evaluated in one stacked
+      call, chunked over points.
     """
     m = tree.num_members(stacked)
     pr = pairs(m) if index_pairs is None else np.asarray(index_pairs)
@@ -128,7 +189,8 @@ def barrier_matrix(fn: Callable, stacked: PyTree, *, num: int = 25, data=None, m
             np.fill_diagonal(out[k], 0.0)
     a = jax.tree_util.tree_map(lambda x: x[pr[:, 0]], stacked)
     b = jax.tree_util.tree_map(lambda x: x[pr[:, 1]], stacked)
-    res = barriers_between(fn, a, b, num=num, data=data, metric=metric, **kw)
+    res = barriers_between(fn, a, b, num=num, data=data, metric=metric, chunk_size=chunk_size, shortcut=shortcut, checkpoint=checkpoint,
+                           keep_checkpoint=keep_checkpoint, save_every_s=save_every_s, progress=progress, mesh=mesh)
     for k in out:
         out[k][pr[:, 0], pr[:, 1]] = res[k]
         out[k][pr[:, 1], pr[:, 0]] = res[k]
@@ -136,11 +198,30 @@ def barrier_matrix(fn: Callable, stacked: PyTree, *, num: int = 25, data=None, m
 
 
 def aligned_barrier_matrix(fn: Callable, stacked: PyTree, *, spec: PermutationSpec, num: int = 25, data=None,
-                           metric: str | None = None, **kw) -> dict[str, np.ndarray]:
-    """Barrier matrices after weight matching: for every pair ``i < j``, ``j`` is aligned to
-    ``i`` first (:func:`align` with the model's ``spec``).
+                           metric: str | None = None, chunk_size: int | None = None, shortcut: bool = True, checkpoint=None,
+                           keep_checkpoint: bool = False, save_every_s: float = 5.0, progress: bool = False, mesh=None) -> dict[str, np.ndarray]:
+    """Barrier matrices after weight matching (Ainsworth et al. 2023): for every pair ``i < j``,
+    ``j`` is aligned to ``i`` first (:func:`align` with the model's ``spec``).
 
-    Also returns ``distance`` ``(M, M)`` between ``i`` and aligned ``j``.
+    Args:
+      fn: the metric function, as for :func:`landscape.surface.evaluate`.
+      stacked: the members, leaves ``(M, ...)``.
+      spec: the model's :class:`PermutationSpec`.
+      num: points on ``[0, 1]`` of each line.
+      data: the batches.
+      metric: the loss among ``fn``'s outputs, as for :func:`barrier`.
+      chunk_size: evaluations per compiled call (default: automatic), as for :func:`landscape.surface.evaluate`;
+        memory is bounded by it and the numbers do not depend on it.
+      shortcut: use the first-layer shortcut when ``fn`` offers it (exact; the built-in MLP).
+      checkpoint: a file that holds progress; the same call after an interruption resumes from it.
+      keep_checkpoint: leave the checkpoint for the caller to delete once the result is saved.
+      save_every_s: minimum seconds between checkpoint writes.
+      progress: show a progress bar.
+      mesh: a :func:`landscape.distributed.make_mesh` mesh to shard the points over (``None``: one device).
+
+    Returns:
+      ``{"barrier", "barrier_midpoint", "distance"}``, each ``(M, M)``; ``distance`` between
+      ``i`` and the aligned ``j``.
     """
     m = tree.num_members(stacked)
     pr = pairs(m)
@@ -150,7 +231,8 @@ def aligned_barrier_matrix(fn: Callable, stacked: PyTree, *, spec: PermutationSp
     members = tree.unstack(stacked)
     aligned = tree.stack([align(members[i], members[j], spec=spec)[0] for i, j in pr])
     a = jax.tree_util.tree_map(lambda x: x[pr[:, 0]], stacked)
-    res = barriers_between(fn, a, aligned, num=num, data=data, metric=metric, **kw)
+    res = barriers_between(fn, a, aligned, num=num, data=data, metric=metric, chunk_size=chunk_size, shortcut=shortcut, checkpoint=checkpoint,
+                           keep_checkpoint=keep_checkpoint, save_every_s=save_every_s, progress=progress, mesh=mesh)
     res["distance"] = np.asarray(jax.vmap(lambda u, v: tree.norm(tree.sub(u, v)))(a, aligned))
     for k in out:
         out[k][pr[:, 0], pr[:, 1]] = res[k]
@@ -293,8 +375,13 @@ def compare_members(
     aligned: bool = False,
     spec: PermutationSpec | None = None,
     metric: str | None = None,
+    chunk_size: int | None = None,
+    shortcut: bool = True,
     checkpoint=None,
-    **kw,
+    keep_checkpoint: bool = False,
+    save_every_s: float = 5.0,
+    progress: bool = False,
+    mesh=None,
 ) -> dict[str, np.ndarray]:
     """Every pairwise comparison of the members of ``stacked`` in one dict of ``(M, M)`` matrices.
 
@@ -305,8 +392,12 @@ def compare_members(
     model's :class:`PermutationSpec` ``spec``).
     ``checkpoint``: a directory; the two barrier evaluations save their progress to
     ``barrier.npz`` and ``aligned.npz`` in it and resume from them (``keep_checkpoint=True``
-    in ``kw`` leaves them for the caller to remove after saving the result).
+    leaves them for the caller to remove after saving the result).  ``chunk_size``,
+    ``shortcut``, ``save_every_s``, ``progress`` and ``mesh`` are as for
+    :func:`landscape.surface.evaluate`; none changes the numbers.
     """
+    kw = dict(chunk_size=chunk_size, shortcut=shortcut, keep_checkpoint=keep_checkpoint, save_every_s=save_every_s,
+              progress=progress, mesh=mesh)
     from pathlib import Path
 
     def ckpt(name):

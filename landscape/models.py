@@ -45,6 +45,7 @@ __all__ = [
     "mse",
     "cross_entropy",
     "accuracy",
+    "output_loss",
     "loss_function",
     "metrics",
     "loss_fn",
@@ -1169,8 +1170,18 @@ def accuracy(outputs: jax.Array, labels: jax.Array) -> jax.Array:
 LOSSES: dict[str, Callable[[jax.Array, jax.Array], jax.Array]] = {"mse": mse, "cross_entropy": cross_entropy}
 
 
-def loss_function(name: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
-    """The loss ``(outputs, labels) -> scalar`` called ``name`` (``mse`` or ``cross_entropy``)."""
+def output_loss(name: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
+    """The loss of a network's outputs called ``name`` — not of its parameters (that is :func:`loss_fn`).
+
+    Args:
+      name: ``"mse"`` or ``"cross_entropy"`` (also ``"ce"``, ``"xent"``).
+
+    Returns:
+      ``(outputs (N, K), labels (N,)) -> scalar``, the mean over examples.
+
+    Raises:
+      ConfigError: an unknown name.
+    """
     aliases = {"ce": "cross_entropy", "xent": "cross_entropy", "crossentropy": "cross_entropy"}
     name = aliases.get(name, name)
     if name not in LOSSES:
@@ -1178,14 +1189,31 @@ def loss_function(name: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
     return LOSSES[name]
 
 
+def loss_function(name: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
+    """Deprecated alias of :func:`output_loss` (kept for one release; the name was too close to
+    :func:`loss_fn`, which is a loss of the parameters).
+
+    Args:
+      name: as for :func:`output_loss`.
+
+    Returns:
+      as :func:`output_loss`.
+    """
+    import warnings
+
+    warnings.warn("landscape.models.loss_function is deprecated and will be removed in the next release: use "
+                  "output_loss (a loss of outputs) or loss_fn (a loss of parameters)", DeprecationWarning, stacklevel=2)
+    return output_loss(name)
+
+
 def metrics(model, params, x: jax.Array, y: jax.Array, loss: str) -> dict[str, jax.Array]:
     """``{"loss": scalar, "accuracy": scalar}`` of ``params`` on inputs ``x (N, D)``, labels ``y (N,)``."""
     out = model.apply(params, x)
-    return {"loss": loss_function(loss)(out, y), "accuracy": accuracy(out, y)}
+    return {"loss": output_loss(loss)(out, y), "accuracy": accuracy(out, y)}
 
 
 def per_example_loss(name: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
-    """Per-example losses ``(outputs (N, K), labels (N,)) -> (N,)`` whose mean is :func:`loss_function`'s."""
+    """Per-example losses ``(outputs (N, K), labels (N,)) -> (N,)`` whose mean is :func:`output_loss`'s."""
     name = {"ce": "cross_entropy", "xent": "cross_entropy", "crossentropy": "cross_entropy"}.get(name, name)
     if name == "mse":
         return lambda out, y: jnp.sum((out - jax.nn.one_hot(y, out.shape[-1], dtype=out.dtype)) ** 2, axis=-1)
@@ -1246,7 +1274,7 @@ class BatchedLoss:
 
 
 def _batch_loss(model: MLP, loss: str) -> Callable[[jax.Array, jax.Array], LossParts]:
-    f, per = loss_function(loss), per_example_loss(loss)
+    f, per = output_loss(loss), per_example_loss(loss)
 
     def of(x, y):
         return LossParts(outputs=lambda params: model.apply(params, x), output_loss=lambda out: f(out, y),
@@ -1332,7 +1360,7 @@ class MLPMetrics:
     loss: str
 
     def __post_init__(self):
-        loss_function(self.loss)  # validate early
+        output_loss(self.loss)  # validate early
         self.model._require_bound()
 
     def __call__(self, params: dict, batch) -> dict[str, jax.Array]:
@@ -1351,7 +1379,7 @@ class MLPMetrics:
                 z = z @ params[name]["kernel"] + params[name]["bias"]
             last = i == len(names) - 1
             z = ACTIVATIONS[self.model.output_activation if last else self.model.activation](z)
-        return {"loss": loss_function(self.loss)(z, y), "accuracy": accuracy(z, y)}
+        return {"loss": output_loss(self.loss)(z, y), "accuracy": accuracy(z, y)}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -1362,7 +1390,7 @@ class ModelMetrics:
     loss: str
 
     def __post_init__(self):
-        loss_function(self.loss)  # validate early
+        output_loss(self.loss)  # validate early
 
     def __call__(self, params, batch) -> dict[str, jax.Array]:
         return metrics(self.model, params, batch[0], batch[1], self.loss)

@@ -338,13 +338,49 @@ def _finish(values: dict, shape: tuple[int, ...], stacked: bool) -> dict:
 
 
 def line(
-    fn: Callable, center: PyTree, direction: PyTree, *, span=1.0, num: int = 51, data=None, **kw
+    fn: Callable,
+    center: PyTree,
+    direction: PyTree,
+    *,
+    span=1.0,
+    num: int = 51,
+    data=None,
+    stacked: bool = False,
+    chunk_size: int | None = None,
+    shortcut: bool = True,
+    checkpoint: str | Path | None = None,
+    keep_checkpoint: bool = False,
+    save_every_s: float = 5.0,
+    progress: bool = False,
+    mesh=None,
 ) -> Surface:
-    """Metrics along ``center + a d`` for ``num`` values of ``a`` in ``[-span, span]`` (or ``span=(lo, hi)``)."""
+    """Metrics along ``center + a d`` for ``num`` values of ``a`` in ``[-span, span]``.
+
+    Args:
+      fn: the metric function, as for :func:`evaluate`.
+      center: the line's origin; leaves ``(S, ...)`` with ``stacked`` (one line per member).
+      direction: a pytree shaped like ``center``.
+      span: half-width of the line, or ``(lo, hi)``.
+      num: points on the line.
+      data: the batches, as for :func:`evaluate`.
+      stacked: ``center`` and ``direction`` carry a leading member axis.
+      chunk_size: evaluations per compiled call (default: automatic), as for :func:`evaluate`;
+        memory is bounded by it and the numbers do not depend on it.
+      shortcut: use the first-layer shortcut when ``fn`` offers it (exact; the built-in MLP).
+      checkpoint: a file that holds progress; the same call after an interruption resumes from it.
+      keep_checkpoint: leave the checkpoint for the caller to delete once the result is saved.
+      save_every_s: minimum seconds between checkpoint writes.
+      progress: show a progress bar.
+      mesh: a :func:`landscape.distributed.make_mesh` mesh to shard the points over (``None``: one device).
+
+    Returns:
+      a :class:`Surface` of kind ``"line"``: ``axes[0]`` ``(num,)``, values ``(num,)`` (``(S, num)``
+      stacked).
+    """
     a = _grid_axis(span, num, "line")
-    _check_points(a.size, tree.num_members(center) if kw.get("stacked") else 1)
-    vals = evaluate(fn, center, [direction], a[:, None], data=data, **kw)
-    return Surface("line", [a], _finish(vals, (a.size,), kw.get("stacked", False)))
+    _check_points(a.size, tree.num_members(center) if stacked else 1)
+    vals = evaluate(fn, center, [direction], a[:, None], data=data, stacked=stacked, chunk_size=chunk_size, shortcut=shortcut, checkpoint=checkpoint, keep_checkpoint=keep_checkpoint, save_every_s=save_every_s, progress=progress, mesh=mesh)
+    return Surface("line", [a], _finish(vals, (a.size,), stacked))
 
 
 def plane(
@@ -357,18 +393,49 @@ def plane(
     span_y=None,
     num_y: int | None = None,
     data=None,
-    **kw,
+    stacked: bool = False,
+    chunk_size: int | None = None,
+    shortcut: bool = True,
+    checkpoint: str | Path | None = None,
+    keep_checkpoint: bool = False,
+    save_every_s: float = 5.0,
+    progress: bool = False,
+    mesh=None,
 ) -> Surface:
-    """Metrics on the ``num × num`` grid ``center + a d_1 + b d_2``, ``a, b`` in ``[-span, span]``."""
+    """Metrics on the ``num × num`` grid ``center + a d_1 + b d_2``, ``a, b`` in ``[-span, span]``
+    (Li et al. 2018: with random filter-normalised directions, the paper's 2-D plots).
+
+    Args:
+      fn: the metric function, as for :func:`evaluate`.
+      center: the plane's origin; leaves ``(S, ...)`` with ``stacked`` (one plane per member).
+      directions: two pytrees shaped like ``center``.
+      span: half-width along ``d_1`` (and ``d_2``), or ``(lo, hi)``.
+      num: grid points along ``d_1`` (and ``d_2``).
+      span_y: the extent along ``d_2`` when it differs.
+      num_y: grid points along ``d_2`` when they differ.
+      data: the batches, as for :func:`evaluate`.
+      stacked: ``center`` and ``directions`` carry a leading member axis.
+      chunk_size: evaluations per compiled call (default: automatic), as for :func:`evaluate`;
+        memory is bounded by it and the numbers do not depend on it.
+      shortcut: use the first-layer shortcut when ``fn`` offers it (exact; the built-in MLP).
+      checkpoint: a file that holds progress; the same call after an interruption resumes from it.
+      keep_checkpoint: leave the checkpoint for the caller to delete once the result is saved.
+      save_every_s: minimum seconds between checkpoint writes.
+      progress: show a progress bar.
+      mesh: a :func:`landscape.distributed.make_mesh` mesh to shard the points over (``None``: one device).
+
+    Returns:
+      a :class:`Surface` of kind ``"plane"``: values ``(num, num_y)`` (``(S, num, num_y)``
+      stacked), ``meta["cosine"]`` the directions' cosine (per member when stacked).
+    """
     if len(directions) != 2:
         raise ConfigError("a plane needs exactly two directions")
     a = _grid_axis(span, num, "plane")
     b = _grid_axis(span if span_y is None else span_y, num if num_y is None else num_y, "plane")
-    _check_points(a.size * b.size, tree.num_members(center) if kw.get("stacked") else 1)
+    _check_points(a.size * b.size, tree.num_members(center) if stacked else 1)
     aa, bb = np.meshgrid(a, b, indexing="ij")
     coords = np.stack([aa.ravel(), bb.ravel()], axis=1)
-    vals = evaluate(fn, center, directions, coords, data=data, **kw)
-    stacked = kw.get("stacked", False)
+    vals = evaluate(fn, center, directions, coords, data=data, stacked=stacked, chunk_size=chunk_size, shortcut=shortcut, checkpoint=checkpoint, keep_checkpoint=keep_checkpoint, save_every_s=save_every_s, progress=progress, mesh=mesh)
     cos = dirs.cosine(*directions) if not stacked else jax.jit(jax.vmap(dirs.cosine))(*directions)
     meta = {"cosine": np.asarray(cos).tolist()}
     return Surface("plane", [a, b], _finish(vals, (a.size, b.size), stacked), meta=meta)
@@ -385,13 +452,38 @@ def random_planes(
     span=1.0,
     num: int = 51,
     data=None,
-    **kw,
+    chunk_size: int | None = None,
+    shortcut: bool = True,
+    checkpoint: str | Path | None = None,
+    keep_checkpoint: bool = False,
+    save_every_s: float = 5.0,
+    progress: bool = False,
+    mesh=None,
 ) -> Surface:
-    """Each seed's own random plane, in one stacked evaluation.
+    """Each member's own random plane (Li et al. 2018), all in one stacked evaluation.
 
-    ``centers`` has leaves ``(S, ...)``; seed ``s`` uses directions from ``fold_in(key, s)``
-    (:func:`landscape.directions.random_directions`), normalised to its own parameters.
-    Values are ``(S, num, num)``; ``meta["cosine"]`` lists each seed's direction cosine.
+    Args:
+      fn: the metric function, as for :func:`evaluate`.
+      centers: the members' parameters, leaves ``(S, ...)``.
+      key: member ``s`` draws its directions from ``fold_in(key, s)``
+        (:func:`landscape.directions.random_directions`), normalised to its own parameters.
+      norm: ``"filter"``, ``"layer"``, ``"model"`` or ``"none"`` (:mod:`landscape.directions`).
+      ignore_biases: one-axis leaves get a zero direction (else a copy of themselves).
+      orthogonal: Gram–Schmidt the two directions.
+      span: half-width of the grid.
+      num: grid points per axis.
+      data: the batches, as for :func:`evaluate`.
+      chunk_size: evaluations per compiled call (default: automatic), as for :func:`evaluate`;
+        memory is bounded by it and the numbers do not depend on it.
+      shortcut: use the first-layer shortcut when ``fn`` offers it (exact; the built-in MLP).
+      checkpoint: a file that holds progress; the same call after an interruption resumes from it.
+      keep_checkpoint: leave the checkpoint for the caller to delete once the result is saved.
+      save_every_s: minimum seconds between checkpoint writes.
+      progress: show a progress bar.
+      mesh: a :func:`landscape.distributed.make_mesh` mesh to shard the points over (``None``: one device).
+
+    Returns:
+      a :class:`Surface`: values ``(S, num, num)``; ``meta["cosine"]`` each member's direction cosine.
     """
     s = tree.num_members(centers)
 
@@ -400,7 +492,7 @@ def random_planes(
                                       orthogonal=orthogonal)
 
     d1, d2 = jax.vmap(draw)(jnp.arange(s), centers)
-    surf = plane(fn, centers, [d1, d2], span=span, num=num, data=data, stacked=True, **kw)
+    surf = plane(fn, centers, [d1, d2], span=span, num=num, data=data, stacked=True, chunk_size=chunk_size, shortcut=shortcut, checkpoint=checkpoint, keep_checkpoint=keep_checkpoint, save_every_s=save_every_s, progress=progress, mesh=mesh)
     surf.meta.update({"norm": norm, "ignore_biases": ignore_biases, "orthogonal": orthogonal})
     return surf
 
@@ -450,16 +542,51 @@ def interpolation_grid(num: int = 61, extend: float = 0.5) -> np.ndarray:
 
 
 def interpolation(
-    fn: Callable, theta_a: PyTree, theta_b: PyTree, *, num: int = 61, extend: float = 0.5, data=None, **kw
+    fn: Callable,
+    theta_a: PyTree,
+    theta_b: PyTree,
+    *,
+    num: int = 61,
+    extend: float = 0.5,
+    data=None,
+    stacked: bool = False,
+    chunk_size: int | None = None,
+    shortcut: bool = True,
+    checkpoint: str | Path | None = None,
+    keep_checkpoint: bool = False,
+    save_every_s: float = 5.0,
+    progress: bool = False,
+    mesh=None,
 ) -> Surface:
-    """Metrics along ``theta(t) = (1 - t) theta_A + t theta_B``, ``t`` from ``-extend`` to ``1 + extend``.
+    """Metrics along ``theta(t) = (1 - t) theta_A + t theta_B``, ``t`` from ``-extend`` to
+    ``1 + extend`` (Goodfellow et al. 2015's linear interpolation), with both barriers.
 
-    ``num`` points lie in ``[0, 1]`` (both ends included).  ``meta["barriers"]`` holds
-    :func:`barrier_of_curve` for every loss-like metric (names ending in ``loss`` or ``value``).
+    Args:
+      fn: the metric function, as for :func:`evaluate`.
+      theta_a: the first solution (``t = 0``); leaves ``(S, ...)`` with ``stacked``.
+      theta_b: the second (``t = 1``), shaped likewise.
+      num: points in ``[0, 1]``, both ends included (the grid continues with the same
+        spacing to ``[-extend, 1 + extend]``: :func:`interpolation_grid`).
+      extend: how far the line continues beyond each solution, in units of their distance.
+      data: the batches, as for :func:`evaluate`.
+      stacked: one line per member pair ``(theta_a[i], theta_b[i])``.
+      chunk_size: evaluations per compiled call (default: automatic), as for :func:`evaluate`;
+        memory is bounded by it and the numbers do not depend on it.
+      shortcut: use the first-layer shortcut when ``fn`` offers it (exact; the built-in MLP).
+      checkpoint: a file that holds progress; the same call after an interruption resumes from it.
+      keep_checkpoint: leave the checkpoint for the caller to delete once the result is saved.
+      save_every_s: minimum seconds between checkpoint writes.
+      progress: show a progress bar.
+      mesh: a :func:`landscape.distributed.make_mesh` mesh to shard the points over (``None``: one device).
+
+    Returns:
+      a :class:`Surface` of kind ``"interpolation"``: ``axes[0]`` the ``t`` grid;
+      ``meta["barriers"]`` :func:`barrier_of_curve` for every loss-like metric (names ending in
+      ``loss``, or ``value``); ``meta["distance"]`` ``||theta_b - theta_a||``.
     """
     t = interpolation_grid(num, extend)
-    vals = evaluate(fn, theta_a, [dirs.between(theta_a, theta_b)], t[:, None], data=data, **kw)
-    stacked = kw.get("stacked", False)
+    vals = evaluate(fn, theta_a, [dirs.between(theta_a, theta_b)], t[:, None], data=data, stacked=stacked,
+                    chunk_size=chunk_size, shortcut=shortcut, checkpoint=checkpoint, keep_checkpoint=keep_checkpoint, save_every_s=save_every_s, progress=progress, mesh=mesh)
     vals = _finish(vals, (t.size,), stacked)
     barriers = {k: _jsonable_barrier(barrier_of_curve(t, v)) for k, v in vals.items()
                 if k.endswith("loss") or k == "value"}
@@ -498,14 +625,39 @@ def three_point(
     margin: float = 0.25,
     data=None,
     paths: Sequence[PyTree] | None = None,
-    **kw,
+    chunk_size: int | None = None,
+    shortcut: bool = True,
+    checkpoint: str | Path | None = None,
+    keep_checkpoint: bool = False,
+    save_every_s: float = 5.0,
+    progress: bool = False,
+    mesh=None,
 ) -> Surface:
     """Metrics on the plane through three solutions (Garipov et al. 2018), grid around them.
 
-    Axes are Euclidean distances along the orthonormal ``u, v`` of
-    :func:`landscape.directions.three_point_plane`; ``extras["points"] (3, 2)`` are the
-    solutions' coordinates; ``paths`` (stacked snapshots, leaves ``(K, ...)``, one per
-    solution) are projected onto the plane into ``extras["path_<i>"] (K, 2)``.
+    Args:
+      fn: the metric function, as for :func:`evaluate`.
+      theta_0: the first solution (the plane's origin), a parameter pytree.
+      theta_1: the second.
+      theta_2: the third.
+      num: grid points per axis.
+      margin: the grid's margin around the solutions (and paths), as a fraction of their extent.
+      data: the batches, as for :func:`evaluate`.
+      paths: optional training paths, one per solution, each with leaves ``(K, ...)``.
+      chunk_size: evaluations per compiled call (default: automatic), as for :func:`evaluate`;
+        memory is bounded by it and the numbers do not depend on it.
+      shortcut: use the first-layer shortcut when ``fn`` offers it (exact; the built-in MLP).
+      checkpoint: a file that holds progress; the same call after an interruption resumes from it.
+      keep_checkpoint: leave the checkpoint for the caller to delete once the result is saved.
+      save_every_s: minimum seconds between checkpoint writes.
+      progress: show a progress bar.
+      mesh: a :func:`landscape.distributed.make_mesh` mesh to shard the points over (``None``: one device).
+
+    Returns:
+      a :class:`Surface` of kind ``"three_point"``: axes are Euclidean distances along the
+      orthonormal ``u, v`` of :func:`landscape.directions.three_point_plane`;
+      ``extras["points"] (3, 2)`` the solutions' coordinates; ``extras["path_<i>"] (K, 2)``
+      each path projected onto the plane.
     """
     pl = dirs.three_point_plane(theta_0, theta_1, theta_2)
     extras = {"points": pl.coords}
@@ -516,24 +668,56 @@ def three_point(
         pts.append(xy)
     a, b = _box(np.concatenate(pts), margin, num)
     aa, bb = np.meshgrid(a, b, indexing="ij")
-    vals = evaluate(fn, pl.origin, [pl.u, pl.v], np.stack([aa.ravel(), bb.ravel()], 1), data=data, **kw)
+    vals = evaluate(fn, pl.origin, [pl.u, pl.v], np.stack([aa.ravel(), bb.ravel()], 1), data=data,
+                    chunk_size=chunk_size, shortcut=shortcut, checkpoint=checkpoint, keep_checkpoint=keep_checkpoint, save_every_s=save_every_s, progress=progress, mesh=mesh)
     return Surface("three_point", [a, b], _finish(vals, (a.size, b.size), False), extras)
 
 
 def trajectory_plane(
-    fn: Callable, snapshots: PyTree, *, num: int = 41, margin: float = 0.25, data=None, member: int | None = None,
-    **kw
+    fn: Callable,
+    snapshots: PyTree,
+    *,
+    num: int = 41,
+    margin: float = 0.25,
+    data=None,
+    member: int | None = None,
+    chunk_size: int | None = None,
+    shortcut: bool = True,
+    checkpoint: str | Path | None = None,
+    keep_checkpoint: bool = False,
+    save_every_s: float = 5.0,
+    progress: bool = False,
+    mesh=None,
 ) -> Surface:
-    """Metrics on the trajectory-PCA plane (Li et al. §7) with the path projected onto it.
+    """Metrics on the trajectory-PCA plane (Li et al. 2018, §7) with the path projected onto it.
 
-    ``snapshots``: leaves ``(K, ...)``, the last being the final parameters (the origin); or
-    an ensemble's ``(M, K, ...)`` (``ens.trajectory.params``) with ``member`` the one to use.
-    ``extras["path"] (K, 2)``; ``meta["explained_variance_ratio"]``.
+    Args:
+      fn: the metric function, as for :func:`evaluate`.
+      snapshots: one path, leaves ``(K, ...)``, the last being the final parameters (the
+        origin); or an ensemble's ``(M, K, ...)`` (``ens.trajectory.params``) with ``member``.
+      num: grid points per axis.
+      margin: the grid's margin around the path, as a fraction of its extent.
+      data: the batches, as for :func:`evaluate`.
+      member: with ensemble snapshots, whose path.
+      chunk_size: evaluations per compiled call (default: automatic), as for :func:`evaluate`;
+        memory is bounded by it and the numbers do not depend on it.
+      shortcut: use the first-layer shortcut when ``fn`` offers it (exact; the built-in MLP).
+      checkpoint: a file that holds progress; the same call after an interruption resumes from it.
+      keep_checkpoint: leave the checkpoint for the caller to delete once the result is saved.
+      save_every_s: minimum seconds between checkpoint writes.
+      progress: show a progress bar.
+      mesh: a :func:`landscape.distributed.make_mesh` mesh to shard the points over (``None``: one device).
+
+    Returns:
+      a :class:`Surface` of kind ``"trajectory"``: ``extras["path"] (K, 2)`` the path's
+      coordinates, ``meta["explained_variance_ratio"]`` of the two axes
+      (:func:`landscape.directions.trajectory_pca`).
     """
     pca = dirs.trajectory_pca(snapshots, k=2, member=member)
     a, b = _box(np.concatenate([pca.coords, np.zeros((1, 2))]), margin, num)
     aa, bb = np.meshgrid(a, b, indexing="ij")
-    vals = evaluate(fn, pca.origin, pca.directions, np.stack([aa.ravel(), bb.ravel()], 1), data=data, **kw)
+    vals = evaluate(fn, pca.origin, pca.directions, np.stack([aa.ravel(), bb.ravel()], 1), data=data,
+                    chunk_size=chunk_size, shortcut=shortcut, checkpoint=checkpoint, keep_checkpoint=keep_checkpoint, save_every_s=save_every_s, progress=progress, mesh=mesh)
     meta = {"explained_variance_ratio": pca.explained_variance_ratio.tolist()}
     extras = {"path": pca.coords, "points": np.zeros((1, 2))}
     return Surface("trajectory", [a, b], _finish(vals, (a.size, b.size), False), extras, meta)

@@ -31,7 +31,7 @@ from . import tree
 from .data import Dataset
 from .distributed import placement
 from .errors import ConfigError
-from .models import MLP, accuracy, as_model, convolutional, loss_function
+from .models import MLP, accuracy, as_model, convolutional, output_loss
 from .optim import OptimizerChoice, OptimizerSpec, _check_lr
 
 __all__ = ["History", "Trajectory", "Ensemble", "train_ensemble", "summarize", "member_keys", "learned",
@@ -314,7 +314,7 @@ def train_ensemble(
     if not isinstance(data, Dataset):
         raise ConfigError(f"data must be a landscape Dataset, got {type(data).__name__}")
     model = as_model(model).for_data(data)
-    loss_function(loss)  # validate the name early
+    output_loss(loss)  # validate the name early
     make_opt, opt_desc, lr_grid = _resolve_optimizer(optimizer, learning_rates)
     n_choices = len(make_opt.specs) if isinstance(make_opt, OptimizerChoice) else 1
     if starts is not None:
@@ -406,7 +406,7 @@ def train_ensemble(
         trajectory = Trajectory(parts[0]["snap_steps"], joined("trajectory"))
     alive = joined("alive")
     config = {
-        "loss": loss_function(loss).__name__,
+        "loss": output_loss(loss).__name__,
         "steps": int(steps),
         "batch_size": None if batch_size is None else int(batch_size),
         "log_every": int(log_every),
@@ -578,7 +578,7 @@ def _programs(model: MLP, loss: str, make_opt: Callable | OptimizerSpec, batch_s
     batching reuse the compiled programs instead of tracing and compiling them again (the
     root key, the learning rates and the data are arguments, not constants).
     """
-    loss_of_outputs = loss_function(loss)
+    loss_of_outputs = output_loss(loss)
     mixed = isinstance(make_opt, OptimizerChoice)
     if mixed:
         build = make_opt.build

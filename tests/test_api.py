@@ -30,3 +30,21 @@ def test_plot_module_imports_no_jax():
         for n in names:
             assert not n.split(".")[0] in ("jax", "jaxlib", "flax", "optax"), n
             assert n.lstrip(".") not in ("tree", "train", "models", "surface", "hessian"), n
+
+
+def test_deprecated_names_warn_and_still_work():
+    import warnings
+
+    import pytest
+
+    import landscape as ls
+
+    with pytest.warns(DeprecationWarning, match="use landscape.data.load"):
+        load = ls.load
+    assert load is ls.data.load
+    with pytest.warns(DeprecationWarning, match="use output_loss"):
+        f = ls.models.loss_function("mse")
+    assert f is ls.models.output_loss("mse")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert callable(ls.data.load) and callable(ls.load_run) and callable(ls.models.output_loss)

@@ -87,8 +87,8 @@ def test_many_members_in_one_call_equal_per_member(small):
     ens = ls.train_ensemble(model, d, key=jax.random.key(0), seeds=3, loss="cross_entropy", steps=5,
                             log_every=5, progress=False)
     key = jax.random.key(7)
-    many = H.top_eigenvalues_many(f, ens.params, 2, key=key, num_iters=30)
-    tr = H.trace_many(f, ens.params, key=key, num_probes=10)
+    many = H.top_eigenvalues(f, ens.params, 2, stacked=True, key=key, num_iters=30)
+    tr = H.trace(f, ens.params, stacked=True, key=key, num_probes=10)
     ref = _one_member(f, 30, 10)
     for i in range(3):
         one, t1, _ = ref(ens.member(i), jax.random.fold_in(key, i))
@@ -112,8 +112,8 @@ def test_many_reuses_its_compiled_function_and_matches_single_members(small):
     model, d, params, f, _, _ = small
     stacked = ls.tree.stack([params, model.init(jax.random.key(1))])
     H._vmapped.cache_clear()
-    a = H.top_eigenvalues_many(f, stacked, 2, key=jax.random.key(0), num_iters=12)
-    b = H.top_eigenvalues_many(f, stacked, 2, key=jax.random.key(1), num_iters=12)
+    a = H.top_eigenvalues(f, stacked, 2, stacked=True, key=jax.random.key(0), num_iters=12)
+    b = H.top_eigenvalues(f, stacked, 2, stacked=True, key=jax.random.key(1), num_iters=12)
     info = H._vmapped.cache_info()
     assert (info.misses, info.hits) == (1, 1)
     for i in range(2):
@@ -125,15 +125,15 @@ def test_many_reuses_its_compiled_function_and_matches_single_members(small):
 
 @pytest.mark.parametrize("group", [pytest.param(None, marks=pytest.mark.slow), 4])
 def test_members_in_sequential_groups_equal_per_member(small, monkeypatch, group):
-    """On a CPU the ``*_many`` helpers run vmapped groups one after another (the last
+    """On a CPU the ``stacked=True`` forms run vmapped groups one after another (the last
     one smaller here: 6 members in groups of 4 and 2); every member still gets its own answer."""
     model, _, _, f, _, _ = small
     stacked = ls.tree.stack([model.init(jax.random.key(s)) for s in range(6)])
     monkeypatch.setattr(H, "_member_group", lambda n: group)
     key = jax.random.key(3)
-    top = H.top_eigenvalues_many(f, stacked, 2, key=key, num_iters=20)
-    tr = H.trace_many(f, stacked, key=key, num_probes=6)
-    den = H.spectral_density_many(f, stacked, key=key, num_probes=2, num_iters=8)
+    top = H.top_eigenvalues(f, stacked, 2, stacked=True, key=key, num_iters=20)
+    tr = H.trace(f, stacked, stacked=True, key=key, num_probes=6)
+    den = H.spectral_density(f, stacked, stacked=True, key=key, num_probes=2, num_iters=8)
     assert top.shape == (6, 2) and tr["trace"].shape == (6,) and den.nodes.shape == (6, 2, 8)
     ref = _one_member(f, 20, 6, density_iters=8)
     for i in (0, 3, 5):  # first group (first and last member), the short last group
@@ -200,7 +200,7 @@ def test_layers_and_per_layer_ensemble_curvature(small):
     stacked = ls.tree.stack([params, ls.tree.scale(0.5, params)])
     per = {name: H.ensemble_curvature(f, stacked, key=jax.random.key(0), top=1, trace_probes=4, chunk_size=2,
                                       select=name) for name in H.layers(params)}
-    many = {name: H.top_eigenvalues_many(f, stacked, 1, key=jax.random.key(1), select=[name])
+    many = {name: H.top_eigenvalues(f, stacked, 1, stacked=True, key=jax.random.key(1), select=[name])
             for name in H.layers(params)}
     dense_of = jax.jit(lambda p: H.dense_hessian(f, p))
     for name in H.layers(params):
@@ -255,7 +255,7 @@ def test_gauss_newton_and_fisher_match_explicit_jacobians(small, explicit, curva
     np.testing.assert_allclose(top, ev[::-1][:3], rtol=1e-3, atol=1e-4)
     assert abs(float(tr["trace"]) - np.trace(dense)) < 4 * float(tr["stderr"]) + 1e-4
     assert float(sub[0]) == pytest.approx(np.linalg.eigvalsh(block)[-1], rel=1e-3, abs=1e-4)
-    many = H.top_eigenvalues_many(f, ls.tree.stack([params]), 2, key=jax.random.key(1), num_iters=ev.size,
+    many = H.top_eigenvalues(f, ls.tree.stack([params]), 2, stacked=True, key=jax.random.key(1), num_iters=ev.size,
                                   curvature=curvature)
     np.testing.assert_allclose(many[0], ev[::-1][:2], rtol=1e-3, atol=1e-4)
     with pytest.raises(ls.ConfigError, match="needs a loss that exposes"):
@@ -375,3 +375,19 @@ def test_curvature_map_matches_the_analytic_hessian_at_every_point():
                                                                rel=1e-3, abs=1e-4)
     with pytest.raises(ls.ConfigError, match="coords must be"):
         H.curvature_map(f, c, [d1, d2], coords[:, :1], key=jax.random.key(0))
+
+
+def test_the_old_many_names_are_deprecated_aliases_of_stacked(small):
+    model, _, _, f, _, _ = small
+    stacked = ls.tree.stack([model.init(jax.random.key(s)) for s in range(2)])
+    key = jax.random.key(4)
+    with pytest.warns(DeprecationWarning, match="use top_eigenvalues\\(..., stacked=True\\)"):
+        old = H.top_eigenvalues_many(f, stacked, 2, key=key, num_iters=12)
+    np.testing.assert_array_equal(old, H.top_eigenvalues(f, stacked, 2, key=key, num_iters=12, stacked=True))
+    with pytest.warns(DeprecationWarning, match="use trace"):
+        old = H.trace_many(f, stacked, key=key, num_probes=3)
+    np.testing.assert_array_equal(old["trace"], H.trace(f, stacked, key=key, num_probes=3, stacked=True)["trace"])
+    with pytest.warns(DeprecationWarning, match="use spectral_density"):
+        old = H.spectral_density_many(f, stacked, key=key, num_probes=2, num_iters=6)
+    new = H.spectral_density(f, stacked, key=key, num_probes=2, num_iters=6, stacked=True)
+    np.testing.assert_array_equal(old.nodes, new.nodes)

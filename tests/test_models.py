@@ -81,7 +81,7 @@ def test_unbound_model_and_unknown_loss():
     with pytest.raises(ConfigError, match="for_data"):
         ls.MLP().init(jax.random.key(0))
     with pytest.raises(ConfigError, match="unknown loss"):
-        ls.models.loss_function("hinge")
+        ls.models.output_loss("hinge")
 
 
 def test_loss_fn_and_metrics_fn_agree(blobs):
