@@ -78,6 +78,11 @@ class Execution:
     model: Any = None
 
     def phase(self, name: str):
+        """A context that charges its time to phase ``name`` of :attr:`clock` (nothing without one).
+
+        Args:
+          name: the phase (``load``, ``figure``).
+        """
         return self.clock.phase(name) if self.clock is not None else contextlib.nullcontext()
 
 
@@ -150,6 +155,16 @@ def train(out: str | Path, spec: TrainSpec, *, overwrite: bool = False, executio
     at once) and its parent proven writable before anything is computed; the run replaces an
     existing one (``overwrite``) only once complete.
 
+    Args:
+      out: the run directory to create.
+      spec: the training settings (:class:`TrainSpec`).
+      overwrite: replace an existing run directory.
+      execution: progress, devices.
+      extra: more metadata (the command line).
+
+    Returns:
+      the trained :class:`~landscape.train.Ensemble`.
+
     Raises:
       RunExistsError / ConfigError: ``out`` exists without ``overwrite``; another process
         trains into ``out``; invalid settings.
@@ -208,6 +223,13 @@ def demo_spec(seeds: int = 64, steps: int = 2000) -> TrainSpec:
     """The demo's sweep: sigmoid 64-16-16-10 MLPs, squared-difference cost, SGD at 3 on the
     digits; history every ``steps/100`` steps (at most 20) and about 20 snapshots.
 
+    Args:
+      seeds: how many random starts (at least 3).
+      steps: optimizer steps (at least 2).
+
+    Returns:
+      the :class:`TrainSpec`.
+
     Raises:
       ConfigError: fewer than 3 seeds (the plane through three minima needs them) or 2 steps.
     """
@@ -228,6 +250,12 @@ def demo_spec(seeds: int = 64, steps: int = 2000) -> TrainSpec:
 
 def run_dataset(ens):
     """The data set a loaded run was trained on, loaded as every analysis loads it.
+
+    Args:
+      ens: a loaded run (:func:`landscape.io.load_run`).
+
+    Returns:
+      the :class:`~landscape.data.Dataset`.
 
     Raises:
       ConfigError: the data set no longer matches the run's model inputs.
@@ -381,8 +409,22 @@ def surface(run, spec: SurfaceSpec, *, name: str | None = None, overwrite: bool 
             execution: Execution = Execution()) -> Outcome:
     """The cost (and accuracy) on a slice through members' minima; see :class:`SurfaceSpec`.
 
+    Args:
+      run: the run directory.
+      spec: the settings (:class:`SurfaceSpec`); everything the numbers depend on.
+      name: the result's name under ``RUN/results/`` (default: built from the settings that differ from their defaults).
+      overwrite: recompute and replace a saved result (otherwise a current one is reused and one with other
+        settings is refused, naming what differs).
+      execution: how it runs (progress, devices, chunk size); changes no number.
+
     Returns:
-      the :class:`Outcome`; values ``(G,)`` / ``(G, G)``, or with several members ``(S, G[, G])``.
+      an :class:`Outcome` — the arrays, the metadata with its provenance, the path, whether it was
+      reused; values ``(G,)`` / ``(G, G)``, or with several members ``(S, G[, G])``.
+
+    Raises:
+      ConfigError: bad settings, or a saved result of this name computed from something else.
+
+    The same as ``landscape surface``.
     """
     import jax
 
@@ -497,7 +539,24 @@ class InterpolationSpec:
 
 def interpolate(run, spec: InterpolationSpec, *, name: str | None = None, overwrite: bool = False,
                 execution: Execution = Execution()) -> Outcome:
-    """Cost along ``(1 - t) theta_A + t theta_B``; ``meta["barriers"]`` per metric."""
+    """Cost along ``(1 - t) theta_A + t theta_B``; ``meta["barriers"]`` per metric.
+
+    Args:
+      run: the run directory.
+      spec: the settings (:class:`InterpolationSpec`); everything the numbers depend on.
+      name: the result's name under ``RUN/results/`` (default: built from the settings that differ from their defaults).
+      overwrite: recompute and replace a saved result (otherwise a current one is reused and one with other
+        settings is refused, naming what differs).
+      execution: how it runs (progress, devices, chunk size); changes no number.
+
+    Returns:
+      an :class:`Outcome` — the arrays, the metadata with its provenance, the path, whether it was reused.
+
+    Raises:
+      ConfigError: bad settings, or a saved result of this name computed from something else.
+
+    The same as ``landscape interpolate``.
+    """
     from . import models
     from . import surface as surface_mod
 
@@ -537,7 +596,24 @@ class PlaneSpec:
 
 def plane(run, spec: PlaneSpec, *, name: str | None = None, overwrite: bool = False,
           execution: Execution = Execution()) -> Outcome:
-    """Cost on the plane through three minima; see :class:`PlaneSpec`."""
+    """Cost on the plane through three minima; see :class:`PlaneSpec`.
+
+    Args:
+      run: the run directory.
+      spec: the settings (:class:`PlaneSpec`); everything the numbers depend on.
+      name: the result's name under ``RUN/results/`` (default: built from the settings that differ from their defaults).
+      overwrite: recompute and replace a saved result (otherwise a current one is reused and one with other
+        settings is refused, naming what differs).
+      execution: how it runs (progress, devices, chunk size); changes no number.
+
+    Returns:
+      an :class:`Outcome` — the arrays, the metadata with its provenance, the path, whether it was reused.
+
+    Raises:
+      ConfigError: bad settings, or a saved result of this name computed from something else.
+
+    The same as ``landscape plane``.
+    """
     from . import models
     from . import surface as surface_mod
 
@@ -582,7 +658,24 @@ class TrajectorySpec:
 
 def trajectory(run, spec: TrajectorySpec, *, name: str | None = None, overwrite: bool = False,
                execution: Execution = Execution()) -> Outcome:
-    """Cost on the trajectory-PCA plane; ``meta["explained_variance_ratio"]``."""
+    """Cost on the trajectory-PCA plane; ``meta["explained_variance_ratio"]``.
+
+    Args:
+      run: the run directory.
+      spec: the settings (:class:`TrajectorySpec`); everything the numbers depend on.
+      name: the result's name under ``RUN/results/`` (default: built from the settings that differ from their defaults).
+      overwrite: recompute and replace a saved result (otherwise a current one is reused and one with other
+        settings is refused, naming what differs).
+      execution: how it runs (progress, devices, chunk size); changes no number.
+
+    Returns:
+      an :class:`Outcome` — the arrays, the metadata with its provenance, the path, whether it was reused.
+
+    Raises:
+      ConfigError: bad settings, or a saved result of this name computed from something else.
+
+    The same as ``landscape trajectory``.
+    """
     from . import models
     from . import surface as surface_mod
 
@@ -642,7 +735,24 @@ class HessianSpec:
 def hessian(run, spec: HessianSpec, *, name: str | None = None, overwrite: bool = False,
             execution: Execution = Execution(chunk_size=16)) -> Outcome:
     """Curvature of every member; arrays ``top (M, k)``, ``smallest``, ``trace`` ``(M,)`` with
-    ``seeds``, ``learning_rates``, ``diverged``, ``learned`` per member."""
+    ``seeds``, ``learning_rates``, ``diverged``, ``learned`` per member.
+
+    Args:
+      run: the run directory.
+      spec: the settings (:class:`HessianSpec`); everything the numbers depend on.
+      name: the result's name under ``RUN/results/`` (default: built from the settings that differ from their defaults).
+      overwrite: recompute and replace a saved result (otherwise a current one is reused and one with other
+        settings is refused, naming what differs).
+      execution: how it runs (progress, devices, chunk size); changes no number.
+
+    Returns:
+      an :class:`Outcome` — the arrays, the metadata with its provenance, the path, whether it was reused.
+
+    Raises:
+      ConfigError: bad settings, or a saved result of this name computed from something else.
+
+    The same as ``landscape hessian``.
+    """
     import jax
 
     from . import hessian as hessian_mod
@@ -757,7 +867,24 @@ class BasinsSpec:
 def basins(run, spec: BasinsSpec, *, name: str | None = None, overwrite: bool = False,
            execution: Execution = Execution()) -> Outcome:
     """The basin-of-attraction map of ``spec`` (result kind ``basins``): labels, the costs at the
-    starts and ends, distances and barriers; see :class:`landscape.minima.BasinMap`."""
+    starts and ends, distances and barriers; see :class:`landscape.minima.BasinMap`.
+
+    Args:
+      run: the run directory.
+      spec: the settings (:class:`BasinsSpec`); everything the numbers depend on.
+      name: the result's name under ``RUN/results/`` (default: built from the settings that differ from their defaults).
+      overwrite: recompute and replace a saved result (otherwise a current one is reused and one with other
+        settings is refused, naming what differs).
+      execution: how it runs (progress, devices, chunk size); changes no number.
+
+    Returns:
+      an :class:`Outcome` — the arrays, the metadata with its provenance, the path, whether it was reused.
+
+    Raises:
+      ConfigError: bad settings, or a saved result of this name computed from something else.
+
+    The same as ``landscape basins``.
+    """
     import jax
 
     from . import minima, models, optim
@@ -855,6 +982,10 @@ def race_entrants(ens, spec: RaceSpec) -> tuple[list, list]:
     """The race's optimizers and batch sizes from ``spec`` and the run's own training (see
     :class:`RaceSpec` for the defaults).
 
+    Args:
+      ens: the loaded run.
+      spec: the race's settings.
+
     Returns:
       ``(optimizer specs, batch sizes)``.
 
@@ -906,7 +1037,24 @@ def race_entrants(ens, spec: RaceSpec) -> tuple[list, list]:
 def race(run, spec: RaceSpec, *, name: str | None = None, overwrite: bool = False,
          execution: Execution = Execution()) -> Outcome:
     """An optimizer race on the run's plane (result kind ``race``): the plane's cost, every
-    entrant's paths (projected), their cost against steps; see :class:`landscape.race.Race`."""
+    entrant's paths (projected), their cost against steps; see :class:`landscape.race.Race`.
+
+    Args:
+      run: the run directory.
+      spec: the settings (:class:`RaceSpec`); everything the numbers depend on.
+      name: the result's name under ``RUN/results/`` (default: built from the settings that differ from their defaults).
+      overwrite: recompute and replace a saved result (otherwise a current one is reused and one with other
+        settings is refused, naming what differs).
+      execution: how it runs (progress, devices, chunk size); changes no number.
+
+    Returns:
+      an :class:`Outcome` — the arrays, the metadata with its provenance, the path, whether it was reused.
+
+    Raises:
+      ConfigError: bad settings, or a saved result of this name computed from something else.
+
+    The same as ``landscape race``.
+    """
     import jax
 
     from . import models
@@ -982,7 +1130,24 @@ class AnimateSpec:
 def animate(run, spec: AnimateSpec, *, name: str | None = None, overwrite: bool = False,
             execution: Execution = Execution()) -> Outcome:
     """In-plane gradient descent from ``spec.starts`` points (result kind ``descent``): the plane's
-    cost ``(G, G)``, the paths ``(S, steps + 1, 2)``, each path's final cost and basin."""
+    cost ``(G, G)``, the paths ``(S, steps + 1, 2)``, each path's final cost and basin.
+
+    Args:
+      run: the run directory.
+      spec: the settings (:class:`AnimateSpec`); everything the numbers depend on.
+      name: the result's name under ``RUN/results/`` (default: built from the settings that differ from their defaults).
+      overwrite: recompute and replace a saved result (otherwise a current one is reused and one with other
+        settings is refused, naming what differs).
+      execution: how it runs (progress, devices, chunk size); changes no number.
+
+    Returns:
+      an :class:`Outcome` — the arrays, the metadata with its provenance, the path, whether it was reused.
+
+    Raises:
+      ConfigError: bad settings, or a saved result of this name computed from something else.
+
+    The same as ``landscape animate``.
+    """
     import jax
 
     from . import minima, models
@@ -1065,7 +1230,24 @@ class CompareSpec:
 def compare(run, spec: CompareSpec, *, name: str | None = None, overwrite: bool = False,
             execution: Execution = Execution()) -> Outcome:
     """Every pairwise comparison of the healthy members (:func:`landscape.members.analysable`);
-    members that diverged or did not learn are left out and named in ``outcome.warnings``."""
+    members that diverged or did not learn are left out and named in ``outcome.warnings``.
+
+    Args:
+      run: the run directory.
+      spec: the settings (:class:`CompareSpec`); everything the numbers depend on.
+      name: the result's name under ``RUN/results/`` (default: built from the settings that differ from their defaults).
+      overwrite: recompute and replace a saved result (otherwise a current one is reused and one with other
+        settings is refused, naming what differs).
+      execution: how it runs (progress, devices, chunk size); changes no number.
+
+    Returns:
+      an :class:`Outcome` — the arrays, the metadata with its provenance, the path, whether it was reused.
+
+    Raises:
+      ConfigError: bad settings, or a saved result of this name computed from something else.
+
+    The same as ``landscape compare``.
+    """
     import jax
 
     from . import minima, models

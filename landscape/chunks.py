@@ -36,7 +36,14 @@ __all__ = ["fingerprint", "run_chunks", "save_checkpoint", "load_checkpoint", "r
 
 def fingerprint(*parts: Any) -> str:
     """SHA-256 over ``parts``: strings, numbers, numpy/JAX arrays and pytrees of them (their
-    leaves' bytes and shapes, in tree order)."""
+    leaves' bytes and shapes, in tree order).
+
+    Args:
+      *parts: what the computation depends on.
+
+    Returns:
+      a hex digest.
+    """
     import jax
 
     h = hashlib.sha256()
@@ -55,7 +62,14 @@ def fingerprint(*parts: Any) -> str:
 
 def save_checkpoint(path: str | os.PathLike, key: str, results: dict[str, np.ndarray], done: np.ndarray) -> None:
     """Atomically save the partial ``results`` of a computation with fingerprint ``key`` and its
-    ``done`` mask (one boolean per chunk)."""
+    ``done`` mask (one boolean per chunk).
+
+    Args:
+      path: the checkpoint file.
+      key: the computation's :func:`fingerprint`.
+      results: the arrays computed so far (full size; unfinished chunks hold anything).
+      done: ``(C,)`` bool, the finished chunks.
+    """
     path = Path(path)
     with files.storage_errors(path.parent, "create"):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -70,6 +84,14 @@ def load_checkpoint(path: str | os.PathLike, key: str, num_chunks: int | None = 
 
     A checkpoint of another computation, with another number of chunks, or unreadable, is
     ignored (and will be overwritten), never trusted.
+
+    Args:
+      path: the checkpoint file.
+      key: the computation's :func:`fingerprint`.
+      num_chunks: the expected number of chunks (``None``: any).
+
+    Returns:
+      ``(results, done)`` or ``None``.
     """
     path = Path(path)
     if not path.is_file():
@@ -91,7 +113,11 @@ def load_checkpoint(path: str | os.PathLike, key: str, num_chunks: int | None = 
 
 
 def remove_checkpoint(path: str | os.PathLike) -> None:
-    """Delete a checkpoint (missing is fine)."""
+    """Delete a checkpoint (missing is fine).
+
+    Args:
+      path: the checkpoint file.
+    """
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
 

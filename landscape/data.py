@@ -144,6 +144,23 @@ def from_arrays(
     ``float32`` and not rescaled; images ``(N, H, W, C)`` (or ``(N, H, W)``, one channel)
     keep their shape as the set's ``image_shape`` (for convolutional models).  Labels are
     integer class indices; ``num_classes`` defaults to ``max(label) + 1`` over both splits.
+
+    Args:
+      x_train: training inputs, ``(N, ...)``.
+      y_train: training labels, ``(N,)`` integers in ``[0, K)``.
+      x_test: test inputs, ``(N_test, ...)`` with the training inputs' trailing shape.
+      y_test: test labels, ``(N_test,)``.
+      num_classes: ``K`` (default: one more than the largest label).
+      name: the set's name in run metadata.
+
+    Returns:
+      a :class:`Dataset`.
+
+    Raises:
+      DataError: shapes that disagree, labels that are not integers in ``[0, K)``, non-finite inputs.
+
+    Example:
+      >>> data = from_arrays(x, y, x_test, y_test)   # doctest: +SKIP
     """
     if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 2):
         raise DataError(f"num_classes must be an integer >= 2, got {num_classes!r}")
@@ -198,6 +215,13 @@ def digits(*, test_fraction: float = DIGITS_TEST_FRACTION, split_seed: int = 0) 
 
     Pixels (0–16) are divided by 16 to lie in ``[0, 1]``; each image is a 64-vector.  The split
     is stratified by class and deterministic: with the defaults, 1347 train and 450 test images.
+
+    Args:
+      test_fraction: share of the images held out for testing.
+      split_seed: seed of the stratified split.
+
+    Returns:
+      a :class:`Dataset` named ``digits``, ``image_shape`` ``(8, 8, 1)``.
     """
     if not 0.0 < test_fraction < 1.0:
         raise DataError(f"test_fraction must lie in (0, 1), got {test_fraction}")
@@ -222,6 +246,16 @@ def spirals(
 
     Points of class ``c`` lie at angle ``t + c·π`` and radius ``t / (2π turns)`` for
     ``t ~ U(0, 2π turns)``, plus Gaussian noise of scale ``noise / 10``.
+
+    Args:
+      num_train: training points.
+      num_test: test points.
+      noise: noise scale (the Gaussian's standard deviation is ``noise / 10``).
+      turns: how many turns each spiral makes.
+      seed: seed of the points.
+
+    Returns:
+      a :class:`Dataset` named ``spirals`` with 2-D inputs and 2 classes.
     """
     _check_counts(num_train, num_test)
     rng = np.random.default_rng(seed)
@@ -247,7 +281,19 @@ def blobs(
     spread: float = 1.0,
     seed: int = 0,
 ) -> Dataset:
-    """Isotropic Gaussian blobs: class centres drawn from ``N(0, 4²)``, points ``N(centre, spread²)``."""
+    """Isotropic Gaussian blobs: class centres drawn from ``N(0, 4²)``, points ``N(centre, spread²)``.
+
+    Args:
+      num_train: training points.
+      num_test: test points.
+      num_classes: how many blobs (classes).
+      dim: input dimension.
+      spread: each blob's standard deviation.
+      seed: seed of the centres and points.
+
+    Returns:
+      a :class:`Dataset` named ``blobs``.
+    """
     _check_counts(num_train, num_test)
     if num_classes < 2 or dim < 1:
         raise DataError("blobs need num_classes >= 2 and dim >= 1")
@@ -314,6 +360,16 @@ def prepare_tfds(name: str, *, data_dir: str | None = None) -> str:
 
     Fails within seconds with :class:`DataUnavailableError` when the machine is offline
     (tensorflow-datasets would otherwise retry for minutes).  Returns the data directory.
+
+    Args:
+      name: a tensorflow-datasets name, e.g. ``"mnist"``.
+      data_dir: the tensorflow-datasets directory (default: its own default).
+
+    Returns:
+      the data directory.
+
+    Raises:
+      DataUnavailableError: offline, or the download failed.
     """
     builder = _tfds_builder(name, data_dir)
     if builder.is_prepared():
@@ -359,6 +415,21 @@ def from_tfds(
     With ``download=False`` (the default) an unprepared set raises
     :class:`DataUnavailableError` at once, saying how to prepare it; with ``download=True``
     it is prepared first (see :func:`prepare_tfds`).
+
+    Args:
+      name: a tensorflow-datasets name, e.g. ``"mnist"``, ``"fashion_mnist"``, ``"cifar10"``.
+      data_dir: the tensorflow-datasets directory.
+      train_split: the split to train on.
+      test_split: the split to test on.
+      image_key: the feature holding the images.
+      label_key: the feature holding the labels.
+      download: prepare the set first if it is missing (needs internet).
+
+    Returns:
+      a :class:`Dataset` whose ``image_shape`` is the images' ``(H, W, C)``.
+
+    Raises:
+      DataUnavailableError: the set is not prepared (and ``download`` is off, or the machine is offline).
     """
     import tensorflow_datasets as tfds
 
@@ -407,6 +478,21 @@ def load(name: str, *, data_dir: str | None = None, download: bool = False, **op
     ``digits`` (default, offline), ``spirals`` and ``blobs`` are built in and take their
     keyword ``options``; any other name is looked up in tensorflow-datasets
     (see :func:`from_tfds`).
+
+    Args:
+      name: ``"digits"``, ``"spirals"``, ``"blobs"`` or a tensorflow-datasets name.
+      data_dir: the tensorflow-datasets directory (tensorflow-datasets names only).
+      download: prepare a tensorflow-datasets set first if it is missing.
+      **options: the keywords of :func:`digits`, :func:`spirals` or :func:`blobs`.
+
+    Returns:
+      a :class:`Dataset`.
+
+    Raises:
+      DataError: an unknown name or option.
+
+    Example:
+      >>> data = load("digits")          # offline: data.train.x is (1347, 64)   # doctest: +SKIP
     """
     if not isinstance(name, str) or not name:
         raise DataError(f"data set name must be a non-empty string, got {name!r}")

@@ -55,7 +55,25 @@ def _check_norm(norm: str) -> None:
 
 
 def normalize(direction: PyTree, params: PyTree, *, norm: str = "filter", ignore_biases: bool = True) -> PyTree:
-    """Rescale ``direction`` to the scale of ``params`` (see the module docstring)."""
+    """Rescale ``direction`` to the scale of ``params`` (Li et al. 2018, filter normalisation).
+
+    Args:
+      direction: a pytree shaped like ``params`` (no member axis).
+      params: the point the direction is drawn at.
+      norm: ``"filter"`` (each ``kernel[..., j]``), ``"layer"`` (each tensor), ``"model"`` (all
+        kernels together) or ``"none"``; the formulas are in this module's docstring.
+      ignore_biases: one-axis leaves (biases, norm scales) get a zero direction; ``False``: a
+        copy of the parameters themselves, as in the reference implementation.
+
+    Returns:
+      the rescaled direction, shaped like ``params``.
+
+    Raises:
+      ConfigError: an unknown ``norm``.
+
+    Example:
+      >>> d = normalize(tree.random_like(jax.random.key(0), theta), theta)   # doctest: +SKIP
+    """
     _check_norm(norm)
 
     def leaf(d, w):
@@ -81,7 +99,17 @@ def normalize(direction: PyTree, params: PyTree, *, norm: str = "filter", ignore
 
 
 def random_direction(key: jax.Array, params: PyTree, *, norm: str = "filter", ignore_biases: bool = True) -> PyTree:
-    """A Gaussian direction (one independent draw per tensor) normalised to ``params``."""
+    """A random direction normalised to ``params`` (Li et al. 2018).
+
+    Args:
+      key: PRNG key; each tensor gets an independent standard Gaussian draw.
+      params: the point, a parameter pytree (no member axis).
+      norm: as for :func:`normalize`.
+      ignore_biases: as for :func:`normalize`.
+
+    Returns:
+      a pytree shaped like ``params``.
+    """
     _check_norm(norm)
     return normalize(tree.random_like(key, params), params, norm=norm, ignore_biases=ignore_biases)
 
@@ -95,11 +123,26 @@ def random_directions(
     ignore_biases: bool = True,
     orthogonal: bool = False,
 ) -> list[PyTree]:
-    """``k`` independent random directions (``split(key, k)``), optionally Gram–Schmidt-orthogonalised.
+    """``k`` independent random normalised directions (Li et al. 2018), from ``split(key, k)``.
 
-    Orthogonalisation happens after normalisation and keeps each direction's norm; it
-    changes the per-filter scales slightly, which is why it is off by default (independent
-    Gaussian directions are nearly orthogonal in high dimension: see :func:`cosine`).
+    Args:
+      key: PRNG key.
+      params: the point, a parameter pytree (no member axis).
+      k: how many directions.
+      norm: as for :func:`normalize`.
+      ignore_biases: as for :func:`normalize`.
+      orthogonal: Gram–Schmidt the directions after normalisation, keeping each one's norm.
+        It changes the per-filter scales slightly, which is why it is off by default
+        (independent Gaussian directions are nearly orthogonal in high dimension: :func:`cosine`).
+
+    Returns:
+      a list of ``k`` pytrees shaped like ``params``.
+
+    Raises:
+      ConfigError: ``k < 1`` or an unknown ``norm``.
+
+    Example:
+      >>> d1, d2 = random_directions(jax.random.key(1), theta, 2, norm="filter")   # doctest: +SKIP
     """
     if k < 1:
         raise ConfigError("need at least one direction")
@@ -118,18 +161,42 @@ def random_directions(
 
 @jax.jit
 def cosine(a: PyTree, b: PyTree) -> jax.Array:
-    """Cosine of the angle between two pytrees."""
+    """Cosine of the angle between two pytrees.
+
+    Args:
+      a: a pytree.
+      b: a pytree of the same structure and shapes.
+
+    Returns:
+      a scalar ``<a, b> / (||a|| ||b|| + 1e-10)``.
+    """
     return tree.vdot(a, b) / (tree.norm(a) * tree.norm(b) + EPS)
 
 
 def orthogonalize(d: PyTree, against: PyTree) -> PyTree:
-    """``d`` minus its projection on ``against`` (one Gram–Schmidt step)."""
+    """``d`` minus its projection on ``against`` (one Gram–Schmidt step).
+
+    Args:
+      d: the direction to orthogonalise.
+      against: the direction to remove from it, the same structure.
+
+    Returns:
+      ``d - (<d, against> / <against, against>) against``.
+    """
     coef = tree.vdot(d, against) / (tree.vdot(against, against) + EPS)
     return tree.axpy(-coef, against, d)
 
 
 def between(theta_a: PyTree, theta_b: PyTree) -> PyTree:
-    """The direction ``theta_b - theta_a`` (interpolation: ``theta(t) = theta_a + t (theta_b - theta_a)``)."""
+    """The direction from one solution to another.
+
+    Args:
+      theta_a: the start (no member axis).
+      theta_b: the end, the same structure.
+
+    Returns:
+      ``theta_b - theta_a``, so that ``theta(t) = theta_a + t (theta_b - theta_a)`` interpolates.
+    """
     return tree.sub(theta_b, theta_a)
 
 
@@ -149,7 +216,19 @@ class ThreePointPlane(NamedTuple):
 
 
 def three_point_plane(theta_0: PyTree, theta_1: PyTree, theta_2: PyTree) -> ThreePointPlane:
-    """The orthonormal plane through three parameter vectors; raises if they are collinear."""
+    """The orthonormal plane through three solutions (Garipov et al. 2018).
+
+    Args:
+      theta_0: the origin of the plane (no member axis).
+      theta_1: fixes the first axis ``u``.
+      theta_2: fixes the second axis ``v`` (its part orthogonal to ``u``).
+
+    Returns:
+      a :class:`ThreePointPlane`; distances on the plane are Euclidean distances in parameter space.
+
+    Raises:
+      ConfigError: the first two coincide, or the three are (nearly) collinear.
+    """
     a = tree.sub(theta_1, theta_0)
     b = tree.sub(theta_2, theta_0)
     na = float(tree.norm(a))
@@ -167,9 +246,16 @@ def three_point_plane(theta_0: PyTree, theta_1: PyTree, theta_2: PyTree) -> Thre
 
 
 def project(points: PyTree, origin: PyTree, basis: Sequence[PyTree]) -> np.ndarray:
-    """Coordinates ``<theta_i - origin, e_j>`` of stacked points (leaves ``(K, ...)``) on an orthonormal basis.
+    """Coordinates of points on an orthonormal basis: ``<theta_i - origin, e_j>``.
 
-    Returns ``(K, len(basis))``.
+    Args:
+      points: stacked points (a path), leaves ``(K, ...)``.
+      origin: the plane's origin (no leading axis).
+      basis: orthonormal directions ``e_j`` shaped like ``origin``.
+
+    Returns:
+      ``(K, len(basis))`` host array: the least-squares position of each point in the plane
+      (its shadow; the off-plane part is dropped).
     """
     return np.asarray(_project(points, origin, list(basis)))
 

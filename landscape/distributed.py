@@ -74,6 +74,12 @@ def initialize(
     within ``timeout_s`` the process prints one line to stderr and exits with status
     :data:`EXIT_NO_PEERS` (JAX's runtime would otherwise abort it, much later, with a C++ stack
     trace).  Must run before any other JAX computation.
+
+    Args:
+      coordinator: ``HOST:PORT`` of process 0.
+      num_processes: how many processes.
+      process_id: this process's index.
+      timeout_s: seconds to wait for every process to join.
     """
     coordinator = coordinator or _env("LANDSCAPE_COORDINATOR", "JAX_COORDINATOR_ADDRESS")
     n = num_processes if num_processes is not None else _env("LANDSCAPE_NUM_PROCESSES", "JAX_NUM_PROCESSES")
@@ -129,7 +135,17 @@ def is_writer() -> bool:
 
 
 def make_mesh(devices: int | None = None) -> Mesh:
-    """A one-axis mesh over the first ``devices`` devices of all processes (default: all)."""
+    """A one-axis mesh over the first ``devices`` devices of all processes (default: all).
+
+    Args:
+      devices: how many devices (``None``: every device of every process).
+
+    Returns:
+      a ``jax.sharding.Mesh`` with one axis.
+
+    Raises:
+      ConfigError: more devices than there are.
+    """
     devs = jax.devices()
     if devices is not None:
         if not isinstance(devices, int) or devices < 1 or devices > len(devs):
@@ -157,11 +173,26 @@ class Placement:
         self.multi_process = jax.process_count() > 1
 
     def padded(self, n: int) -> int:
-        """``n`` rounded up to a multiple of the device count."""
+        """``n`` rounded up to a multiple of the device count.
+
+        Args:
+          n: a count.
+
+        Returns:
+          the padded count.
+        """
         return -(-n // self.size) * self.size
 
     def pad(self, tree: PyTree, n: int) -> PyTree:
-        """Pad the leading axis of every leaf from ``n`` to :meth:`padded` by repeating the last entry."""
+        """Pad the leading axis of every leaf from ``n`` to :meth:`padded` by repeating the last entry.
+
+        Args:
+          tree: a pytree whose leaves are ``(n, ...)``.
+          n: the leading axis's length.
+
+        Returns:
+          the padded pytree (numpy leaves).
+        """
         m = self.padded(n)
         if m == n:
             return tree
@@ -185,15 +216,36 @@ class Placement:
         return jax.tree_util.tree_map(put, tree)
 
     def shard(self, tree: PyTree) -> PyTree:
-        """Leaves sharded along their leading axis (already padded to a multiple of the devices)."""
+        """Leaves sharded along their leading axis (already padded to a multiple of the devices).
+
+        Args:
+          tree: a pytree whose leaves are ``(padded n, ...)``.
+
+        Returns:
+          the pytree on the mesh.
+        """
         return self._put(tree, P(AXIS))
 
     def replicate(self, tree: PyTree) -> PyTree:
-        """Leaves replicated on every device."""
+        """Leaves replicated on every device.
+
+        Args:
+          tree: a pytree.
+
+        Returns:
+          the pytree on every device.
+        """
         return self._put(tree, P())
 
     def gather(self, tree: PyTree) -> PyTree:
-        """Full numpy arrays on every process."""
+        """Full numpy arrays on every process.
+
+        Args:
+          tree: a pytree of (sharded) arrays.
+
+        Returns:
+          the pytree with numpy leaves.
+        """
         if self.mesh is None or not self.multi_process:
             return jax.tree_util.tree_map(np.asarray, jax.device_get(tree))
         from jax.experimental import multihost_utils
@@ -209,5 +261,12 @@ class Placement:
 
 
 def placement(mesh: Mesh | None) -> Placement:
-    """The :class:`Placement` of a mesh (``None``: a single device, no sharding)."""
+    """The :class:`Placement` of a mesh (``None``: a single device, no sharding).
+
+    Args:
+      mesh: a mesh or ``None``.
+
+    Returns:
+      the placement.
+    """
     return Placement(mesh)

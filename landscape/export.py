@@ -31,6 +31,15 @@ def surface_of(arrays: dict, meta: dict, *, metric: str | None = None, member: i
     Surfaces, planes, trajectory planes (one member of a multi-member result: ``member``), basin
     maps (the cost at the starts, and the labels) and races (the plane's cost and every path).
 
+    Args:
+      arrays: the result's arrays (:func:`landscape.io.load_result`).
+      meta: its metadata.
+      metric: the height (default: the training loss).
+      member: which member of a several-member result.
+
+    Returns:
+      the dict above.
+
     Raises:
       ConfigError: a 1-D result, or an unknown metric.
     """
@@ -96,7 +105,15 @@ def _drape(a, b, z, xy: np.ndarray) -> np.ndarray:
 
 def to_html(surf: dict, path: str | Path) -> Path:
     """Write ``surf`` (:func:`surface_of`) as one self-contained HTML page: plotly.js inside the
-    file, no network needed.  Returns the path."""
+    file, no network needed.  Returns the path.
+
+    Args:
+      surf: a dict from :func:`surface_of`.
+      path: the ``.html`` file to write (atomically).
+
+    Returns:
+      the path.
+    """
     import plotly.graph_objects as go
 
     from . import files
@@ -144,7 +161,15 @@ def _xml_bytes(root) -> bytes:
 def to_vtk(surf: dict, path: str | Path) -> list[Path]:
     """Write ``surf`` as VTK XML: ``PATH`` (``.vts`` structured grid: points ``(a, b, height)``
     with the height of :func:`to_html`, every metric as point data) and, with paths,
-    ``PATH_paths.vtp`` (one polyline per path, draped on the surface).  Returns the paths."""
+    ``PATH_paths.vtp`` (one polyline per path, draped on the surface).  Returns the paths.
+
+    Args:
+      surf: a dict from :func:`surface_of`.
+      path: the ``.vts`` file to write (atomically).
+
+    Returns:
+      the files written.
+    """
     from . import files
 
     a, b = surf["a"], surf["b"]
@@ -190,6 +215,17 @@ def to_vtk(surf: dict, path: str | Path) -> list[Path]:
 def export(arrays: dict, meta: dict, path: str | Path, fmt: str, *, metric: str | None = None,
            member: int = 0) -> list[Path]:
     """Export a saved 2-D result (:func:`surface_of`) as ``html`` or ``vtk``; returns the files written.
+
+    Args:
+      arrays: the result's arrays (:func:`landscape.io.load_result`).
+      meta: its metadata.
+      path: the file to write.
+      fmt: ``"html"`` or ``"vtk"``.
+      metric: the height (default: the training loss).
+      member: which member of a several-member result.
+
+    Returns:
+      the files written.
 
     Raises:
       ConfigError: an unknown format, a 1-D result, an unknown metric.

@@ -83,7 +83,12 @@ def max_array_bytes() -> int:
 
 @contextlib.contextmanager
 def storage_errors(path: str | os.PathLike, what: str = "write") -> Iterator[None]:
-    """Turn an ``OSError`` raised inside the block into a one-line :class:`StorageError`."""
+    """Turn an ``OSError`` raised inside the block into a one-line :class:`StorageError`.
+
+    Args:
+      path: the file or directory the block works on (named in the error).
+      what: the verb for the message (``write``, ``read`` …).
+    """
     try:
         yield
     except (StorageError, RunNotFoundError, RunExistsError):  # already one line: as they are
@@ -130,6 +135,12 @@ def remove_stale(directory: str | os.PathLike) -> list[Path]:
     An entry is removed only after its writer's lock has been taken, i.e. only when no
     process anywhere holds it; a run directory that was being replaced when its writer died
     (``.NAME.w<token>.old`` with no ``NAME``) is put back instead.  Returns the removed paths.
+
+    Args:
+      directory: where writers leave their temporary files.
+
+    Returns:
+      what was removed.
     """
     removed: list[Path] = []
     directory = Path(directory)
@@ -188,6 +199,10 @@ def remove_stale(directory: str | os.PathLike) -> list[Path]:
 def atomic_write(path: str | os.PathLike, write: Callable) -> None:
     """Call ``write(file)`` on a temporary file beside ``path``, ``fsync`` it, rename it to ``path``.
 
+    Args:
+      path: the file to write.
+      write: ``file -> None``, writes the content to a binary file object.
+
     Raises:
       StorageError: the directory is missing or read-only, the disk is full, ... (nothing is
         left behind and an existing ``path`` is unchanged).
@@ -208,18 +223,33 @@ def atomic_write(path: str | os.PathLike, write: Callable) -> None:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (:func:`atomic_write`)."""
+    """Write ``data`` to ``path`` atomically (:func:`atomic_write`).
+
+    Args:
+      path: the file to write.
+      data: its content.
+    """
     atomic_write(path, lambda f: f.write(data))
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Write ``obj`` as indented JSON atomically (NaN/inf become ``null``)."""
+    """Write ``obj`` as indented JSON atomically (NaN/inf become ``null``).
+
+    Args:
+      path: the file to write.
+      obj: a JSON-like value (numpy values are converted: :func:`jsonable`).
+    """
     text = json.dumps(jsonable(obj), indent=2, allow_nan=False) + "\n"
     atomic_write_bytes(path, text.encode())
 
 
 def atomic_save_npz(path: str | os.PathLike, arrays: Mapping[str, Any]) -> None:
-    """Write an uncompressed ``.npz`` of plain numeric arrays atomically."""
+    """Write an uncompressed ``.npz`` of plain numeric arrays atomically.
+
+    Args:
+      path: the ``.npz`` to write.
+      arrays: ``{name: array}``.
+    """
     atomic_write(path, lambda f: np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()}))
 
 
@@ -229,6 +259,10 @@ def staged_directory(path: str | os.PathLike, overwrite: bool) -> Iterator[Path]
 
     The old ``path`` (if ``overwrite``) is moved aside and deleted only after the new one is
     in place; a kill between the two renames is repaired by the next :func:`remove_stale`.
+
+    Args:
+      path: the directory to create (or replace).
+      overwrite: allow replacing an existing ``path``.
 
     Raises:
       RunExistsError: ``path`` exists and ``overwrite`` is false.
@@ -262,7 +296,12 @@ def staged_directory(path: str | os.PathLike, overwrite: bool) -> Iterator[Path]
 
 @contextlib.contextmanager
 def exclusive(lock_path: str | os.PathLike, busy: str) -> Iterator[None]:
-    """Hold an OS file lock on ``lock_path`` for the block; another holder → ``ConfigError(busy)`` at once."""
+    """Hold an OS file lock on ``lock_path`` for the block; another holder → ``ConfigError(busy)`` at once.
+
+    Args:
+      lock_path: the lock file (created if needed).
+      busy: the message of the ``ConfigError`` when another process holds it.
+    """
     import filelock
 
     lock_path = Path(lock_path)
@@ -286,6 +325,12 @@ def exclusive(lock_path: str | os.PathLike, busy: str) -> Iterator[None]:
 def check_writable(directory: str | os.PathLike) -> Path:
     """Create ``directory`` if needed and prove it writable by writing and removing a file.
 
+    Args:
+      directory: the directory.
+
+    Returns:
+      its path.
+
     Raises:
       StorageError: it cannot be created or written (read-only, permissions, full disk).
     """
@@ -304,6 +349,12 @@ def check_writable(directory: str | os.PathLike) -> Path:
 
 def npz_shapes(path: str | os.PathLike) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     """``{name: (shape, dtype)}`` of every array of an ``.npz``, read from the headers only.
+
+    Args:
+      path: an ``.npz`` file.
+
+    Returns:
+      the shapes and dtypes by array name.
 
     Raises:
       CorruptRunError: not a zip of ``.npy`` members, odd member names, object or non-numeric
@@ -388,6 +439,12 @@ def load_npz(
 def read_json(path: str | os.PathLike) -> dict:
     """A JSON object from ``path``, size-limited, with one-line errors.
 
+    Args:
+      path: a JSON file holding an object.
+
+    Returns:
+      the object.
+
     Raises:
       RunNotFoundError: no such file.
       CorruptRunError: too large, not UTF-8 JSON, too deeply nested, an integer too long to
@@ -404,7 +461,18 @@ def read_json(path: str | os.PathLike) -> dict:
 
 
 def parse_json(raw: bytes, where: str | os.PathLike) -> dict:
-    """A JSON object from ``raw`` bytes (see :func:`read_json`); ``where`` names it in errors."""
+    """A JSON object from ``raw`` bytes (see :func:`read_json`); ``where`` names it in errors.
+
+    Args:
+      raw: the file's bytes.
+      where: the file, for the error message.
+
+    Returns:
+      the object.
+
+    Raises:
+      CorruptRunError: not a JSON object.
+    """
     try:
         obj = json.loads(raw.decode())
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # JSONDecodeError, long ints
@@ -415,7 +483,14 @@ def parse_json(raw: bytes, where: str | os.PathLike) -> dict:
 
 
 def jsonable(obj: Any) -> Any:
-    """``obj`` with numpy scalars and arrays as Python values and non-finite floats as ``None``."""
+    """``obj`` with numpy scalars and arrays as Python values and non-finite floats as ``None``.
+
+    Args:
+      obj: a value (dicts, lists, tuples, numpy scalars and arrays, floats …).
+
+    Returns:
+      a value ``json.dumps`` accepts with ``allow_nan=False``.
+    """
     if isinstance(obj, dict):
         return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -433,7 +508,14 @@ def jsonable(obj: Any) -> Any:
 
 
 def sha256(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file's bytes."""
+    """Hex SHA-256 of a file's bytes.
+
+    Args:
+      path: a file.
+
+    Returns:
+      64 hex digits.
+    """
     import hashlib
 
     h = hashlib.sha256()

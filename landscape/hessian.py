@@ -66,7 +66,16 @@ Selection = Any
 
 
 def hvp(loss_fn: LossFn, params: PyTree, v: PyTree) -> PyTree:
-    """Hessian-vector product ``H(params) v`` by forward-over-reverse differentiation."""
+    """Hessian-vector product ``H(params) v`` by forward-over-reverse differentiation.
+
+    Args:
+      loss_fn: ``params -> scalar``.
+      params: the point (no member axis).
+      v: the vector, a pytree shaped like ``params``.
+
+    Returns:
+      ``H v``, shaped like ``params`` (Pearlmutter 1994's exact product, no finite differences).
+    """
     return jax.jvp(jax.grad(loss_fn), (params,), (v,))[1]
 
 
@@ -78,6 +87,14 @@ def ggn_vp(loss_fn, params: PyTree, v: PyTree) -> PyTree:
     over reverse for ``H_out (J v)``, reverse mode for ``J^T``.  ``loss_fn`` must expose
     ``outputs`` and ``output_loss`` (:class:`landscape.models.LossParts`).  Positive
     semi-definite for convex output losses (MSE, cross-entropy).
+
+    Args:
+      loss_fn: a :class:`~landscape.models.LossParts` (:func:`landscape.models.loss_fn`).
+      params: the point (no member axis).
+      v: the vector, shaped like ``params``.
+
+    Returns:
+      ``G v``, shaped like ``params``.
     """
     out, jv = jax.jvp(loss_fn.outputs, (params,), (v,))
     hjv = jax.jvp(jax.grad(loss_fn.output_loss), (out,), (jv,))[1]
@@ -89,6 +106,14 @@ def fisher_vp(loss_fn, params: PyTree, v: PyTree) -> PyTree:
     example ``n``'s loss (Kunstner et al. 2019 discuss what it does and does not measure):
     ``J_l^T (J_l v) / N`` with ``J_l`` the Jacobian of the per-example losses.
     ``loss_fn`` must expose ``per_example`` (:class:`landscape.models.LossParts`).
+
+    Args:
+      loss_fn: a :class:`~landscape.models.LossParts`.
+      params: the point (no member axis).
+      v: the vector, shaped like ``params``.
+
+    Returns:
+      ``F v``, shaped like ``params``.
     """
     losses, jv = jax.jvp(loss_fn.per_example, (params,), (v,))
     return jax.vjp(loss_fn.per_example, params)[1](jv / losses.shape[0])[0]
@@ -100,7 +125,15 @@ CURVATURES = {"hessian": hvp, "ggn": ggn_vp, "fisher": fisher_vp}
 
 
 def dense_hessian(loss_fn: LossFn, params: PyTree) -> jax.Array:
-    """The full ``(P, P)`` Hessian of the flattened parameters (small models and tests only)."""
+    """The full ``(P, P)`` Hessian of the flattened parameters (small models and tests only).
+
+    Args:
+      loss_fn: ``params -> scalar``.
+      params: the point (no member axis), ``P`` scalars in all.
+
+    Returns:
+      ``(P, P)``, in the order of :func:`landscape.tree.ravel`.
+    """
     flat, unravel = ravel_pytree(params)
     return jax.hessian(lambda x: loss_fn(unravel(x)))(flat)
 
@@ -171,7 +204,14 @@ def restrict(loss_fn: LossFn, params: PyTree, select: Selection):
 
 def layers(params: PyTree) -> list[str]:
     """The layers of a parameter pytree: its distinct first path components, in tree order
-    (``["Dense_0", "Dense_1", ...]`` for the built-in MLP; whatever the model names them)."""
+    (``["Dense_0", "Dense_1", ...]`` for the built-in MLP; whatever the model names them).
+
+    Args:
+      params: a parameter pytree (no member axis).
+
+    Returns:
+      the layer names, each usable as ``select=``.
+    """
     from .tree import _path_name
 
     out: list[str] = []
@@ -252,6 +292,16 @@ def lanczos(matvec: Callable[[jax.Array], jax.Array], v0: jax.Array, num_iters: 
 
     Full re-orthogonalisation against every previous basis vector (twice) keeps the basis
     orthonormal to working precision.  ``key`` draws restart vectors after a breakdown.
+
+    Args:
+      matvec: ``(P,) -> (P,)``, a symmetric linear operator.
+      v0: ``(P,)`` the start vector (normalised here).
+      num_iters: steps ``m`` (at most ``P``).
+      key: PRNG key of restart vectors.
+
+    Returns:
+      a :class:`Tridiagonal`: the ``(m,)`` diagonal, ``(m - 1,)`` off-diagonal and ``(m, P)``
+      basis (Lanczos 1950; Golub & Van Loan, *Matrix Computations*, §10.1).
     """
     p = v0.shape[0]
     m = int(num_iters)
@@ -316,6 +366,21 @@ def top_eigenpairs(
     one layer); the eigenvectors are then zero outside it.  ``curvature`` (:data:`CURVATURES`):
     ``"hessian"``, ``"ggn"`` (Gauss–Newton) or ``"fisher"`` (empirical Fisher), the same for
     every spectral function here.
+
+    Args:
+      loss_fn: ``params -> scalar`` loss of one point (:func:`landscape.models.loss_fn`).
+      params: the point (no member axis).
+      k: how many.
+      key: PRNG key of the Lanczos start.
+      num_iters: Lanczos iterations (default ``max(2k + 20, 40)``, at most ``P``).
+      select: the block (a layer name, names, or ``(path, leaf) -> bool``; :func:`selection_mask`); ``None``: all.
+      curvature: ``"hessian"``, ``"ggn"`` or ``"fisher"``.
+
+    Returns:
+      an :class:`Eigen`: ``values (k,)`` descending and ``vectors``, ``k`` unit pytrees.
+
+    Example:
+      >>> eig = top_eigenpairs(loss, theta, 5, key=jax.random.key(0))    # doctest: +SKIP
     """
     flat, unravel, matvec = _flat_matvec(loss_fn, params, select, curvature)
     if k < 1 or k > flat.size:
@@ -359,7 +424,20 @@ def smallest_eigenvalue(
     select: Selection = None, curvature: str = "hessian",
 ) -> jax.Array:
     """The smallest Hessian eigenvalue by Lanczos on ``shift·I − H`` (``shift`` defaults to ``λ_max``);
-    of the block ``select`` picks."""
+    of the block ``select`` picks.
+
+    Args:
+      loss_fn: ``params -> scalar``.
+      params: the point (no member axis).
+      key: PRNG key of the Lanczos starts.
+      num_iters: Lanczos iterations (default ``max(2k + 20, 40)`` with ``k = 1``).
+      shift: an upper bound of the spectrum (default: ``λ_max`` computed here first).
+      select: the block (a layer name, names, or ``(path, leaf) -> bool``; :func:`selection_mask`); ``None``: all.
+      curvature: ``"hessian"``, ``"ggn"`` or ``"fisher"``.
+
+    Returns:
+      a scalar, negative where the loss curves down in some direction.
+    """
     flat, _, matvec = _flat_matvec(loss_fn, params, select, curvature)
     k1, k2, k3 = jax.random.split(key, 3)
     m = _num_iters(flat.size, 1, num_iters)
@@ -452,6 +530,14 @@ def density_on_grid(density: Density, grid: np.ndarray, *, sigma: float | None =
 
     ``sigma`` defaults to 1% of the node range.  Integrates to 1 over a grid that covers the
     nodes (up to the tails of the Gaussians).
+
+    Args:
+      density: a :class:`Density` (one point's; no member axis).
+      grid: ``(G,)`` eigenvalues to evaluate the density at.
+      sigma: the Gaussians' width.
+
+    Returns:
+      ``(G,)`` density values.
     """
     nodes = np.asarray(density.nodes, float)
     weights = np.asarray(density.weights, float)
@@ -658,6 +744,29 @@ def ensemble_curvature(
     BatchedLoss of equal batches, :func:`landscape.models.minibatch_loss`) adds every batch's own
     top eigenvalues and trace, ``batch_top (M, K, top)``, ``batch_trace`` and
     ``batch_trace_stderr (M, K)`` (:func:`minibatch_curvature`).
+
+    Args:
+      loss_fn: ``params -> scalar`` loss of one member.
+      stacked: every member's parameters, leaves ``(M, ...)``.
+      key: PRNG key (member ``i``: ``fold_in(key, i)``).
+      top: top eigenvalues per member.
+      num_iters: Lanczos iterations (default ``max(2 top + 20, 40)``).
+      trace_probes: Hutchinson probes (``0``: no trace).
+      density: also the SLQ density.
+      density_probes: its probes.
+      density_iters: its Lanczos steps.
+      chunk_size: members per compiled call.
+      checkpoint: a file for progress (resumes an interrupted call).
+      keep_checkpoint: leave the checkpoint for the caller to delete.
+      progress: show a progress bar.
+      mesh: a single-process mesh to shard each chunk's members over.
+      select: the block (a layer name, names, or ``(path, leaf) -> bool``; :func:`selection_mask`); ``None``: all.
+      curvature: ``"hessian"``, ``"ggn"`` or ``"fisher"``.
+      minibatches: a :class:`~landscape.models.BatchedLoss` of random batches: also each batch's
+        curvature (:func:`minibatch_curvature`), as ``batch_*`` arrays ``(M, K, ...)``.
+
+    Returns:
+      the dict of numpy arrays described above.
     """
     from . import chunks, tree
 

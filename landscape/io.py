@@ -77,7 +77,17 @@ def environment() -> dict:
 
 
 def run_path(path: str | os.PathLike) -> Path:
-    """``path`` as a :class:`Path`, checked to be an existing run directory."""
+    """``path`` as a :class:`Path`, checked to be an existing run directory.
+
+    Args:
+      path: a run directory.
+
+    Returns:
+      the path.
+
+    Raises:
+      RunNotFoundError: no directory there, or one without ``meta.json``.
+    """
     p = Path(path)
     if not p.is_dir():
         raise RunNotFoundError(f"no run directory at {p}")
@@ -87,7 +97,18 @@ def run_path(path: str | os.PathLike) -> Path:
 
 
 def read_meta(path: str | os.PathLike) -> dict:
-    """The validated ``meta.json`` of a run directory."""
+    """The validated ``meta.json`` of a run directory.
+
+    Args:
+      path: a run directory.
+
+    Returns:
+      the metadata as a dict (format, configuration, seeds, data set, versions, timings).
+
+    Raises:
+      RunNotFoundError: no run directory at ``path``.
+      CorruptRunError: not landscape metadata, or a newer run format.
+    """
     p = run_path(path)
     meta = files.read_json(p / META)
     if meta.get("format") != FORMAT:
@@ -101,7 +122,15 @@ def read_meta(path: str | os.PathLike) -> dict:
 
 
 def update_meta(path: str | os.PathLike, updates: dict) -> dict:
-    """Merge ``updates`` into the top level of ``meta.json`` atomically; returns the new metadata."""
+    """Merge ``updates`` into the top level of ``meta.json`` atomically; returns the new metadata.
+
+    Args:
+      path: a run directory.
+      updates: top-level keys and their new values.
+
+    Returns:
+      the metadata after the update.
+    """
     p = run_path(path)
     meta = read_meta(p)
     meta.update(updates)
@@ -133,6 +162,22 @@ def save_run(path: str | os.PathLike, ens, *, overwrite: bool = False, extra: di
     running statistics, leaves ``(M, ...)``) and, when snapshots were kept, ``trajectory.npz``.
     Refuses an existing ``path`` unless ``overwrite``; the old directory is replaced only once
     the new one is complete.
+
+    Args:
+      path: the run directory to create.
+      ens: the :class:`~landscape.train.Ensemble` to save.
+      overwrite: replace an existing directory (only once the new one is complete).
+      extra: more top-level metadata (e.g. the command line).
+
+    Returns:
+      the run directory.
+
+    Raises:
+      RunExistsError: ``path`` exists and ``overwrite`` is off.
+      StorageError: the directory cannot be written.
+
+    Example:
+      >>> save_run("runs/digits", ens)                                # doctest: +SKIP
     """
     path = Path(path)
     with files.staged_directory(path, overwrite) as stage:
@@ -266,7 +311,14 @@ def load_run(path: str | os.PathLike, *, model=None):
 
 
 def result_paths(path: str | os.PathLike) -> tuple[Path, Path]:
-    """``(arrays .npz, metadata .json)`` of the result named by ``path`` (either file or the stem)."""
+    """``(arrays .npz, metadata .json)`` of the result named by ``path`` (either file or the stem).
+
+    Args:
+      path: ``RUN/results/NAME``, with or without ``.npz`` / ``.json``.
+
+    Returns:
+      the two files' paths.
+    """
     p = Path(path)
     if p.suffix in (".npz", ".json"):
         p = p.with_suffix("")
@@ -280,9 +332,28 @@ def save_result(path: str | os.PathLike, arrays: dict[str, np.ndarray], meta: di
     A kill at any instant leaves the old result or the new one, complete: the ``.npz`` is the
     result, and a ``.json`` that does not match it is rebuilt by :func:`load_result`.
 
+    Args:
+      path: ``RUN/results/NAME`` (with or without a suffix).
+      arrays: the result's arrays by name (``value/train_loss``, ``axis_0`` …); any shapes.
+      meta: JSON-ready metadata (``kind``, settings, provenance …); ``kind`` is what ``landscape
+        plot`` and :func:`landscape.report.result_figure` draw by.
+
+    Returns:
+      the ``.npz`` path.
+
     Raises:
       ConfigError: an array is named like the metadata member.
       StorageError: the directory cannot be written (full disk, read-only, ...).
+
+    Example:
+      Results of your own computation become figures like the commands' own: save them under a
+      run's ``results/`` and ``landscape plot RUN/results/NAME.npz`` draws them::
+
+          surf = ls.surface.plane(fn, theta, [d1, d2], num=41, data=data)
+          ls.io.save_result("runs/digits/results/mine", surf.to_arrays(), {**surf.meta, "kind": surf.kind})
+
+      Such a result carries no provenance (``landscape info`` says it cannot be checked); the
+      functions of :mod:`landscape.analyses` save results with theirs.
     """
     npz, js = result_paths(path)
     if RESULT_META in arrays:
@@ -300,6 +371,12 @@ def save_result(path: str | os.PathLike, arrays: dict[str, np.ndarray], meta: di
 
 def load_result(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
     """``(arrays, meta)`` of a result written by :func:`save_result`.
+
+    Args:
+      path: the result (``.npz``, ``.json`` or the stem).
+
+    Returns:
+      ``(arrays, meta)``: the arrays by name and the metadata dict.
 
     Raises:
       RunNotFoundError: no such result.

@@ -17,13 +17,27 @@ __all__ = ["swept", "rates", "select", "label", "labels", "tag", "analysable", "
 
 
 def rates(ens) -> np.ndarray:
-    """The distinct learning rates of the run, sorted (empty when none is recorded)."""
+    """The distinct learning rates of the run, sorted (empty when none is recorded).
+
+    Args:
+      ens: a trained :class:`~landscape.train.Ensemble` (or a loaded run).
+
+    Returns:
+      ``(L,)`` float.
+    """
     lrs = np.asarray(ens.learning_rates, np.float64)
     return np.unique(lrs[np.isfinite(lrs)])
 
 
 def swept(ens) -> bool:
-    """Whether the run swept several learning rates."""
+    """Whether the run swept several learning rates.
+
+    Args:
+      ens: a trained :class:`~landscape.train.Ensemble` (or a loaded run).
+
+    Returns:
+      a bool.
+    """
     return rates(ens).size > 1
 
 
@@ -66,17 +80,41 @@ def select(ens, seeds: str | Sequence[int] | int = "0", lr: float | None = None,
 
 
 def label(ens, i: int) -> str:
-    """``"seed 3"``, or ``"seed 3, lr 0.5"`` when the run swept learning rates."""
+    """``"seed 3"``, or ``"seed 3, lr 0.5"`` when the run swept learning rates.
+
+    Args:
+      ens: a trained :class:`~landscape.train.Ensemble` (or a loaded run).
+      i: a member index.
+
+    Returns:
+      the label.
+    """
     return f"seed {int(ens.seeds[i])}" + (f", lr {float(ens.learning_rates[i]):g}" if swept(ens) else "")
 
 
 def labels(ens, idx: Sequence[int]) -> list[str]:
-    """:func:`label` of each member of ``idx``."""
+    """:func:`label` of each member of ``idx``.
+
+    Args:
+      ens: a trained :class:`~landscape.train.Ensemble` (or a loaded run).
+      idx: member indices.
+
+    Returns:
+      one label per index.
+    """
     return [label(ens, i) for i in idx]
 
 
 def tag(ens, idx: Sequence[int]) -> str:
-    """A file-name tag of members: ``seed0``, ``seeds0-1-2``, ``seed0lr0.5``, ``12members``."""
+    """A file-name tag of members: ``seed0``, ``seeds0-1-2``, ``seed0lr0.5``, ``12members``.
+
+    Args:
+      ens: a trained :class:`~landscape.train.Ensemble` (or a loaded run).
+      idx: member indices.
+
+    Returns:
+      the tag.
+    """
     parts = [label(ens, i).replace("seed ", "").replace(", lr ", "lr") for i in idx]
     if len(idx) == 1:
         return f"seed{parts[0]}"
@@ -85,7 +123,12 @@ def tag(ens, idx: Sequence[int]) -> str:
 
 def rate_groups(ens, idx: Sequence[int]) -> tuple[np.ndarray, list[str]] | None:
     """``(group (len(idx),) ints, names ["lr 0.1", ...])`` colouring members by learning rate;
-    ``None`` when the run has one rate."""
+    ``None`` when the run has one rate.
+
+    Args:
+      ens: a trained :class:`~landscape.train.Ensemble` (or a loaded run).
+      idx: member indices.
+    """
     if not swept(ens):
         return None
     r = rates(ens)
@@ -102,6 +145,11 @@ def analysable(ens, lr: float | None = None, *, include_unlearned: bool = False
     learn (:func:`landscape.train.learned`): barriers and basins between members that never
     left their start are meaningless (barriers of 1e8 and one "basin").  With
     ``include_unlearned`` the members that did not learn are kept too (still listed third).
+
+    Args:
+      ens: a trained :class:`~landscape.train.Ensemble` (or a loaded run).
+      lr: the learning rate to compare at (required when the run swept several).
+      include_unlearned: keep the members that did not learn.
 
     Raises:
       ConfigError: the run swept learning rates and ``lr`` is not given; nothing is left.
@@ -127,7 +175,15 @@ def analysable(ens, lr: float | None = None, *, include_unlearned: bool = False
 
 def warnings(ens, idx: Sequence[int]) -> list[str]:
     """One line per member of ``idx`` that diverged or did not learn (empty when all are healthy);
-    every analysis of such a member records and prints these."""
+    every analysis of such a member records and prints these.
+
+    Args:
+      ens: a trained :class:`~landscape.train.Ensemble` (or a loaded run).
+      idx: member indices.
+
+    Returns:
+      the lines.
+    """
     from .train import learned
 
     good = learned(ens)

@@ -66,14 +66,22 @@ PyTree = Any
 
 
 def pairs(n: int) -> np.ndarray:
-    """All index pairs ``i < j`` of ``n`` members, ``(n(n-1)/2, 2)``."""
+    """All index pairs ``i < j`` of ``n`` members, ``(n(n-1)/2, 2)``.
+
+    Args:
+      n: the number of members.
+
+    Returns:
+      ``(n(n-1)/2, 2)`` int, row-major (``(0, 1), (0, 2), …``).
+    """
     i, j = np.triu_indices(n, 1)
     return np.stack([i, j], axis=1)
 
 
 def barrier(fn: Callable, theta_a: PyTree, theta_b: PyTree, *, num: int = 25, data=None,
             metric: str | None = None, chunk_size: int | None = None, shortcut: bool = True, checkpoint=None, keep_checkpoint: bool = False,
-            save_every_s: float = 5.0, progress: bool = False, mesh=None) -> dict[str, float]:
+            save_every_s: float = 5.0, progress: bool = False, mesh=None,
+            desc: str = "barriers") -> dict[str, float]:
     """Both barrier definitions between two solutions (see :func:`landscape.surface.barrier_of_curve`;
     Garipov et al. 2018, Draxler et al. 2018).
 
@@ -93,6 +101,7 @@ def barrier(fn: Callable, theta_a: PyTree, theta_b: PyTree, *, num: int = 25, da
       save_every_s: minimum seconds between checkpoint writes.
       progress: show a progress bar.
       mesh: a :func:`landscape.distributed.make_mesh` mesh to shard the points over (``None``: one device).
+      desc: the progress bar's label.
 
     Returns:
       ``{"barrier", "barrier_midpoint", "t_max", "loss_a", "loss_b"}`` (floats).
@@ -105,7 +114,7 @@ def barrier(fn: Callable, theta_a: PyTree, theta_b: PyTree, *, num: int = 25, da
     t = surface.interpolation_grid(num, 0.0)
     vals = surface.evaluate(fn, theta_a, [tree.sub(theta_b, theta_a)], t[:, None], data=data,
                             chunk_size=chunk_size, shortcut=shortcut, checkpoint=checkpoint, keep_checkpoint=keep_checkpoint,
-                            save_every_s=save_every_s, progress=progress, mesh=mesh)
+                            save_every_s=save_every_s, progress=progress, mesh=mesh, desc=desc)
     return surface.barrier_of_curve(t, vals[_pick(vals, metric)])
 
 
@@ -124,7 +133,8 @@ def _pick(vals: dict, metric: str | None) -> str:
 
 def barriers_between(fn: Callable, a: PyTree, b: PyTree, *, num: int = 25, data=None, metric: str | None = None,
                      chunk_size: int | None = None, shortcut: bool = True, checkpoint=None, keep_checkpoint: bool = False,
-                     save_every_s: float = 5.0, progress: bool = False, mesh=None) -> dict[str, np.ndarray]:
+                     save_every_s: float = 5.0, progress: bool = False, mesh=None,
+            desc: str = "barriers") -> dict[str, np.ndarray]:
     """Both barriers between ``a[i]`` and ``b[i]`` for stacked pytrees, all pairs in one call.
 
     Args:
@@ -142,6 +152,7 @@ def barriers_between(fn: Callable, a: PyTree, b: PyTree, *, num: int = 25, data=
       save_every_s: minimum seconds between checkpoint writes.
       progress: show a progress bar.
       mesh: a :func:`landscape.distributed.make_mesh` mesh to shard the points over (``None``: one device).
+      desc: the progress bar's label.
 
     Returns:
       ``{"barrier", "barrier_midpoint", "t_max", "loss_a", "loss_b"}``, each ``(n,)``.
@@ -149,13 +160,14 @@ def barriers_between(fn: Callable, a: PyTree, b: PyTree, *, num: int = 25, data=
     t = surface.interpolation_grid(num, 0.0)
     vals = surface.evaluate(fn, a, [tree.sub(b, a)], t[:, None], data=data, stacked=True,
                             chunk_size=chunk_size, shortcut=shortcut, checkpoint=checkpoint, keep_checkpoint=keep_checkpoint,
-                            save_every_s=save_every_s, progress=progress, mesh=mesh)
+                            save_every_s=save_every_s, progress=progress, mesh=mesh, desc=desc)
     return {k: np.atleast_1d(v) for k, v in surface.barrier_of_curve(t, vals[_pick(vals, metric)]).items()}
 
 
 def barrier_matrix(fn: Callable, stacked: PyTree, *, num: int = 25, data=None, metric: str | None = None,
                    index_pairs: np.ndarray | None = None, chunk_size: int | None = None, shortcut: bool = True, checkpoint=None,
-                   keep_checkpoint: bool = False, save_every_s: float = 5.0, progress: bool = False, mesh=None) -> dict[str, np.ndarray]:
+                   keep_checkpoint: bool = False, save_every_s: float = 5.0, progress: bool = False, mesh=None,
+            desc: str = "barriers") -> dict[str, np.ndarray]:
     """Symmetric ``(M, M)`` matrices ``barrier`` and ``barrier_midpoint`` between all members.
 
     Args:
@@ -173,6 +185,7 @@ def barrier_matrix(fn: Callable, stacked: PyTree, *, num: int = 25, data=None, m
       save_every_s: minimum seconds between checkpoint writes.
       progress: show a progress bar.
       mesh: a :func:`landscape.distributed.make_mesh` mesh to shard the points over (``None``: one device).
+      desc: the progress bar's label.
 
     Returns:
       ``{"barrier": (M, M), "barrier_midpoint": (M, M)}``; all pairs are evaluated in one stacked
@@ -190,7 +203,7 @@ def barrier_matrix(fn: Callable, stacked: PyTree, *, num: int = 25, data=None, m
     a = jax.tree_util.tree_map(lambda x: x[pr[:, 0]], stacked)
     b = jax.tree_util.tree_map(lambda x: x[pr[:, 1]], stacked)
     res = barriers_between(fn, a, b, num=num, data=data, metric=metric, chunk_size=chunk_size, shortcut=shortcut, checkpoint=checkpoint,
-                           keep_checkpoint=keep_checkpoint, save_every_s=save_every_s, progress=progress, mesh=mesh)
+                           keep_checkpoint=keep_checkpoint, save_every_s=save_every_s, progress=progress, mesh=mesh, desc=desc)
     for k in out:
         out[k][pr[:, 0], pr[:, 1]] = res[k]
         out[k][pr[:, 1], pr[:, 0]] = res[k]
@@ -199,7 +212,8 @@ def barrier_matrix(fn: Callable, stacked: PyTree, *, num: int = 25, data=None, m
 
 def aligned_barrier_matrix(fn: Callable, stacked: PyTree, *, spec: PermutationSpec, num: int = 25, data=None,
                            metric: str | None = None, chunk_size: int | None = None, shortcut: bool = True, checkpoint=None,
-                           keep_checkpoint: bool = False, save_every_s: float = 5.0, progress: bool = False, mesh=None) -> dict[str, np.ndarray]:
+                           keep_checkpoint: bool = False, save_every_s: float = 5.0, progress: bool = False, mesh=None,
+            desc: str = "barriers") -> dict[str, np.ndarray]:
     """Barrier matrices after weight matching (Ainsworth et al. 2023): for every pair ``i < j``,
     ``j`` is aligned to ``i`` first (:func:`align` with the model's ``spec``).
 
@@ -218,6 +232,7 @@ def aligned_barrier_matrix(fn: Callable, stacked: PyTree, *, spec: PermutationSp
       save_every_s: minimum seconds between checkpoint writes.
       progress: show a progress bar.
       mesh: a :func:`landscape.distributed.make_mesh` mesh to shard the points over (``None``: one device).
+      desc: the progress bar's label.
 
     Returns:
       ``{"barrier", "barrier_midpoint", "distance"}``, each ``(M, M)``; ``distance`` between
@@ -232,7 +247,7 @@ def aligned_barrier_matrix(fn: Callable, stacked: PyTree, *, spec: PermutationSp
     aligned = tree.stack([align(members[i], members[j], spec=spec)[0] for i, j in pr])
     a = jax.tree_util.tree_map(lambda x: x[pr[:, 0]], stacked)
     res = barriers_between(fn, a, aligned, num=num, data=data, metric=metric, chunk_size=chunk_size, shortcut=shortcut, checkpoint=checkpoint,
-                           keep_checkpoint=keep_checkpoint, save_every_s=save_every_s, progress=progress, mesh=mesh)
+                           keep_checkpoint=keep_checkpoint, save_every_s=save_every_s, progress=progress, mesh=mesh, desc=desc)
     res["distance"] = np.asarray(jax.vmap(lambda u, v: tree.norm(tree.sub(u, v)))(a, aligned))
     for k in out:
         out[k][pr[:, 0], pr[:, 1]] = res[k]
@@ -241,7 +256,14 @@ def aligned_barrier_matrix(fn: Callable, stacked: PyTree, *, spec: PermutationSp
 
 
 def distance_matrix(stacked: PyTree) -> np.ndarray:
-    """Euclidean distances ``||theta_i - theta_j||`` between members, ``(M, M)``."""
+    """Euclidean distances ``||theta_i - theta_j||`` between members, ``(M, M)``.
+
+    Args:
+      stacked: the members, leaves ``(M, ...)``.
+
+    Returns:
+      ``(M, M)`` float64, zero diagonal (computed on the host).
+    """
     flat = tree.member_rows(stacked)
     sq = np.sum(flat**2, axis=1)
     d2 = np.maximum(sq[:, None] + sq[None, :] - 2 * flat @ flat.T, 0.0)
@@ -250,14 +272,30 @@ def distance_matrix(stacked: PyTree) -> np.ndarray:
 
 
 def cosine_matrix(stacked: PyTree) -> np.ndarray:
-    """Cosine similarity of the members' parameter vectors, ``(M, M)``."""
+    """Cosine similarity of the members' parameter vectors, ``(M, M)``.
+
+    Args:
+      stacked: the members, leaves ``(M, ...)``.
+
+    Returns:
+      ``(M, M)`` float64.
+    """
     flat = tree.member_rows(stacked)
     n = np.linalg.norm(flat, axis=1)
     return (flat @ flat.T) / np.maximum(n[:, None] * n[None, :], 1e-30)
 
 
 def disagreement_matrix(predict: Callable[[PyTree, jax.Array], jax.Array], stacked: PyTree, x) -> np.ndarray:
-    """Fraction of inputs ``x`` on which two members predict different classes (Fort et al. 2019)."""
+    """Fraction of inputs ``x`` on which two members predict different classes (Fort et al. 2019).
+
+    Args:
+      predict: ``(params, x) -> outputs (N, K)`` of one member (``model.apply``).
+      stacked: the members, leaves ``(M, ...)``.
+      x: ``(N, ...)`` inputs (the test set).
+
+    Returns:
+      ``(M, M)``, the share of inputs whose arg-max class differs.
+    """
     labels = np.asarray(jax.jit(jax.vmap(lambda p: jnp.argmax(predict(p, x), axis=-1)))(stacked))
     return np.mean(labels[:, None, :] != labels[None, :, :], axis=-1)
 
@@ -268,6 +306,13 @@ def basins(barriers: np.ndarray, tol: float) -> np.ndarray:
     Label 0 is the largest basin; ties go to the basin holding the lowest member index.
 
     Pairs with a NaN barrier are not joined.
+
+    Args:
+      barriers: ``(M, M)`` a barrier matrix (:func:`barrier_matrix`).
+      tol: the tolerance (loss units): single linkage joins pairs below it.
+
+    Returns:
+      ``(M,)`` int basin labels.
     """
     b = np.asarray(barriers, float)
     m = b.shape[0]
@@ -313,7 +358,17 @@ class BezierCurve(NamedTuple):
 
 
 def bezier_point(theta_a: PyTree, bend: PyTree, theta_b: PyTree, t) -> PyTree:
-    """``(1-t)² A + 2t(1-t) bend + t² B``."""
+    """``(1-t)² A + 2t(1-t) bend + t² B``.
+
+    Args:
+      theta_a: the curve's start.
+      bend: its control point.
+      theta_b: its end.
+      t: the curve parameter in ``[0, 1]``.
+
+    Returns:
+      the parameters at ``t`` (Garipov et al. 2018's quadratic Bézier curve).
+    """
     return jax.tree_util.tree_map(
         lambda a, c, b: (1 - t) ** 2 * a + 2 * t * (1 - t) * c + t**2 * b, theta_a, bend, theta_b
     )
@@ -335,6 +390,21 @@ def bezier_curve(
     The bend starts at the midpoint of A and B (the straight line); each step draws
     ``samples_per_step`` values of ``t`` from ``fold_in(key, step)``.  The whole loop is one
     ``lax.scan``.
+
+    Garipov et al. (2018): low-loss curves connect minima that a straight line separates by a barrier.
+
+    Args:
+      loss_fn: ``params -> scalar``.
+      theta_a: one minimum (no member axis).
+      theta_b: the other.
+      key: PRNG key of the ``t`` samples.
+      steps: optimizer steps.
+      optimizer: an optax transformation (default Adam at 0.01).
+      samples_per_step: ``t`` values per step.
+      num: points on ``[0, 1]`` at which the trained curve and the line are evaluated.
+
+    Returns:
+      a :class:`BezierCurve`: the bend, ``t``, the loss along the curve and along the line.
     """
     if steps < 1 or samples_per_step < 1:
         raise ConfigError("steps and samples_per_step must be positive")
@@ -382,6 +452,7 @@ def compare_members(
     save_every_s: float = 5.0,
     progress: bool = False,
     mesh=None,
+    desc: str = "barriers",
 ) -> dict[str, np.ndarray]:
     """Every pairwise comparison of the members of ``stacked`` in one dict of ``(M, M)`` matrices.
 
@@ -393,11 +464,11 @@ def compare_members(
     ``checkpoint``: a directory; the two barrier evaluations save their progress to
     ``barrier.npz`` and ``aligned.npz`` in it and resume from them (``keep_checkpoint=True``
     leaves them for the caller to remove after saving the result).  ``chunk_size``,
-    ``shortcut``, ``save_every_s``, ``progress`` and ``mesh`` are as for
+    ``shortcut``, ``save_every_s``, ``progress``, ``mesh`` and ``desc`` are as for
     :func:`landscape.surface.evaluate`; none changes the numbers.
     """
     kw = dict(chunk_size=chunk_size, shortcut=shortcut, keep_checkpoint=keep_checkpoint, save_every_s=save_every_s,
-              progress=progress, mesh=mesh)
+              progress=progress, mesh=mesh, desc=desc)
     from pathlib import Path
 
     def ckpt(name):
@@ -468,7 +539,15 @@ class BasinMap(NamedTuple):
 
 
 def label_fractions(labels: np.ndarray, r: int) -> np.ndarray:
-    """Share of ``labels`` per minimum ``0..r-1``, then shared, elsewhere, diverged: ``(r + 3,)``."""
+    """Share of ``labels`` per minimum ``0..r-1``, then shared, elsewhere, diverged: ``(r + 3,)``.
+
+    Args:
+      labels: labels from :func:`label_ends` (any shape).
+      r: the number of minima.
+
+    Returns:
+      ``(r + 3,)`` shares summing to 1.
+    """
     labels = np.asarray(labels).ravel()
     order = list(range(r)) + [SHARED, ELSEWHERE, DIVERGED]
     return np.array([np.mean(labels == k) for k in order])
@@ -523,7 +602,16 @@ def plane_of(references: PyTree, *, grid: int = 41, margin: float = 0.25, span: 
 
 def on_plane(origin: PyTree, basis: Sequence[PyTree], coords: np.ndarray) -> PyTree:
     """The parameters at plane coordinates: ``origin + c₀ u + c₁ v`` for every row of ``coords (K, 2)``,
-    as numpy leaves ``(K, ...)`` (:func:`landscape.tree.lincomb`, vmapped)."""
+    as numpy leaves ``(K, ...)`` (:func:`landscape.tree.lincomb`, vmapped).
+
+    Args:
+      origin: the plane's origin, a parameter pytree.
+      basis: its two directions, shaped like ``origin``.
+      coords: ``(K, 2)`` plane coordinates.
+
+    Returns:
+      the points, numpy leaves ``(K, ...)``.
+    """
     coords = jnp.asarray(np.asarray(coords, np.float32))
     out = jax.vmap(lambda c: tree.lincomb(origin, c, list(basis)))(coords)
     return jax.tree_util.tree_map(np.asarray, out)
@@ -532,6 +620,14 @@ def on_plane(origin: PyTree, basis: Sequence[PyTree], coords: np.ndarray) -> PyT
 def plane_starts(references: PyTree, *, grid: int = 41, margin: float = 0.25, span: float = 1.0,
                  key: jax.Array | None = None, spec: PermutationSpec | None = None):
     """The plane of :func:`plane_of` and its grid of starts.
+
+    Args:
+      references: stacked minima, leaves ``(R, ...)``, ``R`` 1 or 3.
+      grid: points per axis.
+      margin: the three-point grid's margin around the minima.
+      span: a random plane's half-width (``R = 1``).
+      key: its directions' PRNG key (required for ``R = 1``).
+      spec: a :class:`PermutationSpec`: align the minima to the first before the plane is laid.
 
     Returns:
       ``(references, origin, basis, a, b, points, starts)``: as :func:`plane_of`, and the
@@ -545,7 +641,16 @@ def plane_starts(references: PyTree, *, grid: int = 41, margin: float = 0.25, sp
 
 def plane_coords(points: PyTree, origin: PyTree, basis: Sequence[PyTree]) -> np.ndarray:
     """Least-squares coordinates ``(K, 2)`` of stacked points (leaves ``(K, ...)``) in a plane's
-    basis (orthonormal or not): where each point's shadow falls on the plane."""
+    basis (orthonormal or not): where each point's shadow falls on the plane.
+
+    Args:
+      points: stacked points, leaves ``(K, ...)``.
+      origin: the plane's origin.
+      basis: its two directions.
+
+    Returns:
+      ``(K, 2)`` host array.
+    """
     gram = np.array([[float(tree.vdot(u, v)) for v in basis] for u in basis])
     return np.linalg.solve(gram, dirs.project(points, origin, list(basis)).T).T
 

@@ -173,7 +173,17 @@ class MLP(_Stateless):
 
     # ------------------------------------------------------------------ binding and description
     def for_data(self, data) -> MLP:
-        """This configuration with ``in_features``/``out_features`` taken from a :class:`Dataset`."""
+        """This configuration with ``in_features``/``out_features`` taken from a :class:`Dataset`.
+
+        Args:
+          data: a :class:`~landscape.data.Dataset`.
+
+        Returns:
+          the bound model.
+
+        Raises:
+          ConfigError: the model was bound to other sizes (or cannot take these inputs).
+        """
         d, k = data.input_dim, data.num_classes
         if self.in_features not in (None, d) or self.out_features not in (None, k):
             raise ConfigError(
@@ -206,7 +216,14 @@ class MLP(_Stateless):
 
     @classmethod
     def from_dict(cls, d: dict) -> MLP:
-        """Rebuild from :meth:`to_dict` output."""
+        """Rebuild from :meth:`to_dict` output.
+
+        Args:
+          d: the dict :meth:`to_dict` wrote (a run's ``meta.json`` model entry).
+
+        Returns:
+          the configuration.
+        """
         return cls(**{**_known_fields(cls, d), "hidden": tuple(d.get("hidden", ()))})
 
     def _require_bound(self):
@@ -218,13 +235,28 @@ class MLP(_Stateless):
 
     # ------------------------------------------------------------------ functional view
     def init(self, key: jax.Array) -> dict:
-        """Fresh parameters ``{"Dense_i": {"kernel": (in, out), "bias": (out,)}}`` from ``key``."""
+        """Fresh parameters ``{"Dense_i": {"kernel": (in, out), "bias": (out,)}}`` from ``key``.
+
+        Args:
+          key: PRNG key.
+
+        Returns:
+          a parameter pytree (no member axis).
+        """
         self._require_bound()
         variables = self._module().init(key, jnp.zeros((1, self.in_features), jnp.float32))
         return flax.core.unfreeze(variables["params"])
 
     def apply(self, params: dict, x: jax.Array) -> jax.Array:
-        """Network outputs ``(N, K)`` for inputs ``x`` of shape ``(N, D)``."""
+        """Network outputs ``(N, K)`` for inputs ``x`` of shape ``(N, D)``.
+
+        Args:
+          params: one member's parameters (no member axis).
+          x: ``(N, ...)`` inputs.
+
+        Returns:
+          ``(N, K)`` outputs.
+        """
         self._require_bound()
         return self._module().apply({"params": params}, x)
 
@@ -350,12 +382,27 @@ class CNN(_Stateless, _ImageModel):
                           self.out_features, self.kernel_init)
 
     def init(self, key: jax.Array) -> dict:
-        """Fresh parameters from ``key`` (biases zero)."""
+        """Fresh parameters from ``key`` (biases zero).
+
+        Args:
+          key: PRNG key.
+
+        Returns:
+          a parameter pytree (no member axis).
+        """
         self._require_bound()
         return flax.core.unfreeze(self._module().init(key, jnp.zeros((1, self.in_features), jnp.float32))["params"])
 
     def apply(self, params: dict, x: jax.Array) -> jax.Array:
-        """Outputs ``(N, K)`` for flattened images ``x (N, H W C)``."""
+        """Outputs ``(N, K)`` for flattened images ``x (N, H W C)``.
+
+        Args:
+          params: one member's parameters (no member axis).
+          x: ``(N, ...)`` inputs.
+
+        Returns:
+          ``(N, K)`` outputs.
+        """
         self._require_bound()
         return self._module().apply({"params": params}, x)
 
@@ -424,7 +471,14 @@ class CNN(_Stateless, _ImageModel):
 
     @classmethod
     def from_dict(cls, d: dict) -> CNN:
-        """Rebuild from :meth:`to_dict` output."""
+        """Rebuild from :meth:`to_dict` output.
+
+        Args:
+          d: the dict :meth:`to_dict` wrote (a run's ``meta.json`` model entry).
+
+        Returns:
+          the configuration.
+        """
         shape = d.get("image_shape")
         return cls(**{**_known_fields(cls, d), "channels": tuple(d.get("channels", ())),
                       "image_shape": None if shape is None else tuple(shape)})
@@ -473,7 +527,14 @@ class FlaxModel:
     def for_data(self, data) -> FlaxModel:
         """This model bound to a :class:`~landscape.data.Dataset`: its input shape and classes,
         checked by evaluating the model on one example (its outputs must be ``(1, K)``, in
-        training and in evaluation mode)."""
+        training and in evaluation mode).
+
+        Args:
+          data: a :class:`~landscape.data.Dataset`.
+
+        Returns:
+          the bound model.
+        """
         shape = tuple(int(n) for n in data.train.x.shape[1:])
         if self.in_shape not in (None, shape) or self.out_features not in (None, data.num_classes):
             raise ConfigError(f"{self.name} was bound to inputs {self.in_shape} and {self.out_features} classes; "
@@ -488,7 +549,18 @@ class FlaxModel:
     def bind(self, in_shape: tuple, num_classes: int) -> FlaxModel:
         """This model bound to inputs of one example's shape ``in_shape`` and ``num_classes``
         outputs, checked by evaluating it on one example in both modes (:meth:`for_data` binds
-        to a data set; a saved run binds to what it recorded)."""
+        to a data set; a saved run binds to what it recorded).
+
+        Args:
+          in_shape: one example's input shape.
+          num_classes: ``K``.
+
+        Returns:
+          the bound model.
+
+        Raises:
+          ConfigError: the model fails on an example or its outputs are not ``(1, K)``.
+        """
         shape = tuple(int(n) for n in in_shape)
         k = int(num_classes)
         bound = dataclasses.replace(self, in_shape=shape, out_features=k)
@@ -527,17 +599,38 @@ class FlaxModel:
         return self.has_state
 
     def init(self, key: jax.Array):
-        """Fresh parameters from ``key``."""
+        """Fresh parameters from ``key``.
+
+        Args:
+          key: PRNG key.
+
+        Returns:
+          a parameter pytree (no member axis).
+        """
         self._require_bound()
         return self.init_fn(key, self._example())
 
     def init_state(self, key: jax.Array):
-        """Fresh state from ``key`` (the same key as :meth:`init`; ``{}`` for a model without state)."""
+        """Fresh state from ``key`` (the same key as :meth:`init`; ``{}`` for a model without state).
+
+        Args:
+          key: PRNG key.
+
+        Returns:
+          a state pytree (``{}`` without state).
+        """
         self._require_bound()
         return self._state(key)
 
     def apply(self, params, x: jax.Array) -> jax.Array:
         """Outputs ``(N, K)`` for inputs ``x (N, ...)``.
+
+        Args:
+          params: one member's parameters (no member axis).
+          x: ``(N, ...)`` inputs.
+
+        Returns:
+          ``(N, K)`` outputs.
 
         Raises:
           ConfigError: the model has state: its outputs depend on statistics, chosen with
@@ -549,13 +642,31 @@ class FlaxModel:
         return self.apply_fn(params, x)
 
     def apply_train(self, params, state, x: jax.Array):
-        """``(outputs (N, K), new state)`` in training mode."""
+        """``(outputs (N, K), new state)`` in training mode.
+
+        Args:
+          params: one member's parameters.
+          state: its state.
+          x: ``(N, ...)`` inputs.
+
+        Returns:
+          ``(outputs (N, K), new state)``.
+        """
         if self.train_fn is None:
             return self.apply_fn(params, x), state
         return self.train_fn(params, state, x)
 
     def apply_eval(self, params, state, x: jax.Array) -> jax.Array:
-        """Outputs ``(N, K)`` in evaluation mode, with the state's running statistics."""
+        """Outputs ``(N, K)`` in evaluation mode, with the state's running statistics.
+
+        Args:
+          params: one member's parameters.
+          state: its state (running statistics).
+          x: ``(N, ...)`` inputs.
+
+        Returns:
+          ``(N, K)`` outputs.
+        """
         if self.eval_fn is None:
             return self.apply_fn(params, x)
         return self.eval_fn(params, state, x)
@@ -732,23 +843,63 @@ class ResNet(_ImageModel):
                                    out_features=self.out_features, has_state=self.stateful)
 
     def init(self, key: jax.Array) -> dict:
-        """Fresh parameters from ``key`` (one compiled program per configuration)."""
+        """Fresh parameters from ``key`` (one compiled program per configuration).
+
+        Args:
+          key: PRNG key.
+
+        Returns:
+          a parameter pytree (no member axis).
+        """
         return _compiled_init(self)[0](key)
 
     def init_state(self, key: jax.Array) -> dict:
-        """Fresh state: ``{"batch_stats": ...}`` (means 0, variances 1) with BatchNorm, else ``{}``."""
+        """Fresh state: ``{"batch_stats": ...}`` (means 0, variances 1) with BatchNorm, else ``{}``.
+
+        Args:
+          key: PRNG key.
+
+        Returns:
+          a state pytree (``{}`` without state).
+        """
         return _compiled_init(self)[1](key)
 
     def apply(self, params, x: jax.Array) -> jax.Array:
-        """Outputs ``(N, K)``; refused with BatchNorm (:func:`with_statistics`)."""
+        """Outputs ``(N, K)``; refused with BatchNorm (:func:`with_statistics`).
+
+        Args:
+          params: one member's parameters (no member axis).
+          x: ``(N, ...)`` inputs.
+
+        Returns:
+          ``(N, K)`` outputs.
+        """
         return self._flax().apply(params, x)
 
     def apply_train(self, params, state, x: jax.Array):
-        """``(outputs, new state)`` in training mode (batch statistics)."""
+        """``(outputs, new state)`` in training mode (batch statistics).
+
+        Args:
+          params: one member's parameters.
+          state: its state.
+          x: ``(N, ...)`` inputs.
+
+        Returns:
+          ``(outputs (N, K), new state)``.
+        """
         return self._flax().apply_train(params, state, x)
 
     def apply_eval(self, params, state, x: jax.Array) -> jax.Array:
-        """Outputs in evaluation mode (running statistics)."""
+        """Outputs in evaluation mode (running statistics).
+
+        Args:
+          params: one member's parameters.
+          state: its state (running statistics).
+          x: ``(N, ...)`` inputs.
+
+        Returns:
+          ``(N, K)`` outputs.
+        """
         return self._flax().apply_eval(params, state, x)
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -825,7 +976,14 @@ class ResNet(_ImageModel):
 
     @classmethod
     def from_dict(cls, d: dict) -> ResNet:
-        """Rebuild from :meth:`to_dict` output."""
+        """Rebuild from :meth:`to_dict` output.
+
+        Args:
+          d: the dict :meth:`to_dict` wrote (a run's ``meta.json`` model entry).
+
+        Returns:
+          the configuration.
+        """
         shape = d.get("image_shape")
         return cls(**{**_known_fields(cls, d), "image_shape": None if shape is None else tuple(shape)})
 
@@ -1083,7 +1241,14 @@ def _forward_jaxpr(model):
 
 def convolutional(model) -> bool:
     """Whether a bound model's forward pass contains a convolution (read from its traced
-    program, nested programs included, so it holds for user models too)."""
+    program, nested programs included, so it holds for user models too).
+
+    Args:
+      model: a bound model.
+
+    Returns:
+      a bool.
+    """
     def has_conv(jaxpr) -> bool:
         for eqn in jaxpr.eqns:
             if eqn.primitive.name == "conv_general_dilated":
@@ -1105,6 +1270,12 @@ BUILTIN = {"MLP": MLP, "CNN": CNN, "ResNet": ResNet}
 def model_from_dict(d: dict):
     """A built-in model from a run's ``{"type": ..., **to_dict()}`` description.
 
+    Args:
+      d: the run's model description.
+
+    Returns:
+      an :class:`MLP`, :class:`CNN` or :class:`ResNet`.
+
     Raises:
       ConfigError: an unknown type or invalid fields.
     """
@@ -1116,7 +1287,14 @@ def model_from_dict(d: dict):
 
 
 def is_module_instance(obj) -> bool:
-    """Whether ``obj`` is a Flax Linen module instance (what :func:`as_model` wraps as it is)."""
+    """Whether ``obj`` is a Flax Linen module instance (what :func:`as_model` wraps as it is).
+
+    Args:
+      obj: anything.
+
+    Returns:
+      a bool.
+    """
     return isinstance(obj, nn.Module)
 
 
@@ -1126,6 +1304,9 @@ def as_model(model) -> MLP | CNN | ResNet | FlaxModel:
     ``(init(key) -> params, apply(params, x) -> outputs)``, or a Flax NNX model given as a
     factory ``lambda rngs: Net(..., rngs=rngs)`` (its ``nnx.Param`` state, as nested dicts, is
     the parameter pytree).
+
+    Args:
+      model: any of the above.
 
     Raises:
       ConfigError: anything else (the message says what is accepted).
@@ -1151,19 +1332,42 @@ def mse(outputs: jax.Array, labels: jax.Array) -> jax.Array:
 
     ``mean_n sum_k (outputs[n, k] - onehot(labels)[n, k])**2``: the sum over classes of the
     squared differences, averaged over examples.  ``outputs (N, K)``, ``labels (N,)`` int.
+
+    Args:
+      outputs: ``(N, K)``.
+      labels: ``(N,)`` int.
+
+    Returns:
+      a scalar.
     """
     target = jax.nn.one_hot(labels, outputs.shape[-1], dtype=outputs.dtype)
     return jnp.mean(jnp.sum((outputs - target) ** 2, axis=-1))
 
 
 def cross_entropy(outputs: jax.Array, labels: jax.Array) -> jax.Array:
-    """Softmax cross-entropy of logits ``outputs (N, K)`` against labels ``(N,)``, averaged."""
+    """Softmax cross-entropy of logits ``outputs (N, K)`` against labels ``(N,)``, averaged.
+
+    Args:
+      outputs: ``(N, K)`` logits.
+      labels: ``(N,)`` int.
+
+    Returns:
+      a scalar.
+    """
     logp = jax.nn.log_softmax(outputs, axis=-1)
     return -jnp.mean(jnp.take_along_axis(logp, labels[:, None].astype(jnp.int32), axis=-1))
 
 
 def accuracy(outputs: jax.Array, labels: jax.Array) -> jax.Array:
-    """Fraction of rows whose arg-max equals the label."""
+    """Fraction of rows whose arg-max equals the label.
+
+    Args:
+      outputs: ``(N, K)``.
+      labels: ``(N,)`` int.
+
+    Returns:
+      a scalar in ``[0, 1]``.
+    """
     return jnp.mean((jnp.argmax(outputs, axis=-1) == labels).astype(jnp.float32))
 
 
@@ -1207,13 +1411,31 @@ def loss_function(name: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
 
 
 def metrics(model, params, x: jax.Array, y: jax.Array, loss: str) -> dict[str, jax.Array]:
-    """``{"loss": scalar, "accuracy": scalar}`` of ``params`` on inputs ``x (N, D)``, labels ``y (N,)``."""
+    """``{"loss": scalar, "accuracy": scalar}`` of ``params`` on inputs ``x (N, D)``, labels ``y (N,)``.
+
+    Args:
+      model: a bound model.
+      params: one member's parameters.
+      x: ``(N, ...)`` inputs.
+      y: ``(N,)`` labels.
+      loss: ``"mse"`` or ``"cross_entropy"``.
+
+    Returns:
+      the two scalars.
+    """
     out = model.apply(params, x)
     return {"loss": output_loss(loss)(out, y), "accuracy": accuracy(out, y)}
 
 
 def per_example_loss(name: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
-    """Per-example losses ``(outputs (N, K), labels (N,)) -> (N,)`` whose mean is :func:`output_loss`'s."""
+    """Per-example losses ``(outputs (N, K), labels (N,)) -> (N,)`` whose mean is :func:`output_loss`'s.
+
+    Args:
+      name: ``"mse"`` or ``"cross_entropy"``.
+
+    Returns:
+      the function.
+    """
     name = {"ce": "cross_entropy", "xent": "cross_entropy", "crossentropy": "cross_entropy"}.get(name, name)
     if name == "mse":
         return lambda out, y: jnp.sum((out - jax.nn.one_hot(y, out.shape[-1], dtype=out.dtype)) ** 2, axis=-1)
@@ -1331,6 +1553,17 @@ def minibatch_loss(model: MLP, split, loss: str, *, batch_size: int, num_batches
     replacement, one permutation drawn from ``key``), each weighted ``1/num_batches``: the
     batches whose curvature :func:`landscape.hessian.minibatch_curvature` estimates one by one.
 
+    Args:
+      model: a bound model.
+      split: the examples to draw from (``data.train``).
+      loss: ``"mse"`` or ``"cross_entropy"``.
+      batch_size: examples per batch.
+      num_batches: how many batches.
+      key: PRNG key of the permutation.
+
+    Returns:
+      a :class:`BatchedLoss`.
+
     Raises:
       ConfigError: ``batch_size * num_batches`` exceeds the number of examples.
     """
@@ -1367,12 +1600,29 @@ class MLPMetrics:
         return metrics(self.model, params, batch[0], batch[1], self.loss)
 
     def first_layer(self, params: dict, x: jax.Array) -> jax.Array:
-        """Pre-activations ``x W_0 + b_0`` of the first Dense layer, ``(N, H_1)``."""
-        layer = params["Dense_0"]
+        """Pre-activations ``x W_0 + b_0`` of the first Dense layer, ``(N, H_1)``.
+
+        Args:
+          params: one member's parameters.
+          x: ``(N, D)`` inputs.
+
+        Returns:
+          ``(N, H_1)``.
+        """
+        layer = params[self.model.layer_names[0]]
         return x @ layer["kernel"] + layer["bias"]
 
     def head(self, params: dict, z: jax.Array, y: jax.Array) -> dict[str, jax.Array]:
-        """Metrics from the first layer's pre-activations ``z``; ``params["Dense_0"]`` is not used."""
+        """Metrics from the first layer's pre-activations ``z``; the first layer's parameters are not used.
+
+        Args:
+          params: one member's parameters.
+          z: ``(N, H_1)`` first-layer pre-activations (:meth:`first_layer`, or a combination of them).
+          y: ``(N,)`` labels.
+
+        Returns:
+          ``{"loss", "accuracy"}``.
+        """
         names = self.model.layer_names
         for i, name in enumerate(names):
             if i > 0:
@@ -1400,7 +1650,15 @@ def metrics_fn(model, loss: str) -> MLPMetrics | ModelMetrics:
     """``(params, (x, y)) -> {"loss", "accuracy"}``: the generic metric signature of ``surface``.
     For the built-in :class:`MLP` an :class:`MLPMetrics`, which also exposes the first-layer
     structure the surface evaluator's shortcut uses; for any other model a plain
-    :class:`ModelMetrics` (``model`` as :func:`as_model` takes it, bound to its data)."""
+    :class:`ModelMetrics` (``model`` as :func:`as_model` takes it, bound to its data).
+
+    Args:
+      model: a bound model (:func:`as_model`; with BatchNorm state, :func:`with_statistics` first).
+      loss: ``"mse"`` or ``"cross_entropy"``.
+
+    Returns:
+      the metric function, ``fn(params, (x, y))``.
+    """
     if isinstance(model, MLP):
         return MLPMetrics(model, loss)
     model = as_model(model)

@@ -54,7 +54,15 @@ class OptimizerSpec:
             raise ConfigError(f"weight_decay must be finite and >= 0, got {self.weight_decay}")
 
     def build(self, learning_rate: Any = None) -> optax.GradientTransformation:
-        """The optax transformation; ``learning_rate`` (may be a tracer) overrides the spec's."""
+        """The optax transformation; ``learning_rate`` (may be a tracer) overrides the spec's.
+
+        Args:
+          learning_rate: the step size (default: the spec's own); may be a tracer, so a vmapped
+            learning-rate sweep compiles once.
+
+        Returns:
+          an ``optax.GradientTransformation``.
+        """
         lr = self.learning_rate if learning_rate is None else learning_rate
         if self.name == "sgd":
             return optax.sgd(lr)
@@ -77,7 +85,14 @@ class OptimizerSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> OptimizerSpec:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict`.
+
+        Args:
+          d: a dict from :meth:`to_dict` (or an older one with every field).
+
+        Returns:
+          the spec.
+        """
         return cls(**d)
 
 

@@ -233,6 +233,11 @@ def check_alignable(spec: PermutationSpec, params: PyTree, state: PyTree = None)
     """Raise at once when :func:`align` cannot permute every array of ``params`` (and ``state``)
     with ``spec`` (before any barrier is computed).
 
+    Args:
+      spec: the model's :class:`PermutationSpec`.
+      params: one member's parameters (no member axis).
+      state: its model state (optional).
+
     Raises:
       ConfigError: names the arrays the spec does not cover.
     """
@@ -240,6 +245,15 @@ def check_alignable(spec: PermutationSpec, params: PyTree, state: PyTree = None)
 
 
 def align_to(reference: PyTree, stacked: PyTree, *, spec: PermutationSpec) -> PyTree:
-    """Every member of ``stacked`` aligned to ``reference`` (leaves ``(M, ...)``)."""
+    """Every member of ``stacked`` aligned to ``reference`` (leaves ``(M, ...)``).
+
+    Args:
+      reference: the member to align to (no member axis).
+      stacked: the members to permute, leaves ``(M, ...)``.
+      spec: the model's :class:`PermutationSpec`.
+
+    Returns:
+      the aligned members, leaves ``(M, ...)``; each computes the same function as before.
+    """
     out = [align(reference, tree.take(stacked, i), spec=spec)[0] for i in range(tree.num_members(stacked))]
     return tree.stack(out)

@@ -64,14 +64,33 @@ class Race(NamedTuple):
 
 
 def entrant_label(spec: OptimizerSpec, batch_size: int | None) -> str:
-    """``name@lr`` (``momentum`` and ``rmsprop`` with ``, m=…`` when not 0.9), ``+ batch B`` for minibatches."""
+    """``name@lr`` (``momentum`` and ``rmsprop`` with ``, m=…`` when not 0.9), ``+ batch B`` for minibatches.
+
+    Args:
+      spec: the entrant's optimizer.
+      batch_size: its batch size (``None``: full batch).
+
+    Returns:
+      the label, e.g. ``"adam@0.01 + batch 64"``.
+    """
     extra = f", m={spec.momentum:g}" if spec.name in ("momentum", "nesterov", "rmsprop") and spec.momentum != 0.9 else ""
     return f"{spec.name}@{spec.learning_rate:g}{extra}" + ("" if batch_size is None else f", batch {batch_size}")
 
 
 def plane_points(key: jax.Array, a: np.ndarray, b: np.ndarray, count: int, *, inset: float = 0.1) -> np.ndarray:
     """``count`` uniform random points ``(count, 2)`` of the grid's box, kept ``inset`` (a
-    fraction of each side) away from its edges."""
+    fraction of each side) away from its edges.
+
+    Args:
+      key: PRNG key.
+      a: ``(G,)`` the grid's first axis.
+      b: ``(H,)`` its second.
+      count: how many points.
+      inset: the margin kept from each edge, as a fraction of the side.
+
+    Returns:
+      ``(count, 2)`` plane coordinates.
+    """
     if not isinstance(count, (int, np.integer)) or count < 1:
         raise ConfigError(f"the race needs at least one start, got {count!r}")
     lo = np.array([a.min(), b.min()])
@@ -224,6 +243,11 @@ def basin_of_ends(ends: np.ndarray, points: np.ndarray, *, radius: float | None 
     """The minimum each in-plane path ended at: the index of the nearest of ``points (R, 2)`` when
     the end ``(S, 2)`` lies within ``radius`` of it (default: a quarter of the smallest distance
     between the minima; with one minimum, a tenth of its distance to the farthest end), else −1.
+
+    Args:
+      ends: ``(S, 2)`` the paths' last points.
+      points: ``(R, 2)`` the minima's coordinates.
+      radius: how near an end must be (default as above).
 
     Returns:
       ``(S,)`` int.

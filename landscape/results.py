@@ -66,7 +66,16 @@ def provenance(run: str | os.PathLike, settings: dict) -> dict:
 
 
 def differences(saved: Any, current: Any, prefix: str = "") -> list[str]:
-    """Dotted names of the entries that differ between two JSON-like values (``settings.grid``, …)."""
+    """Dotted names of the entries that differ between two JSON-like values (``settings.grid``, …).
+
+    Args:
+      saved: a JSON-like value (a saved result's provenance).
+      current: the value it is compared with.
+      prefix: the dotted name of both (for recursion).
+
+    Returns:
+      the names, sorted as met.
+    """
     if isinstance(saved, dict) and isinstance(current, dict):
         out = []
         for k in sorted(set(saved) | set(current), key=str):
@@ -111,6 +120,9 @@ class Result:
     def load_current(self, *, overwrite: bool = False):
         """``(arrays, meta)`` of the saved result if it was computed from exactly this
         provenance; ``None`` when there is none (or ``overwrite``).
+
+        Args:
+          overwrite: ignore a saved result (it will be replaced).
 
         Raises:
           ConfigError: a saved result of this name was computed from something else (the
@@ -171,6 +183,10 @@ class Result:
         """Write the result with its provenance (call inside :meth:`writing`), then delete its
         checkpoints; ``(arrays, meta)`` as read back.
 
+        Args:
+          arrays: the result's arrays.
+          meta: its metadata (the provenance is added here).
+
         Raises:
           ConfigError: the run's parameters changed while the result was computed (it is not saved).
         """
@@ -192,7 +208,7 @@ def _standing(meta: dict, sha: str, data: Any) -> tuple[bool, str]:
 
     prov = meta.get("provenance")
     if prov is None:
-        return False, "no provenance (written by an older version)"
+        return False, "no provenance (saved by hand or by an older version): cannot be checked"
     if prov.get("params_sha256") != sha:
         return False, "computed from other parameters (the run was trained again)"
     if prov.get("data") != files.jsonable(data):
@@ -202,6 +218,9 @@ def _standing(meta: dict, sha: str, data: Any) -> tuple[bool, str]:
 
 def run_status(run: str | os.PathLike) -> list[dict]:
     """Every saved result of a run and whether it is current.
+
+    Args:
+      run: a run directory.
 
     Returns:
       ``[{"name", "kind", "current": bool, "why": str}, ...]`` sorted by name; a result is
@@ -228,7 +247,15 @@ def run_status(run: str | os.PathLike) -> list[dict]:
 
 def load_if_current(run: str | os.PathLike, name: str):
     """``(arrays, meta)`` of the saved result ``name`` when it is current (see :func:`run_status`),
-    else ``None`` (missing, unreadable or stale) — reading that one result only."""
+    else ``None`` (missing, unreadable or stale) — reading that one result only.
+
+    Args:
+      run: a run directory.
+      name: the result's name.
+
+    Returns:
+      ``(arrays, meta)`` or ``None``.
+    """
     from . import io
     from .errors import LandscapeError
 

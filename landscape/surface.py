@@ -79,7 +79,15 @@ class Surface:
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, np.ndarray], meta: dict) -> Surface:
-        """Rebuild from :meth:`to_arrays` output and the metadata."""
+        """Rebuild from :meth:`to_arrays` output and the metadata.
+
+        Args:
+          arrays: ``{"axis_i", "value/<metric>", "extra/<name>"}`` as :meth:`to_arrays` writes them.
+          meta: the metadata; its ``kind`` names the slice.
+
+        Returns:
+          the :class:`Surface`.
+        """
         n_axes = sum(1 for k in arrays if k.startswith("axis_"))
         axes = [arrays[f"axis_{i}"] for i in range(n_axes)]
         values = {k[6:]: v for k, v in arrays.items() if k.startswith("value/")}
@@ -95,6 +103,13 @@ def default_chunk_size(num_examples: int | None = None, width: int | None = None
 
     Bounded so that a chunk's activations (points × examples × width floats) stay near
     32 MiB on CPU and 1 GiB on GPU/TPU.
+
+    Args:
+      num_examples: examples per evaluation (``None``: unknown).
+      width: the widest layer (``None``: unknown).
+
+    Returns:
+      points per compiled call, at least 1 (64 on a CPU and 1024 elsewhere when unknown).
     """
     backend = jax.default_backend()
     budget = (32 if backend == "cpu" else 1024) * 2**20
@@ -353,6 +368,7 @@ def line(
     save_every_s: float = 5.0,
     progress: bool = False,
     mesh=None,
+    desc: str = "surface",
 ) -> Surface:
     """Metrics along ``center + a d`` for ``num`` values of ``a`` in ``[-span, span]``.
 
@@ -372,6 +388,7 @@ def line(
       save_every_s: minimum seconds between checkpoint writes.
       progress: show a progress bar.
       mesh: a :func:`landscape.distributed.make_mesh` mesh to shard the points over (``None``: one device).
+      desc: the progress bar's label.
 
     Returns:
       a :class:`Surface` of kind ``"line"``: ``axes[0]`` ``(num,)``, values ``(num,)`` (``(S, num)``
@@ -379,7 +396,7 @@ def line(
     """
     a = _grid_axis(span, num, "line")
     _check_points(a.size, tree.num_members(center) if stacked else 1)
-    vals = evaluate(fn, center, [direction], a[:, None], data=data, stacked=stacked, chunk_size=chunk_size, shortcut=shortcut, checkpoint=checkpoint, keep_checkpoint=keep_checkpoint, save_every_s=save_every_s, progress=progress, mesh=mesh)
+    vals = evaluate(fn, center, [direction], a[:, None], data=data, stacked=stacked, chunk_size=chunk_size, shortcut=shortcut, checkpoint=checkpoint, keep_checkpoint=keep_checkpoint, save_every_s=save_every_s, progress=progress, mesh=mesh, desc=desc)
     return Surface("line", [a], _finish(vals, (a.size,), stacked))
 
 
@@ -401,6 +418,7 @@ def plane(
     save_every_s: float = 5.0,
     progress: bool = False,
     mesh=None,
+    desc: str = "surface",
 ) -> Surface:
     """Metrics on the ``num × num`` grid ``center + a d_1 + b d_2``, ``a, b`` in ``[-span, span]``
     (Li et al. 2018: with random filter-normalised directions, the paper's 2-D plots).
@@ -423,6 +441,7 @@ def plane(
       save_every_s: minimum seconds between checkpoint writes.
       progress: show a progress bar.
       mesh: a :func:`landscape.distributed.make_mesh` mesh to shard the points over (``None``: one device).
+      desc: the progress bar's label.
 
     Returns:
       a :class:`Surface` of kind ``"plane"``: values ``(num, num_y)`` (``(S, num, num_y)``
@@ -435,7 +454,7 @@ def plane(
     _check_points(a.size * b.size, tree.num_members(center) if stacked else 1)
     aa, bb = np.meshgrid(a, b, indexing="ij")
     coords = np.stack([aa.ravel(), bb.ravel()], axis=1)
-    vals = evaluate(fn, center, directions, coords, data=data, stacked=stacked, chunk_size=chunk_size, shortcut=shortcut, checkpoint=checkpoint, keep_checkpoint=keep_checkpoint, save_every_s=save_every_s, progress=progress, mesh=mesh)
+    vals = evaluate(fn, center, directions, coords, data=data, stacked=stacked, chunk_size=chunk_size, shortcut=shortcut, checkpoint=checkpoint, keep_checkpoint=keep_checkpoint, save_every_s=save_every_s, progress=progress, mesh=mesh, desc=desc)
     cos = dirs.cosine(*directions) if not stacked else jax.jit(jax.vmap(dirs.cosine))(*directions)
     meta = {"cosine": np.asarray(cos).tolist()}
     return Surface("plane", [a, b], _finish(vals, (a.size, b.size), stacked), meta=meta)
@@ -459,6 +478,7 @@ def random_planes(
     save_every_s: float = 5.0,
     progress: bool = False,
     mesh=None,
+    desc: str = "surface",
 ) -> Surface:
     """Each member's own random plane (Li et al. 2018), all in one stacked evaluation.
 
@@ -481,6 +501,7 @@ def random_planes(
       save_every_s: minimum seconds between checkpoint writes.
       progress: show a progress bar.
       mesh: a :func:`landscape.distributed.make_mesh` mesh to shard the points over (``None``: one device).
+      desc: the progress bar's label.
 
     Returns:
       a :class:`Surface`: values ``(S, num, num)``; ``meta["cosine"]`` each member's direction cosine.
@@ -492,7 +513,7 @@ def random_planes(
                                       orthogonal=orthogonal)
 
     d1, d2 = jax.vmap(draw)(jnp.arange(s), centers)
-    surf = plane(fn, centers, [d1, d2], span=span, num=num, data=data, stacked=True, chunk_size=chunk_size, shortcut=shortcut, checkpoint=checkpoint, keep_checkpoint=keep_checkpoint, save_every_s=save_every_s, progress=progress, mesh=mesh)
+    surf = plane(fn, centers, [d1, d2], span=span, num=num, data=data, stacked=True, chunk_size=chunk_size, shortcut=shortcut, checkpoint=checkpoint, keep_checkpoint=keep_checkpoint, save_every_s=save_every_s, progress=progress, mesh=mesh, desc=desc)
     surf.meta.update({"norm": norm, "ignore_biases": ignore_biases, "orthogonal": orthogonal})
     return surf
 
@@ -504,6 +525,16 @@ def barrier_of_curve(t: np.ndarray, values: np.ndarray) -> dict[str, float]:
     ``{"barrier": max_t [L(t) - ((1-t) L_A + t L_B)], "barrier_midpoint": max_t L(t) - (L_A + L_B)/2,
     "t_max": argmax of the first, "loss_a", "loss_b"}``.  ``values`` may have leading axes;
     then every entry is an array.
+
+    Args:
+      t: ``(T,)`` the curve's parameters.
+      values: ``(..., T)`` the loss along it.
+
+    Returns:
+      the dict above (floats, or arrays of the leading shape).
+
+    Raises:
+      ConfigError: ``t`` lacks 0 or 1.
     """
     t = np.asarray(t, float)
     values = np.asarray(values, float)
@@ -529,7 +560,18 @@ def barrier_of_curve(t: np.ndarray, values: np.ndarray) -> dict[str, float]:
 
 
 def interpolation_grid(num: int = 61, extend: float = 0.5) -> np.ndarray:
-    """``num`` points spanning ``[0, 1]`` evenly, continued with the same spacing to ``[-extend, 1 + extend]``."""
+    """``num`` points spanning ``[0, 1]`` evenly, continued with the same spacing to ``[-extend, 1 + extend]``.
+
+    Args:
+      num: points on ``[0, 1]``, both ends included (at least 2).
+      extend: how far to continue beyond each end (``>= 0``).
+
+    Returns:
+      ``(num + 2 n,)`` with ``n = floor(extend (num - 1))`` points added on each side.
+
+    Raises:
+      ConfigError: ``num < 2``, a negative or non-finite ``extend``, or too many points.
+    """
     if not isinstance(num, (int, np.integer)) or num < 2:
         raise ConfigError(f"interpolation needs at least 2 points in [0, 1], got {num!r}")
     if not (np.isfinite(extend) and extend >= 0):
@@ -557,6 +599,7 @@ def interpolation(
     save_every_s: float = 5.0,
     progress: bool = False,
     mesh=None,
+    desc: str = "surface",
 ) -> Surface:
     """Metrics along ``theta(t) = (1 - t) theta_A + t theta_B``, ``t`` from ``-extend`` to
     ``1 + extend`` (Goodfellow et al. 2015's linear interpolation), with both barriers.
@@ -578,6 +621,7 @@ def interpolation(
       save_every_s: minimum seconds between checkpoint writes.
       progress: show a progress bar.
       mesh: a :func:`landscape.distributed.make_mesh` mesh to shard the points over (``None``: one device).
+      desc: the progress bar's label.
 
     Returns:
       a :class:`Surface` of kind ``"interpolation"``: ``axes[0]`` the ``t`` grid;
@@ -586,7 +630,7 @@ def interpolation(
     """
     t = interpolation_grid(num, extend)
     vals = evaluate(fn, theta_a, [dirs.between(theta_a, theta_b)], t[:, None], data=data, stacked=stacked,
-                    chunk_size=chunk_size, shortcut=shortcut, checkpoint=checkpoint, keep_checkpoint=keep_checkpoint, save_every_s=save_every_s, progress=progress, mesh=mesh)
+                    chunk_size=chunk_size, shortcut=shortcut, checkpoint=checkpoint, keep_checkpoint=keep_checkpoint, save_every_s=save_every_s, progress=progress, mesh=mesh, desc=desc)
     vals = _finish(vals, (t.size,), stacked)
     barriers = {k: _jsonable_barrier(barrier_of_curve(t, v)) for k, v in vals.items()
                 if k.endswith("loss") or k == "value"}
@@ -632,6 +676,7 @@ def three_point(
     save_every_s: float = 5.0,
     progress: bool = False,
     mesh=None,
+    desc: str = "surface",
 ) -> Surface:
     """Metrics on the plane through three solutions (Garipov et al. 2018), grid around them.
 
@@ -652,6 +697,7 @@ def three_point(
       save_every_s: minimum seconds between checkpoint writes.
       progress: show a progress bar.
       mesh: a :func:`landscape.distributed.make_mesh` mesh to shard the points over (``None``: one device).
+      desc: the progress bar's label.
 
     Returns:
       a :class:`Surface` of kind ``"three_point"``: axes are Euclidean distances along the
@@ -669,7 +715,7 @@ def three_point(
     a, b = _box(np.concatenate(pts), margin, num)
     aa, bb = np.meshgrid(a, b, indexing="ij")
     vals = evaluate(fn, pl.origin, [pl.u, pl.v], np.stack([aa.ravel(), bb.ravel()], 1), data=data,
-                    chunk_size=chunk_size, shortcut=shortcut, checkpoint=checkpoint, keep_checkpoint=keep_checkpoint, save_every_s=save_every_s, progress=progress, mesh=mesh)
+                    chunk_size=chunk_size, shortcut=shortcut, checkpoint=checkpoint, keep_checkpoint=keep_checkpoint, save_every_s=save_every_s, progress=progress, mesh=mesh, desc=desc)
     return Surface("three_point", [a, b], _finish(vals, (a.size, b.size), False), extras)
 
 
@@ -688,6 +734,7 @@ def trajectory_plane(
     save_every_s: float = 5.0,
     progress: bool = False,
     mesh=None,
+    desc: str = "surface",
 ) -> Surface:
     """Metrics on the trajectory-PCA plane (Li et al. 2018, §7) with the path projected onto it.
 
@@ -707,6 +754,7 @@ def trajectory_plane(
       save_every_s: minimum seconds between checkpoint writes.
       progress: show a progress bar.
       mesh: a :func:`landscape.distributed.make_mesh` mesh to shard the points over (``None``: one device).
+      desc: the progress bar's label.
 
     Returns:
       a :class:`Surface` of kind ``"trajectory"``: ``extras["path"] (K, 2)`` the path's
@@ -717,7 +765,7 @@ def trajectory_plane(
     a, b = _box(np.concatenate([pca.coords, np.zeros((1, 2))]), margin, num)
     aa, bb = np.meshgrid(a, b, indexing="ij")
     vals = evaluate(fn, pca.origin, pca.directions, np.stack([aa.ravel(), bb.ravel()], 1), data=data,
-                    chunk_size=chunk_size, shortcut=shortcut, checkpoint=checkpoint, keep_checkpoint=keep_checkpoint, save_every_s=save_every_s, progress=progress, mesh=mesh)
+                    chunk_size=chunk_size, shortcut=shortcut, checkpoint=checkpoint, keep_checkpoint=keep_checkpoint, save_every_s=save_every_s, progress=progress, mesh=mesh, desc=desc)
     meta = {"explained_variance_ratio": pca.explained_variance_ratio.tolist()}
     extras = {"path": pca.coords, "points": np.zeros((1, 2))}
     return Surface("trajectory", [a, b], _finish(vals, (a.size, b.size), False), extras, meta)

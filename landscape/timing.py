@@ -69,7 +69,11 @@ class Timings:
 
     @contextlib.contextmanager
     def phase(self, name: str):
-        """Time a named phase (compilation inside it is counted as compilation, not as the phase)."""
+        """Time a named phase (compilation inside it is counted as compilation, not as the phase).
+
+        Args:
+          name: the phase (``load``, ``figure``).
+        """
         t0, c0 = time.perf_counter(), self.compile_s
         try:
             yield

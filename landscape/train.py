@@ -82,7 +82,14 @@ class Trajectory:
     params: Any
 
     def member(self, i: int) -> Any:
-        """Snapshots of member ``i``: leaves ``(K, ...)``."""
+        """Snapshots of member ``i``: leaves ``(K, ...)``.
+
+        Args:
+          i: the member's index.
+
+        Returns:
+          its snapshots, leaves ``(K, ...)``.
+        """
         return jax.tree_util.tree_map(lambda x: x[i], self.params)
 
 
@@ -124,15 +131,40 @@ class Ensemble:
         return int(self.seeds.shape[0])
 
     def member(self, i: int) -> Any:
-        """Parameters of member ``i`` (no member axis)."""
+        """Parameters of member ``i`` (no member axis).
+
+        Args:
+          i: the member's index (:meth:`index` finds it from a seed).
+
+        Returns:
+          a parameter pytree.
+        """
         return tree.take(self.params, i)
 
     def member_state(self, i: int) -> Any:
-        """Model state of member ``i`` (no member axis; ``{}`` without state)."""
+        """Model state of member ``i`` (no member axis; ``{}`` without state).
+
+        Args:
+          i: the member's index.
+
+        Returns:
+          a state pytree.
+        """
         return tree.take(self.state, i)
 
     def index(self, seed: int, learning_rate: float | None = None) -> int:
-        """Member index of ``seed`` (and ``learning_rate`` when the run swept several)."""
+        """Member index of ``seed`` (and ``learning_rate`` when the run swept several).
+
+        Args:
+          seed: the member's seed.
+          learning_rate: its learning rate (needed only when the run swept several).
+
+        Returns:
+          the index into the member axis.
+
+        Raises:
+          ConfigError: no such member, or several (a sweep without ``learning_rate``).
+        """
         mask = self.seeds == seed
         if learning_rate is not None:
             mask &= np.isclose(self.learning_rates, learning_rate)
@@ -155,7 +187,15 @@ def _range_text(seeds: np.ndarray) -> str:
 
 
 def member_keys(key: jax.Array, seed: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """``(init_key, order_key)`` of one member: ``split(fold_in(key, seed))``."""
+    """``(init_key, order_key)`` of one member: ``split(fold_in(key, seed))``.
+
+    Args:
+      key: the run's root key.
+      seed: the member's seed.
+
+    Returns:
+      the key of its initial parameters and the key of its minibatch order.
+    """
     k = jax.random.fold_in(key, seed)
     init_key, order_key = jax.random.split(k)
     return init_key, order_key
@@ -553,6 +593,14 @@ def device_bytes_per_member(model: MLP, batch: int, eval_examples: int) -> int:
     activations of a training step (forward values and their gradients, pre- and
     post-activation: ``16 · batch · W`` with ``W`` the summed layer widths) or of the metric
     evaluation on every train and test example (``8 · eval_examples · W``), whichever is larger.
+
+    Args:
+      model: the bound model.
+      batch: the training batch size (the training set's size for full batch).
+      eval_examples: train plus test examples evaluated for the history.
+
+    Returns:
+      bytes.
     """
     width = model.activation_width()
     return int(16 * model.num_params() + max(16 * batch * width, 8 * eval_examples * width))
@@ -709,12 +757,31 @@ def epoch_order(order_words: np.ndarray, epoch: int, n: int) -> np.ndarray:
     are the words of the member's order key (``jax.random.key_data``).  Drawn on the host:
     XLA's sort on a CPU is several times slower than NumPy's shuffle, and the permutation is
     needed only once per epoch.
+
+    Args:
+      order_words: the member's order key as words (``jax.random.key_data(order_key)``).
+      epoch: the epoch's index.
+      n: the number of training examples.
+
+    Returns:
+      ``(n,)`` int permutation.
     """
     return np.random.default_rng([int(w) for w in np.ravel(order_words)] + [int(epoch)]).permutation(n).astype(np.int32)
 
 
 def epoch_orders(order_words: np.ndarray, first: int, num: int, n: int, last: int | None = None) -> np.ndarray:
-    """``(M, num, n)`` int32: epochs ``first .. last`` (default ``first + num - 1``) of every member; zeros after."""
+    """``(M, num, n)`` int32: epochs ``first .. last`` (default ``first + num - 1``) of every member; zeros after.
+
+    Args:
+      order_words: ``(M, W)`` every member's order-key words.
+      first: the first epoch.
+      num: how many epochs the array holds.
+      n: the number of training examples.
+      last: the last epoch to draw (default ``first + num - 1``); rows after it are zeros.
+
+    Returns:
+      ``(M, num, n)`` int32: each row :func:`epoch_order` of that member and epoch.
+    """
     last = first + num - 1 if last is None else last
     out = np.zeros((order_words.shape[0], num, n), np.int32)
     for i, words in enumerate(order_words):
@@ -805,7 +872,14 @@ def learned(ens: Ensemble, *, margin: float = LEARNED_MARGIN) -> np.ndarray:
 
 
 def status(ens: Ensemble) -> list[str]:
-    """Each member's status: ``"ok"``, ``"diverged at step N"`` or ``"did not learn"`` (:func:`learned`)."""
+    """Each member's status: ``"ok"``, ``"diverged at step N"`` or ``"did not learn"`` (:func:`learned`).
+
+    Args:
+      ens: a trained :class:`Ensemble`.
+
+    Returns:
+      one string per member.
+    """
     good = learned(ens)
     return [f"diverged at step {int(ens.diverged_step[i])}" if ens.diverged[i] else
             ("ok" if good[i] else "did not learn") for i in range(ens.num_members)]
@@ -822,6 +896,9 @@ def summarize(ens: Ensemble) -> dict:
     rate only when the run has one (otherwise it is empty and ``spread_by_lr`` holds the
     figures); a spread is empty when every member diverged.  Members that did not learn
     (:func:`learned`) are in the spread and counted in ``num_not_learned``.
+
+    Args:
+      ens: a trained :class:`Ensemble`.
     """
     h = ens.history
     final = {m: getattr(h, m)[:, -1] for m in _METRICS}

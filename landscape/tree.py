@@ -44,31 +44,71 @@ __all__ = [
 
 @jax.jit  # one compiled program per tree structure, not one per leaf operation
 def add(a: PyTree, b: PyTree) -> PyTree:
-    """Leafwise ``a + b``."""
+    """Leafwise ``a + b``.
+
+    Args:
+      a: a pytree.
+      b: a pytree of the same structure and shapes.
+
+    Returns:
+      a pytree.
+    """
     return jax.tree_util.tree_map(jnp.add, a, b)
 
 
 @jax.jit  # one compiled program per tree structure, not one per leaf operation
 def sub(a: PyTree, b: PyTree) -> PyTree:
-    """Leafwise ``a - b``."""
+    """Leafwise ``a - b``.
+
+    Args:
+      a: a pytree.
+      b: a pytree of the same structure and shapes.
+
+    Returns:
+      a pytree.
+    """
     return jax.tree_util.tree_map(jnp.subtract, a, b)
 
 
 @jax.jit  # one compiled program per tree structure, not one per leaf operation
 def scale(alpha: Any, a: PyTree) -> PyTree:
-    """Leafwise ``alpha * a`` for a scalar ``alpha``."""
+    """Leafwise ``alpha * a`` for a scalar ``alpha``.
+
+    Args:
+      alpha: a scalar (may be traced).
+      a: a pytree.
+
+    Returns:
+      a pytree.
+    """
     return jax.tree_util.tree_map(lambda x: alpha * x, a)
 
 
 @jax.jit  # one compiled program per tree structure, not one per leaf operation
 def axpy(alpha: Any, x: PyTree, y: PyTree) -> PyTree:
-    """Leafwise ``alpha * x + y``."""
+    """Leafwise ``alpha * x + y``.
+
+    Args:
+      alpha: a scalar.
+      x: a pytree.
+      y: a pytree of the same structure.
+
+    Returns:
+      a pytree.
+    """
     return jax.tree_util.tree_map(lambda u, v: alpha * u + v, x, y)
 
 
 @jax.jit  # one compiled program per tree structure, not one per leaf operation
 def with_member_axis(a: PyTree) -> PyTree:
-    """Every leaf with a leading member axis of length 1: ``x[None]``."""
+    """Every leaf with a leading member axis of length 1: ``x[None]``.
+
+    Args:
+      a: a pytree (host or device leaves).
+
+    Returns:
+      the pytree with leaves ``(1, ...)``, on the device; one compiled program per tree structure.
+    """
     return jax.tree_util.tree_map(lambda x: jnp.asarray(x)[None], a)
 
 
@@ -77,6 +117,14 @@ def lincomb(center: PyTree, coefficients: Any, directions: Sequence[PyTree]) -> 
 
     ``coefficients`` has shape ``(k,)`` and ``directions`` holds ``k`` pytrees shaped like
     ``center``.
+
+    Args:
+      center: a pytree.
+      coefficients: ``(k,)``.
+      directions: ``k`` pytrees shaped like ``center``.
+
+    Returns:
+      a pytree shaped like ``center``.
     """
     out = center
     for i, d in enumerate(directions):
@@ -86,24 +134,54 @@ def lincomb(center: PyTree, coefficients: Any, directions: Sequence[PyTree]) -> 
 
 @jax.jit  # one compiled program per tree structure, not one per leaf operation
 def vdot(a: PyTree, b: PyTree) -> jax.Array:
-    """Inner product of two pytrees, summed over every leaf."""
+    """Inner product of two pytrees, summed over every leaf.
+
+    Args:
+      a: a pytree.
+      b: a pytree of the same structure and shapes.
+
+    Returns:
+      a scalar.
+    """
     leaves = jax.tree_util.tree_leaves(jax.tree_util.tree_map(lambda x, y: jnp.vdot(x, y), a, b))
     return sum(leaves, jnp.zeros((), dtype=leaves[0].dtype if leaves else jnp.float32))
 
 
 @jax.jit  # one compiled program per tree structure, not one per leaf operation
 def norm(a: PyTree) -> jax.Array:
-    """Euclidean norm of the whole pytree (all leaves flattened together)."""
+    """Euclidean norm of the whole pytree (all leaves flattened together).
+
+    Args:
+      a: a pytree.
+
+    Returns:
+      a scalar.
+    """
     return jnp.sqrt(vdot(a, a))
 
 
 def zeros_like(a: PyTree) -> PyTree:
-    """A pytree of zeros shaped like ``a``."""
+    """A pytree of zeros shaped like ``a``.
+
+    Args:
+      a: a pytree.
+
+    Returns:
+      a pytree.
+    """
     return jax.tree_util.tree_map(jnp.zeros_like, a)
 
 
 def random_like(key: jax.Array, a: PyTree) -> PyTree:
-    """Standard Gaussian noise shaped like ``a``: one independent key per leaf."""
+    """Standard Gaussian noise shaped like ``a``: one independent key per leaf.
+
+    Args:
+      key: PRNG key.
+      a: a pytree (shapes and dtypes are copied).
+
+    Returns:
+      a pytree.
+    """
     leaves, treedef = jax.tree_util.tree_flatten(a)
     keys = jax.random.split(key, max(len(leaves), 1))
     noise = [jax.random.normal(k, jnp.shape(x), dtype=jnp.result_type(x)) for k, x in zip(keys, leaves)]
@@ -111,14 +189,34 @@ def random_like(key: jax.Array, a: PyTree) -> PyTree:
 
 
 def stack(trees: Sequence[PyTree]) -> PyTree:
-    """Stack pytrees of equal structure along a new leading member axis."""
+    """Stack pytrees of equal structure along a new leading member axis.
+
+    Args:
+      trees: pytrees of one structure and shapes.
+
+    Returns:
+      one pytree with leaves ``(len(trees), ...)``.
+
+    Raises:
+      ValueError: no pytrees.
+    """
     if not trees:
         raise ValueError("stack needs at least one pytree")
     return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *trees)
 
 
 def num_members(stacked: PyTree) -> int:
-    """Length of the leading member axis of a stacked pytree."""
+    """Length of the leading member axis of a stacked pytree.
+
+    Args:
+      stacked: a pytree whose leaves are ``(M, ...)``.
+
+    Returns:
+      ``M``.
+
+    Raises:
+      ValueError: an empty pytree.
+    """
     leaves = jax.tree_util.tree_leaves(stacked)
     if not leaves:
         raise ValueError("empty pytree has no member axis")
@@ -126,17 +224,39 @@ def num_members(stacked: PyTree) -> int:
 
 
 def take(stacked: PyTree, i: int) -> PyTree:
-    """Member ``i`` of a stacked pytree (the leading axis removed)."""
+    """Member ``i`` of a stacked pytree (the leading axis removed).
+
+    Args:
+      stacked: a pytree whose leaves are ``(M, ...)``.
+      i: the member.
+
+    Returns:
+      a pytree.
+    """
     return jax.tree_util.tree_map(lambda x: x[i], stacked)
 
 
 def unstack(stacked: PyTree) -> list[PyTree]:
-    """Inverse of :func:`stack`: a list with one pytree per member."""
+    """Inverse of :func:`stack`: a list with one pytree per member.
+
+    Args:
+      stacked: a pytree whose leaves are ``(M, ...)``.
+
+    Returns:
+      ``M`` pytrees.
+    """
     return [take(stacked, i) for i in range(num_members(stacked))]
 
 
 def ravel(a: PyTree) -> jax.Array:
-    """All leaves flattened into one vector (for dense references in tests and PCA)."""
+    """All leaves flattened into one vector (for dense references in tests and PCA).
+
+    Args:
+      a: a pytree.
+
+    Returns:
+      ``(P,)``, leaves in tree order, each raveled (``jax.flatten_util.ravel_pytree``).
+    """
     flat, _ = ravel_pytree(a)
     return flat
 
@@ -158,12 +278,26 @@ def member_rows(stacked: PyTree, dtype=np.float64) -> np.ndarray:
 
 
 def size(a: PyTree) -> int:
-    """Total number of scalars in the pytree."""
+    """Total number of scalars in the pytree.
+
+    Args:
+      a: a pytree.
+
+    Returns:
+      an int.
+    """
     return int(sum(np.size(x) for x in jax.tree_util.tree_leaves(a)))
 
 
 def all_finite(a: PyTree) -> jax.Array:
-    """Scalar bool: every entry of every leaf is finite."""
+    """Scalar bool: every entry of every leaf is finite.
+
+    Args:
+      a: a pytree.
+
+    Returns:
+      a scalar bool (may be traced).
+    """
     leaves = jax.tree_util.tree_leaves(a)
     out = jnp.array(True)
     for x in leaves:
@@ -186,17 +320,38 @@ def _path_name(path: tuple) -> str:
 
 
 def key_paths(a: PyTree) -> list[str]:
-    """Slash-joined key paths of the leaves, in flattening order (``Dense_0/kernel``)."""
+    """Slash-joined key paths of the leaves, in flattening order (``Dense_0/kernel``).
+
+    Args:
+      a: a pytree of dicts (and sequences).
+
+    Returns:
+      the paths.
+    """
     return [_path_name(p) for p, _ in jax.tree_util.tree_flatten_with_path(a)[0]]
 
 
 def flatten_with_paths(a: PyTree) -> dict[str, np.ndarray]:
-    """A flat ``{path: numpy array}`` dict of a nested-dict pytree (for storage)."""
+    """A flat ``{path: numpy array}`` dict of a nested-dict pytree (for storage).
+
+    Args:
+      a: a nested-dict pytree.
+
+    Returns:
+      ``{"Dense_0/kernel": array, …}``.
+    """
     return {_path_name(p): np.asarray(x) for p, x in jax.tree_util.tree_flatten_with_path(a)[0]}
 
 
 def unflatten_with_paths(flat: dict[str, Any]) -> dict:
-    """Inverse of :func:`flatten_with_paths` for nested-dict pytrees."""
+    """Inverse of :func:`flatten_with_paths` for nested-dict pytrees.
+
+    Args:
+      flat: ``{"a/b/c": value}``.
+
+    Returns:
+      the nested dict.
+    """
     out: dict = {}
     for path, value in flat.items():
         parts = path.split("/")
