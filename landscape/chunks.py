@@ -150,7 +150,9 @@ def run_chunks(
       keep_checkpoint: leave the checkpoint when done (the caller removes it after committing
         the result); default: delete it.
       save_every_s: minimum seconds between checkpoint writes (``0``: after every chunk).
-      progress: show a tqdm bar; ``desc``/``unit`` label it.
+      progress: show a tqdm bar.
+      desc: the bar's label.
+      unit: the bar's unit.
       sizes: work per chunk for the bar (default 1 each).
 
     Returns:

@@ -883,6 +883,12 @@ def curvature_map(
       key: PRNG key of the Lanczos starts and probes.
       num_iters: Lanczos iterations (default 40, at most ``P``).
       trace_probes: Hutchinson probes per point (``0``: no trace).
+      stacked: ``center`` and ``directions`` carry a leading member axis (one slice per member).
+      chunk_size: points per compiled call.
+      checkpoint: a file for progress; the same call after an interruption resumes from it.
+      keep_checkpoint: leave the checkpoint for the caller to delete.
+      progress: show a progress bar.
+      mesh: a single-process mesh to shard each chunk's points over.
       select: the block of the curvature, as in :func:`top_eigenpairs`.
       curvature: ``"hessian"``, ``"ggn"`` or ``"fisher"``, as in :func:`top_eigenpairs`.
 

@@ -466,6 +466,32 @@ def compare_members(
     leaves them for the caller to remove after saving the result).  ``chunk_size``,
     ``shortcut``, ``save_every_s``, ``progress``, ``mesh`` and ``desc`` are as for
     :func:`landscape.surface.evaluate`; none changes the numbers.
+
+    Args:
+      fn: the metric function, as for :func:`landscape.surface.evaluate`.
+      stacked: the members, leaves ``(M, ...)``.
+      data: the batches the barriers are measured on.
+      predict: ``(params, x) -> outputs`` of one member, for ``disagreement``.
+      test_x: the inputs of ``disagreement``.
+      num: points on ``[0, 1]`` of each line.
+      tol: the basin tolerance (loss units).
+      aligned: also every pair after weight matching (Ainsworth et al. 2023).
+      spec: the model's :class:`PermutationSpec` (needed with ``aligned``).
+      metric: the loss among ``fn``'s outputs, as for :func:`barrier`.
+      chunk_size: evaluations per compiled call.
+      shortcut: use the first-layer shortcut when ``fn`` offers it.
+      checkpoint: the directory described above.
+      keep_checkpoint: leave the checkpoints for the caller to remove.
+      save_every_s: minimum seconds between checkpoint writes.
+      progress: show progress bars.
+      mesh: a mesh to shard the points over.
+      desc: the progress bars' label.
+
+    Returns:
+      the dict of matrices above.
+
+    Raises:
+      ConfigError: a bad ``tol``, or ``aligned`` without ``spec``.
     """
     kw = dict(chunk_size=chunk_size, shortcut=shortcut, keep_checkpoint=keep_checkpoint, save_every_s=save_every_s,
               progress=progress, mesh=mesh, desc=desc)

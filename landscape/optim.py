@@ -155,7 +155,9 @@ def parse(text: str, *, learning_rate: float = 1.0, momentum: float = 0.9) -> Op
     """An optimizer from a command-line word: ``NAME`` or ``NAME@LR`` (``adam@0.01``).
 
     Args:
-      text: the word. learning_rate / momentum: used where the word does not say.
+      text: the word.
+      learning_rate: the learning rate when the word names none.
+      momentum: the momentum of ``momentum``, ``nesterov`` and ``rmsprop``.
 
     Returns:
       the :class:`OptimizerSpec`.

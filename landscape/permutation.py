@@ -158,6 +158,8 @@ def weight_matching(theta_a: PyTree, theta_b: PyTree, spec: PermutationSpec, *, 
       theta_a: the reference member's parameters (no member axis).
       theta_b: the other member's, the same structure.
       spec: the model's :class:`PermutationSpec`.
+      key: randomises the order of the sweeps (``None``: by name).
+      max_iters: the most sweeps.
 
     Returns:
       ``{name: (n,) int}``: apply with :func:`permute` to ``theta_b``.

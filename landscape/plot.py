@@ -96,6 +96,9 @@ def using(name: str):
     The choice is scoped like :func:`matplotlib.rc_context` (a context variable, restored on
     exit); figures keep the style they were made with when saved later.
 
+    Args:
+      name: ``"paper"`` or ``"slides"`` (:data:`STYLES`).
+
     Raises:
       ConfigError: an unknown style.
     """
@@ -152,6 +155,13 @@ def save_figure(fig: Figure, path) -> Path:
     """Write ``fig`` to ``path`` atomically (:mod:`landscape.files`); the format comes from the
     suffix (``.png``, ``.pdf``, ``.svg``).  Returns the path.
 
+    Args:
+      fig: the figure.
+      path: the file (``.png``, ``.pdf``, ``.svg``); its directory is created.
+
+    Returns:
+      the path.
+
     Raises:
       ConfigError: another suffix.
       StorageError: the directory cannot be written.
@@ -179,7 +189,17 @@ def save_figure(fig: Figure, path) -> Path:
 def save_animation(anim, path, *, fps: int = 12, dpi: int = 110) -> Path:
     """Write a matplotlib animation atomically: MP4 through ffmpeg when ``path`` ends in
     ``.mp4`` and ffmpeg is installed, otherwise a GIF through Pillow (``.mp4`` then becomes
-    ``.gif``); ``dpi`` sets the resolution (pixels = figure inches × dpi).  Returns the path written."""
+    ``.gif``); ``dpi`` sets the resolution (pixels = figure inches × dpi).  Returns the path written.
+
+    Args:
+      anim: a ``matplotlib.animation.Animation``.
+      path: ``.gif`` or ``.mp4``.
+      fps: frames per second.
+      dpi: dots per inch.
+
+    Returns:
+      the path written.
+    """
     import tempfile
 
     import matplotlib
@@ -255,6 +275,20 @@ def training_curves(
     (``not_learned (M,)``) dashed in orange; both are left out of the medians.  With
     ``learning_rates (M,)`` holding several rates, each rate has its colour and its own median
     (rates are never pooled).
+
+    Args:
+      step: ``(T,)`` logged steps.
+      train_loss: ``(M, T)``.
+      test_accuracy: ``(M, T)`` or ``None`` (no second panel).
+      diverged: ``(M,)`` bool.
+      not_learned: ``(M,)`` bool.
+      learning_rates: ``(M,)``.
+      loss_name: what the cost is called.
+      log_scale: a log cost axis.
+      title: the figure's title.
+
+    Returns:
+      the figure.
     """
     import matplotlib
 
@@ -313,7 +347,18 @@ def final_cost_histogram(
 ) -> Figure:
     """The final training cost over members, diverged ones excluded: fewer than ``strip_below``
     values as a strip plot (every member one dot: no bins to hide 8 values in); more as a
-    histogram (log-spaced bins over a decade or more) with a rug of the individual values."""
+    histogram (log-spaced bins over a decade or more) with a rug of the individual values.
+
+    Args:
+      final_loss: ``(M,)``.
+      diverged: ``(M,)`` bool.
+      loss_name: what the cost is called.
+      bins: histogram bins.
+      strip_below: below this many values, a strip plot.
+
+    Returns:
+      the figure.
+    """
     import matplotlib
 
     v = np.asarray(final_loss, float)
@@ -376,6 +421,17 @@ def curve(
     ``values[name]`` has shape ``(n,)`` (one curve) or ``(S, n)`` (one curve per seed, with
     the median in black).  ``marks`` draws labelled vertical lines (e.g. ``{"A": 0, "B": 1}``).
     Non-finite values are left out of the lines.
+
+    Args:
+      axis: ``(n,)`` the coordinate along the slice.
+      values: ``{metric: (n,) or (S, n)}``.
+      xlabel: the horizontal axis's label.
+      log_scale: a log axis for the loss panel.
+      title: the figure's title.
+      marks: ``{label: coordinate}`` vertical lines.
+
+    Returns:
+      the figure.
     """
     import matplotlib
 
@@ -460,6 +516,28 @@ def landscape_2d(
     one colour each, their starts circled; a cross marks the lowest grid point.  The colour
     bar is as tall as the axes and states the clip value; ``legend`` explains stars, circles,
     crosses and paths under the axes.
+
+    Args:
+      a: ``(n0,)`` the first axis's coordinates.
+      b: ``(n1,)`` the second's.
+      z: ``(n0, n1)`` the values.
+      kind: ``"contour"``, ``"filled"``, ``"heatmap"`` or ``"surface"`` (3-D).
+      log_levels: log-spaced levels for positive values.
+      clip: the top of the colour range (default: the 95th percentile).
+      xlabel: the horizontal axis's label.
+      ylabel: the vertical axis's label.
+      zlabel: the colour bar's label.
+      title: the axes' title.
+      points: ``(m, 2)`` marked points (minima).
+      point_labels: their names.
+      paths: ``(K, 2)`` polylines.
+      path_labels: their names.
+      ax: draw into these axes (default: a new figure).
+      colorbar: draw the colour bar.
+      legend: draw the legend under the axes.
+
+    Returns:
+      the figure.
     """
     import matplotlib
     from matplotlib import colors as mcolors
@@ -590,7 +668,26 @@ def small_multiples(
     """One small panel per seed (``zs (S, n0, n1)``) with shared colour levels and one colour bar.
 
     ``xlabel`` / ``ylabel`` label the bottom row and the left column; ``title`` is shared by
-    all panels; the colour bar states the clip value when values were clipped."""
+    all panels; the colour bar states the clip value when values were clipped.
+
+    Args:
+      a: ``(n0,)`` the first axis's coordinates.
+      b: ``(n1,)`` the second's.
+      zs: ``(S, n0, n1)``.
+      titles: one per panel.
+      kind: as for :func:`landscape_2d`.
+      log_levels: log-spaced levels.
+      clip: the top of the shared colour range.
+      zlabel: the colour bar's label.
+      columns: panels per row (default: automatic).
+      xlabel: the horizontal axis's label.
+      ylabel: the vertical axis's label.
+      title_size: the panels' title size.
+      title: the shared title.
+
+    Returns:
+      the figure.
+    """
     import matplotlib
     from matplotlib import colors as mcolors
     from matplotlib import ticker
@@ -645,6 +742,20 @@ def from_result(arrays: dict[str, np.ndarray], meta: dict, *, kind: str | None =
     ``kind``: ``line`` for 1-D results; ``contour`` / ``filled`` / ``heatmap`` / ``surface``
     for 2-D ones (default ``filled``; several seeds become small multiples).  ``metric``
     defaults to the training loss.
+
+    Args:
+      arrays: the result's arrays.
+      meta: its metadata.
+      kind: the figure kind (see above).
+      metric: which metric.
+      log: log levels / axis (default: the command's choice).
+      clip: the top of the colour range.
+
+    Returns:
+      the figure.
+
+    Raises:
+      ValueError: an unknown metric or kind, or a result it does not draw.
     """
     if meta.get("kind") == "race":
         if kind is not None or metric is not None or clip is not None or log is not None:
@@ -752,7 +863,20 @@ def matrix(
 
     The diagonal (a member against itself) is drawn grey and left out of the colour range, so
     the off-diagonal values use the whole scale; both axes are labelled (``axis_label``) at any
-    member count, with tick labels when ``labels`` are given for at most 24 members."""
+    member count, with tick labels when ``labels`` are given for at most 24 members.
+
+    Args:
+      mat: ``(M, M)``.
+      groups: ``(M,)`` basin labels of this matrix.
+      labels: ``(M,)`` member names.
+      title: the axes' title.
+      cbar_label: the colour bar's label.
+      log: a log colour scale.
+      axis_label: both axes' label.
+
+    Returns:
+      the figure.
+    """
     import matplotlib
     from matplotlib import colors as mcolors
 
@@ -812,6 +936,20 @@ def scatter(
     ``groups (N,)`` integer labels colour the points: basins by default (members alone in
     their basin share one grey entry), or, with ``group_names``, named groups (e.g. one per
     learning rate) each in its own colour.
+
+    Args:
+      x: ``(N,)``.
+      y: ``(N,)``.
+      xlabel: the horizontal axis's label.
+      ylabel: the vertical axis's label.
+      title: the axes' title.
+      groups: ``(N,)`` int.
+      group_names: names of the groups.
+      log_x: a log x-axis where the data span a decade.
+      diagonal: draw y = x.
+
+    Returns:
+      the figure.
     """
     import matplotlib
 
@@ -868,6 +1006,16 @@ def spectral_density(grid: np.ndarray, density: np.ndarray, *, title: str | None
 
     ``density`` is ``(n,)`` or ``(S, n)`` (one curve per seed, median in black); ``eigenvalues``
     marks top eigenvalues as ticks on the axis.
+
+    Args:
+      grid: ``(n,)`` eigenvalues.
+      density: ``(n,)`` or ``(S, n)``.
+      title: the axes' title.
+      log_y: a log density axis.
+      eigenvalues: top eigenvalues to mark.
+
+    Returns:
+      the figure.
     """
     import matplotlib
 
@@ -948,7 +1096,14 @@ def curvature_map(
       loss: that loss surface.
       threshold: the ratio marked as "large" (Li et al. call ``|λ_min/λ_max|`` above a few
         per cent significant non-convexity).
+      titles: one title per member's panel (default ``member i``).
+      xlabel: the horizontal axis's label.
+      ylabel: the vertical axis's label.
+      title: the figure's title.
       warnings: lines printed in red under the figure (members that diverged or did not learn).
+
+    Returns:
+      the figure.
     """
     import matplotlib
 
@@ -1034,6 +1189,17 @@ def minibatch_spread(full: dict[str, np.ndarray], batches: dict[str, np.ndarray]
     black bar (with ``full_stderr[label]`` as black error bars where the full-data value is itself
     an estimate, e.g. Hutchinson's trace) — how far a number measured on one mini-batch of
     ``batch_size`` can stray.  ``labels`` name the members on the x axis (``(M,)``).
+
+    Args:
+      full: ``{label: (M,)}`` full-data values.
+      batches: ``{label: (M, K)}`` per-batch values.
+      batch_size: the batches' size (in the title).
+      full_stderr: ``{label: (M,)}`` the full-data values' standard errors.
+      labels: ``(M,)`` member names.
+      title: the figure's title.
+
+    Returns:
+      the figure.
     """
     import matplotlib
 
@@ -1089,6 +1255,17 @@ def sweep(
     span a decade or more); or, for several series
     on one panel (up to four), ``{"series": [{"y", "lo", "hi", "label"}, ...], "ylabel": ...}``.
     Non-finite entries are left out.
+
+    Args:
+      x: ``(n,)`` the swept setting.
+      panels: the panel dicts above.
+      xlabel: the horizontal axis's label.
+      log_x: a log x-axis.
+      xticklabels: labels at ``x``.
+      title: the figure's title.
+
+    Returns:
+      the figure.
     """
     import matplotlib
 
@@ -1163,6 +1340,27 @@ def descent_animation(
     the axes (at its right with ``size``); ``width``: figure width in inches, or ``size``:
     ``(width, height)`` (a 16:9 frame for projection); ``tail=0`` draws each whole path so far.
     Returns a :class:`matplotlib.animation.FuncAnimation` (save it with :func:`save_animation`).
+
+    Args:
+      a: ``(n0,)`` the first axis's coordinates.
+      b: ``(n1,)`` the second's.
+      z: ``(n0, n1)`` the slice's cost.
+      paths: ``(S, T, 2)``.
+      steps: ``(T,)`` the step of each frame (shown in the title).
+      points: ``(m, 2)`` minima.
+      point_labels: their names.
+      tail: frames of fading tail (0: whole paths).
+      zlabel: the colour bar's label.
+      title: the title.
+      interval_ms: milliseconds between frames.
+      colors: one colour per path.
+      legend: ``{label: colour}``.
+      xlabel: the horizontal axis's label.
+      ylabel: the vertical axis's label.
+      width: the figure's width in inches.
+      linewidth: the paths' line width.
+      size: ``(width, height)`` in inches instead of ``width``.
+      dot_size: the moving dots' size.
     """
     import matplotlib
     from matplotlib.animation import FuncAnimation
@@ -1388,7 +1586,23 @@ def race_animation(a, b, cost, paths, path_steps, entrants, *, points=None, poin
                    xlabel="distance along u", ylabel="distance along v", loss_name="loss", title=None,
                    width: float = 6.4):
     """The race as an animation (:func:`descent_animation` with one colour per entrant, whole
-    paths growing): ``paths (S, E, K, 2)``.  Returns the animation; save it with :func:`save_animation`."""
+    paths growing): ``paths (S, E, K, 2)``.  Returns the animation; save it with :func:`save_animation`.
+
+    Args:
+      a: the plane's first axis.
+      b: its second.
+      cost: ``(G, H)``.
+      paths: ``(S, E, K, 2)``.
+      path_steps: ``(K,)`` the snapshot steps.
+      entrants: ``E`` names.
+      points: the minima.
+      point_labels: their names.
+      xlabel: the horizontal axis's label.
+      ylabel: the vertical axis's label.
+      loss_name: what the cost is called.
+      title: the title.
+      width: the figure's width in inches.
+    """
     paths = np.asarray(paths, float)
     s, e, k = paths.shape[:3]
     colours = [ENTRANT_COLOURS[i % len(ENTRANT_COLOURS)] for i in range(e)]
@@ -1405,7 +1619,15 @@ UNSETTLED_COLOUR = "#000000"
 
 def paths_by_basin(basin: np.ndarray, names: list[str]) -> tuple[list, dict]:
     """Colours of paths by the minimum they ended at (``basin (S,)``, −1: none) and the legend
-    ``{"to NAME: count": colour}`` for them (:func:`descent_paths`, the descent animation)."""
+    ``{"to NAME: count": colour}`` for them (:func:`descent_paths`, the descent animation).
+
+    Args:
+      basin: ``(S,)`` int.
+      names: the minima's names.
+
+    Returns:
+      ``(colours, legend)``.
+    """
     basin = np.asarray(basin)
     colours = [BASIN_COLOURS[k % len(BASIN_COLOURS)] if k >= 0 else UNSETTLED_COLOUR for k in basin]
     legend = {f"to {name}: {int(np.sum(basin == k))}": BASIN_COLOURS[k % len(BASIN_COLOURS)]
@@ -1420,6 +1642,19 @@ def descent_paths(a, b, z, paths, basin, *, points=None, point_labels=None, xlab
                   ylabel="distance along v", zlabel="loss", title=None) -> Figure:
     """The still of an in-plane descent: every path ``(S, T, 2)`` on the plane's cost, coloured by
     the minimum it ended at (``basin (S,)``, −1: none), starts circled, ends dotted.
+
+    Args:
+      a: ``(n0,)`` the first axis's coordinates.
+      b: ``(n1,)`` the second's.
+      z: ``(n0, n1)`` the plane's cost.
+      paths: ``(S, T, 2)``.
+      basin: ``(S,)`` int.
+      points: the minima.
+      point_labels: their names.
+      xlabel: the horizontal axis's label.
+      ylabel: the vertical axis's label.
+      zlabel: the colour bar's label.
+      title: the title.
 
     Returns:
       the figure (column width, the legend under the axes).

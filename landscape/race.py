@@ -140,6 +140,8 @@ def race(
       grid: points per side of the plane's cost grid.
       margin: the three-point grid's margin around the minima (as in :func:`plane_of`).
       span: the half-width of a random plane around one minimum.
+      spec: the model's :class:`~landscape.permutation.PermutationSpec`: align the minima to the
+        first before the plane is laid (``None``: as they are).
       metrics: ``(params, (x, y)) -> {"loss", ...}`` for the plane's cost (default
         :func:`landscape.models.metrics_fn`).
       progress: show progress bars.

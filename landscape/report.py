@@ -34,7 +34,16 @@ __all__ = [
 
 def training_figures(ens, run: str | Path, fmt: str = "png") -> list[Path]:
     """Training curves (coloured by learning rate in a sweep; diverged red, did-not-learn
-    dashed) and the histogram of final costs, under ``RUN/figures/``."""
+    dashed) and the histogram of final costs, under ``RUN/figures/``.
+
+    Args:
+      ens: the trained or loaded ensemble.
+      run: the run directory.
+      fmt: ``png``, ``pdf`` or ``svg``.
+
+    Returns:
+      the figures written.
+    """
     from . import plot
     from .train import learned
 
@@ -50,9 +59,22 @@ def training_figures(ens, run: str | Path, fmt: str = "png") -> list[Path]:
     ]
 
 
-def result_figure(arrays: dict, meta: dict, path: str | Path, **kw) -> Path:
+def result_figure(arrays: dict, meta: dict, path: str | Path, *, kind: str | None = None, metric: str | None = None,
+                  log: bool | None = None, clip: float | None = None) -> Path:
     """Draw a saved slice result (:func:`landscape.plot.from_result`) to ``path``; with
     ``kind="curvature"`` its curvature map (:func:`curvature_map_figure`).
+
+    Args:
+      arrays: the result's arrays (:func:`landscape.io.load_result`).
+      meta: its metadata.
+      path: the figure file.
+      kind: the figure kind (:func:`landscape.plot.from_result`), or ``"curvature"``.
+      metric: which metric.
+      log: log levels / axis.
+      clip: the top of the colour range.
+
+    Returns:
+      the path.
 
     Raises:
       ValueError: ``kind="curvature"`` for a result without a curvature map (or another
@@ -60,16 +82,24 @@ def result_figure(arrays: dict, meta: dict, path: str | Path, **kw) -> Path:
     """
     from . import plot
 
-    if kw.get("kind") == "curvature":
+    if kind == "curvature":
         if not any(k.startswith("curvature/") for k in arrays):
             raise ValueError("the result holds no curvature map: compute it with `landscape surface --curvature`")
         return curvature_map_figure(arrays, meta, path)
-    return plot.save_figure(plot.from_result(arrays, meta, **kw), path)
+    return plot.save_figure(plot.from_result(arrays, meta, kind=kind, metric=metric, log=log, clip=clip), path)
 
 
 def basin_lines(arrays: dict, meta: dict) -> list[str]:
     """Lines for a basins result: the minima's own barriers, the tolerance, and the share of starts
-    per basin (then shared, elsewhere, diverged) with their final cost."""
+    per basin (then shared, elsewhere, diverged) with their final cost.
+
+    Args:
+      arrays: the result's arrays (:func:`landscape.io.load_result`).
+      meta: its metadata.
+
+    Returns:
+      the lines.
+    """
     labels, final = np.asarray(arrays["labels"]).ravel(), np.asarray(arrays["final_loss"]).ravel()
     names = list(meta.get("point_labels") or [])
     r = np.asarray(arrays["points"]).shape[0]
@@ -95,7 +125,15 @@ def basin_lines(arrays: dict, meta: dict) -> list[str]:
 
 
 def race_lines(arrays: dict, meta: dict) -> list[str]:
-    """Lines for a race result: per entrant, the final cost over the starts and how far the paths left the plane."""
+    """Lines for a race result: per entrant, the final cost over the starts and how far the paths left the plane.
+
+    Args:
+      arrays: the result's arrays (:func:`landscape.io.load_result`).
+      meta: its metadata.
+
+    Returns:
+      the lines.
+    """
     loss, off = np.asarray(arrays["loss"]), np.asarray(arrays["off_plane"])
     dead = np.asarray(arrays["diverged"])
     out = [f"{loss.shape[0]} starts x {loss.shape[1]} entrants, {int(arrays['steps'][-1])} steps"]
@@ -109,7 +147,18 @@ def race_lines(arrays: dict, meta: dict) -> list[str]:
 
 
 def race_figures(arrays: dict, meta: dict, stem: str | Path, fmt: str = "png", *, animation: bool = True) -> list[Path]:
-    """The race's still (``STEM.FMT``) and, with ``animation``, its animation (``STEM.gif``)."""
+    """The race's still (``STEM.FMT``) and, with ``animation``, its animation (``STEM.gif``).
+
+    Args:
+      arrays: the result's arrays (:func:`landscape.io.load_result`).
+      meta: its metadata.
+      stem: the figures' path without suffix.
+      fmt: the still's format.
+      animation: also the GIF.
+
+    Returns:
+      the files written.
+    """
     from . import plot
 
     stem = Path(stem)
@@ -125,7 +174,15 @@ def race_figures(arrays: dict, meta: dict, stem: str | Path, fmt: str = "png", *
 
 
 def descent_lines(arrays: dict, meta: dict) -> list[str]:
-    """Lines for an in-plane descent: how many paths ended at each minimum, and their final cost."""
+    """Lines for an in-plane descent: how many paths ended at each minimum, and their final cost.
+
+    Args:
+      arrays: the result's arrays (:func:`landscape.io.load_result`).
+      meta: its metadata.
+
+    Returns:
+      the lines.
+    """
     basin, final = np.asarray(arrays["basin"]), np.asarray(arrays["final_loss"])
     names = list(meta.get("point_labels") or [])
     out = [f"{basin.size} starts, {meta.get('steps')} steps of in-plane gradient descent at lr {meta.get('lr'):g}; "
@@ -142,7 +199,21 @@ def descent_figures(arrays: dict, meta: dict, stem: str | Path, fmt: str = "png"
                     pixels: int = 1600, frames: int = 90, animation: bool = True) -> list[Path]:
     """The in-plane descent's still (``STEM.FMT``) and animation (``STEM.gif`` or ``.mp4``, ``pixels``
     wide, 16:9, paths coloured by the minimum they end at, ``frames`` log-spaced steps so the
-    fast start is not a blur)."""
+    fast start is not a blur).
+
+    Args:
+      arrays: the result's arrays (:func:`landscape.io.load_result`).
+      meta: its metadata.
+      stem: the figures' path without suffix.
+      fmt: the still's format.
+      movie: ``"gif"`` or ``"mp4"``.
+      pixels: the animation's width in pixels.
+      frames: how many frames.
+      animation: also the animation.
+
+    Returns:
+      the files written.
+    """
     from . import plot
 
     stem = Path(stem)
@@ -179,7 +250,15 @@ def _curvature_parts(arrays: dict) -> tuple[list[np.ndarray], dict[str, np.ndarr
 def curvature_map_lines(arrays: dict, meta: dict) -> list[str]:
     """Headline numbers of a slice's curvature map (``landscape surface --curvature``): per
     member, the share of points where ``|λ_min| / λ_max`` exceeds :data:`RATIO_MARK`, the largest
-    ratio, and λ_max / λ_min at the centre.  Empty when the result has no map."""
+    ratio, and λ_max / λ_min at the centre.  Empty when the result has no map.
+
+    Args:
+      arrays: the result's arrays (:func:`landscape.io.load_result`).
+      meta: its metadata.
+
+    Returns:
+      the lines.
+    """
     axes, maps = _curvature_parts(arrays)
     if not axes:
         return []
@@ -202,7 +281,16 @@ def curvature_map_lines(arrays: dict, meta: dict) -> list[str]:
 
 
 def curvature_map_figure(arrays: dict, meta: dict, path: str | Path) -> Path:
-    """Draw a slice result's curvature map (:func:`landscape.plot.curvature_map`) with its loss."""
+    """Draw a slice result's curvature map (:func:`landscape.plot.curvature_map`) with its loss.
+
+    Args:
+      arrays: the result's arrays (:func:`landscape.io.load_result`).
+      meta: its metadata.
+      path: the figure file.
+
+    Returns:
+      the path.
+    """
     from . import plot
 
     axes, maps = _curvature_parts(arrays)
@@ -233,7 +321,14 @@ def _healthy(arrays) -> np.ndarray:
 
 def hessian_lines(arrays: dict) -> list[str]:
     """The Hessian table, one line per member (with its learning rate in a sweep and its
-    status), then the medians over the members that learned, per learning rate."""
+    status), then the medians over the members that learned, per learning rate.
+
+    Args:
+      arrays: a ``hessian`` result's arrays.
+
+    Returns:
+      the lines.
+    """
     keys = _member_keys(arrays)
     lrs = np.array([k[1] for k in keys])
     rates = np.unique(lrs[np.isfinite(lrs)])
@@ -307,7 +402,13 @@ def _layer(arrays: dict, layer: str) -> dict:
 def density_curves(nodes: np.ndarray, weights: np.ndarray, num: int = 600) -> tuple[np.ndarray, np.ndarray]:
     """Smoothed spectral densities on one grid from SLQ nodes and weights ``(M, probes, m)``:
     ``(grid (num,), density (M, num))`` with a Gaussian of 1 % of the spectrum's range
-    (Ghorbani et al. 2019)."""
+    (Ghorbani et al. 2019).
+
+    Args:
+      nodes: ``(M, probes, m)`` Ritz values.
+      weights: ``(M, probes, m)``.
+      num: grid points.
+    """
     from . import hessian
 
     lo, hi = float(np.min(nodes)), float(np.max(nodes))
@@ -330,7 +431,20 @@ def hessian_figures(arrays: dict, run: str | Path, fmt: str = "png", groups=None
     ``RUN/figures/<prefix>_sharpness.<fmt>`` and ``<prefix>_density``, and the same per layer
     (``<prefix>_<layer>_sharpness``) for a ``--per-layer`` result, and with mini-batch
     estimates ``<prefix>_minibatch`` (:func:`landscape.plot.minibatch_spread`); members that
-    diverged or did not learn are left out.  ``matrix`` names the curvature matrix in the labels."""
+    diverged or did not learn are left out.  ``matrix`` names the curvature matrix in the labels.
+
+    Args:
+      arrays: a ``hessian`` (or ``ggn`` / ``fisher``) result's arrays.
+      run: the run directory.
+      fmt: the figures' format.
+      groups: ``(M,)`` basin labels to colour by.
+      prefix: the figures' name prefix.
+      per_layer: also the per-layer figures of a ``--per-layer`` result.
+      matrix: the curvature matrix's name in the labels.
+
+    Returns:
+      the figures written.
+    """
     from . import plot
 
     ok = _healthy(arrays)
@@ -379,7 +493,15 @@ def _summary_line(name: str, b, labels) -> str:
 
 def compare_lines(arrays: dict, meta: dict) -> list[str]:
     """The headline lines of a comparison: basins and barriers before (and after) alignment,
-    prediction disagreement, the curve against the straight line, and what was left out."""
+    prediction disagreement, the curve against the straight line, and what was left out.
+
+    Args:
+      arrays: the result's arrays (:func:`landscape.io.load_result`).
+      meta: its metadata.
+
+    Returns:
+      the lines.
+    """
     lines = [_summary_line("before alignment", arrays["barrier"], arrays["basin"])]
     if "aligned_barrier" in arrays:
         lines.append(_summary_line("after alignment", arrays["aligned_barrier"], arrays["aligned_basin"]))
@@ -398,6 +520,14 @@ def write_report(run: str | Path, arrays: dict, meta: dict, *, name: str = "comp
     """Write ``RUN/report.md`` (and its figures) for the saved comparison ``name``, quoting the
     current Hessian result's eigenvalue and trace of each member, matched by (seed, learning
     rate).  The report names its comparison, so :func:`refresh_report` can rebuild it.
+
+    Args:
+      run: the run directory.
+      arrays: the result's arrays (:func:`landscape.io.load_result`).
+      meta: its metadata.
+      name: the comparison's result name.
+      fmt: the figures' format.
+      figures: draw the figures too.
 
     Returns:
       ``(report path, figure paths)``.
@@ -475,7 +605,15 @@ def write_report(run: str | Path, arrays: dict, meta: dict, *, name: str = "comp
 def refresh_report(run: str | Path, fmt: str = "png") -> Path | None:
     """Rebuild ``RUN/report.md`` from the comparison it was written for, when that result is
     still current (after the results it quotes changed, e.g. a new Hessian); ``None`` when
-    there is no report or its comparison is gone or stale."""
+    there is no report or its comparison is gone or stale.
+
+    Args:
+      run: the run directory.
+      fmt: the figures' format.
+
+    Returns:
+      the report's path, or ``None``.
+    """
     import re
 
     from . import io, results
@@ -495,7 +633,15 @@ def refresh_report(run: str | Path, fmt: str = "png") -> Path | None:
 def curvature_figures(run: str | Path, fmt: str = "png") -> list[Path]:
     """The top eigenvalue of the Gauss–Newton matrix and of the empirical Fisher against the
     Hessian's, member by member (matched by seed and learning rate), for whichever of the
-    current results ``hessian``, ``ggn`` and ``fisher`` exist; ``RUN/figures/curvature_<name>_vs_hessian``."""
+    current results ``hessian``, ``ggn`` and ``fisher`` exist; ``RUN/figures/curvature_<name>_vs_hessian``.
+
+    Args:
+      run: the run directory.
+      fmt: the figures' format.
+
+    Returns:
+      the figures written.
+    """
     from . import io, plot, results
 
     run = io.run_path(run)

@@ -240,6 +240,11 @@ def evaluate(
         Deleted on completion unless ``keep_checkpoint`` (then the caller deletes it once it
         has saved the result).
       save_every_s: minimum seconds between checkpoint writes.
+      stacked: ``center`` and ``directions`` carry a leading member axis ``S``: each member's
+        own slice, all in one call.
+      keep_checkpoint: leave the checkpoint for the caller to delete (see ``checkpoint``).
+      progress: show a progress bar.
+      desc: the bar's label.
       mesh: a :func:`landscape.distributed.make_mesh` mesh: each chunk's points are sharded over
         its devices (of every process); ``None``: one device.
 
