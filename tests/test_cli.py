@@ -136,3 +136,13 @@ def test_demo_end_to_end_small(tmp_path):
     assert "demo complete" in r.stdout
     r = run("demo", "--out", str(out), "--seeds", "3", "--steps", "10", "--quiet")
     assert r.returncode == 2 and "already exists" in r.stderr
+
+
+def test_every_analysis_command_takes_seeds_and_seed_as_one_flag():
+    from landscape.cli import build_parser
+
+    parser = build_parser()
+    for command in ("surface", "interpolate", "plane", "trajectory", "basins", "race", "animate"):
+        a = parser.parse_args([command, "runs/x", "--seeds", "3"])
+        b = parser.parse_args([command, "runs/x", "--seed", "3"])
+        assert a.seeds == b.seeds == "3", command

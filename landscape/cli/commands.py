@@ -153,12 +153,12 @@ def cmd_demo(args) -> int:
         print(f"figure: {path}")
     _print_members(ens)
     steps = [
-        ("surface --seed 0 --test --grid 51",
+        ("surface --seeds 0 --test --grid 51",
          lambda: analyses.surface(run, analyses.SurfaceSpec(seeds="0", test=True, grid=51), execution=ex)),
         ("interpolate --seeds 0,1 --test",
          lambda: analyses.interpolate(run, analyses.InterpolationSpec(seeds="0,1", test=True), execution=ex)),
         ("plane --seeds 0,1,2", lambda: analyses.plane(run, analyses.PlaneSpec(seeds="0,1,2"), execution=ex)),
-        ("trajectory --seed 0", lambda: analyses.trajectory(run, analyses.TrajectorySpec(seed=0), execution=ex)),
+        ("trajectory --seeds 0", lambda: analyses.trajectory(run, analyses.TrajectorySpec(seed=0), execution=ex)),
     ]
     for what, call in steps:
         print(f"\n$ landscape {what.split()[0]} {run} {' '.join(what.split()[1:])}")
@@ -220,7 +220,7 @@ def _slice(kind: str):
             except ValueError:
                 from ..errors import ConfigError
 
-                raise ConfigError(f"--seed must be one integer, got {args.seeds!r}") from None
+                raise ConfigError(f"--seeds of a trajectory must be one integer, got {args.seeds!r}") from None
         outcome = fn(args.run, _spec(spec_cls, args, **override), name=args.name, overwrite=args.overwrite,
                      execution=_execution(args))
         _finish(args, outcome)

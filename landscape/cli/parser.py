@@ -183,10 +183,12 @@ def _add_model_file(p) -> None:
                    help="for a run of your own model: the file it was trained from (executed; checked by SHA-256)")
 
 
-def _add_run(p, *, seeds_flag: str, seeds_help: str, default: str = "0") -> None:
+def _add_run(p, *, seeds_help: str, default: str = "0") -> None:
+    """The run directory and the members to analyse: ``--seeds`` on every command (``--seed``
+    is the same flag, for one member)."""
     p.add_argument("run", help="run directory written by `landscape train`")
     _add_model_file(p)
-    p.add_argument(seeds_flag, dest="seeds", default=default, help=seeds_help)
+    p.add_argument("--seeds", "--seed", dest="seeds", default=default, help=seeds_help)
     p.add_argument("--lr", type=_positive_float, default=None,
                    help="the learning rate of the members, when the run swept several")
 
@@ -300,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("surface", help="loss and accuracy on a random (filter-normalised) plane or line around a seed",
                        description="Evaluate the cost surface on a slice through one or more seeds' minima.")
-    _add_run(p, seeds_flag="--seed", seeds_help="seed(s) whose minimum is the centre: 0 | 0,1,2 | all (default: 0)")
+    _add_run(p, seeds_help="seed(s) whose minimum is the centre: 0 | 0,1,2 | all (default: 0)")
     p.add_argument("--directions", choices=("random", "hessian"), default="random",
                    help="random (normalised Gaussian) or hessian (the top eigenvectors, unit length; "
                         "--norm does not apply) (default: %(default)s)")
@@ -325,21 +327,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("interpolate", help="loss along the straight line between two seeds' minima, with barriers",
                        description="theta(t) = (1-t) theta_A + t theta_B, t beyond [0, 1] too; both barrier definitions.")
-    _add_run(p, seeds_flag="--seeds", seeds_help="two seeds A,B (default: 0,1)", default="0,1")
+    _add_run(p, seeds_help="two seeds A,B (default: 0,1)", default="0,1")
     p.add_argument("--grid", type=_positive_int, default=61, help="points in [0, 1] (default: %(default)s)")
     p.add_argument("--extend", type=_nonneg_float, default=0.5, help="continue to [-e, 1+e] (default: %(default)s)")
     _add_eval(p)
 
     p = sub.add_parser("plane", help="the plane through three seeds' minima, with their trajectories",
                        description="The plane through three solutions (Garipov et al. 2018), solutions marked.")
-    _add_run(p, seeds_flag="--seeds", seeds_help="three seeds (default: 0,1,2)", default="0,1,2")
+    _add_run(p, seeds_help="three seeds (default: 0,1,2)", default="0,1,2")
     _add_grid_margin(p, 41)
     p.add_argument("--no-paths", action="store_true", help="do not project the training trajectories")
     _add_eval(p)
 
     p = sub.add_parser("trajectory", help="the trajectory-PCA plane of one seed with its path",
                        description="PCA of the saved snapshots around the final parameters (Li et al. 2018, section 7).")
-    _add_run(p, seeds_flag="--seed", seeds_help="seed (default: 0)", default="0")
+    _add_run(p, seeds_help="seed (default: 0)", default="0")
     _add_grid_margin(p, 41)
     _add_eval(p)
 
@@ -405,7 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "data and batch size, and each is labelled by the minimum whose basin it ends "
                                    "in (the barrier to that minimum only below --tol, after weight matching), "
                                    "'several minima', or 'elsewhere'.")
-    _add_run(p, seeds_flag="--seeds", seeds_help="three seeds (their plane) or one (a random plane around it) "
+    _add_run(p, seeds_help="three seeds (their plane) or one (a random plane around it) "
                                                  "(default: 0,1,2)", default="0,1,2")
     p.add_argument("--steps", type=_positive_int, default=None,
                    help="training steps of every start (default: the run's)")
