@@ -525,7 +525,7 @@ def section_surface(args, rows, peak, ens=None, wide_inputs: bool = False):
         x = rng.random((WIDE_EXAMPLES, 784), dtype=np.float32)
         y = rng.integers(0, 10, WIDE_EXAMPLES).astype(np.int32)
         data = ls.data.from_arrays(x, y, x[:10], y[:10], num_classes=10)
-        model = ls.models.MLP(hidden=HIDDEN, activation=ACTIVATION).for_data(data)
+        model = ls.models.MLP(hidden=HIDDEN, activation=ACTIVATION, output_activation="identity").for_data(data)
         center = model.init(jax.random.key(0))
         section, grid = "surface784", WIDE_GRID
     elif ens is None:
@@ -603,7 +603,7 @@ def section_cnn(args, rows, peak):
     same network in PyTorch: seed after seed, and as a ``torch.func`` ensemble."""
     jax, ls, data, _ = _jax_setup()
     torch = _torch()
-    model = ls.models.CNN(channels=CNN_CHANNELS, activation="relu").for_data(data)
+    model = ls.models.CNN(channels=CNN_CHANNELS, activation="relu", output_activation="identity").for_data(data)
     steps, n = CNN_STEPS, data.train.x.shape[0]
     h, w, c = model.image_shape
     macs, c_in = 0, c

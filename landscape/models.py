@@ -46,6 +46,7 @@ __all__ = [
     "cross_entropy",
     "accuracy",
     "output_loss",
+    "for_loss",
     "loss_function",
     "metrics",
     "loss_fn",
@@ -89,16 +90,31 @@ class _MLPModule(nn.Module):
         init = INITIALIZERS[self.kernel_init]()
         for i, w in enumerate(self.widths):
             x = nn.Dense(w, kernel_init=init, name=f"Dense_{i}")(x)
-            x = act(x) if i < len(self.widths) - 1 else ACTIVATIONS[self.output_activation](x)
+            x = act(x) if i < len(self.widths) - 1 else _output_fn(self.output_activation)(x)
         return x
+
+
+def _output_fn(name: str) -> Callable[[jax.Array], jax.Array]:
+    """The output non-linearity ``name``; ``"auto"`` must have been decided by the loss first."""
+    if name == "auto":
+        raise ConfigError("output_activation='auto' is decided by the loss (sigmoid for mse, identity for "
+                          "cross_entropy): train with train_ensemble, evaluate with metrics_fn / loss_fn, or call "
+                          "landscape.models.for_loss(model, loss) first")
+    return ACTIVATIONS[name]
+
+
+def _for_init(model):
+    """``model`` with an undecided output non-linearity set to identity: initial parameters do
+    not depend on it."""
+    return dataclasses.replace(model, output_activation="identity") if model.output_activation == "auto" else model
 
 
 def _check_units(activation: str, output_activation: str, kernel_init: str) -> None:
     """The options the built-in models share, validated with one clear message each."""
     if activation not in ACTIVATIONS or activation == "identity":
         raise ConfigError(f"unknown activation {activation!r}; choose from sigmoid, tanh, relu, gelu")
-    if output_activation not in ("identity", "sigmoid"):
-        raise ConfigError(f"output_activation must be 'identity' or 'sigmoid', got {output_activation!r}")
+    if output_activation not in ("auto", "identity", "sigmoid"):
+        raise ConfigError(f"output_activation must be 'auto', 'identity' or 'sigmoid', got {output_activation!r}")
     if kernel_init not in INITIALIZERS:
         raise ConfigError(f"unknown kernel_init {kernel_init!r}; choose from {', '.join(INITIALIZERS)}")
 
@@ -143,7 +159,9 @@ class MLP(_Stateless):
       hidden: widths of the hidden layers, e.g. ``(16, 16)``; ``()`` is a linear model.
       activation: hidden non-linearity: ``sigmoid``, ``tanh``, ``relu`` or ``gelu``.
       output_activation: applied to the last layer: ``identity`` (logits; use with
-        cross-entropy) or ``sigmoid`` (the classic squared-difference network).
+        cross-entropy), ``sigmoid`` (the classic squared-difference network), or ``auto``
+        (the default, as the command line's): decided by the loss — sigmoid for ``mse``,
+        identity for ``cross_entropy`` — when the model meets it (:func:`for_loss`).
       kernel_init: ``lecun_normal`` (Flax's default), ``glorot_uniform``, ``glorot_normal``,
         ``he_normal`` or ``normal`` (N(0, 1)); biases start at zero.
       in_features, out_features: ``D`` and ``K``; ``None`` until bound to a data set by
@@ -152,7 +170,7 @@ class MLP(_Stateless):
 
     hidden: tuple[int, ...] = (16, 16)
     activation: str = "sigmoid"
-    output_activation: str = "identity"
+    output_activation: str = "auto"
     kernel_init: str = "lecun_normal"
     in_features: int | None = None
     out_features: int | None = None
@@ -244,7 +262,7 @@ class MLP(_Stateless):
           a parameter pytree (no member axis).
         """
         self._require_bound()
-        variables = self._module().init(key, jnp.zeros((1, self.in_features), jnp.float32))
+        variables = _for_init(self)._module().init(key, jnp.zeros((1, self.in_features), jnp.float32))
         return flax.core.unfreeze(variables["params"])
 
     def apply(self, params: dict, x: jax.Array) -> jax.Array:
@@ -335,7 +353,7 @@ class _CNNModule(nn.Module):
             if x.shape[1] >= 2 and x.shape[2] >= 2:
                 x = nn.avg_pool(x, (2, 2), (2, 2))
         x = nn.Dense(self.num_classes, kernel_init=init)(x.reshape(x.shape[0], -1))
-        return ACTIVATIONS[self.output_activation](x)
+        return _output_fn(self.output_activation)(x)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -358,7 +376,7 @@ class CNN(_Stateless, _ImageModel):
     channels: tuple[int, ...] = (8, 16)
     kernel: int = 3
     activation: str = "relu"
-    output_activation: str = "identity"
+    output_activation: str = "auto"
     kernel_init: str = "lecun_normal"
     image_shape: tuple[int, ...] | None = None
     out_features: int | None = None
@@ -391,7 +409,8 @@ class CNN(_Stateless, _ImageModel):
           a parameter pytree (no member axis).
         """
         self._require_bound()
-        return flax.core.unfreeze(self._module().init(key, jnp.zeros((1, self.in_features), jnp.float32))["params"])
+        return flax.core.unfreeze(_for_init(self)._module().init(key, jnp.zeros((1, self.in_features),
+                                                                               jnp.float32))["params"])
 
     def apply(self, params: dict, x: jax.Array) -> jax.Array:
         """Outputs ``(N, K)`` for flattened images ``x (N, H W C)``.
@@ -762,7 +781,7 @@ class _ResNetModule(nn.Module):
                     h = h + shortcut
                 x = act(h)
         x = nn.Dense(self.num_classes, kernel_init=init, name="head")(jnp.mean(x, axis=(1, 2)))
-        return ACTIVATIONS[self.output_activation](x)
+        return _output_fn(self.output_activation)(x)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -797,7 +816,7 @@ class ResNet(_ImageModel):
     norm: str = "batch"
     momentum: float = 0.9
     activation: str = "relu"
-    output_activation: str = "identity"
+    output_activation: str = "auto"
     kernel_init: str = "lecun_normal"
     image_shape: tuple[int, ...] | None = None
     out_features: int | None = None
@@ -851,7 +870,7 @@ class ResNet(_ImageModel):
         Returns:
           a parameter pytree (no member axis).
         """
-        return _compiled_init(self)[0](key)
+        return _compiled_init(_for_init(self))[0](key)
 
     def init_state(self, key: jax.Array) -> dict:
         """Fresh state: ``{"batch_stats": ...}`` (means 0, variances 1) with BatchNorm, else ``{}``.
@@ -862,7 +881,7 @@ class ResNet(_ImageModel):
         Returns:
           a state pytree (``{}`` without state).
         """
-        return _compiled_init(self)[1](key)
+        return _compiled_init(_for_init(self))[1](key)
 
     def apply(self, params, x: jax.Array) -> jax.Array:
         """Outputs ``(N, K)``; refused with BatchNorm (:func:`with_statistics`).
@@ -1393,6 +1412,28 @@ def output_loss(name: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
     return LOSSES[name]
 
 
+def for_loss(model, loss: str):
+    """A built-in model whose ``output_activation="auto"`` is decided by ``loss``: sigmoid outputs
+    for ``mse`` (the classic squared-difference network), identity (logits) for
+    ``cross_entropy`` — the command line's rule.  Any other model is returned as it is.
+
+    Args:
+      model: a model (:func:`as_model`).
+      loss: ``"mse"`` or ``"cross_entropy"``.
+
+    Returns:
+      the model with a decided output non-linearity.
+
+    Raises:
+      ConfigError: an unknown loss.
+    """
+    output_loss(loss)  # validate the name
+    if getattr(model, "output_activation", None) != "auto":
+        return model
+    canonical = {"ce": "cross_entropy", "xent": "cross_entropy", "crossentropy": "cross_entropy"}.get(loss, loss)
+    return dataclasses.replace(model, output_activation="sigmoid" if canonical == "mse" else "identity")
+
+
 def loss_function(name: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
     """Deprecated alias of :func:`output_loss` (kept for one release; the name was too close to
     :func:`loss_fn`, which is a loss of the parameters).
@@ -1423,7 +1464,7 @@ def metrics(model, params, x: jax.Array, y: jax.Array, loss: str) -> dict[str, j
     Returns:
       the two scalars.
     """
-    out = model.apply(params, x)
+    out = for_loss(model, loss).apply(params, x)
     return {"loss": output_loss(loss)(out, y), "accuracy": accuracy(out, y)}
 
 
@@ -1497,6 +1538,7 @@ class BatchedLoss:
 
 def _batch_loss(model: MLP, loss: str) -> Callable[[jax.Array, jax.Array], LossParts]:
     f, per = output_loss(loss), per_example_loss(loss)
+    model = for_loss(model, loss)
 
     def of(x, y):
         return LossParts(outputs=lambda params: model.apply(params, x), output_loss=lambda out: f(out, y),
@@ -1659,6 +1701,7 @@ def metrics_fn(model, loss: str) -> MLPMetrics | ModelMetrics:
     Returns:
       the metric function, ``fn(params, (x, y))``.
     """
+    model = for_loss(model, loss)
     if isinstance(model, MLP):
         return MLPMetrics(model, loss)
     model = as_model(model)

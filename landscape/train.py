@@ -31,7 +31,7 @@ from . import tree
 from .data import Dataset
 from .distributed import placement
 from .errors import ConfigError
-from .models import MLP, accuracy, as_model, convolutional, output_loss
+from .models import MLP, accuracy, as_model, convolutional, for_loss, output_loss
 from .optim import OptimizerChoice, OptimizerSpec, _check_lr
 
 __all__ = ["History", "Trajectory", "Ensemble", "train_ensemble", "summarize", "member_keys", "learned",
@@ -353,8 +353,8 @@ def train_ensemble(
     """
     if not isinstance(data, Dataset):
         raise ConfigError(f"data must be a landscape Dataset, got {type(data).__name__}")
-    model = as_model(model).for_data(data)
     output_loss(loss)  # validate the name early
+    model = for_loss(as_model(model).for_data(data), loss)  # output_activation="auto" decided by the loss
     make_opt, opt_desc, lr_grid = _resolve_optimizer(optimizer, learning_rates)
     n_choices = len(make_opt.specs) if isinstance(make_opt, OptimizerChoice) else 1
     if starts is not None:

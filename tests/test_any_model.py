@@ -147,7 +147,7 @@ def test_an_nnx_model_from_its_factory_trains_as_an_ensemble(digits):
 
 @pytest.mark.slow  # kept out of the default suite's 5 minutes; CI runs it with -m slow
 def test_the_builtin_cnn_trains_saves_and_loads(digits, tmp_path):
-    model = ls.models.CNN(channels=(3, 4), activation="tanh")
+    model = ls.models.CNN(channels=(3, 4), activation="tanh", output_activation="identity")
     spec = ls.OptimizerSpec("sgd", 0.3)
     key = jax.random.key(6)
     ens = ls.train_ensemble(model, digits, key=key, seeds=[2, 9], loss="cross_entropy", optimizer=spec, steps=5,
@@ -163,7 +163,7 @@ def test_the_builtin_cnn_trains_saves_and_loads(digits, tmp_path):
     ref = reference_member(bound, digits, key, 9, spec.build(), "cross_entropy", 5, 20)
     assert_trees_close(ens.member(1), ref, rtol=1e-4, atol=1e-5)
     # on a CPU convolutional members run one per group: a member alone is bitwise the one in the sweep
-    assert ls.models.convolutional(bound) and not ls.models.convolutional(ls.MLP().for_data(digits))
+    assert ls.models.convolutional(bound) and not ls.models.convolutional(ls.MLP(output_activation="identity").for_data(digits))
     alone = ls.train_ensemble(model, digits, key=key, seeds=[9], loss="cross_entropy", optimizer=spec, steps=5,
                               batch_size=20, log_every=5, progress=False)
     assert_members_equal(alone.member(0), ens.member(1))

@@ -17,7 +17,7 @@ STEPS = 150
 @pytest.fixture(scope="module")
 def three(blobs):
     """Three trained minima of a small tanh MLP on the blobs (cross-entropy, SGD)."""
-    model = ls.MLP(hidden=(6, 5), activation="tanh").for_data(blobs)
+    model = ls.MLP(hidden=(6, 5), activation="tanh", output_activation="identity").for_data(blobs)
     opt = optim.OptimizerSpec("sgd", 0.5)
     ens = ls.train_ensemble(model, blobs, key=jax.random.key(0), seeds=3, optimizer=opt, loss="cross_entropy",
                             steps=STEPS, log_every=STEPS, progress=False)

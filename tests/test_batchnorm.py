@@ -179,7 +179,7 @@ def test_what_a_model_with_state_refuses(bn_run, small):
     with pytest.raises(ls.ConfigError, match="has state"):
         ens.model.apply(ens.member(0), small.train.x)
     with pytest.raises(ls.ConfigError, match="no state"):
-        models.with_statistics(ls.MLP().for_data(small), "recompute", x=small.train.x)
+        models.with_statistics(ls.MLP(output_activation="identity").for_data(small), "recompute", x=small.train.x)
     with pytest.raises(ls.ConfigError, match="statistics must be one of recompute, running"):
         models.with_statistics(ens.model, "batch", x=small.train.x)
     counter = ls.models.as_model(Counter()).for_data(small)
@@ -189,7 +189,7 @@ def test_what_a_model_with_state_refuses(bn_run, small):
 
 
 def test_directions_leave_batchnorm_scale_and_bias_alone(small):
-    model = models.ResNet(depth=6, width=2).for_data(small)
+    model = models.ResNet(depth=6, width=2, output_activation="identity").for_data(small)
     params = model.init(jax.random.key(0))
     d = jax.jit(ls.directions.random_direction)(jax.random.key(1), params)  # filter-normalised
     flat_d, flat_w = ls.tree.flatten_with_paths(d), ls.tree.flatten_with_paths(params)
@@ -214,7 +214,7 @@ def _conv3x3(x, k):
 def test_resnet_skip_connections_carry_the_input(small, skip):
     # one stage, one block, no normalisation; the block's second convolution zeroed: with the
     # skip connection the block passes its (non-negative) input through, without it nothing
-    model = models.ResNet(depth=4, width=3, stages=1, skip=skip, norm="none").for_data(small)
+    model = models.ResNet(depth=4, width=3, stages=1, skip=skip, norm="none", output_activation="identity").for_data(small)
     assert not model.stateful and model.init_state(jax.random.key(0)) == {}
     params = model.init(jax.random.key(2))
     params["stage0_block0_conv1"] = jax.tree_util.tree_map(jnp.zeros_like, params["stage0_block0_conv1"])
@@ -228,28 +228,28 @@ def test_resnet_skip_connections_carry_the_input(small, skip):
 
 
 def test_resnet_sizes_and_settings(small):
-    r = models.ResNet(depth=6, width=4).for_data(small)
+    r = models.ResNet(depth=6, width=4, output_activation="identity").for_data(small)
     # stem 3x3x1x4 + BN; stage 0: two 3x3x4x4 + BNs; stage 1: 3x3x4x8, 3x3x8x8, a 1x1x4x8
     # projection, each with a BN of 8; the head 8x10 + 10
     bn = lambda c: 2 * c  # noqa: E731
     convs = 36 + bn(4) + 2 * (144 + bn(4)) + 288 + bn(8) + 576 + bn(8) + 32 + bn(8)
     assert r.num_params() == convs + 90
-    assert models.ResNet(depth=6, width=4, skip=False).for_data(small).num_params() == convs - 32 - bn(8) + 90
+    assert models.ResNet(depth=6, width=4, skip=False, output_activation="identity").for_data(small).num_params() == convs - 32 - bn(8) + 90
     assert r.stateful and r.state_shapes()["batch_stats/stem_norm/mean"] == (4,)
-    assert r.blocks == 1 and models.ResNet(depth=20, stages=3).blocks == 3
+    assert r.blocks == 1 and models.ResNet(depth=20, stages=3, output_activation="identity").blocks == 3
     assert models.model_from_dict({"type": "ResNet", **r.to_dict()}) == r
     assert "ResNet-6 8x8x1 widths 4-8 (skip, batch norm, relu)" in r.describe()
     with pytest.raises(ls.ConfigError, match=r"depth 2\*2\*n\+2 \(6, 10, 14, 18"):
-        models.ResNet(depth=8)
+        models.ResNet(depth=8, output_activation="identity")
     with pytest.raises(ls.ConfigError, match="norm must be one of batch, layer, none"):
-        models.ResNet(norm="group")
+        models.ResNet(norm="group", output_activation="identity")
     with pytest.raises(ls.ConfigError, match="a ResNet needs images"):
-        models.ResNet().for_data(ls.data.blobs(num_train=20, num_test=10, num_classes=3, dim=4, seed=0))
+        models.ResNet(output_activation="identity").for_data(ls.data.blobs(num_train=20, num_test=10, num_classes=3, dim=4, seed=0))
 
 
 @pytest.mark.slow  # a ResNet's training and surface programs: ~30 s of compilation
 def test_a_resnet_run_keeps_its_statistics_and_its_analyses_choose_them(digits, tmp_path):
-    ens = ls.train_ensemble(models.ResNet(depth=6, width=2), digits, key=jax.random.key(0), seeds=2,
+    ens = ls.train_ensemble(models.ResNet(depth=6, width=2, output_activation="identity"), digits, key=jax.random.key(0), seeds=2,
                             loss="cross_entropy", optimizer=ls.OptimizerSpec("sgd", 0.2), steps=6, batch_size=64,
                             log_every=3, progress=False)
     run = ls.io.save_run(tmp_path / "run", ens)

@@ -107,7 +107,7 @@ def test_tfds_path_under_mock_data(name, shape, tmp_path):
 def test_tfds_mock_data_trains(tmp_path, key):
     with tfds.testing.mock_data(num_examples=16):
         d = ls.data.load("fashion_mnist", data_dir=str(tmp_path))
-    ens = ls.train_ensemble(ls.MLP(hidden=(4,)), d, key=key, seeds=2, steps=3, log_every=1, progress=False)
+    ens = ls.train_ensemble(ls.MLP(hidden=(4,), output_activation="identity"), d, key=key, seeds=2, steps=3, log_every=1, progress=False)
     assert ens.history.train_loss.shape == (2, 4)
 
 

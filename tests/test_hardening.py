@@ -22,7 +22,7 @@ from .clirun import TINY, run
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     d = ls.data.blobs(num_train=40, num_test=10, num_classes=3, dim=3, seed=0)
-    ens = ls.train_ensemble(ls.MLP(hidden=(4,)), d, key=jax.random.key(0), seeds=2, steps=4, log_every=2,
+    ens = ls.train_ensemble(ls.MLP(hidden=(4,), output_activation="identity"), d, key=jax.random.key(0), seeds=2, steps=4, log_every=2,
                             progress=False)
     path = tmp_path_factory.mktemp("saved") / "run"
     ls.save_run(path, ens)
@@ -183,7 +183,7 @@ def test_stale_cleanup_never_removes_a_live_writers_files_whatever_its_pid(tmp_p
 
 def test_overflowing_surface_is_stored_as_inf_and_drawn(tmp_path):
     d = ls.data.blobs(num_train=40, num_test=10, num_classes=3, dim=3, seed=0)
-    model = ls.MLP(hidden=(4,), activation="relu").for_data(d)
+    model = ls.MLP(hidden=(4,), activation="relu", output_activation="identity").for_data(d)
     theta = model.init(jax.random.key(0))
     fn = ls.models.metrics_fn(model, "cross_entropy")
     dirs = ls.directions.random_directions(jax.random.key(1), theta, 2, norm="none")
@@ -205,7 +205,7 @@ def test_half_precision_inputs_are_rejected():
 @pytest.mark.slow  # the chunk driver's resume is also killed for real in test_resume.py (slow)
 def test_interrupted_hessian_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     d = ls.data.blobs(num_train=40, num_test=10, num_classes=3, dim=3, seed=0)
-    ens = ls.train_ensemble(ls.MLP(hidden=(3,), activation="tanh"), d, key=jax.random.key(0), seeds=4, steps=5,
+    ens = ls.train_ensemble(ls.MLP(hidden=(3,), activation="tanh", output_activation="identity"), d, key=jax.random.key(0), seeds=4, steps=5,
                             log_every=5, loss="cross_entropy", progress=False)
     f = ls.models.loss_fn(ens.model, d.train, "cross_entropy")
     kw = dict(key=jax.random.key(1), top=2, trace_probes=3, chunk_size=1)
@@ -245,10 +245,10 @@ API_BAD = [
      ls.ConfigError),
     (lambda t, f, d: ls.minima.compare_members(f, ls.tree.stack([t, t]), data=None, tol=float("nan")),
      ls.ConfigError),
-    (lambda t, f, d: ls.minima.align(t, {"Dense_0": t["Dense_0"]}, spec=ls.MLP(hidden=(4, 3), in_features=3, out_features=3).permutation_spec()), ls.ConfigError),
+    (lambda t, f, d: ls.minima.align(t, {"Dense_0": t["Dense_0"]}, spec=ls.MLP(hidden=(4, 3), in_features=3, out_features=3, output_activation="identity").permutation_spec()), ls.ConfigError),
     (lambda t, f, d: ls.minima.bezier_curve(f, t, t, key=jax.random.key(0), steps=0), ls.ConfigError),
-    (lambda t, f, d: ls.minima.permute(t, ls.MLP(hidden=(4, 3), in_features=3, out_features=3).permutation_spec(), {}), ls.ConfigError),
-    (lambda t, f, d: ls.minima.permute(t, ls.MLP(hidden=(4, 3), in_features=3, out_features=3).permutation_spec(), {"Dense_0": [0, 0, 1, 2], "Dense_1": [0, 1, 2]}),
+    (lambda t, f, d: ls.minima.permute(t, ls.MLP(hidden=(4, 3), in_features=3, out_features=3, output_activation="identity").permutation_spec(), {}), ls.ConfigError),
+    (lambda t, f, d: ls.minima.permute(t, ls.MLP(hidden=(4, 3), in_features=3, out_features=3, output_activation="identity").permutation_spec(), {"Dense_0": [0, 0, 1, 2], "Dense_1": [0, 1, 2]}),
      ls.ConfigError),
     (lambda t, f, d: ls.minima.align(t, t, spec=ls.minima.PermutationSpec({"Dense_0/kernel": (None, "a")})),
      ls.ConfigError),
@@ -257,8 +257,8 @@ API_BAD = [
     (lambda t, f, d: ls.data.load("digits", test_fraction=1.5), ls.DataError),
     (lambda t, f, d: ls.data.load("digits", bogus=1), ls.DataError),
     (lambda t, f, d: ls.data.from_arrays(d.train.x, d.train.y, d.test.x, d.test.y, num_classes=1), ls.DataError),
-    (lambda t, f, d: ls.train_ensemble(ls.MLP(), "digits", key=jax.random.key(0)), ls.ConfigError),
-    (lambda t, f, d: ls.train_ensemble(ls.MLP(in_features=7), d, key=jax.random.key(0)), ls.ConfigError),
+    (lambda t, f, d: ls.train_ensemble(ls.MLP(output_activation="identity"), "digits", key=jax.random.key(0)), ls.ConfigError),
+    (lambda t, f, d: ls.train_ensemble(ls.MLP(in_features=7, output_activation="identity"), d, key=jax.random.key(0)), ls.ConfigError),
     (lambda t, f, d: ls.distributed.make_mesh(99), ls.ConfigError),
     (lambda t, f, d: ls.plot.save_figure(ls.plot.curve(np.arange(3.0), {"loss": np.ones(3)}), "x.gif"),
      ls.ConfigError),
@@ -268,7 +268,7 @@ API_BAD = [
 @pytest.mark.parametrize("call, error", API_BAD, ids=[f"case{i}" for i in range(len(API_BAD))])
 def test_public_api_rejects_bad_input_with_specific_errors(call, error):
     d = ls.data.blobs(num_train=20, num_test=5, num_classes=3, dim=3, seed=0)
-    model = ls.MLP(hidden=(4, 3)).for_data(d)
+    model = ls.MLP(hidden=(4, 3), output_activation="identity").for_data(d)
     theta = model.init(jax.random.key(0))
     f = ls.models.loss_fn(model, d.train, "cross_entropy")
     with pytest.raises(error):

@@ -14,7 +14,7 @@ from landscape import hessian as H
 @pytest.fixture(scope="module")
 def small():
     d = ls.data.blobs(num_train=64, num_test=10, num_classes=3, dim=4, seed=1)
-    model = ls.MLP(hidden=(5,), activation="tanh").for_data(d)
+    model = ls.MLP(hidden=(5,), activation="tanh", output_activation="identity").for_data(d)
     params = model.init(jax.random.key(0))
     f = ls.models.loss_fn(model, d.train, "cross_entropy")
     dense = np.asarray(H.dense_hessian(f, params), np.float64)

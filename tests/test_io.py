@@ -16,7 +16,7 @@ from .conftest import assert_trees_equal
 def ens(blobs):
     import jax
 
-    return ls.train_ensemble(ls.MLP(hidden=(4, 3), activation="tanh"), blobs, key=jax.random.key(0), seeds=3,
+    return ls.train_ensemble(ls.MLP(hidden=(4, 3), activation="tanh", output_activation="identity"), blobs, key=jax.random.key(0), seeds=3,
                              optimizer=ls.OptimizerSpec("sgd"), learning_rates=[0.1, 0.2], loss="cross_entropy",
                              steps=6, log_every=2, snapshot_every=4, progress=False)
 

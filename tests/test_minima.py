@@ -12,7 +12,7 @@ from landscape import surface as S
 @pytest.fixture(scope="module")
 def ens_and_data():
     d = ls.data.blobs(num_train=80, num_test=30, num_classes=3, dim=4, seed=2)
-    model = ls.MLP(hidden=(6, 5), activation="tanh")
+    model = ls.MLP(hidden=(6, 5), activation="tanh", output_activation="identity")
     ens = ls.train_ensemble(model, d, key=jax.random.key(0), seeds=4, loss="cross_entropy", steps=60,
                             optimizer=ls.OptimizerSpec("sgd", 0.5), log_every=30, progress=False)
     return ens, d

@@ -48,7 +48,7 @@ def test_apply_matches_numpy_forward_pass(act, out_act):
 
 
 def test_init_is_keyed_and_biases_start_at_zero():
-    m = ls.MLP(hidden=(8,), in_features=3, out_features=2, kernel_init="normal")
+    m = ls.MLP(hidden=(8,), in_features=3, out_features=2, kernel_init="normal", output_activation="identity")
     a, b = m.init(jax.random.key(1)), m.init(jax.random.key(1))
     np.testing.assert_array_equal(a["Dense_0"]["kernel"], b["Dense_0"]["kernel"])
     assert not np.allclose(a["Dense_0"]["kernel"], m.init(jax.random.key(2))["Dense_0"]["kernel"])
@@ -56,7 +56,7 @@ def test_init_is_keyed_and_biases_start_at_zero():
 
 
 def test_gelu_runs_and_config_round_trips():
-    m = ls.MLP(hidden=(3,), activation="gelu", in_features=2, out_features=2)
+    m = ls.MLP(hidden=(3,), activation="gelu", in_features=2, out_features=2, output_activation="identity")
     assert ls.MLP.from_dict(m.to_dict()) == m
     assert m.apply(m.init(jax.random.key(0)), np.zeros((1, 2), np.float32)).shape == (1, 2)
 
@@ -79,14 +79,39 @@ def test_bad_model_config(kwargs, match):
 
 def test_unbound_model_and_unknown_loss():
     with pytest.raises(ConfigError, match="for_data"):
-        ls.MLP().init(jax.random.key(0))
+        ls.MLP(output_activation="identity").init(jax.random.key(0))
     with pytest.raises(ConfigError, match="unknown loss"):
         ls.models.output_loss("hinge")
 
 
 def test_loss_fn_and_metrics_fn_agree(blobs):
-    m = ls.MLP(hidden=(6,)).for_data(blobs)
+    m = ls.MLP(hidden=(6,), output_activation="identity").for_data(blobs)
     p = m.init(jax.random.key(0))
     f = ls.models.loss_fn(m, blobs.train, "cross_entropy")
     g = ls.models.metrics_fn(m, "cross_entropy")
     np.testing.assert_allclose(f(p), g(p, blobs.train)["loss"], rtol=1e-6)
+
+
+def test_the_default_output_is_decided_by_the_loss_as_on_the_command_line(blobs):
+    """``MLP()`` (output ``auto``) trains as the command line's default does: sigmoid outputs for
+    MSE, logits for cross-entropy — bitwise the explicitly configured network; undecided, it
+    cannot be applied, and says how to decide it."""
+    key = jax.random.key(0)
+    for loss, explicit in (("mse", "sigmoid"), ("cross_entropy", "identity")):
+        kw = dict(key=key, seeds=2, loss=loss, steps=5, progress=False, optimizer=ls.OptimizerSpec("sgd", 0.5))
+        auto = ls.train_ensemble(ls.MLP(hidden=(4,), activation="tanh"), blobs, **kw)
+        ref = ls.train_ensemble(ls.MLP(hidden=(4,), activation="tanh", output_activation=explicit), blobs, **kw)
+        assert auto.model.output_activation == explicit and auto.model == ref.model
+        np.testing.assert_array_equal(auto.history.train_loss, ref.history.train_loss)
+        assert ls.models.for_loss(ls.MLP(), loss).output_activation == explicit
+    model = ls.MLP(hidden=(4,)).for_data(blobs)
+    params = model.init(key)  # the initial parameters do not depend on the output
+    np.testing.assert_array_equal(params["Dense_0"]["kernel"],
+                                  ls.MLP(hidden=(4,), output_activation="sigmoid").for_data(blobs).init(key)["Dense_0"]["kernel"])
+    with pytest.raises(ConfigError, match="decided by the loss"):
+        model.apply(params, blobs.train.x)
+    fn = ls.models.metrics_fn(model, "mse")  # decided here
+    sig = ls.models.metrics_fn(ls.MLP(hidden=(4,), output_activation="sigmoid").for_data(blobs), "mse")
+    batch = (blobs.train.x, blobs.train.y)
+    assert float(fn(params, batch)["loss"]) == float(sig(params, batch)["loss"])
+    assert ls.models.for_loss(ls.MLP(output_activation="identity"), "mse").output_activation == "identity"

@@ -31,14 +31,14 @@ def unit_counts(spec: PermutationSpec, params) -> dict[str, int]:
 
 
 CASES = {
-    "cnn": (models.CNN(channels=(3, 4), activation="tanh"), {"Conv_0", "Conv_1"}),
-    "resnet-skip-batch": (models.ResNet(depth=6, width=3), {"stage0", "stage1", "stage0_block0_inner",
+    "cnn": (models.CNN(channels=(3, 4), activation="tanh", output_activation="identity"), {"Conv_0", "Conv_1"}),
+    "resnet-skip-batch": (models.ResNet(depth=6, width=3, output_activation="identity"), {"stage0", "stage1", "stage0_block0_inner",
                                                             "stage1_block0_inner"}),
-    "resnet-noskip-batch": (models.ResNet(depth=6, width=3, skip=False),
+    "resnet-noskip-batch": (models.ResNet(depth=6, width=3, skip=False, output_activation="identity"),
                             {"stem", "stage0_block0_inner", "stage0_block0_out", "stage1_block0_inner",
                              "stage1_block0_out"}),
-    "resnet-skip-layer": (models.ResNet(depth=6, width=3, norm="layer"), None),
-    "resnet-skip-none": (models.ResNet(depth=10, width=2, norm="none"), {"stage0", "stage1", "stage0_block0_inner",
+    "resnet-skip-layer": (models.ResNet(depth=6, width=3, norm="layer", output_activation="identity"), None),
+    "resnet-skip-none": (models.ResNet(depth=10, width=2, norm="none", output_activation="identity"), {"stage0", "stage1", "stage0_block0_inner",
                                                                          "stage0_block1_inner", "stage1_block0_inner",
                                                                          "stage1_block1_inner"}),
 }
@@ -77,7 +77,7 @@ def test_a_permuted_network_is_the_same_function_and_its_permutation_is_recovere
 
 @pytest.mark.slow  # the CNN's weight matching is in the fast suite through the permuted-copy case
 def test_aligning_two_cnns_keeps_the_function_and_shortens_the_distance(images):
-    model = models.CNN(channels=(4, 6), activation="relu").for_data(images)
+    model = models.CNN(channels=(4, 6), activation="relu", output_activation="identity").for_data(images)
     a, b = model.init(jax.random.key(3)), model.init(jax.random.key(4))  # two independent starts
     spec = model.permutation_spec()
     aligned, _ = align(a, b, spec=spec)

@@ -90,7 +90,7 @@ def test_hessian_and_compare_take_a_name(fresh_run):
 
 def test_run_replaced_during_the_computation_is_not_saved(tmp_path, blobs):
     def trained(seed):
-        return ls.train_ensemble(ls.MLP(hidden=(3,)), blobs, key=jax.random.key(seed), seeds=2, steps=2,
+        return ls.train_ensemble(ls.MLP(hidden=(3,), output_activation="identity"), blobs, key=jax.random.key(seed), seeds=2, steps=2,
                                  progress=False)
 
     out = ls.save_run(tmp_path / "run", trained(0))
@@ -103,7 +103,7 @@ def test_run_replaced_during_the_computation_is_not_saved(tmp_path, blobs):
 
 
 def test_internal_files_are_out_of_reach_of_result_names(tmp_path, blobs):
-    ens = ls.train_ensemble(ls.MLP(hidden=(3,)), blobs, key=jax.random.key(0), seeds=2, steps=2, progress=False)
+    ens = ls.train_ensemble(ls.MLP(hidden=(3,), output_activation="identity"), blobs, key=jax.random.key(0), seeds=2, steps=2, progress=False)
     out = ls.save_run(tmp_path / "run", ens)
     a, b = results.Result(out, "foo", {}), results.Result(out, "foo.partial", {})
     assert a.checkpoints == out / results.INTERNAL / "checkpoints" / "foo"
@@ -115,7 +115,7 @@ def test_internal_files_are_out_of_reach_of_result_names(tmp_path, blobs):
 
 
 def test_provenance_names_parameters_data_and_settings(tmp_path, blobs):
-    ens = ls.train_ensemble(ls.MLP(hidden=(3,)), blobs, key=jax.random.key(0), seeds=2, steps=2, progress=False)
+    ens = ls.train_ensemble(ls.MLP(hidden=(3,), output_activation="identity"), blobs, key=jax.random.key(0), seeds=2, steps=2, progress=False)
     out = ls.save_run(tmp_path / "run", ens)
     p = results.provenance(out, {"grid": 5})
     import hashlib

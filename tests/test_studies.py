@@ -131,5 +131,5 @@ def test_skip_connections_quick(tmp_path):
 
     # every network is the ResNet it claims to be, trained with its BatchNorm statistics kept
     ens = ls.load_run(tmp_path / "run" / "d10_noskip")
-    assert ens.model == ls.ResNet(depth=10, width=2, skip=False, norm="batch").for_data(ls.data.load("digits"))
+    assert ens.model == ls.ResNet(depth=10, width=2, skip=False, norm="batch", output_activation="identity").for_data(ls.data.load("digits"))
     assert ens.state["batch_stats"]["stem_norm"]["mean"].shape == (2, 2)

@@ -83,7 +83,7 @@ def test_barrier_of_a_known_curve():
 
 @pytest.fixture(scope="module")
 def trained(blobs):
-    model = ls.MLP(hidden=(8, 6), activation="tanh")
+    model = ls.MLP(hidden=(8, 6), activation="tanh", output_activation="identity")
     ens = ls.train_ensemble(model, blobs, key=jax.random.key(0), seeds=4, loss="cross_entropy", steps=30,
                             optimizer=ls.OptimizerSpec("sgd", 0.5), log_every=10, snapshot_every=10, progress=False)
     return ens, {"train": (blobs.train.x, blobs.train.y), "test": (blobs.test.x, blobs.test.y)}

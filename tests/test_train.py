@@ -48,7 +48,7 @@ def reference_member(model, data, key, seed, opt, loss, steps, batch_size):
     [("mse", "sgd", None), ("cross_entropy", "sgd", 32), ("cross_entropy", "adam", 20), ("mse", "momentum", 48)],
 )
 def test_ensemble_equals_per_seed_loop(blobs, key, loss, opt_name, batch_size):
-    model = ls.MLP(hidden=(6, 5), activation="tanh").for_data(blobs)
+    model = ls.MLP(hidden=(6, 5), activation="tanh", output_activation="identity").for_data(blobs)
     spec = ls.OptimizerSpec(opt_name, {"adam": 0.05, "momentum": 0.05}.get(opt_name, 0.5))
     steps = 13  # not a multiple of the epoch length: crosses epoch boundaries mid-chunk
     ens = ls.train_ensemble(model, blobs, key=key, seeds=[0, 3, 7], optimizer=spec, loss=loss, steps=steps,
@@ -70,7 +70,7 @@ def test_seed_alone_equals_seed_inside_256_sweep(blobs, key):
 
 
 def test_training_is_deterministic_and_chunking_invisible(blobs, key):
-    model = ls.MLP(hidden=(6,), activation="relu")
+    model = ls.MLP(hidden=(6,), activation="relu", output_activation="identity")
     kw = dict(key=key, seeds=4, loss="cross_entropy", steps=30, batch_size=10, log_every=5, progress=False)
     a = ls.train_ensemble(model, blobs, chunks=1, **kw)
     b = ls.train_ensemble(model, blobs, chunks=1, **kw)
@@ -89,7 +89,7 @@ def test_epoch_order_is_one_permutation_per_epoch(blobs, key):
     x = np.eye(n, dtype=np.float32)
     y = np.zeros(n, np.int32)
     data = ls.data.from_arrays(x, y, x[:2], y[:2], num_classes=2)
-    model = ls.MLP(hidden=(), activation="sigmoid", kernel_init="normal")
+    model = ls.MLP(hidden=(), activation="sigmoid", kernel_init="normal", output_activation="identity")
     ens = ls.train_ensemble(model, data, key=key, seeds=[5], optimizer=ls.OptimizerSpec("sgd", 1.0),
                             loss="cross_entropy", steps=3, batch_size=b, log_every=1, snapshot_every=1,
                             progress=False)
@@ -105,7 +105,7 @@ def test_epoch_order_is_one_permutation_per_epoch(blobs, key):
 
 
 def test_learning_rate_sweep_equals_single_runs(blobs, key):
-    model = ls.MLP(hidden=(4,), activation="tanh")
+    model = ls.MLP(hidden=(4,), activation="tanh", output_activation="identity")
     kw = dict(key=key, loss="mse", steps=12, log_every=4, progress=False)
     grid = ls.train_ensemble(model, blobs, seeds=[1, 2], optimizer=ls.OptimizerSpec("sgd"),
                              learning_rates=[0.1, 0.7], **kw)
@@ -122,7 +122,7 @@ def test_learning_rate_sweep_equals_single_runs(blobs, key):
 
 
 def test_divergence_is_flagged_frozen_and_isolated(blobs, key):
-    model = ls.MLP(hidden=(8,), activation="relu", kernel_init="normal")
+    model = ls.MLP(hidden=(8,), activation="relu", kernel_init="normal", output_activation="identity")
     kw = dict(key=key, seeds=[0, 1], loss="cross_entropy", steps=20, log_every=5, progress=False,
               optimizer=ls.OptimizerSpec("sgd"))
     ens = ls.train_ensemble(model, blobs, learning_rates=[0.1, 1e38], **kw)
@@ -154,10 +154,10 @@ def test_members_that_did_not_learn_are_flagged(key):
     assert sat.config["data"]["majority_rate"] == pytest.approx(rate)
     assert not sat.diverged.any() and not ls.train.learned(sat).any()
     assert np.all(sat.history.train_loss[:, -1] < sat.history.train_loss[:, 0])  # the loss alone looks fine
-    boom = ls.train_ensemble(ls.MLP(hidden=(16,), activation="relu"), d, loss="cross_entropy",
+    boom = ls.train_ensemble(ls.MLP(hidden=(16,), activation="relu", output_activation="identity"), d, loss="cross_entropy",
                              optimizer=ls.OptimizerSpec("sgd", 50.0), **kw)
     assert not boom.diverged.any() and not ls.train.learned(boom).any()
-    good = ls.train_ensemble(ls.MLP(hidden=(16,), activation="tanh"), d, loss="cross_entropy",
+    good = ls.train_ensemble(ls.MLP(hidden=(16,), activation="tanh", output_activation="identity"), d, loss="cross_entropy",
                              optimizer=ls.OptimizerSpec("sgd", 0.5), **kw)
     assert ls.train.learned(good).all() and set(ls.train.status(good)) == {"ok"}
     assert ls.summarize(sat)["num_not_learned"] == 3 and set(ls.train.status(sat)) == {"did not learn"}
@@ -172,7 +172,7 @@ def test_members_that_did_not_learn_are_flagged(key):
 
 
 def test_all_members_diverging_gives_empty_spread(blobs, key):
-    model = ls.MLP(hidden=(8,), activation="relu", kernel_init="normal")
+    model = ls.MLP(hidden=(8,), activation="relu", kernel_init="normal", output_activation="identity")
     ens = ls.train_ensemble(model, blobs, key=key, seeds=2, optimizer=ls.OptimizerSpec("sgd", 1e38),
                             loss="cross_entropy", steps=5, log_every=5, progress=False)
     assert ens.diverged.all() and ls.summarize(ens)["spread"] == {}
@@ -180,7 +180,7 @@ def test_all_members_diverging_gives_empty_spread(blobs, key):
 
 
 def test_history_and_trajectory_match_the_parameters(blobs, key):
-    model = ls.MLP(hidden=(6,), activation="gelu").for_data(blobs)
+    model = ls.MLP(hidden=(6,), activation="gelu", output_activation="identity").for_data(blobs)
     ens = ls.train_ensemble(model, blobs, key=key, seeds=3, loss="cross_entropy", steps=25, log_every=5,
                             snapshot_every=10, optimizer=ls.OptimizerSpec("sgd", 0.3), progress=False)
     np.testing.assert_array_equal(ens.history.step, [0, 5, 10, 15, 20, 25])
@@ -215,7 +215,7 @@ def test_history_and_trajectory_match_the_parameters(blobs, key):
 )
 def test_bad_training_arguments(blobs, key, kwargs, match):
     with pytest.raises(ConfigError, match=match):
-        ls.train_ensemble(ls.MLP(hidden=(3,)), blobs, key=key, **{"steps": 2, "progress": False, **kwargs})
+        ls.train_ensemble(ls.MLP(hidden=(3,), output_activation="identity"), blobs, key=key, **{"steps": 2, "progress": False, **kwargs})
 
 
 @pytest.mark.parametrize("kwargs", [{"name": "lbfgs"}, {"learning_rate": -1.0}, {"learning_rate": float("nan")},
@@ -226,14 +226,14 @@ def test_bad_optimizer_spec(kwargs):
 
 
 def test_custom_optax_transformation(blobs, key):
-    ens = ls.train_ensemble(ls.MLP(hidden=(3,)), blobs, key=key, seeds=2, optimizer=optax.adam(1e-2),
+    ens = ls.train_ensemble(ls.MLP(hidden=(3,), output_activation="identity"), blobs, key=key, seeds=2, optimizer=optax.adam(1e-2),
                             loss="cross_entropy", steps=4, log_every=2, progress=False)
     assert np.isnan(ens.learning_rates).all() and ens.config["optimizer"]["custom"].startswith("GradientTransformation")
 
 
 def test_compiled_programs_are_reused_across_calls(blobs, key):
     """A second sweep of the same configuration (other key, seeds, default learning rate) compiles nothing new."""
-    model = ls.MLP(hidden=(3,), activation="tanh")
+    model = ls.MLP(hidden=(3,), activation="tanh", output_activation="identity")
     ls.train._programs.cache_clear()
     kw = dict(loss="cross_entropy", steps=6, batch_size=8, log_every=3, progress=False)
     ls.train_ensemble(model, blobs, key=key, seeds=2, optimizer=ls.OptimizerSpec("momentum", 0.1), **kw)
@@ -245,7 +245,7 @@ def test_compiled_programs_are_reused_across_calls(blobs, key):
 
 def test_long_log_intervals_are_split_by_the_order_budget(blobs, key, monkeypatch):
     """Minibatch orders are passed per call; a log interval longer than the budget is split, invisibly."""
-    model = ls.MLP(hidden=(4,), activation="sigmoid")
+    model = ls.MLP(hidden=(4,), activation="sigmoid", output_activation="identity")
     kw = dict(key=key, seeds=3, loss="mse", steps=37, batch_size=16, log_every=18, progress=False,
               snapshot_every=18)
     whole = ls.train_ensemble(model, blobs, **kw)
@@ -272,7 +272,7 @@ def test_epoch_order_is_a_pure_function_of_key_and_epoch():
 
 def test_ensembles_beyond_device_memory_train_in_member_chunks(blobs, key):
     """A budget for 3 members trains 7 in chunks of 3, 3 and 1, with the results of one call."""
-    model = ls.MLP(hidden=(6, 5), activation="tanh").for_data(blobs)
+    model = ls.MLP(hidden=(6, 5), activation="tanh", output_activation="identity").for_data(blobs)
     kw = dict(key=key, seeds=[0, 1, 2, 3, 4, 5, 6], steps=12, log_every=4, snapshot_every=4, loss="cross_entropy",
               optimizer=ls.OptimizerSpec("momentum", 0.1), batch_size=32, progress=False)
     whole = ls.train_ensemble(model, blobs, **kw)
@@ -287,7 +287,7 @@ def test_ensembles_beyond_device_memory_train_in_member_chunks(blobs, key):
 
 
 def test_device_bytes_per_member_by_hand():
-    model = ls.MLP(hidden=(16, 16)).for_data(ls.data.blobs(num_train=8, num_test=2, num_classes=10, dim=64))
+    model = ls.MLP(hidden=(16, 16), output_activation="identity").for_data(ls.data.blobs(num_train=8, num_test=2, num_classes=10, dim=64))
     p = 64 * 16 + 16 + 16 * 16 + 16 + 16 * 10 + 10
     assert model.num_params() == p
     assert ls.train.device_bytes_per_member(model, 1347, 1797) == 16 * p + 16 * 1347 * 42
