@@ -287,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_file(p)
     _add_common(p, computes=False)
 
-    p = sub.add_parser("demo", help="the main job on the embedded digits, offline, in a few minutes",
+    p = sub.add_parser("demo", help="the main job on the embedded digits, offline, in about a minute on 2 CPU cores",
                        description="Train 64 sigmoid networks 64-16-16-10 with the squared-difference cost "
                                    "on the bundled digits, then compute and draw a filter-normalised plane "
                                    "around seed 0, the interpolation from seed 0 to seed 1, the plane through "
