@@ -91,8 +91,10 @@ class Outcome:
     """A stored result.
 
     Attributes:
-      name: the result's name; ``path``: its ``.npz`` (``None`` on processes that do not write).
-      arrays, meta: the result as saved (``meta["provenance"]`` says what it was computed from).
+      name: the result's name.
+      path: its ``.npz`` (``None`` on processes that do not write).
+      arrays: the result's arrays, as saved.
+      meta: its metadata (``meta["provenance"]`` says what it was computed from).
       reused: it was already saved and current, so nothing was computed.
       warnings: members it involves that diverged or did not learn, one line each.
       run: the run directory.
@@ -117,7 +119,36 @@ class TrainSpec:
     (``depth``, ``width``, ``stages``, ``skip``, ``norm``; :class:`landscape.models.ResNet`);
     the last two need image data sets.  ``model_file="PATH.py:FACTORY"`` trains a user's model
     instead (:func:`landscape.model_files.from_file`: the file is executed; ``model`` and the
-    architecture fields are then unused)."""
+    architecture fields are then unused).
+
+    Attributes:
+      dataset: ``digits``, ``spirals``, ``blobs`` or a tensorflow-datasets name.
+      data_dir: the tensorflow-datasets directory.
+      download: prepare a tensorflow-datasets set first if it is missing.
+      model: ``"mlp"``, ``"cnn"`` or ``"resnet"``.
+      hidden: the MLP's hidden widths.
+      channels: the CNN's convolution channels.
+      kernel: the CNN's kernel size.
+      depth: the ResNet's weighted layers.
+      width: the ResNet's first stage's channels.
+      stages: the ResNet's stages.
+      skip: the ResNet's skip connections.
+      norm: the ResNet's normalisation, ``"batch"``, ``"layer"`` or ``"none"``.
+      model_file: ``"PATH.py:FACTORY"``, a user's model (executed).
+      activation: the hidden non-linearity.
+      output_activation: ``"auto"`` (decided by the loss), ``"identity"`` or ``"sigmoid"``.
+      init: the kernel initialiser.
+      loss: ``"mse"`` or ``"cross_entropy"``.
+      optimizer: the optimizer's name (:class:`landscape.optim.OptimizerSpec`).
+      lr: learning rates; several sweep seeds × rates.
+      momentum: for ``momentum``, ``nesterov``, ``rmsprop``.
+      steps: optimizer steps.
+      batch_size: minibatch size (``None``: full batch).
+      seeds: how many random starts (seeds ``0 .. seeds - 1``).
+      key: the root PRNG seed.
+      log_every: history interval in steps.
+      snapshot_every: parameter-snapshot interval (``None``: none).
+    """
 
     dataset: str = "digits"
     data_dir: str | None = None
@@ -376,16 +407,23 @@ class SurfaceSpec:
     the plane of their top Hessian eigenvectors.
 
     Attributes:
-      seeds: ``"0"``, ``"0,1,2"`` or ``"all"``; ``lr``: their learning rate in a sweep.
+      seeds: ``"0"``, ``"0,1,2"`` or ``"all"``.
+      lr: their learning rate in a sweep.
       directions: ``"random"`` or ``"hessian"`` (unit eigenvectors; ``norm`` is then ``"none"``).
       norm: ``"filter"``, ``"layer"``, ``"model"`` or ``"none"``.
       keep_biases: give biases a direction too (default: zero, as Li et al.).
       orthogonal: Gram-Schmidt the second direction against the first.
-      dims: 1 (a line) or 2 (a plane); grid: points per axis; span: coefficients in [-span, span].
-      key: PRNG seed of the directions; test: evaluate the test split too.
+      dims: 1 (a line) or 2 (a plane).
+      grid: points per axis;
+      span: coefficients in [-span, span].
+      key: PRNG seed of the directions.
+      test: evaluate the test split too.
       curvature: also map the Hessian's λ_max, λ_min and ``|λ_min| / λ_max`` over the slice
         (Li et al. 2018, section 6) on its own grid of ``curvature_grid`` points per axis
-        spanning the same range; ``curvature_probes`` Hutchinson probes add the trace (0: none).
+        spanning the same range.
+      curvature_grid: points per axis of the curvature map's grid.
+      curvature_probes: Hutchinson probes per point of the map (``0``: no trace).
+      statistics: for a model with BatchNorm: ``"recompute"`` (default) or ``"running"``.
     """
 
     seeds: str = "0"
@@ -527,7 +565,16 @@ def _hessian_directions(model, ens, batches, centers, k: int, key):
 @dataclasses.dataclass(frozen=True)
 class InterpolationSpec:
     """The straight line between two members' minima, ``t`` in ``[-extend, 1 + extend]``
-    (Goodfellow et al. 2015), with both barrier definitions."""
+    (Goodfellow et al. 2015), with both barrier definitions.
+
+    Attributes:
+      seeds: the two members, ``"A,B"``.
+      lr: the members' learning rate, when the run swept several.
+      grid: points on ``[0, 1]``.
+      extend: how far the line continues beyond each end.
+      test: also the test set's metrics.
+      statistics: for a model with BatchNorm: ``"recompute"`` (default) or ``"running"``.
+    """
 
     seeds: str = "0,1"
     lr: float | None = None
@@ -583,7 +630,17 @@ def interpolate(run, spec: InterpolationSpec, *, name: str | None = None, overwr
 @dataclasses.dataclass(frozen=True)
 class PlaneSpec:
     """The plane through three members' minima (Garipov et al. 2018), with their training
-    paths projected when the run kept snapshots."""
+    paths projected when the run kept snapshots.
+
+    Attributes:
+      seeds: the three members, ``"A,B,C"``.
+      lr: the members' learning rate, when the run swept several.
+      grid: points per axis.
+      margin: the grid's margin around the minima.
+      paths: project the training paths (when the run kept snapshots).
+      test: also the test set's metrics.
+      statistics: for a model with BatchNorm: ``"recompute"`` (default) or ``"running"``.
+    """
 
     seeds: str = "0,1,2"
     lr: float | None = None
@@ -646,7 +703,16 @@ def plane(run, spec: PlaneSpec, *, name: str | None = None, overwrite: bool = Fa
 @dataclasses.dataclass(frozen=True)
 class TrajectorySpec:
     """The PCA plane of one member's saved training snapshots around its final parameters
-    (Li et al. 2018, section 7)."""
+    (Li et al. 2018, section 7).
+
+    Attributes:
+      seed: the member.
+      lr: the members' learning rate, when the run swept several.
+      grid: points per axis.
+      margin: the grid's margin around the path.
+      test: also the test set's metrics.
+      statistics: for a model with BatchNorm: ``"recompute"`` (default) or ``"running"``.
+    """
 
     seed: int = 0
     lr: float | None = None
@@ -718,7 +784,20 @@ class HessianSpec:
     ``batch_size``: accumulate every product over batches of this many examples (the same
     full-data curvature, with one batch's activations in memory: MNIST-size sets on a small
     machine).  ``minibatches``: also the top eigenvalues and trace of that many disjoint random
-    mini-batches of ``batch_size``, one by one — the spread of one-batch estimates."""
+    mini-batches of ``batch_size``, one by one — the spread of one-batch estimates.
+
+    Attributes:
+      top: top eigenvalues per member.
+      iters: Lanczos iterations (default ``max(2 top + 20, 40)``).
+      probes: Hutchinson probes (``0``: no trace).
+      density: also the spectral density.
+      key: the PRNG seed of the starts and probes.
+      per_layer: also every layer's block.
+      curvature: ``"hessian"``, ``"ggn"`` or ``"fisher"``.
+      batch_size: accumulate over batches of this many examples (the same numbers).
+      minibatches: also this many random batches of ``batch_size``, each on its own.
+      statistics: for a model with BatchNorm: ``"recompute"`` (default) or ``"running"``.
+    """
 
     top: int = 5
     iters: int | None = None
@@ -844,12 +923,15 @@ class BasinsSpec:
         of the members, when the run swept several (also the starts' learning rate).
       grid: starts per axis (``grid²`` in all).
       steps: training steps of every start (default:
-        the run's).  margin: the three-point grid's margin.  span: the random plane's half-width.
+        the run's).
+      margin: the three-point grid's margin.
+      span: the random plane's half-width.
       tol: the barrier (loss units) below which an end point belongs to a minimum's basin
         (default: half the smallest barrier between the three minima; 0.05 with one).
       align: align the minima, and each end point to each minimum, by weight matching first
         (default: when the model states its permutation structure).
       key: PRNG seed of the training's minibatch orders and a random plane's directions.
+      statistics: for a model with BatchNorm: ``"recompute"`` (default) or ``"running"``.
     """
 
     seeds: str = "0,1,2"
@@ -953,9 +1035,14 @@ class RaceSpec:
       batch_sizes: comma-separated sizes or ``full``; default the run's batch size.
       starts: how many random points of the plane start.
       steps: default the run's.
-      snapshot_every: path resolution (default ``steps // 50``).  grid, margin, span: the plane.
+      snapshot_every: path resolution (default ``steps // 50``).
+      grid: the plane.
+      margin: the plane.
+      span: the plane.
       align: weight-match the minima first (default: when the model states its permutation
-        structure).  key: PRNG seed of the starts, a random plane and minibatch orders.
+        structure).
+      key: PRNG seed of the starts, a random plane and minibatch orders.
+      statistics: for a model with BatchNorm: ``"recompute"`` (default) or ``"running"``.
     """
 
     seeds: str = "0,1,2"
@@ -1109,9 +1196,13 @@ class AnimateSpec:
       starts: random starting points of the plane.
       steps: descent steps.
       lr: the descent's step size (default: the run's learning rate).
-      grid, margin, span: the plane's grid.
+      grid: the plane's grid.
+      margin: the plane's grid.
+      span: the plane's grid.
       align: weight-match the minima first (default:
-        when the model states its permutation structure).  key: PRNG seed of the starts.
+        when the model states its permutation structure).
+      key: PRNG seed of the starts.
+      statistics: for a model with BatchNorm: ``"recompute"`` (default) or ``"running"``.
     """
 
     seeds: str = "0,1,2"
@@ -1207,12 +1298,16 @@ class CompareSpec:
 
     Attributes:
       lr: the learning rate to compare (required when the run swept several).
-      align: also barriers after alignment; curve: two seeds ``(A, B)`` for a Bézier curve.
-      curve_steps: its training steps; key: its PRNG seed.
+      align: also barriers after alignment.
+      curve: two seeds ``(A, B)`` for a Bézier curve.
+      curve_steps: its training steps.
+      key: its PRNG seed.
       tol: members whose barrier is below this share a basin.
-      limit: compare only the first N healthy members; grid: interpolation points in [0, 1].
+      limit: compare only the first N healthy members.
+      grid: interpolation points in [0, 1].
       include_unlearned: also compare members that did not learn (named in the warnings;
         diverged members are always left out).
+      statistics: for a model with BatchNorm: ``"recompute"`` (default) or ``"running"``.
     """
 
     lr: float | None = None

@@ -35,7 +35,12 @@ DIGITS_TEST_FRACTION = 0.25
 
 
 class Split(NamedTuple):
-    """One split of a data set: inputs ``x`` of shape ``(N, D)`` and labels ``y`` of shape ``(N,)``."""
+    """One split of a data set: inputs ``x`` of shape ``(N, D)`` and labels ``y`` of shape ``(N,)``.
+
+    Attributes:
+      x: ``(N, D)`` float32 inputs.
+      y: ``(N,)`` int32 labels.
+    """
 
     x: np.ndarray
     y: np.ndarray
@@ -47,7 +52,8 @@ class Dataset:
 
     Attributes:
       name: identifier used in run metadata (``digits``, ``mnist``, ``spirals`` ...).
-      train, test: :class:`Split` with ``x`` ``float32 (N, D)`` and ``y`` ``int32 (N,)``.
+      train: the training :class:`Split`: ``x`` ``float32 (N, D)``, ``y`` ``int32 (N,)``.
+      test: the test :class:`Split`, likewise.
       num_classes: number of classes ``K``; labels lie in ``[0, K)``.
       options: the keyword arguments that reproduce the set (stored in run metadata).
       image_shape: ``(H, W, C)`` for a set of images (``H W C = D``: each row of ``x`` is an

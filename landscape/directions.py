@@ -207,6 +207,12 @@ class ThreePointPlane(NamedTuple):
     made orthogonal to ``u``, unit length.  ``coords (3, 2)``: the three solutions' coordinates,
     ``(0, 0)``, ``(||theta_1 - theta_0||, 0)`` and ``(<theta_2 - theta_0, u>, ||v_perp||)`` — so
     distances on the plane are Euclidean distances in parameter space.
+
+    Attributes:
+      origin: ``theta_0``.
+      u: the first unit direction.
+      v: the second, orthogonal to ``u``.
+      coords: ``(3, 2)`` the solutions' coordinates.
     """
 
     origin: PyTree
@@ -279,6 +285,12 @@ class TrajectoryPCA(NamedTuple):
     ``origin``: the final parameters.  ``directions``: ``k`` orthonormal principal directions
     (pytrees).  ``explained_variance_ratio (k,)``.  ``coords (K, k)``: each snapshot's
     coordinates, ``<theta_i - origin, e_j>``.
+
+    Attributes:
+      origin: the path's end (the final parameters).
+      directions: ``k`` unit pytrees.
+      explained_variance_ratio: ``(k,)``.
+      coords: ``(K, k)`` the snapshots' coordinates.
     """
 
     origin: PyTree

@@ -165,6 +165,11 @@ class Placement:
     """Where the arrays of one computation live (see the module docstring).
 
     ``size``: the number of devices the sharded axis is split over (1 without a mesh).
+
+    Attributes:
+      mesh: the mesh (``None``: one device).
+      size: its device count.
+      multi_process: whether it spans several processes.
     """
 
     def __init__(self, mesh: Mesh | None):

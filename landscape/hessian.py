@@ -276,7 +276,13 @@ def _flat_matvec(loss_fn: LossFn, params: PyTree, select: Selection = None, curv
 
 
 class Tridiagonal(NamedTuple):
-    """Result of :func:`lanczos`: ``alpha (m,)`` diagonal, ``beta (m-1,)`` off-diagonal, ``basis (m, P)``."""
+    """Result of :func:`lanczos`: ``alpha (m,)`` diagonal, ``beta (m-1,)`` off-diagonal, ``basis (m, P)``.
+
+    Attributes:
+      alpha: ``(m,)`` the diagonal.
+      beta: ``(m - 1,)`` the off-diagonal.
+      basis: ``(m, P)`` the Lanczos vectors.
+    """
 
     alpha: jax.Array
     beta: jax.Array
@@ -350,7 +356,12 @@ def _start(key, p, dtype):
 
 
 class Eigen(NamedTuple):
-    """Top eigenpairs: ``values (k,)`` in descending order, ``vectors`` a list of ``k`` unit pytrees."""
+    """Top eigenpairs: ``values (k,)`` in descending order, ``vectors`` a list of ``k`` unit pytrees.
+
+    Attributes:
+      values: ``(k,)`` descending.
+      vectors: ``k`` unit pytrees shaped like the parameters.
+    """
 
     values: jax.Array
     vectors: list
@@ -480,6 +491,10 @@ class Density(NamedTuple):
     """Stochastic Lanczos quadrature: ``nodes (probes, m)`` Ritz values, ``weights (probes, m)``.
 
     Each probe's weights sum to 1; the spectral measure is their average over probes.
+
+    Attributes:
+      nodes: ``(probes, m)`` Ritz values (``(M, probes, m)`` stacked).
+      weights: the same shape; each probe's sum to 1.
     """
 
     nodes: jax.Array

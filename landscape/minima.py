@@ -348,6 +348,13 @@ class BezierCurve(NamedTuple):
     ``bend``: the control point.  ``t (n,)``; ``curve_loss`` and ``line_loss`` ``(n,)``: the
     loss along the curve and along the straight line; ``train_loss (steps,)``: the
     objective during training.
+
+    Attributes:
+      bend: the control point, a parameter pytree.
+      t: ``(n,)`` curve parameters.
+      curve_loss: ``(n,)`` the loss along the curve.
+      line_loss: ``(n,)`` the loss along the straight line.
+      train_loss: ``(steps,)`` the training objective.
     """
 
     bend: PyTree
@@ -531,14 +538,15 @@ class BasinMap(NamedTuple):
     """Which reference minimum each start of a grid on a plane ends in (:func:`basins_of_attraction`).
 
     Attributes:
-      a, b: ``(G,)`` and ``(H,)`` grid coordinates along the plane's two directions.
+      a: ``(G,)`` grid coordinates along the plane's first direction.
+      b: ``(H,)`` along its second.
       points: ``(R, 2)`` the reference minima's coordinates on the plane.
       labels: ``(G, H)`` int: ``i`` = the end point is in minimum ``i``'s basin and no other's
         (the barrier on the straight line from minimum ``i`` to the end point, aligned to it, is
         below ``tol``; to every other minimum it is not); :data:`SHARED` (−3) = below ``tol``
         to two or more minima; :data:`ELSEWHERE` (−1) = to none; :data:`DIVERGED` (−2).
-      start_loss, final_loss: ``(G, H)`` training cost at the start (the plane's cost surface)
-        and after training.
+      start_loss: ``(G, H)`` training cost at the starts (the plane's cost surface).
+      final_loss: ``(G, H)`` training cost after training.
       distance: ``(G, H, R)`` distance from each end point (aligned to each minimum) to it.
       barrier: ``(G, H, R)`` the barrier between each minimum and the end point aligned to it.
       ends: ``(G, H, 2)`` the end points projected onto the plane (least squares in the

@@ -164,7 +164,8 @@ class MLP(_Stateless):
         identity for ``cross_entropy`` — when the model meets it (:func:`for_loss`).
       kernel_init: ``lecun_normal`` (Flax's default), ``glorot_uniform``, ``glorot_normal``,
         ``he_normal`` or ``normal`` (N(0, 1)); biases start at zero.
-      in_features, out_features: ``D`` and ``K``; ``None`` until bound to a data set by
+      in_features: ``D`` and ``K``; ``None`` until bound to a data set by
+      out_features: ``D`` and ``K``; ``None`` until bound to a data set by
         :meth:`for_data`.
     """
 
@@ -369,8 +370,11 @@ class CNN(_Stateless, _ImageModel):
     Attributes:
       channels: output channels of the convolutions, e.g. ``(8, 16)``.
       kernel: convolution size.
-      activation, output_activation, kernel_init: as for :class:`MLP`.
-      image_shape, out_features: ``(H, W, C)`` and ``K``; ``None`` until bound by :meth:`for_data`.
+      activation: as for :class:`MLP`.
+      output_activation: as for :class:`MLP`.
+      kernel_init: as for :class:`MLP`.
+      image_shape: ``(H, W, C)``; ``None`` until bound by :meth:`for_data`.
+      out_features: ``K``; ``None`` until bound.
     """
 
     channels: tuple[int, ...] = (8, 16)
@@ -805,8 +809,11 @@ class ResNet(_ImageModel):
       norm: ``"batch"`` (BatchNorm, running averages with ``momentum``: the model then has
         state), ``"layer"`` (LayerNorm over each example's feature map) or ``"none"``.
       momentum: BatchNorm's running-average rate (0.9: short trainings still settle).
-      activation, output_activation, kernel_init: as for :class:`MLP`.
-      image_shape, out_features: ``(H, W, C)`` and ``K``; ``None`` until bound by :meth:`for_data`.
+      activation: as for :class:`MLP`.
+      output_activation: as for :class:`MLP`.
+      kernel_init: as for :class:`MLP`.
+      image_shape: ``(H, W, C)``; ``None`` until bound by :meth:`for_data`.
+      out_features: ``K``; ``None`` until bound.
     """
 
     depth: int = 10
@@ -1629,6 +1636,10 @@ class MLPMetrics:
     the parameters, so on a slice ``theta = c + sum_i a_i d_i`` they equal
     ``first_layer(c, x) + sum_i a_i first_layer(d_i, x)`` (with ``first_layer(d, x) = x W_d + b_d``),
     computed once per slice instead of once per point.
+
+    Attributes:
+      model: the bound :class:`MLP` (its output decided).
+      loss: ``"mse"`` or ``"cross_entropy"``.
     """
 
     model: MLP
@@ -1676,7 +1687,12 @@ class MLPMetrics:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class ModelMetrics:
-    """``(params, (x, y)) -> {"loss", "accuracy"}`` for any model with ``apply(params, x)``."""
+    """``(params, (x, y)) -> {"loss", "accuracy"}`` for any model with ``apply(params, x)``.
+
+    Attributes:
+      model: a bound model without state.
+      loss: ``"mse"`` or ``"cross_entropy"``.
+    """
 
     model: Any
     loss: str

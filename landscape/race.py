@@ -34,7 +34,8 @@ class Race(NamedTuple):
     """The outcome of :func:`race`: ``S`` starts × ``E`` entrants (optimizer, batch size).
 
     Attributes:
-      a, b: ``(G,)`` grid axes of the plane.
+      a: ``(G,)`` grid axes of the plane.
+      b: ``(G,)`` grid axes of the plane.
       cost: ``(G, G)`` training cost on the plane.
       points: ``(R, 2)`` the minima's coordinates.
       starts: ``(S, 2)`` the starts' coordinates.

@@ -102,6 +102,12 @@ class Result:
       name: the result's name (``RUN/results/NAME.npz``).
       settings: every setting of the computation; with the run's parameters and data set it
         forms the result's :func:`provenance`.
+
+    Attributes:
+      provenance: what the result is computed from (:func:`provenance`).
+      stem: ``RUN/results/NAME`` (the ``.npz`` and ``.json`` beside it).
+      checkpoints: the result's checkpoint directory (removed after the commit).
+      checkpoint: the surface evaluator's checkpoint file in it.
     """
 
     def __init__(self, run: str | os.PathLike, name: str, settings: dict):

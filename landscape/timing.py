@@ -29,6 +29,11 @@ class Timings:
     the time from then until :meth:`begin_command`; within the command, :meth:`phase` times
     named phases (``load``, ``figure``), compilation is summed from JAX's events (and taken
     out of the phase it happened in), and ``compute_s`` is the rest of the command's time.
+
+    Attributes:
+      started: ``time.time()`` when the object was made.
+      phases: seconds per named phase.
+      compile_s: seconds of compilation (tracing, lowering, compiling or loading).
     """
 
     def __init__(self) -> None:

@@ -61,6 +61,13 @@ class History:
 
     ``step``: ``(T,)`` step numbers (0 = before training).  ``train_loss``, ``train_accuracy``,
     ``test_loss``, ``test_accuracy``: ``(M, T)`` per member, on the full splits.
+
+    Attributes:
+      step: ``(T,)`` the logged steps.
+      train_loss: ``(M, T)``.
+      train_accuracy: ``(M, T)``.
+      test_loss: ``(M, T)``.
+      test_accuracy: ``(M, T)``.
     """
 
     step: np.ndarray
@@ -76,7 +83,12 @@ class History:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Trajectory:
-    """Parameter snapshots: ``step (K,)`` and ``params``, a pytree with leaves ``(M, K, ...)``."""
+    """Parameter snapshots: ``step (K,)`` and ``params``, a pytree with leaves ``(M, K, ...)``.
+
+    Attributes:
+      step: ``(K,)`` the snapshot steps.
+      params: parameter pytree with leaves ``(M, K, ...)``.
+    """
 
     step: np.ndarray
     params: Any

@@ -174,3 +174,32 @@ def test_every_public_function_documents_every_parameter():
 
     visit(pkg)
     assert missing == []
+
+
+def test_every_public_class_documents_its_fields():
+    """Result types, settings objects and configurations list their fields under ``Attributes``
+    (or ``Args``), so the API reference shows what each holds."""
+    import logging
+
+    griffe = pytest.importorskip("griffe")
+    logging.getLogger("griffe").setLevel(logging.ERROR)
+    pkg = griffe.load("landscape", search_paths=[str(ROOT)], docstring_parser="google")
+    missing = []
+
+    def visit(obj):
+        for name, m in obj.members.items():
+            if name.startswith("_") or m.is_alias or (m.is_module and name == "cli"):
+                continue
+            if m.is_module:
+                visit(m)
+            elif m.is_class:
+                fields = [a for a, v in m.members.items() if v.is_attribute and "property" not in v.labels
+                          and not a.startswith("_") and not a.isupper()]
+                sections = m.docstring.parse("google") if m.docstring else []
+                documented = {getattr(e, "name", "") for s in sections if s.kind.value in ("attributes", "parameters")
+                              for e in s.value}
+                documented |= {n.strip() for d in documented for n in d.split(",")}
+                missing.extend(f"{m.path}.{f}" for f in fields if f not in documented)
+
+    visit(pkg)
+    assert missing == []
