@@ -119,88 +119,65 @@ def test_the_documentation_site_builds_with_warnings_as_errors(tmp_path):
     assert 'href="../performance/#time-to-result"' in cli  # a README anchor on another page
 
 
+def _public(kind: str) -> list:
+    """Every public function (``kind="function"``) or class of the package as griffe reads it
+    statically (the ``cli`` package aside: its flags are documented by ``--help``)."""
+    import logging
+
+    griffe = pytest.importorskip("griffe")
+    logging.getLogger("griffe").setLevel(logging.ERROR)  # missing types: the signatures have them
+    found = []
+
+    def visit(obj):
+        for name, m in obj.members.items():
+            if name.startswith("_") or m.is_alias or (m.is_module and name == "cli"):
+                continue
+            if m.is_module or m.is_class:
+                visit(m)
+            if (kind == "function" and m.is_function) or (kind == "class" and m.is_class):
+                found.append(m)
+
+    visit(griffe.load("landscape", search_paths=[str(ROOT)], docstring_parser="google"))
+    return found
+
+
+def _entries(obj, *kinds: str) -> list:
+    return [e for s in (obj.docstring.parse("google") if obj.docstring else []) if s.kind.value in kinds
+            for e in s.value]
+
+
 def test_no_docstring_entry_hides_another_parameter():
     """``x: …  y: …`` on one line documents only ``x`` in the reference; each parameter gets
     its own entry."""
     import re
 
-    import logging
-
-    griffe = pytest.importorskip("griffe")
-    logging.getLogger("griffe").setLevel(logging.ERROR)  # missing types: the signatures have them
-    pkg = griffe.load("landscape", search_paths=[str(ROOT)], docstring_parser="google")
     hidden = []
-
-    def visit(obj):
-        for name, m in obj.members.items():
-            if name.startswith("_") or m.is_alias:
-                continue
-            if m.is_module or m.is_class:
-                visit(m)
-            if m.is_function and m.docstring:
-                params = [p.name for p in m.parameters if p.name not in ("self", "cls")]
-                for section in m.docstring.parse("google"):
-                    if section.kind.value != "parameters":
-                        continue
-                    for p in section.value:
-                        hidden.extend(f"{m.path}: {p.name} hides {o}" for o in params if o != p.name
-                                   and re.search(rf"(^|\.\s+|;\s+){re.escape(o)}:\s", p.description))
-
-    visit(pkg)
+    for f in _public("function"):
+        params = [p.name for p in f.parameters if p.name not in ("self", "cls")]
+        for e in _entries(f, "parameters"):
+            hidden.extend(f"{f.path}: {e.name} hides {o}" for o in params
+                          if o != e.name and re.search(rf"(^|\.\s+|;\s+){re.escape(o)}:\s", e.description))
     assert hidden == []
 
 
 def test_every_public_function_documents_every_parameter():
-    """The API reference shows each argument: every public function and method of the package
-    (the ``cli`` package aside: its flags are documented by ``--help``) has an ``Args`` entry
-    for every parameter of its signature."""
-    import logging
-
-    griffe = pytest.importorskip("griffe")
-    logging.getLogger("griffe").setLevel(logging.ERROR)
-    pkg = griffe.load("landscape", search_paths=[str(ROOT)], docstring_parser="google")
+    """The API reference shows each argument: every public function and method has an
+    ``Args`` entry for every parameter of its signature."""
     missing = []
-
-    def visit(obj):
-        for name, m in obj.members.items():
-            if name.startswith("_") or m.is_alias or (m.is_module and name == "cli"):
-                continue
-            if m.is_module or m.is_class:
-                visit(m)
-            if m.is_function:
-                params = [p.name for p in m.parameters if p.name not in ("self", "cls")]
-                sections = m.docstring.parse("google") if m.docstring else []
-                documented = {p.name.lstrip("*") for s in sections if s.kind.value == "parameters" for p in s.value}
-                missing.extend(f"{m.path}: {p}" for p in params if p not in documented)
-
-    visit(pkg)
+    for f in _public("function"):
+        documented = {e.name.lstrip("*") for e in _entries(f, "parameters")}
+        missing.extend(f"{f.path}: {p.name}" for p in f.parameters
+                       if p.name not in ("self", "cls") and p.name not in documented)
     assert missing == []
 
 
 def test_every_public_class_documents_its_fields():
     """Result types, settings objects and configurations list their fields under ``Attributes``
-    (or ``Args``), so the API reference shows what each holds."""
-    import logging
-
-    griffe = pytest.importorskip("griffe")
-    logging.getLogger("griffe").setLevel(logging.ERROR)
-    pkg = griffe.load("landscape", search_paths=[str(ROOT)], docstring_parser="google")
+    (or ``Args``), one entry each, so the API reference shows what each holds."""
     missing = []
-
-    def visit(obj):
-        for name, m in obj.members.items():
-            if name.startswith("_") or m.is_alias or (m.is_module and name == "cli"):
-                continue
-            if m.is_module:
-                visit(m)
-            elif m.is_class:
-                fields = [a for a, v in m.members.items() if v.is_attribute and "property" not in v.labels
-                          and not a.startswith("_") and not a.isupper()]
-                sections = m.docstring.parse("google") if m.docstring else []
-                documented = {getattr(e, "name", "") for s in sections if s.kind.value in ("attributes", "parameters")
-                              for e in s.value}
-                documented |= {n.strip() for d in documented for n in d.split(",")}
-                missing.extend(f"{m.path}.{f}" for f in fields if f not in documented)
-
-    visit(pkg)
+    for c in _public("class"):
+        fields = [a for a, v in c.members.items()
+                  if v.is_attribute and "property" not in v.labels and not a.startswith("_") and not a.isupper()]
+        documented = {e.name for e in _entries(c, "attributes", "parameters")}
+        missing.extend(f"{c.path}.{f}" for f in fields if f not in documented)
     assert missing == []
