@@ -9,6 +9,7 @@ as written, in one fresh interpreter; the shell blocks marked ``run`` run as wri
 from __future__ import annotations
 
 import ast
+import functools
 import os
 import subprocess
 import sys
@@ -119,13 +120,18 @@ def test_the_documentation_site_builds_with_warnings_as_errors(tmp_path):
     assert 'href="../performance/#time-to-result"' in cli  # a README anchor on another page
 
 
-def _public(kind: str) -> list:
-    """Every public function (``kind="function"``) or class of the package as griffe reads it
-    statically (the ``cli`` package aside: its flags are documented by ``--help``)."""
+@functools.lru_cache(maxsize=1)
+def _package():
     import logging
 
     griffe = pytest.importorskip("griffe")
     logging.getLogger("griffe").setLevel(logging.ERROR)  # missing types: the signatures have them
+    return griffe.load("landscape", search_paths=[str(ROOT)], docstring_parser="google")
+
+
+def _public(kind: str) -> list:
+    """Every public function (``kind="function"``) or class of the package as griffe reads it
+    statically (the ``cli`` package aside: its flags are documented by ``--help``)."""
     found = []
 
     def visit(obj):
@@ -137,7 +143,7 @@ def _public(kind: str) -> list:
             if (kind == "function" and m.is_function) or (kind == "class" and m.is_class):
                 found.append(m)
 
-    visit(griffe.load("landscape", search_paths=[str(ROOT)], docstring_parser="google"))
+    visit(_package())
     return found
 
 
