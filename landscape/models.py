@@ -1647,6 +1647,7 @@ class MLPMetrics:
 
     def __post_init__(self):
         output_loss(self.loss)  # validate early
+        object.__setattr__(self, "model", for_loss(self.model, self.loss))  # an "auto" output decided here too
         self.model._require_bound()
 
     def __call__(self, params: dict, batch) -> dict[str, jax.Array]:
@@ -1681,7 +1682,7 @@ class MLPMetrics:
             if i > 0:
                 z = z @ params[name]["kernel"] + params[name]["bias"]
             last = i == len(names) - 1
-            z = ACTIVATIONS[self.model.output_activation if last else self.model.activation](z)
+            z = _output_fn(self.model.output_activation)(z) if last else ACTIVATIONS[self.model.activation](z)
         return {"loss": output_loss(self.loss)(z, y), "accuracy": accuracy(z, y)}
 
 

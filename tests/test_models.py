@@ -114,4 +114,8 @@ def test_the_default_output_is_decided_by_the_loss_as_on_the_command_line(blobs)
     sig = ls.models.metrics_fn(ls.MLP(hidden=(4,), output_activation="sigmoid").for_data(blobs), "mse")
     batch = (blobs.train.x, blobs.train.y)
     assert float(fn(params, batch)["loss"]) == float(sig(params, batch)["loss"])
+    direct = ls.models.MLPMetrics(model, "mse")  # built by hand, it decides the output the same way
+    assert float(direct(params, batch)["loss"]) == float(sig(params, batch)["loss"])
+    z = direct.first_layer(params, batch[0])
+    assert float(direct.head(params, z, batch[1])["loss"]) == float(sig.head(params, z, batch[1])["loss"])
     assert ls.models.for_loss(ls.MLP(output_activation="identity"), "mse").output_activation == "identity"
