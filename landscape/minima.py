@@ -78,10 +78,9 @@ def pairs(n: int) -> np.ndarray:
     return np.stack([i, j], axis=1)
 
 
-def barrier(fn: Callable, theta_a: PyTree, theta_b: PyTree, *, num: int = 25, data=None,
-            metric: str | None = None, chunk_size: int | None = None, shortcut: bool = True, checkpoint=None, keep_checkpoint: bool = False,
-            save_every_s: float = 5.0, progress: bool = False, mesh=None,
-            desc: str = "barriers") -> dict[str, float]:
+def barrier(fn: Callable, theta_a: PyTree, theta_b: PyTree, *, num: int = 25, data=None, metric: str | None = None,
+            chunk_size: int | None = None, shortcut: bool = True, checkpoint=None, keep_checkpoint: bool = False,
+            save_every_s: float = 5.0, progress: bool = False, mesh=None, desc: str = "barriers") -> dict[str, float]:
     """Both barrier definitions between two solutions (see :func:`landscape.surface.barrier_of_curve`;
     Garipov et al. 2018, Draxler et al. 2018).
 
@@ -112,8 +111,8 @@ def barrier(fn: Callable, theta_a: PyTree, theta_b: PyTree, *, num: int = 25, da
     part of the number, so pass the same ``num`` to compare barriers computed by both.
     """
     t = surface.interpolation_grid(num, 0.0)
-    vals = surface.evaluate(fn, theta_a, [tree.sub(theta_b, theta_a)], t[:, None], data=data,
-                            chunk_size=chunk_size, shortcut=shortcut, checkpoint=checkpoint, keep_checkpoint=keep_checkpoint,
+    vals = surface.evaluate(fn, theta_a, [tree.sub(theta_b, theta_a)], t[:, None], data=data, chunk_size=chunk_size,
+                            shortcut=shortcut, checkpoint=checkpoint, keep_checkpoint=keep_checkpoint,
                             save_every_s=save_every_s, progress=progress, mesh=mesh, desc=desc)
     return surface.barrier_of_curve(t, vals[_pick(vals, metric)])
 
@@ -132,9 +131,9 @@ def _pick(vals: dict, metric: str | None) -> str:
 
 
 def barriers_between(fn: Callable, a: PyTree, b: PyTree, *, num: int = 25, data=None, metric: str | None = None,
-                     chunk_size: int | None = None, shortcut: bool = True, checkpoint=None, keep_checkpoint: bool = False,
-                     save_every_s: float = 5.0, progress: bool = False, mesh=None,
-            desc: str = "barriers") -> dict[str, np.ndarray]:
+                     chunk_size: int | None = None, shortcut: bool = True, checkpoint=None,
+                     keep_checkpoint: bool = False, save_every_s: float = 5.0, progress: bool = False, mesh=None,
+                     desc: str = "barriers") -> dict[str, np.ndarray]:
     """Both barriers between ``a[i]`` and ``b[i]`` for stacked pytrees, all pairs in one call.
 
     Args:
@@ -158,16 +157,16 @@ def barriers_between(fn: Callable, a: PyTree, b: PyTree, *, num: int = 25, data=
       ``{"barrier", "barrier_midpoint", "t_max", "loss_a", "loss_b"}``, each ``(n,)``.
     """
     t = surface.interpolation_grid(num, 0.0)
-    vals = surface.evaluate(fn, a, [tree.sub(b, a)], t[:, None], data=data, stacked=True,
-                            chunk_size=chunk_size, shortcut=shortcut, checkpoint=checkpoint, keep_checkpoint=keep_checkpoint,
+    vals = surface.evaluate(fn, a, [tree.sub(b, a)], t[:, None], data=data, stacked=True, chunk_size=chunk_size,
+                            shortcut=shortcut, checkpoint=checkpoint, keep_checkpoint=keep_checkpoint,
                             save_every_s=save_every_s, progress=progress, mesh=mesh, desc=desc)
     return {k: np.atleast_1d(v) for k, v in surface.barrier_of_curve(t, vals[_pick(vals, metric)]).items()}
 
 
 def barrier_matrix(fn: Callable, stacked: PyTree, *, num: int = 25, data=None, metric: str | None = None,
-                   index_pairs: np.ndarray | None = None, chunk_size: int | None = None, shortcut: bool = True, checkpoint=None,
-                   keep_checkpoint: bool = False, save_every_s: float = 5.0, progress: bool = False, mesh=None,
-            desc: str = "barriers") -> dict[str, np.ndarray]:
+                   index_pairs: np.ndarray | None = None, chunk_size: int | None = None, shortcut: bool = True,
+                   checkpoint=None, keep_checkpoint: bool = False, save_every_s: float = 5.0, progress: bool = False,
+                   mesh=None, desc: str = "barriers") -> dict[str, np.ndarray]:
     """Symmetric ``(M, M)`` matrices ``barrier`` and ``barrier_midpoint`` between all members.
 
     Args:
@@ -202,8 +201,9 @@ def barrier_matrix(fn: Callable, stacked: PyTree, *, num: int = 25, data=None, m
             np.fill_diagonal(out[k], 0.0)
     a = jax.tree_util.tree_map(lambda x: x[pr[:, 0]], stacked)
     b = jax.tree_util.tree_map(lambda x: x[pr[:, 1]], stacked)
-    res = barriers_between(fn, a, b, num=num, data=data, metric=metric, chunk_size=chunk_size, shortcut=shortcut, checkpoint=checkpoint,
-                           keep_checkpoint=keep_checkpoint, save_every_s=save_every_s, progress=progress, mesh=mesh, desc=desc)
+    res = barriers_between(fn, a, b, num=num, data=data, metric=metric, chunk_size=chunk_size, shortcut=shortcut,
+                           checkpoint=checkpoint, keep_checkpoint=keep_checkpoint, save_every_s=save_every_s,
+                           progress=progress, mesh=mesh, desc=desc)
     for k in out:
         out[k][pr[:, 0], pr[:, 1]] = res[k]
         out[k][pr[:, 1], pr[:, 0]] = res[k]
@@ -211,9 +211,9 @@ def barrier_matrix(fn: Callable, stacked: PyTree, *, num: int = 25, data=None, m
 
 
 def aligned_barrier_matrix(fn: Callable, stacked: PyTree, *, spec: PermutationSpec, num: int = 25, data=None,
-                           metric: str | None = None, chunk_size: int | None = None, shortcut: bool = True, checkpoint=None,
-                           keep_checkpoint: bool = False, save_every_s: float = 5.0, progress: bool = False, mesh=None,
-            desc: str = "barriers") -> dict[str, np.ndarray]:
+                           metric: str | None = None, chunk_size: int | None = None, shortcut: bool = True,
+                           checkpoint=None, keep_checkpoint: bool = False, save_every_s: float = 5.0,
+                           progress: bool = False, mesh=None, desc: str = "barriers") -> dict[str, np.ndarray]:
     """Barrier matrices after weight matching (Ainsworth et al. 2023): for every pair ``i < j``,
     ``j`` is aligned to ``i`` first (:func:`align` with the model's ``spec``).
 
@@ -246,8 +246,9 @@ def aligned_barrier_matrix(fn: Callable, stacked: PyTree, *, spec: PermutationSp
     members = tree.unstack(stacked)
     aligned = tree.stack([align(members[i], members[j], spec=spec)[0] for i, j in pr])
     a = jax.tree_util.tree_map(lambda x: x[pr[:, 0]], stacked)
-    res = barriers_between(fn, a, aligned, num=num, data=data, metric=metric, chunk_size=chunk_size, shortcut=shortcut, checkpoint=checkpoint,
-                           keep_checkpoint=keep_checkpoint, save_every_s=save_every_s, progress=progress, mesh=mesh, desc=desc)
+    res = barriers_between(fn, a, aligned, num=num, data=data, metric=metric, chunk_size=chunk_size,
+                           shortcut=shortcut, checkpoint=checkpoint, keep_checkpoint=keep_checkpoint,
+                           save_every_s=save_every_s, progress=progress, mesh=mesh, desc=desc)
     res["distance"] = np.asarray(jax.vmap(lambda u, v: tree.norm(tree.sub(u, v)))(a, aligned))
     for k in out:
         out[k][pr[:, 0], pr[:, 1]] = res[k]
@@ -518,7 +519,8 @@ def compare_members(
     if aligned:
         if spec is None:
             raise ConfigError("alignment needs the model's permutation spec (spec=model.permutation_spec())")
-        al = aligned_barrier_matrix(fn, stacked, spec=spec, num=num, data=data, metric=metric, checkpoint=ckpt("aligned"), **kw)
+        al = aligned_barrier_matrix(fn, stacked, spec=spec, num=num, data=data, metric=metric,
+                                    checkpoint=ckpt("aligned"), **kw)
         out.update({f"aligned_{k}": v for k, v in al.items()})
         out["aligned_basin"] = basins(al["barrier"], tol)
     return out

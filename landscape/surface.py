@@ -401,7 +401,9 @@ def line(
     """
     a = _grid_axis(span, num, "line")
     _check_points(a.size, tree.num_members(center) if stacked else 1)
-    vals = evaluate(fn, center, [direction], a[:, None], data=data, stacked=stacked, chunk_size=chunk_size, shortcut=shortcut, checkpoint=checkpoint, keep_checkpoint=keep_checkpoint, save_every_s=save_every_s, progress=progress, mesh=mesh, desc=desc)
+    vals = evaluate(fn, center, [direction], a[:, None], data=data, stacked=stacked, chunk_size=chunk_size,
+                    shortcut=shortcut, checkpoint=checkpoint, keep_checkpoint=keep_checkpoint,
+                    save_every_s=save_every_s, progress=progress, mesh=mesh, desc=desc)
     return Surface("line", [a], _finish(vals, (a.size,), stacked))
 
 
@@ -459,7 +461,9 @@ def plane(
     _check_points(a.size * b.size, tree.num_members(center) if stacked else 1)
     aa, bb = np.meshgrid(a, b, indexing="ij")
     coords = np.stack([aa.ravel(), bb.ravel()], axis=1)
-    vals = evaluate(fn, center, directions, coords, data=data, stacked=stacked, chunk_size=chunk_size, shortcut=shortcut, checkpoint=checkpoint, keep_checkpoint=keep_checkpoint, save_every_s=save_every_s, progress=progress, mesh=mesh, desc=desc)
+    vals = evaluate(fn, center, directions, coords, data=data, stacked=stacked, chunk_size=chunk_size,
+                    shortcut=shortcut, checkpoint=checkpoint, keep_checkpoint=keep_checkpoint,
+                    save_every_s=save_every_s, progress=progress, mesh=mesh, desc=desc)
     cos = dirs.cosine(*directions) if not stacked else jax.jit(jax.vmap(dirs.cosine))(*directions)
     meta = {"cosine": np.asarray(cos).tolist()}
     return Surface("plane", [a, b], _finish(vals, (a.size, b.size), stacked), meta=meta)
@@ -518,7 +522,9 @@ def random_planes(
                                       orthogonal=orthogonal)
 
     d1, d2 = jax.vmap(draw)(jnp.arange(s), centers)
-    surf = plane(fn, centers, [d1, d2], span=span, num=num, data=data, stacked=True, chunk_size=chunk_size, shortcut=shortcut, checkpoint=checkpoint, keep_checkpoint=keep_checkpoint, save_every_s=save_every_s, progress=progress, mesh=mesh, desc=desc)
+    surf = plane(fn, centers, [d1, d2], span=span, num=num, data=data, stacked=True, chunk_size=chunk_size,
+                 shortcut=shortcut, checkpoint=checkpoint, keep_checkpoint=keep_checkpoint,
+                 save_every_s=save_every_s, progress=progress, mesh=mesh, desc=desc)
     surf.meta.update({"norm": norm, "ignore_biases": ignore_biases, "orthogonal": orthogonal})
     return surf
 
@@ -635,7 +641,8 @@ def interpolation(
     """
     t = interpolation_grid(num, extend)
     vals = evaluate(fn, theta_a, [dirs.between(theta_a, theta_b)], t[:, None], data=data, stacked=stacked,
-                    chunk_size=chunk_size, shortcut=shortcut, checkpoint=checkpoint, keep_checkpoint=keep_checkpoint, save_every_s=save_every_s, progress=progress, mesh=mesh, desc=desc)
+                    chunk_size=chunk_size, shortcut=shortcut, checkpoint=checkpoint, keep_checkpoint=keep_checkpoint,
+                    save_every_s=save_every_s, progress=progress, mesh=mesh, desc=desc)
     vals = _finish(vals, (t.size,), stacked)
     barriers = {k: _jsonable_barrier(barrier_of_curve(t, v)) for k, v in vals.items()
                 if k.endswith("loss") or k == "value"}
@@ -720,7 +727,8 @@ def three_point(
     a, b = _box(np.concatenate(pts), margin, num)
     aa, bb = np.meshgrid(a, b, indexing="ij")
     vals = evaluate(fn, pl.origin, [pl.u, pl.v], np.stack([aa.ravel(), bb.ravel()], 1), data=data,
-                    chunk_size=chunk_size, shortcut=shortcut, checkpoint=checkpoint, keep_checkpoint=keep_checkpoint, save_every_s=save_every_s, progress=progress, mesh=mesh, desc=desc)
+                    chunk_size=chunk_size, shortcut=shortcut, checkpoint=checkpoint, keep_checkpoint=keep_checkpoint,
+                    save_every_s=save_every_s, progress=progress, mesh=mesh, desc=desc)
     return Surface("three_point", [a, b], _finish(vals, (a.size, b.size), False), extras)
 
 
@@ -770,7 +778,8 @@ def trajectory_plane(
     a, b = _box(np.concatenate([pca.coords, np.zeros((1, 2))]), margin, num)
     aa, bb = np.meshgrid(a, b, indexing="ij")
     vals = evaluate(fn, pca.origin, pca.directions, np.stack([aa.ravel(), bb.ravel()], 1), data=data,
-                    chunk_size=chunk_size, shortcut=shortcut, checkpoint=checkpoint, keep_checkpoint=keep_checkpoint, save_every_s=save_every_s, progress=progress, mesh=mesh, desc=desc)
+                    chunk_size=chunk_size, shortcut=shortcut, checkpoint=checkpoint, keep_checkpoint=keep_checkpoint,
+                    save_every_s=save_every_s, progress=progress, mesh=mesh, desc=desc)
     meta = {"explained_variance_ratio": pca.explained_variance_ratio.tolist()}
     extras = {"path": pca.coords, "points": np.zeros((1, 2))}
     return Surface("trajectory", [a, b], _finish(vals, (a.size, b.size), False), extras, meta)
