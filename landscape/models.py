@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .data import Dataset
 from .errors import ConfigError
 from .permutation import PermutationSpec
 from .tree import key_paths
@@ -1434,11 +1435,10 @@ def for_loss(model, loss: str):
     Raises:
       ConfigError: an unknown loss.
     """
-    output_loss(loss)  # validate the name
+    f = output_loss(loss)  # validates the name and resolves its aliases
     if getattr(model, "output_activation", None) != "auto":
         return model
-    canonical = {"ce": "cross_entropy", "xent": "cross_entropy", "crossentropy": "cross_entropy"}.get(loss, loss)
-    return dataclasses.replace(model, output_activation="sigmoid" if canonical == "mse" else "identity")
+    return dataclasses.replace(model, output_activation="sigmoid" if f is mse else "identity")
 
 
 def loss_function(name: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
@@ -1484,7 +1484,7 @@ def per_example_loss(name: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
     Returns:
       the function.
     """
-    name = {"ce": "cross_entropy", "xent": "cross_entropy", "crossentropy": "cross_entropy"}.get(name, name)
+    name = output_loss(name).__name__  # validates the name and resolves its aliases
     if name == "mse":
         return lambda out, y: jnp.sum((out - jax.nn.one_hot(y, out.shape[-1], dtype=out.dtype)) ** 2, axis=-1)
     if name == "cross_entropy":
@@ -1557,7 +1557,7 @@ def _batch_loss(model: MLP, loss: str) -> Callable[[jax.Array, jax.Array], LossP
 def _split_arrays(split) -> tuple[jax.Array, jax.Array]:
     """``(x, y)`` of a :class:`~landscape.data.Split` (or an ``(x, y)`` pair) on the device; a
     whole :class:`~landscape.data.Dataset` or anything else is refused with one clear line."""
-    if hasattr(split, "train") and hasattr(split, "test"):
+    if isinstance(split, Dataset):
         raise ConfigError("expected one split of the data set (data.train or data.test), got the whole "
                           f"{type(split).__name__}")
     try:

@@ -26,6 +26,7 @@ import numpy as np
 
 from . import directions as dirs
 from . import chunks, tree
+from .data import Dataset
 from .distributed import placement
 from .errors import ConfigError
 
@@ -119,12 +120,6 @@ def default_chunk_size(num_examples: int | None = None, width: int | None = None
     return 64 if backend == "cpu" else 1024
 
 
-def _on_device(x):
-    """``x`` as a JAX array; a host array is transferred as it is (``jnp.asarray`` would compile a
-    small program per shape for it, each costing a trace and a cache lookup in every new process)."""
-    return x if isinstance(x, jax.Array) else jax.device_put(np.asarray(x))
-
-
 def _as_batches(data) -> dict[str, Any] | None:
     """The ``data=`` of every slice function as ``{name: batch}``: a mapping as it is, a
     :class:`~landscape.data.Dataset` as its ``train`` and ``test`` splits (metrics then named
@@ -132,10 +127,12 @@ def _as_batches(data) -> dict[str, Any] | None:
     :class:`~landscape.data.Split`, or whatever ``fn`` takes — unnamed (``loss`` …)."""
     if data is None:
         return None
-    if hasattr(data, "train") and hasattr(data, "test") and not isinstance(data, (tuple, Mapping)):
+    if isinstance(data, Dataset):
         data = {"train": tuple(data.train), "test": tuple(data.test)}
     if isinstance(data, Mapping):
-        return {str(k): (_on_device(v[0]), _on_device(v[1])) if isinstance(v, tuple) else v for k, v in data.items()}
+        # (x, y) pairs as arrays, kept where they are: the placement moves them to the devices once
+        host = lambda a: a if isinstance(a, jax.Array) else np.asarray(a)  # noqa: E731
+        return {str(k): (host(v[0]), host(v[1])) if isinstance(v, tuple) else v for k, v in data.items()}
     return {"": data}
 
 
