@@ -6,25 +6,35 @@ import pytest
 from .clirun import TINY, run
 
 
-@pytest.fixture(scope="module")
-def landscapes(trained):
-    out, _ = trained
+def _commands(out, argvs):
     results = {}
-    for argv in (["surface", str(out), "--seed", "0", "--grid", "7", "--test"],
-                 ["surface", str(out), "--seed", "all", "--grid", "5", "--dims", "2", "--name", "many"],
-                 ["surface", str(out), "--seed", "1", "--grid", "9", "--dims", "1", "--norm", "layer"],
-                 ["interpolate", str(out), "--seeds", "0,2", "--grid", "11"],
-                 ["plane", str(out), "--seeds", "0,1,2", "--grid", "7"],
-                 ["trajectory", str(out), "--seed", "2", "--grid", "7"]):
+    for argv in argvs:
         lr = [] if "all" in argv else ["--lr", "0.1"]  # the run swept two learning rates
         r = run(*argv, *lr, "--quiet")
         assert r.returncode == 0, r.stderr
         results[argv[0] + argv[3]] = r.stdout
-    return out, results
+    return results
 
 
+@pytest.fixture(scope="module")
+def landscapes(trained):
+    """The results the fast tests read: a plane (with its figure), an interpolation, a plane
+    through three minima (the last two without figures)."""
+    out, _ = trained
+    return out, _commands(out, (["surface", str(out), "--seed", "0", "--grid", "7", "--test"],
+                                ["interpolate", str(out), "--seeds", "0,2", "--grid", "11", "--no-plot"],
+                                ["plane", str(out), "--seeds", "0,1,2", "--grid", "7", "--no-plot"]))
+
+
+@pytest.mark.slow  # every landscape command end to end (the documented synopses run in test_docs too)
 def test_landscape_commands_write_results_and_figures(landscapes):
     out, results = landscapes
+    results.update(_commands(out, (
+        ["surface", str(out), "--seed", "all", "--grid", "5", "--dims", "2", "--name", "many"],
+        ["surface", str(out), "--seed", "1", "--grid", "9", "--dims", "1", "--norm", "layer"],
+        ["interpolate", str(out), "--seeds", "0,2", "--grid", "11"],  # reused; draws the figure
+        ["plane", str(out), "--seeds", "0,1,2", "--grid", "7"],
+        ["trajectory", str(out), "--seed", "2", "--grid", "7"])))
     figs = sorted(p.name for p in (out / "figures").glob("*.png"))
     assert "plane_seed0lr0.1_random_filter_g7_s1_test.png" in figs and "many.png" in figs  # --test is in the name
     assert "line_seed1lr0.1_random_layer_g9_s1.png" in figs and "interpolate_seed0lr0.1_2lr0.1_g11.png" in figs

@@ -17,6 +17,7 @@ def small_run(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow  # the hessian and compare commands end to end; bad input and --limit stay fast
 def test_hessian_and_compare_write_results_report_and_figures(small_run):
     out = small_run
     r = run("hessian", str(out), "--top", "2", "--density", "--probes", "5", "--quiet")
