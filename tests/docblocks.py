@@ -61,13 +61,19 @@ def blocks(path: Path) -> list[Block]:
     return out
 
 
-def command_lines(text: str) -> list[str]:
-    """The logical lines of a shell block or synopsis (continuations joined, comments dropped)."""
+def command_lines(text: str, synopsis: bool = False) -> list[str]:
+    """The logical lines of a shell block or synopsis: backslash continuations joined, comments
+    dropped; in a synopsis (``synopsis=True``) an indented line that starts with ``[`` or ``-``
+    also continues the command above it (``[--dims 1|2] [--keep-biases]`` under ``surface``)."""
     joined = re.sub(r"\\\n\s*", " ", text)
     out = []
-    for line in joined.splitlines():
-        line = re.sub(r"(^|\s)#.*$", "", line).strip()
-        if line:
+    for raw in joined.splitlines():
+        line = re.sub(r"(^|\s)#.*$", "", raw).strip()
+        if not line:
+            continue
+        if synopsis and out and raw[:1].isspace() and line[0] in "[-":
+            out[-1] += " " + line
+        else:
             out.append(line)
     return out
 
@@ -78,23 +84,80 @@ PLACEHOLDERS = {"RUN": "runs/x", "RESULT": "runs/x/results/r.npz", "DIR": "d", "
                 "SECONDS": "5", "HOST:PORT": "h:1", "PATH.py:FACTORY": "m.py:make"}
 
 
-def landscape_argv(line: str) -> list[str] | None:
-    """A documented ``landscape …`` line as the argument list a user would type: optional
-    ``[…]`` parts included, the first of ``a|b`` alternatives, placeholders filled in; ``None``
-    for a line that is not a landscape command."""
+def _groups(words: list[str]) -> list[list[list[str]]]:
+    """A line's words as a sequence of choices: each choice a list of alternatives, each
+    alternative a list of words.  ``[--log | --linear]`` is one choice of two alternatives,
+    ``--kind contour|filled`` one choice of two (``--kind contour``, ``--kind filled``), a plain
+    word a choice of one.  Optional parts are included (a synopsis shows what works together)."""
+    out: list[list[list[str]]] = []
+    i = 0
+    while i < len(words):
+        w = words[i]
+        if w.startswith("["):  # an optional group, possibly several words and "|"
+            group, depth = [], 0
+            while i < len(words):
+                depth += words[i].count("[") - words[i].count("]")
+                group.append(words[i])
+                i += 1
+                if depth <= 0:
+                    break
+            inner = " ".join(group)[1:-1].strip()
+            alts = [a.split() for a in re.split(r"\s\|\s", inner)] if " | " in inner else [inner.split()]
+            if len(alts) == 1:
+                out.extend(_groups(alts[0]))
+            else:
+                out.append(alts)
+            continue
+        if "|" in w and not w.startswith("-"):
+            out.append([[a] for a in w.split("|")])
+        else:
+            out.append([[w]])
+        i += 1
+    return out
+
+
+def landscape_variants(line: str, placeholders: dict[str, str] = PLACEHOLDERS) -> list[list[str]]:
+    """Every argument list a documented ``landscape …`` line stands for: the first with every
+    optional part and the first of every set of alternatives, then one per other alternative
+    (that alternative swapped in, the rest as in the first); placeholders filled in.  An empty
+    list for a line that is not a landscape command."""
     words = shlex.split(line)
     while words and re.match(r"^[A-Z_]+=", words[0]):  # VAR=value prefixes
         words = words[1:]
     if not words or words[0] != "landscape":
-        return None
-    argv = []
-    for w in words[1:]:
-        w = w.strip("[]")
-        if not w or w == "...":
-            continue
-        if re.fullmatch(r"[A-Z]+>=(\d+)", w):
-            w = w.split(">=")[1]
-        if "|" in w and not w.startswith("-"):
-            w = w.split("|")[0]
-        argv.append(PLACEHOLDERS.get(w, w))
-    return argv
+        return []
+    choices = _groups([w for w in words[1:] if w != "..."])
+
+    def argv(pick):
+        out = []
+        for choice, k in zip(choices, pick):
+            for w in choice[k]:
+                m = re.fullmatch(r"[A-Z]+>=(\d+)", w)
+                out.append(m.group(1) if m else placeholders.get(w, w))
+        return out
+
+    first = [0] * len(choices)
+    variants = [argv(first)]
+    for c, choice in enumerate(choices):
+        for k in range(1, len(choice)):
+            variants.append(argv(first[:c] + [k] + first[c + 1:]))
+    return variants
+
+
+def landscape_argv(line: str) -> list[str] | None:
+    """A documented ``landscape …`` line as the argument list a user would type: optional
+    ``[…]`` parts included, the first of ``a|b`` alternatives, placeholders filled in; ``None``
+    for a line that is not a landscape command."""
+    variants = landscape_variants(line)
+    return variants[0] if variants else None
+
+
+def env_prefix(line: str) -> dict[str, str]:
+    """The ``VAR=value`` assignments in front of a command line."""
+    out = {}
+    for w in shlex.split(line):
+        m = re.match(r"^([A-Z_]+)=(.*)$", w)
+        if not m:
+            break
+        out[m.group(1)] = m.group(2)
+    return out

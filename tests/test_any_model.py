@@ -10,7 +10,7 @@ import pytest
 
 import landscape as ls
 
-from .conftest import assert_members_equal, assert_trees_close, assert_trees_equal
+from .conftest import assert_members_equal, assert_trees_close
 from .test_train import reference_member
 
 

@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from .docblocks import ROOT, blocks, command_lines, documents, landscape_argv
+from .docblocks import ROOT, blocks, command_lines, documents, env_prefix, landscape_argv, landscape_variants
 
 ALL = [b for doc in documents() for b in blocks(doc)]
 PYTHON = [b for b in ALL if b.lang == "python"]
@@ -34,21 +34,40 @@ def test_python_block_parses(block):
     ast.parse(block.text, filename=block.where)
 
 
-@pytest.mark.parametrize("block", [b for b in SHELL if any(landscape_argv(x) for x in command_lines(b.text))],
+def _lines(block):
+    return command_lines(block.text, synopsis=block.lang == "")
+
+
+@pytest.mark.parametrize("block", [b for b in SHELL if any(landscape_argv(x) for x in _lines(b))],
                          ids=lambda b: b.where)
 def test_documented_command_lines_are_accepted_by_the_parser(block):
+    """Every variant of every line: optional parts included, each alternative of ``a|b`` and of
+    ``[--x | --y]`` in turn."""
     from landscape.cli import build_parser
     from landscape.cli.parser import UsageError
 
     parser = build_parser()
-    for line in command_lines(block.text):
-        argv = landscape_argv(line)
-        if argv is None:
-            continue
-        try:
-            parser.parse_args(argv)
-        except (UsageError, SystemExit) as exc:
-            pytest.fail(f"{block.where}: `{line}` is refused by the parser: {exc}")
+    for line in _lines(block):
+        for argv in landscape_variants(line):
+            try:
+                parser.parse_args(argv)
+            except (UsageError, SystemExit) as exc:
+                pytest.fail(f"{block.where}: `{' '.join(argv)}` (from `{line}`) is refused by the parser: {exc}")
+
+
+def test_a_synopsis_continuation_line_belongs_to_its_command():
+    text = ("landscape surface RUN --seeds 0 [--grid 51]\n"
+            "                  [--dims 2|1] [--keep-biases]   # a comment\n"
+            "        # a comment line\n"
+            "landscape plot RESULT [--log | --linear]\n")
+    lines = command_lines(text, synopsis=True)
+    assert lines == ["landscape surface RUN --seeds 0 [--grid 51] [--dims 2|1] [--keep-biases]",
+                     "landscape plot RESULT [--log | --linear]"]
+    assert landscape_variants(lines[0]) == [
+        ["surface", "runs/x", "--seeds", "0", "--grid", "51", "--dims", "2", "--keep-biases"],
+        ["surface", "runs/x", "--seeds", "0", "--grid", "51", "--dims", "1", "--keep-biases"]]
+    assert landscape_variants(lines[1]) == [["plot", "runs/x/results/r.npz", "--log"],
+                                            ["plot", "runs/x/results/r.npz", "--linear"]]
 
 
 def _runner(doc) -> str:
@@ -102,6 +121,85 @@ def test_shell_blocks_marked_run_run_as_written(block, tmp_path):
     r = subprocess.run(["bash", "-euo", "pipefail", "-c", block.text], cwd=tmp_path, env=_env(),
                        capture_output=True, text=True, timeout=1800, stdin=subprocess.DEVNULL)
     assert r.returncode == 0, f"{block.where}\n{r.stdout[-3000:]}\n{r.stderr[-6000:]}"
+
+
+#: How a documented command is made small for the run test: each flag's value at most this.
+SMALL = {"--grid": 5, "--curvature-grid": 3, "--steps": 20, "--probes": 3, "--curve-steps": 20, "--frames": 4,
+         "--pixels": 320, "--starts": 3}
+#: ``train`` only (elsewhere ``--seeds`` picks members): the number of random starts.
+SMALL_TRAIN = {"--seeds": 3}
+#: Placeholders that need a value of their own when the command runs (the rest: PLACEHOLDERS).
+RUN_VALUES = {("--metric", "n"): "test_loss", ("--iters", "3"): "12"}
+#: Lines that cannot run on this machine, and why (each is parsed by the test above).
+NOT_HERE = {"prepare": "downloads a data set (no internet here)",
+            "--coordinator": "several processes (tests/test_distributed.py runs them)",
+            "--movie mp4": "needs ffmpeg"}
+
+
+def _small(argv: list[str], results: dict[str, str]) -> list[str]:
+    out = list(argv)
+    for i in range(1, len(out)):
+        flag, value = out[i - 1], out[i]
+        table = {**SMALL, **(SMALL_TRAIN if out[0] == "train" else {})}
+        if flag in table and value.isdigit():
+            out[i] = str(min(int(value), table[flag]))
+        out[i] = RUN_VALUES.get((flag, out[i]), out[i])
+    if out[0] == "train":  # a synopsis's "..." may leave out the sizes: the defaults are 64 x 2000
+        out += [x for flag, v in SMALL_TRAIN.items() if flag not in out for x in (flag, str(v))]
+        out += [] if "--steps" in out else ["--steps", str(SMALL["--steps"])]
+    return [results.get(a, a) for a in out]
+
+
+def _documented_commands():
+    """The ``landscape`` lines of every shell block and synopsis not marked ``run`` or
+    ``skip`` (those run as written above, or are not for this machine), in document order."""
+    return [(b, line) for b in SHELL if b.mark is None for line in _lines(b) if landscape_argv(line)]
+
+
+@pytest.mark.slow
+def test_documented_commands_run_on_a_small_run(tmp_path):
+    """Every documented ``landscape …`` line of a synopsis or an unmarked shell block runs, in
+    document order, in one directory — every optional part included, the first of each set of
+    alternatives — on a small run: ``RUN`` is a 3-seed digits network trained with snapshots,
+    ``RESULT`` the plane the first ``surface`` line wrote, and the sizes are capped by ``SMALL``
+    (a 51-point grid runs as 5 points, 2000 steps as 20, 64 seeds as 3).  Each line must
+    exit 0."""
+    env = _env()
+    env["LANDSCAPE_COMPILE_CACHE"] = os.environ.get("LANDSCAPE_COMPILE_CACHE", "off")
+    landscape = [sys.executable, "-m", "landscape.cli"]
+
+    def sh(argv, extra_env=None, where=""):
+        r = subprocess.run(landscape + argv, cwd=tmp_path, env={**env, **(extra_env or {})}, capture_output=True,
+                           text=True, timeout=900, stdin=subprocess.DEVNULL)
+        assert r.returncode == 0, f"{where}: `landscape {' '.join(argv)}` failed\n{r.stdout[-2000:]}\n{r.stderr[-4000:]}"
+        return r
+
+    sh(["train", "--seeds", "3", "--hidden", "8", "--steps", "60", "--lr", "1", "--snapshot-every", "20",
+        "--log-every", "20", "--quiet", "--no-plot", "--out", "runs/x"], where="the small run")
+    results: dict[str, str] = {}
+    ran, skipped = [], []
+    for block, line in _documented_commands():
+        reason = next((why for what, why in NOT_HERE.items() if what in line), None)
+        if reason:
+            skipped.append((line, reason))
+            continue
+        argv = _small(landscape_argv(line), results)
+        extra = env_prefix(line)
+        if argv[0] == "cache":  # never the suite's own cache
+            extra["LANDSCAPE_COMPILE_CACHE"] = str(tmp_path / "cache")
+        if "--devices" in argv:
+            n = argv[argv.index("--devices") + 1]
+            extra["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={n}"
+        before = set((tmp_path / "runs" / "x" / "results").glob("*.npz"))
+        sh(argv, extra, where=f"{block.where}: `{line}`")
+        new = set((tmp_path / "runs" / "x" / "results").glob("*.npz")) - before
+        if argv[0] == "surface" and "runs/x/results/r.npz" not in results:
+            assert len(new) == 1, new
+            results["runs/x/results/r.npz"] = str(new.pop())
+        ran.append(line)
+    assert len(ran) >= 20 and {"surface", "hessian", "compare", "basins", "animate", "race", "export", "plot",
+                               "demo", "info", "cache"} <= {landscape_argv(x)[0] for x in ran}
+    assert all(reason for _, reason in skipped) and len(skipped) <= 4, skipped
 
 
 def test_the_documentation_site_builds_with_warnings_as_errors(tmp_path):
