@@ -706,20 +706,33 @@ class TrajectorySpec:
     (Li et al. 2018, section 7).
 
     Attributes:
-      seed: the member.
+      seeds: the member, one seed (``"0"``; an int is accepted), as ``seeds`` of the other specs.
       lr: the members' learning rate, when the run swept several.
       grid: points per axis.
       margin: the grid's margin around the path.
       test: also the test set's metrics.
       statistics: for a model with BatchNorm: ``"recompute"`` (default) or ``"running"``.
+      seed: deprecated spelling of ``seeds`` (an int; one release), not a field: it sets ``seeds``
+        and warns.  Results saved under it are reused as if saved under ``seeds``.
     """
 
-    seed: int = 0
+    seeds: str = "0"
     lr: float | None = None
     grid: int = 41
     margin: float = 0.3
     test: bool = False
     statistics: str | None = None
+    seed: dataclasses.InitVar[int | None] = None
+
+    def __post_init__(self, seed):
+        if seed is not None:
+            import warnings
+
+            warnings.warn("TrajectorySpec(seed=...) is deprecated and will be removed in the next release: use "
+                          "seeds=, as in the other specs", DeprecationWarning, stacklevel=3)
+            object.__setattr__(self, "seeds", seed)
+        if isinstance(self.seeds, (int, np.integer)) and not isinstance(self.seeds, bool):
+            object.__setattr__(self, "seeds", str(int(self.seeds)))
 
 
 def trajectory(run, spec: TrajectorySpec, *, name: str | None = None, overwrite: bool = False,
@@ -746,7 +759,7 @@ def trajectory(run, spec: TrajectorySpec, *, name: str | None = None, overwrite:
     from . import surface as surface_mod
 
     ens = _load(run, execution)
-    (i,) = members.select(ens, [spec.seed], spec.lr, 1)
+    (i,) = members.select(ens, spec.seeds, spec.lr, 1)
     if ens.trajectory is None:
         raise ConfigError(f"{run} has no parameter snapshots; train with --snapshot-every")
     default = (f"trajectory_{members.tag(ens, [i])}_g{spec.grid}"

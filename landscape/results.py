@@ -30,7 +30,7 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["INTERNAL", "Result", "provenance", "differences", "run_status", "load_if_current"]
+__all__ = ["INTERNAL", "RENAMED", "Result", "provenance", "migrated", "differences", "run_status", "load_if_current"]
 
 #: The run's directory of internal files (checkpoints, locks).
 INTERNAL = ".landscape"
@@ -88,6 +88,32 @@ def differences(saved: Any, current: Any, prefix: str = "") -> list[str]:
     return [] if saved == current else [prefix or "value"]
 
 
+#: Settings renamed since a release wrote them: ``{command: {old name: (new name, convert)}}``.
+#: A saved result's provenance is read with the new names, so a result computed from the same
+#: inputs is still reused (and one computed from others still refused, naming the new names).
+RENAMED = {"trajectory": {"seed": ("seeds", lambda v: str(v))}}
+
+
+def migrated(saved: Any) -> Any:
+    """A saved provenance with the settings an older release spelled differently renamed to
+    their present names (:data:`RENAMED`); anything else unchanged.
+
+    Args:
+      saved: a result's ``meta["provenance"]`` (``None`` for a result without one).
+
+    Returns:
+      the provenance as the present release would have written it (a new dict; ``saved``
+      itself is not modified).
+    """
+    if not isinstance(saved, dict) or not isinstance(saved.get("settings"), dict):
+        return saved
+    settings = dict(saved["settings"])
+    for old, (new, convert) in RENAMED.get(settings.get("command"), {}).items():
+        if old in settings and new not in settings:
+            settings[new] = convert(settings.pop(old))
+    return {**saved, "settings": settings}
+
+
 def _valid_name(name: str) -> str:
     if not name or not name.replace("_", "").replace("-", "").replace(".", "").isalnum() or name.startswith("."):
         raise ConfigError(f"result name may hold letters, digits, '.', '_' and '-' only (not first '.'), got {name!r}")
@@ -139,7 +165,7 @@ class Result:
         if overwrite or not io.result_paths(self.stem)[0].exists():
             return None
         arrays, meta = io.load_result(self.stem)
-        saved = meta.get("provenance")
+        saved = migrated(meta.get("provenance"))
         if saved == self.provenance:
             return arrays, meta
         if saved is None:

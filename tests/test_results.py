@@ -6,6 +6,7 @@ import sys
 
 import filelock
 import jax
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -155,3 +156,33 @@ def test_a_lock_is_released_when_its_holder_is_killed(tmp_path):
         holder.wait()
         holder.stdout.close()
     assert subprocess.run(try_lock, capture_output=True, text=True).stdout.strip() == "got"
+
+
+def test_a_trajectory_saved_under_the_old_seed_setting_is_reused(tmp_path, blobs):
+    """``TrajectorySpec.seed`` became ``seeds`` (as in every other spec): a result an older
+    release saved with ``settings.seed = 1`` is the same computation as ``seeds="1"`` and is
+    reused, not refused; one with another seed is still refused, naming the new setting."""
+    ens = ls.train_ensemble(ls.MLP(hidden=(3,), output_activation="identity"), blobs, key=jax.random.key(0),
+                            seeds=2, steps=6, log_every=2, snapshot_every=2, progress=False)
+    out = ls.save_run(tmp_path / "run", ens)
+    quiet = ls.analyses.Execution(progress=False)
+    spec = ls.analyses.TrajectorySpec(seeds="1", grid=3)
+    first = ls.analyses.trajectory(out, spec, execution=quiet)
+    assert first.meta["provenance"]["settings"]["seeds"] == "1" and "seed" not in first.meta["provenance"]["settings"]
+    arrays, meta = ls.io.load_result(first.path)
+    settings = dict(meta["provenance"]["settings"])
+    settings["seed"] = int(settings.pop("seeds"))  # as the previous release wrote it
+    ls.io.save_result(first.path, arrays, {**meta, "provenance": {**meta["provenance"], "settings": settings}})
+    assert results.migrated(ls.io.load_result(first.path)[1]["provenance"]) == first.meta["provenance"]
+
+    with pytest.warns(DeprecationWarning, match="seeds="):
+        legacy = ls.analyses.TrajectorySpec(seed=1, grid=3)
+    assert legacy == spec and ls.analyses.TrajectorySpec(seeds=1, grid=3) == spec
+    again = ls.analyses.trajectory(out, legacy, execution=quiet)
+    assert again.reused and again.name == first.name
+    for k in first.arrays:
+        np.testing.assert_array_equal(again.arrays[k], first.arrays[k])
+    with pytest.raises(ls.ConfigError, match=r"\(seeds, member differ\)|\(member, seeds differ\)"):
+        ls.analyses.trajectory(out, ls.analyses.TrajectorySpec(seeds="0", grid=3), name=first.name, execution=quiet)
+    with pytest.raises(ls.ConfigError, match="expected 1 seed"):
+        ls.analyses.trajectory(out, ls.analyses.TrajectorySpec(seeds="0,1", grid=3), execution=quiet)

@@ -158,7 +158,7 @@ def cmd_demo(args) -> int:
         ("interpolate --seeds 0,1 --test",
          lambda: analyses.interpolate(run, analyses.InterpolationSpec(seeds="0,1", test=True), execution=ex)),
         ("plane --seeds 0,1,2", lambda: analyses.plane(run, analyses.PlaneSpec(seeds="0,1,2"), execution=ex)),
-        ("trajectory --seeds 0", lambda: analyses.trajectory(run, analyses.TrajectorySpec(seed=0), execution=ex)),
+        ("trajectory --seeds 0", lambda: analyses.trajectory(run, analyses.TrajectorySpec(seeds="0"), execution=ex)),
     ]
     for what, call in steps:
         print(f"\n$ landscape {what.split()[0]} {run} {' '.join(what.split()[1:])}")
@@ -214,13 +214,6 @@ def _slice(kind: str):
         override = {}
         if kind == "plane":
             override["paths"] = not args.no_paths
-        if kind == "trajectory":
-            try:
-                override["seed"] = int(args.seeds)
-            except ValueError:
-                from ..errors import ConfigError
-
-                raise ConfigError(f"--seeds of a trajectory must be one integer, got {args.seeds!r}") from None
         outcome = fn(args.run, _spec(spec_cls, args, **override), name=args.name, overwrite=args.overwrite,
                      execution=_execution(args))
         _finish(args, outcome)
