@@ -40,6 +40,12 @@ class Split(NamedTuple):
     Attributes:
       x: ``(N, D)`` float32 inputs.
       y: ``(N,)`` int32 labels.
+
+    Examples:
+      >>> split = ls.data.Split(np.zeros((4, 3), np.float32), np.array([0, 1, 1, 0], np.int32))
+      >>> x, y = split                                   # an (x, y) pair
+      >>> x.shape, y.tolist()
+      ((4, 3), [0, 1, 1, 0])
     """
 
     x: np.ndarray
@@ -59,6 +65,11 @@ class Dataset:
       image_shape: ``(H, W, C)`` for a set of images (``H W C = D``: each row of ``x`` is an
         image flattened in C order, so ``x.reshape(N, H, W, C)`` restores the images for
         convolutional models); ``None`` for feature vectors.
+
+    Examples:
+      >>> d = ls.data.load("digits")
+      >>> d.name, d.num_classes, d.image_shape, d.train.x.shape, d.test.x.shape
+      ('digits', 10, (8, 8, 1), (1347, 64), (450, 64))
     """
 
     name: str
@@ -165,8 +176,12 @@ def from_arrays(
     Raises:
       DataError: shapes that disagree, labels that are not integers in ``[0, K)``, non-finite inputs.
 
-    Example:
-      >>> data = from_arrays(x, y, x_test, y_test)   # doctest: +SKIP
+    Examples:
+      >>> rng = np.random.default_rng(0)
+      >>> d = ls.data.from_arrays(rng.normal(size=(20, 2, 3)), np.arange(20) % 3,
+      ...                         rng.normal(size=(6, 2, 3)), np.arange(6) % 3)
+      >>> d.train.x.shape, d.num_classes                        # inputs flattened, classes counted
+      ((20, 6), 3)
     """
     if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 2):
         raise DataError(f"num_classes must be an integer >= 2, got {num_classes!r}")
@@ -228,6 +243,11 @@ def digits(*, test_fraction: float = DIGITS_TEST_FRACTION, split_seed: int = 0) 
 
     Returns:
       a :class:`Dataset` named ``digits``, ``image_shape`` ``(8, 8, 1)``.
+
+    Examples:
+      >>> d = ls.data.digits(test_fraction=0.5)
+      >>> d.train.x.shape[0] + d.test.x.shape[0], float(d.train.x.max())   # pixels scaled to [0, 1]
+      (1797, 1.0)
     """
     if not 0.0 < test_fraction < 1.0:
         raise DataError(f"test_fraction must lie in (0, 1), got {test_fraction}")
@@ -262,6 +282,11 @@ def spirals(
 
     Returns:
       a :class:`Dataset` named ``spirals`` with 2-D inputs and 2 classes.
+
+    Examples:
+      >>> d = ls.data.spirals(num_train=100, num_test=50)
+      >>> d.train.x.shape, d.num_classes
+      ((100, 2), 2)
     """
     _check_counts(num_train, num_test)
     rng = np.random.default_rng(seed)
@@ -299,6 +324,11 @@ def blobs(
 
     Returns:
       a :class:`Dataset` named ``blobs``.
+
+    Examples:
+      >>> d = ls.data.blobs(num_train=60, num_test=30, num_classes=4, dim=5)
+      >>> d.train.x.shape, d.num_classes
+      ((60, 5), 4)
     """
     _check_counts(num_train, num_test)
     if num_classes < 2 or dim < 1:
@@ -376,6 +406,9 @@ def prepare_tfds(name: str, *, data_dir: str | None = None) -> str:
 
     Raises:
       DataUnavailableError: offline, or the download failed.
+
+    Examples:
+      >>> ls.data.prepare_tfds("fashion_mnist")                 # doctest: +SKIP
     """
     builder = _tfds_builder(name, data_dir)
     if builder.is_prepared():
@@ -436,6 +469,13 @@ def from_tfds(
 
     Raises:
       DataUnavailableError: the set is not prepared (and ``download`` is off, or the machine is offline).
+
+    Examples:
+      >>> import tempfile, tensorflow_datasets as tfds
+      >>> with tfds.testing.mock_data(num_examples=8):          # random stand-in images, no download
+      ...     d = ls.data.from_tfds("mnist", data_dir=tempfile.mkdtemp())
+      >>> d.image_shape, d.train.x.shape
+      ((28, 28, 1), (8, 784))
     """
     import tensorflow_datasets as tfds
 
@@ -474,7 +514,12 @@ _BUILTIN: dict[str, Callable[..., Dataset]] = {"digits": digits, "spirals": spir
 
 
 def available() -> list[str]:
-    """Names of the built-in (offline) data sets; any tensorflow-datasets name works too."""
+    """Names of the built-in (offline) data sets; any tensorflow-datasets name works too.
+
+    Examples:
+      >>> ls.data.available()                                   # plus every tensorflow-datasets name
+      ['blobs', 'digits', 'spirals']
+    """
     return sorted(_BUILTIN)
 
 
@@ -497,8 +542,11 @@ def load(name: str, *, data_dir: str | None = None, download: bool = False, **op
     Raises:
       DataError: an unknown name or option.
 
-    Example:
-      >>> data = load("digits")          # offline: data.train.x is (1347, 64)   # doctest: +SKIP
+    Examples:
+      >>> ls.data.load("digits").train.x.shape                 # offline, bundled with scikit-learn
+      (1347, 64)
+      >>> ls.data.load("blobs", num_classes=4).num_classes      # options go to the set's own function
+      4
     """
     if not isinstance(name, str) or not name:
         raise DataError(f"data set name must be a non-empty string, got {name!r}")

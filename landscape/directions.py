@@ -71,8 +71,13 @@ def normalize(direction: PyTree, params: PyTree, *, norm: str = "filter", ignore
     Raises:
       ConfigError: an unknown ``norm``.
 
-    Example:
-      >>> d = normalize(tree.random_like(jax.random.key(0), theta), theta)   # doctest: +SKIP
+    Examples:
+      >>> theta = {"kernel": jnp.full((4, 3), 2.0), "bias": jnp.ones(3)}
+      >>> d = ls.directions.normalize(ls.tree.random_like(jax.random.key(0), theta), theta)
+      >>> jnp.linalg.norm(d["kernel"], axis=0).round(3).tolist()   # each filter as long as theta's
+      [4.0, 4.0, 4.0]
+      >>> d["bias"].tolist()                                        # biases left out (ignore_biases)
+      [0.0, 0.0, 0.0]
     """
     _check_norm(norm)
 
@@ -109,6 +114,12 @@ def random_direction(key: jax.Array, params: PyTree, *, norm: str = "filter", ig
 
     Returns:
       a pytree shaped like ``params``.
+
+    Examples:
+      >>> theta = {"kernel": jnp.full((4, 3), 2.0), "bias": jnp.ones(3)}
+      >>> d = ls.directions.random_direction(jax.random.key(0), theta, norm="layer")
+      >>> round(float(jnp.linalg.norm(d["kernel"])), 3)              # the layer's norm, 2 * sqrt(12)
+      6.928
     """
     _check_norm(norm)
     return normalize(tree.random_like(key, params), params, norm=norm, ignore_biases=ignore_biases)
@@ -141,8 +152,11 @@ def random_directions(
     Raises:
       ConfigError: ``k < 1`` or an unknown ``norm``.
 
-    Example:
-      >>> d1, d2 = random_directions(jax.random.key(1), theta, 2, norm="filter")   # doctest: +SKIP
+    Examples:
+      >>> theta = {"kernel": jnp.full((4, 3), 2.0), "bias": jnp.ones(3)}
+      >>> d1, d2 = ls.directions.random_directions(jax.random.key(1), theta, 2, orthogonal=True)
+      >>> abs(float(ls.tree.ravel(d1) @ ls.tree.ravel(d2))) < 1e-5
+      True
     """
     if k < 1:
         raise ConfigError("need at least one direction")
@@ -182,6 +196,11 @@ def orthogonalize(d: PyTree, against: PyTree) -> PyTree:
 
     Returns:
       ``d - (<d, against> / <against, against>) against``.
+
+    Examples:
+      >>> a, b = {"w": jnp.array([1.0, 1.0])}, {"w": jnp.array([1.0, 0.0])}
+      >>> ls.directions.orthogonalize(a, b)["w"].tolist()
+      [0.0, 1.0]
     """
     coef = tree.vdot(d, against) / (tree.vdot(against, against) + EPS)
     return tree.axpy(-coef, against, d)
@@ -196,6 +215,10 @@ def between(theta_a: PyTree, theta_b: PyTree) -> PyTree:
 
     Returns:
       ``theta_b - theta_a``, so that ``theta(t) = theta_a + t (theta_b - theta_a)`` interpolates.
+
+    Examples:
+      >>> ls.directions.between({"w": jnp.zeros(2)}, {"w": jnp.array([3.0, 4.0])})["w"].tolist()
+      [3.0, 4.0]
     """
     return tree.sub(theta_b, theta_a)
 
@@ -213,6 +236,12 @@ class ThreePointPlane(NamedTuple):
       u: the first unit direction.
       v: the second, orthogonal to ``u``.
       coords: ``(3, 2)`` the solutions' coordinates.
+
+    Examples:
+      >>> plane = ls.directions.three_point_plane({"w": jnp.zeros(2)}, {"w": jnp.array([3.0, 4.0])},
+      ...                                         {"w": jnp.array([0.0, 4.0])})
+      >>> plane.u["w"].tolist(), plane.coords.shape
+      ([0.6000000238418579, 0.800000011920929], (3, 2))
     """
 
     origin: PyTree
@@ -234,6 +263,12 @@ def three_point_plane(theta_0: PyTree, theta_1: PyTree, theta_2: PyTree) -> Thre
 
     Raises:
       ConfigError: the first two coincide, or the three are (nearly) collinear.
+
+    Examples:
+      >>> plane = ls.directions.three_point_plane({"w": jnp.zeros(2)}, {"w": jnp.array([3.0, 4.0])},
+      ...                                         {"w": jnp.array([0.0, 4.0])})
+      >>> np.asarray(plane.coords, float).round(2).tolist()     # theta_0 at the origin, theta_1 on the x axis
+      [[0.0, 0.0], [5.0, 0.0], [3.2, 2.4]]
     """
     a = tree.sub(theta_1, theta_0)
     b = tree.sub(theta_2, theta_0)
@@ -262,6 +297,12 @@ def project(points: PyTree, origin: PyTree, basis: Sequence[PyTree]) -> np.ndarr
     Returns:
       ``(K, len(basis))`` host array: the least-squares position of each point in the plane
       (its shadow; the off-plane part is dropped).
+
+    Examples:
+      >>> origin, basis = {"w": jnp.zeros(2)}, [{"w": jnp.array([1.0, 0.0])}, {"w": jnp.array([0.0, 1.0])}]
+      >>> points = ls.tree.stack([{"w": jnp.array([3.0, 4.0])}, {"w": jnp.array([-1.0, 2.0])}])
+      >>> np.asarray(ls.directions.project(points, origin, basis), float).tolist()
+      [[3.0, 4.0], [-1.0, 2.0]]
     """
     return np.asarray(_project(points, origin, list(basis)))
 
@@ -291,6 +332,12 @@ class TrajectoryPCA(NamedTuple):
       directions: ``k`` unit pytrees.
       explained_variance_ratio: ``(k,)``.
       coords: ``(K, k)`` the snapshots' coordinates.
+
+    Examples:
+      >>> snaps = ls.tree.stack([{"w": jnp.array([t, 0.5 * t])} for t in (4.0, 3.0, 2.0, 1.0, 0.0)])
+      >>> pca = ls.directions.trajectory_pca(snaps, k=1)
+      >>> pca.coords.shape, pca.explained_variance_ratio.round(3).tolist()   # a straight path: one direction
+      ((5, 1), [1.0])
     """
 
     origin: PyTree
@@ -330,6 +377,12 @@ def trajectory_pca(snapshots: PyTree, final: PyTree | None = None, k: int = 2, *
 
     Raises:
       ConfigError: fewer than ``k + 1`` snapshots, a path that does not move, a bad ``member``.
+
+    Examples:
+      >>> snaps = ls.tree.stack([{"w": jnp.array([t, 0.5 * t])} for t in (4.0, 3.0, 2.0, 1.0, 0.0)])
+      >>> pca = ls.directions.trajectory_pca(snaps, k=1)       # around the last snapshot
+      >>> np.asarray(pca.coords[:, 0], float).round(3).tolist()   # signed so that the path starts positive
+      [4.472, 3.354, 2.236, 1.118, 0.0]
     """
     if member is not None:
         m = int(np.shape(jax.tree_util.tree_leaves(snapshots)[0])[0])

@@ -75,6 +75,12 @@ def hvp(loss_fn: LossFn, params: PyTree, v: PyTree) -> PyTree:
 
     Returns:
       ``H v``, shaped like ``params`` (Pearlmutter 1994's exact product, no finite differences).
+
+    Examples:
+      >>> quad = lambda p: 0.5 * jnp.sum(jnp.array([3.0, 2.0, 1.0]) * p["w"] ** 2)   # Hessian diag(3, 2, 1)
+      >>> theta = {"w": jnp.ones(3)}
+      >>> ls.hessian.hvp(quad, theta, {"w": jnp.array([1.0, 1.0, 0.0])})["w"].tolist()
+      [3.0, 2.0, 0.0]
     """
     return jax.jvp(jax.grad(loss_fn), (params,), (v,))[1]
 
@@ -95,6 +101,16 @@ def ggn_vp(loss_fn, params: PyTree, v: PyTree) -> PyTree:
 
     Returns:
       ``G v``, shaped like ``params``.
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> model = ls.MLP(hidden=(4,), output_activation="identity").for_data(data)
+      >>> theta = model.init(jax.random.key(0))
+      >>> loss = ls.models.loss_fn(model, data.train, "cross_entropy")     # a LossParts
+      >>> v = ls.tree.random_like(jax.random.key(1), theta)
+      >>> gv = ls.hessian.ggn_vp(loss, theta, v)
+      >>> float(ls.tree.ravel(v) @ ls.tree.ravel(gv)) >= 0     # positive semi-definite, unlike the Hessian
+      True
     """
     out, jv = jax.jvp(loss_fn.outputs, (params,), (v,))
     hjv = jax.jvp(jax.grad(loss_fn.output_loss), (out,), (jv,))[1]
@@ -114,6 +130,15 @@ def fisher_vp(loss_fn, params: PyTree, v: PyTree) -> PyTree:
 
     Returns:
       ``F v``, shaped like ``params``.
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> model = ls.MLP(hidden=(4,), output_activation="identity").for_data(data)
+      >>> theta = model.init(jax.random.key(0))
+      >>> loss = ls.models.loss_fn(model, data.train, "cross_entropy")     # a LossParts
+      >>> v = ls.tree.random_like(jax.random.key(1), theta)
+      >>> float(ls.tree.ravel(v) @ ls.tree.ravel(ls.hessian.fisher_vp(loss, theta, v))) >= 0
+      True
     """
     losses, jv = jax.jvp(loss_fn.per_example, (params,), (v,))
     return jax.vjp(loss_fn.per_example, params)[1](jv / losses.shape[0])[0]
@@ -133,6 +158,12 @@ def dense_hessian(loss_fn: LossFn, params: PyTree) -> jax.Array:
 
     Returns:
       ``(P, P)``, in the order of :func:`landscape.tree.ravel`.
+
+    Examples:
+      >>> quad = lambda p: 0.5 * jnp.sum(jnp.array([3.0, 2.0, 1.0]) * p["w"] ** 2)   # Hessian diag(3, 2, 1)
+      >>> theta = {"w": jnp.ones(3)}
+      >>> ls.hessian.dense_hessian(quad, theta).tolist()     # (P, P), in ravel order
+      [[3.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 1.0]]
     """
     flat, unravel = ravel_pytree(params)
     return jax.hessian(lambda x: loss_fn(unravel(x)))(flat)
@@ -152,6 +183,11 @@ def selection_mask(params: PyTree, select: Selection) -> list[bool]:
 
     Raises:
       ConfigError: nothing is selected (the message lists the paths).
+
+    Examples:
+      >>> params = {"Dense_0": {"bias": jnp.zeros(3), "kernel": jnp.ones((2, 3))}, "Dense_1": {"kernel": jnp.ones((3, 1))}}
+      >>> ls.hessian.selection_mask(params, "Dense_0")
+      [True, True, False]
     """
     from .tree import _path_name
 
@@ -183,6 +219,12 @@ def restrict(loss_fn: LossFn, params: PyTree, select: Selection):
       ``(sub_loss, sub_params, expand)``: ``sub_loss(sub) -> scalar``; ``sub_params`` the
       selected leaves (a list, in tree order); ``expand(sub)`` a full pytree holding ``sub``
       in the selected leaves and zeros elsewhere (to show eigenvectors in the model's shape).
+
+    Examples:
+      >>> loss = lambda p: jnp.sum(p["a"] ** 2) * jnp.sum(p["b"] ** 2)
+      >>> sub_loss, sub, expand = ls.hessian.restrict(loss, {"a": jnp.ones(2), "b": jnp.ones(3)}, "a")
+      >>> ls.hessian.dense_hessian(sub_loss, sub).tolist()    # the block H_aa = 2 |b|^2 I
+      [[6.0, 0.0], [0.0, 6.0]]
     """
     leaves, treedef = jax.tree_util.tree_flatten(params)
     mask = selection_mask(params, select)
@@ -211,6 +253,10 @@ def layers(params: PyTree) -> list[str]:
 
     Returns:
       the layer names, each usable as ``select=``.
+
+    Examples:
+      >>> ls.hessian.layers({"Dense_0": {"bias": jnp.zeros(3), "kernel": jnp.ones((2, 3))}, "Dense_1": {"kernel": jnp.ones((3, 1))}})
+      ['Dense_0', 'Dense_1']
     """
     from .tree import _path_name
 
@@ -282,6 +328,11 @@ class Tridiagonal(NamedTuple):
       alpha: ``(m,)`` the diagonal.
       beta: ``(m - 1,)`` the off-diagonal.
       basis: ``(m, P)`` the Lanczos vectors.
+
+    Examples:
+      >>> t = ls.hessian.lanczos(lambda v: jnp.array([3.0, 2.0, 1.0]) * v, jnp.ones(3), 3, key=jax.random.key(0))
+      >>> t.alpha.shape, t.beta.shape, t.basis.shape
+      ((3,), (2,), (3, 3))
     """
 
     alpha: jax.Array
@@ -308,6 +359,12 @@ def lanczos(matvec: Callable[[jax.Array], jax.Array], v0: jax.Array, num_iters: 
     Returns:
       a :class:`Tridiagonal`: the ``(m,)`` diagonal, ``(m - 1,)`` off-diagonal and ``(m, P)``
       basis (Lanczos 1950; Golub & Van Loan, *Matrix Computations*, §10.1).
+
+    Examples:
+      >>> t = ls.hessian.lanczos(lambda v: jnp.array([3.0, 2.0, 1.0]) * v, jnp.ones(3), 3, key=jax.random.key(0))
+      >>> T = jnp.diag(t.alpha) + jnp.diag(t.beta, 1) + jnp.diag(t.beta, -1)
+      >>> jnp.linalg.eigvalsh(T).round(4).tolist()             # the Ritz values: here the whole spectrum
+      [1.0, 2.0, 3.0]
     """
     p = v0.shape[0]
     m = int(num_iters)
@@ -361,6 +418,13 @@ class Eigen(NamedTuple):
     Attributes:
       values: ``(k,)`` descending.
       vectors: ``k`` unit pytrees shaped like the parameters.
+
+    Examples:
+      >>> quad = lambda p: 0.5 * jnp.sum(jnp.array([3.0, 2.0, 1.0]) * p["w"] ** 2)   # Hessian diag(3, 2, 1)
+      >>> theta = {"w": jnp.ones(3)}
+      >>> eig = ls.hessian.top_eigenpairs(quad, theta, 1, key=jax.random.key(0))
+      >>> eig.values.round(4).tolist(), jnp.abs(eig.vectors[0]["w"]).round(4).tolist()
+      ([3.0], [1.0, 0.0, 0.0])
     """
 
     values: jax.Array
@@ -390,8 +454,12 @@ def top_eigenpairs(
     Returns:
       an :class:`Eigen`: ``values (k,)`` descending and ``vectors``, ``k`` unit pytrees.
 
-    Example:
-      >>> eig = top_eigenpairs(loss, theta, 5, key=jax.random.key(0))    # doctest: +SKIP
+    Examples:
+      >>> quad = lambda p: 0.5 * jnp.sum(jnp.array([3.0, 2.0, 1.0]) * p["w"] ** 2)   # Hessian diag(3, 2, 1)
+      >>> theta = {"w": jnp.ones(3)}
+      >>> eig = ls.hessian.top_eigenpairs(quad, theta, 2, key=jax.random.key(0))
+      >>> eig.values.round(4).tolist(), len(eig.vectors)     # descending; unit pytrees like theta
+      ([3.0, 2.0], 2)
     """
     flat, unravel, matvec = _flat_matvec(loss_fn, params, select, curvature)
     if k < 1 or k > flat.size:
@@ -424,6 +492,15 @@ def top_eigenvalues(
 
     Returns:
       ``(k,)``, or ``(M, k)`` stacked.
+
+    Examples:
+      >>> quad = lambda p: 0.5 * jnp.sum(jnp.array([3.0, 2.0, 1.0]) * p["w"] ** 2)   # Hessian diag(3, 2, 1)
+      >>> theta = {"w": jnp.ones(3)}
+      >>> ls.hessian.top_eigenvalues(quad, theta, 2, key=jax.random.key(0)).round(4).tolist()
+      [3.0, 2.0]
+      >>> stacked = ls.tree.stack([theta, theta])             # every member at once
+      >>> ls.hessian.top_eigenvalues(quad, stacked, 1, key=jax.random.key(0), stacked=True).shape
+      (2, 1)
     """
     if stacked:
         return _run_many("top", loss_fn, params, key, select, curvature, k=k, num_iters=num_iters)
@@ -448,6 +525,11 @@ def smallest_eigenvalue(
 
     Returns:
       a scalar, negative where the loss curves down in some direction.
+
+    Examples:
+      >>> saddle = lambda p: p["w"][0] ** 2 - 0.5 * p["w"][1] ** 2     # Hessian diag(2, -1)
+      >>> round(float(ls.hessian.smallest_eigenvalue(saddle, {"w": jnp.zeros(2)}, key=jax.random.key(0))), 4)
+      -1.0
     """
     flat, _, matvec = _flat_matvec(loss_fn, params, select, curvature)
     k1, k2, k3 = jax.random.split(key, 3)
@@ -476,6 +558,13 @@ def trace(loss_fn: LossFn, params: PyTree, *, key: jax.Array, num_probes: int = 
     Returns:
       ``{"trace", "stderr"}``: scalars, or ``(M,)`` stacked; ``stderr`` is the standard error
       of the probes' mean.
+
+    Examples:
+      >>> quad = lambda p: 0.5 * jnp.sum(jnp.array([3.0, 2.0, 1.0]) * p["w"] ** 2)   # Hessian diag(3, 2, 1)
+      >>> theta = {"w": jnp.ones(3)}
+      >>> t = ls.hessian.trace(quad, theta, key=jax.random.key(0), num_probes=10)
+      >>> round(float(t["trace"]), 4)                          # exact here: Rademacher probes of a diagonal Hessian
+      6.0
     """
     if stacked:
         return _run_many("trace", loss_fn, params, key, select, curvature, num_probes=num_probes)
@@ -495,6 +584,13 @@ class Density(NamedTuple):
     Attributes:
       nodes: ``(probes, m)`` Ritz values (``(M, probes, m)`` stacked).
       weights: the same shape; each probe's sum to 1.
+
+    Examples:
+      >>> quad = lambda p: 0.5 * jnp.sum(jnp.array([3.0, 2.0, 1.0]) * p["w"] ** 2)   # Hessian diag(3, 2, 1)
+      >>> theta = {"w": jnp.ones(3)}
+      >>> d = ls.hessian.spectral_density(quad, theta, key=jax.random.key(0), num_probes=2, num_iters=3)
+      >>> d.nodes.shape, d.weights.sum(axis=1).round(4).tolist()   # each probe's weights sum to 1
+      ((2, 3), [1.0, 1.0])
     """
 
     nodes: jax.Array
@@ -519,6 +615,13 @@ def spectral_density(
 
     Returns:
       a :class:`Density`: nodes and weights ``(probes, m)``, or ``(M, probes, m)`` stacked.
+
+    Examples:
+      >>> quad = lambda p: 0.5 * jnp.sum(jnp.array([3.0, 2.0, 1.0]) * p["w"] ** 2)   # Hessian diag(3, 2, 1)
+      >>> theta = {"w": jnp.ones(3)}
+      >>> d = ls.hessian.spectral_density(quad, theta, key=jax.random.key(0), num_probes=2, num_iters=3)
+      >>> jnp.sort(d.nodes[0]).round(4).tolist()              # Ritz values: the eigenvalues 1, 2, 3
+      [1.0, 2.0, 3.0]
     """
     if stacked:
         return _run_many("density", loss_fn, params, key, select, curvature, num_probes=num_probes,
@@ -553,6 +656,14 @@ def density_on_grid(density: Density, grid: np.ndarray, *, sigma: float | None =
 
     Returns:
       ``(G,)`` density values.
+
+    Examples:
+      >>> quad = lambda p: 0.5 * jnp.sum(jnp.array([3.0, 2.0, 1.0]) * p["w"] ** 2)   # Hessian diag(3, 2, 1)
+      >>> theta = {"w": jnp.ones(3)}
+      >>> d = ls.hessian.spectral_density(quad, theta, key=jax.random.key(0), num_probes=2, num_iters=3)
+      >>> grid = np.linspace(0, 4, 401)
+      >>> round(float(np.sum(ls.hessian.density_on_grid(d, grid, sigma=0.1)) * (grid[1] - grid[0])), 3)
+      1.0
     """
     nodes = np.asarray(density.nodes, float)
     weights = np.asarray(density.weights, float)
@@ -600,6 +711,16 @@ def minibatch_curvature(
     Returns:
       ``{"top": (K, top), "trace": (K,), "trace_stderr": (K,)}``: one row per batch; their mean
       and standard deviation over batches are the mini-batch estimate and its spread.
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> model = ls.MLP(hidden=(4,), output_activation="identity").for_data(data)
+      >>> theta = model.init(jax.random.key(0))
+      >>> loss = ls.models.loss_fn(model, data.train, "cross_entropy")     # a LossParts
+      >>> batches = ls.models.minibatch_loss(model, data.train, "cross_entropy", batch_size=16, num_batches=3,
+      ...                                    key=jax.random.key(2))
+      >>> ls.hessian.minibatch_curvature(batches, theta, key=jax.random.key(0), top=1, trace_probes=5)["top"].shape
+      (3, 1)
     """
     batches = _batches_of(loss)
     k_count = int(batches[0].shape[0])
@@ -684,6 +805,15 @@ def top_eigenvalues_many(loss_fn: LossFn, stacked: PyTree, k: int = 1, **options
 
     Returns:
       ``(M, k)``.
+
+    Examples:
+      >>> quad = lambda p: 0.5 * jnp.sum(jnp.array([3.0, 2.0, 1.0]) * p["w"] ** 2)   # Hessian diag(3, 2, 1)
+      >>> theta = {"w": jnp.ones(3)}
+      >>> import warnings
+      >>> with warnings.catch_warnings():
+      ...     warnings.simplefilter("ignore", DeprecationWarning)   # use top_eigenvalues(..., stacked=True)
+      ...     ls.hessian.top_eigenvalues_many(quad, ls.tree.stack([theta]), 1, key=jax.random.key(0)).shape
+      (1, 1)
     """
     _renamed("top_eigenvalues_many", "top_eigenvalues")
     return top_eigenvalues(loss_fn, stacked, k, stacked=True, **options)
@@ -699,6 +829,15 @@ def trace_many(loss_fn: LossFn, stacked: PyTree, **options) -> dict[str, jax.Arr
 
     Returns:
       ``{"trace": (M,), "stderr": (M,)}``.
+
+    Examples:
+      >>> quad = lambda p: 0.5 * jnp.sum(jnp.array([3.0, 2.0, 1.0]) * p["w"] ** 2)   # Hessian diag(3, 2, 1)
+      >>> theta = {"w": jnp.ones(3)}
+      >>> import warnings
+      >>> with warnings.catch_warnings():
+      ...     warnings.simplefilter("ignore", DeprecationWarning)   # use trace(..., stacked=True)
+      ...     ls.hessian.trace_many(quad, ls.tree.stack([theta]), key=jax.random.key(0))["trace"].shape
+      (1,)
     """
     _renamed("trace_many", "trace")
     return trace(loss_fn, stacked, stacked=True, **options)
@@ -714,6 +853,15 @@ def spectral_density_many(loss_fn: LossFn, stacked: PyTree, **options) -> Densit
 
     Returns:
       a :class:`Density` with ``(M, probes, m)`` nodes and weights.
+
+    Examples:
+      >>> quad = lambda p: 0.5 * jnp.sum(jnp.array([3.0, 2.0, 1.0]) * p["w"] ** 2)   # Hessian diag(3, 2, 1)
+      >>> theta = {"w": jnp.ones(3)}
+      >>> import warnings
+      >>> with warnings.catch_warnings():
+      ...     warnings.simplefilter("ignore", DeprecationWarning)   # use spectral_density(..., stacked=True)
+      ...     ls.hessian.spectral_density_many(quad, ls.tree.stack([theta]), key=jax.random.key(0), num_iters=3).nodes.shape
+      (1, 4, 3)
     """
     _renamed("spectral_density_many", "spectral_density")
     return spectral_density(loss_fn, stacked, stacked=True, **options)
@@ -782,6 +930,14 @@ def ensemble_curvature(
 
     Returns:
       the dict of numpy arrays described above.
+
+    Examples:
+      >>> quad = lambda p: 0.5 * jnp.sum(jnp.array([3.0, 2.0, 1.0]) * p["w"] ** 2)   # Hessian diag(3, 2, 1)
+      >>> theta = {"w": jnp.ones(3)}
+      >>> out = ls.hessian.ensemble_curvature(quad, ls.tree.stack([theta, theta]), key=jax.random.key(0), top=2,
+      ...                                      num_iters=3, trace_probes=4)
+      >>> out["top"].round(4).tolist(), out["smallest"].round(4).tolist(), out["trace"].round(4).tolist()
+      ([[3.0, 2.0], [3.0, 2.0]], [1.0, 1.0], [6.0, 6.0])
     """
     from . import chunks, tree
 
@@ -910,6 +1066,13 @@ def curvature_map(
     Returns:
       ``{"lambda_max", "lambda_min", "ratio"}`` (and ``"trace"``, ``"trace_stderr"``), each
       ``(G,)`` or ``(S, G)`` with ``stacked``; ``ratio = |λ_min| / |λ_max|``.
+
+    Examples:
+      >>> saddle = lambda p: p["w"][0] ** 2 - 0.5 * p["w"][1] ** 2 + p["w"][1] ** 4
+      >>> out = ls.hessian.curvature_map(saddle, {"w": jnp.zeros(2)}, [{"w": jnp.array([0.0, 1.0])}],
+      ...                                np.array([[0.0], [1.0]]), key=jax.random.key(0))
+      >>> out["lambda_min"].round(3).tolist(), out["lambda_max"].round(3).tolist()   # -1 at the saddle, +11 at w1 = 1
+      ([-1.0, 2.0], [2.0, 11.0])
     """
     from . import chunks, tree
 

@@ -51,7 +51,13 @@ RESULT_META = "__meta__"
 
 def environment() -> dict:
     """Library versions, backend and devices, the float32 matmul arithmetic
-    (:func:`landscape.precision.matmul_precision`), host: recorded with every result."""
+    (:func:`landscape.precision.matmul_precision`), host: recorded with every result.
+
+    Examples:
+      >>> env = ls.io.environment()
+      >>> sorted(env)[:3], env["backend"] in ("cpu", "gpu", "tpu")
+      (['backend', 'devices', 'matmul_precision'], True)
+    """
     import jax
 
     from . import __version__, precision
@@ -87,6 +93,15 @@ def run_path(path: str | os.PathLike) -> Path:
 
     Raises:
       RunNotFoundError: no directory there, or one without ``meta.json``.
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> ens = ls.train_ensemble(ls.MLP(hidden=(4,)), data, key=jax.random.key(0), seeds=3,
+      ...                         loss="cross_entropy", steps=20, log_every=10, progress=False)
+      >>> import tempfile
+      >>> path = ls.save_run(tempfile.mkdtemp() + "/run", ens)
+      >>> ls.io.run_path(path) == path
+      True
     """
     p = Path(path)
     if not p.is_dir():
@@ -108,6 +123,16 @@ def read_meta(path: str | os.PathLike) -> dict:
     Raises:
       RunNotFoundError: no run directory at ``path``.
       CorruptRunError: not landscape metadata, or a newer run format.
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> ens = ls.train_ensemble(ls.MLP(hidden=(4,)), data, key=jax.random.key(0), seeds=3,
+      ...                         loss="cross_entropy", steps=20, log_every=10, progress=False)
+      >>> import tempfile
+      >>> path = ls.save_run(tempfile.mkdtemp() + "/run", ens)
+      >>> meta = ls.io.read_meta(path)
+      >>> meta["num_members"], meta["train"]["data"]["name"]
+      (3, 'blobs')
     """
     p = run_path(path)
     meta = files.read_json(p / META)
@@ -130,6 +155,15 @@ def update_meta(path: str | os.PathLike, updates: dict) -> dict:
 
     Returns:
       the metadata after the update.
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> ens = ls.train_ensemble(ls.MLP(hidden=(4,)), data, key=jax.random.key(0), seeds=3,
+      ...                         loss="cross_entropy", steps=20, log_every=10, progress=False)
+      >>> import tempfile
+      >>> path = ls.save_run(tempfile.mkdtemp() + "/run", ens)
+      >>> ls.io.update_meta(path, {"note": "first try"})["note"]
+      'first try'
     """
     p = run_path(path)
     meta = read_meta(p)
@@ -176,8 +210,14 @@ def save_run(path: str | os.PathLike, ens, *, overwrite: bool = False, extra: di
       RunExistsError: ``path`` exists and ``overwrite`` is off.
       StorageError: the directory cannot be written.
 
-    Example:
-      >>> save_run("runs/digits", ens)                                # doctest: +SKIP
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> ens = ls.train_ensemble(ls.MLP(hidden=(4,)), data, key=jax.random.key(0), seeds=3,
+      ...                         loss="cross_entropy", steps=20, log_every=10, progress=False)
+      >>> import tempfile
+      >>> path = ls.save_run(tempfile.mkdtemp() + "/run", ens)
+      >>> (path / "params.npz").exists(), (path / "meta.json").exists()
+      (True, True)
     """
     path = Path(path)
     with files.staged_directory(path, overwrite) as stage:
@@ -236,6 +276,16 @@ def load_run(path: str | os.PathLike, *, model=None):
       CorruptRunError: invalid metadata or arrays.
       ConfigError: a user model's run without
         ``model``, or with one that does not match.
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> ens = ls.train_ensemble(ls.MLP(hidden=(4,)), data, key=jax.random.key(0), seeds=3,
+      ...                         loss="cross_entropy", steps=20, log_every=10, progress=False)
+      >>> import tempfile
+      >>> path = ls.save_run(tempfile.mkdtemp() + "/run", ens)
+      >>> again = ls.load_run(path)
+      >>> bool(jnp.all(again.params["Dense_0"]["kernel"] == ens.params["Dense_0"]["kernel"]))
+      True
     """
     from .models import model_from_dict
     from .train import Ensemble, History, Trajectory
@@ -318,6 +368,10 @@ def result_paths(path: str | os.PathLike) -> tuple[Path, Path]:
 
     Returns:
       the two files' paths.
+
+    Examples:
+      >>> [p.name for p in ls.io.result_paths("runs/digits/results/plane")]
+      ['plane.npz', 'plane.json']
     """
     p = Path(path)
     if p.suffix in (".npz", ".json"):
@@ -345,15 +399,16 @@ def save_result(path: str | os.PathLike, arrays: dict[str, np.ndarray], meta: di
       ConfigError: an array is named like the metadata member.
       StorageError: the directory cannot be written (full disk, read-only, ...).
 
-    Example:
-      Results of your own computation become figures like the commands' own: save them under a
-      run's ``results/`` and ``landscape plot RUN/results/NAME.npz`` draws them::
-
-          surf = ls.surface.plane(fn, theta, [d1, d2], num=41, data=data)
-          ls.io.save_result("runs/digits/results/mine", surf.to_arrays(), {**surf.meta, "kind": surf.kind})
-
-      Such a result carries no provenance (``landscape info`` says it cannot be checked); the
-      functions of :mod:`landscape.analyses` save results with theirs.
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> ens = ls.train_ensemble(ls.MLP(hidden=(4,)), data, key=jax.random.key(0), seeds=3,
+      ...                         loss="cross_entropy", steps=20, log_every=10, progress=False)
+      >>> import tempfile
+      >>> path = ls.save_run(tempfile.mkdtemp() + "/run", ens)
+      >>> s = ls.surface.line(ls.models.metrics_fn(ens.model, "cross_entropy"), ens.member(0),
+      ...                     ls.directions.random_direction(jax.random.key(1), ens.member(0)), num=5, data=data)
+      >>> ls.io.save_result(path / "results" / "mine", s.to_arrays(), {**s.meta, "kind": s.kind}).name
+      'mine.npz'
     """
     npz, js = result_paths(path)
     if RESULT_META in arrays:
@@ -381,6 +436,18 @@ def load_result(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
     Raises:
       RunNotFoundError: no such result.
       CorruptRunError: not a landscape result, another format version, or damaged.
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> ens = ls.train_ensemble(ls.MLP(hidden=(4,)), data, key=jax.random.key(0), seeds=3,
+      ...                         loss="cross_entropy", steps=20, log_every=10, progress=False)
+      >>> import tempfile
+      >>> path = ls.save_run(tempfile.mkdtemp() + "/run", ens)
+      >>> ls.io.save_result(path / "results" / "mine", {"value": np.arange(3.0)}, {"kind": "mine"}).name
+      'mine.npz'
+      >>> arrays, meta = ls.io.load_result(path / "results" / "mine")
+      >>> arrays["value"].tolist(), meta["kind"]
+      ([0.0, 1.0, 2.0], 'mine')
     """
     npz, js = result_paths(path)
     if not npz.is_file():

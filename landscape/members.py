@@ -24,6 +24,13 @@ def rates(ens) -> np.ndarray:
 
     Returns:
       ``(L,)`` float.
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> ens = ls.train_ensemble(ls.MLP(hidden=(4,)), data, key=jax.random.key(0), seeds=3,
+      ...                         loss="cross_entropy", steps=20, log_every=10, progress=False)
+      >>> ls.members.rates(ens).tolist()
+      [1.0]
     """
     lrs = np.asarray(ens.learning_rates, np.float64)
     return np.unique(lrs[np.isfinite(lrs)])
@@ -37,6 +44,13 @@ def swept(ens) -> bool:
 
     Returns:
       a bool.
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> ens = ls.train_ensemble(ls.MLP(hidden=(4,)), data, key=jax.random.key(0), seeds=3,
+      ...                         loss="cross_entropy", steps=20, log_every=10, progress=False)
+      >>> ls.members.swept(ens)                   # one learning rate
+      False
     """
     return rates(ens).size > 1
 
@@ -56,6 +70,13 @@ def select(ens, seeds: str | Sequence[int] | int = "0", lr: float | None = None,
 
     Raises:
       ConfigError: unknown or repeated seeds, a missing learning rate, a wrong count.
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> ens = ls.train_ensemble(ls.MLP(hidden=(4,)), data, key=jax.random.key(0), seeds=3,
+      ...                         loss="cross_entropy", steps=20, log_every=10, progress=False)
+      >>> ls.members.select(ens, "0,2"), ls.members.select(ens, "all")
+      ([0, 2], [0, 1, 2])
     """
     if isinstance(seeds, str) and seeds.strip() == "all":
         lrs = np.asarray(ens.learning_rates, np.float64)
@@ -88,6 +109,13 @@ def label(ens, i: int) -> str:
 
     Returns:
       the label.
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> ens = ls.train_ensemble(ls.MLP(hidden=(4,)), data, key=jax.random.key(0), seeds=3,
+      ...                         loss="cross_entropy", steps=20, log_every=10, progress=False)
+      >>> ls.members.label(ens, 1)
+      'seed 1'
     """
     return f"seed {int(ens.seeds[i])}" + (f", lr {float(ens.learning_rates[i]):g}" if swept(ens) else "")
 
@@ -101,6 +129,13 @@ def labels(ens, idx: Sequence[int]) -> list[str]:
 
     Returns:
       one label per index.
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> ens = ls.train_ensemble(ls.MLP(hidden=(4,)), data, key=jax.random.key(0), seeds=3,
+      ...                         loss="cross_entropy", steps=20, log_every=10, progress=False)
+      >>> ls.members.labels(ens, [0, 2])
+      ['seed 0', 'seed 2']
     """
     return [label(ens, i) for i in idx]
 
@@ -114,6 +149,13 @@ def tag(ens, idx: Sequence[int]) -> str:
 
     Returns:
       the tag.
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> ens = ls.train_ensemble(ls.MLP(hidden=(4,)), data, key=jax.random.key(0), seeds=3,
+      ...                         loss="cross_entropy", steps=20, log_every=10, progress=False)
+      >>> ls.members.tag(ens, [0, 1, 2]), ls.members.tag(ens, [0, 2])   # for file names
+      ('seeds0-1-2', 'seeds0-2')
     """
     parts = [label(ens, i).replace("seed ", "").replace(", lr ", "lr") for i in idx]
     if len(idx) == 1:
@@ -128,6 +170,13 @@ def rate_groups(ens, idx: Sequence[int]) -> tuple[np.ndarray, list[str]] | None:
     Args:
       ens: a trained :class:`~landscape.train.Ensemble` (or a loaded run).
       idx: member indices.
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> ens = ls.train_ensemble(ls.MLP(hidden=(4,)), data, key=jax.random.key(0), seeds=3,
+      ...                         loss="cross_entropy", steps=20, log_every=10, progress=False)
+      >>> ls.members.rate_groups(ens, [0, 1]) is None   # a single learning rate: no groups
+      True
     """
     if not swept(ens):
         return None
@@ -153,6 +202,13 @@ def analysable(ens, lr: float | None = None, *, include_unlearned: bool = False
 
     Raises:
       ConfigError: the run swept learning rates and ``lr`` is not given; nothing is left.
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> ens = ls.train_ensemble(ls.MLP(hidden=(4,)), data, key=jax.random.key(0), seeds=3,
+      ...                         loss="cross_entropy", steps=20, log_every=10, progress=False)
+      >>> ls.members.analysable(ens)             # (kept, diverged, did not learn)
+      ([0, 1, 2], [], [])
     """
     from .train import learned
 
@@ -183,6 +239,13 @@ def warnings(ens, idx: Sequence[int]) -> list[str]:
 
     Returns:
       the lines.
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> ens = ls.train_ensemble(ls.MLP(hidden=(4,)), data, key=jax.random.key(0), seeds=3,
+      ...                         loss="cross_entropy", steps=20, log_every=10, progress=False)
+      >>> ls.members.warnings(ens, [0, 1])       # one line per member that diverged or did not learn
+      []
     """
     from .train import learned
 

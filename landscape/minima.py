@@ -73,6 +73,10 @@ def pairs(n: int) -> np.ndarray:
 
     Returns:
       ``(n(n-1)/2, 2)`` int, row-major (``(0, 1), (0, 2), …``).
+
+    Examples:
+      >>> ls.minima.pairs(3).tolist()
+      [[0, 1], [0, 2], [1, 2]]
     """
     i, j = np.triu_indices(n, 1)
     return np.stack([i, j], axis=1)
@@ -109,6 +113,13 @@ def barrier(fn: Callable, theta_a: PyTree, theta_b: PyTree, *, num: int = 25, da
     ``num`` evenly spaced points of ``[0, 1]``, ends included (25 by default, as
     ``landscape compare``; :func:`landscape.surface.interpolation` defaults to 61): the grid is
     part of the number, so pass the same ``num`` to compare barriers computed by both.
+
+    Examples:
+      >>> well = lambda p: (p["w"][0] ** 2 - 1.0) ** 2 + p["w"][1] ** 2     # minima at w = (-1, 0), (1, 0)
+      >>> left, right = {"w": jnp.array([-1.0, 0.0])}, {"w": jnp.array([1.0, 0.0])}
+      >>> b = ls.minima.barrier(well, left, right)             # 25 points on [0, 1]
+      >>> b["barrier"], b["t_max"], b["loss_a"]
+      (1.0, 0.5, 0.0)
     """
     t = surface.interpolation_grid(num, 0.0)
     vals = surface.evaluate(fn, theta_a, [tree.sub(theta_b, theta_a)], t[:, None], data=data, chunk_size=chunk_size,
@@ -155,6 +166,13 @@ def barriers_between(fn: Callable, a: PyTree, b: PyTree, *, num: int = 25, data=
 
     Returns:
       ``{"barrier", "barrier_midpoint", "t_max", "loss_a", "loss_b"}``, each ``(n,)``.
+
+    Examples:
+      >>> well = lambda p: (p["w"][0] ** 2 - 1.0) ** 2 + p["w"][1] ** 2     # minima at w = (-1, 0), (1, 0)
+      >>> left, right = {"w": jnp.array([-1.0, 0.0])}, {"w": jnp.array([1.0, 0.0])}
+      >>> b = ls.minima.barriers_between(well, ls.tree.stack([left, left]), ls.tree.stack([right, left]))
+      >>> b["barrier"].tolist()                              # (n,): one per pair a[i], b[i]
+      [1.0, 0.0]
     """
     t = surface.interpolation_grid(num, 0.0)
     vals = surface.evaluate(fn, a, [tree.sub(b, a)], t[:, None], data=data, stacked=True, chunk_size=chunk_size,
@@ -189,6 +207,13 @@ def barrier_matrix(fn: Callable, stacked: PyTree, *, num: int = 25, data=None, m
     Returns:
       ``{"barrier": (M, M), "barrier_midpoint": (M, M)}``; all pairs are evaluated in one stacked
       call, chunked over points.
+
+    Examples:
+      >>> well = lambda p: (p["w"][0] ** 2 - 1.0) ** 2 + p["w"][1] ** 2     # minima at w = (-1, 0), (1, 0)
+      >>> left, right = {"w": jnp.array([-1.0, 0.0])}, {"w": jnp.array([1.0, 0.0])}
+      >>> stacked = ls.tree.stack([left, right, {"w": jnp.array([-1.0, 0.1])}])
+      >>> ls.minima.barrier_matrix(well, stacked)["barrier"].round(2).tolist()
+      [[0.0, 1.0, 0.0], [1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]
     """
     m = tree.num_members(stacked)
     pr = pairs(m) if index_pairs is None else np.asarray(index_pairs)
@@ -237,6 +262,15 @@ def aligned_barrier_matrix(fn: Callable, stacked: PyTree, *, spec: PermutationSp
     Returns:
       ``{"barrier", "barrier_midpoint", "distance"}``, each ``(M, M)``; ``distance`` between
       ``i`` and the aligned ``j``.
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> ens = ls.train_ensemble(ls.MLP(hidden=(4,)), data, key=jax.random.key(0), seeds=3,
+      ...                         loss="cross_entropy", steps=30, progress=False)
+      >>> fn = ls.models.metrics_fn(ens.model, "cross_entropy")
+      >>> out = ls.minima.aligned_barrier_matrix(fn, ens.params, spec=ens.model.permutation_spec(), data=data.train)
+      >>> out["barrier"].shape, out["distance"].shape
+      ((3, 3), (3, 3))
     """
     m = tree.num_members(stacked)
     pr = pairs(m)
@@ -264,6 +298,11 @@ def distance_matrix(stacked: PyTree) -> np.ndarray:
 
     Returns:
       ``(M, M)`` float64, zero diagonal (computed on the host).
+
+    Examples:
+      >>> stacked = ls.tree.stack([{"w": jnp.array([0.0, 0.0])}, {"w": jnp.array([3.0, 4.0])}])
+      >>> ls.minima.distance_matrix(stacked).tolist()
+      [[0.0, 5.0], [5.0, 0.0]]
     """
     flat = tree.member_rows(stacked)
     sq = np.sum(flat**2, axis=1)
@@ -280,6 +319,11 @@ def cosine_matrix(stacked: PyTree) -> np.ndarray:
 
     Returns:
       ``(M, M)`` float64.
+
+    Examples:
+      >>> stacked = ls.tree.stack([{"w": jnp.array([1.0, 0.0])}, {"w": jnp.array([0.0, 2.0])}])
+      >>> ls.minima.cosine_matrix(stacked).tolist()
+      [[1.0, 0.0], [0.0, 1.0]]
     """
     flat = tree.member_rows(stacked)
     n = np.linalg.norm(flat, axis=1)
@@ -296,6 +340,15 @@ def disagreement_matrix(predict: Callable[[PyTree, jax.Array], jax.Array], stack
 
     Returns:
       ``(M, M)``, the share of inputs whose arg-max class differs.
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> ens = ls.train_ensemble(ls.MLP(hidden=(4,)), data, key=jax.random.key(0), seeds=3,
+      ...                         loss="cross_entropy", steps=30, progress=False)
+      >>> fn = ls.models.metrics_fn(ens.model, "cross_entropy")
+      >>> d = ls.minima.disagreement_matrix(ens.model.apply, ens.params, data.test.x)
+      >>> d.shape, float(d[0, 0])                            # (M, M), zero on the diagonal
+      ((3, 3), 0.0)
     """
     labels = np.asarray(jax.jit(jax.vmap(lambda p: jnp.argmax(predict(p, x), axis=-1)))(stacked))
     return np.mean(labels[:, None, :] != labels[None, :, :], axis=-1)
@@ -314,6 +367,11 @@ def basins(barriers: np.ndarray, tol: float) -> np.ndarray:
 
     Returns:
       ``(M,)`` int basin labels.
+
+    Examples:
+      >>> barriers = np.array([[0.0, 0.01, 0.9], [0.01, 0.0, 0.8], [0.9, 0.8, 0.0]])
+      >>> ls.minima.basins(barriers, tol=0.05).tolist()     # 0 and 1 share a basin
+      [0, 0, 1]
     """
     b = np.asarray(barriers, float)
     m = b.shape[0]
@@ -356,6 +414,13 @@ class BezierCurve(NamedTuple):
       curve_loss: ``(n,)`` the loss along the curve.
       line_loss: ``(n,)`` the loss along the straight line.
       train_loss: ``(steps,)`` the training objective.
+
+    Examples:
+      >>> well = lambda p: (p["w"][0] ** 2 - 1.0) ** 2 + p["w"][1] ** 2     # minima at w = (-1, 0), (1, 0)
+      >>> left, right = {"w": jnp.array([-1.0, 0.0])}, {"w": jnp.array([1.0, 0.0])}
+      >>> c = ls.minima.bezier_curve(well, left, right, key=jax.random.key(0), steps=300, num=11)
+      >>> c.t.shape, c.curve_loss.shape, c.train_loss.shape
+      ((11,), (11,), (300,))
     """
 
     bend: PyTree
@@ -376,6 +441,11 @@ def bezier_point(theta_a: PyTree, bend: PyTree, theta_b: PyTree, t) -> PyTree:
 
     Returns:
       the parameters at ``t`` (Garipov et al. 2018's quadratic Bézier curve).
+
+    Examples:
+      >>> a, bend, b = {"w": jnp.zeros(1)}, {"w": jnp.ones(1)}, {"w": jnp.full(1, 2.0)}
+      >>> ls.minima.bezier_point(a, bend, b, 0.5)["w"].tolist()   # 0.25 a + 0.5 bend + 0.25 b
+      [1.0]
     """
     return jax.tree_util.tree_map(
         lambda a, c, b: (1 - t) ** 2 * a + 2 * t * (1 - t) * c + t**2 * b, theta_a, bend, theta_b
@@ -413,6 +483,13 @@ def bezier_curve(
 
     Returns:
       a :class:`BezierCurve`: the bend, ``t``, the loss along the curve and along the line.
+
+    Examples:
+      >>> ring = lambda p: (p["w"][0] ** 2 + p["w"][1] ** 2 - 1.0) ** 2   # minima on the unit circle
+      >>> a, b = {"w": jnp.array([-1.0, 0.0])}, {"w": jnp.array([0.0, 1.0])}
+      >>> c = ls.minima.bezier_curve(ring, a, b, key=jax.random.key(0), steps=200, num=21)
+      >>> float(c.line_loss.max()), bool(c.curve_loss.max() < 0.01)   # the chord cuts inside; the curve follows the ring
+      (0.25, True)
     """
     if steps < 1 or samples_per_step < 1:
         raise ConfigError("steps and samples_per_step must be positive")
@@ -500,6 +577,16 @@ def compare_members(
 
     Raises:
       ConfigError: a bad ``tol``, or ``aligned`` without ``spec``.
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> ens = ls.train_ensemble(ls.MLP(hidden=(4,)), data, key=jax.random.key(0), seeds=3,
+      ...                         loss="cross_entropy", steps=30, progress=False)
+      >>> fn = ls.models.metrics_fn(ens.model, "cross_entropy")
+      >>> out = ls.minima.compare_members(fn, ens.params, data=data.train, predict=ens.model.apply,
+      ...                                  test_x=data.test.x, num=9)
+      >>> sorted(out)[:4], out["barrier"].shape
+      (['barrier', 'barrier_midpoint', 'basin', 'cosine'], (3, 3))
     """
     kw = dict(chunk_size=chunk_size, shortcut=shortcut, keep_checkpoint=keep_checkpoint, save_every_s=save_every_s,
               progress=progress, mesh=mesh, desc=desc)
@@ -558,6 +645,16 @@ class BasinMap(NamedTuple):
       reference_barriers: ``(R, R)`` barriers between the minima themselves (each pair aligned
         first, with a spec) — the scale ``tol`` stays below for the basins to be separate.
       tol: the tolerance used.
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> ens = ls.train_ensemble(ls.MLP(hidden=(4,)), data, key=jax.random.key(0), seeds=3,
+      ...                         loss="cross_entropy", steps=30, progress=False)
+      >>> fn = ls.models.metrics_fn(ens.model, "cross_entropy")
+      >>> m = ls.minima.basins_of_attraction(ens.model, data, ens.params, key=jax.random.key(1),
+      ...                                     loss="cross_entropy", steps=20, grid=3, num=5)
+      >>> m.labels.shape, m.points.shape                     # a label per start of the 3 x 3 grid; the 3 minima
+      ((3, 3), (3, 2))
     """
 
     a: np.ndarray
@@ -583,6 +680,11 @@ def label_fractions(labels: np.ndarray, r: int) -> np.ndarray:
 
     Returns:
       ``(r + 3,)`` shares summing to 1.
+
+    Examples:
+      >>> labels = np.array([0, 0, 1, ls.minima.SHARED, ls.minima.ELSEWHERE, ls.minima.DIVERGED])
+      >>> ls.minima.label_fractions(labels, r=2).round(3).tolist()   # minimum 0, 1, shared, elsewhere, diverged
+      [0.333, 0.167, 0.167, 0.167, 0.167]
     """
     labels = np.asarray(labels).ravel()
     order = list(range(r)) + [SHARED, ELSEWHERE, DIVERGED]
@@ -610,6 +712,14 @@ def plane_of(references: PyTree, *, grid: int = 41, margin: float = 0.25, span: 
       ``(references, origin, basis, a, b, points)``: the (aligned) references, the plane's
       origin and two directions, the grid axes ``(G,)``, ``(G,)`` and the minima's coordinates
       ``(R, 2)``.
+
+    Examples:
+      >>> well = lambda p: (p["w"][0] ** 2 - 1.0) ** 2 + p["w"][1] ** 2     # minima at w = (-1, 0), (1, 0)
+      >>> left, right = {"w": jnp.array([-1.0, 0.0])}, {"w": jnp.array([1.0, 0.0])}
+      >>> stacked = ls.tree.stack([left, right, {"w": jnp.array([-1.0, 0.1])}])
+      >>> refs, origin, basis, a, b, points = ls.minima.plane_of(stacked, grid=5)
+      >>> a.shape, b.shape, points.shape
+      ((5,), (5,), (3, 2))
     """
     r = tree.num_members(references)
     if r not in (1, 3):
@@ -647,6 +757,11 @@ def on_plane(origin: PyTree, basis: Sequence[PyTree], coords: np.ndarray) -> PyT
 
     Returns:
       the points, numpy leaves ``(K, ...)``.
+
+    Examples:
+      >>> origin, basis = {"w": jnp.zeros(2)}, [{"w": jnp.array([1.0, 0.0])}, {"w": jnp.array([0.0, 1.0])}]
+      >>> ls.minima.on_plane(origin, basis, np.array([[1.0, 2.0], [0.5, 0.0]]))["w"].tolist()
+      [[1.0, 2.0], [0.5, 0.0]]
     """
     coords = jnp.asarray(np.asarray(coords, np.float32))
     out = jax.vmap(lambda c: tree.lincomb(origin, c, list(basis)))(coords)
@@ -668,6 +783,14 @@ def plane_starts(references: PyTree, *, grid: int = 41, margin: float = 0.25, sp
     Returns:
       ``(references, origin, basis, a, b, points, starts)``: as :func:`plane_of`, and the
       starts, leaves ``(G·G, ...)`` (row-major in ``a``).
+
+    Examples:
+      >>> well = lambda p: (p["w"][0] ** 2 - 1.0) ** 2 + p["w"][1] ** 2     # minima at w = (-1, 0), (1, 0)
+      >>> left, right = {"w": jnp.array([-1.0, 0.0])}, {"w": jnp.array([1.0, 0.0])}
+      >>> stacked = ls.tree.stack([left, right, {"w": jnp.array([-1.0, 0.1])}])
+      >>> *_, starts = ls.minima.plane_starts(stacked, grid=4)
+      >>> starts["w"].shape                                  # 4 x 4 starts, row-major in a
+      (16, 2)
     """
     references, origin, basis, a, b, points = plane_of(references, grid=grid, margin=margin, span=span, key=key,
                                                        spec=spec)
@@ -686,6 +809,11 @@ def plane_coords(points: PyTree, origin: PyTree, basis: Sequence[PyTree]) -> np.
 
     Returns:
       ``(K, 2)`` host array.
+
+    Examples:
+      >>> origin, basis = {"w": jnp.zeros(2)}, [{"w": jnp.array([1.0, 0.0])}, {"w": jnp.array([1.0, 1.0])}]
+      >>> ls.minima.plane_coords({"w": np.array([[2.0, 1.0]])}, origin, basis).round(6).tolist()   # 1 u + 1 v
+      [[1.0, 1.0]]
     """
     gram = np.array([[float(tree.vdot(u, v)) for v in basis] for u in basis])
     return np.linalg.solve(gram, dirs.project(points, origin, list(basis)).T).T
@@ -714,6 +842,15 @@ def label_ends(fn: Callable, data, references: PyTree, ends: PyTree, *, spec: Pe
 
     Returns:
       ``{"labels": (P,) int, "distance": (P, R), "barrier": (P, R)}``.
+
+    Examples:
+      >>> well = lambda p: (p["w"][0] ** 2 - 1.0) ** 2 + p["w"][1] ** 2     # minima at w = (-1, 0), (1, 0)
+      >>> left, right = {"w": jnp.array([-1.0, 0.0])}, {"w": jnp.array([1.0, 0.0])}
+      >>> refs = ls.tree.stack([left, right])
+      >>> ends = ls.tree.stack([{"w": jnp.array([0.9, 0.0])}, {"w": jnp.array([-1.1, 0.0])}])
+      >>> fn = lambda p: {"loss": well(p)}                   # labels go by the "loss" metric
+      >>> ls.minima.label_ends(fn, None, refs, ends, tol=0.05)["labels"].tolist()
+      [1, 0]
     """
     if not (np.isfinite(tol) and tol >= 0):
         raise ConfigError(f"tol must be finite and >= 0, got {tol}")
@@ -796,6 +933,16 @@ def basins_of_attraction(
 
     Returns:
       a :class:`BasinMap`.
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> ens = ls.train_ensemble(ls.MLP(hidden=(4,)), data, key=jax.random.key(0), seeds=3,
+      ...                         loss="cross_entropy", steps=30, progress=False)
+      >>> fn = ls.models.metrics_fn(ens.model, "cross_entropy")
+      >>> m = ls.minima.basins_of_attraction(ens.model, data, ens.params, key=jax.random.key(1),
+      ...                                     loss="cross_entropy", steps=20, grid=3, num=5)
+      >>> round(float(ls.minima.label_fractions(m.labels, 3).sum()), 6)
+      1.0
     """
     from . import models, optim
     from . import train as train_mod

@@ -37,6 +37,11 @@ class OptimizerSpec:
       learning_rate: step size (the default of a learning-rate sweep's grid is separate).
       momentum: momentum coefficient for ``momentum`` / ``nesterov`` / ``rmsprop``.
       weight_decay: decoupled weight decay for ``adamw``.
+
+    Examples:
+      >>> spec = ls.OptimizerSpec("momentum", 0.1)
+      >>> spec.build()                                          # an optax.GradientTransformation
+      GradientTransformationExtraArgs(...)
     """
 
     name: str = "sgd"
@@ -110,6 +115,11 @@ class OptimizerChoice:
       specs: the optimizers, in the order ``choice`` indexes them (at least one).  Their
         ``learning_rate`` is each one's default; the training loop passes every member's
         own learning rate (a traced value).
+
+    Examples:
+      >>> choice = ls.optim.OptimizerChoice((ls.OptimizerSpec("sgd", 0.5), ls.OptimizerSpec("adam", 0.01)))
+      >>> len(choice.specs)
+      2
     """
 
     specs: tuple[OptimizerSpec, ...]
@@ -164,6 +174,12 @@ def parse(text: str, *, learning_rate: float = 1.0, momentum: float = 0.9) -> Op
 
     Raises:
       ConfigError: an unknown name or a bad learning rate.
+
+    Examples:
+      >>> ls.optim.parse("adam@0.01")
+      OptimizerSpec(name='adam', learning_rate=0.01, momentum=0.9, weight_decay=0.0001)
+      >>> ls.optim.parse("sgd", learning_rate=3.0).learning_rate
+      3.0
     """
     name, _, lr = text.strip().partition("@")
     if lr:

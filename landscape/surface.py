@@ -63,6 +63,13 @@ class Surface:
         ``(S, ...)`` for stacked evaluations.
       extras: further arrays (solution coordinates, projected paths ...).
       meta: JSON-ready description (directions, normalisation, cosine, barriers, seeds ...).
+
+    Examples:
+      >>> s = ls.surface.line(lambda p: jnp.sum(p["w"] ** 2), {"w": jnp.ones(2)}, {"w": jnp.array([1.0, 0.0])}, num=3)
+      >>> s.kind, s.axes[0].tolist(), s.values["value"].tolist()
+      ('line', [-1.0, 0.0, 1.0], [1.0, 2.0, 5.0])
+      >>> sorted(s.to_arrays())                      # what ls.io.save_result stores
+      ['axis_0', 'value/value']
     """
 
     kind: str
@@ -111,6 +118,10 @@ def default_chunk_size(num_examples: int | None = None, width: int | None = None
 
     Returns:
       points per compiled call, at least 1 (64 on a CPU and 1024 elsewhere when unknown).
+
+    Examples:
+      >>> ls.surface.default_chunk_size(num_examples=1000, width=64) >= 1
+      True
     """
     backend = jax.default_backend()
     budget = (32 if backend == "cpu" else 1024) * 2**20
@@ -247,6 +258,12 @@ def evaluate(
 
     Returns:
       ``{metric: (P,)}`` or, stacked, ``{metric: (S, P)}`` numpy arrays.
+
+    Examples:
+      >>> fn = lambda p: jnp.sum(p["w"] ** 2)
+      >>> center, direction = {"w": jnp.array([1.0, 0.0])}, {"w": jnp.array([1.0, 0.0])}
+      >>> ls.surface.evaluate(fn, center, [direction], np.array([[-1.0], [0.0], [1.0]]))["value"].tolist()
+      [0.0, 1.0, 4.0]
     """
     coords = np.asarray(coords, dtype=np.float32)
     if coords.ndim != 2 or coords.shape[1] != len(directions):
@@ -395,6 +412,12 @@ def line(
     Returns:
       a :class:`Surface` of kind ``"line"``: ``axes[0]`` ``(num,)``, values ``(num,)`` (``(S, num)``
       stacked).
+
+    Examples:
+      >>> s = ls.surface.line(lambda p: jnp.sum(p["w"] ** 2), {"w": jnp.array([1.0, 0.0])},
+      ...                     {"w": jnp.array([1.0, 0.0])}, span=1.0, num=3)
+      >>> s.values["value"].tolist()                 # at w = (0, 0), (1, 0), (2, 0)
+      [0.0, 1.0, 4.0]
     """
     a = _grid_axis(span, num, "line")
     _check_points(a.size, tree.num_members(center) if stacked else 1)
@@ -450,6 +473,12 @@ def plane(
     Returns:
       a :class:`Surface` of kind ``"plane"``: values ``(num, num_y)`` (``(S, num, num_y)``
       stacked), ``meta["cosine"]`` the directions' cosine (per member when stacked).
+
+    Examples:
+      >>> s = ls.surface.plane(lambda p: jnp.sum(p["w"] ** 2), {"w": jnp.array([1.0, 0.0])},
+      ...                      [{"w": jnp.array([1.0, 0.0])}, {"w": jnp.array([0.0, 1.0])}], num=3)
+      >>> s.values["value"].tolist()                 # [i, j]: i-th x coordinate, j-th y coordinate
+      [[1.0, 0.0, 1.0], [2.0, 1.0, 2.0], [5.0, 4.0, 5.0]]
     """
     if len(directions) != 2:
         raise ConfigError("a plane needs exactly two directions")
@@ -511,6 +540,12 @@ def random_planes(
 
     Returns:
       a :class:`Surface`: values ``(S, num, num)``; ``meta["cosine"]`` each member's direction cosine.
+
+    Examples:
+      >>> centers = ls.tree.stack([{"w": jnp.array([1.0, 0.0])}, {"w": jnp.array([0.0, 2.0])}])
+      >>> s = ls.surface.random_planes(lambda p: jnp.sum(p["w"] ** 2), centers, key=jax.random.key(0), num=3)
+      >>> s.values["value"].shape, s.values["value"][:, 1, 1].tolist()   # each member's centre in the middle
+      ((2, 3, 3), [1.0, 4.0])
     """
     s = tree.num_members(centers)
 
@@ -543,6 +578,11 @@ def barrier_of_curve(t: np.ndarray, values: np.ndarray) -> dict[str, float]:
 
     Raises:
       ConfigError: ``t`` lacks 0 or 1.
+
+    Examples:
+      >>> b = ls.surface.barrier_of_curve(np.linspace(0, 1, 5), np.array([1.0, 1.5, 2.0, 1.5, 1.0]))
+      >>> b["barrier"], b["t_max"]                   # above the straight line between the ends
+      (1.0, 0.5)
     """
     t = np.asarray(t, float)
     values = np.asarray(values, float)
@@ -635,6 +675,13 @@ def interpolation(
       a :class:`Surface` of kind ``"interpolation"``: ``axes[0]`` the ``t`` grid;
       ``meta["barriers"]`` :func:`barrier_of_curve` for every loss-like metric (names ending in
       ``loss``, or ``value``); ``meta["distance"]`` ``||theta_b - theta_a||``.
+
+    Examples:
+      >>> double_well = lambda p: (p["w"][0] ** 2 - 1.0) ** 2
+      >>> s = ls.surface.interpolation(double_well, {"w": jnp.array([-1.0])}, {"w": jnp.array([1.0])},
+      ...                              num=5, extend=0.0)
+      >>> s.values["value"].tolist(), s.meta["barriers"]["value"]["barrier"]
+      ([0.0, 0.5625, 1.0, 0.5625, 0.0], 1.0)
     """
     t = interpolation_grid(num, extend)
     vals = evaluate(fn, theta_a, [dirs.between(theta_a, theta_b)], t[:, None], data=data, stacked=stacked,
@@ -713,6 +760,13 @@ def three_point(
       orthonormal ``u, v`` of :func:`landscape.directions.three_point_plane`;
       ``extras["points"] (3, 2)`` the solutions' coordinates; ``extras["path_<i>"] (K, 2)``
       each path projected onto the plane.
+
+    Examples:
+      >>> fn = lambda p: jnp.sum(p["w"] ** 2)
+      >>> s = ls.surface.three_point(fn, {"w": jnp.array([-1.0, 1.0])}, {"w": jnp.array([1.0, 1.0])},
+      ...                            {"w": jnp.array([0.0, -1.0])}, num=5)
+      >>> s.kind, s.values["value"].shape, s.extras["points"].shape   # the three solutions' coordinates
+      ('three_point', (5, 5), (3, 2))
     """
     pl = dirs.three_point_plane(theta_0, theta_1, theta_2)
     extras = {"points": pl.coords}
@@ -770,6 +824,12 @@ def trajectory_plane(
       a :class:`Surface` of kind ``"trajectory"``: ``extras["path"] (K, 2)`` the path's
       coordinates, ``meta["explained_variance_ratio"]`` of the two axes
       (:func:`landscape.directions.trajectory_pca`).
+
+    Examples:
+      >>> snaps = ls.tree.stack([{"w": jnp.array([t, 0.5 * t])} for t in (4.0, 3.0, 2.0, 1.0, 0.0)])
+      >>> s = ls.surface.trajectory_plane(lambda p: jnp.sum(p["w"] ** 2), snaps, num=5)
+      >>> s.values["value"].shape, s.extras["path"].shape, len(s.meta["explained_variance_ratio"])
+      ((5, 5), (5, 2), 2)
     """
     pca = dirs.trajectory_pca(snapshots, k=2, member=member)
     a, b = _box(np.concatenate([pca.coords, np.zeros((1, 2))]), margin, num)

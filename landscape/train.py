@@ -68,6 +68,13 @@ class History:
       train_accuracy: ``(M, T)``.
       test_loss: ``(M, T)``.
       test_accuracy: ``(M, T)``.
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> ens = ls.train_ensemble(ls.MLP(hidden=(4,)), data, key=jax.random.key(0), seeds=3,
+      ...                         loss="cross_entropy", steps=20, log_every=10, progress=False)
+      >>> ens.history.step.tolist(), ens.history.train_loss.shape     # (members, logged steps)
+      ([0, 10, 20], (3, 3))
     """
 
     step: np.ndarray
@@ -88,6 +95,13 @@ class Trajectory:
     Attributes:
       step: ``(K,)`` the snapshot steps.
       params: parameter pytree with leaves ``(M, K, ...)``.
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> ens = ls.train_ensemble(ls.MLP(hidden=(4,)), data, key=jax.random.key(0), seeds=2, loss="cross_entropy",
+      ...                         steps=20, log_every=10, snapshot_every=10, progress=False)
+      >>> ens.trajectory.step.tolist(), ens.trajectory.params["Dense_0"]["kernel"].shape   # (M, K, ...)
+      ([0, 10, 20], (2, 3, 2, 4))
     """
 
     step: np.ndarray
@@ -123,6 +137,15 @@ class Ensemble:
       diverged_step: ``(M,)`` the step whose update was non-finite, ``-1`` if none.
       config: JSON-ready training configuration (loss, steps, batch size, optimizer, data ...).
       timings: seconds spent compiling + running (``train_s``) and evaluating.
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> ens = ls.train_ensemble(ls.MLP(hidden=(4,)), data, key=jax.random.key(0), seeds=3,
+      ...                         loss="cross_entropy", steps=20, log_every=10, progress=False)
+      >>> ens.num_members, ens.seeds.tolist(), ens.params["Dense_0"]["kernel"].shape   # member axis first
+      (3, [0, 1, 2], (3, 2, 4))
+      >>> ens.member(1)["Dense_0"]["kernel"].shape
+      (2, 4)
     """
 
     model: Any
@@ -207,6 +230,11 @@ def member_keys(key: jax.Array, seed: jax.Array) -> tuple[jax.Array, jax.Array]:
 
     Returns:
       the key of its initial parameters and the key of its minibatch order.
+
+    Examples:
+      >>> init_key, batch_key = ls.train.member_keys(jax.random.key(0), jnp.asarray(3))   # seed 3's streams
+      >>> bool(jnp.all(jax.random.key_data(init_key) != jax.random.key_data(batch_key)))
+      True
     """
     k = jax.random.fold_in(key, seed)
     init_key, order_key = jax.random.split(k)
@@ -362,6 +390,14 @@ def train_ensemble(
 
     Returns:
       An :class:`Ensemble` with ``M = len(seeds) * len(learning_rates)`` members.
+
+    Examples:
+      >>> data = ls.data.load("digits")
+      >>> ens = ls.train_ensemble(ls.MLP(hidden=(16, 16), activation="sigmoid"), data, key=jax.random.key(0),
+      ...                         seeds=4, optimizer=ls.OptimizerSpec("sgd", 3.0), loss="mse", steps=100,
+      ...                         batch_size=128, progress=False)
+      >>> ens.params["Dense_0"]["kernel"].shape, ens.history.test_accuracy.shape
+      ((4, 64, 16), (4, 11))
     """
     if not isinstance(data, Dataset):
         raise ConfigError(f"data must be a landscape Dataset, got {type(data).__name__}")
@@ -869,6 +905,13 @@ def learned(ens: Ensemble, *, margin: float = LEARNED_MARGIN) -> np.ndarray:
 
     Returns:
       ``(M,)`` bool, ``False`` for diverged members.
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> ens = ls.train_ensemble(ls.MLP(hidden=(4,)), data, key=jax.random.key(0), seeds=3,
+      ...                         loss="cross_entropy", steps=20, log_every=10, progress=False)
+      >>> ls.train.learned(ens).tolist()          # beat the constant predictor by the margin
+      [True, True, True]
     """
     h = ens.history
     d = ens.config.get("data", {}) if isinstance(ens.config.get("data"), dict) else {}
@@ -891,6 +934,13 @@ def status(ens: Ensemble) -> list[str]:
 
     Returns:
       one string per member.
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> ens = ls.train_ensemble(ls.MLP(hidden=(4,)), data, key=jax.random.key(0), seeds=3,
+      ...                         loss="cross_entropy", steps=20, log_every=10, progress=False)
+      >>> ls.train.status(ens)
+      ['ok', 'ok', 'ok']
     """
     good = learned(ens)
     return [f"diverged at step {int(ens.diverged_step[i])}" if ens.diverged[i] else
@@ -911,6 +961,14 @@ def summarize(ens: Ensemble) -> dict:
 
     Args:
       ens: a trained :class:`Ensemble`.
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> ens = ls.train_ensemble(ls.MLP(hidden=(4,)), data, key=jax.random.key(0), seeds=3,
+      ...                         loss="cross_entropy", steps=20, log_every=10, progress=False)
+      >>> s = ls.train.summarize(ens)
+      >>> s["num_members"], s["num_diverged"], s["members"][2]["seed"]
+      (3, 0, 2)
     """
     h = ens.history
     final = {m: getattr(h, m)[:, -1] for m in _METRICS}

@@ -125,6 +125,12 @@ def lincomb(center: PyTree, coefficients: Any, directions: Sequence[PyTree]) -> 
 
     Returns:
       a pytree shaped like ``center``.
+
+    Examples:
+      >>> theta = {"w": jnp.ones((3, 2)), "b": jnp.zeros(2)}
+      >>> d = {"w": jnp.full((3, 2), 0.5), "b": jnp.ones(2)}
+      >>> ls.tree.lincomb(theta, [2.0], [d])["b"].tolist()     # theta + 2 d
+      [2.0, 2.0]
     """
     out = center
     for i, d in enumerate(directions):
@@ -168,6 +174,10 @@ def zeros_like(a: PyTree) -> PyTree:
 
     Returns:
       a pytree.
+
+    Examples:
+      >>> ls.tree.zeros_like({"w": jnp.ones((3, 2))})["w"].sum().item()
+      0.0
     """
     return jax.tree_util.tree_map(jnp.zeros_like, a)
 
@@ -181,6 +191,11 @@ def random_like(key: jax.Array, a: PyTree) -> PyTree:
 
     Returns:
       a pytree.
+
+    Examples:
+      >>> d = ls.tree.random_like(jax.random.key(0), {"w": jnp.ones((3, 2)), "b": jnp.zeros(2)})
+      >>> d["w"].shape, d["b"].shape
+      ((3, 2), (2,))
     """
     leaves, treedef = jax.tree_util.tree_flatten(a)
     keys = jax.random.split(key, max(len(leaves), 1))
@@ -199,6 +214,11 @@ def stack(trees: Sequence[PyTree]) -> PyTree:
 
     Raises:
       ValueError: no pytrees.
+
+    Examples:
+      >>> s = ls.tree.stack([{"w": jnp.zeros(3)}, {"w": jnp.ones(3)}])
+      >>> s["w"].shape                      # the member axis first
+      (2, 3)
     """
     if not trees:
         raise ValueError("stack needs at least one pytree")
@@ -216,6 +236,10 @@ def num_members(stacked: PyTree) -> int:
 
     Raises:
       ValueError: an empty pytree.
+
+    Examples:
+      >>> ls.tree.num_members({"w": jnp.zeros((5, 3)), "b": jnp.zeros((5,))})
+      5
     """
     leaves = jax.tree_util.tree_leaves(stacked)
     if not leaves:
@@ -232,6 +256,10 @@ def take(stacked: PyTree, i: int) -> PyTree:
 
     Returns:
       a pytree.
+
+    Examples:
+      >>> ls.tree.take({"w": jnp.arange(6.0).reshape(2, 3)}, 1)["w"].tolist()
+      [3.0, 4.0, 5.0]
     """
     return jax.tree_util.tree_map(lambda x: x[i], stacked)
 
@@ -244,6 +272,11 @@ def unstack(stacked: PyTree) -> list[PyTree]:
 
     Returns:
       ``M`` pytrees.
+
+    Examples:
+      >>> members = ls.tree.unstack({"w": jnp.arange(6.0).reshape(2, 3)})
+      >>> len(members), members[1]["w"].tolist()
+      (2, [3.0, 4.0, 5.0])
     """
     return [take(stacked, i) for i in range(num_members(stacked))]
 
@@ -256,6 +289,10 @@ def ravel(a: PyTree) -> jax.Array:
 
     Returns:
       ``(P,)``, leaves in tree order, each raveled (``jax.flatten_util.ravel_pytree``).
+
+    Examples:
+      >>> ls.tree.ravel({"b": jnp.zeros(2), "w": jnp.ones((2, 2))}).tolist()
+      [0.0, 0.0, 1.0, 1.0, 1.0, 1.0]
     """
     flat, _ = ravel_pytree(a)
     return flat
@@ -271,6 +308,11 @@ def member_rows(stacked: PyTree, dtype=np.float64) -> np.ndarray:
     Returns:
       ``(M, P)`` NumPy array; row ``i`` is member ``i``'s leaves, each raveled, in tree order
       (the order of :func:`ravel`).  Computed on the host: no program is compiled for it.
+
+    Examples:
+      >>> s = ls.tree.stack([{"b": jnp.zeros(2), "w": jnp.ones(3)}, {"b": jnp.ones(2), "w": jnp.ones(3)}])
+      >>> ls.tree.member_rows(s).tolist()   # one float64 row per member, leaves in tree order
+      [[0.0, 0.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0, 1.0]]
     """
     leaves = jax.tree_util.tree_leaves(stacked)
     m = int(np.shape(leaves[0])[0])
@@ -285,6 +327,10 @@ def size(a: PyTree) -> int:
 
     Returns:
       an int.
+
+    Examples:
+      >>> ls.tree.size({"w": jnp.ones((3, 2)), "b": jnp.zeros(2)})
+      8
     """
     return int(sum(np.size(x) for x in jax.tree_util.tree_leaves(a)))
 
@@ -297,6 +343,10 @@ def all_finite(a: PyTree) -> jax.Array:
 
     Returns:
       a scalar bool (may be traced).
+
+    Examples:
+      >>> bool(ls.tree.all_finite({"w": jnp.array([1.0, jnp.nan])}))
+      False
     """
     leaves = jax.tree_util.tree_leaves(a)
     out = jnp.array(True)
@@ -327,6 +377,10 @@ def key_paths(a: PyTree) -> list[str]:
 
     Returns:
       the paths.
+
+    Examples:
+      >>> ls.tree.key_paths({"params": {"Dense_0": {"kernel": jnp.ones((2, 3)), "bias": jnp.zeros(3)}}})
+      ['params/Dense_0/bias', 'params/Dense_0/kernel']
     """
     return [_path_name(p) for p, _ in jax.tree_util.tree_flatten_with_path(a)[0]]
 
@@ -339,6 +393,11 @@ def flatten_with_paths(a: PyTree) -> dict[str, np.ndarray]:
 
     Returns:
       ``{"Dense_0/kernel": array, …}``.
+
+    Examples:
+      >>> flat = ls.tree.flatten_with_paths({"params": {"Dense_0": {"bias": jnp.zeros(3)}}})
+      >>> list(flat), type(flat["params/Dense_0/bias"]).__name__
+      (['params/Dense_0/bias'], 'ndarray')
     """
     return {_path_name(p): np.asarray(x) for p, x in jax.tree_util.tree_flatten_with_path(a)[0]}
 
@@ -351,6 +410,10 @@ def unflatten_with_paths(flat: dict[str, Any]) -> dict:
 
     Returns:
       the nested dict.
+
+    Examples:
+      >>> ls.tree.unflatten_with_paths({"params/Dense_0/bias": np.zeros(2)})
+      {'params': {'Dense_0': {'bias': array([0., 0.])}}}
     """
     out: dict = {}
     for path, value in flat.items():

@@ -1,0 +1,92 @@
+"""The ``Examples:`` sections of the public docstrings run as doctests.
+
+Every example assumes only ``import jax``, ``import jax.numpy as jnp``, ``import numpy as np``
+and ``import landscape as ls`` (the README says so) and builds what it uses, so a reader can
+paste it as it stands.  The default suite checks that every example parses and that every
+public function and class of the modules in ``WITH_EXAMPLES`` has one; the slow suite runs
+them all, comparing the printed values.
+"""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import inspect
+import re
+
+import pytest
+
+#: Modules whose every public function and class carries an example.
+WITH_EXAMPLES = ("tree", "directions", "surface", "data", "permutation", "train", "optim", "io", "members",
+                 "minima", "hessian")
+#: Every module with a public API (``__all__``).
+MODULES = ("errors", "files", "tree", "distributed", "timing", "precision", "data", "permutation", "models",
+           "model_files", "optim", "train", "directions", "chunks", "surface", "hessian", "minima", "race", "io",
+           "results", "members", "analyses", "plot", "export", "report", "compilation_cache")
+#: Examples only parsed, never run, and why.
+NOT_RUN = {"data.prepare_tfds": "downloads a data set (needs the internet)"}
+SECTION = re.compile(r"^(\s*)Examples:\s*$", re.M)
+FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+
+
+def _public(module: str):
+    mod = importlib.import_module(f"landscape.{module}")
+    for name in mod.__all__:
+        obj = getattr(mod, name)
+        if (inspect.isfunction(obj) or inspect.isclass(obj)) and obj.__module__ == mod.__name__:
+            yield f"{module}.{name}", obj
+
+
+def _example(obj) -> str | None:
+    """The text of a docstring's ``Examples:`` section (up to the next section or the end)."""
+    doc = inspect.getdoc(obj) or ""
+    m = SECTION.search(doc)
+    if not m:
+        return None
+    lines = []
+    for line in doc[m.end():].splitlines()[1:] if doc[m.end():].startswith("\n") else doc[m.end():].splitlines():
+        if line and not line.startswith(" "):  # the next section
+            break
+        lines.append(line)
+    return "\n".join(lines)
+
+
+OBJECTS = [(name, obj) for module in MODULES for name, obj in _public(module)]
+EXAMPLES = [(name, text) for name, obj in OBJECTS if (text := _example(obj))]
+
+
+def test_every_public_object_of_the_listed_modules_has_an_example():
+    missing = [name for name, obj in OBJECTS if name.split(".")[0] in WITH_EXAMPLES and _example(obj) is None]
+    assert not missing, f"no Examples: section: {missing}"
+
+
+@pytest.mark.parametrize("name, text", EXAMPLES, ids=[n for n, _ in EXAMPLES])
+def test_example_parses_and_runs_as_written(name, text):
+    examples = doctest.DocTestParser().get_examples(text, name)
+    assert examples, f"{name}: its Examples: section has no >>> lines"
+    for ex in examples:
+        compile(ex.source, name, "single" if "\n" not in ex.source.strip() else "exec")
+        assert (doctest.SKIP in ex.options) == (name in NOT_RUN), f"{name}: +SKIP only where NOT_RUN says why"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module", sorted({n.split(".")[0] for n, _ in EXAMPLES}))
+def test_examples_run_as_doctests(module):
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    import landscape as ls
+
+    parser, failures = doctest.DocTestParser(), []
+    for name, text in EXAMPLES:
+        if name.split(".")[0] != module:
+            continue
+        globs = {"jax": jax, "jnp": jnp, "np": np, "ls": ls}
+        test = doctest.DocTest(parser.get_examples(text, name), globs, name, None, None, text)
+        out = []
+        runner = doctest.DocTestRunner(optionflags=FLAGS)
+        runner.run(test, out=out.append)
+        if runner.failures:
+            failures.append("".join(out))
+    assert not failures, "\n".join(failures)
