@@ -168,6 +168,14 @@ class MLP(_Stateless):
       in_features: ``D`` and ``K``; ``None`` until bound to a data set by
       out_features: ``D`` and ``K``; ``None`` until bound to a data set by
         :meth:`for_data`.
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> model = ls.MLP(hidden=(16, 16), activation="tanh", output_activation="identity").for_data(data)
+      >>> model.describe(), model.num_params()
+      ('MLP 2-16-16-3 tanh (output identity)', 371)
+      >>> model.apply(model.init(jax.random.key(0)), data.test.x).shape
+      (32, 3)
     """
 
     hidden: tuple[int, ...] = (16, 16)
@@ -376,6 +384,12 @@ class CNN(_Stateless, _ImageModel):
       kernel_init: as for :class:`MLP`.
       image_shape: ``(H, W, C)``; ``None`` until bound by :meth:`for_data`.
       out_features: ``K``; ``None`` until bound.
+
+    Examples:
+      >>> digits = ls.data.load("digits")                      # 8 x 8 x 1 images
+      >>> cnn = ls.CNN(channels=(2,), output_activation="identity").for_data(digits)
+      >>> {k: v["kernel"].shape for k, v in cnn.init(jax.random.key(0)).items()}
+      {'Conv_0': (3, 3, 1, 2), 'Dense_0': (32, 10)}
     """
 
     channels: tuple[int, ...] = (8, 16)
@@ -534,6 +548,13 @@ class FlaxModel:
         :func:`landscape.model_files.from_file` (recorded with a run), else ``None``.
       spec: its :class:`~landscape.permutation.PermutationSpec` when the user gave one (a model
         file's ``permutation_spec``), for weight matching; ``None``: unknown.
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> import flax.linen as nn
+      >>> model = ls.models.as_model(nn.Dense(3)).for_data(data)      # a Linen module, as a FlaxModel
+      >>> type(model).__name__, model.apply(model.init(jax.random.key(0)), data.test.x).shape
+      ('FlaxModel', (32, 3))
     """
 
     init_fn: Callable[[jax.Array, jax.Array], Any]
@@ -815,6 +836,13 @@ class ResNet(_ImageModel):
       kernel_init: as for :class:`MLP`.
       image_shape: ``(H, W, C)``; ``None`` until bound by :meth:`for_data`.
       out_features: ``K``; ``None`` until bound.
+
+    Examples:
+      >>> digits = ls.data.load("digits")
+      >>> net = ls.models.ResNet(depth=6, width=4, output_activation="identity").for_data(digits)
+      >>> params, state = net.init(jax.random.key(0)), net.init_state(jax.random.key(0))
+      >>> net.describe(), net.stateful                          # BatchNorm: running averages are state
+      ('ResNet-6 8x8x1 widths 4-8 (skip, batch norm, relu) -> 10 (output identity)', True)
     """
 
     depth: int = 10
@@ -1154,6 +1182,14 @@ def running_average_rates(model, x: jax.Array) -> Any:
 
     Raises:
       ConfigError: a state leaf that is not a running average (its statistics cannot be recomputed).
+
+    Examples:
+      >>> digits = ls.data.load("digits")
+      >>> net = ls.models.ResNet(depth=6, width=4, output_activation="identity").for_data(digits)
+      >>> params, state = net.init(jax.random.key(0)), net.init_state(jax.random.key(0))
+      >>> rates = ls.models.running_average_rates(net, jnp.asarray(digits.train.x[:64]))
+      >>> sorted({round(r, 6) for r in jax.tree.leaves(rates)})   # Flax BatchNorm momentum
+      [0.9]
     """
     key = jax.random.key(0)
     params, template = model.init(key), model.init_state(key)
@@ -1193,6 +1229,15 @@ def population_statistics(model, params, x: jax.Array, rates) -> Any:
 
     Returns:
       the state, shaped like ``model.init_state``.
+
+    Examples:
+      >>> digits = ls.data.load("digits")
+      >>> net = ls.models.ResNet(depth=6, width=4, output_activation="identity").for_data(digits)
+      >>> params, state = net.init(jax.random.key(0)), net.init_state(jax.random.key(0))
+      >>> x = jnp.asarray(digits.train.x[:256])
+      >>> stats = ls.models.population_statistics(net, params, x, ls.models.running_average_rates(net, x))
+      >>> jax.tree.structure(stats) == jax.tree.structure(state)
+      True
     """
     zeros = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype),
                                    jax.eval_shape(model.init_state, jax.random.key(0)))
@@ -1226,6 +1271,14 @@ def with_statistics(model, statistics: str, *, state=None, x: jax.Array | None =
 
     Raises:
       ConfigError: the model has no state, an unknown choice, or its missing argument.
+
+    Examples:
+      >>> digits = ls.data.load("digits")
+      >>> net = ls.models.ResNet(depth=6, width=4, output_activation="identity").for_data(digits)
+      >>> params, state = net.init(jax.random.key(0)), net.init_state(jax.random.key(0))
+      >>> plain = ls.models.with_statistics(net, "recompute", x=digits.train.x[:256])
+      >>> plain.apply(params, digits.test.x[:5]).shape        # statistics of x recomputed at params
+      (5, 10)
     """
     model = as_model(model)
     model._require_bound()
@@ -1275,6 +1328,12 @@ def convolutional(model) -> bool:
 
     Returns:
       a bool.
+
+    Examples:
+      >>> digits = ls.data.load("digits")
+      >>> cnn = ls.CNN(output_activation="identity").for_data(digits)
+      >>> ls.models.convolutional(cnn), ls.models.convolutional(ls.MLP(output_activation="identity").for_data(digits))
+      (True, False)
     """
     def has_conv(jaxpr) -> bool:
         for eqn in jaxpr.eqns:
@@ -1305,6 +1364,12 @@ def model_from_dict(d: dict):
 
     Raises:
       ConfigError: an unknown type or invalid fields.
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> model = ls.MLP(hidden=(4,), output_activation="identity").for_data(data)
+      >>> ls.models.model_from_dict({"type": "MLP", **model.to_dict()}) == model   # as a run stores it
+      True
     """
     d = dict(d)
     kind = d.pop("type", None)
@@ -1321,6 +1386,11 @@ def is_module_instance(obj) -> bool:
 
     Returns:
       a bool.
+
+    Examples:
+      >>> import flax.linen as nn
+      >>> ls.models.is_module_instance(nn.Dense(3)), ls.models.is_module_instance(ls.MLP())
+      (True, False)
     """
     return isinstance(obj, nn.Module)
 
@@ -1337,6 +1407,14 @@ def as_model(model) -> MLP | CNN | ResNet | FlaxModel:
 
     Raises:
       ConfigError: anything else (the message says what is accepted).
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> init = lambda key: {"w": jax.random.normal(key, (2, 3))}
+      >>> apply = lambda p, x: x @ p["w"]
+      >>> model = ls.models.as_model((init, apply)).for_data(data)   # a plain pair of functions
+      >>> model.apply(model.init(jax.random.key(0)), data.test.x).shape
+      (32, 3)
     """
     if isinstance(model, (MLP, CNN, ResNet, FlaxModel)):
         return model
@@ -1366,6 +1444,11 @@ def mse(outputs: jax.Array, labels: jax.Array) -> jax.Array:
 
     Returns:
       a scalar.
+
+    Examples:
+      >>> outputs, labels = jnp.array([[0.2, 0.9], [0.8, 0.1]]), jnp.array([1, 0])
+      >>> round(float(ls.models.mse(outputs, labels)), 6)     # mean over examples of the summed squared differences
+      0.05
     """
     target = jax.nn.one_hot(labels, outputs.shape[-1], dtype=outputs.dtype)
     return jnp.mean(jnp.sum((outputs - target) ** 2, axis=-1))
@@ -1380,6 +1463,11 @@ def cross_entropy(outputs: jax.Array, labels: jax.Array) -> jax.Array:
 
     Returns:
       a scalar.
+
+    Examples:
+      >>> outputs, labels = jnp.array([[0.2, 0.9], [0.8, 0.1]]), jnp.array([1, 0])
+      >>> round(float(ls.models.cross_entropy(outputs, labels)), 4)
+      0.4032
     """
     logp = jax.nn.log_softmax(outputs, axis=-1)
     return -jnp.mean(jnp.take_along_axis(logp, labels[:, None].astype(jnp.int32), axis=-1))
@@ -1394,6 +1482,11 @@ def accuracy(outputs: jax.Array, labels: jax.Array) -> jax.Array:
 
     Returns:
       a scalar in ``[0, 1]``.
+
+    Examples:
+      >>> outputs, labels = jnp.array([[0.2, 0.9], [0.8, 0.1]]), jnp.array([1, 0])
+      >>> float(ls.models.accuracy(outputs, labels))
+      1.0
     """
     return jnp.mean((jnp.argmax(outputs, axis=-1) == labels).astype(jnp.float32))
 
@@ -1412,6 +1505,11 @@ def output_loss(name: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
 
     Raises:
       ConfigError: an unknown name.
+
+    Examples:
+      >>> outputs, labels = jnp.array([[0.2, 0.9], [0.8, 0.1]]), jnp.array([1, 0])
+      >>> ls.models.output_loss("mse") is ls.models.mse, float(ls.models.output_loss("cross_entropy")(outputs, labels)) > 0
+      (True, True)
     """
     aliases = {"ce": "cross_entropy", "xent": "cross_entropy", "crossentropy": "cross_entropy"}
     name = aliases.get(name, name)
@@ -1434,6 +1532,10 @@ def for_loss(model, loss: str):
 
     Raises:
       ConfigError: an unknown loss.
+
+    Examples:
+      >>> ls.models.for_loss(ls.MLP(), "mse").output_activation, ls.models.for_loss(ls.MLP(), "cross_entropy").output_activation
+      ('sigmoid', 'identity')
     """
     f = output_loss(loss)  # validates the name and resolves its aliases
     if getattr(model, "output_activation", None) != "auto":
@@ -1450,6 +1552,14 @@ def loss_function(name: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
 
     Returns:
       as :func:`output_loss`.
+
+    Examples:
+      >>> outputs, labels = jnp.array([[0.2, 0.9], [0.8, 0.1]]), jnp.array([1, 0])
+      >>> import warnings
+      >>> with warnings.catch_warnings():
+      ...     warnings.simplefilter("ignore", DeprecationWarning)   # use output_loss
+      ...     ls.models.loss_function("mse") is ls.models.mse
+      True
     """
     import warnings
 
@@ -1470,6 +1580,14 @@ def metrics(model, params, x: jax.Array, y: jax.Array, loss: str) -> dict[str, j
 
     Returns:
       the two scalars.
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> model = ls.MLP(hidden=(4,), output_activation="identity").for_data(data)
+      >>> theta = model.init(jax.random.key(0))
+      >>> m = ls.models.metrics(model, theta, data.test.x, data.test.y, "cross_entropy")
+      >>> sorted(m), 0.0 <= float(m["accuracy"]) <= 1.0
+      (['accuracy', 'loss'], True)
     """
     out = for_loss(model, loss).apply(params, x)
     return {"loss": output_loss(loss)(out, y), "accuracy": accuracy(out, y)}
@@ -1483,6 +1601,11 @@ def per_example_loss(name: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
 
     Returns:
       the function.
+
+    Examples:
+      >>> outputs, labels = jnp.array([[0.2, 0.9], [0.8, 0.1]]), jnp.array([1, 0])
+      >>> np.asarray(ls.models.per_example_loss("mse")(outputs, labels), float).round(4).tolist()
+      [0.05, 0.05]
     """
     name = output_loss(name).__name__  # validates the name and resolves its aliases
     if name == "mse":
@@ -1503,6 +1626,16 @@ class LossParts:
       outputs: ``params -> (N, K)`` the model's outputs on the data.
       output_loss: ``(N, K) -> scalar`` the loss of those outputs (labels closed over).
       per_example: ``params -> (N,)`` per-example losses; the loss is their mean.
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> model = ls.MLP(hidden=(4,), output_activation="identity").for_data(data)
+      >>> theta = model.init(jax.random.key(0))
+      >>> loss = ls.models.loss_fn(model, data.train, "cross_entropy")
+      >>> loss.outputs(theta).shape, loss.per_example(theta).shape
+      ((64, 3), (64,))
+      >>> bool(jnp.allclose(loss(theta), loss.output_loss(loss.outputs(theta))))
+      True
     """
 
     outputs: Callable[[Any], jax.Array]
@@ -1526,6 +1659,14 @@ class BatchedLoss:
       loss_of: ``(x (B, D), y (B,)) -> LossParts``, the loss of one batch (its mean).
       groups: ``(((x (K, B, D), y (K, B)), weight), ...)``: K batches of one size B each,
         every batch of a group weighted ``weight`` (two groups when the last batch is smaller).
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> model = ls.MLP(hidden=(4,), output_activation="identity").for_data(data)
+      >>> theta = model.init(jax.random.key(0))
+      >>> batched = ls.models.loss_fn(model, data.train, "cross_entropy", batch_size=24)   # 24 + 24 + 16
+      >>> [x.shape for (x, y), w in batched.groups]
+      [(2, 24, 2), (1, 16, 2)]
     """
 
     loss_of: Callable[[jax.Array, jax.Array], LossParts]
@@ -1581,6 +1722,15 @@ def loss_fn(model: MLP, split, loss: str, *, batch_size: int | None = None) -> L
 
     Returns:
       a :class:`LossParts` (Gauss–Newton and Fisher curvature available) or a :class:`BatchedLoss`.
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> model = ls.MLP(hidden=(4,), output_activation="identity").for_data(data)
+      >>> theta = model.init(jax.random.key(0))
+      >>> loss = ls.models.loss_fn(model, data.train, "cross_entropy")
+      >>> batched = ls.models.loss_fn(model, data.train, "cross_entropy", batch_size=16)
+      >>> bool(jnp.allclose(loss(theta), batched(theta)))      # the same loss, 16 examples live at a time
+      True
     """
     of = _batch_loss(model, loss)
     x, y = _split_arrays(split)
@@ -1615,6 +1765,15 @@ def minibatch_loss(model: MLP, split, loss: str, *, batch_size: int, num_batches
 
     Raises:
       ConfigError: ``batch_size * num_batches`` exceeds the number of examples.
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> model = ls.MLP(hidden=(4,), output_activation="identity").for_data(data)
+      >>> theta = model.init(jax.random.key(0))
+      >>> batches = ls.models.minibatch_loss(model, data.train, "cross_entropy", batch_size=16, num_batches=3,
+      ...                                    key=jax.random.key(1))
+      >>> [x.shape for (x, y), w in batches.groups]           # 3 disjoint random batches of 16
+      [(3, 16, 2)]
     """
     x, y = _split_arrays(split)
     n = int(x.shape[0])
@@ -1640,6 +1799,14 @@ class MLPMetrics:
     Attributes:
       model: the bound :class:`MLP` (its output decided).
       loss: ``"mse"`` or ``"cross_entropy"``.
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> model = ls.MLP(hidden=(4,), output_activation="identity").for_data(data)
+      >>> theta = model.init(jax.random.key(0))
+      >>> fn = ls.models.metrics_fn(model, "cross_entropy")
+      >>> type(fn).__name__, fn.first_layer(theta, data.test.x).shape   # pre-activations of the first layer
+      ('MLPMetrics', (32, 4))
     """
 
     model: MLP
@@ -1693,6 +1860,14 @@ class ModelMetrics:
     Attributes:
       model: a bound model without state.
       loss: ``"mse"`` or ``"cross_entropy"``.
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> import flax.linen as nn
+      >>> model = ls.models.as_model(nn.Dense(3)).for_data(data)
+      >>> fn = ls.models.metrics_fn(model, "cross_entropy")
+      >>> type(fn).__name__, sorted(fn(model.init(jax.random.key(0)), (data.test.x, data.test.y)))
+      ('ModelMetrics', ['accuracy', 'loss'])
     """
 
     model: Any
@@ -1717,6 +1892,14 @@ def metrics_fn(model, loss: str) -> MLPMetrics | ModelMetrics:
 
     Returns:
       the metric function, ``fn(params, (x, y))``.
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> model = ls.MLP(hidden=(4,), output_activation="identity").for_data(data)
+      >>> theta = model.init(jax.random.key(0))
+      >>> fn = ls.models.metrics_fn(model, "cross_entropy")   # what every surface evaluates
+      >>> sorted(fn(theta, (data.test.x, data.test.y)))
+      ['accuracy', 'loss']
     """
     model = for_loss(model, loss)
     if isinstance(model, MLP):

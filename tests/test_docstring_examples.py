@@ -17,7 +17,7 @@ import re
 import pytest
 
 #: Modules whose every public function and class carries an example.
-WITH_EXAMPLES = ("tree", "directions", "surface", "data", "permutation", "train", "optim", "io", "members",
+WITH_EXAMPLES = ("tree", "directions", "surface", "data", "permutation", "models", "train", "optim", "io", "members",
                  "minima", "hessian")
 #: Every module with a public API (``__all__``).
 MODULES = ("errors", "files", "tree", "distributed", "timing", "precision", "data", "permutation", "models",
