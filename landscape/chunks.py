@@ -43,6 +43,12 @@ def fingerprint(*parts: Any) -> str:
 
     Returns:
       a hex digest.
+
+    Examples:
+      >>> ls.chunks.fingerprint("plane", 51, np.zeros(3)) == ls.chunks.fingerprint("plane", 51, np.zeros(3))
+      True
+      >>> ls.chunks.fingerprint("plane", 51, np.zeros(3)) == ls.chunks.fingerprint("plane", 51, np.ones(3))
+      False
     """
     import jax
 
@@ -69,6 +75,14 @@ def save_checkpoint(path: str | os.PathLike, key: str, results: dict[str, np.nda
       key: the computation's :func:`fingerprint`.
       results: the arrays computed so far (full size; unfinished chunks hold anything).
       done: ``(C,)`` bool, the finished chunks.
+
+    Examples:
+      >>> import tempfile, os
+      >>> path = os.path.join(tempfile.mkdtemp(), "ck.npz")
+      >>> ls.chunks.save_checkpoint(path, "key1", {"v": np.array([1.0, np.nan])}, np.array([True, False]))
+      >>> results, done = ls.chunks.load_checkpoint(path, "key1")
+      >>> done.tolist()
+      [True, False]
     """
     path = Path(path)
     with files.storage_errors(path.parent, "create"):
@@ -92,6 +106,13 @@ def load_checkpoint(path: str | os.PathLike, key: str, num_chunks: int | None = 
 
     Returns:
       ``(results, done)`` or ``None``.
+
+    Examples:
+      >>> import tempfile, os
+      >>> path = os.path.join(tempfile.mkdtemp(), "ck.npz")
+      >>> ls.chunks.save_checkpoint(path, "key1", {"v": np.zeros(2)}, np.array([True, False]))
+      >>> ls.chunks.load_checkpoint(path, "another computation") is None   # never trusted
+      True
     """
     path = Path(path)
     if not path.is_file():
@@ -117,6 +138,13 @@ def remove_checkpoint(path: str | os.PathLike) -> None:
 
     Args:
       path: the checkpoint file.
+
+    Examples:
+      >>> import tempfile, os
+      >>> path = os.path.join(tempfile.mkdtemp(), "ck.npz")
+      >>> ls.chunks.save_checkpoint(path, "k", {"v": np.zeros(2)}, np.array([True, True]))
+      >>> ls.chunks.remove_checkpoint(path); os.path.exists(path)
+      False
     """
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
@@ -157,6 +185,14 @@ def run_chunks(
 
     Returns:
       ``results`` as built by ``allocate`` and ``store``.
+
+    Examples:
+      >>> compute = lambda c: {"square": np.arange(4.0 * c, 4.0 * c + 4) ** 2}    # chunk c: 4 values
+      >>> allocate = lambda first: {"square": np.full(12, np.nan)}
+      >>> def store(results, c, out):
+      ...     results["square"][4 * c : 4 * c + 4] = out["square"]
+      >>> ls.chunks.run_chunks(compute, 3, allocate=allocate, store=store)["square"][:5].tolist()
+      [0.0, 1.0, 4.0, 9.0, 16.0]
     """
     if checkpoint is not None and key is None:
         raise ValueError("a checkpoint needs the computation's fingerprint (key=)")

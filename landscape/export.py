@@ -42,6 +42,17 @@ def surface_of(arrays: dict, meta: dict, *, metric: str | None = None, member: i
 
     Raises:
       ConfigError: a 1-D result, or an unknown metric.
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> ens = ls.train_ensemble(ls.MLP(hidden=(4,)), data, key=jax.random.key(0), seeds=3,
+      ...                         loss="cross_entropy", steps=30, progress=False)
+      >>> import tempfile
+      >>> run = ls.save_run(tempfile.mkdtemp() + "/run", ens)
+      >>> out = ls.analyses.surface(run, ls.analyses.SurfaceSpec(seeds="0", grid=5), execution=ls.analyses.Execution(progress=False))
+      >>> s = ls.export.surface_of(out.arrays, out.meta)
+      >>> s["a"].shape, s["values"][s["z_name"]].shape
+      ((5,), (5, 5))
     """
     kind = meta.get("kind")
     axes = [arrays[k] for k in ("axis_0", "axis_1") if k in arrays]
@@ -113,6 +124,17 @@ def to_html(surf: dict, path: str | Path) -> Path:
 
     Returns:
       the path.
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> ens = ls.train_ensemble(ls.MLP(hidden=(4,)), data, key=jax.random.key(0), seeds=3,
+      ...                         loss="cross_entropy", steps=30, progress=False)
+      >>> import tempfile
+      >>> run = ls.save_run(tempfile.mkdtemp() + "/run", ens)
+      >>> out = ls.analyses.surface(run, ls.analyses.SurfaceSpec(seeds="0", grid=5), execution=ls.analyses.Execution(progress=False))
+      >>> page = ls.export.to_html(ls.export.surface_of(out.arrays, out.meta), run / "exports" / "plane.html")
+      >>> page.name, page.stat().st_size > 1_000_000               # plotly.js inside: opens offline
+      ('plane.html', True)
     """
     import plotly.graph_objects as go
 
@@ -169,6 +191,17 @@ def to_vtk(surf: dict, path: str | Path) -> list[Path]:
 
     Returns:
       the files written.
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> ens = ls.train_ensemble(ls.MLP(hidden=(4,)), data, key=jax.random.key(0), seeds=3,
+      ...                         loss="cross_entropy", steps=30, progress=False)
+      >>> import tempfile
+      >>> run = ls.save_run(tempfile.mkdtemp() + "/run", ens)
+      >>> out = ls.analyses.surface(run, ls.analyses.SurfaceSpec(seeds="0", grid=5), execution=ls.analyses.Execution(progress=False))
+      >>> files = ls.export.to_vtk(ls.export.surface_of(out.arrays, out.meta), run / "exports" / "plane.vts")
+      >>> [f.name for f in files]                                  # no paths on a random plane
+      ['plane.vts']
     """
     from . import files
 
@@ -229,6 +262,16 @@ def export(arrays: dict, meta: dict, path: str | Path, fmt: str, *, metric: str 
 
     Raises:
       ConfigError: an unknown format, a 1-D result, an unknown metric.
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> ens = ls.train_ensemble(ls.MLP(hidden=(4,)), data, key=jax.random.key(0), seeds=3,
+      ...                         loss="cross_entropy", steps=30, progress=False)
+      >>> import tempfile
+      >>> run = ls.save_run(tempfile.mkdtemp() + "/run", ens)
+      >>> out = ls.analyses.surface(run, ls.analyses.SurfaceSpec(seeds="0", grid=5), execution=ls.analyses.Execution(progress=False))
+      >>> [p.suffix for p in ls.export.export(out.arrays, out.meta, run / "exports" / "plane.vts", "vtk")]
+      ['.vts']
     """
     if fmt not in FORMATS:
         raise ConfigError(f"export format must be one of {', '.join(FORMATS)}, got {fmt!r}")

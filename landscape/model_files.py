@@ -53,6 +53,14 @@ def from_file(spec: str) -> Any:
     Raises:
       ConfigError: a malformed spec, a missing file or name, a file that fails to run, or a
         factory that does not give a model.
+
+    Examples:
+      >>> import tempfile, pathlib
+      >>> src = pathlib.Path(tempfile.mkdtemp()) / "mynet.py"
+      >>> _ = src.write_text("import flax.linen as nn; make = lambda: nn.Dense(3)")
+      >>> model = ls.model_files.from_file(f"{src}:make")          # the file is executed
+      >>> model.for_data(ls.data.blobs()).apply_fn is not None
+      True
     """
     path, name = _split(spec)
     if not path.is_file():
@@ -102,6 +110,14 @@ def restore(description: dict, model: Any = None) -> FlaxModel:
     Raises:
       ConfigError: no model given (the message says which file the run was trained from), a
         file that changed since, or a model whose arrays differ from the run's.
+
+    Examples:
+      >>> import flax.linen as nn
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> model = ls.models.as_model(nn.Dense(3)).for_data(data)
+      >>> again = ls.model_files.restore(model.to_dict(), nn.Dense(3))   # as load_run(path, model=...) does
+      >>> again.in_shape == model.in_shape
+      True
     """
     source = description.get("source") or {}
     origin = f"{source['file']}:{source['factory']}" if source else None

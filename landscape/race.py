@@ -46,8 +46,18 @@ class Race(NamedTuple):
         steps projected onto the plane (least squares in its basis: where their shadow falls).
       off_plane: ``(S, E, K)`` distance of each snapshot from the plane (how far the shadow is
         from the truth).
-      labels: ``E`` entrant names (``adam@0.01``, ``+ batch 64``).
+      labels: ``E`` entrant names (``adam@0.01``, ``sgd@3, batch 64``).
       diverged: ``(S, E)`` bool.
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> ens = ls.train_ensemble(ls.MLP(hidden=(4,)), data, key=jax.random.key(0), seeds=3,
+      ...                         loss="cross_entropy", steps=30, progress=False)
+      >>> r = ls.race.race(ens.model, data, ens.params, key=jax.random.key(1), loss="cross_entropy",
+      ...                  optimizers=[ls.OptimizerSpec("sgd", 0.5), ls.OptimizerSpec("adam", 0.05)],
+      ...                  starts=2, steps=10, snapshot_every=5, grid=5)
+      >>> r.loss.shape, r.paths.shape, r.labels                # (starts, entrants, steps 0, 5, 10); (S, E, K, 2)
+      ((2, 2, 3), (2, 2, 3, 2), ['sgd@0.5', 'adam@0.05'])
     """
 
     a: np.ndarray
@@ -65,14 +75,18 @@ class Race(NamedTuple):
 
 
 def entrant_label(spec: OptimizerSpec, batch_size: int | None) -> str:
-    """``name@lr`` (``momentum`` and ``rmsprop`` with ``, m=…`` when not 0.9), ``+ batch B`` for minibatches.
+    """``name@lr`` (``momentum`` and ``rmsprop`` with ``, m=…`` when not 0.9), ``, batch B`` for minibatches.
 
     Args:
       spec: the entrant's optimizer.
       batch_size: its batch size (``None``: full batch).
 
     Returns:
-      the label, e.g. ``"adam@0.01 + batch 64"``.
+      the label, e.g. ``"adam@0.01, batch 64"``.
+
+    Examples:
+      >>> ls.race.entrant_label(ls.OptimizerSpec("adam", 0.01), 64)
+      'adam@0.01, batch 64'
     """
     extra = f", m={spec.momentum:g}" if spec.name in ("momentum", "nesterov", "rmsprop") and spec.momentum != 0.9 else ""
     return f"{spec.name}@{spec.learning_rate:g}{extra}" + ("" if batch_size is None else f", batch {batch_size}")
@@ -91,6 +105,11 @@ def plane_points(key: jax.Array, a: np.ndarray, b: np.ndarray, count: int, *, in
 
     Returns:
       ``(count, 2)`` plane coordinates.
+
+    Examples:
+      >>> p = ls.race.plane_points(jax.random.key(0), np.linspace(-1, 1, 5), np.linspace(0, 2, 5), 4)
+      >>> p.shape, bool(np.all((p[:, 0] > -0.8) & (p[:, 0] < 0.8)))   # kept 10% away from each edge
+      ((4, 2), True)
     """
     if not isinstance(count, (int, np.integer)) or count < 1:
         raise ConfigError(f"the race needs at least one start, got {count!r}")
@@ -151,6 +170,16 @@ def race(
 
     Returns:
       a :class:`Race`.
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> ens = ls.train_ensemble(ls.MLP(hidden=(4,)), data, key=jax.random.key(0), seeds=3,
+      ...                         loss="cross_entropy", steps=30, progress=False)
+      >>> r = ls.race.race(ens.model, data, ens.params, key=jax.random.key(1), loss="cross_entropy",
+      ...                  optimizers=[ls.OptimizerSpec("sgd", 0.5), ls.OptimizerSpec("adam", 0.05)],
+      ...                  starts=2, steps=10, snapshot_every=5, grid=5)
+      >>> r.cost.shape, r.starts.shape, bool(np.isfinite(r.loss).all())
+      ((5, 5), (2, 2), True)
     """
     from . import models
     from . import train as train_mod
@@ -219,6 +248,13 @@ def descend_in_plane(loss: Callable, origin: PyTree, basis: Sequence[PyTree], st
 
     Returns:
       paths ``(S, steps + 1, 2)``, the starts first.
+
+    Examples:
+      >>> bowl = lambda p: jnp.sum((p["w"] - jnp.array([1.0, 2.0, 0.0])) ** 2)
+      >>> origin, basis = {"w": jnp.zeros(3)}, [{"w": jnp.array([1.0, 0, 0])}, {"w": jnp.array([0, 1.0, 0])}]
+      >>> paths = ls.race.descend_in_plane(bowl, origin, basis, np.zeros((1, 2)), lr=0.25, steps=20)
+      >>> paths.shape, np.asarray(paths[0, -1], float).round(3).tolist()   # down to the bowl's bottom (1, 2)
+      ((1, 21, 2), [1.0, 2.0])
     """
     import jax.numpy as jnp
 
@@ -254,6 +290,11 @@ def basin_of_ends(ends: np.ndarray, points: np.ndarray, *, radius: float | None 
 
     Returns:
       ``(S,)`` int.
+
+    Examples:
+      >>> ends = np.array([[0.02, 0.0], [1.0, 0.97], [0.5, 0.5]])
+      >>> ls.race.basin_of_ends(ends, np.array([[0.0, 0.0], [1.0, 1.0]])).tolist()   # the last one is near neither
+      [0, 1, -1]
     """
     ends, points = np.asarray(ends, float), np.asarray(points, float)
     d = np.linalg.norm(ends[:, None] - points[None], axis=-1)  # (S, R)

@@ -34,6 +34,14 @@ class Timings:
       started: ``time.time()`` when the object was made.
       phases: seconds per named phase.
       compile_s: seconds of compilation (tracing, lowering, compiling or loading).
+
+    Examples:
+      >>> t = ls.timing.Timings()
+      >>> t.begin_command()
+      >>> with t.phase("load"):
+      ...     _ = ls.data.load("blobs")
+      >>> sorted(t.report())[:3]
+      ['compile_s', 'compute_s', 'figure_s']
     """
 
     def __init__(self) -> None:

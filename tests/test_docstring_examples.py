@@ -17,7 +17,8 @@ import re
 import pytest
 
 #: Modules whose every public function and class carries an example.
-WITH_EXAMPLES = ("tree", "directions", "surface", "data", "permutation", "models", "train", "optim", "io", "members",
+WITH_EXAMPLES = ("tree", "directions", "surface", "data", "permutation", "models", "model_files", "train", "optim", "io",
+                 "members", "race", "export", "chunks", "timing",
                  "minima", "hessian")
 #: Every module with a public API (``__all__``).
 MODULES = ("errors", "files", "tree", "distributed", "timing", "precision", "data", "permutation", "models",
