@@ -367,7 +367,7 @@ def _tfds_builder(name: str, data_dir: str | None):
 
     try:
         return tfds.builder(name, data_dir=data_dir, file_format=_TFDS_FILE_FORMAT)
-    except tfds.core.registered.DatasetNotFoundError:
+    except (tfds.core.registered.DatasetNotFoundError, ValueError):  # ValueError: not even a well-formed name
         raise DataError(
             f"unknown data set {name!r}: not a built-in set ({', '.join(sorted(_BUILTIN))}) "
             "nor a tensorflow-datasets name"

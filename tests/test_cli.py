@@ -73,6 +73,7 @@ def test_an_unknown_flag_is_reported_by_its_subcommand():
 
 BAD = [
     (["train", "--dataset", "nosuch", "--out", "{tmp}/a"], "unknown data set 'nosuch'"),
+    (["train", "--dataset", "no such set", "--out", "{tmp}/a"], "unknown data set 'no such set'"),
     (["train", "--hidden", "16,-4", "--out", "{tmp}/a"], "widths must be positive"),
     (["train", "--hidden", "a,b", "--out", "{tmp}/a"], "comma-separated integers"),
     (["train", "--seeds", "0", "--out", "{tmp}/a"], "positive integer"),

@@ -89,9 +89,12 @@ def test_from_arrays_mismatches_are_data_errors(n_x, n_y, d_tr, d_te):
             ls.data.from_arrays(x, y, xte, yte)
 
 
-def test_unknown_name_is_a_data_error():
-    with pytest.raises(DataError, match="unknown data set 'no_such_set'"):
-        ls.data.load("no_such_set")
+@pytest.mark.parametrize("name", ["no_such_set", "no such set", "mnist/", "a:b:c"])
+def test_unknown_name_is_a_data_error(name):
+    """A name tensorflow-datasets does not know, or cannot even parse (it raises a bare
+    ValueError for those), is the library's DataError naming it."""
+    with pytest.raises(DataError, match=f"unknown data set {name!r}"):
+        ls.data.load(name)
 
 
 @pytest.mark.parametrize("name, shape", [("mnist", 784), ("cifar10", 3072)])
