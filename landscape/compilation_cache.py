@@ -46,6 +46,12 @@ def cache_dir(environ: Mapping[str, str] | None = None) -> Path | None:
     Returns:
       ``$LANDSCAPE_COMPILE_CACHE`` if set (``None`` for ``0``/``off``/``false``/``no``), else the
       user cache directory's ``landscape/jax``.
+
+    Examples:
+      >>> str(ls.compilation_cache.cache_dir({"LANDSCAPE_COMPILE_CACHE": "/tmp/jax-cache"}))
+      '/tmp/jax-cache'
+      >>> ls.compilation_cache.cache_dir({"LANDSCAPE_COMPILE_CACHE": "off"}) is None
+      True
     """
     env = os.environ if environ is None else environ
     value = env.get(ENV)
@@ -76,6 +82,12 @@ def enable(path: str | os.PathLike | None = None, *, max_bytes: int = DEFAULT_MA
 
     Raises:
       ConfigError: the directory cannot be created or written.
+
+    Examples:
+      >>> import tempfile, os
+      >>> d = tempfile.mkdtemp()
+      >>> ls.compilation_cache.enable(d) == ls.compilation_cache.cache_dir({"LANDSCAPE_COMPILE_CACHE": d})
+      True
     """
     where = Path(path).expanduser() if path is not None else cache_dir()
     if where is None:
@@ -105,6 +117,12 @@ def usage(path: str | os.PathLike | None = None) -> dict:
 
     Returns:
       ``{"path": str | None, "programs": int, "bytes": int}`` (zeros when off or missing).
+
+    Examples:
+      >>> import tempfile, os
+      >>> d = tempfile.mkdtemp()
+      >>> sorted(ls.compilation_cache.usage(d))
+      ['bytes', 'path', 'programs']
     """
     where = Path(path) if path is not None else cache_dir()
     if where is None or not where.is_dir():
@@ -122,6 +140,13 @@ def clear(path: str | os.PathLike | None = None) -> int:
 
     Returns:
       The number of bytes freed.
+
+    Examples:
+      >>> import tempfile, os
+      >>> d = tempfile.mkdtemp()
+      >>> _ = open(os.path.join(d, "program-cache"), "wb").write(b"x" * 10)
+      >>> ls.compilation_cache.clear(d), os.listdir(d)            # bytes freed; the directory is kept
+      (10, [])
     """
     where = Path(path) if path is not None else cache_dir()
     if where is None or not where.is_dir():

@@ -47,7 +47,12 @@ PyTree = Any
 
 
 class DistributedError(LandscapeError):
-    """Multi-host start-up failed (bad address, peers that never joined, ...)."""
+    """Multi-host start-up failed (bad address, peers that never joined, ...).
+
+    Examples:
+      >>> issubclass(ls.distributed.DistributedError, ls.LandscapeError)
+      True
+    """
 
 
 def _env(*names: str) -> str | None:
@@ -80,6 +85,10 @@ def initialize(
       num_processes: how many processes.
       process_id: this process's index.
       timeout_s: seconds to wait for every process to join.
+
+    Examples:
+      >>> ls.distributed.initialize()      # no coordinator set: a single-process run, nothing started
+      False
     """
     coordinator = coordinator or _env("LANDSCAPE_COORDINATOR", "JAX_COORDINATOR_ADDRESS")
     n = num_processes if num_processes is not None else _env("LANDSCAPE_NUM_PROCESSES", "JAX_NUM_PROCESSES")
@@ -125,12 +134,22 @@ def _give_up(message: str) -> None:
 
 
 def process_count() -> int:
-    """Number of JAX processes in this run."""
+    """Number of JAX processes in this run.
+
+    Examples:
+      >>> ls.distributed.process_count()
+      1
+    """
     return jax.process_count()
 
 
 def is_writer() -> bool:
-    """Whether this process writes result files (process 0)."""
+    """Whether this process writes result files (process 0).
+
+    Examples:
+      >>> ls.distributed.is_writer()      # process 0 of a single-process run
+      True
+    """
     return jax.process_index() == 0
 
 
@@ -145,6 +164,11 @@ def make_mesh(devices: int | None = None) -> Mesh:
 
     Raises:
       ConfigError: more devices than there are.
+
+    Examples:
+      >>> mesh = ls.distributed.make_mesh()
+      >>> mesh.devices.size == jax.device_count()
+      True
     """
     devs = jax.devices()
     if devices is not None:
@@ -157,7 +181,12 @@ def make_mesh(devices: int | None = None) -> Mesh:
 
 
 def default_mesh() -> Mesh | None:
-    """A mesh over every device when there is more than one, else ``None`` (plain single-device code)."""
+    """A mesh over every device when there is more than one, else ``None`` (plain single-device code).
+
+    Examples:
+      >>> (ls.distributed.default_mesh() is None) == (jax.device_count() == 1)
+      True
+    """
     return make_mesh() if jax.device_count() > 1 else None
 
 
@@ -170,6 +199,11 @@ class Placement:
       mesh: the mesh (``None``: one device).
       size: its device count.
       multi_process: whether it spans several processes.
+
+    Examples:
+      >>> place = ls.distributed.placement(None)                   # one device
+      >>> place.size, place.padded(3), place.pad(np.arange(3.0), 3).tolist()   # nothing to pad on one device
+      (1, 3, [0.0, 1.0, 2.0])
     """
 
     def __init__(self, mesh: Mesh | None):
@@ -273,5 +307,10 @@ def placement(mesh: Mesh | None) -> Placement:
 
     Returns:
       the placement.
+
+    Examples:
+      >>> place = ls.distributed.placement(ls.distributed.make_mesh())
+      >>> place.size == jax.device_count()
+      True
     """
     return Placement(mesh)

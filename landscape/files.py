@@ -65,7 +65,12 @@ _STALE = re.compile(r"^\.(?P<name>.+)\.w(?P<token>[0-9a-f]{32})\.(?P<kind>tmp|st
 
 def max_array_bytes() -> int:
     """The largest total uncompressed size of one ``.npz`` read: ``$LANDSCAPE_MAX_ARRAY_BYTES``,
-    else half of this machine's physical memory."""
+    else half of this machine's physical memory.
+
+    Examples:
+      >>> ls.files.max_array_bytes() > 0
+      True
+    """
     text = os.environ.get(MAX_BYTES_ENV)
     if text:
         try:
@@ -88,6 +93,16 @@ def storage_errors(path: str | os.PathLike, what: str = "write") -> Iterator[Non
     Args:
       path: the file or directory the block works on (named in the error).
       what: the verb for the message (``write``, ``read`` …).
+
+    Examples:
+      >>> import tempfile, os
+      >>> d = tempfile.mkdtemp()
+      >>> try:
+      ...     with ls.files.storage_errors(d):
+      ...         raise OSError(28, "No space left on device")
+      ... except ls.StorageError as e:
+      ...     print(type(e).__name__)
+      StorageError
     """
     try:
         yield
@@ -141,6 +156,12 @@ def remove_stale(directory: str | os.PathLike) -> list[Path]:
 
     Returns:
       what was removed.
+
+    Examples:
+      >>> import tempfile, os
+      >>> d = tempfile.mkdtemp()
+      >>> ls.files.remove_stale(d)                                 # nothing left by a killed writer
+      []
     """
     removed: list[Path] = []
     directory = Path(directory)
@@ -206,6 +227,13 @@ def atomic_write(path: str | os.PathLike, write: Callable) -> None:
     Raises:
       StorageError: the directory is missing or read-only, the disk is full, ... (nothing is
         left behind and an existing ``path`` is unchanged).
+
+    Examples:
+      >>> import tempfile, os
+      >>> d = tempfile.mkdtemp()
+      >>> ls.files.atomic_write(os.path.join(d, "a.bin"), lambda f: f.write(b"abc"))
+      >>> open(os.path.join(d, "a.bin"), "rb").read()
+      b'abc'
     """
     path = Path(path)
     with storage_errors(path), _artifact(path, "tmp") as tmp:
@@ -228,6 +256,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     Args:
       path: the file to write.
       data: its content.
+
+    Examples:
+      >>> import tempfile, os
+      >>> d = tempfile.mkdtemp()
+      >>> ls.files.atomic_write_bytes(os.path.join(d, "a.txt"), b"hello")
+      >>> os.listdir(d)                                           # no temporary file left beside it
+      ['a.txt']
     """
     atomic_write(path, lambda f: f.write(data))
 
@@ -238,6 +273,13 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     Args:
       path: the file to write.
       obj: a JSON-like value (numpy values are converted: :func:`jsonable`).
+
+    Examples:
+      >>> import tempfile, os
+      >>> d = tempfile.mkdtemp()
+      >>> ls.files.atomic_write_json(os.path.join(d, "a.json"), {"x": np.float32(1.5), "y": float("nan")})
+      >>> ls.files.read_json(os.path.join(d, "a.json"))
+      {'x': 1.5, 'y': None}
     """
     text = json.dumps(jsonable(obj), indent=2, allow_nan=False) + "\n"
     atomic_write_bytes(path, text.encode())
@@ -249,6 +291,13 @@ def atomic_save_npz(path: str | os.PathLike, arrays: Mapping[str, Any]) -> None:
     Args:
       path: the ``.npz`` to write.
       arrays: ``{name: array}``.
+
+    Examples:
+      >>> import tempfile, os
+      >>> d = tempfile.mkdtemp()
+      >>> ls.files.atomic_save_npz(os.path.join(d, "a.npz"), {"v": np.arange(3)})
+      >>> ls.files.load_npz(os.path.join(d, "a.npz"))["v"].tolist()
+      [0, 1, 2]
     """
     atomic_write(path, lambda f: np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()}))
 
@@ -267,6 +316,15 @@ def staged_directory(path: str | os.PathLike, overwrite: bool) -> Iterator[Path]
     Raises:
       RunExistsError: ``path`` exists and ``overwrite`` is false.
       StorageError: the parent directory cannot be written.
+
+    Examples:
+      >>> import tempfile, os
+      >>> d = tempfile.mkdtemp()
+      >>> target = os.path.join(d, "run")
+      >>> with ls.files.staged_directory(target, overwrite=False) as stage:
+      ...     _ = (stage / "meta.json").write_text("{}")          # assembled aside, swapped in at the end
+      >>> os.listdir(target)
+      ['meta.json']
     """
     path = Path(path)
     if path.exists() and not overwrite:
@@ -301,6 +359,18 @@ def exclusive(lock_path: str | os.PathLike, busy: str) -> Iterator[None]:
     Args:
       lock_path: the lock file (created if needed).
       busy: the message of the ``ConfigError`` when another process holds it.
+
+    Examples:
+      >>> import tempfile, os
+      >>> d = tempfile.mkdtemp()
+      >>> lock = os.path.join(d, "x.lock")
+      >>> with ls.files.exclusive(lock, "busy"):
+      ...     try:
+      ...         with ls.files.exclusive(lock, "another writer holds it"):
+      ...             pass
+      ...     except ls.ConfigError as e:
+      ...         print(e)
+      another writer holds it
     """
     import filelock
 
@@ -333,6 +403,12 @@ def check_writable(directory: str | os.PathLike) -> Path:
 
     Raises:
       StorageError: it cannot be created or written (read-only, permissions, full disk).
+
+    Examples:
+      >>> import tempfile, os
+      >>> d = tempfile.mkdtemp()
+      >>> ls.files.check_writable(os.path.join(d, "results")).name   # created, proven writable
+      'results'
     """
     directory = Path(directory)
     with storage_errors(directory, "create"):
@@ -359,6 +435,13 @@ def npz_shapes(path: str | os.PathLike) -> dict[str, tuple[tuple[int, ...], np.d
     Raises:
       CorruptRunError: not a zip of ``.npy`` members, odd member names, object or non-numeric
         dtypes, or a member that declares more data than it holds.
+
+    Examples:
+      >>> import tempfile, os
+      >>> d = tempfile.mkdtemp()
+      >>> ls.files.atomic_save_npz(os.path.join(d, "a.npz"), {"v": np.zeros((2, 3), np.float32)})
+      >>> ls.files.npz_shapes(os.path.join(d, "a.npz"))
+      {'v': ((2, 3), dtype('float32'))}
     """
     from numpy.lib import format as npformat
 
@@ -412,6 +495,17 @@ def load_npz(
     Raises:
       RunNotFoundError: no such file.
       CorruptRunError: see :func:`npz_shapes`; other shapes than ``shapes``; over ``max_bytes``.
+
+    Examples:
+      >>> import tempfile, os
+      >>> d = tempfile.mkdtemp()
+      >>> ls.files.atomic_save_npz(os.path.join(d, "a.npz"), {"v": np.zeros((2, 3))})
+      >>> ls.files.load_npz(os.path.join(d, "a.npz"), shapes={"v": (2, 3)})["v"].shape
+      (2, 3)
+      >>> ls.files.load_npz(os.path.join(d, "a.npz"), shapes={"v": (5,)})
+      Traceback (most recent call last):
+      ...
+      landscape.errors.CorruptRunError: ...
     """
     path = Path(path)
     if not path.is_file():
@@ -449,6 +543,13 @@ def read_json(path: str | os.PathLike) -> dict:
       RunNotFoundError: no such file.
       CorruptRunError: too large, not UTF-8 JSON, too deeply nested, an integer too long to
         convert, or not an object.
+
+    Examples:
+      >>> import tempfile, os
+      >>> d = tempfile.mkdtemp()
+      >>> ls.files.atomic_write_json(os.path.join(d, "a.json"), {"grid": 51})
+      >>> ls.files.read_json(os.path.join(d, "a.json"))
+      {'grid': 51}
     """
     path = Path(path)
     if not path.is_file():
@@ -490,6 +591,10 @@ def jsonable(obj: Any) -> Any:
 
     Returns:
       a value ``json.dumps`` accepts with ``allow_nan=False``.
+
+    Examples:
+      >>> ls.files.jsonable({"a": np.arange(2), "b": np.float64("inf"), "c": (np.int32(3),)})
+      {'a': [0, 1], 'b': None, 'c': [3]}
     """
     if isinstance(obj, dict):
         return {str(k): jsonable(v) for k, v in obj.items()}
@@ -515,6 +620,13 @@ def sha256(path: str | os.PathLike) -> str:
 
     Returns:
       64 hex digits.
+
+    Examples:
+      >>> import tempfile, os
+      >>> d = tempfile.mkdtemp()
+      >>> ls.files.atomic_write_bytes(os.path.join(d, "a"), b"")
+      >>> ls.files.sha256(os.path.join(d, "a"))[:16]              # the empty file's digest
+      'e3b0c44298fc1c14'
     """
     import hashlib
 

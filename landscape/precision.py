@@ -39,6 +39,10 @@ def set_matmul_precision(name: str) -> None:
 
     Raises:
       ConfigError: for another name.
+
+    Examples:
+      >>> ls.precision.set_matmul_precision("float32"); ls.precision.matmul_precision()
+      'float32'
     """
     import jax
 
@@ -54,6 +58,10 @@ def matmul_precision() -> str:
       ``"float32"`` when products are exact float32 (always on a CPU; elsewhere when JAX's
       ``jax_default_matmul_precision`` is ``highest``/``float32``); otherwise the setting's name
       (``"tensorfloat32"``, ``"bfloat16"``, ``"high"`` …), or ``"default"`` for JAX's backend default.
+
+    Examples:
+      >>> ls.precision.matmul_precision() in ("float32", "tensorfloat32", "bfloat16", "default")
+      True
     """
     import jax
 

@@ -53,6 +53,16 @@ def provenance(run: str | os.PathLike, settings: dict) -> dict:
       ``{"params_sha256": <hash of RUN/params.npz>, "data": <the run's data set identity>,
       "settings": settings}`` in JSON form, with ``"matmul_precision"`` added when float32
       products are not exact (:func:`landscape.precision.matmul_precision`: TF32 on a GPU, say).
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> ens = ls.train_ensemble(ls.MLP(hidden=(4,)), data, key=jax.random.key(0), seeds=3,
+      ...                         loss="cross_entropy", steps=30, progress=False)
+      >>> import tempfile
+      >>> run = ls.save_run(tempfile.mkdtemp() + "/run", ens)
+      >>> p = ls.results.provenance(run, {"grid": 5})
+      >>> sorted(p), p["data"]["name"], len(p["params_sha256"])
+      (['data', 'params_sha256', 'settings'], 'blobs', 64)
     """
     from . import files, io, precision
 
@@ -75,6 +85,10 @@ def differences(saved: Any, current: Any, prefix: str = "") -> list[str]:
 
     Returns:
       the names, sorted as met.
+
+    Examples:
+      >>> ls.results.differences({"settings": {"grid": 51, "key": 0}}, {"settings": {"grid": 41, "key": 0}})
+      ['settings.grid']
     """
     if isinstance(saved, dict) and isinstance(current, dict):
         out = []
@@ -104,6 +118,11 @@ def migrated(saved: Any) -> Any:
     Returns:
       the provenance as the present release would have written it (a new dict; ``saved``
       itself is not modified).
+
+    Examples:
+      >>> old = {"params_sha256": "ab", "settings": {"command": "trajectory", "seed": 2, "grid": 41}}
+      >>> ls.results.migrated(old)["settings"]                   # an older release's spelling, renamed
+      {'command': 'trajectory', 'grid': 41, 'seeds': '2'}
     """
     if not isinstance(saved, dict) or not isinstance(saved.get("settings"), dict):
         return saved
@@ -134,6 +153,24 @@ class Result:
       stem: ``RUN/results/NAME`` (the ``.npz`` and ``.json`` beside it).
       checkpoints: the result's checkpoint directory (removed after the commit).
       checkpoint: the surface evaluator's checkpoint file in it.
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> ens = ls.train_ensemble(ls.MLP(hidden=(4,)), data, key=jax.random.key(0), seeds=3,
+      ...                         loss="cross_entropy", steps=30, progress=False)
+      >>> import tempfile
+      >>> run = ls.save_run(tempfile.mkdtemp() + "/run", ens)
+      >>> res = ls.results.Result(run, "mine", {"grid": 5})
+      >>> res.load_current() is None                              # nothing saved yet
+      True
+      >>> with res.writing():                                     # the result's lock, for the computation
+      ...     arrays, meta = res.commit({"v": np.arange(3.0)}, {"kind": "mine"})
+      >>> ls.results.Result(run, "mine", {"grid": 5}).load_current()[0]["v"].tolist()   # reused: same inputs
+      [0.0, 1.0, 2.0]
+      >>> ls.results.Result(run, "mine", {"grid": 7}).load_current()
+      Traceback (most recent call last):
+      ...
+      landscape.errors.ConfigError: result 'mine' exists with other settings (grid differ); ...
     """
 
     def __init__(self, run: str | os.PathLike, name: str, settings: dict):
@@ -258,6 +295,17 @@ def run_status(run: str | os.PathLike) -> list[dict]:
       ``[{"name", "kind", "current": bool, "why": str}, ...]`` sorted by name; a result is
       current when it was computed from the run's present parameters and data set (its
       settings are its own).
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> ens = ls.train_ensemble(ls.MLP(hidden=(4,)), data, key=jax.random.key(0), seeds=3,
+      ...                         loss="cross_entropy", steps=30, progress=False)
+      >>> import tempfile
+      >>> run = ls.save_run(tempfile.mkdtemp() + "/run", ens)
+      >>> quiet = ls.analyses.Execution(progress=False)
+      >>> out = ls.analyses.surface(run, ls.analyses.SurfaceSpec(seeds="0", grid=5), execution=quiet)
+      >>> [(r["name"], r["current"]) for r in ls.results.run_status(run)]
+      [('plane_seed0_random_filter_g5_s1', True)]
     """
     from . import io
 
@@ -287,6 +335,18 @@ def load_if_current(run: str | os.PathLike, name: str):
 
     Returns:
       ``(arrays, meta)`` or ``None``.
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> ens = ls.train_ensemble(ls.MLP(hidden=(4,)), data, key=jax.random.key(0), seeds=3,
+      ...                         loss="cross_entropy", steps=30, progress=False)
+      >>> import tempfile
+      >>> run = ls.save_run(tempfile.mkdtemp() + "/run", ens)
+      >>> quiet = ls.analyses.Execution(progress=False)
+      >>> out = ls.analyses.surface(run, ls.analyses.SurfaceSpec(seeds="0", grid=5), execution=quiet)
+      >>> arrays, meta = ls.results.load_if_current(run, out.name)
+      >>> arrays["value/train_loss"].shape
+      (5, 5)
     """
     from . import io
     from .errors import LandscapeError

@@ -18,7 +18,8 @@ import pytest
 
 #: Modules whose every public function and class carries an example.
 WITH_EXAMPLES = ("tree", "directions", "surface", "data", "permutation", "models", "model_files", "train", "optim", "io",
-                 "members", "race", "export", "chunks", "timing",
+                 "members", "race", "export", "chunks", "timing", "results", "compilation_cache", "precision",
+                 "distributed", "errors", "files",
                  "minima", "hessian")
 #: Every module with a public API (``__all__``).
 MODULES = ("errors", "files", "tree", "distributed", "timing", "precision", "data", "permutation", "models",
@@ -70,24 +71,38 @@ def test_example_parses_and_runs_as_written(name, text):
         assert (doctest.SKIP in ex.options) == (name in NOT_RUN), f"{name}: +SKIP only where NOT_RUN says why"
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("module", sorted({n.split(".")[0] for n, _ in EXAMPLES}))
-def test_examples_run_as_doctests(module):
+def _run_module(module: str) -> int:
+    """Run the examples of ``module`` as doctests in this interpreter; print the failures."""
     import jax
     import jax.numpy as jnp
     import numpy as np
 
     import landscape as ls
 
-    parser, failures = doctest.DocTestParser(), []
+    parser, failed = doctest.DocTestParser(), 0
     for name, text in EXAMPLES:
-        if name.split(".")[0] != module:
+        if name.split(".")[0] != module or name in NOT_RUN:
             continue
         globs = {"jax": jax, "jnp": jnp, "np": np, "ls": ls}
-        test = doctest.DocTest(parser.get_examples(text, name), globs, name, None, None, text)
-        out = []
         runner = doctest.DocTestRunner(optionflags=FLAGS)
-        runner.run(test, out=out.append)
-        if runner.failures:
-            failures.append("".join(out))
-    assert not failures, "\n".join(failures)
+        runner.run(doctest.DocTest(parser.get_examples(text, name), globs, name, None, None, text))
+        failed += runner.failures
+    return 1 if failed else 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module", sorted({n.split(".")[0] for n, _ in EXAMPLES}))
+def test_examples_run_as_doctests(module, tmp_path):
+    """Each module's examples in a fresh interpreter (an example may turn on the compilation
+    cache or set the matmul precision: nothing carries over to the next module or the suite)."""
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); "
+            "from tests.test_docstring_examples import _run_module; sys.exit(_run_module(sys.argv[2]))")
+    env = {**os.environ, "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu"), "MPLBACKEND": "Agg"}
+    r = subprocess.run([sys.executable, "-c", code, root, module], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=900, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stdout[-8000:] + r.stderr[-3000:]
