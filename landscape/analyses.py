@@ -68,6 +68,18 @@ class Execution:
       model: for runs of a user model: the model again, ``"PATH.py:FACTORY"`` (executed; the
         file the run was trained from, checked by SHA-256) or the object
         (:func:`landscape.io.load_run`'s ``model``).
+
+    Examples:
+      >>> import tempfile
+      >>> run = tempfile.mkdtemp() + "/run"
+      >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
+      ...                                                    steps=40, seeds=3, log_every=10, snapshot_every=10))
+      >>> ex = ls.analyses.Execution(progress=False, chunk_size=64)      # changes no number
+      >>> a = ls.analyses.surface(run, ls.analyses.SurfaceSpec(grid=5), execution=ex)
+      >>> b = ls.analyses.surface(run, ls.analyses.SurfaceSpec(grid=5), execution=ls.analyses.Execution(chunk_size=7),
+      ...                         name="again")
+      >>> bool(np.array_equal(a.arrays["value/train_loss"], b.arrays["value/train_loss"]))
+      True
     """
 
     progress: bool = False
@@ -98,6 +110,17 @@ class Outcome:
       reused: it was already saved and current, so nothing was computed.
       warnings: members it involves that diverged or did not learn, one line each.
       run: the run directory.
+
+    Examples:
+      >>> import tempfile
+      >>> run = tempfile.mkdtemp() + "/run"
+      >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
+      ...                                                    steps=40, seeds=3, log_every=10, snapshot_every=10))
+      >>> out = ls.analyses.surface(run, ls.analyses.SurfaceSpec(grid=5))
+      >>> out.name, out.path.name, out.reused, out.warnings
+      ('plane_seed0_random_filter_g5_s1', 'plane_seed0_random_filter_g5_s1.npz', False, [])
+      >>> ls.analyses.surface(run, ls.analyses.SurfaceSpec(grid=5)).reused       # same inputs: read, not recomputed
+      True
     """
 
     name: str
@@ -148,6 +171,11 @@ class TrainSpec:
       key: the root PRNG seed.
       log_every: history interval in steps.
       snapshot_every: parameter-snapshot interval (``None``: none).
+
+    Examples:
+      >>> spec = ls.analyses.TrainSpec(hidden=(16, 16), lr=(0.3, 1.0, 3.0), seeds=8, steps=500)
+      >>> spec.dataset, spec.activation, spec.loss, spec.lr                      # the CLI's defaults
+      ('digits', 'sigmoid', 'mse', (0.3, 1.0, 3.0))
     """
 
     dataset: str = "digits"
@@ -200,6 +228,14 @@ def train(out: str | Path, spec: TrainSpec, *, overwrite: bool = False, executio
       RunExistsError / ConfigError: ``out`` exists without ``overwrite``; another process
         trains into ``out``; invalid settings.
       StorageError: ``out``'s parent cannot be written.
+
+    Examples:
+      >>> import tempfile
+      >>> run = tempfile.mkdtemp() + "/run"
+      >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
+      ...                                                    steps=40, seeds=3, log_every=10, snapshot_every=10))
+      >>> ens.num_members, sorted(p.name for p in __import__("pathlib").Path(run).glob("*.json"))
+      (3, ['meta.json'])
     """
     import jax
 
@@ -263,6 +299,11 @@ def demo_spec(seeds: int = 64, steps: int = 2000) -> TrainSpec:
 
     Raises:
       ConfigError: fewer than 3 seeds (the plane through three minima needs them) or 2 steps.
+
+    Examples:
+      >>> spec = ls.analyses.demo_spec()                 # what `landscape demo` trains
+      >>> spec.hidden, spec.activation, spec.loss, spec.lr, spec.seeds, spec.steps
+      ((16, 16), 'sigmoid', 'mse', (3.0,), 64, 2000)
     """
     if seeds < 3:
         raise ConfigError(f"the demo draws the plane through three seeds' minima: --seeds must be at least 3, "
@@ -290,6 +331,14 @@ def run_dataset(ens):
 
     Raises:
       ConfigError: the data set no longer matches the run's model inputs.
+
+    Examples:
+      >>> import tempfile
+      >>> run = tempfile.mkdtemp() + "/run"
+      >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
+      ...                                                    steps=40, seeds=3, log_every=10, snapshot_every=10))
+      >>> ls.analyses.run_dataset(ls.load_run(run)).name
+      'blobs'
     """
     from . import data as data_mod
 
@@ -424,6 +473,15 @@ class SurfaceSpec:
       curvature_grid: points per axis of the curvature map's grid.
       curvature_probes: Hutchinson probes per point of the map (``0``: no trace).
       statistics: for a model with BatchNorm: ``"recompute"`` (default) or ``"running"``.
+
+    Examples:
+      >>> import tempfile
+      >>> run = tempfile.mkdtemp() + "/run"
+      >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
+      ...                                                    steps=40, seeds=3, log_every=10, snapshot_every=10))
+      >>> out = ls.analyses.surface(run, ls.analyses.SurfaceSpec(seeds="all", grid=5, dims=1, test=True))
+      >>> out.arrays["value/train_loss"].shape, "value/test_loss" in out.arrays   # a line per member
+      ((3, 5), True)
     """
 
     seeds: str = "0"
@@ -463,6 +521,15 @@ def surface(run, spec: SurfaceSpec, *, name: str | None = None, overwrite: bool 
       ConfigError: bad settings, or a saved result of this name computed from something else.
 
     The same as ``landscape surface``.
+
+    Examples:
+      >>> import tempfile
+      >>> run = tempfile.mkdtemp() + "/run"
+      >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
+      ...                                                    steps=40, seeds=3, log_every=10, snapshot_every=10))
+      >>> out = ls.analyses.surface(run, ls.analyses.SurfaceSpec(seeds="0", grid=5, test=True))
+      >>> sorted(k for k in out.arrays if k.startswith("value/"))
+      ['value/test_accuracy', 'value/test_loss', 'value/train_accuracy', 'value/train_loss']
     """
     import jax
 
@@ -574,6 +641,15 @@ class InterpolationSpec:
       extend: how far the line continues beyond each end.
       test: also the test set's metrics.
       statistics: for a model with BatchNorm: ``"recompute"`` (default) or ``"running"``.
+
+    Examples:
+      >>> import tempfile
+      >>> run = tempfile.mkdtemp() + "/run"
+      >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
+      ...                                                    steps=40, seeds=3, log_every=10, snapshot_every=10))
+      >>> out = ls.analyses.interpolate(run, ls.analyses.InterpolationSpec(seeds="0,2", grid=11, extend=0.0))
+      >>> out.arrays["value/train_loss"].shape
+      (11,)
     """
 
     seeds: str = "0,1"
@@ -603,6 +679,15 @@ def interpolate(run, spec: InterpolationSpec, *, name: str | None = None, overwr
       ConfigError: bad settings, or a saved result of this name computed from something else.
 
     The same as ``landscape interpolate``.
+
+    Examples:
+      >>> import tempfile
+      >>> run = tempfile.mkdtemp() + "/run"
+      >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
+      ...                                                    steps=40, seeds=3, log_every=10, snapshot_every=10))
+      >>> out = ls.analyses.interpolate(run, ls.analyses.InterpolationSpec(seeds="0,1", grid=11))
+      >>> sorted(out.meta["barriers"])                                     # both barrier definitions of the cost
+      ['train_loss']
     """
     from . import models
     from . import surface as surface_mod
@@ -640,6 +725,15 @@ class PlaneSpec:
       paths: project the training paths (when the run kept snapshots).
       test: also the test set's metrics.
       statistics: for a model with BatchNorm: ``"recompute"`` (default) or ``"running"``.
+
+    Examples:
+      >>> import tempfile
+      >>> run = tempfile.mkdtemp() + "/run"
+      >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
+      ...                                                    steps=40, seeds=3, log_every=10, snapshot_every=10))
+      >>> out = ls.analyses.plane(run, ls.analyses.PlaneSpec(seeds="0,1,2", grid=5))
+      >>> out.arrays["value/train_loss"].shape, out.arrays["extra/points"].shape
+      ((5, 5), (3, 2))
     """
 
     seeds: str = "0,1,2"
@@ -670,6 +764,15 @@ def plane(run, spec: PlaneSpec, *, name: str | None = None, overwrite: bool = Fa
       ConfigError: bad settings, or a saved result of this name computed from something else.
 
     The same as ``landscape plane``.
+
+    Examples:
+      >>> import tempfile
+      >>> run = tempfile.mkdtemp() + "/run"
+      >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
+      ...                                                    steps=40, seeds=3, log_every=10, snapshot_every=10))
+      >>> out = ls.analyses.plane(run, ls.analyses.PlaneSpec(seeds="0,1,2", grid=5))
+      >>> sorted(k for k in out.arrays if k.startswith("extra/path_"))      # each seed's path, projected
+      ['extra/path_0', 'extra/path_1', 'extra/path_2']
     """
     from . import models
     from . import surface as surface_mod
@@ -714,6 +817,15 @@ class TrajectorySpec:
       statistics: for a model with BatchNorm: ``"recompute"`` (default) or ``"running"``.
       seed: deprecated spelling of ``seeds`` (an int; one release), not a field: it sets ``seeds``
         and warns.  Results saved under it are reused as if saved under ``seeds``.
+
+    Examples:
+      >>> import tempfile
+      >>> run = tempfile.mkdtemp() + "/run"
+      >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
+      ...                                                    steps=40, seeds=3, log_every=10, snapshot_every=10))
+      >>> out = ls.analyses.trajectory(run, ls.analyses.TrajectorySpec(seeds="1", grid=5))
+      >>> out.arrays["value/train_loss"].shape, len(out.meta["explained_variance_ratio"])
+      ((5, 5), 2)
     """
 
     seeds: str = "0"
@@ -754,6 +866,15 @@ def trajectory(run, spec: TrajectorySpec, *, name: str | None = None, overwrite:
       ConfigError: bad settings, or a saved result of this name computed from something else.
 
     The same as ``landscape trajectory``.
+
+    Examples:
+      >>> import tempfile
+      >>> run = tempfile.mkdtemp() + "/run"
+      >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
+      ...                                                    steps=40, seeds=3, log_every=10, snapshot_every=10))
+      >>> out = ls.analyses.trajectory(run, ls.analyses.TrajectorySpec(seeds="0", grid=5))
+      >>> out.name
+      'trajectory_seed0_g5'
     """
     from . import models
     from . import surface as surface_mod
@@ -810,6 +931,15 @@ class HessianSpec:
       batch_size: accumulate over batches of this many examples (the same numbers).
       minibatches: also this many random batches of ``batch_size``, each on its own.
       statistics: for a model with BatchNorm: ``"recompute"`` (default) or ``"running"``.
+
+    Examples:
+      >>> import tempfile
+      >>> run = tempfile.mkdtemp() + "/run"
+      >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
+      ...                                                    steps=40, seeds=3, log_every=10, snapshot_every=10))
+      >>> h = ls.analyses.hessian(run, ls.analyses.HessianSpec(top=2, probes=5))
+      >>> h.arrays["top"].shape, bool(np.all(h.arrays["top"][:, 0] >= h.arrays["top"][:, 1]))
+      ((3, 2), True)
     """
 
     top: int = 5
@@ -844,6 +974,15 @@ def hessian(run, spec: HessianSpec, *, name: str | None = None, overwrite: bool 
       ConfigError: bad settings, or a saved result of this name computed from something else.
 
     The same as ``landscape hessian``.
+
+    Examples:
+      >>> import tempfile
+      >>> run = tempfile.mkdtemp() + "/run"
+      >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
+      ...                                                    steps=40, seeds=3, log_every=10, snapshot_every=10))
+      >>> h = ls.analyses.hessian(run, ls.analyses.HessianSpec(top=1, probes=5, density=True))
+      >>> h.arrays["trace"].shape, h.arrays["density_weights"].shape[0]
+      ((3,), 3)
     """
     import jax
 
@@ -945,6 +1084,15 @@ class BasinsSpec:
         (default: when the model states its permutation structure).
       key: PRNG seed of the training's minibatch orders and a random plane's directions.
       statistics: for a model with BatchNorm: ``"recompute"`` (default) or ``"running"``.
+
+    Examples:
+      >>> import tempfile
+      >>> run = tempfile.mkdtemp() + "/run"
+      >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
+      ...                                                    steps=40, seeds=3, log_every=10, snapshot_every=10))
+      >>> b = ls.analyses.basins(run, ls.analyses.BasinsSpec(seeds="0,1,2", grid=3, steps=10))
+      >>> b.arrays["labels"].shape
+      (3, 3)
     """
 
     seeds: str = "0,1,2"
@@ -979,6 +1127,15 @@ def basins(run, spec: BasinsSpec, *, name: str | None = None, overwrite: bool = 
       ConfigError: bad settings, or a saved result of this name computed from something else.
 
     The same as ``landscape basins``.
+
+    Examples:
+      >>> import tempfile
+      >>> run = tempfile.mkdtemp() + "/run"
+      >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
+      ...                                                    steps=40, seeds=3, log_every=10, snapshot_every=10))
+      >>> b = ls.analyses.basins(run, ls.analyses.BasinsSpec(seeds="0,1,2", grid=3, steps=10))
+      >>> round(float(b.arrays["fractions"].sum()), 6)                        # every start labelled once
+      1.0
     """
     import jax
 
@@ -1056,6 +1213,15 @@ class RaceSpec:
         structure).
       key: PRNG seed of the starts, a random plane and minibatch orders.
       statistics: for a model with BatchNorm: ``"recompute"`` (default) or ``"running"``.
+
+    Examples:
+      >>> import tempfile
+      >>> run = tempfile.mkdtemp() + "/run"
+      >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
+      ...                                                    steps=40, seeds=3, log_every=10, snapshot_every=10))
+      >>> r = ls.analyses.race(run, ls.analyses.RaceSpec(optimizers="sgd,adam", starts=2, steps=10, grid=5))
+      >>> r.arrays["loss"].shape[:2], r.meta["entrants"]                        # (starts, entrants, ...)
+      ((2, 2), ['sgd@0.5', 'adam@0.01'])
     """
 
     seeds: str = "0,1,2"
@@ -1091,6 +1257,14 @@ def race_entrants(ens, spec: RaceSpec) -> tuple[list, list]:
 
     Raises:
       ConfigError: bad words, a learning-rate list of the wrong length, bad batch sizes.
+
+    Examples:
+      >>> import tempfile
+      >>> run = tempfile.mkdtemp() + "/run"
+      >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
+      ...                                                    steps=40, seeds=3, log_every=10, snapshot_every=10))
+      >>> ls.analyses.race_entrants(ens, ls.analyses.RaceSpec(optimizers="sgd,momentum@0.05", batch_sizes="full,16"))
+      ([OptimizerSpec(name='sgd', learning_rate=0.5, momentum=0.9, weight_decay=0.0001), OptimizerSpec(name='momentum', learning_rate=0.05, momentum=0.9, weight_decay=0.0001)], [None, 16])
     """
     from . import optim
 
@@ -1154,6 +1328,15 @@ def race(run, spec: RaceSpec, *, name: str | None = None, overwrite: bool = Fals
       ConfigError: bad settings, or a saved result of this name computed from something else.
 
     The same as ``landscape race``.
+
+    Examples:
+      >>> import tempfile
+      >>> run = tempfile.mkdtemp() + "/run"
+      >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
+      ...                                                    steps=40, seeds=3, log_every=10, snapshot_every=10))
+      >>> r = ls.analyses.race(run, ls.analyses.RaceSpec(optimizers="sgd", starts=2, steps=10, grid=5))
+      >>> r.arrays["paths"].shape[:2]
+      (2, 1)
     """
     import jax
 
@@ -1216,6 +1399,15 @@ class AnimateSpec:
         when the model states its permutation structure).
       key: PRNG seed of the starts.
       statistics: for a model with BatchNorm: ``"recompute"`` (default) or ``"running"``.
+
+    Examples:
+      >>> import tempfile
+      >>> run = tempfile.mkdtemp() + "/run"
+      >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
+      ...                                                    steps=40, seeds=3, log_every=10, snapshot_every=10))
+      >>> d = ls.analyses.animate(run, ls.analyses.AnimateSpec(starts=3, steps=20, grid=5))
+      >>> d.arrays["paths"].shape                                               # (starts, steps + 1, 2)
+      (3, 21, 2)
     """
 
     seeds: str = "0,1,2"
@@ -1251,6 +1443,15 @@ def animate(run, spec: AnimateSpec, *, name: str | None = None, overwrite: bool 
       ConfigError: bad settings, or a saved result of this name computed from something else.
 
     The same as ``landscape animate``.
+
+    Examples:
+      >>> import tempfile
+      >>> run = tempfile.mkdtemp() + "/run"
+      >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
+      ...                                                    steps=40, seeds=3, log_every=10, snapshot_every=10))
+      >>> d = ls.analyses.animate(run, ls.analyses.AnimateSpec(starts=3, steps=20, grid=5))
+      >>> d.arrays["cost"].shape
+      (5, 5)
     """
     import jax
 
@@ -1321,6 +1522,15 @@ class CompareSpec:
       include_unlearned: also compare members that did not learn (named in the warnings;
         diverged members are always left out).
       statistics: for a model with BatchNorm: ``"recompute"`` (default) or ``"running"``.
+
+    Examples:
+      >>> import tempfile
+      >>> run = tempfile.mkdtemp() + "/run"
+      >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
+      ...                                                    steps=40, seeds=3, log_every=10, snapshot_every=10))
+      >>> c = ls.analyses.compare(run, ls.analyses.CompareSpec(align=True, grid=9))
+      >>> c.arrays["barrier"].shape, c.arrays["aligned_barrier"].shape
+      ((3, 3), (3, 3))
     """
 
     lr: float | None = None
@@ -1355,6 +1565,15 @@ def compare(run, spec: CompareSpec, *, name: str | None = None, overwrite: bool 
       ConfigError: bad settings, or a saved result of this name computed from something else.
 
     The same as ``landscape compare``.
+
+    Examples:
+      >>> import tempfile
+      >>> run = tempfile.mkdtemp() + "/run"
+      >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
+      ...                                                    steps=40, seeds=3, log_every=10, snapshot_every=10))
+      >>> c = ls.analyses.compare(run, ls.analyses.CompareSpec(grid=9))
+      >>> bool(np.allclose(c.arrays["barrier"], c.arrays["barrier"].T)), c.arrays["basin"].shape
+      (True, (3,))
     """
     import jax
 
