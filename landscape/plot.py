@@ -101,6 +101,12 @@ def using(name: str):
 
     Raises:
       ConfigError: an unknown style.
+
+    Examples:
+      >>> with ls.plot.using("slides"):
+      ...     big = ls.plot.scale()
+      >>> big > 1.5, ls.plot.scale()                              # back to the paper style outside the block
+      (True, 1.0)
     """
     from .errors import ConfigError
 
@@ -134,7 +140,12 @@ def _fs(points: float) -> float:
 
 
 def scale() -> float:
-    """How much the current style (:func:`using`) enlarges every figure (``paper``: 1)."""
+    """How much the current style (:func:`using`) enlarges every figure (``paper``: 1).
+
+    Examples:
+      >>> ls.plot.scale()
+      1.0
+    """
     return float(STYLES[_STYLE.get()]["scale"])
 
 
@@ -144,7 +155,12 @@ def _rc() -> dict:
 
 def style() -> dict:
     """The rc settings figures are drawn with in the current style (:func:`using`; ``paper`` by
-    default: small, readable at column width, TrueType fonts in PDF, editable SVG text)."""
+    default: small, readable at column width, TrueType fonts in PDF, editable SVG text).
+
+    Examples:
+      >>> ls.plot.style()["pdf.fonttype"]                      # TrueType in PDFs (journals reject Type 3)
+      42
+    """
     return dict(_rc())
 
 
@@ -165,6 +181,13 @@ def save_figure(fig: Figure, path) -> Path:
     Raises:
       ConfigError: another suffix.
       StorageError: the directory cannot be written.
+
+    Examples:
+      >>> import tempfile, os
+      >>> fig = ls.plot.curve(np.linspace(0, 1, 5), {"loss": np.array([1.0, 1.5, 2.0, 1.5, 1.0])})
+      >>> path = ls.plot.save_figure(fig, os.path.join(tempfile.mkdtemp(), "figures", "line.pdf"))
+      >>> path.suffix, path.stat().st_size > 1000
+      ('.pdf', True)
     """
     import io as _io
 
@@ -199,6 +222,15 @@ def save_animation(anim, path, *, fps: int = 12, dpi: int = 110) -> Path:
 
     Returns:
       the path written.
+
+    Examples:
+      >>> a = b = np.linspace(-1, 1, 21)
+      >>> z = 0.1 + a[:, None] ** 2 + 2 * b[None, :] ** 2                  # a bowl, (21, 21)
+      >>> import tempfile, os
+      >>> paths = np.stack([np.linspace([0.9, 0.9], [0.0, 0.0], 6)])      # one start, 6 frames
+      >>> anim = ls.plot.descent_animation(a, b, z, paths)
+      >>> ls.plot.save_animation(anim, os.path.join(tempfile.mkdtemp(), "descent.gif")).suffix
+      '.gif'
     """
     import tempfile
 
@@ -289,6 +321,13 @@ def training_curves(
 
     Returns:
       the figure.
+
+    Examples:
+      >>> step = np.arange(0, 101, 10)
+      >>> loss = np.exp(-step / 30.0)[None, :] * np.array([[1.0], [1.5], [2.0]])   # 3 members
+      >>> fig = ls.plot.training_curves(step, loss, 1 - loss / 3)
+      >>> len(fig.axes)                                           # cost and test accuracy
+      2
     """
     import matplotlib
 
@@ -358,6 +397,11 @@ def final_cost_histogram(
 
     Returns:
       the figure.
+
+    Examples:
+      >>> fig = ls.plot.final_cost_histogram(np.random.default_rng(0).lognormal(-4, 0.2, 64))
+      >>> fig.axes[0].get_xlabel()
+      'final train loss'
     """
     import matplotlib
 
@@ -432,6 +476,12 @@ def curve(
 
     Returns:
       the figure.
+
+    Examples:
+      >>> fig = ls.plot.curve(np.linspace(0, 1, 5), {"loss": np.array([1.0, 1.5, 2.0, 1.5, 1.0]),
+      ...                                              "accuracy": np.array([0.9, 0.7, 0.5, 0.7, 0.9])})
+      >>> len(fig.axes)                                           # one panel per kind of metric
+      2
     """
     import matplotlib
 
@@ -538,6 +588,13 @@ def landscape_2d(
 
     Returns:
       the figure.
+
+    Examples:
+      >>> a = b = np.linspace(-1, 1, 21)
+      >>> z = 0.1 + a[:, None] ** 2 + 2 * b[None, :] ** 2                  # a bowl, (21, 21)
+      >>> fig = ls.plot.landscape_2d(a, b, z, kind="contour", points=np.array([[0.0, 0.0]]), point_labels=["minimum"])
+      >>> "direction 1" in fig.axes[0].get_xlabel(), len(fig.axes[0].collections) > 0   # contour lines
+      (True, True)
     """
     import matplotlib
     from matplotlib import colors as mcolors
@@ -687,6 +744,13 @@ def small_multiples(
 
     Returns:
       the figure.
+
+    Examples:
+      >>> a = b = np.linspace(-1, 1, 21)
+      >>> z = 0.1 + a[:, None] ** 2 + 2 * b[None, :] ** 2                  # a bowl, (21, 21)
+      >>> fig = ls.plot.small_multiples(a, b, np.stack([z, 2 * z, 3 * z]), titles=["seed 0", "seed 1", "seed 2"])
+      >>> sum(ax.get_title().startswith("seed") for ax in fig.axes)   # one panel per member, one colour scale
+      3
     """
     import matplotlib
     from matplotlib import colors as mcolors
@@ -756,6 +820,13 @@ def from_result(arrays: dict[str, np.ndarray], meta: dict, *, kind: str | None =
 
     Raises:
       ValueError: an unknown metric or kind, or a result it does not draw.
+
+    Examples:
+      >>> s = ls.surface.plane(lambda p: jnp.sum(p["w"] ** 2), {"w": jnp.ones(2)},
+      ...                      [{"w": jnp.array([1.0, 0.0])}, {"w": jnp.array([0.0, 1.0])}], num=9)
+      >>> fig = ls.plot.from_result(s.to_arrays(), {**s.meta, "kind": s.kind}, kind="heatmap")
+      >>> fig.axes[0].collections[0].get_array().shape            # the 9 x 9 grid, one cell per point
+      (9, 9)
     """
     if meta.get("kind") == "race":
         if kind is not None or metric is not None or clip is not None or log is not None:
@@ -876,6 +947,12 @@ def matrix(
 
     Returns:
       the figure.
+
+    Examples:
+      >>> barriers = np.array([[0.0, 0.01, 0.9], [0.01, 0.0, 0.8], [0.9, 0.8, 0.0]])
+      >>> fig = ls.plot.matrix(barriers, groups=ls.minima.basins(barriers, 0.05))
+      >>> fig.axes[0].images[0].get_array().shape
+      (3, 3)
     """
     import matplotlib
     from matplotlib import colors as mcolors
@@ -950,6 +1027,12 @@ def scatter(
 
     Returns:
       the figure.
+
+    Examples:
+      >>> fig = ls.plot.scatter(np.array([0.8, 0.9, 0.85]), np.array([0.1, 0.05, 0.08]), xlabel="before",
+      ...                       ylabel="after", diagonal=True)
+      >>> fig.axes[0].get_xlabel(), fig.axes[0].get_ylabel()
+      ('before', 'after')
     """
     import matplotlib
 
@@ -1016,6 +1099,12 @@ def spectral_density(grid: np.ndarray, density: np.ndarray, *, title: str | None
 
     Returns:
       the figure.
+
+    Examples:
+      >>> grid = np.linspace(-1, 4, 200)
+      >>> density = np.exp(-(grid - 1.0) ** 2 / 0.1)
+      >>> ls.plot.spectral_density(grid, density, eigenvalues=np.array([3.0])).axes[0].get_yscale()
+      'log'
     """
     import matplotlib
 
@@ -1104,6 +1193,13 @@ def curvature_map(
 
     Returns:
       the figure.
+
+    Examples:
+      >>> a = np.linspace(-1, 1, 5)
+      >>> maps = {"lambda_max": np.ones((5, 5)), "lambda_min": -0.05 * np.ones((5, 5)), "ratio": 0.05 * np.ones((5, 5))}
+      >>> fig = ls.plot.curvature_map([a, a], maps)
+      >>> len(fig.axes) >= 1
+      True
     """
     import matplotlib
 
@@ -1200,6 +1296,13 @@ def minibatch_spread(full: dict[str, np.ndarray], batches: dict[str, np.ndarray]
 
     Returns:
       the figure.
+
+    Examples:
+      >>> rng = np.random.default_rng(0)
+      >>> fig = ls.plot.minibatch_spread({"λ_max": np.array([1.0, 1.2])}, {"λ_max": rng.normal(1.2, 0.2, (2, 10))},
+      ...                                batch_size=128)
+      >>> len(fig.axes)
+      1
     """
     import matplotlib
 
@@ -1266,6 +1369,14 @@ def sweep(
 
     Returns:
       the figure.
+
+    Examples:
+      >>> x = np.array([8, 16, 32, 64])
+      >>> fig = ls.plot.sweep(x, [{"y": np.array([3.8, 1.7, 1.4, 1.3]), "lo": np.array([3.1, 1.6, 1.3, 1.2]),
+      ...                          "hi": np.array([5.4, 1.8, 1.5, 1.3]), "ylabel": "top eigenvalue"}],
+      ...                     xlabel="width", log_x=True)
+      >>> fig.axes[0].get_ylabel()
+      'top eigenvalue'
     """
     import matplotlib
 
@@ -1361,6 +1472,14 @@ def descent_animation(
       linewidth: the paths' line width.
       size: ``(width, height)`` in inches instead of ``width``.
       dot_size: the moving dots' size.
+
+    Examples:
+      >>> a = b = np.linspace(-1, 1, 21)
+      >>> z = 0.1 + a[:, None] ** 2 + 2 * b[None, :] ** 2                  # a bowl, (21, 21)
+      >>> paths = np.stack([np.linspace([0.9, 0.9], [0.0, 0.0], 6), np.linspace([-0.9, 0.5], [0.0, 0.0], 6)])
+      >>> anim = ls.plot.descent_animation(a, b, z, paths, steps=np.arange(6))
+      >>> type(anim).__name__                                     # save it with save_animation
+      'FuncAnimation'
     """
     import matplotlib
     from matplotlib.animation import FuncAnimation
@@ -1446,6 +1565,15 @@ def basin_map(
 
     Returns:
       the figure.
+
+    Examples:
+      >>> a = b = np.linspace(-1, 1, 4)
+      >>> labels = np.array([[0, 0, 1, 1], [0, 0, 1, 1], [0, -3, 1, 1], [2, 2, 2, -1]])
+      >>> fractions = ls.minima.label_fractions(labels, 3)
+      >>> fig = ls.plot.basin_map(a, b, labels, np.ones((4, 4)), np.array([[-0.5, -0.5], [0.5, 0.5], [0.0, 1.0]]),
+      ...                         fractions, point_labels=["seed 0", "seed 1", "seed 2"])
+      >>> fig.axes[0].get_xlabel()
+      'distance along u'
     """
     from matplotlib.colors import BoundaryNorm, ListedColormap
     from matplotlib.patches import Patch
@@ -1541,6 +1669,15 @@ def race_figure(
     Returns:
       the figure: each entrant one colour; circles mark the starts, crosses the ends; thin
       lines one start each, the thick line the median over starts.
+
+    Examples:
+      >>> a = b = np.linspace(-1, 1, 21)
+      >>> z = 0.1 + a[:, None] ** 2 + 2 * b[None, :] ** 2                  # a bowl, (21, 21)
+      >>> paths = np.stack([np.stack([np.linspace([0.9, 0.9], [0, 0], 4), np.linspace([0.9, 0.9], [0.3, 0], 4)])])
+      >>> loss = np.array([[[1.0, 0.5, 0.2, 0.1], [1.0, 0.8, 0.6, 0.4]]])    # (starts, entrants, steps)
+      >>> fig = ls.plot.race_figure(a, b, z, paths, np.arange(4), loss, ["sgd@3", "adam@0.01"])
+      >>> len(fig.axes) >= 2                                      # the paths on the plane, cost against steps
+      True
     """
     from matplotlib.lines import Line2D
 
@@ -1602,6 +1739,13 @@ def race_animation(a, b, cost, paths, path_steps, entrants, *, points=None, poin
       loss_name: what the cost is called.
       title: the title.
       width: the figure's width in inches.
+
+    Examples:
+      >>> a = b = np.linspace(-1, 1, 21)
+      >>> z = 0.1 + a[:, None] ** 2 + 2 * b[None, :] ** 2                  # a bowl, (21, 21)
+      >>> paths = np.stack([np.stack([np.linspace([0.9, 0.9], [0, 0], 4), np.linspace([0.9, 0.9], [0.3, 0], 4)])])
+      >>> type(ls.plot.race_animation(a, b, z, paths, np.arange(4), ["sgd@3", "adam@0.01"])).__name__
+      'FuncAnimation'
     """
     paths = np.asarray(paths, float)
     s, e, k = paths.shape[:3]
@@ -1627,6 +1771,11 @@ def paths_by_basin(basin: np.ndarray, names: list[str]) -> tuple[list, dict]:
 
     Returns:
       ``(colours, legend)``.
+
+    Examples:
+      >>> colours, legend = ls.plot.paths_by_basin(np.array([0, 0, 1, -1]), ["seed 0", "seed 1"])
+      >>> len(colours), list(legend)
+      (4, ['to seed 0: 2', 'to seed 1: 1', 'to none yet: 1'])
     """
     basin = np.asarray(basin)
     colours = [BASIN_COLOURS[k % len(BASIN_COLOURS)] if k >= 0 else UNSETTLED_COLOUR for k in basin]
@@ -1658,6 +1807,15 @@ def descent_paths(a, b, z, paths, basin, *, points=None, point_labels=None, xlab
 
     Returns:
       the figure (column width, the legend under the axes).
+
+    Examples:
+      >>> a = b = np.linspace(-1, 1, 21)
+      >>> z = 0.1 + a[:, None] ** 2 + 2 * b[None, :] ** 2                  # a bowl, (21, 21)
+      >>> paths = np.stack([np.linspace([0.9, 0.9], [0.0, 0.0], 6), np.linspace([-0.9, 0.5], [0.0, 0.0], 6)])
+      >>> fig = ls.plot.descent_paths(a, b, z, paths, np.array([0, -1]), points=np.array([[0.0, 0.0]]),
+      ...                             point_labels=["seed 0"])
+      >>> fig.axes[0].get_xlabel()
+      'distance along u'
     """
     from matplotlib.lines import Line2D
 

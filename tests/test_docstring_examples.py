@@ -19,7 +19,7 @@ import pytest
 #: Modules whose every public function and class carries an example.
 WITH_EXAMPLES = ("tree", "directions", "surface", "data", "permutation", "models", "model_files", "train", "optim", "io",
                  "members", "race", "export", "chunks", "timing", "results", "compilation_cache", "precision",
-                 "distributed", "errors", "files", "analyses",
+                 "distributed", "errors", "files", "analyses", "plot",
                  "minima", "hessian")
 #: Every module with a public API (``__all__``).
 MODULES = ("errors", "files", "tree", "distributed", "timing", "precision", "data", "permutation", "models",
