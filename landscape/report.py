@@ -43,6 +43,14 @@ def training_figures(ens, run: str | Path, fmt: str = "png") -> list[Path]:
 
     Returns:
       the figures written.
+
+    Examples:
+      >>> import tempfile
+      >>> run = tempfile.mkdtemp() + "/run"
+      >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
+      ...                                                    steps=40, seeds=3, log_every=10))
+      >>> [p.name for p in ls.report.training_figures(ens, run)]
+      ['training_curves.png', 'final_cost_histogram.png']
     """
     from . import plot
     from .train import learned
@@ -79,6 +87,15 @@ def result_figure(arrays: dict, meta: dict, path: str | Path, *, kind: str | Non
     Raises:
       ValueError: ``kind="curvature"`` for a result without a curvature map (or another
         option the result cannot be drawn with).
+
+    Examples:
+      >>> import tempfile
+      >>> run = tempfile.mkdtemp() + "/run"
+      >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
+      ...                                                    steps=40, seeds=3, log_every=10))
+      >>> s = ls.analyses.surface(run, ls.analyses.SurfaceSpec(grid=5))
+      >>> ls.report.result_figure(s.arrays, s.meta, f"{run}/plane.pdf", kind="contour").name
+      'plane.pdf'
     """
     from . import plot
 
@@ -99,6 +116,15 @@ def basin_lines(arrays: dict, meta: dict) -> list[str]:
 
     Returns:
       the lines.
+
+    Examples:
+      >>> import tempfile
+      >>> run = tempfile.mkdtemp() + "/run"
+      >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
+      ...                                                    steps=40, seeds=3, log_every=10))
+      >>> b = ls.analyses.basins(run, ls.analyses.BasinsSpec(seeds="0,1,2", grid=3, steps=10))
+      >>> len(ls.report.basin_lines(b.arrays, b.meta)) > 3        # barriers, tolerance, a line per basin
+      True
     """
     labels, final = np.asarray(arrays["labels"]).ravel(), np.asarray(arrays["final_loss"]).ravel()
     names = list(meta.get("point_labels") or [])
@@ -133,6 +159,15 @@ def race_lines(arrays: dict, meta: dict) -> list[str]:
 
     Returns:
       the lines.
+
+    Examples:
+      >>> import tempfile
+      >>> run = tempfile.mkdtemp() + "/run"
+      >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
+      ...                                                    steps=40, seeds=3, log_every=10))
+      >>> r = ls.analyses.race(run, ls.analyses.RaceSpec(optimizers="sgd,adam", starts=2, steps=10, grid=5))
+      >>> [line.split()[0] for line in ls.report.race_lines(r.arrays, r.meta)][-2:]
+      ['sgd@0.5', 'adam@0.01']
     """
     loss, off = np.asarray(arrays["loss"]), np.asarray(arrays["off_plane"])
     dead = np.asarray(arrays["diverged"])
@@ -158,6 +193,15 @@ def race_figures(arrays: dict, meta: dict, stem: str | Path, fmt: str = "png", *
 
     Returns:
       the files written.
+
+    Examples:
+      >>> import tempfile
+      >>> run = tempfile.mkdtemp() + "/run"
+      >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
+      ...                                                    steps=40, seeds=3, log_every=10))
+      >>> r = ls.analyses.race(run, ls.analyses.RaceSpec(optimizers="sgd,adam", starts=2, steps=10, grid=5))
+      >>> [p.suffix for p in ls.report.race_figures(r.arrays, r.meta, f"{run}/race")]
+      ['.png', '.gif']
     """
     from . import plot
 
@@ -182,6 +226,15 @@ def descent_lines(arrays: dict, meta: dict) -> list[str]:
 
     Returns:
       the lines.
+
+    Examples:
+      >>> import tempfile
+      >>> run = tempfile.mkdtemp() + "/run"
+      >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
+      ...                                                    steps=40, seeds=3, log_every=10))
+      >>> d = ls.analyses.animate(run, ls.analyses.AnimateSpec(starts=3, steps=20, grid=5))
+      >>> len(ls.report.descent_lines(d.arrays, d.meta)) >= 1
+      True
     """
     basin, final = np.asarray(arrays["basin"]), np.asarray(arrays["final_loss"])
     names = list(meta.get("point_labels") or [])
@@ -213,6 +266,15 @@ def descent_figures(arrays: dict, meta: dict, stem: str | Path, fmt: str = "png"
 
     Returns:
       the files written.
+
+    Examples:
+      >>> import tempfile
+      >>> run = tempfile.mkdtemp() + "/run"
+      >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
+      ...                                                    steps=40, seeds=3, log_every=10))
+      >>> d = ls.analyses.animate(run, ls.analyses.AnimateSpec(starts=3, steps=20, grid=5))
+      >>> [p.suffix for p in ls.report.descent_figures(d.arrays, d.meta, f"{run}/descent", pixels=480, frames=4)]
+      ['.png', '.gif']
     """
     from . import plot
 
@@ -258,6 +320,15 @@ def curvature_map_lines(arrays: dict, meta: dict) -> list[str]:
 
     Returns:
       the lines.
+
+    Examples:
+      >>> import tempfile
+      >>> run = tempfile.mkdtemp() + "/run"
+      >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
+      ...                                                    steps=40, seeds=3, log_every=10))
+      >>> s = ls.analyses.surface(run, ls.analyses.SurfaceSpec(grid=5, curvature=True, curvature_grid=3))
+      >>> len(ls.report.curvature_map_lines(s.arrays, s.meta))      # one line per member
+      1
     """
     axes, maps = _curvature_parts(arrays)
     if not axes:
@@ -290,6 +361,15 @@ def curvature_map_figure(arrays: dict, meta: dict, path: str | Path) -> Path:
 
     Returns:
       the path.
+
+    Examples:
+      >>> import tempfile
+      >>> run = tempfile.mkdtemp() + "/run"
+      >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
+      ...                                                    steps=40, seeds=3, log_every=10))
+      >>> s = ls.analyses.surface(run, ls.analyses.SurfaceSpec(grid=5, curvature=True, curvature_grid=3))
+      >>> ls.report.curvature_map_figure(s.arrays, s.meta, f"{run}/curvature.png").name
+      'curvature.png'
     """
     from . import plot
 
@@ -328,6 +408,15 @@ def hessian_lines(arrays: dict) -> list[str]:
 
     Returns:
       the lines.
+
+    Examples:
+      >>> import tempfile
+      >>> run = tempfile.mkdtemp() + "/run"
+      >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
+      ...                                                    steps=40, seeds=3, log_every=10))
+      >>> h = ls.analyses.hessian(run, ls.analyses.HessianSpec(top=2, probes=5, density=True))
+      >>> ls.report.hessian_lines(h.arrays)[0].split()            # the table's header
+      ['seed', 'top', 'eigenvalue', 'smallest', 'trace']
     """
     keys = _member_keys(arrays)
     lrs = np.array([k[1] for k in keys])
@@ -408,6 +497,12 @@ def density_curves(nodes: np.ndarray, weights: np.ndarray, num: int = 600) -> tu
       nodes: ``(M, probes, m)`` Ritz values.
       weights: ``(M, probes, m)``.
       num: grid points.
+
+    Examples:
+      >>> nodes = np.array([[[1.0, 2.0, 3.0]]]); weights = np.full((1, 1, 3), 1 / 3)    # (M, probes, m)
+      >>> grid, density = ls.report.density_curves(nodes, weights, num=301)
+      >>> density.shape, round(float(density.sum() * (grid[1] - grid[0])), 2)
+      ((1, 301), 1.0)
     """
     from . import hessian
 
@@ -444,6 +539,15 @@ def hessian_figures(arrays: dict, run: str | Path, fmt: str = "png", groups=None
 
     Returns:
       the figures written.
+
+    Examples:
+      >>> import tempfile
+      >>> run = tempfile.mkdtemp() + "/run"
+      >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
+      ...                                                    steps=40, seeds=3, log_every=10))
+      >>> h = ls.analyses.hessian(run, ls.analyses.HessianSpec(top=2, probes=5, density=True))
+      >>> [p.name for p in ls.report.hessian_figures(h.arrays, run)]
+      ['hessian_sharpness.png', 'hessian_density.png']
     """
     from . import plot
 
@@ -501,6 +605,15 @@ def compare_lines(arrays: dict, meta: dict) -> list[str]:
 
     Returns:
       the lines.
+
+    Examples:
+      >>> import tempfile
+      >>> run = tempfile.mkdtemp() + "/run"
+      >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
+      ...                                                    steps=40, seeds=3, log_every=10))
+      >>> c = ls.analyses.compare(run, ls.analyses.CompareSpec(align=True, grid=9))
+      >>> [line.split(":")[0] for line in ls.report.compare_lines(c.arrays, c.meta)][:2]
+      ['before alignment', 'after alignment']
     """
     lines = [_summary_line("before alignment", arrays["barrier"], arrays["basin"])]
     if "aligned_barrier" in arrays:
@@ -531,6 +644,16 @@ def write_report(run: str | Path, arrays: dict, meta: dict, *, name: str = "comp
 
     Returns:
       ``(report path, figure paths)``.
+
+    Examples:
+      >>> import tempfile
+      >>> run = tempfile.mkdtemp() + "/run"
+      >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
+      ...                                                    steps=40, seeds=3, log_every=10))
+      >>> c = ls.analyses.compare(run, ls.analyses.CompareSpec(align=True, grid=9))
+      >>> report, figures = ls.report.write_report(run, c.arrays, c.meta, name=c.name)
+      >>> report.name, "| member | final train loss" in report.read_text()
+      ('report.md', True)
     """
     from . import files, io, plot, results
 
@@ -613,6 +736,16 @@ def refresh_report(run: str | Path, fmt: str = "png") -> Path | None:
 
     Returns:
       the report's path, or ``None``.
+
+    Examples:
+      >>> import tempfile
+      >>> run = tempfile.mkdtemp() + "/run"
+      >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
+      ...                                                    steps=40, seeds=3, log_every=10))
+      >>> c = ls.analyses.compare(run, ls.analyses.CompareSpec(align=True, grid=9))
+      >>> _ = ls.report.write_report(run, c.arrays, c.meta, name=c.name, figures=False)
+      >>> ls.report.refresh_report(run).name                      # rebuilt from the comparison it names
+      'report.md'
     """
     import re
 
@@ -641,6 +774,16 @@ def curvature_figures(run: str | Path, fmt: str = "png") -> list[Path]:
 
     Returns:
       the figures written.
+
+    Examples:
+      >>> import tempfile
+      >>> run = tempfile.mkdtemp() + "/run"
+      >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
+      ...                                                    steps=40, seeds=3, log_every=10))
+      >>> _ = ls.analyses.hessian(run, ls.analyses.HessianSpec(top=1, probes=5))
+      >>> _ = ls.analyses.hessian(run, ls.analyses.HessianSpec(top=1, probes=5, curvature="ggn"))
+      >>> [p.name for p in ls.report.curvature_figures(run)]
+      ['curvature_ggn_vs_hessian.png']
     """
     from . import io, plot, results
 
