@@ -63,7 +63,7 @@ def blocks(path: Path) -> list[Block]:
 
 def command_lines(text: str, synopsis: bool = False) -> list[str]:
     """The logical lines of a shell block or synopsis: backslash continuations joined, comments
-    dropped; in a synopsis (``synopsis=True``) an indented line that starts with ``[`` or ``-``
+    dropped, ``a && b`` split into its commands; in a synopsis (``synopsis=True``) an indented line that starts with ``[`` or ``-``
     also continues the command above it (``[--dims 1|2] [--keep-biases]`` under ``surface``)."""
     joined = re.sub(r"\\\n\s*", " ", text)
     out = []
@@ -74,7 +74,7 @@ def command_lines(text: str, synopsis: bool = False) -> list[str]:
         if synopsis and out and raw[:1].isspace() and line[0] in "[-":
             out[-1] += " " + line
         else:
-            out.append(line)
+            out.extend(part.strip() for part in line.split(" && "))  # one command per part
     return out
 
 

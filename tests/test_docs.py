@@ -126,7 +126,7 @@ def test_shell_blocks_marked_run_run_as_written(block, tmp_path):
 #: How a documented command is made small for the run test: each flag's value at most this.
 SMALL = {"--grid": 5, "--curvature-grid": 3, "--steps": 20, "--probes": 3, "--curve-steps": 20, "--frames": 4,
          "--pixels": 320, "--starts": 3}
-#: ``train`` only (elsewhere ``--seeds`` picks members): the number of random starts.
+#: ``train`` and ``demo`` only (elsewhere ``--seeds`` picks members): the number of random starts.
 SMALL_TRAIN = {"--seeds": 3}
 #: Placeholders that need a value of their own when the command runs (the rest: PLACEHOLDERS).
 RUN_VALUES = {("--metric", "n"): "test_loss", ("--iters", "3"): "12"}
@@ -140,11 +140,11 @@ def _small(argv: list[str], results: dict[str, str]) -> list[str]:
     out = list(argv)
     for i in range(1, len(out)):
         flag, value = out[i - 1], out[i]
-        table = {**SMALL, **(SMALL_TRAIN if out[0] == "train" else {})}
+        table = {**SMALL, **(SMALL_TRAIN if out[0] in ("train", "demo") else {})}
         if flag in table and value.isdigit():
             out[i] = str(min(int(value), table[flag]))
         out[i] = RUN_VALUES.get((flag, out[i]), out[i])
-    if out[0] == "train":  # a synopsis's "..." may leave out the sizes: the defaults are 64 x 2000
+    if out[0] in ("train", "demo"):  # "..." (or the quick start) leaves out the sizes: the defaults are 64 x 2000
         out += [x for flag, v in SMALL_TRAIN.items() if flag not in out for x in (flag, str(v))]
         out += [] if "--steps" in out else ["--steps", str(SMALL["--steps"])]
     return [results.get(a, a) for a in out]
@@ -200,6 +200,31 @@ def test_documented_commands_run_on_a_small_run(tmp_path):
     assert len(ran) >= 20 and {"surface", "hessian", "compare", "basins", "animate", "race", "export", "plot",
                                "demo", "info", "cache"} <= {landscape_argv(x)[0] for x in ran}
     assert all(reason for _, reason in skipped) and len(skipped) <= 4, skipped
+
+
+#: Where the other commands of the documents' shell blocks run (not ``landscape`` lines, not
+#: blocks marked ``run`` or ``skip``).
+RUN_ELSEWHERE = {
+    "python3 -m venv": ".ci/run (a fresh virtual environment)",
+    ". .venv/bin/activate": ".ci/run (a fresh virtual environment)",
+    "pip install -e .": ".ci/run installs the project with .[test]",
+    "pip install -e '.[test]'": ".ci/run",
+    "pip install -e '.[bench]'": "the benchmark's peers; experiments/benchmark.py runs without them too",
+    "python -m pytest": ".ci/run runs both suites",
+    "python experiments/accelerator_check.py": "tests/test_accelerator_check.py (slow), on the CPU",
+    "python experiments/benchmark.py": "tests/test_accelerator_check.py runs every section in tiny sizes",
+    "mkdocs build": "test_the_documentation_site_builds_with_warnings_as_errors, and .ci/run",
+}
+
+
+def test_every_other_documented_command_runs_somewhere():
+    """A shell line that is not a ``landscape`` command is one CI or a named test runs."""
+    for block in SHELL:
+        if block.mark is not None or block.lang != "bash":
+            continue
+        for line in _lines(block):
+            if not landscape_argv(line):
+                assert any(line.startswith(p) for p in RUN_ELSEWHERE), f"{block.where}: `{line}` runs nowhere"
 
 
 def test_the_documentation_site_builds_with_warnings_as_errors(tmp_path):
