@@ -101,6 +101,7 @@ def test_a_batchnorm_ensemble_equals_per_seed_loops(bn_run, small):
     assert np.abs(ens.state["batch_stats"]["BatchNorm_0"]["mean"]).max() > 1e-2
 
 
+@pytest.mark.slow  # the Linen BatchNorm ensemble against per-seed loops stays in the default suite
 def test_an_nnx_batchnorm_ensemble_equals_nnx_own_training_loop(small):
     from flax import nnx
 

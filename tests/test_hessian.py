@@ -123,7 +123,8 @@ def test_many_reuses_its_compiled_function_and_matches_single_members(small):
     np.testing.assert_allclose(a, b, rtol=1e-3)  # a different start vector, the same top eigenvalues
 
 
-@pytest.mark.parametrize("group", [pytest.param(None, marks=pytest.mark.slow), 4])
+@pytest.mark.slow  # the grouping policy itself is checked in the default suite (test_member_group_policy)
+@pytest.mark.parametrize("group", [None, 4])
 def test_members_in_sequential_groups_equal_per_member(small, monkeypatch, group):
     """On a CPU the ``stacked=True`` forms run vmapped groups one after another (the last
     one smaller here: 6 members in groups of 4 and 2); every member still gets its own answer."""

@@ -79,6 +79,7 @@ def _env(cache) -> dict:
     return {**os.environ, "LANDSCAPE_COMPILE_CACHE": str(cache)}
 
 
+@pytest.mark.slow  # three processes; the cache directory rules, usage and clear stay in the default suite
 def test_commands_fill_the_cache_and_cached_programs_compute_the_same(tmp_path):
     """A second process loads the first one's programs (JAX reports hits) and its run is
     bitwise identical to one compiled without the cache."""

@@ -45,7 +45,10 @@ def reference_member(model, data, key, seed, opt, loss, steps, batch_size):
 
 @pytest.mark.parametrize(
     "loss, opt_name, batch_size",
-    [("mse", "sgd", None), ("cross_entropy", "sgd", 32), ("cross_entropy", "adam", 20), ("mse", "momentum", 48)],
+    [("mse", "sgd", None), ("cross_entropy", "adam", 20),
+     # two more optimizer/batch combinations in the slow suite (the default suite stays under 5 minutes)
+     pytest.param("cross_entropy", "sgd", 32, marks=pytest.mark.slow),
+     pytest.param("mse", "momentum", 48, marks=pytest.mark.slow)],
 )
 def test_ensemble_equals_per_seed_loop(blobs, key, loss, opt_name, batch_size):
     model = ls.MLP(hidden=(6, 5), activation="tanh", output_activation="identity").for_data(blobs)
@@ -58,6 +61,7 @@ def test_ensemble_equals_per_seed_loop(blobs, key, loss, opt_name, batch_size):
         assert_trees_close(ens.member(i), ref, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow  # test_store's bitwise any-sweep test covers the same promise in the default suite
 def test_seed_alone_equals_seed_inside_256_sweep(blobs, key):
     model = ls.MLP(hidden=(5,), activation="sigmoid", output_activation="sigmoid")
     kw = dict(key=key, optimizer=ls.OptimizerSpec("sgd", 0.5), loss="mse", steps=40, batch_size=16,
