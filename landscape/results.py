@@ -105,7 +105,7 @@ def differences(saved: Any, current: Any, prefix: str = "") -> list[str]:
 #: Settings renamed since a release wrote them: ``{command: {old name: (new name, convert)}}``.
 #: A saved result's provenance is read with the new names, so a result computed from the same
 #: inputs is still reused (and one computed from others still refused, naming the new names).
-RENAMED = {"trajectory": {"seed": ("seeds", lambda v: str(v))}}
+RENAMED = {"trajectory": {"seed": ("seeds", str)}}
 
 
 def migrated(saved: Any) -> Any:

@@ -14,8 +14,10 @@ synopsis); an HTML comment on the line just before the fence can say more:
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import shlex
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,9 +123,7 @@ def landscape_variants(line: str, placeholders: dict[str, str] = PLACEHOLDERS) -
     optional part and the first of every set of alternatives, then one per other alternative
     (that alternative swapped in, the rest as in the first); placeholders filled in.  An empty
     list for a line that is not a landscape command."""
-    words = shlex.split(line)
-    while words and re.match(r"^[A-Z_]+=", words[0]):  # VAR=value prefixes
-        words = words[1:]
+    words = shlex.split(line)[len(env_prefix(line)):]  # past any VAR=value prefixes
     if not words or words[0] != "landscape":
         return []
     choices = _groups([w for w in words[1:] if w != "..."])
@@ -161,3 +161,13 @@ def env_prefix(line: str) -> dict[str, str]:
             break
         out[m.group(1)] = m.group(2)
     return out
+
+
+def subprocess_env() -> dict[str, str]:
+    """The environment the documentation's code runs in: this interpreter's scripts first on
+    ``PATH`` (``landscape``), the CPU unless told otherwise, no display for matplotlib."""
+    env = dict(os.environ)
+    env.setdefault("JAX_PLATFORMS", "cpu")
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    env["MPLBACKEND"] = "Agg"
+    return env

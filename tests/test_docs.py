@@ -16,7 +16,9 @@ import sys
 
 import pytest
 
-from .docblocks import ROOT, blocks, command_lines, documents, env_prefix, landscape_argv, landscape_variants
+from .clirun import run
+from .docblocks import (ROOT, blocks, command_lines, documents, env_prefix, landscape_argv, landscape_variants,
+                        subprocess_env)
 
 ALL = [b for doc in documents() for b in blocks(doc)]
 PYTHON = [b for b in ALL if b.lang == "python"]
@@ -93,21 +95,13 @@ def _runner(doc) -> str:
     )
 
 
-def _env() -> dict:
-    env = dict(os.environ)
-    env.setdefault("JAX_PLATFORMS", "cpu")
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    env["MPLBACKEND"] = "Agg"
-    return env
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("doc", [d for d in documents() if any(b.lang == "python" for b in blocks(d))],
                          ids=lambda d: str(d.relative_to(ROOT)))
 def test_python_blocks_run_in_order_in_a_fresh_interpreter(doc, tmp_path):
     script = tmp_path / "run_blocks.py"
     script.write_text(_runner(doc))
-    r = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=_env(), capture_output=True, text=True,
+    r = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True,
                        timeout=1800, stdin=subprocess.DEVNULL)
     assert r.returncode == 0, f"{r.stdout[-3000:]}\n{r.stderr[-6000:]}"
 
@@ -118,7 +112,7 @@ def test_shell_blocks_marked_run_run_as_written(block, tmp_path):
     for b in blocks(block.path):  # files the document defines before this block
         if b.mark == "file" and b.line < block.line:
             (tmp_path / b.arg).write_text(b.text)
-    r = subprocess.run(["bash", "-euo", "pipefail", "-c", block.text], cwd=tmp_path, env=_env(),
+    r = subprocess.run(["bash", "-euo", "pipefail", "-c", block.text], cwd=tmp_path, env=subprocess_env(),
                        capture_output=True, text=True, timeout=1800, stdin=subprocess.DEVNULL)
     assert r.returncode == 0, f"{block.where}\n{r.stdout[-3000:]}\n{r.stderr[-6000:]}"
 
@@ -138,15 +132,15 @@ NOT_HERE = {"prepare": "downloads a data set (no internet here)",
 
 def _small(argv: list[str], results: dict[str, str]) -> list[str]:
     out = list(argv)
+    trains = out[0] in ("train", "demo")
+    caps = {**SMALL, **(SMALL_TRAIN if trains else {})}
     for i in range(1, len(out)):
         flag, value = out[i - 1], out[i]
-        table = {**SMALL, **(SMALL_TRAIN if out[0] in ("train", "demo") else {})}
-        if flag in table and value.isdigit():
-            out[i] = str(min(int(value), table[flag]))
+        if flag in caps and value.isdigit():
+            out[i] = str(min(int(value), caps[flag]))
         out[i] = RUN_VALUES.get((flag, out[i]), out[i])
-    if out[0] in ("train", "demo"):  # "..." (or the quick start) leaves out the sizes: the defaults are 64 x 2000
-        out += [x for flag, v in SMALL_TRAIN.items() if flag not in out for x in (flag, str(v))]
-        out += [] if "--steps" in out else ["--steps", str(SMALL["--steps"])]
+    if trains:  # "..." (or the quick start) leaves out the sizes: the defaults are 64 x 2000
+        out += [x for flag in ("--seeds", "--steps") if flag not in out for x in (flag, str(caps[flag]))]
     return [results.get(a, a) for a in out]
 
 
@@ -164,13 +158,11 @@ def test_documented_commands_run_on_a_small_run(tmp_path):
     ``RESULT`` the plane the first ``surface`` line wrote, and the sizes are capped by ``SMALL``
     (a 51-point grid runs as 5 points, 2000 steps as 20, 64 seeds as 3).  Each line must
     exit 0."""
-    env = _env()
+    env = subprocess_env()
     env["LANDSCAPE_COMPILE_CACHE"] = os.environ.get("LANDSCAPE_COMPILE_CACHE", "off")
-    landscape = [sys.executable, "-m", "landscape.cli"]
 
     def sh(argv, extra_env=None, where=""):
-        r = subprocess.run(landscape + argv, cwd=tmp_path, env={**env, **(extra_env or {})}, capture_output=True,
-                           text=True, timeout=900, stdin=subprocess.DEVNULL)
+        r = run(*argv, cwd=tmp_path, env={**env, **(extra_env or {})}, timeout=900)
         assert r.returncode == 0, f"{where}: `landscape {' '.join(argv)}` failed\n{r.stdout[-2000:]}\n{r.stderr[-4000:]}"
         return r
 

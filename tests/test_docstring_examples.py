@@ -22,7 +22,7 @@ MODULES = ("errors", "files", "tree", "distributed", "timing", "precision", "dat
            "results", "members", "analyses", "plot", "export", "report", "compilation_cache")
 #: Examples only parsed, never run, and why.
 NOT_RUN = {"data.prepare_tfds": "downloads a data set (needs the internet)"}
-SECTION = re.compile(r"^(\s*)Examples:\s*$", re.M)
+SECTION = re.compile(r"^Examples:[ \t]*$", re.M)
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 
@@ -41,7 +41,7 @@ def _example(obj) -> str | None:
     if not m:
         return None
     lines = []
-    for line in doc[m.end():].splitlines()[1:] if doc[m.end():].startswith("\n") else doc[m.end():].splitlines():
+    for line in doc[m.end():].splitlines()[1:]:  # [0]: the rest of the "Examples:" line
         if line and not line.startswith(" "):  # the next section
             break
         lines.append(line)
@@ -100,14 +100,13 @@ def _run_module(module: str) -> int:
 def test_examples_run_as_doctests(module, tmp_path):
     """Each module's examples in a fresh interpreter (an example may turn on the compilation
     cache or set the matmul precision: nothing carries over to the next module or the suite)."""
-    import os
     import subprocess
     import sys
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    from .docblocks import ROOT, subprocess_env
+
     code = ("import sys; sys.path.insert(0, sys.argv[1]); "
             "from tests.test_docstring_examples import _run_module; sys.exit(_run_module(sys.argv[2]))")
-    env = {**os.environ, "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu"), "MPLBACKEND": "Agg"}
-    r = subprocess.run([sys.executable, "-c", code, root, module], cwd=tmp_path, env=env, capture_output=True,
-                       text=True, timeout=900, stdin=subprocess.DEVNULL)
+    r = subprocess.run([sys.executable, "-c", code, str(ROOT), module], cwd=tmp_path, env=subprocess_env(),
+                       capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
     assert r.returncode == 0, r.stdout[-8000:] + r.stderr[-3000:]
