@@ -10,7 +10,8 @@ the surface that is drawn, and different starts visibly settle into different va
     python experiments/descent_animation.py --quick  # a smoke test, under a minute
 
 Writes ``figures/descent_animation.mp4`` when ffmpeg is installed, else a GIF (Pillow), and a
-still of the last frame; results (slice and paths) under ``runs/descent_animation``.
+still of the whole paths, each coloured by the minimum it ends at; results (slice and paths)
+under ``runs/descent_animation``.
 """
 
 from __future__ import annotations
@@ -104,9 +105,11 @@ def draw(run: Path, cfg: dict) -> dict:
     anim = ls.plot.descent_animation(a, b, z, paths[:, frames], steps=frames, points=surf.extras["points"],
                                      point_labels=labels, title="gradient descent in the plane of three minima")
     out = ls.plot.save_animation(anim, run / "figures" / f"descent_animation.{cfg['format']}")
-    last = ls.plot.landscape_2d(a, b, z, kind="filled", points=surf.extras["points"], point_labels=labels,
-                                paths=list(paths), xlabel="distance along $u$", ylabel="distance along $v$",
-                                title=f"{paths.shape[0]} starts after {paths.shape[1] - 1} steps")
+    # the still as `landscape animate` draws it: each path coloured by the minimum it ends at
+    last = ls.plot.descent_paths(a, b, z, paths, ls.race.basin_of_ends(paths[:, -1], surf.extras["points"]),
+                                 points=surf.extras["points"], point_labels=labels,
+                                 xlabel="distance along $u$", ylabel="distance along $v$",
+                                 title=f"{paths.shape[0]} starts after {paths.shape[1] - 1} steps")
     ls.plot.save_figure(last, run / "figures" / "descent_final.png")
     # which valley each start settled in (the minimum it ended nearest to, when its loss is low)
     ends = paths[:, -1]
