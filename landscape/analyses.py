@@ -556,10 +556,8 @@ def surface(run, spec: SurfaceSpec, *, name: str | None = None, overwrite: bool 
             _single_process("hessian directions")
             dirs = _hessian_directions(model, ens, batches, centers, spec.dims, key)
         else:
-            draw = lambda s, c: directions.random_directions(  # noqa: E731
-                jax.random.fold_in(key, s), c, spec.dims, norm=norm, ignore_biases=not spec.keep_biases,
-                orthogonal=spec.orthogonal)
-            dirs = jax.jit(jax.vmap(draw))(jax.numpy.asarray(seeds), centers)  # one program, not one per op
+            dirs = directions.member_directions(key, np.asarray(seeds), centers, spec.dims, norm=norm,
+                                                ignore_biases=not spec.keep_biases, orthogonal=spec.orthogonal)
         fn = models.metrics_fn(model, ens.config["loss"])
         kw = {**_evaluation(execution, res, f"{kind} of {len(idx)} member(s)"), "data": batches, "stacked": True}
         if spec.dims == 1:

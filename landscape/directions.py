@@ -17,6 +17,7 @@ Flax's ``(in, out)`` / ``(kh, kw, in, out)`` kernel layout):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -33,6 +34,7 @@ __all__ = [
     "normalize",
     "random_direction",
     "random_directions",
+    "member_directions",
     "cosine",
     "orthogonalize",
     "between",
@@ -171,6 +173,45 @@ def random_directions(
             out.append(tree.scale(n0 / (tree.norm(d) + EPS), d))
         dirs = out
     return dirs
+
+
+@functools.partial(jax.jit, static_argnames=("k", "norm", "ignore_biases", "orthogonal"))
+def member_directions(
+    key: jax.Array,
+    ids: jax.Array,
+    params: PyTree,
+    k: int = 2,
+    *,
+    norm: str = "filter",
+    ignore_biases: bool = True,
+    orthogonal: bool = False,
+) -> list[PyTree]:
+    """:func:`random_directions` for every member of an ensemble at once (Li et al. 2018): member
+    ``i``'s from ``fold_in(key, ids[i])``, so that a member's directions do not depend on which
+    other members are drawn with it.  One compiled program, kept between calls.
+
+    Args:
+      key: PRNG key.
+      ids: ``(S,)`` integers, one per member (the CLI passes the members' seeds).
+      params: the members' points, member axis first (``(S, ...)`` leaves).
+      k: how many directions.
+      norm: as for :func:`normalize`.
+      ignore_biases: as for :func:`normalize`.
+      orthogonal: as for :func:`random_directions`.
+
+    Returns:
+      a list of ``k`` pytrees shaped like ``params`` (member axis first).
+
+    Examples:
+      >>> theta = {"kernel": jnp.stack([jnp.full((4, 3), 2.0), jnp.ones((4, 3))])}
+      >>> d1, d2 = ls.directions.member_directions(jax.random.key(0), jnp.array([7, 9]), theta)
+      >>> alone = ls.directions.random_directions(jax.random.fold_in(jax.random.key(0), 9), {"kernel": jnp.ones((4, 3))})
+      >>> bool(jnp.allclose(d1["kernel"][1], alone[0]["kernel"]))      # member 1 = seed 9 drawn alone
+      True
+    """
+    draw = lambda i, p: random_directions(jax.random.fold_in(key, i), p, k, norm=norm,  # noqa: E731
+                                          ignore_biases=ignore_biases, orthogonal=orthogonal)
+    return jax.vmap(draw)(ids, params)
 
 
 @jax.jit

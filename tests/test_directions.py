@@ -128,3 +128,24 @@ def test_trajectory_pca_of_one_member_of_an_ensemble():
         assert alone.coords[0].min() >= 0  # the sign convention: the first snapshot's coordinates
     with pytest.raises(ConfigError, match="member must be an index"):
         D.trajectory_pca(snaps, member=3)
+
+
+@settings(max_examples=4, deadline=None)  # each example compiles its own program
+@given(k=st.integers(1, 3), norm=st.sampled_from(D.NORMS), ignore_biases=st.booleans(), orthogonal=st.booleans(),
+       seeds=st.lists(st.integers(0, 2**31 - 1), min_size=1, max_size=4, unique=True))
+def test_member_directions_are_each_members_own_draw(k, norm, ignore_biases, orthogonal, seeds):
+    """Member i's directions are random_directions(fold_in(key, ids[i]), member i) — the per-seed
+    loop — whichever other members are drawn with it."""
+    members = [{"w": jax.random.normal(jax.random.key(s % 97), (5, 3)), "b": jnp.full((3,), 0.5 + i)}
+               for i, s in enumerate(seeds)]
+    stacked = ls.tree.stack(members)
+    key = jax.random.key(11)
+    got = D.member_directions(key, np.asarray(seeds), stacked, k, norm=norm, ignore_biases=ignore_biases,
+                              orthogonal=orthogonal)
+    assert len(got) == k
+    for i, (s, m) in enumerate(zip(seeds, members)):
+        alone = D.random_directions(jax.random.fold_in(key, s), m, k, norm=norm, ignore_biases=ignore_biases,
+                                    orthogonal=orthogonal)
+        for g, a in zip(got, alone):
+            for name in ("w", "b"):
+                np.testing.assert_allclose(np.asarray(g[name][i]), np.asarray(a[name]), rtol=1e-5, atol=1e-6)
