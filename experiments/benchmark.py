@@ -19,7 +19,8 @@ One process, the same data (the bundled digits, 1347 training examples) and the 
   Members beyond the device's memory are trained in member chunks (``member_chunks``).
 * ``ttr``       time to result: every CLI command on a small run, as a user types it, cold (empty
   compilation cache) and warm (the same command again with another seed or key: same shapes,
-  nothing reusable but the compiled programs), wall time split into start-up, loading,
+  nothing reusable but the compiled programs), then twice more through ``landscape serve``
+  (a resident process: the second is "served"), wall time split into start-up, loading,
   compilation, compute and figure (from the command's ``--timings`` file).
 
 Every timing is the best of ``--repeats`` runs after one warm-up run (so no implementation is
@@ -733,26 +734,31 @@ def section_large(args, rows, peak):
                      median_top_eigenvalue=float(np.median(lam))))
 
 
-def _ttr_commands(run: str) -> list[tuple[str, list[str], list[str]]]:
-    """(name, cold argv, warm argv): the warm command has the same shapes but another seed or key,
-    so that nothing but compiled programs can be reused."""
+TTR_COMMANDS = ("train", "info", "surface", "interpolate", "plane", "trajectory", "hessian", "compare", "plot")
+
+
+def _ttr_command(name: str, run: str, v: int) -> list[str]:
+    """The ``v``-th variant of one command on the small run: every variant has the same shapes
+    but another seed or key, so that nothing but compiled (or, in a server, traced) programs
+    can be reused; variant 0 is the first command a user types."""
     g = str(TTR_GRID)
-    TTR_TRAIN = ["--hidden", "16,16", "--activation", "sigmoid", "--loss", "mse", "--lr", "3", "--steps",
-                 str(TTR_STEPS), "--seeds", "8", "--snapshot-every", str(TTR_STEPS // 3), "--log-every",
-                 str(TTR_STEPS // 15)]
-    return [
-        ("train", ["train", "--out", run, *TTR_TRAIN], ["train", "--out", run + "-2", *TTR_TRAIN, "--key", "1"]),
-        ("info", ["info", run], ["info", run]),
-        ("surface", ["surface", run, "--seed", "0", "--grid", g], ["surface", run, "--seed", "1", "--grid", g]),
-        ("interpolate", ["interpolate", run, "--seeds", "0,1"], ["interpolate", run, "--seeds", "2,3"]),
-        ("plane", ["plane", run, "--seeds", "0,1,2", "--grid", g], ["plane", run, "--seeds", "3,4,5", "--grid", g]),
-        ("trajectory", ["trajectory", run, "--seed", "0", "--grid", g],
-         ["trajectory", run, "--seed", "1", "--grid", g]),
-        ("hessian", ["hessian", run, "--probes", "10"], ["hessian", run, "--probes", "10", "--key", "1", "--overwrite"]),
-        ("compare", ["compare", run, "--limit", "4"], ["compare", run, "--limit", "4", "--overwrite"]),
-        ("plot", ["plot", f"{run}/results/plane_seed0_random_filter_g{g}_s1.npz", "--log", "--out", run + "/p1.png"],
-         ["plot", f"{run}/results/plane_seed1_random_filter_g{g}_s1.npz", "--log", "--out", run + "/p2.png"]),
-    ]
+    train = ["--hidden", "16,16", "--activation", "sigmoid", "--loss", "mse", "--lr", "3", "--steps",
+             str(TTR_STEPS), "--seeds", "8", "--snapshot-every", str(TTR_STEPS // 3), "--log-every",
+             str(TTR_STEPS // 15)]
+    again = ["--overwrite"] if v else []
+    key = ["--key", str(v)] if v else []
+    return {
+        "train": ["train", "--out", run + (f"-{v + 1}" if v else ""), *train, *key],
+        "info": ["info", run],
+        "surface": ["surface", run, "--seed", str(v), "--grid", g],
+        "interpolate": ["interpolate", run, "--seeds", f"{2 * v},{2 * v + 1}"],
+        "plane": ["plane", run, "--seeds", ",".join(str((3 * v + j) % 8) for j in range(3)), "--grid", g],
+        "trajectory": ["trajectory", run, "--seed", str(v), "--grid", g],
+        "hessian": ["hessian", run, "--probes", "10", *key, *again],
+        "compare": ["compare", run, "--limit", "4", *again],
+        "plot": ["plot", f"{run}/results/plane_seed{v}_random_filter_g{g}_s1.npz", "--log", "--out",
+                 f"{run}/p{v}.png"],
+    }[name]
 
 
 def _cli_command() -> list[str]:
@@ -785,22 +791,62 @@ def _timed_command(argv: list[str], env: dict, workdir: Path, tag: str) -> dict:
     return out
 
 
+def _server(env: dict, workdir: Path):
+    """Start ``landscape serve`` for ``env`` and wait until it answers; returns the process."""
+    proc = subprocess.Popen([*_cli_command(), "serve", "--idle", "0"], cwd=workdir, env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        r = subprocess.run([*_cli_command(), "serve", "--status"], cwd=workdir, env=env, capture_output=True,
+                           text=True, stdin=subprocess.DEVNULL)
+        if r.returncode == 0:
+            return proc
+        if proc.poll() is not None:
+            raise RuntimeError(f"landscape serve left: {proc.stderr.read()[-500:]}")
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("landscape serve did not answer within 300 s")
+
+
 def section_ttr(args, rows):
-    """Time to result: each command cold (empty compilation cache) and warm (same shapes, another seed)."""
+    """Time to result: each command cold (empty compilation cache), warm (same shapes, another
+    seed) and, with ``landscape serve`` running, again through the server (after one first
+    command there) — the server's cold run is variant 2, its warm one variant 3."""
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="landscape-ttr-") as tmp:
         work = Path(tmp)
-        for name, cold, warm in _ttr_commands("run"):
+        base = {**os.environ, "PYTHONUNBUFFERED": "1", "LANDSCAPE_SERVE": "0",
+                "XDG_RUNTIME_DIR": str(work / "sockets")}
+        (work / "sockets").mkdir(mode=0o700)
+        for name in TTR_COMMANDS:
             # every command starts from an empty compilation cache: cold is a first run
-            env = {**os.environ, "LANDSCAPE_COMPILE_CACHE": str(work / f"compile-cache-{name}"), "PYTHONUNBUFFERED": "1"}
-            c = _timed_command(cold, env, work, "cold")
-            w = _timed_command(warm, env, work, "warm")
+            env = {**base, "LANDSCAPE_COMPILE_CACHE": str(work / f"compile-cache-{name}")}
+            c = _timed_command(_ttr_command(name, "run", 0), env, work, "cold")
+            w = _timed_command(_ttr_command(name, "run", 1), env, work, "warm")
             row = dict(section="ttr", impl=f"landscape {name}", seconds=w["wall_s"], cold_s=c["wall_s"],
                        warm_over_cold=w["wall_s"] / c["wall_s"], cold=c, warm=w)
             if "compute_s" in w:
                 row["warm_over_compute_and_figure"] = w["wall_s"] / max(w["compute_s"] + w["figure_s"], 1e-9)
             rows.append(row)
+        env = {**base, "LANDSCAPE_COMPILE_CACHE": str(work / "compile-cache-served")}
+        env.pop("LANDSCAPE_SERVE")
+        server = _server(env, work)
+        try:
+            for row, name in zip([r for r in rows if r["section"] == "ttr"], TTR_COMMANDS):
+                first = _timed_command(_ttr_command(name, "run", 2), env, work, "served-first")
+                served = _timed_command(_ttr_command(name, "run", 3), env, work, "served")
+                row.update(served_first=first, served=served, served_s=served["wall_s"])
+                if "compute_s" in served:
+                    row["served_over_compute_and_figure"] = served["wall_s"] / max(
+                        served["compute_s"] + served["figure_s"], 1e-9)
+        finally:
+            subprocess.run([*_cli_command(), "serve", "--stop"], cwd=work, env=env, capture_output=True,
+                           stdin=subprocess.DEVNULL)
+            try:
+                server.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                server.kill()
 
 
 def _plane_child(grid: int) -> None:
@@ -860,14 +906,16 @@ def _print(rows, header: bool = True):
         print(f"{r['section']:<10} {r['impl'][:62]:<62} {r['seconds']:9.3f} {sp_txt:>8} {gf:>8}", flush=True)
     ttr = [r for r in rows if r["section"] == "ttr"]
     if ttr:
-        print(f"\ntime to result (s): {'command':<22} {'cold':>6} {'warm':>6} {'warm/cold':>9}   warm split: "
-              "start-up / load / compile / compute / figure")
+        def split(t):
+            return " / ".join(f"{t[k]:.2f}" for k in ("startup_s", "load_s", "compile_s", "compute_s", "figure_s")
+                              ) if "compute_s" in t else "-"
+
+        print(f"\ntime to result (s): {'command':<22} {'cold':>6} {'warm':>6} {'warm/cold':>9} {'served':>7}   "
+              "warm split | served split: start-up / load / compile / compute / figure")
         for r in ttr:
-            w = r["warm"]
-            split = " / ".join(f"{w[k]:.2f}" for k in ("startup_s", "load_s", "compile_s", "compute_s", "figure_s")
-                               ) if "compute_s" in w else "-"
-            print(f"{'':<20}{r['impl']:<22} {r['cold_s']:6.2f} {r['seconds']:6.2f} {r['warm_over_cold']:9.2f}   {split}",
-                  flush=True)
+            served = f"{r['served_s']:7.2f}" if "served_s" in r else f"{'-':>7}"
+            print(f"{'':<20}{r['impl']:<22} {r['cold_s']:6.2f} {r['seconds']:6.2f} {r['warm_over_cold']:9.2f} "
+                  f"{served}   {split(r['warm'])} | {split(r.get('served', {}))}", flush=True)
 
 
 def main() -> None:

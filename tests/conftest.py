@@ -6,6 +6,9 @@ import os
 
 # Tests run on the CPU with deterministic keys; keep XLA from grabbing every core's worth of threads.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Every `landscape` command a test starts runs in its own process; tests/test_server.py starts
+# the servers it talks to.
+os.environ["LANDSCAPE_SERVE"] = "0"
 # The `landscape` commands the tests start share one compilation cache of this test session's
 # own (removed at exit), never the user's: each program is compiled once, by the first command.
 if "LANDSCAPE_COMPILE_CACHE" not in os.environ:

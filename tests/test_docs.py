@@ -127,7 +127,8 @@ RUN_VALUES = {("--metric", "n"): "test_loss", ("--iters", "3"): "12"}
 #: Lines that cannot run on this machine, and why (each is parsed by the test above).
 NOT_HERE = {"prepare": "downloads a data set (no internet here)",
             "--coordinator": "several processes (tests/test_distributed.py runs them)",
-            "--movie mp4": "needs ffmpeg"}
+            "--movie mp4": "needs ffmpeg",
+            "landscape serve": "a resident process (tests/test_server.py starts, uses and stops servers)"}
 
 
 def _small(argv: list[str], results: dict[str, str]) -> list[str]:

@@ -195,6 +195,7 @@ def test_parameter_subsets_match_the_dense_hessians_blocks(small, select, picks)
     np.testing.assert_allclose(np.sort(np.asarray(den.nodes[0])), ev, atol=2e-3)  # all Ritz values: the spectrum
 
 
+@pytest.mark.slow  # block selection stays in the default suite: test_parameter_subsets_match_the_dense_hessians_blocks
 def test_layers_and_per_layer_ensemble_curvature(small):
     model, d, params, f, dense, _ = small
     assert H.layers(params) == ["Dense_0", "Dense_1"]

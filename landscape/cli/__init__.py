@@ -18,7 +18,7 @@ from ..errors import ConfigError, LandscapeError
 from .commands import COMMANDS, NO_COMPUTE
 from .parser import UsageError, build_parser
 
-__all__ = ["main", "entry", "build_parser", "COMMANDS"]
+__all__ = ["main", "entry", "run_resident", "build_parser", "COMMANDS"]
 
 EXIT_USAGE = 2
 EXIT_INTERNAL = 1
@@ -84,12 +84,19 @@ def main(argv: list[str] | None = None) -> int:
     return _run(argv)[0]
 
 
-def _run(argv: list[str] | None) -> tuple[int, bool]:
+def run_resident(argv: list[str]) -> int:
+    """As :func:`main`, in a process that outlives the command (``landscape serve``): an
+    interrupted command returns its status instead of ending the process."""
+    return _run(argv, resident=True)[0]
+
+
+def _run(argv: list[str] | None, resident: bool = False) -> tuple[int, bool]:
     """:func:`main`'s work: the exit status, and whether the process joined a multi-process run."""
     from ..timing import Timings
 
     clock = Timings()
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = parser.parse_args(argv)
     except UsageError as exc:
@@ -99,10 +106,11 @@ def _run(argv: list[str] | None) -> tuple[int, bool]:
         parser.print_help()
         return EXIT_USAGE, False
     args.clock = clock
-    return _execute(args, clock), getattr(args, "joined", False)
+    args.argv = argv  # recorded with a trained run
+    return _execute(args, clock, resident), getattr(args, "joined", False)
 
 
-def _execute(args, clock) -> int:
+def _execute(args, clock, resident: bool = False) -> int:
     """Start the devices and run the parsed command; every failure becomes one line and a status."""
     try:
         _quiet_absl()
@@ -138,6 +146,8 @@ def _execute(args, clock) -> int:
               file=sys.stderr)
         sys.stdout.flush()
         sys.stderr.flush()
+        if resident:
+            return EXIT_INTERRUPTED
         # Interpreter shutdown while XLA is still executing can crash; everything is written or cleaned up.
         os._exit(EXIT_INTERRUPTED)
     except Exception as exc:  # an internal error: still one line unless --debug
@@ -156,8 +166,17 @@ def entry() -> None:
     a 2-core CPU — buys nothing: the streams are flushed and the process leaves with
     ``os._exit``.  A multi-process run leaves normally, so that JAX's distributed shutdown runs.
     Python callers use :func:`main`, which returns and leaves the interpreter alone.
+
+    Where ``landscape serve`` runs for this environment, the command runs there instead
+    (:func:`.server.route`), unless it must run in a process of its own.
     """
-    status, joined = _run(None)
+    from .server import route
+
+    routed = route(sys.argv[1:])
+    if routed is not None:
+        status, joined = routed, False
+    else:
+        status, joined = _run(None)
     if joined:
         sys.exit(status)
     if "logging" in sys.modules:

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 __all__ = ["COMMANDS", "NO_COMPUTE"]
@@ -51,7 +52,7 @@ def cmd_train(args) -> int:
     out = Path(args.out)
     spec = _spec(analyses.TrainSpec, args, lr=tuple(args.lr))
     ens = analyses.train(out, spec, overwrite=args.overwrite, execution=_execution(args),
-                         extra={"command": sys.argv[1:]})
+                         extra={"command": args.argv})
     if not _writer():
         return 0
     print(f"saved run: {out}")
@@ -147,7 +148,7 @@ def cmd_demo(args) -> int:
         ens = io.load_run(run)
         print(f"run: {run} (kept from the interrupted demo)")
     else:
-        ens = analyses.train(run, spec, overwrite=True, execution=ex, extra={"command": ["demo", *sys.argv[2:]]})
+        ens = analyses.train(run, spec, overwrite=True, execution=ex, extra={"command": args.argv})
         print(f"saved run: {run}")
     for path in report.training_figures(ens, run):
         print(f"figure: {path}")
@@ -384,6 +385,40 @@ def cmd_cache(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from ..errors import ConfigError
+    from . import server
+
+    if args.status or args.stop:
+        answer = server.request({"stop": True} if args.stop else {"status": True})
+        if answer is None:
+            print("no landscape server is running for this environment")
+            return 1
+        if args.status:
+            up = time.time() - answer["started"]
+            print(f"landscape server: pid {answer['pid']}, socket {answer['socket']}, up {up:.0f} s, "
+                  f"{answer['served']} command(s) served, {'busy' if answer['busy'] else 'idle'}")
+            return 0
+        path = Path(answer.get("socket") or server.socket_path() or "")
+        deadline = time.monotonic() + 600
+        while server.request({"status": True}, path) is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        print(f"stopped the landscape server (pid {answer['pid']})")
+        return 0
+    if args.detach:
+        path = server.socket_path()
+        if path is None:
+            raise ConfigError(server.NO_SOCKET)
+        answer = server.request({"status": True}, path)
+        if answer is not None:
+            raise ConfigError(f"a server for this environment is already running (pid {answer['pid']}, {path})")
+        log = path.with_suffix(".log")
+        answer = server.start_detached(args.idle, log)
+        print(f"landscape server ready: pid {answer['pid']}, socket {answer['socket']}, log {log}")
+        return 0
+    return server.serve(args.idle)
+
+
 def cmd_prepare(args) -> int:
     from ..data import prepare_tfds
 
@@ -393,7 +428,7 @@ def cmd_prepare(args) -> int:
 
 
 #: Commands that compute nothing: no devices, no compilation cache (and no JAX start-up).
-NO_COMPUTE = ("info", "plot", "export", "prepare", "cache")
+NO_COMPUTE = ("info", "plot", "export", "prepare", "cache", "serve")
 
 COMMANDS = {
     "train": cmd_train,
@@ -412,4 +447,5 @@ COMMANDS = {
     "export": cmd_export,
     "prepare": cmd_prepare,
     "cache": cmd_cache,
+    "serve": cmd_serve,
 }

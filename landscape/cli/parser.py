@@ -504,6 +504,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clear", action="store_true", help="remove every cached program")
     _add_common(p, computes=False)
 
+    p = sub.add_parser("serve", help="keep one landscape process running: repeated commands skip start-up and "
+                                     "tracing",
+                       description="Start a resident landscape process for this environment. While it runs, every "
+                                   "landscape command started with the same environment runs in it (its output, "
+                                   "files and exit status as before), skipping the import of JAX, Flax and "
+                                   "matplotlib and the tracing of programs it has traced before. A busy server, a "
+                                   "multi-process command or --no-compile-cache runs in its own process; "
+                                   "LANDSCAPE_SERVE=0 turns the server off for a command.")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--detach", action="store_true", help="start it in the background and return when it is ready")
+    g.add_argument("--status", action="store_true", help="say whether a server runs for this environment (exit 1 if not)")
+    g.add_argument("--stop", action="store_true", help="stop this environment's server (after its current command)")
+    p.add_argument("--idle", type=_nonneg_float, default=1800.0, metavar="SECONDS",
+                   help="leave after this many seconds without a command; 0: never (default: %(default)g)")
+    _add_common(p, computes=False)
+
     p = sub.add_parser("prepare", help="download and prepare a tensorflow-datasets set (needs internet)",
                        description="Prepare a tensorflow-datasets set in the random-access array_record format.")
     p.add_argument("dataset", help="tensorflow-datasets name, e.g. mnist")

@@ -1,0 +1,668 @@
+"""A resident ``landscape`` process: repeated commands without start-up or re-tracing.
+
+Every ``landscape`` command started from a shell pays a fixed cost before it computes anything:
+importing JAX, Flax, optax and matplotlib, then tracing and lowering its programs again (JAX's
+persistent compilation cache keeps compiled programs, not traces).  On small runs that is most
+of the wall time.  ``landscape serve`` starts one process that has paid it: while it runs, the
+``landscape`` script hands each command (its arguments, working directory and umask) to it over
+a Unix socket and relays the command's output and exit status, so that the command runs with
+JAX imported and its programs already traced.
+
+Correctness comes first; a command runs in its own process, exactly as without a server, when
+
+* no server was started for *this environment*: the socket's name holds a fingerprint of the
+  Python executable, the environment variables (all of them but the volatile ones in
+  :data:`VOLATILE`), the landscape sources and the installed JAX, Flax, optax, NumPy and
+  matplotlib; edit a source file, upgrade a library or change ``XLA_FLAGS`` and the old
+  server is no longer found;
+* the server is busy with another command (commands never wait for each other);
+* the command joins a multi-process run, turns the compilation cache off for itself, or is
+  ``serve`` itself; or ``$LANDSCAPE_SERVE`` is ``0``/``off``.
+
+Inside the server each command runs in the main thread, one at a time, with its own working
+directory, umask, warning filters and output streams; Python modules it imported from outside
+the installed environment (a user's own model code) are forgotten afterwards, so an edited
+model file is read again.  Ctrl-C (or a kill) of the waiting ``landscape`` command interrupts
+the command in the server as Ctrl-C would interrupt it locally: the files on disk are complete
+old or new versions.  The server leaves after ``--idle`` seconds without a command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+# The `landscape` script imports this module on every command, to look for a server: what only
+# a server, or a command handed to one, needs (socket, threading, queue, signal …) is imported
+# where it is used.
+
+__all__ = ["ENV", "VOLATILE", "fingerprint", "socket_path", "route", "request", "serve", "start_detached"]
+
+#: ``$LANDSCAPE_SERVE``: ``0``, ``off``, ``false`` or ``no`` — never hand commands to a server.
+ENV = "LANDSCAPE_SERVE"
+_OFF = ("0", "off", "false", "no")
+
+#: Environment variables that differ between two terminals of one user and change no result:
+#: left out of the fingerprint.  Every other variable must match the server's exactly.
+VOLATILE = frozenset({
+    "PWD", "OLDPWD", "SHLVL", "_", "COLUMNS", "LINES", "PS1", "PS2", "PS3", "PS4", "PROMPT_COMMAND",
+    "TERM_SESSION_ID", "WINDOWID", "TMUX_PANE", "STY", "WINDOW", "SSH_TTY", "SSH_CLIENT", "SSH_CONNECTION",
+    "SSH_AUTH_SOCK", "GPG_TTY", "XDG_SESSION_ID", "XDG_VTNR", "PYTEST_CURRENT_TEST", ENV,
+})
+
+#: Libraries whose installed files take part in the fingerprint (an upgrade makes a new one).
+_LIBRARIES = ("jax", "jaxlib", "flax", "optax", "numpy", "matplotlib", "tensorflow_datasets")
+
+#: Commands whose options make them run in their own process.
+_LOCAL_COMMANDS = ("serve",)
+_MULTI_PROCESS_ENV = ("LANDSCAPE_COORDINATOR", "JAX_COORDINATOR_ADDRESS", "LANDSCAPE_NUM_PROCESSES",
+                      "JAX_NUM_PROCESSES")
+
+EXIT_INTERNAL = 1
+EXIT_INTERRUPTED = 130
+NO_SOCKET = ("no private directory with a short path for the server's socket ($XDG_RUNTIME_DIR, or a "
+             "landscape-UID directory in the temporary directory, that only you can enter)")
+
+
+# ---------------------------------------------------------------------- where the server is
+
+
+def fingerprint(environ: dict[str, str] | None = None) -> str:
+    """What a command must share with a server to run in it, as 16 hex digits.
+
+    Args:
+      environ: the environment (default ``os.environ``).
+
+    Returns:
+      a SHA-256 prefix over the Python executable and version, every environment variable but
+      :data:`VOLATILE`, the size and modification time of every landscape source file, and
+      those of the installed JAX, jaxlib, Flax, optax, NumPy, matplotlib and
+      tensorflow-datasets (their ``__init__.py`` and directory); nothing is imported.
+
+    Examples:
+      >>> from landscape.cli import server
+      >>> a = server.fingerprint({"HOME": "/h", "PWD": "/a"})
+      >>> a == server.fingerprint({"HOME": "/h", "PWD": "/b"})       # the working directory is sent
+      True
+      >>> a == server.fingerprint({"HOME": "/h", "XLA_FLAGS": "--x"})  # anything else must match
+      False
+    """
+    import hashlib
+    import importlib.util
+
+    env = os.environ if environ is None else environ
+    h = hashlib.sha256()
+    h.update(f"{sys.executable}\0{sys.version}\0".encode())
+    for k in sorted(env):
+        if k not in VOLATILE:
+            h.update(f"{k}={env[k]}\0".encode("utf-8", "surrogateescape"))
+    here = Path(__file__).resolve().parent.parent
+    stats = [(str(p.relative_to(here)), p.stat()) for p in sorted(here.rglob("*.py"))]
+    for name in _LIBRARIES:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is not None and spec.origin:
+            origin = Path(spec.origin)
+            stats += [(str(origin), origin.stat()), (str(origin.parent), origin.parent.stat())]
+        else:
+            stats.append((name, None))
+    for name, st in stats:
+        h.update(f"{name}:{st and (st.st_size, st.st_mtime_ns, st.st_ino)}\0".encode("utf-8", "surrogateescape"))
+    return h.hexdigest()[:16]
+
+
+def _private(where: Path, create: bool) -> bool:
+    """Whether ``where`` is a directory of this user's that nobody else may enter."""
+    try:
+        if create:
+            where.mkdir(mode=0o700, exist_ok=True)
+        st = where.stat()
+    except OSError:
+        return False
+    return os.path.isdir(where) and st.st_uid == os.getuid() and not st.st_mode & 0o077
+
+
+def socket_path(fp: str | None = None) -> Path | None:
+    """The socket of the server for this environment (``fp``: its :func:`fingerprint`).
+
+    Returns:
+      ``DIR/landscape-<fingerprint>.sock``, DIR ``$XDG_RUNTIME_DIR`` or else
+      ``landscape-UID`` in the temporary directory — the first that only this user can enter
+      and whose socket path fits a Unix socket's 107 bytes — or ``None`` where neither does.
+
+    Examples:
+      >>> from landscape.cli import server
+      >>> server.socket_path("0123456789abcdef").name
+      'landscape-0123456789abcdef.sock'
+    """
+    import tempfile
+
+    name = f"landscape-{fp or fingerprint()}.sock"
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    for where, create in ((Path(runtime), False) if runtime else (None, False),
+                          (Path(tempfile.gettempdir()) / f"landscape-{os.getuid()}", True)):
+        if where is not None and len(os.fsencode(where / name)) < 100 and _private(where, create):
+            return where / name
+    return None
+
+
+# ---------------------------------------------------------------------- messages: one JSON object per line
+
+
+def _send(conn, msg: dict) -> None:
+    conn.sendall((json.dumps(msg) + "\n").encode())
+
+
+class _Lines:
+    """The JSON messages arriving on a socket, one per line; ``None`` at end of stream."""
+
+    def __init__(self, conn) -> None:
+        self._conn = conn
+        self._buf = bytearray()
+
+    def next(self) -> dict | None:
+        while b"\n" not in self._buf:
+            try:
+                chunk = self._conn.recv(1 << 16)
+            except OSError:
+                return None
+            if not chunk:
+                return None
+            self._buf += chunk
+        line, _, rest = bytes(self._buf).partition(b"\n")
+        self._buf = bytearray(rest)
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            return None
+        return msg if isinstance(msg, dict) else None
+
+
+def _connect(path: Path, timeout: float | None = 2.0):
+    import socket
+
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.settimeout(timeout)
+    try:
+        conn.connect(str(path))
+    except OSError:
+        conn.close()
+        return None
+    conn.settimeout(None)
+    return conn
+
+
+def request(message: dict, path: Path | None = None) -> dict | None:
+    """Send one control message (``{"status": true}`` or ``{"stop": true}``) to the server.
+
+    Args:
+      message: the message.
+      path: the socket (default: :func:`socket_path` of this environment).
+
+    Returns:
+      the server's answer, or ``None`` when no server answers there.
+
+    Examples:
+      >>> from pathlib import Path
+      >>> from landscape.cli import server
+      >>> server.request({"status": True}, Path("/nonexistent/landscape.sock")) is None   # nobody answers
+      True
+    """
+    path = path or socket_path()
+    conn = _connect(path) if path is not None and path.exists() else None
+    if conn is None:
+        return None
+    with conn:
+        conn.settimeout(30.0)  # a hung server answers nothing: say so rather than wait forever
+        try:
+            _send(conn, message)
+        except OSError:
+            return None
+        return _Lines(conn).next()
+
+
+# ---------------------------------------------------------------------- the client side
+
+
+def route(argv: list[str]) -> int | None:
+    """Run ``landscape ARGV`` in this environment's server, if one is running and may run it.
+
+    Args:
+      argv: the command line after ``landscape``.
+
+    Returns:
+      the command's exit status after relaying its output, or ``None``: run it here (no
+      server, a busy one, a command that must run in its own process, a usage error for the
+      local parser to report).
+
+    Examples:
+      >>> import os
+      >>> from landscape.cli import server
+      >>> os.environ["LANDSCAPE_SERVE"] = "0"            # never hand commands to a server
+      >>> server.route(["info", "runs/demo"]) is None     # None: run it in this process
+      True
+      >>> server.route(["serve", "--status"]) is None     # and never `serve` itself
+      True
+      >>> del os.environ["LANDSCAPE_SERVE"]
+    """
+    if os.environ.get(ENV, "").strip().lower() in _OFF:
+        return None
+    if any(os.environ.get(k) for k in _MULTI_PROCESS_ENV):
+        return None
+    path = socket_path()
+    if path is None or not path.exists():
+        return None
+    from .parser import UsageError, build_parser
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            args = build_parser().parse_args(argv)
+    except (UsageError, SystemExit):  # a usage error, --help, --version: the local run prints them
+        return None
+    if args.command is None or args.command in _LOCAL_COMMANDS:
+        return None
+    if getattr(args, "no_compile_cache", False) or any(
+            getattr(args, k, None) is not None for k in ("coordinator", "num_processes", "process_id")):
+        return None
+    conn = _connect(path)
+    if conn is None:  # a server that was killed left its socket behind
+        return None
+    mask = os.umask(0)
+    os.umask(mask)
+    tty = [_isatty(sys.stdout), _isatty(sys.stderr)]
+    with conn:
+        _send(conn, {"argv": list(argv), "cwd": os.getcwd(), "umask": mask, "tty": tty,
+                     "columns": _columns(), "pid": os.getpid()})
+        return _relay(conn)
+
+
+def _isatty(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def _columns() -> int:
+    import shutil
+
+    return shutil.get_terminal_size().columns
+
+
+def _relay(conn) -> int | None:
+    """Copy the server's output to ours until its exit status; Ctrl-C or a kill here cancels the
+    command there (a second Ctrl-C stops waiting for it)."""
+    import signal
+
+    lines = _Lines(conn)
+    conn.settimeout(30.0)  # a server that does not answer at once is hung: run the command here
+    first = lines.next()
+    conn.settimeout(None)
+    if first is None or first.get("busy"):
+        return None
+    cancelled = []
+
+    def cancel(signum, _frame):
+        if cancelled:
+            raise KeyboardInterrupt
+        cancelled.append(signum)
+        with contextlib.suppress(OSError):
+            _send(conn, {"cancel": signum})
+
+    old = {s: signal.signal(s, cancel) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        msg = first
+        while msg is not None:
+            if "out" in msg:
+                sys.stdout.write(msg["out"])
+                sys.stdout.flush()
+            elif "err" in msg:
+                sys.stderr.write(msg["err"])
+                sys.stderr.flush()
+            elif "exit" in msg:
+                return int(msg["exit"])
+            msg = lines.next()
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return 0
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    print("landscape: error: the landscape server stopped during the command (see its log); files on disk are "
+          "complete old or new versions — run the command again", file=sys.stderr)
+    return EXIT_INTERNAL
+
+
+# ---------------------------------------------------------------------- the server side
+
+
+class _Stream(io.TextIOBase):
+    """A text stream whose writes go to the client as ``{"out": ...}`` or ``{"err": ...}``."""
+
+    def __init__(self, conn, kind: str, tty: bool, lock) -> None:
+        self._conn, self._kind, self._tty, self._lock = conn, kind, tty, lock
+        self.gone = False
+
+    @property
+    def encoding(self) -> str:
+        return "utf-8"
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return self._tty
+
+    def write(self, s: str) -> int:
+        if s and not self.gone:
+            try:
+                with self._lock:
+                    _send(self._conn, {self._kind: s})
+            except OSError:  # the client is gone; the watcher interrupts the command
+                self.gone = True
+        return len(s)
+
+
+class _Server:
+    def __init__(self, path: Path, idle_s: float, log) -> None:
+        import queue
+        import threading
+
+        self.path, self.idle_s, self.log = path, idle_s, log
+        self.jobs: queue.Queue = queue.Queue()
+        self.lock = threading.Lock()
+        self.busy = False           # a command was taken (queued or executing)
+        self.running = False        # a command is executing in the main thread
+        self.stopping = False
+        self.served = 0
+        self.started = time.time()
+
+    # -- the acceptor thread: answers control messages at once, takes one command at a time
+    def accept_forever(self, listener) -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            conn.settimeout(5.0)  # a client that connects and says nothing must not hold up the others
+            lines = _Lines(conn)
+            msg = lines.next()
+            conn.settimeout(None)
+            if msg is None:
+                conn.close()
+            elif msg.get("status"):
+                with conn, contextlib.suppress(OSError):
+                    _send(conn, {"pid": os.getpid(), "started": self.started, "served": self.served,
+                                 "busy": self.busy, "idle_s": self.idle_s, "socket": str(self.path)})
+            elif msg.get("stop"):
+                with self.lock:
+                    self.stopping = True
+                with conn, contextlib.suppress(OSError):
+                    _send(conn, {"stopping": True, "pid": os.getpid()})
+                self.jobs.put(None)
+            elif "argv" in msg:
+                with self.lock:
+                    take = not self.busy and not self.stopping
+                    self.busy = self.busy or take
+                if take:
+                    try:
+                        _send(conn, {"accepted": True})
+                    except OSError:  # the client has gone already
+                        with self.lock:
+                            self.busy = False
+                        conn.close()
+                        continue
+                    self.jobs.put((conn, lines, msg))
+                else:
+                    with conn, contextlib.suppress(OSError):
+                        _send(conn, {"busy": True})
+            else:
+                conn.close()
+
+    # -- the main thread: runs the commands
+    def loop(self) -> None:
+        import queue
+
+        while not self.stopping:
+            try:
+                job = self.jobs.get(timeout=self.idle_s or None)
+            except queue.Empty:
+                print(f"landscape serve: no command for {self.idle_s:g} s; leaving", file=self.log, flush=True)
+                return
+            if job is None:
+                print("landscape serve: asked to stop; leaving", file=self.log, flush=True)
+                return
+            try:
+                self.run(*job)
+            finally:
+                with self.lock:
+                    self.busy = False
+        print("landscape serve: asked to stop; leaving", file=self.log, flush=True)
+
+    def run(self, conn, lines: _Lines, msg: dict) -> None:
+        import threading
+        import traceback
+        import warnings
+
+        out_lock = threading.Lock()
+        tty_out, tty_err = (list(msg.get("tty", [])) + [False, False])[:2]
+        out, err = _Stream(conn, "out", tty_out, out_lock), _Stream(conn, "err", tty_err, out_lock)
+        with conn:
+            status = EXIT_INTERNAL
+            before = set(sys.modules)
+            mask = os.umask(int(msg.get("umask", 0o022)))
+            t0 = time.perf_counter()
+            try:
+                os.chdir(msg["cwd"])
+                with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+                        _columns_env(msg.get("columns")), warnings.catch_warnings():
+                    with self.lock:
+                        self.running = True
+                    threading.Thread(target=self.watch, args=(lines,), daemon=True).start()
+                    try:
+                        status = _execute(list(msg["argv"]))
+                    finally:
+                        with self.lock:
+                            self.running = False
+                            _raise_in_main(None)  # a cancel that came too late is dropped
+            except KeyboardInterrupt:
+                status = EXIT_INTERRUPTED
+            except BaseException:  # noqa: BLE001 - the server outlives any one command
+                with contextlib.suppress(OSError):
+                    _send(conn, {"err": traceback.format_exc()})
+                status = EXIT_INTERNAL
+            finally:
+                os.chdir("/")  # between commands the server holds no directory of anyone's
+                os.umask(mask)
+                _forget_user_modules(before)
+            with contextlib.suppress(OSError):
+                _send(conn, {"exit": status})
+            self.served += 1
+            print(f"landscape serve: [{time.strftime('%H:%M:%S')}] exit {status} in "
+                  f"{time.perf_counter() - t0:.2f} s: landscape {' '.join(msg['argv'])}", file=self.log, flush=True)
+
+    def watch(self, lines: _Lines) -> None:
+        """Interrupt the running command, as Ctrl-C would, when its client cancels it or goes away."""
+        while True:
+            msg = lines.next()
+            if msg is not None and "cancel" not in msg:
+                continue
+            with self.lock:
+                if self.running:
+                    _raise_in_main(KeyboardInterrupt)
+            return
+
+
+def _raise_in_main(exc) -> None:
+    """Raise ``exc`` in the main thread at its next Python instruction (``None``: take back one
+    not raised yet) — CPython's ``PyThreadState_SetAsyncExc``, which, unlike a signal, can be
+    taken back when the command has already finished."""
+    import ctypes
+    import threading
+
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(threading.main_thread().ident),
+                                               None if exc is None else ctypes.py_object(exc))
+
+
+@contextlib.contextmanager
+def _columns_env(columns):
+    """The client's terminal width for the command's progress bars (``$COLUMNS``)."""
+    old = os.environ.get("COLUMNS")
+    if columns:
+        os.environ["COLUMNS"] = str(int(columns))
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("COLUMNS", None)
+        else:
+            os.environ["COLUMNS"] = old
+
+
+def _execute(argv: list[str]) -> int:
+    from . import run_resident
+
+    return run_resident(argv)
+
+
+def _forget_user_modules(before: set[str]) -> None:
+    """Drop modules a command imported from outside the installed environment (a user's own
+    code, which may be edited before the next command); the library's stay."""
+    roots = tuple({os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)})
+    package = os.path.realpath(Path(__file__).resolve().parent.parent)
+    for name in set(sys.modules) - before:
+        mod = sys.modules.get(name)
+        where = getattr(mod, "__file__", None)
+        if not where:
+            continue
+        real = os.path.realpath(where)
+        if not real.startswith(roots) and not real.startswith(package):
+            sys.modules.pop(name, None)
+
+
+def _warm_up() -> None:
+    """Import what commands need, so that the first routed command does not pay for it."""
+    import jax  # noqa: F401
+
+    from .. import analyses, directions, hessian, models, plot, report, surface, train  # noqa: F401
+    import matplotlib.backends.backend_agg  # noqa: F401
+
+
+def serve(idle_s: float = 1800.0, log=None) -> int:
+    """Serve this environment's commands until stopped, interrupted or idle for ``idle_s`` seconds.
+
+    Args:
+      idle_s: leave after this many seconds without a command (0: never).
+      log: where to write one line per command (default ``sys.stderr``).
+
+    Returns:
+      0 when it left, 2 when it could not start (another server holds the socket, no private
+      directory for it).
+
+    Examples:
+      >>> import io
+      >>> from landscape.cli import server
+      >>> log = io.StringIO()
+      >>> server.serve(idle_s=0.5, log=log)               # nobody sends a command: it leaves
+      0
+      >>> log.getvalue().splitlines()[-1]
+      'landscape serve: no command for 0.5 s; leaving'
+    """
+    import signal
+    import socket
+    import threading
+
+    from .. import files
+    from ..errors import ConfigError
+
+    log = log or sys.stderr
+    path = socket_path()
+    if path is None:
+        print(f"landscape serve: error: {NO_SOCKET}", file=log)
+        return 2
+    try:
+        with files.exclusive(str(path) + ".lock", "another landscape server is starting for this environment"):
+            answer = request({"status": True}, path)
+            if answer is not None:
+                print(f"landscape serve: error: a server for this environment is already running (pid "
+                      f"{answer.get('pid')}, {path})", file=log)
+                return 2
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()  # a killed server's socket
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            listener.bind(str(path))
+            listener.listen(8)
+    except ConfigError as exc:
+        print(f"landscape serve: error: {exc}", file=log)
+        return 2
+    ours = path.stat().st_ino
+    os.chdir("/")
+    _warm_up()
+    server = _Server(path, idle_s, log)
+    print(f"landscape serve: ready (pid {os.getpid()}, socket {path}"
+          + (f", leaves after {idle_s:g} s idle)" if idle_s else ")"), file=log, flush=True)
+    threading.Thread(target=server.accept_forever, args=(listener,), daemon=True).start()
+
+    def on_term(signum, frame):  # `kill`: finish as Ctrl-C would (a running command is interrupted)
+        server.stopping = True
+        raise KeyboardInterrupt
+
+    old_term = signal.signal(signal.SIGTERM, on_term)
+    try:
+        server.loop()
+    except KeyboardInterrupt:
+        print("landscape serve: interrupted; leaving", file=log, flush=True)
+    finally:
+        server.stopping = True
+        signal.signal(signal.SIGTERM, old_term)
+        with contextlib.suppress(OSError):
+            if path.stat().st_ino == ours:
+                path.unlink()
+        listener.close()
+    return 0
+
+
+def start_detached(idle_s: float, log_path: Path, timeout_s: float = 120.0) -> dict:
+    """Start ``landscape serve`` in the background (its own session, output to ``log_path``)
+    and wait until it answers.
+
+    Returns:
+      its status message (``pid``, ``socket`` …).
+
+    Raises:
+      ConfigError: it left or did not answer within ``timeout_s`` (the log says why).
+
+    Examples:
+      >>> import tempfile
+      >>> from pathlib import Path
+      >>> from landscape.cli import server
+      >>> answer = server.start_detached(60, Path(tempfile.mkdtemp()) / "serve.log")
+      >>> server.request({"stop": True})["pid"] == answer["pid"]
+      True
+    """
+    import subprocess
+
+    from ..errors import ConfigError
+
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "landscape.cli", "serve", "--idle", f"{idle_s:g}"],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+    deadline = time.monotonic() + timeout_s
+    path = socket_path()
+    while time.monotonic() < deadline:
+        answer = request({"status": True}, path) if path is not None else None
+        if answer is not None and answer.get("pid") == proc.pid:
+            return answer
+        if proc.poll() is not None:
+            raise ConfigError(f"the server left at once (exit {proc.returncode}); see {log_path}")
+        time.sleep(0.1)
+    raise ConfigError(f"the server did not answer within {timeout_s:g} s; see {log_path}")
