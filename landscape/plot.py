@@ -28,6 +28,7 @@ __all__ = [
     "final_cost_histogram",
     "curve",
     "landscape_2d",
+    "MAX_LABELLED_PATHS",
     "small_multiples",
     "from_result",
     "SURFACE_KINDS",
@@ -439,6 +440,9 @@ def final_cost_histogram(
 
 _LOSS_CMAP = "viridis"
 SURFACE_KINDS = ("contour", "filled", "heatmap", "surface")
+#: :func:`landscape_2d` gives each path its own colour and legend entry up to this many paths.
+MAX_LABELLED_PATHS = 10
+MANY_PATHS_COLOUR = "0.05"
 
 
 def _split_metrics(values: dict) -> tuple[dict, dict]:
@@ -580,8 +584,10 @@ def landscape_2d(
       title: the axes' title.
       points: ``(m, 2)`` marked points (minima).
       point_labels: their names.
-      paths: ``(K, 2)`` polylines.
-      path_labels: their names.
+      paths: ``(K, 2)`` polylines; up to :data:`MAX_LABELLED_PATHS` get a colour and a legend
+        entry each, more are drawn in one colour with one entry (``"40 paths"``) —
+        :func:`descent_paths` colours many paths by the minimum they reach.
+      path_labels: their names (used while each path has its own entry).
       ax: draw into these axes (default: a new figure).
       colorbar: draw the colour bar.
       legend: draw the legend under the axes.
@@ -637,14 +643,20 @@ def landscape_2d(
             from matplotlib.lines import Line2D
 
             handles = []
-            path_colours = matplotlib.colormaps["tab10"](np.arange(len(paths or [])) % 10)
-            for i, path in enumerate(paths or []):  # one colour per seed's path
+            paths = list(paths or [])
+            one_each = len(paths) <= MAX_LABELLED_PATHS  # past that, colours repeat and the legend swamps the plane
+            path_colours = (matplotlib.colormaps["tab10"](np.arange(len(paths)) % 10) if one_each
+                            else [MANY_PATHS_COLOUR] * len(paths))
+            for i, path in enumerate(paths):  # one colour per seed's path
                 path = np.asarray(path)
                 lab = path_labels[i] if path_labels and i < len(path_labels) else f"path {i}"
-                ax.plot(path[:, 0], path[:, 1], "-", color=path_colours[i], lw=0.9, marker=".", ms=2.5,
-                        path_effects=_outline(1.6, "white"))
+                ax.plot(path[:, 0], path[:, 1], "-", color=path_colours[i], lw=0.9 if one_each else 0.6,
+                        marker="." if one_each else None, ms=2.5, path_effects=_outline(1.6, "white"))
                 ax.plot(path[0, 0], path[0, 1], "o", mfc="white", mec=path_colours[i], ms=3.5, zorder=6)
-                handles.append(Line2D([], [], color=path_colours[i], lw=0.9, marker=".", ms=2.5, label=lab))
+                if one_each:
+                    handles.append(Line2D([], [], color=path_colours[i], lw=0.9, marker=".", ms=2.5, label=lab))
+            if paths and not one_each:
+                handles.append(Line2D([], [], color=MANY_PATHS_COLOUR, lw=0.6, label=f"{len(paths)} paths"))
             if paths:
                 handles.append(Line2D([], [], ls="none", marker="o", mfc="white", mec="0.3", ms=3.5,
                                       label="start of a path"))

@@ -206,3 +206,22 @@ def test_plot_refuses_what_it_cannot_draw():
     assert fig._suptitle is not None and fig._suptitle.get_text() == "two seeds"
     with pytest.raises(ValueError, match="has its own figures"):
         plot.from_result({"barrier": np.zeros((2, 2))}, {"kind": "compare"})
+
+
+@pytest.mark.parametrize("n", [3, plot.MAX_LABELLED_PATHS, 40])
+def test_many_paths_share_one_legend_entry_and_leave_the_plane_its_size(n):
+    """Up to MAX_LABELLED_PATHS paths: a colour and an entry each; more: one colour, one entry
+    (40 entries once crushed the saved plane of gallery study 4 to a stamp)."""
+    a, b, z = _grid()
+    rng = np.random.default_rng(0)
+    paths = [np.cumsum(rng.normal(scale=0.1, size=(6, 2)), axis=0) for _ in range(n)]
+    fig = plot.landscape_2d(a, b, z, kind="filled", paths=paths, path_labels=[f"seed {i}" for i in range(n)])
+    labels = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+    path_entries = [t for t in labels if t.startswith("seed ") or t.endswith(" paths")]
+    if n <= plot.MAX_LABELLED_PATHS:
+        assert path_entries == [f"seed {i}" for i in range(n)]
+        colours = {tuple(line.get_color()) for line in fig.axes[0].lines[: 2 * n : 2]}
+        assert len(colours) == n  # tab10: a colour each
+    else:
+        assert path_entries == [f"{n} paths"]
+    assert "start of a path" in labels and len(labels) <= plot.MAX_LABELLED_PATHS + 2
