@@ -146,7 +146,7 @@ def test_an_interrupted_or_killed_client_interrupts_its_command_and_the_server_g
     assert run("train", "--out", "r", *TINY, cwd=tmp_path, env=env).returncode == 0
     long = [sys.executable, "-m", "landscape.cli", "train", "--out", "long", "--dataset", "blobs", "--hidden", "4",
             "--seeds", "3", "--steps", "4000000", "--log-every", "2000", "--snapshot-every", "20000", "--quiet"]
-    for sig, status in ((signal.SIGINT, 130), (signal.SIGKILL, -signal.SIGKILL)):
+    for sig, status in ((signal.SIGINT, 130), (signal.SIGTERM, 128 + signal.SIGTERM), (signal.SIGKILL, -signal.SIGKILL)):
         before = _status(env, tmp_path)["served"]
         client = subprocess.Popen(long, cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True)

@@ -296,29 +296,42 @@ def _columns() -> int:
     return shutil.get_terminal_size().columns
 
 
+class _Leave(Exception):
+    """Raised by the client's handler of SIGTERM / SIGHUP: leave now with this status."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
 def _relay(conn) -> int | None:
-    """Copy the server's output to ours until its exit status; Ctrl-C or a kill here cancels the
-    command there (a second Ctrl-C stops waiting for it)."""
+    """Copy the server's output to ours until its exit status.
+
+    Ctrl-C cancels the command there and waits for it to stop (its "interrupted" line comes
+    back); a second Ctrl-C stops waiting.  SIGTERM or SIGHUP cancel it and leave at once, as a
+    killed command would.  The server interrupts the command as soon as it runs Python again.
+    """
     import signal
 
-    lines = _Lines(conn)
-    conn.settimeout(30.0)  # a server that does not answer at once is hung: run the command here
-    first = lines.next()
-    conn.settimeout(None)
-    if first is None or first.get("busy"):
-        return None
     cancelled = []
 
     def cancel(signum, _frame):
+        with contextlib.suppress(OSError):
+            _send(conn, {"cancel": signum})
+        if signum != signal.SIGINT:
+            raise _Leave(128 + signum)
         if cancelled:
             raise KeyboardInterrupt
         cancelled.append(signum)
-        with contextlib.suppress(OSError):
-            _send(conn, {"cancel": signum})
 
     old = {s: signal.signal(s, cancel) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    lines = _Lines(conn)
     try:
-        msg = first
+        conn.settimeout(30.0)  # a server that does not answer at once is hung: run the command here
+        msg = lines.next()
+        conn.settimeout(None)
+        if msg is None or msg.get("busy"):
+            return None
         while msg is not None:
             if "out" in msg:
                 sys.stdout.write(msg["out"])
@@ -331,7 +344,9 @@ def _relay(conn) -> int | None:
             msg = lines.next()
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    except BrokenPipeError:
+    except _Leave as leave:
+        return leave.status
+    except BrokenPipeError:  # our output piped into `head` and the like: as the command itself does
         return 0
     finally:
         for s, h in old.items():
