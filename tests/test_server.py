@@ -172,9 +172,13 @@ def test_one_server_per_environment(served, tmp_path):
     second = run("serve", "--idle", "5", cwd=tmp_path, env=env)
     assert second.returncode == 2
     assert f"already running (pid {proc.pid}" in second.stderr
-    # another environment does not reach it
+    # another environment does not reach it, and is told why
     other = {**env, "LANDSCAPE_TEST_MARKER": "1"}
-    assert run("serve", "--status", cwd=tmp_path, env=other).returncode == 1
+    r = run("serve", "--status", cwd=tmp_path, env=other)
+    assert r.returncode == 1
+    assert r.stdout.splitlines() == ["no landscape server is running for this environment",
+                                     f"  a server of another environment runs (pid {proc.pid}); it differs in: "
+                                     "LANDSCAPE_TEST_MARKER"]
     assert _status(env, tmp_path)["pid"] == proc.pid
 
 
@@ -202,6 +206,11 @@ def test_fingerprint_ignores_only_the_volatile_variables():
     for k, v in (("XLA_FLAGS", ""), ("JAX_ENABLE_X64", "1"), ("LANDSCAPE_COMPILE_CACHE", "/elsewhere"),
                  ("SOMETHING_NEW", "1"), ("PATH", "/usr/bin")):
         assert server.fingerprint({**base, k: v}) != fp, k
+        assert server.differences(server.identity(base), server.identity({**base, k: v})) == [k]
+    ident = server.identity(base)
+    assert server.differences(ident, {**ident, "sources": "0"}) == ["the landscape sources"]
+    assert server.differences(ident, {**ident, "libraries": "0", "python": "0"}) == [
+        "the Python executable", "the installed libraries"]
 
 
 def test_the_socket_lives_only_in_a_private_directory(tmp_path, monkeypatch):

@@ -393,6 +393,9 @@ def cmd_serve(args) -> int:
         answer = server.request({"stop": True} if args.stop else {"status": True})
         if answer is None:
             print("no landscape server is running for this environment")
+            for other in server.others():  # why a server that runs is not this one
+                print(f"  a server of another environment runs (pid {other['pid']}); it differs in: "
+                      f"{', '.join(other['differs']) or 'nothing (it is starting or stopping)'}")
             return 1
         if args.status:
             up = time.time() - answer["started"]

@@ -41,7 +41,8 @@ from pathlib import Path
 # a server, or a command handed to one, needs (socket, threading, queue, signal …) is imported
 # where it is used.
 
-__all__ = ["ENV", "VOLATILE", "fingerprint", "socket_path", "route", "request", "serve", "start_detached"]
+__all__ = ["ENV", "VOLATILE", "identity", "fingerprint", "differences", "socket_path", "route", "request", "serve",
+           "start_detached", "others"]
 
 #: ``$LANDSCAPE_SERVE``: ``0``, ``off``, ``false`` or ``no`` — never hand commands to a server.
 ENV = "LANDSCAPE_SERVE"
@@ -53,6 +54,10 @@ VOLATILE = frozenset({
     "PWD", "OLDPWD", "SHLVL", "_", "COLUMNS", "LINES", "PS1", "PS2", "PS3", "PS4", "PROMPT_COMMAND",
     "TERM_SESSION_ID", "WINDOWID", "TMUX_PANE", "STY", "WINDOW", "SSH_TTY", "SSH_CLIENT", "SSH_CONNECTION",
     "SSH_AUTH_SOCK", "GPG_TTY", "XDG_SESSION_ID", "XDG_VTNR", "PYTEST_CURRENT_TEST", ENV,
+    # terminals' own window and session names
+    "ITERM_SESSION_ID", "KITTY_WINDOW_ID", "KITTY_PID", "WEZTERM_PANE", "ALACRITTY_WINDOW_ID",
+    "GNOME_TERMINAL_SCREEN", "KONSOLE_DBUS_WINDOW", "KONSOLE_DBUS_SESSION", "SHELL_SESSION_ID",
+    "SECURITYSESSIONID", "STARSHIP_SESSION_KEY", "VSCODE_GIT_IPC_HANDLE", "JPY_PARENT_PID",
 })
 
 #: Libraries whose installed files take part in the fingerprint (an upgrade makes a new one).
@@ -72,17 +77,66 @@ NO_SOCKET = ("no private directory with a short path for the server's socket ($X
 # ---------------------------------------------------------------------- where the server is
 
 
-def fingerprint(environ: dict[str, str] | None = None) -> str:
-    """What a command must share with a server to run in it, as 16 hex digits.
+def _digest(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
+def identity(environ: dict[str, str] | None = None) -> dict:
+    """What a command must share with a server to run in it, part by part (digests, no values).
 
     Args:
       environ: the environment (default ``os.environ``).
 
     Returns:
-      a SHA-256 prefix over the Python executable and version, every environment variable but
-      :data:`VOLATILE`, the size and modification time of every landscape source file, and
-      those of the installed JAX, jaxlib, Flax, optax, NumPy, matplotlib and
-      tensorflow-datasets (their ``__init__.py`` and directory); nothing is imported.
+      ``{"python": …, "env": {NAME: digest of its value}, "sources": …, "libraries": …}``: the
+      Python executable and version; every environment variable but :data:`VOLATILE`; the
+      size, modification time and inode of every landscape source file; those of the
+      installed JAX, jaxlib, Flax, optax, NumPy, matplotlib and tensorflow-datasets (their
+      ``__init__.py`` and directory).  Nothing is imported.  :func:`fingerprint` hashes it; a
+      server stores it beside its socket, so that ``landscape serve --status`` can say what
+      differs.
+
+    Examples:
+      >>> from landscape.cli import server
+      >>> a = server.identity({"HOME": "/h", "XLA_FLAGS": "--x", "PWD": "/a"})
+      >>> sorted(a["env"])                                  # PWD is volatile: left out
+      ['HOME', 'XLA_FLAGS']
+      >>> server.differences(a, server.identity({"HOME": "/h", "PWD": "/b"}))
+      ['XLA_FLAGS']
+    """
+    import importlib.util
+
+    env = os.environ if environ is None else environ
+    here = Path(__file__).resolve().parent.parent
+
+    def stat(path: Path) -> str:
+        st = path.stat()
+        return f"{path}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
+
+    libraries = []
+    for name in _LIBRARIES:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            spec = None
+        origin = Path(spec.origin) if spec is not None and spec.origin else None
+        libraries.append(f"{stat(origin)};{stat(origin.parent)}" if origin else f"{name}:absent")
+    return {"python": _digest(f"{sys.executable}\0{sys.version}"),
+            "env": {k: _digest(v) for k, v in sorted(env.items()) if k not in VOLATILE},
+            "sources": _digest("\0".join(stat(p) for p in sorted(here.rglob("*.py")))),
+            "libraries": _digest("\0".join(libraries))}
+
+
+def fingerprint(environ: dict[str, str] | None = None) -> str:
+    """:func:`identity` as 16 hex digits: the name of this environment's server's socket.
+
+    Args:
+      environ: the environment (default ``os.environ``).
+
+    Returns:
+      a SHA-256 prefix of :func:`identity`.
 
     Examples:
       >>> from landscape.cli import server
@@ -92,30 +146,32 @@ def fingerprint(environ: dict[str, str] | None = None) -> str:
       >>> a == server.fingerprint({"HOME": "/h", "XLA_FLAGS": "--x"})  # anything else must match
       False
     """
-    import hashlib
-    import importlib.util
+    return _digest(json.dumps(identity(environ), sort_keys=True))
 
-    env = os.environ if environ is None else environ
-    h = hashlib.sha256()
-    h.update(f"{sys.executable}\0{sys.version}\0".encode())
-    for k in sorted(env):
-        if k not in VOLATILE:
-            h.update(f"{k}={env[k]}\0".encode("utf-8", "surrogateescape"))
-    here = Path(__file__).resolve().parent.parent
-    stats = [(str(p.relative_to(here)), p.stat()) for p in sorted(here.rglob("*.py"))]
-    for name in _LIBRARIES:
-        try:
-            spec = importlib.util.find_spec(name)
-        except (ImportError, ValueError):
-            spec = None
-        if spec is not None and spec.origin:
-            origin = Path(spec.origin)
-            stats += [(str(origin), origin.stat()), (str(origin.parent), origin.parent.stat())]
-        else:
-            stats.append((name, None))
-    for name, st in stats:
-        h.update(f"{name}:{st and (st.st_size, st.st_mtime_ns, st.st_ino)}\0".encode("utf-8", "surrogateescape"))
-    return h.hexdigest()[:16]
+
+def differences(server_identity: dict, here: dict) -> list[str]:
+    """What keeps a command from a server: the parts of two :func:`identity` values that differ.
+
+    Args:
+      server_identity: the server's identity.
+      here: the command's.
+
+    Returns:
+      names: environment variables set differently or on one side only, ``"the Python
+      executable"``, ``"the landscape sources"``, ``"the installed libraries"``.
+
+    Examples:
+      >>> from landscape.cli import server
+      >>> server.differences(server.identity({"A": "1"}), server.identity({"A": "2", "B": "3"}))
+      ['A', 'B']
+    """
+    a, b = server_identity.get("env", {}), here.get("env", {})
+    out = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    for part, what in (("python", "the Python executable"), ("sources", "the landscape sources"),
+                       ("libraries", "the installed libraries")):
+        if server_identity.get(part) != here.get(part):
+            out.append(what)
+    return out
 
 
 def _private(where: Path, create: bool) -> bool:
@@ -619,6 +675,8 @@ def serve(idle_s: float = 1800.0, log=None) -> int:
         print(f"landscape serve: error: {exc}", file=log)
         return 2
     ours = path.stat().st_ino
+    described = path.with_suffix(".json")  # what this server serves, for `serve --status` elsewhere
+    files.atomic_write_json(described, {"pid": os.getpid(), "identity": identity()})
     os.chdir("/")
     _warm_up()
     server = _Server(path, idle_s, log)
@@ -641,8 +699,46 @@ def serve(idle_s: float = 1800.0, log=None) -> int:
         with contextlib.suppress(OSError):
             if path.stat().st_ino == ours:
                 path.unlink()
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(described.read_text()).get("pid") == os.getpid():
+                described.unlink()
         listener.close()
     return 0
+
+
+def others(here: dict | None = None) -> list[dict]:
+    """The running servers of *other* environments of this user, and why a command here does
+    not reach them.
+
+    Args:
+      here: this environment's :func:`identity` (default: computed).
+
+    Returns:
+      ``[{"pid": …, "socket": …, "differs": [...]}]``, ``differs`` as :func:`differences` says.
+
+    Examples:
+      >>> from landscape.cli import server
+      >>> all(set(o) == {"pid", "socket", "differs"} for o in server.others())
+      True
+    """
+    path = socket_path()
+    if path is None:
+        return []
+    here = identity() if here is None else here
+    out = []
+    for described in sorted(path.parent.glob("landscape-*.json")):
+        sock = described.with_suffix(".sock")
+        if sock == path:
+            continue
+        try:
+            info = json.loads(described.read_text())
+        except (OSError, ValueError):
+            continue
+        answer = request({"status": True}, sock)
+        if answer is not None and isinstance(info, dict):
+            out.append({"pid": answer.get("pid"), "socket": str(sock),
+                        "differs": differences(info.get("identity", {}), here)})
+    return out
 
 
 def start_detached(idle_s: float, log_path: Path, timeout_s: float = 120.0) -> dict:
