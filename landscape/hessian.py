@@ -20,6 +20,7 @@ group's activations in cache (the answers do not depend on the grouping).
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -957,9 +958,38 @@ def ensemble_curvature(
 def _point_curvature(loss_fn, point, *, top, num_iters, trace_probes, density=False, density_probes=2,
                      density_iters=60, select=None, curvature="hessian", minibatches=None):
     """``(one(params, i, key) -> {name: value}, a string of every option)``: the curvature at one
-    point, with key ``fold_in(key, i)``; ``trace_probes=0`` leaves the trace out."""
+    point, with key ``fold_in(key, i)``; ``trace_probes=0`` leaves the trace out.
+
+    ``one`` is cached on the loss, the point's shapes and the options (unless ``select`` is a
+    predicate, which may look at values), so that calls with the same loss get the same
+    function and :func:`_chunked` the program it traced for it the first time."""
+    leaves, treedef = jax.tree_util.tree_flatten(point)
+    shapes = tuple((tuple(np.shape(x)), np.dtype(x.dtype if hasattr(x, "dtype") else np.result_type(x)).str)
+                   for x in leaves)
+    args = (loss_fn, treedef, shapes, top, num_iters, trace_probes, density, density_probes, density_iters,
+            tuple(select) if isinstance(select, list) else select, curvature, minibatches)
+    one, (m_iter, d_iter) = None, (None, None)
+    if not callable(args[9]):
+        try:
+            one, (m_iter, d_iter) = _point_function(*args)
+        except TypeError:  # an unhashable loss or option: built afresh
+            pass
+    if one is None:
+        one, (m_iter, d_iter) = _point_function.__wrapped__(*args, point=point)
+    options = (f"{top}|{m_iter}|{trace_probes}|{density}|{density_probes}|{d_iter}|{select!r}|{curvature}|"
+               f"{_batch_shapes(loss_fn)}|{_batch_shapes(minibatches)}")
+    return one, options
+
+
+@functools.lru_cache(maxsize=8)
+def _point_function(loss_fn, treedef, shapes, top, num_iters, trace_probes, density, density_probes, density_iters,
+                    select, curvature, minibatches, point=None):
+    """:func:`_point_curvature`'s ``one`` and its ``(Lanczos steps, density steps)``; ``point``
+    (for a predicate ``select``) or else the shapes give the parameters' layout."""
+    if point is None:
+        point = jax.tree_util.tree_unflatten(treedef, [jax.ShapeDtypeStruct(s, np.dtype(d)) for s, d in shapes])
     mask = selection_mask(point, select)
-    p = int(sum(int(np.size(x)) for x, m in zip(jax.tree_util.tree_leaves(point), mask) if m))
+    p = int(sum(math.prod(s) for (s, _), m in zip(shapes, mask) if m))
     m_iter = _num_iters(p, top, num_iters)
     d_iter = int(min(density_iters, p))
 
@@ -981,9 +1011,13 @@ def _point_curvature(loss_fn, point, *, top, num_iters, trace_probes, density=Fa
             out.update({f"batch_{n}": v for n, v in per.items()})
         return out
 
-    options = (f"{top}|{m_iter}|{trace_probes}|{density}|{density_probes}|{d_iter}|{select!r}|{curvature}|"
-               f"{_batch_shapes(loss_fn)}|{_batch_shapes(minibatches)}")
-    return one, options
+    return one, (m_iter, d_iter)
+
+
+@functools.lru_cache(maxsize=8)
+def _vmapped_point(one):
+    """The jitted, member-vmapped ``one`` (cached on it: the same ``one`` is traced once)."""
+    return jax.jit(jax.vmap(one, in_axes=(0, 0, None)))
 
 
 def _chunked(one, take, total: int, key, *, chunk_size, mesh, checkpoint, fingerprint, keep_checkpoint, progress,
@@ -997,7 +1031,7 @@ def _chunked(one, take, total: int, key, *, chunk_size, mesh, checkpoint, finger
     pl = placement(mesh)
     chunk_size = pl.padded(int(max(1, min(chunk_size, total))))
     n_chunks = -(-total // chunk_size)
-    run = jax.jit(jax.vmap(one, in_axes=(0, 0, None)))
+    run = _vmapped_point(one)
 
     def compute(c):
         idx = np.arange(c * chunk_size, (c + 1) * chunk_size) % total  # the last chunk wraps (padding)

@@ -393,3 +393,25 @@ def test_the_old_many_names_are_deprecated_aliases_of_stacked(small):
         old = H.spectral_density_many(f, stacked, key=key, num_probes=2, num_iters=6)
     new = H.spectral_density(f, stacked, key=key, num_probes=2, num_iters=6, stacked=True)
     np.testing.assert_array_equal(old.nodes, new.nodes)
+
+
+def test_the_same_loss_on_the_same_data_reuses_its_traced_program(small):
+    """A built-in model's loss on equal data (new arrays, as the next command of a resident
+    process reads them) is the same function, so ensemble_curvature traces nothing again —
+    and gives bitwise the same numbers; other data, another model: a new function."""
+    model, d, params, _, _, _ = small
+    copy = ls.data.Split(np.array(d.train.x, copy=True), np.array(d.train.y, copy=True))
+    f1 = ls.models.loss_fn(model, d.train, "cross_entropy")
+    assert ls.models.loss_fn(model, copy, "cross_entropy") is f1
+    other = ls.data.Split(d.train.x + 1.0, d.train.y)
+    assert ls.models.loss_fn(model, other, "cross_entropy") is not f1
+    assert ls.models.loss_fn(model, d.train, "mse") is not f1
+    assert ls.models.loss_fn(model, d.train, "cross_entropy", batch_size=16) is not f1
+    stacked = ls.tree.stack([params, ls.tree.scale(0.5, params)])
+    kw = dict(key=jax.random.key(3), top=2, num_iters=8, trace_probes=2)
+    first = H.ensemble_curvature(f1, stacked, **kw)
+    traced = H._vmapped_point.cache_info().misses
+    again = H.ensemble_curvature(ls.models.loss_fn(model, copy, "cross_entropy"), stacked, **kw)
+    assert H._vmapped_point.cache_info().misses == traced  # no new program
+    for k in first:
+        np.testing.assert_array_equal(first[k], again[k])
