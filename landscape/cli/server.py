@@ -442,6 +442,10 @@ class _Stream(io.TextIOBase):
         return len(s)
 
 
+class _NoDirectory(Exception):
+    """The client's working directory cannot be entered (removed, or no permission)."""
+
+
 class _Server:
     def __init__(self, path: Path, idle_s: float, log) -> None:
         import queue
@@ -451,7 +455,7 @@ class _Server:
         self.jobs: queue.Queue = queue.Queue()
         self.lock = threading.Lock()
         self.busy = False           # a command was taken (queued or executing)
-        self.running = False        # a command is executing in the main thread
+        self.running = 0            # the number of the command executing in the main thread (0: none)
         self.stopping = False
         self.served = 0
         self.started = time.time()
@@ -519,6 +523,7 @@ class _Server:
         print("landscape serve: asked to stop; leaving", file=self.log, flush=True)
 
     def run(self, conn, lines: _Lines, msg: dict) -> None:
+        import socket
         import threading
         import traceback
         import warnings
@@ -526,48 +531,67 @@ class _Server:
         out_lock = threading.Lock()
         tty_out, tty_err = (list(msg.get("tty", [])) + [False, False])[:2]
         out, err = _Stream(conn, "out", tty_out, out_lock), _Stream(conn, "err", tty_err, out_lock)
-        with conn:
-            status = EXIT_INTERNAL
-            before = set(sys.modules)
-            mask = os.umask(int(msg.get("umask", 0o022)))
-            t0 = time.perf_counter()
+        job = self.served + 1
+        watcher = threading.Thread(target=self.watch, args=(lines, job), daemon=True)
+        status = EXIT_INTERNAL
+        before = set(sys.modules)
+        mask = os.umask(int(msg.get("umask", 0o022)))
+        t0 = time.perf_counter()
+        try:  # at most one KeyboardInterrupt comes from the watcher (it fires once, only while running)
             try:
-                os.chdir(msg["cwd"])
+                try:
+                    os.chdir(msg["cwd"])
+                except OSError as exc:
+                    raise _NoDirectory(f"landscape: error: cannot enter {msg['cwd']}: {exc.strerror}") from None
                 with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
                         _columns_env(msg.get("columns")), warnings.catch_warnings():
                     with self.lock:
-                        self.running = True
-                    threading.Thread(target=self.watch, args=(lines,), daemon=True).start()
-                    try:
-                        status = _execute(list(msg["argv"]))
-                    finally:
-                        with self.lock:
-                            self.running = False
-                            _raise_in_main(None)  # a cancel that came too late is dropped
+                        self.running = job
+                    watcher.start()
+                    status = _execute(list(msg["argv"]))
             except KeyboardInterrupt:
                 status = EXIT_INTERRUPTED
+            except _NoDirectory as exc:
+                with contextlib.suppress(OSError):
+                    _send(conn, {"err": f"{exc}\n"})
+                status = 2
             except BaseException:  # noqa: BLE001 - the server outlives any one command
                 with contextlib.suppress(OSError):
                     _send(conn, {"err": traceback.format_exc()})
                 status = EXIT_INTERNAL
             finally:
-                os.chdir("/")  # between commands the server holds no directory of anyone's
-                os.umask(mask)
-                _forget_user_modules(before)
-            with contextlib.suppress(OSError):
-                _send(conn, {"exit": status})
-            self.served += 1
-            print(f"landscape serve: [{time.strftime('%H:%M:%S')}] exit {status} in "
-                  f"{time.perf_counter() - t0:.2f} s: landscape {' '.join(msg['argv'])}", file=self.log, flush=True)
+                while True:  # stop the watcher firing, and take back a cancel that came too late
+                    try:
+                        with self.lock:
+                            self.running = 0
+                            _raise_in_main(None)
+                        break
+                    except KeyboardInterrupt:  # it fired as the command ended
+                        status = EXIT_INTERRUPTED
+        except KeyboardInterrupt:
+            status = EXIT_INTERRUPTED
+        os.chdir("/")  # between commands the server holds no directory of anyone's
+        os.umask(mask)
+        _forget_user_modules(before)
+        with contextlib.suppress(OSError):
+            _send(conn, {"exit": status})
+        with contextlib.suppress(OSError):
+            conn.shutdown(socket.SHUT_RDWR)  # wakes the watcher's read (closing alone would not)
+        conn.close()
+        if watcher.is_alive():
+            watcher.join(timeout=5)
+        self.served = job
+        print(f"landscape serve: [{time.strftime('%H:%M:%S')}] exit {status} in "
+              f"{time.perf_counter() - t0:.2f} s: landscape {' '.join(msg['argv'])}", file=self.log, flush=True)
 
-    def watch(self, lines: _Lines) -> None:
-        """Interrupt the running command, as Ctrl-C would, when its client cancels it or goes away."""
+    def watch(self, lines: _Lines, job: int) -> None:
+        """Interrupt command ``job``, as Ctrl-C would, when its client cancels it or goes away."""
         while True:
             msg = lines.next()
             if msg is not None and "cancel" not in msg:
                 continue
             with self.lock:
-                if self.running:
+                if self.running == job:
                     _raise_in_main(KeyboardInterrupt)
             return
 
