@@ -191,7 +191,8 @@ def socket_path(fp: str | None = None) -> Path | None:
     Returns:
       ``DIR/landscape-<fingerprint>.sock``, DIR ``$XDG_RUNTIME_DIR`` or else
       ``landscape-UID`` in the temporary directory — the first that only this user can enter
-      and whose socket path fits a Unix socket's 107 bytes — or ``None`` where neither does.
+      and whose socket path fits a Unix socket's 107 bytes — or ``None`` where neither does
+      (and on a system that is not POSIX: there every command runs in its own process).
 
     Examples:
       >>> from landscape.cli import server
@@ -200,6 +201,8 @@ def socket_path(fp: str | None = None) -> Path | None:
     """
     import tempfile
 
+    if os.name != "posix" or not hasattr(os, "getuid"):  # Unix sockets and user ids: POSIX only
+        return None
     name = f"landscape-{fp or fingerprint()}.sock"
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     for where, create in ((Path(runtime), False) if runtime else (None, False),
