@@ -296,14 +296,3 @@ def test_modules_imported_from_outside_the_environment_are_forgotten(tmp_path, m
     server._forget_user_modules(before)
     assert "users_helper_mod" not in sys.modules
     assert "json.tool" in sys.modules
-
-
-@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads through Linux's /proc")
-def test_the_server_keeps_no_thread_of_a_finished_command(served, tmp_path):
-    env, _, proc = served
-    assert run("train", "--out", "r", *TINY, cwd=tmp_path, env=env).returncode == 0
-    assert run("info", "r", cwd=tmp_path, env=env).returncode == 0
-    threads = len(os.listdir(f"/proc/{proc.pid}/task"))
-    for _ in range(3):
-        assert run("info", "r", cwd=tmp_path, env=env).returncode == 0
-    assert len(os.listdir(f"/proc/{proc.pid}/task")) == threads
