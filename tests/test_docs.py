@@ -9,10 +9,16 @@ as written, in one fresh interpreter; the shell blocks marked ``run`` run as wri
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
+import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -127,8 +133,7 @@ RUN_VALUES = {("--metric", "n"): "test_loss", ("--iters", "3"): "12"}
 #: Lines that cannot run on this machine, and why (each is parsed by the test above).
 NOT_HERE = {"prepare": "downloads a data set (no internet here)",
             "--coordinator": "several processes (tests/test_distributed.py runs them)",
-            "--movie mp4": "needs ffmpeg",
-            "landscape serve": "a resident process (tests/test_server.py starts, uses and stops servers)"}
+            "--movie mp4": "needs ffmpeg"}
 
 
 def _small(argv: list[str], results: dict[str, str]) -> list[str]:
@@ -151,22 +156,8 @@ def _documented_commands():
     return [(b, line) for b in SHELL if b.mark is None for line in _lines(b) if landscape_argv(line)]
 
 
-@pytest.mark.slow
-def test_documented_commands_run_on_a_small_run(tmp_path):
-    """Every documented ``landscape …`` line of a synopsis or an unmarked shell block runs, in
-    document order, in one directory — every optional part included, the first of each set of
-    alternatives — on a small run: ``RUN`` is a 3-seed digits network trained with snapshots,
-    ``RESULT`` the plane the first ``surface`` line wrote, and the sizes are capped by ``SMALL``
-    (a 51-point grid runs as 5 points, 2000 steps as 20, 64 seeds as 3).  Each line must
-    exit 0."""
-    env = subprocess_env()
-    env["LANDSCAPE_COMPILE_CACHE"] = os.environ.get("LANDSCAPE_COMPILE_CACHE", "off")
-
-    def sh(argv, extra_env=None, where=""):
-        r = run(*argv, cwd=tmp_path, env={**env, **(extra_env or {})}, timeout=900)
-        assert r.returncode == 0, f"{where}: `landscape {' '.join(argv)}` failed\n{r.stdout[-2000:]}\n{r.stderr[-4000:]}"
-        return r
-
+def _run_documented_commands(sh, tmp_path):
+    """Run every documented line (``sh(argv, extra_env, where)``); returns (ran, skipped)."""
     sh(["train", "--seeds", "3", "--hidden", "8", "--steps", "60", "--lr", "1", "--snapshot-every", "20",
         "--log-every", "20", "--quiet", "--no-plot", "--out", "runs/x"], where="the small run")
     results: dict[str, str] = {}
@@ -184,7 +175,10 @@ def test_documented_commands_run_on_a_small_run(tmp_path):
             n = argv[argv.index("--devices") + 1]
             extra["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={n}"
         before = set((tmp_path / "runs" / "x" / "results").glob("*.npz"))
-        sh(argv, extra, where=f"{block.where}: `{line}`")
+        r = sh(argv, extra, where=f"{block.where}: `{line}`")
+        if argv == ["serve", "--status"]:  # the commands after `serve --detach` went to the server
+            served = int(r.stdout.split(" command(s) served")[0].split()[-1])
+            assert served >= 1, f"{block.where}: no command reached the server: {r.stdout}"
         new = set((tmp_path / "runs" / "x" / "results").glob("*.npz")) - before
         if argv[0] == "surface" and "runs/x/results/r.npz" not in results:
             assert len(new) == 1, new
@@ -192,6 +186,41 @@ def test_documented_commands_run_on_a_small_run(tmp_path):
         ran.append(line)
     assert len(ran) >= 20 and {"surface", "hessian", "compare", "basins", "animate", "race", "export", "plot",
                                "demo", "info", "cache"} <= {landscape_argv(x)[0] for x in ran}
+    return ran, skipped
+
+
+@pytest.mark.slow
+def test_documented_commands_run_on_a_small_run(tmp_path):
+    """Every documented ``landscape …`` line of a synopsis or an unmarked shell block runs, in
+    document order, in one directory — every optional part included, the first of each set of
+    alternatives — on a small run: ``RUN`` is a 3-seed digits network trained with snapshots,
+    ``RESULT`` the plane the first ``surface`` line wrote, and the sizes are capped by ``SMALL``
+    (a 51-point grid runs as 5 points, 2000 steps as 20, 64 seeds as 3).  Each line must
+    exit 0; ``landscape serve`` lines start, query and stop a real server, which runs the
+    commands between them (``serve --status`` must report at least one)."""
+    env = subprocess_env()
+    env["LANDSCAPE_COMPILE_CACHE"] = os.environ.get("LANDSCAPE_COMPILE_CACHE", "off")
+    # `landscape serve` lines start a real server: its socket in a private directory of the
+    # test's own (short: a Unix socket's path has at most 107 bytes), and the commands between
+    # `serve --detach` and `serve --stop` are handed to it, as they are for a user
+    sockets = Path(tempfile.mkdtemp(prefix="ls-"))
+    env["XDG_RUNTIME_DIR"] = str(sockets)
+    env.pop("LANDSCAPE_SERVE", None)
+
+    def sh(argv, extra_env=None, where=""):
+        r = run(*argv, cwd=tmp_path, env={**env, **(extra_env or {})}, timeout=900)
+        assert r.returncode == 0, f"{where}: `landscape {' '.join(argv)}` failed\n{r.stdout[-2000:]}\n{r.stderr[-4000:]}"
+        return r
+
+    try:
+        ran, skipped = _run_documented_commands(sh, tmp_path)
+    finally:  # no server outlives the test, whatever happened
+        for described in sockets.glob("*.json"):
+            with contextlib.suppress(OSError, ValueError, ProcessLookupError):
+                os.kill(int(json.loads(described.read_text())["pid"]), signal.SIGTERM)
+        shutil.rmtree(sockets, ignore_errors=True)
+    assert len(ran) >= 20 and {"surface", "hessian", "compare", "basins", "animate", "race", "export", "plot",
+                               "demo", "info", "cache", "serve"} <= {landscape_argv(x)[0] for x in ran}
     assert all(reason for _, reason in skipped) and len(skipped) <= 4, skipped
 
 

@@ -83,8 +83,10 @@ def served(tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
             raise
-    assert stopped.returncode == 0 and "stopped" in stopped.stdout
+    assert stopped.returncode == 0 and stopped.stdout == f"stopped the landscape server (pid {proc.pid})\n"
     assert proc.returncode == 0, log.read_text()
+    after = run("serve", "--stop", cwd=home, env=env)
+    assert after.returncode == 1 and after.stdout.startswith("no landscape server is running for this environment")
     assert not list((home / "sockets").glob("*.sock")), "the server left its socket behind"
     assert "asked to stop; leaving" in log.read_text()
 
@@ -172,6 +174,10 @@ def test_one_server_per_environment(served, tmp_path):
     second = run("serve", "--idle", "5", cwd=tmp_path, env=env)
     assert second.returncode == 2
     assert f"already running (pid {proc.pid}" in second.stderr
+    # `--detach` makes sure one runs: this one does, so it starts nothing and says so
+    again = run("serve", "--detach", cwd=tmp_path, env=env)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith(f"a landscape server for this environment is already running: pid {proc.pid}, ")
     # another environment does not reach it, and is told why
     other = {**env, "LANDSCAPE_TEST_MARKER": "1"}
     r = run("serve", "--status", cwd=tmp_path, env=other)
@@ -296,3 +302,4 @@ def test_modules_imported_from_outside_the_environment_are_forgotten(tmp_path, m
     server._forget_user_modules(before)
     assert "users_helper_mod" not in sys.modules
     assert "json.tool" in sys.modules
+

@@ -386,38 +386,30 @@ def cmd_cache(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from ..errors import ConfigError
     from . import server
 
     if args.status or args.stop:
-        answer = server.request({"stop": True} if args.stop else {"status": True})
+        answer = server.request({"status": True}) if args.status else server.stop()
         if answer is None:
             print("no landscape server is running for this environment")
             for other in server.others():  # why a server that runs is not this one
                 print(f"  a server of another environment runs (pid {other['pid']}); it differs in: "
                       f"{', '.join(other['differs']) or 'nothing (it is starting or stopping)'}")
             return 1
-        if args.status:
-            up = time.time() - answer["started"]
-            print(f"landscape server: pid {answer['pid']}, socket {answer['socket']}, up {up:.0f} s, "
-                  f"{answer['served']} command(s) served, {'busy' if answer['busy'] else 'idle'}")
+        if args.stop:
+            answer, stopped = answer
+            print(f"stopped the landscape server (pid {answer['pid']})" if stopped else
+                  f"the landscape server (pid {answer['pid']}) leaves after its current command")
             return 0
-        path = Path(answer.get("socket") or server.socket_path() or "")
-        deadline = time.monotonic() + 600
-        while server.request({"status": True}, path) is not None and time.monotonic() < deadline:
-            time.sleep(0.1)
-        print(f"stopped the landscape server (pid {answer['pid']})")
+        print(f"landscape server: pid {answer['pid']}, socket {answer['socket']}, "
+              f"up {time.time() - answer['started']:.0f} s, {answer['served']} command(s) served, "
+              f"{'busy' if answer['busy'] else 'idle'}")
         return 0
     if args.detach:
-        path = server.socket_path()
-        if path is None:
-            raise ConfigError(server.NO_SOCKET)
-        answer = server.request({"status": True}, path)
-        if answer is not None:
-            raise ConfigError(f"a server for this environment is already running (pid {answer['pid']}, {path})")
-        log = path.with_suffix(".log")
-        answer = server.start_detached(args.idle, log)
-        print(f"landscape server ready: pid {answer['pid']}, socket {answer['socket']}, log {log}")
+        answer, started = server.start_detached(args.idle)
+        print(f"landscape server ready: pid {answer['pid']}, socket {answer['socket']}" if started else
+              f"a landscape server for this environment is already running: pid {answer['pid']}, "
+              f"socket {answer['socket']}")
         return 0
     return server.serve(args.idle)
 
