@@ -303,3 +303,79 @@ def test_modules_imported_from_outside_the_environment_are_forgotten(tmp_path, m
     assert "users_helper_mod" not in sys.modules
     assert "json.tool" in sys.modules
 
+
+def test_a_command_taken_as_the_idle_time_runs_out_is_run_not_dropped():
+    """The acceptor takes a command (``busy``) a moment before it queues it; if the idle time
+    ends in between, the server must run it, not leave with its client waiting (that client
+    would get "the server stopped during the command" for a command never run)."""
+    import io
+    import threading
+
+    srv = server._Server(Path("/nonexistent/landscape.sock"), idle_s=0.05, log=io.StringIO())
+    ran = []
+    srv.run = lambda *job: ran.append(job)
+    job = ("conn", "lines", {"argv": ["info", "runs/x"]})
+    with srv.lock:
+        srv.busy = True  # taken, not yet queued
+    late = threading.Timer(0.4, srv.jobs.put, args=(job,))
+    late.start()
+    srv.loop()
+    late.join()
+    assert ran == [job]
+    assert srv.stopping and not srv.busy  # it left only when idle again, refusing what comes after
+    assert srv.log.getvalue().splitlines() == ["landscape serve: no command for 0.05 s; leaving"]
+
+
+def test_an_idle_server_whose_sources_changed_leaves(monkeypatch):
+    """After an edit or an upgrade no command can reach a server (its fingerprint is stale):
+    it leaves when idle rather than hold memory (on a GPU, device memory) until its idle time
+    ends — here with no idle limit at all.  The check compares the identity it started with to
+    the present one, so a changed ``sources`` part stands for an edited file."""
+    import io
+
+    monkeypatch.setattr(server, "STALE_CHECK_S", 0.1)
+    fresh = server._Server(Path("/nonexistent/landscape.sock"), idle_s=0.5, log=io.StringIO())
+    assert not fresh.stale()
+    fresh.loop()  # nothing changed: it leaves only for being idle
+    assert fresh.log.getvalue().splitlines() == ["landscape serve: no command for 0.5 s; leaving"]
+    for part in ("sources", "libraries", "python"):
+        srv = server._Server(Path("/nonexistent/landscape.sock"), idle_s=0, log=io.StringIO(),
+                             started_as={**server.identity(), part: "as it was before"})
+        assert srv.stale()
+        srv.loop()
+        assert srv.stopping
+        assert srv.log.getvalue().splitlines() == [
+            "landscape serve: the landscape sources or the libraries it runs have changed (no command can "
+            "reach it); leaving"]
+    # a variable set in the server's own environment after it started changes nothing
+    monkeypatch.setenv("LANDSCAPE_TEST_MARKER", "1")
+    assert not fresh.stale()
+
+
+@pytest.mark.slow  # a server start (imports) and up to STALE_CHECK_S of waiting
+def test_a_server_leaves_once_its_sources_are_edited(tmp_path):
+    """A real server, run from a copy of the package: editing one of its files (here: a new
+    modification time) makes it leave — no command could reach it any more."""
+    import landscape
+
+    pkg = tmp_path / "pkg"
+    shutil.copytree(Path(landscape.__file__).parent, pkg / "landscape", ignore=shutil.ignore_patterns("__pycache__"))
+    env = _env(tmp_path / "sockets", PYTHONPATH=str(pkg))
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "landscape.cli", "serve", "--idle", "0"], cwd=tmp_path,
+                                env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+    try:
+        _wait(lambda: _status(env, tmp_path) or proc.poll() is not None, START_S, "the server")
+        assert proc.poll() is None, log.read_text()
+        edited = pkg / "landscape" / "errors.py"
+        st = edited.stat()
+        os.utime(edited, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+        assert _status(env, tmp_path) is None  # the fingerprint here has changed: it is not reached
+        proc.wait(timeout=server.STALE_CHECK_S + 60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    assert "the landscape sources or the libraries it runs have changed" in log.read_text()
+    assert not list((tmp_path / "sockets").glob("*.sock"))

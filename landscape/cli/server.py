@@ -24,7 +24,9 @@ directory, umask, warning filters and output streams; Python modules it imported
 the installed environment (a user's own model code) are forgotten afterwards, so an edited
 model file is read again.  Ctrl-C (or a kill) of the waiting ``landscape`` command interrupts
 the command in the server as Ctrl-C would interrupt it locally: the files on disk are complete
-old or new versions.  The server leaves after ``--idle`` seconds without a command.
+old or new versions.  The server leaves after ``--idle`` seconds without a command, and as
+soon as it is idle once the Python, the landscape sources or the libraries it was started with
+change on disk (no command can reach it then: their fingerprint differs).
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ _MULTI_PROCESS_ENV = ("LANDSCAPE_COORDINATOR", "JAX_COORDINATOR_ADDRESS", "LANDS
                       "JAX_NUM_PROCESSES")
 
 EXIT_INTERNAL = 1
+#: How often an idle server checks that the sources and libraries it runs are still the installed ones.
+STALE_CHECK_S = 10.0
 EXIT_INTERRUPTED = 130
 NO_SOCKET = ("no private directory with a short path for the server's socket ($XDG_RUNTIME_DIR, or a "
              "landscape-UID directory in the temporary directory, that only you can enter)")
@@ -450,11 +454,13 @@ class _NoDirectory(Exception):
 
 
 class _Server:
-    def __init__(self, path: Path, idle_s: float, log) -> None:
+    def __init__(self, path: Path, idle_s: float, log, started_as: dict | None = None) -> None:
         import queue
         import threading
 
         self.path, self.idle_s, self.log = path, idle_s, log
+        self.environ = dict(os.environ)  # as started: what its socket's name was computed from
+        self.started_as = identity(self.environ) if started_as is None else started_as
         self.jobs: queue.Queue = queue.Queue()
         self.lock = threading.Lock()
         self.busy = False           # a command was taken (queued or executing)
@@ -506,14 +512,32 @@ class _Server:
                 conn.close()
 
     # -- the main thread: runs the commands
+    def stale(self) -> bool:
+        """Whether the Python, the landscape sources or the libraries it was started with have
+        changed on disk since: then no command can reach it (their fingerprint differs)."""
+        now = identity(self.environ)
+        return any(now[k] != self.started_as.get(k) for k in ("python", "sources", "libraries"))
+
     def loop(self) -> None:
         import queue
 
+        last = time.monotonic()  # the end of the last command (or the start)
         while not self.stopping:
+            left = last + self.idle_s - time.monotonic() if self.idle_s else STALE_CHECK_S
             try:
-                job = self.jobs.get(timeout=self.idle_s or None)
+                job = self.jobs.get(timeout=max(0.05, min(left, STALE_CHECK_S)))
             except queue.Empty:
-                print(f"landscape serve: no command for {self.idle_s:g} s; leaving", file=self.log, flush=True)
+                if self.idle_s and time.monotonic() - last >= self.idle_s:
+                    why = f"no command for {self.idle_s:g} s"
+                elif self.stale():
+                    why = "the landscape sources or the libraries it runs have changed (no command can reach it)"
+                else:
+                    continue
+                with self.lock:
+                    if self.busy:  # a command was taken as the time ran out: it runs, then we wait again
+                        continue
+                    self.stopping = True  # from here on every command is refused (runs in its own process)
+                print(f"landscape serve: {why}; leaving", file=self.log, flush=True)
                 return
             if job is None:
                 print("landscape serve: asked to stop; leaving", file=self.log, flush=True)
@@ -523,6 +547,7 @@ class _Server:
             finally:
                 with self.lock:
                     self.busy = False
+                last = time.monotonic()
         print("landscape serve: asked to stop; leaving", file=self.log, flush=True)
 
     def run(self, conn, lines: _Lines, msg: dict) -> None:
@@ -655,10 +680,12 @@ def _warm_up() -> None:
 
 
 def serve(idle_s: float = 1800.0, log=None) -> int:
-    """Serve this environment's commands until stopped, interrupted or idle for ``idle_s`` seconds.
+    """Serve this environment's commands until stopped, interrupted or idle for ``idle_s`` seconds
+    — or, checked every :data:`STALE_CHECK_S` seconds while idle, until the Python, the
+    landscape sources or the libraries it was started with change (an edit, an upgrade).
 
     Args:
-      idle_s: leave after this many seconds without a command (0: never).
+      idle_s: leave after this many seconds without a command (0: never for that reason).
       log: where to write one line per command (default ``sys.stderr``).
 
     Returns:
@@ -703,10 +730,11 @@ def serve(idle_s: float = 1800.0, log=None) -> int:
         return 2
     ours = path.stat().st_ino
     described = path.with_suffix(".json")  # what this server serves, for `serve --status` elsewhere
-    files.atomic_write_json(described, {"pid": os.getpid(), "identity": identity()})
+    started_as = identity()
+    files.atomic_write_json(described, {"pid": os.getpid(), "identity": started_as})
     os.chdir("/")
     _warm_up()
-    server = _Server(path, idle_s, log)
+    server = _Server(path, idle_s, log, started_as)
     print(f"landscape serve: ready (pid {os.getpid()}, socket {path}"
           + (f", leaves after {idle_s:g} s idle)" if idle_s else ")"), file=log, flush=True)
     threading.Thread(target=server.accept_forever, args=(listener,), daemon=True).start()
