@@ -379,3 +379,45 @@ def test_a_server_leaves_once_its_sources_are_edited(tmp_path):
     assert proc.returncode == 0
     assert "the landscape sources or the libraries it runs have changed" in log.read_text()
     assert not list((tmp_path / "sockets").glob("*.sock"))
+
+
+def test_autostart_is_only_for_auto_and_for_commands_a_server_may_run(tmp_path, monkeypatch):
+    tmp_path.chmod(0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(_short(tmp_path)))
+    for value in (None, "0", "off", "1", "yes"):
+        if value is None:
+            monkeypatch.delenv(server.ENV, raising=False)
+        else:
+            monkeypatch.setenv(server.ENV, value)
+        assert server.autostart_target(["info", "run"]) is None, value
+    monkeypatch.setenv(server.ENV, "auto")
+    target = server.autostart_target(["surface", "run", "--seeds", "0"])
+    assert target["socket"] == server.socket_path() and target["env"] == dict(os.environ)
+    for argv in (["serve", "--detach"], ["surface", "run", "--no-compile-cache"], ["info"], ["--help"],
+                 ["surface", "run", "--coordinator", "h:1", "--num-processes", "2", "--process-id", "0"]):
+        assert server.autostart_target(argv) is None, argv
+    monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "h:1")
+    assert server.autostart_target(["info", "run"]) is None
+    assert server.start_in_background(None) is None
+
+
+@pytest.mark.slow  # a server start (imports)
+def test_with_serve_auto_a_command_leaves_a_server_for_the_next(tmp_path):
+    """``LANDSCAPE_SERVE=auto``: the first command runs in its own process and starts a server
+    when done; the next goes to it (and starts no other)."""
+    env = {**_env(tmp_path / "sockets"), server.ENV: "auto"}
+    first = run("train", *TINY, "--no-plot", "--out", "runs/a", cwd=tmp_path, env=env)
+    assert first.returncode == 0, first.stderr
+    pid = _wait(lambda: _status(env, tmp_path), START_S, "the server the first command started")["pid"]
+    try:
+        second = run("info", "runs/a", cwd=tmp_path, env=env)
+        assert second.returncode == 0, second.stderr
+        local = run("info", "runs/a", cwd=tmp_path, env={**env, server.ENV: "0"})
+        assert second.stdout == local.stdout
+        status = _status(env, tmp_path)
+        assert status["pid"] == pid and status["served"] == 1
+        assert len(list((tmp_path / "sockets").glob("*.sock"))) == 1
+    finally:
+        stopped = run("serve", "--stop", cwd=tmp_path, env=env)
+    assert stopped.returncode == 0 and f"(pid {pid})" in stopped.stdout
+    assert "landscape serve: ready" in next((tmp_path / "sockets").glob("*.log")).read_text()

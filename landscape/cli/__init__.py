@@ -168,15 +168,20 @@ def entry() -> None:
     Python callers use :func:`main`, which returns and leaves the interpreter alone.
 
     Where ``landscape serve`` runs for this environment, the command runs there instead
-    (:func:`.server.route`), unless it must run in a process of its own.
+    (:func:`.server.route`), unless it must run in a process of its own; with
+    ``LANDSCAPE_SERVE=auto`` a command that found no server starts one when it is done
+    (:func:`.server.start_in_background`).
     """
-    from .server import route
+    from .server import autostart_target, route, start_in_background
 
     routed = route(sys.argv[1:])
     if routed is not None:
         status, joined = routed, False
     else:
+        target = autostart_target(sys.argv[1:])  # LANDSCAPE_SERVE=auto: a server for the next command
         status, joined = _run(None)
+        if not joined:
+            start_in_background(target)
     if joined:
         sys.exit(status)
     if "logging" in sys.modules:

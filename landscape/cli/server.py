@@ -44,11 +44,15 @@ from pathlib import Path
 # where it is used.
 
 __all__ = ["ENV", "VOLATILE", "identity", "fingerprint", "differences", "socket_path", "route", "request", "serve",
-           "start_detached", "others"]
+           "start_detached", "stop", "others", "autostart_target", "start_in_background"]
 
-#: ``$LANDSCAPE_SERVE``: ``0``, ``off``, ``false`` or ``no`` — never hand commands to a server.
+#: ``$LANDSCAPE_SERVE``: ``0``, ``off``, ``false`` or ``no`` — never hand commands to a server;
+#: ``auto`` — also start one (in the background, once a command has run in its own process).
 ENV = "LANDSCAPE_SERVE"
 _OFF = ("0", "off", "false", "no")
+_AUTO = "auto"
+#: How long a server started by ``LANDSCAPE_SERVE=auto`` waits for a command before it leaves.
+AUTO_IDLE_S = 1800.0
 
 #: Environment variables that differ between two terminals of one user and change no result:
 #: left out of the fingerprint.  Every other variable must match the server's exactly.
@@ -294,6 +298,32 @@ def request(message: dict, path: Path | None = None) -> dict | None:
 # ---------------------------------------------------------------------- the client side
 
 
+def _routable(argv: list[str], path: Path | None = None) -> Path | None:
+    """The socket a server for ``landscape ARGV`` would listen on, or ``None`` where the command
+    must run in its own process (``LANDSCAPE_SERVE=0``, a multi-process run, a usage error,
+    ``--help``, ``serve`` itself, ``--no-compile-cache``, no private socket directory)."""
+    if os.environ.get(ENV, "").strip().lower() in _OFF:
+        return None
+    if any(os.environ.get(k) for k in _MULTI_PROCESS_ENV):
+        return None
+    path = path or socket_path()
+    if path is None:
+        return None
+    from .parser import UsageError, build_parser
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            args = build_parser().parse_args(argv)
+    except (UsageError, SystemExit):  # a usage error, --help, --version: the local run prints them
+        return None
+    if args.command is None or args.command in _LOCAL_COMMANDS:
+        return None
+    if getattr(args, "no_compile_cache", False) or any(
+            getattr(args, k, None) is not None for k in ("coordinator", "num_processes", "process_id")):
+        return None
+    return path
+
+
 def route(argv: list[str]) -> int | None:
     """Run ``landscape ARGV`` in this environment's server, if one is running and may run it.
 
@@ -317,24 +347,11 @@ def route(argv: list[str]) -> int | None:
     """
     if os.environ.get(ENV, "").strip().lower() in _OFF:
         return None
-    if any(os.environ.get(k) for k in _MULTI_PROCESS_ENV):
-        return None
     path = socket_path()
-    if path is None or not path.exists():
+    if path is None or not path.exists():  # the common case, decided before the parser is imported
         return None
-    from .parser import UsageError, build_parser
-
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            args = build_parser().parse_args(argv)
-    except (UsageError, SystemExit):  # a usage error, --help, --version: the local run prints them
-        return None
-    if args.command is None or args.command in _LOCAL_COMMANDS:
-        return None
-    if getattr(args, "no_compile_cache", False) or any(
-            getattr(args, k, None) is not None for k in ("coordinator", "num_processes", "process_id")):
-        return None
-    conn = _connect(path)
+    path = _routable(argv, path)
+    conn = _connect(path) if path is not None else None
     if conn is None:  # a server that was killed left its socket behind
         return None
     mask = os.umask(0)
@@ -344,6 +361,67 @@ def route(argv: list[str]) -> int | None:
         _send(conn, {"argv": list(argv), "cwd": os.getcwd(), "umask": mask, "tty": tty,
                      "columns": _columns(), "pid": os.getpid()})
         return _relay(conn)
+
+
+def autostart_target(argv: list[str]) -> dict | None:
+    """With ``LANDSCAPE_SERVE=auto``: what :func:`start_in_background` needs to start a server
+    for ``landscape ARGV`` once it has run in its own process.  Taken *before* the command runs,
+    so that the server gets the environment the command was typed in.
+
+    Args:
+      argv: the command line after ``landscape``.
+
+    Returns:
+      ``{"socket": Path, "env": {…}}``, or ``None``: ``LANDSCAPE_SERVE`` is not ``auto``, or the
+      command must run in its own process (:func:`route`'s rules).
+
+    Examples:
+      >>> import os
+      >>> from landscape.cli import server
+      >>> os.environ["LANDSCAPE_SERVE"] = "auto"
+      >>> server.autostart_target(["serve", "--status"]) is None     # never for `serve` itself
+      True
+      >>> target = server.autostart_target(["info", "runs/demo"])
+      >>> target["socket"] == server.socket_path() and target["env"]["LANDSCAPE_SERVE"] == "auto"
+      True
+      >>> del os.environ["LANDSCAPE_SERVE"]
+    """
+    if os.environ.get(ENV, "").strip().lower() != _AUTO:
+        return None
+    path = _routable(argv)
+    return None if path is None else {"socket": path, "env": dict(os.environ)}
+
+
+def start_in_background(target: dict | None, idle_s: float = AUTO_IDLE_S) -> int | None:
+    """Start ``landscape serve --idle IDLE_S`` in the background for :func:`autostart_target`'s
+    target, unless a server answers there already; return at once (the server imports and
+    warms up on its own, its output in the socket's ``.log``).  Called after a command has run
+    in its own process, so that the two never hold the same accelerator at once.
+
+    Args:
+      target: :func:`autostart_target`'s answer (``None``: do nothing).
+      idle_s: the server leaves after this many seconds without a command.
+
+    Returns:
+      the new server's process id, or ``None`` when none was started.
+
+    Examples:
+      >>> from landscape.cli import server
+      >>> server.start_in_background(None) is None
+      True
+    """
+    import subprocess
+
+    if target is None:
+        return None
+    path = Path(target["socket"])
+    if request({"status": True}, path) is not None:
+        return None
+    with contextlib.suppress(OSError), open(path.with_suffix(".log"), "ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "landscape.cli", "serve", "--idle", f"{idle_s:g}"],
+                                env=target["env"], cwd="/", stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                start_new_session=True).pid
+    return None
 
 
 def _isatty(stream) -> bool:
