@@ -63,18 +63,28 @@ def _wait(predicate, timeout_s: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _start(env, cwd: Path, log: Path, idle: str) -> subprocess.Popen:
+    """``landscape serve --idle IDLE`` in its own process, output to ``log``, once it answers."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "landscape.cli", "serve", "--idle", idle], cwd=cwd,
+                                env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+    try:
+        _wait(lambda: _status(env, cwd) or proc.poll() is not None, START_S, "the server")
+    except BaseException:
+        proc.kill()
+        raise
+    assert proc.poll() is None, log.read_text()
+    return proc
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """A running ``landscape serve`` and the environment that reaches it."""
     home = tmp_path_factory.mktemp("served")
     env = _env(home / "sockets")
     log = home / "serve.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "landscape.cli", "serve", "--idle", "600"], cwd=home,
-                                env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+    proc = _start(env, home, log, "600")
     try:
-        _wait(lambda: _status(env, home) or proc.poll() is not None, START_S, "the server")
-        assert proc.poll() is None, log.read_text()
         yield env, home, proc
     finally:
         stopped = run("serve", "--stop", cwd=home, env=env)
@@ -362,12 +372,8 @@ def test_a_server_leaves_once_its_sources_are_edited(tmp_path):
     shutil.copytree(Path(landscape.__file__).parent, pkg / "landscape", ignore=shutil.ignore_patterns("__pycache__"))
     env = _env(tmp_path / "sockets", PYTHONPATH=str(pkg))
     log = tmp_path / "serve.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "landscape.cli", "serve", "--idle", "0"], cwd=tmp_path,
-                                env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+    proc = _start(env, tmp_path, log, "0")
     try:
-        _wait(lambda: _status(env, tmp_path) or proc.poll() is not None, START_S, "the server")
-        assert proc.poll() is None, log.read_text()
         edited = pkg / "landscape" / "errors.py"
         st = edited.stat()
         os.utime(edited, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
