@@ -48,3 +48,16 @@ def test_deprecated_names_warn_and_still_work():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert callable(ls.data.load) and callable(ls.load_run) and callable(ls.models.output_loss)
+
+
+def test_every_package_of_the_library_is_installed():
+    """A non-editable install ships the packages ``pyproject.toml`` names: every directory of
+    the library with an ``__init__.py`` must be one of them (an editable install would hide a
+    missing one)."""
+    import pytest
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11 on
+    root = Path(landscape.__file__).resolve().parent
+    listed = set(tomllib.loads((root.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(root.parent).parts) for p in root.rglob("__init__.py")}
+    assert found == listed, found ^ listed

@@ -1,0 +1,82 @@
+"""Models: the built-in Flax networks, any model a researcher brings, and the losses.
+
+The Flax modules live here and nowhere else: the rest of the library sees only the pure
+functions ``model.init(key) -> params`` and ``model.apply(params, x) -> outputs`` on plain
+nested-dict parameter pytrees ``{"Dense_0": {"kernel": (D, H1), "bias": (H1,)}, ...}``
+(kernels ``(in, out)`` as everywhere in Flax), plus the state protocol (``init_state``,
+``apply_train``, ``apply_eval``) that BatchNorm needs.  One concept per module:
+
+* :mod:`~landscape.models.base` — activations, initialisers, what the built-ins share;
+* :mod:`~landscape.models.mlp`, :mod:`~landscape.models.cnn`, :mod:`~landscape.models.resnet`
+  — the built-in networks;
+* :mod:`~landscape.models.adapters` — any Flax Linen module, NNX model or ``(init, apply)`` pair;
+* :mod:`~landscape.models.resolve` — :func:`as_model`, built-ins from a run's description;
+* :mod:`~landscape.models.statistics` — BatchNorm statistics at a point of parameter space;
+* :mod:`~landscape.models.losses` — ``mse``, cross-entropy, accuracy, loss functions of the
+  parameters.
+
+Everything public is importable from ``landscape.models`` itself.
+"""
+
+from __future__ import annotations
+
+from .adapters import TRAIN_FLAGS, FlaxModel, is_module_instance
+from .base import ACTIVATIONS, INITIALIZERS
+from .cnn import CNN
+from .losses import (
+    LOSSES,
+    BatchedLoss,
+    LossParts,
+    MLPMetrics,
+    ModelMetrics,
+    accuracy,
+    cross_entropy,
+    for_loss,
+    loss_fn,
+    loss_function,
+    metrics,
+    metrics_fn,
+    minibatch_loss,
+    mse,
+    output_loss,
+    per_example_loss,
+)
+from .mlp import MLP
+from .resnet import ResNet
+from .resolve import BUILTIN, as_model, convolutional, model_from_dict
+from .statistics import STATISTICS, population_statistics, running_average_rates, with_statistics
+
+__all__ = [
+    "ACTIVATIONS",
+    "INITIALIZERS",
+    "LOSSES",
+    "MLP",
+    "CNN",
+    "BUILTIN",
+    "model_from_dict",
+    "FlaxModel",
+    "as_model",
+    "is_module_instance",
+    "convolutional",
+    "ResNet",
+    "STATISTICS",
+    "TRAIN_FLAGS",
+    "with_statistics",
+    "population_statistics",
+    "running_average_rates",
+    "mse",
+    "cross_entropy",
+    "accuracy",
+    "output_loss",
+    "for_loss",
+    "loss_function",
+    "metrics",
+    "loss_fn",
+    "LossParts",
+    "BatchedLoss",
+    "minibatch_loss",
+    "per_example_loss",
+    "metrics_fn",
+    "MLPMetrics",
+    "ModelMetrics",
+]

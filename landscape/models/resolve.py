@@ -1,0 +1,108 @@
+"""Any model a user brings, as one of the model kinds (:func:`as_model`); built-in models from a
+run's description; what a model's traced program says about it (:func:`convolutional`).
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+
+from ..errors import ConfigError
+from .adapters import FlaxModel, _forward_jaxpr, _linen, _nnx
+from .cnn import CNN
+from .mlp import MLP
+from .resnet import ResNet
+
+__all__ = ["BUILTIN", "model_from_dict", "as_model", "convolutional"]
+
+
+def convolutional(model) -> bool:
+    """Whether a bound model's forward pass contains a convolution (read from its traced
+    program, nested programs included, so it holds for user models too).
+
+    Args:
+      model: a bound model.
+
+    Returns:
+      a bool.
+
+    Examples:
+      >>> digits = ls.data.load("digits")
+      >>> cnn = ls.CNN(output_activation="identity").for_data(digits)
+      >>> ls.models.convolutional(cnn), ls.models.convolutional(ls.MLP(output_activation="identity").for_data(digits))
+      (True, False)
+    """
+    def has_conv(jaxpr) -> bool:
+        for eqn in jaxpr.eqns:
+            if eqn.primitive.name == "conv_general_dilated":
+                return True
+            for value in eqn.params.values():  # jit, scan, cond ... carry their bodies as parameters
+                for inner in value if isinstance(value, (tuple, list)) else (value,):
+                    inner = getattr(inner, "jaxpr", inner)  # a ClosedJaxpr's Jaxpr
+                    if hasattr(inner, "eqns") and has_conv(inner):
+                        return True
+        return False
+
+    return has_conv(_forward_jaxpr(as_model(model)))
+
+
+#: The built-in models a run directory can describe, by the ``type`` it records.
+BUILTIN = {"MLP": MLP, "CNN": CNN, "ResNet": ResNet}
+
+
+def model_from_dict(d: dict):
+    """A built-in model from a run's ``{"type": ..., **to_dict()}`` description.
+
+    Args:
+      d: the run's model description.
+
+    Returns:
+      an :class:`MLP`, :class:`CNN` or :class:`ResNet`.
+
+    Raises:
+      ConfigError: an unknown type or invalid fields.
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> model = ls.MLP(hidden=(4,), output_activation="identity").for_data(data)
+      >>> ls.models.model_from_dict({"type": "MLP", **model.to_dict()}) == model   # as a run stores it
+      True
+    """
+    d = dict(d)
+    kind = d.pop("type", None)
+    if kind not in BUILTIN:
+        raise ConfigError(f"unknown model type {kind!r}; a run can hold {', '.join(BUILTIN)}")
+    return BUILTIN[kind].from_dict(d)
+
+
+def as_model(model) -> MLP | CNN | ResNet | FlaxModel:
+    """What :func:`landscape.train.train_ensemble` trains: the built-in :class:`MLP` as it is, a
+    Flax Linen module (``module.init`` / ``module.apply`` on a batch of inputs), a pair
+    ``(init(key) -> params, apply(params, x) -> outputs)``, or a Flax NNX model given as a
+    factory ``lambda rngs: Net(..., rngs=rngs)`` (its ``nnx.Param`` state, as nested dicts, is
+    the parameter pytree).
+
+    Args:
+      model: any of the above.
+
+    Raises:
+      ConfigError: anything else (the message says what is accepted).
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> init = lambda key: {"w": jax.random.normal(key, (2, 3))}
+      >>> apply = lambda p, x: x @ p["w"]
+      >>> model = ls.models.as_model((init, apply)).for_data(data)   # a plain pair of functions
+      >>> model.apply(model.init(jax.random.key(0)), data.test.x).shape
+      (32, 3)
+    """
+    if isinstance(model, (MLP, CNN, ResNet, FlaxModel)):
+        return model
+    if isinstance(model, nn.Module):
+        return _linen(model)
+    if isinstance(model, tuple) and len(model) == 2 and all(callable(f) for f in model):
+        init, apply = model
+        return FlaxModel(lambda key, x: init(key), apply, "init/apply pair")
+    if callable(model) and not isinstance(model, type):
+        return _nnx(model)
+    raise ConfigError(f"a model must be a landscape.MLP, a flax.linen.Module or an (init, apply) pair; got "
+                      f"{type(model).__name__}")
