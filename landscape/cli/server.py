@@ -298,11 +298,16 @@ def request(message: dict, path: Path | None = None) -> dict | None:
 # ---------------------------------------------------------------------- the client side
 
 
+def _mode() -> str:
+    """``$LANDSCAPE_SERVE`` as compared: stripped, lower case (``""`` when unset)."""
+    return os.environ.get(ENV, "").strip().lower()
+
+
 def _routable(argv: list[str], path: Path | None = None) -> Path | None:
     """The socket a server for ``landscape ARGV`` would listen on, or ``None`` where the command
     must run in its own process (``LANDSCAPE_SERVE=0``, a multi-process run, a usage error,
     ``--help``, ``serve`` itself, ``--no-compile-cache``, no private socket directory)."""
-    if os.environ.get(ENV, "").strip().lower() in _OFF:
+    if _mode() in _OFF:
         return None
     if any(os.environ.get(k) for k in _MULTI_PROCESS_ENV):
         return None
@@ -345,7 +350,7 @@ def route(argv: list[str]) -> int | None:
       True
       >>> del os.environ["LANDSCAPE_SERVE"]
     """
-    if os.environ.get(ENV, "").strip().lower() in _OFF:
+    if _mode() in _OFF:
         return None
     path = socket_path()
     if path is None or not path.exists():  # the common case, decided before the parser is imported
@@ -386,7 +391,7 @@ def autostart_target(argv: list[str]) -> dict | None:
       True
       >>> del os.environ["LANDSCAPE_SERVE"]
     """
-    if os.environ.get(ENV, "").strip().lower() != _AUTO:
+    if _mode() != _AUTO:
         return None
     path = _routable(argv)
     return None if path is None else {"socket": path, "env": dict(os.environ)}
@@ -410,18 +415,26 @@ def start_in_background(target: dict | None, idle_s: float = AUTO_IDLE_S) -> int
       >>> server.start_in_background(None) is None
       True
     """
-    import subprocess
-
     if target is None:
         return None
     path = Path(target["socket"])
     if request({"status": True}, path) is not None:
         return None
-    with contextlib.suppress(OSError), open(path.with_suffix(".log"), "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "landscape.cli", "serve", "--idle", f"{idle_s:g}"],
-                                env=target["env"], cwd="/", stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                start_new_session=True).pid
+    with contextlib.suppress(OSError):
+        return _spawn(idle_s, path.with_suffix(".log"), env=target["env"], cwd="/").pid
     return None
+
+
+def _spawn(idle_s: float, log_path: Path, *, env: dict | None = None, cwd: str | None = None):
+    """``landscape serve --idle IDLE_S`` in a session of its own (no terminal's Ctrl-C or hang-up
+    reaches it), its output appended to ``log_path``; returns the process at once."""
+    import subprocess
+
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "landscape.cli", "serve", "--idle", f"{idle_s:g}"],
+                                env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                start_new_session=True)
 
 
 def _isatty(stream) -> bool:
@@ -904,8 +917,6 @@ def start_detached(idle_s: float = 1800.0, log_path: Path | None = None,
       >>> server.stop()[0]["pid"] == answer["pid"]
       True
     """
-    import subprocess
-
     from ..errors import ConfigError
 
     path = socket_path()
@@ -915,10 +926,7 @@ def start_detached(idle_s: float = 1800.0, log_path: Path | None = None,
     if answer is not None:
         return answer, False
     log_path = log_path or path.with_suffix(".log")
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "landscape.cli", "serve", "--idle", f"{idle_s:g}"],
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+    proc = _spawn(idle_s, log_path)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         answer = request({"status": True}, path)
