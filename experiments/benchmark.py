@@ -135,7 +135,8 @@ def _jax_setup():
 def lib_sweep(ls, model, data, steps, batch, key):
     """The library: one call trains every seed."""
     return ls.train_ensemble(model, data, key=key, seeds=SEEDS, optimizer=ls.OptimizerSpec("sgd", LEARNING_RATE),
-                             loss=LOSS, steps=steps, batch_size=batch, log_every=steps, progress=False)
+                             loss=LOSS, steps=steps, batch_size=batch, log_every=steps,
+                             execution=ls.Execution(progress=False))
 
 
 def _cached(fn):
@@ -541,7 +542,7 @@ def section_surface(args, rows, peak, ens=None, wide_inputs: bool = False):
     repeats = max(args.repeats, 4) if not args.quick else args.repeats  # short timings: more repeats
 
     def lib():
-        return ls.surface.plane(fn, center, [d1, d2], span=SPAN, num=grid, data=batches, progress=False)
+        return ls.surface.plane(fn, center, [d1, d2], span=SPAN, num=grid, data=batches)
 
     t_first, surf = _first(lib)
     t_lib, surf = _best(lib, repeats)
@@ -558,7 +559,8 @@ def section_surface(args, rows, peak, ens=None, wide_inputs: bool = False):
         torch_surface(torch, model, center, d1, d2, xt, yt, 3, BATCH)  # warm-up (a single timed run follows)
         t, (tl, _) = _best(lambda: torch_surface(torch, model, center, d1, d2, xt, yt, grid, BATCH), 0)
         res.append(dict(impl="PyTorch reference: per point, batches of 128", seconds=t))
-        t, (tl, _) = _best(lambda: torch_surface(torch, model, center, d1, d2, xt, yt, grid, None), min(args.repeats, 1))
+        t, (tl, _) = _best(lambda: torch_surface(torch, model, center, d1, d2, xt, yt, grid, None), min(args.repeats,
+        1))
         res.append(dict(impl="PyTorch per point, full batch", seconds=t))
         err = max(err, float(np.max(np.abs(surf.values["train_loss"] - tl))))
     res[0]["max_abs_diff_vs_peers"] = err
@@ -617,7 +619,7 @@ def section_cnn(args, rows, peak):
 
     def lib():
         return ls.train_ensemble(model, data, key=key, seeds=SEEDS, optimizer=ls.OptimizerSpec("sgd", LEARNING_RATE),
-                                 loss=LOSS, steps=steps, log_every=steps, progress=False)
+                                 loss=LOSS, steps=steps, log_every=steps, execution=ls.Execution(progress=False))
 
     t_first, ens = _first(lib)
     t_lib, ens = _best(lib, args.repeats)
@@ -666,7 +668,8 @@ def section_scaling(args, rows):
     for s in (base_seeds, 2 * base_seeds, 4 * base_seeds):
         t, _ = _best(lambda s=s: ls.train_ensemble(model, data, key=key, seeds=s, loss=LOSS, steps=FULL_STEPS,
                                                    optimizer=ls.OptimizerSpec("sgd", LEARNING_RATE),
-                                                   log_every=FULL_STEPS, progress=False), args.repeats)
+                                                   log_every=FULL_STEPS, execution=ls.Execution(progress=False)),
+                                                   args.repeats)
         rows.append(dict(section="scaling", impl=f"train {s} seeds × {FULL_STEPS} steps", seconds=t,
                          per_unit_ms=1e3 * t / s))
     for grid in (GRID, LARGE_GRID):
@@ -690,7 +693,7 @@ def section_large(args, rows, peak):
 
     def train(seeds, steps):
         return ls.train_ensemble(model, data, key=jax.random.key(0), seeds=seeds, optimizer=opt, loss="mse",
-                                 steps=steps, log_every=steps, progress=False)
+                                 steps=steps, log_every=steps, execution=ls.Execution(progress=False))
 
     ens = None
     for seeds in LARGE_SEEDS:
@@ -708,7 +711,7 @@ def section_large(args, rows, peak):
     batches = {"train": (data.train.x, data.train.y)}
 
     def plane():
-        return ls.surface.plane(fn, center, [d1, d2], num=LARGE_GRID, data=batches, progress=False)
+        return ls.surface.plane(fn, center, [d1, d2], num=LARGE_GRID, data=batches)
 
     t_first, _ = _first(plane)
     t, _ = _best(plane, args.repeats)
@@ -728,7 +731,8 @@ def section_large(args, rows, peak):
     t, lam = _best(top, args.repeats)
     hessian_seeds = jax.tree_util.tree_leaves(stacked)[0].shape[0]
     flops = hessian_seeds * LANCZOS_ITERS * 6 * 2 * macs * n  # an HVP ≈ two gradients ≈ six forwards
-    rows.append(dict(section="large", impl=f"Hessian top eigenvalue of {hessian_seeds} seeds ({LANCZOS_ITERS} Lanczos HVPs)",
+    rows.append(dict(section="large",
+    impl=f"Hessian top eigenvalue of {hessian_seeds} seeds ({LANCZOS_ITERS} Lanczos HVPs)",
                      seconds=t, first_call_s=t_first, seeds_per_s=hessian_seeds / t, gflops=flops / t / 1e9,
                      fraction_of_matmul_peak=(flops / t / 1e9 / peak) if peak else None,
                      median_top_eigenvalue=float(np.median(lam))))
@@ -855,9 +859,9 @@ def _plane_child(grid: int) -> None:
     d1, d2 = ls.directions.random_directions(jax.random.key(1), center, 2)
     fn = ls.models.metrics_fn(model, LOSS)
     batches = {"train": (data.train.x, data.train.y)}
-    ls.surface.plane(fn, center, [d1, d2], num=GRID, data=batches, progress=False)  # compile
+    ls.surface.plane(fn, center, [d1, d2], num=GRID, data=batches)  # compile
     t0 = time.perf_counter()
-    ls.surface.plane(fn, center, [d1, d2], num=grid, data=batches, progress=False)
+    ls.surface.plane(fn, center, [d1, d2], num=grid, data=batches)
     dt = time.perf_counter() - t0
     print(json.dumps({"seconds": dt, "peak_rss_mib": _peak_rss_mib()}))
 

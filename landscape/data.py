@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .errors import DataError, DataUnavailableError
+from .core.errors import DataError, DataUnavailableError
 
 __all__ = [
     "Split",

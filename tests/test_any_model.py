@@ -38,7 +38,7 @@ def test_a_linen_cnn_trains_as_an_ensemble_equal_to_per_seed_loops(digits, batch
     spec = ls.OptimizerSpec("sgd", 0.2)
     key = jax.random.key(4)
     ens = ls.train_ensemble(TinyCNN(), digits, key=key, seeds=[0, 5], loss="cross_entropy", optimizer=spec,
-                            steps=7, batch_size=batch_size, log_every=7, progress=False)
+                            steps=7, batch_size=batch_size, log_every=7, execution=ls.Execution(progress=False))
     assert isinstance(ens.model, ls.models.FlaxModel) and ens.model.in_shape == (64,)
     assert ens.model.num_params() == 3 * 9 + 3 + 48 * 10 + 10
     for i, seed in enumerate([0, 5]):
@@ -61,7 +61,7 @@ def test_an_init_apply_pair_trains_and_gets_surfaces_and_hessians(digits):
     spec = ls.OptimizerSpec("sgd", 0.5)
     key = jax.random.key(1)
     ens = ls.train_ensemble((init, apply), digits, key=key, seeds=2, loss="mse", optimizer=spec, steps=5,
-                            log_every=5, progress=False)
+                            log_every=5, execution=ls.Execution(progress=False))
     ref = reference_member(ens.model, digits, key, 1, spec.build(), "mse", 5, None)
     assert_trees_close(ens.member(1), ref, rtol=1e-5, atol=1e-6)
     # a plane of the user's model: every point its own loss, evaluated independently here
@@ -80,7 +80,7 @@ def test_an_init_apply_pair_trains_and_gets_surfaces_and_hessians(digits):
 
 
 def test_what_is_not_supported_yet_is_a_clear_error(digits, tmp_path):
-    kw = dict(key=jax.random.key(0), seeds=2, steps=2, progress=False)
+    kw = dict(key=jax.random.key(0), seeds=2, steps=2, execution=ls.Execution(progress=False))
     with pytest.raises(ls.ConfigError, match=r"outputs of shape \(1, 3\).*\(1, 10\) is needed"):
         ls.train_ensemble(nn.Dense(3), digits, **kw)
     with pytest.raises(ls.ConfigError, match="a model must be a landscape.MLP, a flax.linen.Module"):
@@ -88,17 +88,17 @@ def test_what_is_not_supported_yet_is_a_clear_error(digits, tmp_path):
     ens = ls.train_ensemble(TinyCNN(), digits, loss="cross_entropy", **kw)
     with pytest.raises(ls.ConfigError, match="user model: weight matching needs its permutation structure"):
         ens.model.permutation_spec()
-    half = ls.minima.PermutationSpec({"Dense_0/kernel": (None, None), "Dense_0/bias": (None,)})
+    half = ls.permutation.PermutationSpec({"Dense_0/kernel": (None, None), "Dense_0/bias": (None,)})
     with pytest.raises(ls.ConfigError, match="alignment cannot permute Conv_0/bias, Conv_0/kernel"):
-        ls.minima.align(ens.member(0), ens.member(1), spec=half)  # never silently half-aligned
+        ls.permutation.align(ens.member(0), ens.member(1), spec=half)  # never silently half-aligned
     # with the user's full spec (the read-out's rows are the 4x4 map's channels) it aligns exactly
-    spec = ls.minima.PermutationSpec({"Conv_0/kernel": (None, None, None, "c"), "Conv_0/bias": ("c",),
+    spec = ls.permutation.PermutationSpec({"Conv_0/kernel": (None, None, None, "c"), "Conv_0/bias": ("c",),
                                       "Dense_0/kernel": (None, "c", None), "Dense_0/bias": (None,)},
                                      views={"Dense_0/kernel": (16, 3, 10)})
-    moved = ls.minima.permute(ens.member(0), spec, {"c": np.array([2, 0, 1])})
+    moved = ls.permutation.permute(ens.member(0), spec, {"c": np.array([2, 0, 1])})
     np.testing.assert_allclose(ens.model.apply(moved, digits.test.x), ens.model.apply(ens.member(0), digits.test.x),
                                rtol=1e-5, atol=1e-6)
-    assert_trees_close(ls.minima.align(ens.member(0), moved, spec=spec)[0], ens.member(0), rtol=0, atol=0)
+    assert_trees_close(ls.permutation.align(ens.member(0), moved, spec=spec)[0], ens.member(0), rtol=0, atol=0)
     # its run directory needs the model again to be read (tests/test_model_files.py)
     ls.io.save_run(tmp_path / "run", ens)
     with pytest.raises(ls.ConfigError, match=r"this run holds a user model \(TinyCNN\): pass it again"):
@@ -119,7 +119,7 @@ def test_an_nnx_model_from_its_factory_trains_as_an_ensemble(digits):
     spec = ls.OptimizerSpec("momentum", 0.1)
     key = jax.random.key(2)
     ens = ls.train_ensemble(lambda rngs: Net(rngs=rngs), digits, key=key, seeds=[1, 4], loss="mse",
-                            optimizer=spec, steps=6, batch_size=20, log_every=3, progress=False)
+                            optimizer=spec, steps=6, batch_size=20, log_every=3, execution=ls.Execution(progress=False))
     p = ens.member(0)
     assert jax.tree.map(jnp.shape, p) == {"hidden": {"kernel": (64, 6), "bias": (6,)},
                                           "out": {"kernel": (6, 10), "bias": (10,)}}
@@ -133,11 +133,11 @@ def test_an_nnx_model_from_its_factory_trains_as_an_ensemble(digits):
     assert not np.allclose(ens.member(0)["hidden"]["kernel"], ens.member(1)["hidden"]["kernel"])
 
     # the user's own permutation structure aligns it: a permuted copy is the same function, recovered
-    spec = ls.minima.PermutationSpec({"hidden/kernel": (None, "h"), "hidden/bias": ("h",),
+    spec = ls.permutation.PermutationSpec({"hidden/kernel": (None, "h"), "hidden/bias": ("h",),
                                       "out/kernel": ("h", None), "out/bias": (None,)})
-    moved = ls.minima.permute(p, spec, {"h": np.array([5, 3, 1, 0, 2, 4])})
+    moved = ls.permutation.permute(p, spec, {"h": np.array([5, 3, 1, 0, 2, 4])})
     np.testing.assert_allclose(ens.model.apply(moved, x), ens.model.apply(p, x), rtol=1e-5, atol=1e-6)
-    aligned, found = ls.minima.align(p, moved, spec=spec)
+    aligned, found = ls.permutation.align(p, moved, spec=spec)
     assert_trees_close(aligned, p, rtol=0, atol=0)
     # NNX models with BatchNorm: tests/test_batchnorm.py
 
@@ -151,7 +151,7 @@ def test_the_builtin_cnn_trains_saves_and_loads(digits, tmp_path):
     spec = ls.OptimizerSpec("sgd", 0.3)
     key = jax.random.key(6)
     ens = ls.train_ensemble(model, digits, key=key, seeds=[2, 9], loss="cross_entropy", optimizer=spec, steps=5,
-                            batch_size=20, log_every=5, progress=False)
+                            batch_size=20, log_every=5, execution=ls.Execution(progress=False))
     bound = ens.model
     assert bound.image_shape == (8, 8, 1) and bound.in_features == 64
     # the shapes computed from the configuration are Flax's own
@@ -165,14 +165,14 @@ def test_the_builtin_cnn_trains_saves_and_loads(digits, tmp_path):
     # on a CPU convolutional members run one per group: a member alone is bitwise the one in the sweep
     assert ls.models.convolutional(bound) and not ls.models.convolutional(ls.MLP(output_activation="identity").for_data(digits))
     alone = ls.train_ensemble(model, digits, key=key, seeds=[9], loss="cross_entropy", optimizer=spec, steps=5,
-                              batch_size=20, log_every=5, progress=False)
+                              batch_size=20, log_every=5, execution=ls.Execution(progress=False))
     assert_members_equal(alone.member(0), ens.member(1))
     ls.io.save_run(tmp_path / "run", ens)
     back = ls.io.load_run(tmp_path / "run")
     assert back.model == bound and back.model.describe().startswith("CNN 8x8x1 conv 3-4 (3x3, tanh")
     assert_trees_close(back.params, ens.params, rtol=0, atol=0)
     with pytest.raises(ls.ConfigError, match="a CNN needs images"):
-        ls.train_ensemble(model, ls.data.blobs(num_train=20, num_test=5), key=key, seeds=1, steps=1, progress=False)
+        ls.train_ensemble(model, ls.data.blobs(num_train=20, num_test=5), key=key, seeds=1, steps=1, execution=ls.Execution(progress=False))
 
 
 def test_image_arrays_keep_their_shape_for_convolutions():

@@ -4,10 +4,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from landscape.errors import ConfigError
 
 import landscape as ls
 from landscape import minima, optim, tree
-from landscape.errors import ConfigError
 
 from .conftest import assert_members_equal, assert_trees_close
 
@@ -20,7 +20,7 @@ def three(blobs):
     model = ls.MLP(hidden=(6, 5), activation="tanh", output_activation="identity").for_data(blobs)
     opt = optim.OptimizerSpec("sgd", 0.5)
     ens = ls.train_ensemble(model, blobs, key=jax.random.key(0), seeds=3, optimizer=opt, loss="cross_entropy",
-                            steps=STEPS, log_every=STEPS, progress=False)
+                            steps=STEPS, log_every=STEPS, execution=ls.Execution(progress=False))
     return model, opt, ens
 
 
@@ -28,7 +28,7 @@ def test_training_from_starts_equals_training_from_the_seeds(blobs, three):
     model, opt, ens = three
     inits = jax.vmap(lambda s: model.init(ls.train.member_keys(jax.random.key(0), s)[0]))(np.arange(3))
     again = ls.train_ensemble(model, blobs, key=jax.random.key(0), starts=inits, optimizer=opt,
-                              loss="cross_entropy", steps=STEPS, log_every=STEPS, progress=False)
+                              loss="cross_entropy", steps=STEPS, log_every=STEPS, execution=ls.Execution(progress=False))
     assert_trees_close(again.params, ens.params, rtol=1e-4, atol=1e-5)
     np.testing.assert_array_equal(again.seeds, [0, 1, 2])
     assert again.config["init"] == "given starts"
@@ -38,10 +38,10 @@ def test_starts_are_checked(blobs, three):
     model, opt, ens = three
     bad = jax.tree_util.tree_map(lambda x: x[:, :1], ens.params)
     with pytest.raises(ConfigError, match="does not match"):
-        ls.train_ensemble(model, blobs, key=jax.random.key(0), starts=bad, optimizer=opt, steps=2, progress=False)
+        ls.train_ensemble(model, blobs, key=jax.random.key(0), starts=bad, optimizer=opt, steps=2, execution=ls.Execution(progress=False))
     with pytest.raises(ConfigError, match="3 starts need 3 seeds"):
         ls.train_ensemble(model, blobs, key=jax.random.key(0), starts=ens.params, seeds=[1, 2], optimizer=opt,
-                          steps=2, progress=False)
+                          steps=2, execution=ls.Execution(progress=False))
 
 
 def test_optimizers_in_one_program_equal_each_trained_alone(blobs, three):
@@ -49,19 +49,19 @@ def test_optimizers_in_one_program_equal_each_trained_alone(blobs, three):
     model, _, ens = three
     specs = [optim.OptimizerSpec("momentum", 0.1), optim.OptimizerSpec("adam", 0.01)]  # both with state
     mixed = ls.train_ensemble(model, blobs, key=jax.random.key(1), starts=ens.params, optimizer=specs,
-                              loss="cross_entropy", steps=20, log_every=5, snapshot_every=5, progress=False)
+                              loss="cross_entropy", steps=20, log_every=5, snapshot_every=5, execution=ls.Execution(progress=False))
     assert mixed.config["member_optimizers"] == [0, 1] * 3
     np.testing.assert_allclose(mixed.learning_rates, [0.1, 0.01] * 3)
     for c, spec in enumerate(specs):
         alone = ls.train_ensemble(model, blobs, key=jax.random.key(1), starts=ens.params, optimizer=spec,
-                                  loss="cross_entropy", steps=20, log_every=5, snapshot_every=5, progress=False)
+                                  loss="cross_entropy", steps=20, log_every=5, snapshot_every=5, execution=ls.Execution(progress=False))
         rows = np.arange(3) * 2 + c
         assert_members_equal(jax.tree_util.tree_map(lambda x: x[rows], mixed.params), alone.params)
         assert_members_equal(jax.tree_util.tree_map(lambda x: x[rows], mixed.trajectory.params),
                              alone.trajectory.params)
     with pytest.raises(ConfigError, match="own learning rates"):
         ls.train_ensemble(model, blobs, key=jax.random.key(1), seeds=2, optimizer=specs, learning_rates=[0.1, 0.2],
-                          steps=2, progress=False)
+                          steps=2, execution=ls.Execution(progress=False))
 
 
 def test_parse_optimizer_words():
@@ -112,7 +112,7 @@ def test_a_start_near_a_minimum_on_the_line_reaches_it(blobs, three):
     m = [ens.member(i) for i in range(3)]
     near = tree.stack([tree.axpy(0.02, tree.sub(m[(i + 1) % 3], m[i]), m[i]) for i in range(3)])
     ends = ls.train_ensemble(model, blobs, key=jax.random.key(0), starts=near, optimizer=opt, loss="cross_entropy",
-                             steps=50, log_every=50, progress=False)
+                             steps=50, log_every=50, execution=ls.Execution(progress=False))
     fn, data = ls.models.metrics_fn(model, "cross_entropy"), (blobs.train.x, blobs.train.y)
     bars = minima.aligned_barrier_matrix(fn, ens.params, spec=model.permutation_spec(), data=data,
                                          metric="loss")["barrier"]
@@ -157,7 +157,7 @@ def test_basin_map_matches_its_parts(blobs, three):
     for k in (0, 5, 15):  # a per-start loop: one start trained alone (its label keys the minibatch order)
         alone = ls.train_ensemble(model, blobs, key=key, starts=jax.tree_util.tree_map(lambda x: x[k:k + 1], starts),
                                   seeds=[k], optimizer=opt, loss="cross_entropy", steps=40, log_every=40,
-                                  progress=False)
+                                  execution=ls.Execution(progress=False))
         np.testing.assert_allclose(bm.final_loss.ravel()[k], alone.history.train_loss[0, -1], rtol=1e-4)
         lab = minima.label_ends(fn, data, refs, alone.params, spec=model.permutation_spec(), tol=bm.tol)
         assert bm.labels.ravel()[k] == lab["labels"][0]
@@ -182,7 +182,7 @@ def test_race_paths_are_the_projections_of_separately_trained_runs(blobs, three)
         np.asarray(r.starts, np.float32))
     for j, (spec, batch) in enumerate([(specs[0], None), (specs[1], None), (specs[0], 16), (specs[1], 16)]):
         alone = ls.train_ensemble(model, blobs, key=k_train, starts=starts, optimizer=spec, loss="cross_entropy",
-                                  steps=20, batch_size=batch, log_every=5, snapshot_every=5, progress=False)
+                                  steps=20, batch_size=batch, log_every=5, snapshot_every=5, execution=ls.Execution(progress=False))
         np.testing.assert_allclose(r.loss[:, j], alone.history.train_loss, rtol=1e-5, atol=1e-7)
         for i in range(2):  # the path: the snapshots' coordinates in the plane's orthonormal basis
             snaps = alone.trajectory.member(i)

@@ -54,7 +54,7 @@ def bn_run(small):
     key = jax.random.key(3)
     ens = ls.train_ensemble(BNNet(), small, key=key, seeds=[0, 4], loss="cross_entropy",
                             optimizer=ls.OptimizerSpec("sgd", 0.3), steps=9, batch_size=40, log_every=3,
-                            progress=False)
+                            execution=ls.Execution(progress=False))
     return ens, key
 
 
@@ -117,7 +117,7 @@ def test_an_nnx_batchnorm_ensemble_equals_nnx_own_training_loop(small):
     key = jax.random.key(3)
     ens = ls.train_ensemble(lambda rngs: WithNorm(rngs=rngs), small, key=key, seeds=[0, 4], loss="cross_entropy",
                             optimizer=ls.OptimizerSpec("sgd", 0.3), steps=9, batch_size=40, log_every=3,
-                            progress=False)
+                            execution=ls.Execution(progress=False))
     assert ens.model.stateful and jax.tree.map(np.shape, ens.state) == {
         "batch_stats": {"norm": {"mean": (2, 5), "var": (2, 5)}}}
     # the reference: NNX's own idiom — a module in train() mode, nnx.grad, nnx.Optimizer
@@ -252,7 +252,7 @@ def test_resnet_sizes_and_settings(small):
 def test_a_resnet_run_keeps_its_statistics_and_its_analyses_choose_them(digits, tmp_path):
     ens = ls.train_ensemble(models.ResNet(depth=6, width=2, output_activation="identity"), digits, key=jax.random.key(0), seeds=2,
                             loss="cross_entropy", optimizer=ls.OptimizerSpec("sgd", 0.2), steps=6, batch_size=64,
-                            log_every=3, progress=False)
+                            log_every=3, execution=ls.Execution(progress=False))
     run = ls.io.save_run(tmp_path / "run", ens)
     back = ls.io.load_run(run)
     assert isinstance(back.model, models.ResNet) and back.model == ens.model
@@ -316,9 +316,9 @@ full = ls.data.load("digits")
 d = ls.data.from_arrays(full.train.x[:120].reshape(-1, 8, 8, 1), full.train.y[:120],
                         full.test.x[:50].reshape(-1, 8, 8, 1), full.test.y[:50], num_classes=10)
 kw = dict(key=jax.random.key(0), seeds=3, loss="cross_entropy", optimizer=ls.OptimizerSpec("sgd", 0.2), steps=6,
-          batch_size=40, log_every=3, progress=False)
-one = ls.train_ensemble(ls.ResNet(depth=6, width=2), d, **kw)
-two = ls.train_ensemble(ls.ResNet(depth=6, width=2), d, mesh=ls.distributed.make_mesh(2), **kw)
+          batch_size=40, log_every=3)
+one = ls.train_ensemble(ls.ResNet(depth=6, width=2), d, execution=ls.Execution(), **kw)
+two = ls.train_ensemble(ls.ResNet(depth=6, width=2), d, execution=ls.Execution(mesh=ls.distributed.make_mesh(2)), **kw)
 assert jax.device_count() == 2 and two.timings["devices"] == 2
 for x, y in zip(jax.tree_util.tree_leaves((one.params, one.state, one.history.train_loss)),
                 jax.tree_util.tree_leaves((two.params, two.state, two.history.train_loss))):

@@ -5,9 +5,9 @@ import pytest
 import tensorflow_datasets as tfds
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from landscape.errors import DataError, DataUnavailableError
 
 import landscape as ls
-from landscape.errors import DataError, DataUnavailableError
 
 
 def test_digits_split_is_deterministic_stratified_and_scaled():
@@ -110,7 +110,7 @@ def test_tfds_path_under_mock_data(name, shape, tmp_path):
 def test_tfds_mock_data_trains(tmp_path, key):
     with tfds.testing.mock_data(num_examples=16):
         d = ls.data.load("fashion_mnist", data_dir=str(tmp_path))
-    ens = ls.train_ensemble(ls.MLP(hidden=(4,), output_activation="identity"), d, key=key, seeds=2, steps=3, log_every=1, progress=False)
+    ens = ls.train_ensemble(ls.MLP(hidden=(4,), output_activation="identity"), d, key=key, seeds=2, steps=3, log_every=1, execution=ls.Execution(progress=False))
     assert ens.history.train_loss.shape == (2, 4)
 
 

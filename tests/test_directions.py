@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from landscape.errors import ConfigError
 
 import landscape as ls
 from landscape import directions as D
-from landscape.errors import ConfigError
 
 
 def _params(seed=0):

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import landscape as ls
+from landscape.core import files
 
 WORK = textwrap.dedent(
     """
@@ -25,24 +26,26 @@ WORK = textwrap.dedent(
     data = ls.data.blobs(num_train=64, num_test=20, num_classes=3, dim=4, seed=0)
     ens = ls.train_ensemble(ls.MLP(hidden=(6,), activation="tanh"), data, key=jax.random.key(0), seeds=13,
                             loss="cross_entropy", steps=24, batch_size=16, log_every=8, snapshot_every=8,
-                            optimizer=ls.OptimizerSpec("sgd", 0.3), progress=False, mesh=mesh)
+                            optimizer=ls.OptimizerSpec("sgd", 0.3), execution=ls.Execution(mesh=mesh, progress=False))
     fn = ls.models.metrics_fn(ens.model, "cross_entropy")
     theta = ens.member(3)
     dirs = ls.directions.random_directions(jax.random.key(1), theta, 2)
     batches = {"train": (data.train.x, data.train.y)}
-    surf = ls.surface.plane(fn, theta, dirs, num=11, data=batches, chunk_size=40, mesh=mesh)
-    many = ls.surface.random_planes(fn, ens.params, key=jax.random.key(2), num=5, data=batches, mesh=mesh)
+    surf = ls.surface.plane(fn, theta, dirs, num=11, data=batches, execution=ls.Execution(chunk_size=40, mesh=mesh))
+    many = ls.surface.random_planes(fn, ens.params, key=jax.random.key(2), num=5, data=batches,
+                                     execution=ls.Execution(mesh=mesh))
     arrays = {"params/" + k: v for k, v in ls.tree.flatten_with_paths(ens.params).items()}
     arrays.update({"train_loss": ens.history.train_loss, "plane": surf.values["train_loss"],
                    "many": many.values["train_loss"], "devices": np.array(ens.timings["devices"])})
     if mode == "hessian" or mode == "single":
         f = ls.models.loss_fn(ens.model, data.train, "cross_entropy")
         h = ls.hessian.ensemble_curvature(f, ens.params, key=jax.random.key(3), top=2, trace_probes=4,
-                                          chunk_size=5, mesh=mesh)
+                                          execution=ls.Execution(chunk_size=5, mesh=mesh))
         arrays["hessian_top"] = h["top"]
         a = np.linspace(-1, 1, 3)
         coords = np.stack(np.meshgrid(a, a, indexing="ij"), -1).reshape(-1, 2)
-        cmap = ls.hessian.curvature_map(f, theta, dirs, coords, key=jax.random.key(4), chunk_size=5, mesh=mesh)
+        cmap = ls.hessian.curvature_map(f, theta, dirs, coords, key=jax.random.key(4),
+                                        execution=ls.Execution(chunk_size=5, mesh=mesh))
         arrays["map_max"], arrays["map_min"] = cmap["lambda_max"], cmap["lambda_min"]
     if ls.distributed.is_writer():
         np.savez(out, **arrays)
@@ -80,7 +83,7 @@ def single(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("single")
     rc = _finish([_spawn(tmp, ["single", str(tmp / "single.npz")])])
     assert rc == [0], (tmp / "job.log").read_text()[-3000:]
-    return ls.files.load_npz(tmp / "single.npz")
+    return files.load_npz(tmp / "single.npz")
 
 
 def _compare(got, want, keys=None):
@@ -95,7 +98,7 @@ def test_eight_forced_host_devices_equal_one_device(single, tmp_path):
     flags = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
     rc = _finish([_spawn(tmp_path, ["hessian", str(tmp_path / "eight.npz")], flags)])
     assert rc == [0], (tmp_path / "job.log").read_text()[-3000:]
-    got = ls.files.load_npz(tmp_path / "eight.npz")
+    got = files.load_npz(tmp_path / "eight.npz")
     assert int(got["devices"]) == 8  # 13 members padded to 16, sharded over 8 devices
     _compare(got, single)
 
@@ -113,7 +116,7 @@ def test_two_processes_equal_one_process(single, tmp_path):
              for i in range(2)]
     rc = _finish(procs, timeout=300)
     assert rc == [0, 0], (tmp_path / "p0.log").read_text()[-2000:] + (tmp_path / "p1.log").read_text()[-2000:]
-    got = ls.files.load_npz(tmp_path / "multi.npz")  # written by process 0 only
+    got = files.load_npz(tmp_path / "multi.npz")  # written by process 0 only
     assert int(got["devices"]) == 2
     _compare(got, single, [k for k in single if k not in ("hessian_top", "map_max", "map_min")])
 
@@ -192,10 +195,10 @@ def test_a_killed_multi_process_surface_resumes_from_process_0s_checkpoint(tmp_p
         for f in logs:
             f.close()
     assert not (run_dir / "results" / "mp.npz").exists()
-    stored = ls.files.load_npz(ckpt)
+    stored = files.load_npz(ckpt)
     assert 0 < stored["done"].sum() < stored["done"].size
     stored["result/train_loss"][0, 0] = 123.0  # the first chunk, done: reused if resumed
-    ls.files.atomic_save_npz(ckpt, stored)
+    files.atomic_save_npz(ckpt, stored)
     procs, _ = start("second")
     rc = _finish(procs, timeout=300)
     assert rc == [0, 0], (tmp_path / "second0.log").read_text()[-2000:] + (tmp_path / "second1.log").read_text()[-2000:]

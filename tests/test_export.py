@@ -7,9 +7,9 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
+from landscape.errors import ConfigError
 
 from landscape import export
-from landscape.errors import ConfigError
 
 
 def plane_result(g=7, h=5):

@@ -12,9 +12,10 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from landscape.errors import CorruptRunError
 
 import landscape as ls
-from landscape.errors import CorruptRunError
+from landscape.core import chunks, files
 
 from .clirun import TINY, run
 
@@ -23,15 +24,16 @@ from .clirun import TINY, run
 def saved(tmp_path_factory):
     d = ls.data.blobs(num_train=40, num_test=10, num_classes=3, dim=3, seed=0)
     ens = ls.train_ensemble(ls.MLP(hidden=(4,), output_activation="identity"), d, key=jax.random.key(0), seeds=2, steps=4, log_every=2,
-                            progress=False)
+                            execution=ls.Execution(progress=False))
     path = tmp_path_factory.mktemp("saved") / "run"
     ls.save_run(path, ens)
     return path
 
 
 def _npy_bytes(header: dict, payload: bytes = b"") -> bytes:
-    from numpy.lib import format as npformat
     import io as _io
+
+    from numpy.lib import format as npformat
 
     buf = _io.BytesIO()
     npformat.write_array_header_1_0(buf, header)
@@ -93,7 +95,7 @@ def test_same_command_twice_is_bitwise_identical(tmp_path):
         assert r.returncode == 0, r.stderr
         outs.append(tmp_path / name)
     for f in ("params.npz", "members.npz", "history.npz", "trajectory.npz"):
-        a, b = ls.files.load_npz(outs[0] / f), ls.files.load_npz(outs[1] / f)
+        a, b = files.load_npz(outs[0] / f), files.load_npz(outs[1] / f)
         assert a.keys() == b.keys()
         for k in a:
             np.testing.assert_array_equal(a[k], b[k])
@@ -144,7 +146,7 @@ def test_stale_old_directory_is_restored_not_deleted(tmp_path):
     old.mkdir()
     (old / "meta.json").write_text("{}")
     tmp.write_text("partial")
-    ls.files.remove_stale(tmp_path)
+    files.remove_stale(tmp_path)
     assert (tmp_path / "run" / "meta.json").exists() and not tmp.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # their lock files went too
 
@@ -152,7 +154,7 @@ def test_stale_old_directory_is_restored_not_deleted(tmp_path):
 _LIVE_WRITER = """
 import sys, time
 from pathlib import Path
-from landscape import files
+from landscape.core import files
 with files._artifact(Path(sys.argv[1]) / "run", "staging") as stage:
     stage.mkdir()
     (stage / "params.npz").write_bytes(b"half")
@@ -169,10 +171,10 @@ def test_stale_cleanup_never_removes_a_live_writers_files_whatever_its_pid(tmp_p
     try:
         stage = Path(proc.stdout.readline().strip())
         assert stage.is_dir()
-        assert ls.files.remove_stale(tmp_path) == [] and (stage / "params.npz").exists()
+        assert files.remove_stale(tmp_path) == [] and (stage / "params.npz").exists()
         proc.kill()
         proc.wait(timeout=60)
-        assert ls.files.remove_stale(tmp_path) == [stage]
+        assert files.remove_stale(tmp_path) == [stage]
         assert list(tmp_path.iterdir()) == []
     finally:
         if proc.poll() is None:
@@ -206,26 +208,26 @@ def test_half_precision_inputs_are_rejected():
 def test_interrupted_hessian_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     d = ls.data.blobs(num_train=40, num_test=10, num_classes=3, dim=3, seed=0)
     ens = ls.train_ensemble(ls.MLP(hidden=(3,), activation="tanh", output_activation="identity"), d, key=jax.random.key(0), seeds=4, steps=5,
-                            log_every=5, loss="cross_entropy", progress=False)
+                            log_every=5, loss="cross_entropy", execution=ls.Execution(progress=False))
     f = ls.models.loss_fn(ens.model, d.train, "cross_entropy")
-    kw = dict(key=jax.random.key(1), top=2, trace_probes=3, chunk_size=1)
-    want = ls.hessian.ensemble_curvature(f, ens.params, **kw)
+    kw = dict(key=jax.random.key(1), top=2, trace_probes=3)
+    want = ls.hessian.ensemble_curvature(f, ens.params, execution=ls.Execution(chunk_size=1), **kw)
     ckpt = tmp_path / "h.partial.npz"
-    real_save = ls.chunks.save_checkpoint
+    real_save = chunks.save_checkpoint
 
     def save_then_interrupt(*a, **k):
         real_save(*a, **k)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ls.chunks, "save_checkpoint", save_then_interrupt)
+    monkeypatch.setattr(chunks, "save_checkpoint", save_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
-        ls.hessian.ensemble_curvature(f, ens.params, checkpoint=ckpt, **kw)
-    monkeypatch.setattr(ls.chunks, "save_checkpoint", real_save)
-    stored = ls.files.load_npz(ckpt)
+        ls.hessian.ensemble_curvature(f, ens.params, execution=ls.Execution(chunk_size=1, checkpoint=ckpt), **kw)
+    monkeypatch.setattr(chunks, "save_checkpoint", real_save)
+    stored = files.load_npz(ckpt)
     assert stored["done"].tolist() == [True, False, False, False]
     stored["result/top"][0, 0] = -7.0  # (top, members): marks the saved chunk
-    ls.files.atomic_save_npz(ckpt, stored)
-    got = ls.hessian.ensemble_curvature(f, ens.params, checkpoint=ckpt, **kw)
+    files.atomic_save_npz(ckpt, stored)
+    got = ls.hessian.ensemble_curvature(f, ens.params, execution=ls.Execution(chunk_size=1, checkpoint=ckpt), **kw)
     assert got["top"][0, 0] == -7.0  # reused, not recomputed
     np.testing.assert_array_equal(got["top"][1:], want["top"][1:])
     np.testing.assert_array_equal(got["trace"], want["trace"])
@@ -245,12 +247,12 @@ API_BAD = [
      ls.ConfigError),
     (lambda t, f, d: ls.minima.compare_members(f, ls.tree.stack([t, t]), data=None, tol=float("nan")),
      ls.ConfigError),
-    (lambda t, f, d: ls.minima.align(t, {"Dense_0": t["Dense_0"]}, spec=ls.MLP(hidden=(4, 3), in_features=3, out_features=3, output_activation="identity").permutation_spec()), ls.ConfigError),
+    (lambda t, f, d: ls.permutation.align(t, {"Dense_0": t["Dense_0"]}, spec=ls.MLP(hidden=(4, 3), in_features=3, out_features=3, output_activation="identity").permutation_spec()), ls.ConfigError),
     (lambda t, f, d: ls.minima.bezier_curve(f, t, t, key=jax.random.key(0), steps=0), ls.ConfigError),
-    (lambda t, f, d: ls.minima.permute(t, ls.MLP(hidden=(4, 3), in_features=3, out_features=3, output_activation="identity").permutation_spec(), {}), ls.ConfigError),
-    (lambda t, f, d: ls.minima.permute(t, ls.MLP(hidden=(4, 3), in_features=3, out_features=3, output_activation="identity").permutation_spec(), {"Dense_0": [0, 0, 1, 2], "Dense_1": [0, 1, 2]}),
+    (lambda t, f, d: ls.permutation.permute(t, ls.MLP(hidden=(4, 3), in_features=3, out_features=3, output_activation="identity").permutation_spec(), {}), ls.ConfigError),
+    (lambda t, f, d: ls.permutation.permute(t, ls.MLP(hidden=(4, 3), in_features=3, out_features=3, output_activation="identity").permutation_spec(), {"Dense_0": [0, 0, 1, 2], "Dense_1": [0, 1, 2]}),
      ls.ConfigError),
-    (lambda t, f, d: ls.minima.align(t, t, spec=ls.minima.PermutationSpec({"Dense_0/kernel": (None, "a")})),
+    (lambda t, f, d: ls.permutation.align(t, t, spec=ls.permutation.PermutationSpec({"Dense_0/kernel": (None, "a")})),
      ls.ConfigError),
     (lambda t, f, d: ls.directions.trajectory_pca(ls.tree.stack([t, t])), ls.ConfigError),
     (lambda t, f, d: ls.data.load(""), ls.DataError),

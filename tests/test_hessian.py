@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 
 import landscape as ls
 from landscape import hessian as H
+from landscape.curvature import ensemble as E
+from landscape.curvature import stacked as S
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +87,7 @@ def _one_member(f, top_iters, probes, density_iters=None):
 def test_many_members_in_one_call_equal_per_member(small):
     model, d, _, f, _, _ = small
     ens = ls.train_ensemble(model, d, key=jax.random.key(0), seeds=3, loss="cross_entropy", steps=5,
-                            log_every=5, progress=False)
+                            log_every=5, execution=ls.Execution(progress=False))
     key = jax.random.key(7)
     many = H.top_eigenvalues(f, ens.params, 2, stacked=True, key=key, num_iters=30)
     tr = H.trace(f, ens.params, stacked=True, key=key, num_probes=10)
@@ -111,10 +113,10 @@ def test_quadratic_eigenvalues_exact():
 def test_many_reuses_its_compiled_function_and_matches_single_members(small):
     model, d, params, f, _, _ = small
     stacked = ls.tree.stack([params, model.init(jax.random.key(1))])
-    H._vmapped.cache_clear()
+    S._vmapped.cache_clear()
     a = H.top_eigenvalues(f, stacked, 2, stacked=True, key=jax.random.key(0), num_iters=12)
     b = H.top_eigenvalues(f, stacked, 2, stacked=True, key=jax.random.key(1), num_iters=12)
-    info = H._vmapped.cache_info()
+    info = S._vmapped.cache_info()
     assert (info.misses, info.hits) == (1, 1)
     for i in range(2):
         one = H.top_eigenvalues(f, ls.tree.take(stacked, i), 2, key=jax.random.fold_in(jax.random.key(0), i),
@@ -130,7 +132,7 @@ def test_members_in_sequential_groups_equal_per_member(small, monkeypatch, group
     one smaller here: 6 members in groups of 4 and 2); every member still gets its own answer."""
     model, _, _, f, _, _ = small
     stacked = ls.tree.stack([model.init(jax.random.key(s)) for s in range(6)])
-    monkeypatch.setattr(H, "_member_group", lambda n: group)
+    monkeypatch.setattr(S, "member_group", lambda n: group)
     key = jax.random.key(3)
     top = H.top_eigenvalues(f, stacked, 2, stacked=True, key=key, num_iters=20)
     tr = H.trace(f, stacked, stacked=True, key=key, num_probes=6)
@@ -145,20 +147,20 @@ def test_members_in_sequential_groups_equal_per_member(small, monkeypatch, group
 
 
 def test_member_group_policy():
-    assert H._member_group(H.CPU_GROUP) is None  # too few members to split
+    assert S.member_group(H.CPU_GROUP) is None  # too few members to split
     expected = H.CPU_GROUP if jax.default_backend() == "cpu" else None
-    assert H._member_group(64) == expected
+    assert S.member_group(64) == expected
 
 
 def _block(params, dense, mask_fn):
     """The dense Hessian's block of the leaves ``mask_fn(path)`` picks, built independently from
     the flat layout (``ravel_pytree`` order = tree order)."""
-    from landscape.tree import _path_name
+    from landscape.tree import path_name
 
     idx, start = [], 0
     for p, x in jax.tree_util.tree_flatten_with_path(params)[0]:
         n = int(np.size(x))
-        if mask_fn(_path_name(p)):
+        if mask_fn(path_name(p)):
             idx += list(range(start, start + n))
         start += n
     idx = np.asarray(idx)
@@ -200,7 +202,7 @@ def test_layers_and_per_layer_ensemble_curvature(small):
     model, d, params, f, dense, _ = small
     assert H.layers(params) == ["Dense_0", "Dense_1"]
     stacked = ls.tree.stack([params, ls.tree.scale(0.5, params)])
-    per = {name: H.ensemble_curvature(f, stacked, key=jax.random.key(0), top=1, trace_probes=4, chunk_size=2,
+    per = {name: H.ensemble_curvature(f, stacked, key=jax.random.key(0), top=1, trace_probes=4, execution=ls.Execution(chunk_size=2),
                                       select=name) for name in H.layers(params)}
     many = {name: H.top_eigenvalues(f, stacked, 1, stacked=True, key=jax.random.key(1), select=[name])
             for name in H.layers(params)}
@@ -315,7 +317,7 @@ def test_minibatch_estimates_match_each_batchs_dense_hessian(small):
     per = H.minibatch_curvature(mb, params, key=jax.random.key(1), top=2, num_iters=43, trace_probes=2000)
     stacked = ls.tree.stack([params, ls.tree.scale(0.7, params)])
     ens = H.ensemble_curvature(f, stacked, key=jax.random.key(0), top=2, num_iters=43, trace_probes=8,
-                               minibatches=mb, chunk_size=2)
+                               minibatches=mb, execution=ls.Execution(chunk_size=2))
     assert ens["batch_top"].shape == (2, 4, 2) and ens["batch_trace"].shape == (2, 4)
     # the reference: a dense Hessian of each batch's own loss (one compiled program for all of them)
     dense_of = jax.jit(lambda x, y, p: H.dense_hessian(
@@ -359,7 +361,7 @@ def test_curvature_map_matches_the_analytic_hessian_at_every_point():
     axis = np.linspace(-1, 1, 5)
     coords = np.stack([g.ravel() for g in np.meshgrid(axis, axis, indexing="ij")], axis=1)
     got = H.curvature_map(f, c, [d1, d2], coords, key=jax.random.key(0), num_iters=8, trace_probes=2000,
-                          chunk_size=7)
+                          execution=ls.Execution(chunk_size=7))
     for g, (p, q) in enumerate(coords):
         ev = np.linalg.eigvalsh(a_mat + np.diag(b * (flat(c) + p * flat(d1) + q * flat(d2))))
         assert float(got["lambda_max"][g]) == pytest.approx(ev[-1], rel=1e-3, abs=1e-4)
@@ -379,22 +381,6 @@ def test_curvature_map_matches_the_analytic_hessian_at_every_point():
         H.curvature_map(f, c, [d1, d2], coords[:, :1], key=jax.random.key(0))
 
 
-def test_the_old_many_names_are_deprecated_aliases_of_stacked(small):
-    model, _, _, f, _, _ = small
-    stacked = ls.tree.stack([model.init(jax.random.key(s)) for s in range(2)])
-    key = jax.random.key(4)
-    with pytest.warns(DeprecationWarning, match="use top_eigenvalues\\(..., stacked=True\\)"):
-        old = H.top_eigenvalues_many(f, stacked, 2, key=key, num_iters=12)
-    np.testing.assert_array_equal(old, H.top_eigenvalues(f, stacked, 2, key=key, num_iters=12, stacked=True))
-    with pytest.warns(DeprecationWarning, match="use trace"):
-        old = H.trace_many(f, stacked, key=key, num_probes=3)
-    np.testing.assert_array_equal(old["trace"], H.trace(f, stacked, key=key, num_probes=3, stacked=True)["trace"])
-    with pytest.warns(DeprecationWarning, match="use spectral_density"):
-        old = H.spectral_density_many(f, stacked, key=key, num_probes=2, num_iters=6)
-    new = H.spectral_density(f, stacked, key=key, num_probes=2, num_iters=6, stacked=True)
-    np.testing.assert_array_equal(old.nodes, new.nodes)
-
-
 def test_the_same_loss_on_the_same_data_reuses_its_traced_program(small):
     """A built-in model's loss on equal data (new arrays, as the next command of a resident
     process reads them) is the same function, so ensemble_curvature traces nothing again —
@@ -410,8 +396,8 @@ def test_the_same_loss_on_the_same_data_reuses_its_traced_program(small):
     stacked = ls.tree.stack([params, ls.tree.scale(0.5, params)])
     kw = dict(key=jax.random.key(3), top=2, num_iters=8, trace_probes=2)
     first = H.ensemble_curvature(f1, stacked, **kw)
-    traced = H._vmapped_point.cache_info().misses
+    traced = E._vmapped_point.cache_info().misses
     again = H.ensemble_curvature(ls.models.loss_fn(model, copy, "cross_entropy"), stacked, **kw)
-    assert H._vmapped_point.cache_info().misses == traced  # no new program
+    assert E._vmapped_point.cache_info().misses == traced  # no new program
     for k in first:
         np.testing.assert_array_equal(first[k], again[k])

@@ -5,9 +5,10 @@ import json
 import jax
 import numpy as np
 import pytest
+from landscape.errors import CorruptRunError, RunExistsError, RunNotFoundError
 
 import landscape as ls
-from landscape.errors import CorruptRunError, RunExistsError, RunNotFoundError
+from landscape.core import files
 
 from .conftest import assert_trees_equal
 
@@ -18,7 +19,7 @@ def ens(blobs):
 
     return ls.train_ensemble(ls.MLP(hidden=(4, 3), activation="tanh", output_activation="identity"), blobs, key=jax.random.key(0), seeds=3,
                              optimizer=ls.OptimizerSpec("sgd"), learning_rates=[0.1, 0.2], loss="cross_entropy",
-                             steps=6, log_every=2, snapshot_every=4, progress=False)
+                             steps=6, log_every=2, snapshot_every=4, execution=ls.Execution(progress=False))
 
 
 def test_save_load_round_trip_is_exact(ens, tmp_path):
@@ -55,7 +56,7 @@ def test_failed_write_leaves_old_run_intact(ens, tmp_path, monkeypatch):
     def boom(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(ls.files, "atomic_write_json", boom)
+    monkeypatch.setattr(files, "atomic_write_json", boom)
     with pytest.raises(OSError, match="disk full"):
         ls.save_run(path, ens, overwrite=True)
     assert {p.name: p.read_bytes() for p in path.iterdir()} == before

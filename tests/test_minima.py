@@ -6,6 +6,7 @@ import pytest
 
 import landscape as ls
 from landscape import minima as M
+from landscape import permutation as P
 from landscape import surface as S
 
 
@@ -14,7 +15,7 @@ def ens_and_data():
     d = ls.data.blobs(num_train=80, num_test=30, num_classes=3, dim=4, seed=2)
     model = ls.MLP(hidden=(6, 5), activation="tanh", output_activation="identity")
     ens = ls.train_ensemble(model, d, key=jax.random.key(0), seeds=4, loss="cross_entropy", steps=60,
-                            optimizer=ls.OptimizerSpec("sgd", 0.5), log_every=30, progress=False)
+                            optimizer=ls.OptimizerSpec("sgd", 0.5), log_every=30, execution=ls.Execution(progress=False))
     return ens, d
 
 
@@ -69,11 +70,11 @@ def test_alignment_undoes_a_known_permutation_exactly(ens_and_data):
     rng = np.random.default_rng(0)
     spec = ens.model.permutation_spec()
     perms = {"Dense_0": rng.permutation(6), "Dense_1": rng.permutation(5)}
-    b = M.permute(a, spec, perms)
+    b = P.permute(a, spec, perms)
     # a permuted network computes exactly the same function
     np.testing.assert_array_equal(np.argmax(ens.model.apply(a, d.test.x), -1), np.argmax(ens.model.apply(b, d.test.x), -1))
     np.testing.assert_allclose(ens.model.apply(a, d.test.x), ens.model.apply(b, d.test.x), rtol=1e-5, atol=1e-6)
-    aligned, found = M.align(a, b, spec=spec, key=jax.random.key(0))
+    aligned, found = P.align(a, b, spec=spec, key=jax.random.key(0))
     for layer in a:
         for name in ("kernel", "bias"):
             np.testing.assert_array_equal(aligned[layer][name], a[layer][name])
@@ -85,7 +86,7 @@ def test_alignment_undoes_a_known_permutation_exactly(ens_and_data):
 def test_alignment_keeps_function_and_lowers_distance(ens_and_data):
     ens, d = ens_and_data
     a, b = ens.member(0), ens.member(1)
-    aligned, _ = M.align(a, b, spec=ens.model.permutation_spec())
+    aligned, _ = P.align(a, b, spec=ens.model.permutation_spec())
     np.testing.assert_allclose(ens.model.apply(aligned, d.test.x), ens.model.apply(b, d.test.x), rtol=1e-5, atol=1e-6)
     before = float(ls.tree.norm(ls.tree.sub(a, b)))
     after = float(ls.tree.norm(ls.tree.sub(a, aligned)))
@@ -110,13 +111,13 @@ def test_aligned_barrier_matrix_aligns_each_pair(ens_and_data):
     data = (d.train.x, d.train.y)
     spec = ens.model.permutation_spec()
     after = M.aligned_barrier_matrix(fn, ens.params, spec=spec, num=11, data=data, metric="loss")
-    aligned, _ = M.align(ens.member(1), ens.member(3), spec=spec)
+    aligned, _ = P.align(ens.member(1), ens.member(3), spec=spec)
     ref = M.barrier(fn, ens.member(1), aligned, num=11, data=data, metric="loss")
     assert after["barrier"][1, 3] == pytest.approx(ref["barrier"], rel=1e-4, abs=1e-6)
     assert after["distance"][3, 1] == pytest.approx(float(ls.tree.norm(ls.tree.sub(ens.member(1), aligned))), rel=1e-5)
     # a permuted copy of a member is the same basin once aligned
     reversed_units = {"Dense_0": np.arange(6)[::-1], "Dense_1": np.arange(5)[::-1]}
-    stacked = ls.tree.stack([ens.member(0), M.permute(ens.member(0), spec, reversed_units)])
+    stacked = ls.tree.stack([ens.member(0), P.permute(ens.member(0), spec, reversed_units)])
     before = M.barrier_matrix(fn, stacked, num=11, data=data, metric="loss")
     after = M.aligned_barrier_matrix(fn, stacked, spec=spec, num=11, data=data, metric="loss")
     assert before["barrier"][0, 1] > 1e-3 and after["barrier"][0, 1] == pytest.approx(0.0, abs=1e-5)

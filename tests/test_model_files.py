@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import landscape as ls
-from landscape import model_files
+from landscape.models import model_file as model_files
 
 from .conftest import assert_trees_close
 
@@ -85,7 +85,7 @@ def test_a_model_file_gives_its_model_source_and_spec(net_file, tmp_path, digits
 def test_a_user_model_run_is_saved_and_loaded_only_with_its_model(net_file, digits, tmp_path):
     ens = ls.train_ensemble(model_files.from_file(f"{net_file}:make"), digits, key=jax.random.key(0), seeds=2,
                             loss="cross_entropy", optimizer=ls.OptimizerSpec("sgd", 0.2), steps=4, batch_size=64,
-                            log_every=2, progress=False)
+                            log_every=2, execution=ls.Execution(progress=False))
     run = ls.io.save_run(tmp_path / "run", ens)
     meta = ls.io.read_meta(run)["model"]
     assert meta["type"] == "FlaxModel" and meta["source"]["factory"] == "make"
@@ -106,8 +106,8 @@ def test_a_user_model_run_is_saved_and_loaded_only_with_its_model(net_file, digi
     # the spec from the file aligns the user's model: a permuted copy is recovered
     spec = ens.model.permutation_spec()
     perm = {"h": np.array([3, 0, 4, 1, 2])}
-    moved, moved_state = ls.minima.permute(ens.member(0), spec, perm, state=ens.member_state(0))
-    aligned, found = ls.minima.align(ens.member(0), moved, spec=spec)
+    moved, moved_state = ls.permutation.permute(ens.member(0), spec, perm, state=ens.member_state(0))
+    aligned, found = ls.permutation.align(ens.member(0), moved, spec=spec)
     assert_trees_close(aligned, ens.member(0), rtol=0, atol=0)
     np.testing.assert_allclose(ens.model.apply_eval(moved, moved_state, digits.test.x),
                                ens.model.apply_eval(ens.member(0), ens.member_state(0), digits.test.x),

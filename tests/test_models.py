@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from landscape.errors import ConfigError
 
 import landscape as ls
-from landscape.errors import ConfigError
 
 ACTS = {
     "sigmoid": lambda z: 1 / (1 + np.exp(-z)),
@@ -98,7 +98,7 @@ def test_the_default_output_is_decided_by_the_loss_as_on_the_command_line(blobs)
     cannot be applied, and says how to decide it."""
     key = jax.random.key(0)
     for loss, explicit in (("mse", "sigmoid"), ("cross_entropy", "identity")):
-        kw = dict(key=key, seeds=2, loss=loss, steps=5, progress=False, optimizer=ls.OptimizerSpec("sgd", 0.5))
+        kw = dict(key=key, seeds=2, loss=loss, steps=5, execution=ls.Execution(progress=False), optimizer=ls.OptimizerSpec("sgd", 0.5))
         auto = ls.train_ensemble(ls.MLP(hidden=(4,), activation="tanh"), blobs, **kw)
         ref = ls.train_ensemble(ls.MLP(hidden=(4,), activation="tanh", output_activation=explicit), blobs, **kw)
         assert auto.model.output_activation == explicit and auto.model == ref.model

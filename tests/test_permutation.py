@@ -4,10 +4,10 @@ included) computes the same function in both modes, and a known permutation is r
 import jax
 import numpy as np
 import pytest
+from landscape.permutation import PermutationSpec, align, permute
 
 import landscape as ls
 from landscape import models
-from landscape.permutation import PermutationSpec, align, permute
 
 from .conftest import assert_trees_close
 

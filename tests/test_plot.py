@@ -5,6 +5,7 @@ import pytest
 
 import landscape as ls
 from landscape import plot
+from landscape.figures.surfaces import contour_levels
 
 
 def _colorbar_axes(fig):
@@ -34,10 +35,10 @@ def test_every_kind_draws_with_overflowed_values(kind, tmp_path):
 
 def test_levels_are_log_spaced_and_clipped():
     _, _, z = _grid()
-    levels, top, log = plot._levels(z, log=True, clip=None)
+    levels, top, log = contour_levels(z, log=True, clip=None)
     assert log and np.allclose(np.diff(np.log(levels)), np.diff(np.log(levels))[0])
     assert levels[0] == pytest.approx(z.min()) and top == pytest.approx(np.percentile(z, 95))
-    levels, top, log = plot._levels(z - 1.0, log=True, clip=2.0)  # negative values: linear levels
+    levels, top, log = contour_levels(z - 1.0, log=True, clip=2.0)  # negative values: linear levels
     assert not log and top == pytest.approx(2.0)
 
 

@@ -12,6 +12,7 @@ import pytest
 
 import landscape as ls
 from landscape import precision
+from landscape.store import results
 
 from .clirun import run
 
@@ -47,12 +48,12 @@ def test_an_inexact_precision_enters_the_provenance(trained, monkeypatch):
     """A result computed with exact float32 is not reused for a TF32 computation (and vice versa)."""
     out, _ = trained
     settings = {"kind": "probe", "grid": 3}
-    exact = ls.results.provenance(out, settings)
+    exact = results.provenance(out, settings)
     assert "matmul_precision" not in exact  # results of earlier versions stay current on a CPU
     monkeypatch.setattr(precision, "matmul_precision", lambda: "tensorfloat32")
-    tf32 = ls.results.provenance(out, settings)
+    tf32 = results.provenance(out, settings)
     assert tf32["matmul_precision"] == "tensorfloat32"
-    assert ls.results.differences(exact, tf32) == ["matmul_precision"]
+    assert results.differences(exact, tf32) == ["matmul_precision"]
 
 
 def test_the_command_takes_the_precision_and_refuses_a_bad_one(trained):

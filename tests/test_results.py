@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import landscape as ls
-from landscape import results
+from landscape.store import results
 
 from .clirun import TINY, run
 
@@ -92,7 +92,7 @@ def test_hessian_and_compare_take_a_name(fresh_run):
 def test_run_replaced_during_the_computation_is_not_saved(tmp_path, blobs):
     def trained(seed):
         return ls.train_ensemble(ls.MLP(hidden=(3,), output_activation="identity"), blobs, key=jax.random.key(seed), seeds=2, steps=2,
-                                 progress=False)
+                                 execution=ls.Execution(progress=False))
 
     out = ls.save_run(tmp_path / "run", trained(0))
     res = results.Result(out, "x", {"a": 1})
@@ -104,7 +104,7 @@ def test_run_replaced_during_the_computation_is_not_saved(tmp_path, blobs):
 
 
 def test_internal_files_are_out_of_reach_of_result_names(tmp_path, blobs):
-    ens = ls.train_ensemble(ls.MLP(hidden=(3,), output_activation="identity"), blobs, key=jax.random.key(0), seeds=2, steps=2, progress=False)
+    ens = ls.train_ensemble(ls.MLP(hidden=(3,), output_activation="identity"), blobs, key=jax.random.key(0), seeds=2, steps=2, execution=ls.Execution(progress=False))
     out = ls.save_run(tmp_path / "run", ens)
     a, b = results.Result(out, "foo", {}), results.Result(out, "foo.partial", {})
     assert a.checkpoints == out / results.INTERNAL / "checkpoints" / "foo"
@@ -116,7 +116,7 @@ def test_internal_files_are_out_of_reach_of_result_names(tmp_path, blobs):
 
 
 def test_provenance_names_parameters_data_and_settings(tmp_path, blobs):
-    ens = ls.train_ensemble(ls.MLP(hidden=(3,), output_activation="identity"), blobs, key=jax.random.key(0), seeds=2, steps=2, progress=False)
+    ens = ls.train_ensemble(ls.MLP(hidden=(3,), output_activation="identity"), blobs, key=jax.random.key(0), seeds=2, steps=2, execution=ls.Execution(progress=False))
     out = ls.save_run(tmp_path / "run", ens)
     p = results.provenance(out, {"grid": 5})
     import hashlib
@@ -163,7 +163,7 @@ def test_a_trajectory_saved_under_the_old_seed_setting_is_reused(tmp_path, blobs
     release saved with ``settings.seed = 1`` is the same computation as ``seeds="1"`` and is
     reused, not refused; one with another seed is still refused, naming the new setting."""
     ens = ls.train_ensemble(ls.MLP(hidden=(3,), output_activation="identity"), blobs, key=jax.random.key(0),
-                            seeds=2, steps=6, log_every=2, snapshot_every=2, progress=False)
+                            seeds=2, steps=6, log_every=2, snapshot_every=2, execution=ls.Execution(progress=False))
     out = ls.save_run(tmp_path / "run", ens)
     quiet = ls.analyses.Execution(progress=False)
     spec = ls.analyses.TrajectorySpec(seeds="1", grid=3)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import landscape as ls
+from landscape.core import chunks, files
 
 SCRIPT = textwrap.dedent(
     """
@@ -27,13 +28,14 @@ SCRIPT = textwrap.dedent(
     coords = np.stack(np.meshgrid(a, a, indexing="ij"), -1).reshape(-1, 2)
     if sys.argv[3] == "surface":
         res = surface.evaluate(fn, theta, ds, coords, data={"train": (data.train.x, data.train.y)},
-                               chunk_size=2, checkpoint=None if ckpt == "-" else ckpt, save_every_s=0.0)
+                               execution=ls.Execution(chunk_size=2, checkpoint=None if ckpt == "-" else ckpt,
+                                                      save_every_s=0.0))
     else:  # the curvature map of a coarser grid of the same plane
         a = np.linspace(-1, 1, 12)
         coords = np.stack(np.meshgrid(a, a, indexing="ij"), -1).reshape(-1, 2)
         res = ls.hessian.curvature_map(ls.models.loss_fn(model, data.train, "cross_entropy"), theta, ds, coords,
-                                       key=jax.random.key(2), chunk_size=2,
-                                       checkpoint=None if ckpt == "-" else ckpt)
+                                       key=jax.random.key(2),
+                                       execution=ls.Execution(chunk_size=2, checkpoint=None if ckpt == "-" else ckpt))
     np.savez(out, **res)
     """
 )
@@ -89,16 +91,16 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, kind, saved, marked,
             job.proc.kill()
             job.proc.wait()
     assert not (tmp_path / "killed.npz").exists()
-    done = ls.files.load_npz(ckpt)["done"]
+    done = files.load_npz(ckpt)["done"]
     assert 0 < done.sum() < done.size, "the kill should land mid-computation"
     # mark the saved chunks: a resumed run must reuse them, not recompute them
-    stored = ls.files.load_npz(ckpt)
+    stored = files.load_npz(ckpt)
     first_done = int(np.flatnonzero(done)[0])
     stored[saved][(*marked, 2 * first_done)] = -123.0
-    ls.files.atomic_save_npz(ckpt, stored)
+    files.atomic_save_npz(ckpt, stored)
     resumed = _run([str(ckpt), str(tmp_path / "resumed.npz"), kind], tmp_path)
     assert resumed.wait(timeout=300) == 0, resumed.stderr()
-    got, want = ls.files.load_npz(tmp_path / "resumed.npz"), ls.files.load_npz(tmp_path / "ref.npz")
+    got, want = files.load_npz(tmp_path / "resumed.npz"), files.load_npz(tmp_path / "ref.npz")
     assert got[returned][2 * first_done] == -123.0  # taken from the checkpoint
     mask = np.ones(want[returned].size, bool)
     mask[2 * first_done] = False
@@ -109,11 +111,11 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, kind, saved, marked,
 
 def test_checkpoint_of_another_computation_is_ignored(tmp_path):
     ckpt = tmp_path / "c.npz"
-    ls.chunks.save_checkpoint(ckpt, "other", {"x": np.zeros(4, np.float32)}, np.array([True, False]))
-    assert ls.chunks.load_checkpoint(ckpt, "mine") is None
-    assert ls.chunks.load_checkpoint(ckpt, "other")[1].tolist() == [True, False]
+    chunks.save_checkpoint(ckpt, "other", {"x": np.zeros(4, np.float32)}, np.array([True, False]))
+    assert chunks.load_checkpoint(ckpt, "mine") is None
+    assert chunks.load_checkpoint(ckpt, "other")[1].tolist() == [True, False]
     ckpt.write_bytes(b"garbage")
-    assert ls.chunks.load_checkpoint(ckpt, "other") is None
+    assert chunks.load_checkpoint(ckpt, "other") is None
 
 
 def test_results_are_checked_against_their_metadata(tmp_path):
@@ -121,7 +123,7 @@ def test_results_are_checked_against_their_metadata(tmp_path):
     ls.io.save_result(stem, {"axis_0": np.arange(3.0), "value/loss": np.ones(3)}, {"kind": "line"})
     arrays, meta = ls.io.load_result(str(stem) + ".npz")
     assert meta["kind"] == "line" and arrays["value/loss"].tolist() == [1, 1, 1]
-    ls.files.atomic_save_npz(stem.with_name("r.npz"), {"axis_0": np.arange(4.0)})
+    files.atomic_save_npz(stem.with_name("r.npz"), {"axis_0": np.arange(4.0)})
     with pytest.raises(ls.CorruptRunError, match="holds no result metadata"):
         ls.io.load_result(stem)
     with pytest.raises(ls.RunNotFoundError):

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from landscape.cli import server
+from landscape.cli import serve as server
+from landscape.cli.serve import daemon, identity
 
 from .clirun import TINY, run
 
@@ -309,7 +310,7 @@ def test_modules_imported_from_outside_the_environment_are_forgotten(tmp_path, m
 
     import users_helper_mod  # noqa: F401
 
-    server._forget_user_modules(before)
+    daemon._forget_user_modules(before)
     assert "users_helper_mod" not in sys.modules
     assert "json.tool" in sys.modules
 
@@ -321,7 +322,7 @@ def test_a_command_taken_as_the_idle_time_runs_out_is_run_not_dropped():
     import io
     import threading
 
-    srv = server._Server(Path("/nonexistent/landscape.sock"), idle_s=0.05, log=io.StringIO())
+    srv = daemon._Server(Path("/nonexistent/landscape.sock"), idle_s=0.05, log=io.StringIO())
     ran = []
     srv.run = lambda *job: ran.append(job)
     job = ("conn", "lines", {"argv": ["info", "runs/x"]})
@@ -343,13 +344,13 @@ def test_an_idle_server_whose_sources_changed_leaves(monkeypatch):
     the present one, so a changed ``sources`` part stands for an edited file."""
     import io
 
-    monkeypatch.setattr(server, "STALE_CHECK_S", 0.1)
-    fresh = server._Server(Path("/nonexistent/landscape.sock"), idle_s=0.5, log=io.StringIO())
+    monkeypatch.setattr(daemon, "STALE_CHECK_S", 0.1)
+    fresh = daemon._Server(Path("/nonexistent/landscape.sock"), idle_s=0.5, log=io.StringIO())
     assert not fresh.stale()
     fresh.loop()  # nothing changed: it leaves only for being idle
     assert fresh.log.getvalue().splitlines() == ["landscape serve: no command for 0.5 s; leaving"]
     for part in ("sources", "libraries", "python"):
-        srv = server._Server(Path("/nonexistent/landscape.sock"), idle_s=0, log=io.StringIO(),
+        srv = daemon._Server(Path("/nonexistent/landscape.sock"), idle_s=0, log=io.StringIO(),
                              started_as={**server.identity(), part: "as it was before"})
         assert srv.stale()
         srv.loop()
@@ -378,7 +379,7 @@ def test_a_server_leaves_once_its_sources_are_edited(tmp_path):
         st = edited.stat()
         os.utime(edited, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
         assert _status(env, tmp_path) is None  # the fingerprint here has changed: it is not reached
-        proc.wait(timeout=server.STALE_CHECK_S + 60)
+        proc.wait(timeout=identity.STALE_CHECK_S + 60)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 import landscape as ls
-from landscape import analyses, files
+from landscape import analyses
+from landscape.core import files
 
 from .clirun import run
 from .conftest import assert_members_equal
@@ -37,7 +38,8 @@ def sweep(tmp_path_factory):
 _KILL_IN_COMMIT = """
 import os, signal, sys
 import numpy as np
-from landscape import files, io
+from landscape import io
+from landscape.core import files
 stem, when, value = sys.argv[1], sys.argv[2], float(sys.argv[3])
 real_write, real_replace = files.atomic_write, os.replace
 
@@ -275,7 +277,7 @@ def test_labels_are_checked_before_they_are_cast():
 def test_a_member_trained_alone_equals_it_inside_any_sweep_bitwise(digits, sweep_seeds):
     model = ls.MLP(hidden=(16, 16), activation="sigmoid", output_activation="sigmoid")
     kw = dict(key=jax.random.key(0), steps=60, log_every=30, loss="mse", optimizer=ls.OptimizerSpec("sgd", 3.0),
-              progress=False)
+              execution=ls.Execution(progress=False))
     alone = ls.train_ensemble(model, digits, seeds=[3], **kw)
     inside = ls.train_ensemble(model, digits, seeds=sweep_seeds, **kw)
     i = sweep_seeds.index(3)

@@ -4,11 +4,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from landscape.errors import ConfigError
 
 import landscape as ls
 from landscape import directions as D
 from landscape import surface as S
-from landscape.errors import ConfigError
+from landscape.geometry import evaluator
 
 
 def quadratic(seed=0):
@@ -85,7 +86,7 @@ def test_barrier_of_a_known_curve():
 def trained(blobs):
     model = ls.MLP(hidden=(8, 6), activation="tanh", output_activation="identity")
     ens = ls.train_ensemble(model, blobs, key=jax.random.key(0), seeds=4, loss="cross_entropy", steps=30,
-                            optimizer=ls.OptimizerSpec("sgd", 0.5), log_every=10, snapshot_every=10, progress=False)
+                            optimizer=ls.OptimizerSpec("sgd", 0.5), log_every=10, snapshot_every=10, execution=ls.Execution(progress=False))
     return ens, {"train": (blobs.train.x, blobs.train.y), "test": (blobs.test.x, blobs.test.y)}
 
 
@@ -112,8 +113,8 @@ def test_chunked_equals_unchunked(trained, chunk):
     fn = ls.models.metrics_fn(ens.model, "cross_entropy")
     theta = ens.member(0)
     ds = D.random_directions(jax.random.key(6), theta, 2)
-    ref = S.plane(fn, theta, ds, num=9, data=data, chunk_size=81)
-    got = S.plane(fn, theta, ds, num=9, data=data, chunk_size=chunk)
+    ref = S.plane(fn, theta, ds, num=9, data=data, execution=ls.Execution(chunk_size=81))
+    got = S.plane(fn, theta, ds, num=9, data=data, execution=ls.Execution(chunk_size=chunk))
     for k in ref.values:
         np.testing.assert_allclose(got.values[k], ref.values[k], rtol=1e-6, atol=1e-7)
 
@@ -156,8 +157,8 @@ def test_memory_stays_bounded_by_the_chunk(trained):
     fn = ls.models.metrics_fn(ens.model, "cross_entropy")
     theta = ens.member(0)
     ds = D.random_directions(jax.random.key(1), theta, 2)
-    small = S.plane(fn, theta, ds, num=21, data={"train": data["train"]}, chunk_size=64)
-    big = S.plane(fn, theta, ds, num=201, data={"train": data["train"]}, chunk_size=64)
+    small = S.plane(fn, theta, ds, num=21, data={"train": data["train"]}, execution=ls.Execution(chunk_size=64))
+    big = S.plane(fn, theta, ds, num=201, data={"train": data["train"]}, execution=ls.Execution(chunk_size=64))
     assert big.values["train_loss"].shape == (201, 201)
     np.testing.assert_allclose(big.values["train_loss"][::10, ::10], small.values["train_loss"], rtol=1e-5, atol=1e-6)
 
@@ -171,7 +172,7 @@ def test_memory_stays_bounded_by_the_chunk(trained):
         (lambda f, t, d: S.evaluate(f, t, [d], np.zeros((0, 1))), "no points"),
         (lambda f, t, d: S.evaluate(f, t, [d], np.zeros((3, 2))), "shape"),
         (lambda f, t, d: S.evaluate(f, t, [d], np.full((3, 1), np.nan)), "finite"),
-        (lambda f, t, d: S.evaluate(f, t, [d], np.zeros((3, 1)), chunk_size=0), "chunk_size"),
+        (lambda f, t, d: S.evaluate(f, t, [d], np.zeros((3, 1)), execution=ls.Execution(chunk_size=0)), "chunk_size"),
         (lambda f, t, d: S.interpolation(f, t, d, num=1), "at least 2"),
     ],
 )
@@ -186,11 +187,11 @@ def test_compiled_slice_functions_are_reused(trained):
     """Planes of other seeds and directions with the same metric function compile nothing new."""
     ens, batches = trained
     fn = ls.models.metrics_fn(ens.model, "cross_entropy")
-    ls.surface._compiled.cache_clear()
+    evaluator._compiled.cache_clear()
     for s in (0, 1):
         d = ls.directions.random_directions(jax.random.key(s), ens.member(s), 2)
         ls.surface.plane(fn, ens.member(s), d, num=5, data=batches)
-    info = ls.surface._compiled.cache_info()
+    info = evaluator._compiled.cache_info()
     assert (info.misses, info.hits) == (1, 1)
 
 
@@ -203,14 +204,14 @@ def test_a_dataset_is_taken_as_its_two_splits_and_a_split_as_one_batch():
     theta = model.init(jax.random.key(0))
     d = ls.directions.random_directions(jax.random.key(1), theta, 1)[0]
     fn = ls.models.metrics_fn(model, "cross_entropy")
-    whole = ls.surface.line(fn, theta, d, num=5, data=data, progress=False)
-    by_hand = ls.surface.line(fn, theta, d, num=5, progress=False,
+    whole = ls.surface.line(fn, theta, d, num=5, data=data)
+    by_hand = ls.surface.line(fn, theta, d, num=5, 
                               data={"train": (data.train.x, data.train.y), "test": (data.test.x, data.test.y)})
     assert set(whole.values) == {"train_loss", "train_accuracy", "test_loss", "test_accuracy"}
     for k in whole.values:
         np.testing.assert_array_equal(whole.values[k], by_hand.values[k])
-    one = ls.surface.line(fn, theta, d, num=5, data=data.test, progress=False)
-    pair = ls.surface.line(fn, theta, d, num=5, data=(data.test.x, data.test.y), progress=False)
+    one = ls.surface.line(fn, theta, d, num=5, data=data.test)
+    pair = ls.surface.line(fn, theta, d, num=5, data=(data.test.x, data.test.y))
     np.testing.assert_array_equal(one.values["loss"], whole.values["test_loss"])
     np.testing.assert_array_equal(one.values["loss"], pair.values["loss"])
     with pytest.raises(ls.ConfigError, match="expected one split of the data set"):

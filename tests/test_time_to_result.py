@@ -16,7 +16,8 @@ import pytest
 
 import landscape as ls
 from landscape import compilation_cache as cc
-from landscape.timing import COMPILE_EVENTS, Timings
+from landscape.core import files
+from landscape.core.timing import COMPILE_EVENTS, Timings
 
 from .clirun import TINY, run
 
@@ -105,7 +106,7 @@ def test_commands_fill_the_cache_and_cached_programs_compute_the_same(tmp_path):
     assert r.returncode == 0, r.stderr
     assert not (tmp_path / "unused").exists()
     for f in ("params.npz", "history.npz"):
-        a, b, c = (ls.files.load_npz(tmp_path / d / f) for d in "abc")
+        a, b, c = (files.load_npz(tmp_path / d / f) for d in "abc")
         for k in a:
             np.testing.assert_array_equal(a[k], b[k])
             np.testing.assert_array_equal(a[k], c[k])
@@ -196,7 +197,7 @@ def test_a_surface_compiles_the_same_programs_however_many_layers():
         points = [jax.tree_util.tree_map(np.asarray, p) for p in points]  # as loaded from a run
         fn = ls.models.metrics_fn(model, "mse")
         batches = {"train": (data.train.x, data.train.y)}
-        counts.append(_lowerings(lambda: ls.surface.three_point(fn, *points, num=3, data=batches, progress=False)))
+        counts.append(_lowerings(lambda: ls.surface.three_point(fn, *points, num=3, data=batches)))
     assert counts[0] == counts[1]
 
 

@@ -4,9 +4,10 @@ import jax
 import numpy as np
 import optax
 import pytest
+from landscape.errors import ConfigError
 
 import landscape as ls
-from landscape.errors import ConfigError
+from landscape.training import engine, memory, orders
 
 from .conftest import assert_members_equal, assert_trees_close, assert_trees_equal
 
@@ -55,7 +56,7 @@ def test_ensemble_equals_per_seed_loop(blobs, key, loss, opt_name, batch_size):
     spec = ls.OptimizerSpec(opt_name, {"adam": 0.05, "momentum": 0.05}.get(opt_name, 0.5))
     steps = 13  # not a multiple of the epoch length: crosses epoch boundaries mid-chunk
     ens = ls.train_ensemble(model, blobs, key=key, seeds=[0, 3, 7], optimizer=spec, loss=loss, steps=steps,
-                            batch_size=batch_size, log_every=3, chunks=2, progress=False)
+                            batch_size=batch_size, log_every=3, execution=ls.Execution(min_calls=2, progress=False))
     for i, seed in enumerate([0, 3, 7]):
         ref = reference_member(model, blobs, key, seed, spec.build(), loss, steps, batch_size)
         assert_trees_close(ens.member(i), ref, rtol=1e-4, atol=1e-5)
@@ -65,7 +66,7 @@ def test_ensemble_equals_per_seed_loop(blobs, key, loss, opt_name, batch_size):
 def test_seed_alone_equals_seed_inside_256_sweep(blobs, key):
     model = ls.MLP(hidden=(5,), activation="sigmoid", output_activation="sigmoid")
     kw = dict(key=key, optimizer=ls.OptimizerSpec("sgd", 0.5), loss="mse", steps=40, batch_size=16,
-              log_every=10, progress=False)
+              log_every=10, execution=ls.Execution(progress=False))
     sweep = ls.train_ensemble(model, blobs, seeds=256, **kw)
     for seed in (0, 97, 255):
         alone = ls.train_ensemble(model, blobs, seeds=[seed], **kw)
@@ -75,14 +76,14 @@ def test_seed_alone_equals_seed_inside_256_sweep(blobs, key):
 
 def test_training_is_deterministic_and_chunking_invisible(blobs, key):
     model = ls.MLP(hidden=(6,), activation="relu", output_activation="identity")
-    kw = dict(key=key, seeds=4, loss="cross_entropy", steps=30, batch_size=10, log_every=5, progress=False)
-    a = ls.train_ensemble(model, blobs, chunks=1, **kw)
-    b = ls.train_ensemble(model, blobs, chunks=1, **kw)
-    c = ls.train_ensemble(model, blobs, chunks=6, **kw)
+    kw = dict(key=key, seeds=4, loss="cross_entropy", steps=30, batch_size=10, log_every=5)
+    a = ls.train_ensemble(model, blobs, execution=ls.Execution(min_calls=1), **kw)
+    b = ls.train_ensemble(model, blobs, execution=ls.Execution(min_calls=1), **kw)
+    c = ls.train_ensemble(model, blobs, execution=ls.Execution(min_calls=6), **kw)
     assert_trees_equal(a.params, b.params)
     np.testing.assert_array_equal(a.history.train_loss, b.history.train_loss)
     assert_trees_close(a.params, c.params, rtol=1e-6, atol=1e-7)
-    other = ls.train_ensemble(model, blobs, chunks=1, **{**kw, "key": jax.random.key(1)})
+    other = ls.train_ensemble(model, blobs, execution=ls.Execution(min_calls=1), **{**kw, "key": jax.random.key(1)})
     assert not np.allclose(a.params["Dense_0"]["kernel"], other.params["Dense_0"]["kernel"])
 
 
@@ -96,7 +97,7 @@ def test_epoch_order_is_one_permutation_per_epoch(blobs, key):
     model = ls.MLP(hidden=(), activation="sigmoid", kernel_init="normal", output_activation="identity")
     ens = ls.train_ensemble(model, data, key=key, seeds=[5], optimizer=ls.OptimizerSpec("sgd", 1.0),
                             loss="cross_entropy", steps=3, batch_size=b, log_every=1, snapshot_every=1,
-                            progress=False)
+                            execution=ls.Execution(progress=False))
     kernels = np.asarray(ens.trajectory.params["Dense_0"]["kernel"][0])  # (K, n, 2)
     touched = [np.flatnonzero(np.any(kernels[s + 1] != kernels[s], axis=1)) for s in range(3)]
     assert all(t.size == b for t in touched)
@@ -110,7 +111,7 @@ def test_epoch_order_is_one_permutation_per_epoch(blobs, key):
 
 def test_learning_rate_sweep_equals_single_runs(blobs, key):
     model = ls.MLP(hidden=(4,), activation="tanh", output_activation="identity")
-    kw = dict(key=key, loss="mse", steps=12, log_every=4, progress=False)
+    kw = dict(key=key, loss="mse", steps=12, log_every=4, execution=ls.Execution(progress=False))
     grid = ls.train_ensemble(model, blobs, seeds=[1, 2], optimizer=ls.OptimizerSpec("sgd"),
                              learning_rates=[0.1, 0.7], **kw)
     assert grid.num_members == 4
@@ -127,7 +128,7 @@ def test_learning_rate_sweep_equals_single_runs(blobs, key):
 
 def test_divergence_is_flagged_frozen_and_isolated(blobs, key):
     model = ls.MLP(hidden=(8,), activation="relu", kernel_init="normal", output_activation="identity")
-    kw = dict(key=key, seeds=[0, 1], loss="cross_entropy", steps=20, log_every=5, progress=False,
+    kw = dict(key=key, seeds=[0, 1], loss="cross_entropy", steps=20, log_every=5, execution=ls.Execution(progress=False),
               optimizer=ls.OptimizerSpec("sgd"))
     ens = ls.train_ensemble(model, blobs, learning_rates=[0.1, 1e38], **kw)
     assert ens.diverged.tolist() == [False, True, False, True]
@@ -152,7 +153,7 @@ def test_members_that_did_not_learn_are_flagged(key):
 
     d = ls.data.load("digits")
     rate = np.bincount(d.train.y).max() / d.train.y.size
-    kw = dict(key=key, seeds=3, steps=40, log_every=20, progress=False)
+    kw = dict(key=key, seeds=3, steps=40, log_every=20, execution=ls.Execution(progress=False))
     sat = ls.train_ensemble(ls.MLP(hidden=(16,), activation="sigmoid", output_activation="sigmoid"), d,
                             loss="mse", optimizer=ls.OptimizerSpec("sgd", 300.0), **kw)
     assert sat.config["data"]["majority_rate"] == pytest.approx(rate)
@@ -178,7 +179,7 @@ def test_members_that_did_not_learn_are_flagged(key):
 def test_all_members_diverging_gives_empty_spread(blobs, key):
     model = ls.MLP(hidden=(8,), activation="relu", kernel_init="normal", output_activation="identity")
     ens = ls.train_ensemble(model, blobs, key=key, seeds=2, optimizer=ls.OptimizerSpec("sgd", 1e38),
-                            loss="cross_entropy", steps=5, log_every=5, progress=False)
+                            loss="cross_entropy", steps=5, log_every=5, execution=ls.Execution(progress=False))
     assert ens.diverged.all() and ls.summarize(ens)["spread"] == {}
     assert ls.train.learned(ens).tolist() == [False, False]
 
@@ -186,7 +187,7 @@ def test_all_members_diverging_gives_empty_spread(blobs, key):
 def test_history_and_trajectory_match_the_parameters(blobs, key):
     model = ls.MLP(hidden=(6,), activation="gelu", output_activation="identity").for_data(blobs)
     ens = ls.train_ensemble(model, blobs, key=key, seeds=3, loss="cross_entropy", steps=25, log_every=5,
-                            snapshot_every=10, optimizer=ls.OptimizerSpec("sgd", 0.3), progress=False)
+                            snapshot_every=10, optimizer=ls.OptimizerSpec("sgd", 0.3), execution=ls.Execution(progress=False))
     np.testing.assert_array_equal(ens.history.step, [0, 5, 10, 15, 20, 25])
     np.testing.assert_array_equal(ens.trajectory.step, [0, 10, 20, 25])
     for i in range(3):
@@ -212,14 +213,16 @@ def test_history_and_trajectory_match_the_parameters(blobs, key):
         ({"batch_size": 0}, "batch_size"),
         ({"optimizer": ls.OptimizerSpec("sgd"), "learning_rates": [float("nan")]}, "learning rate"),
         ({"snapshot_every": 3, "log_every": 2}, "multiple"),
-        ({"snapshot_every": 1, "log_every": 1, "max_trajectory_bytes": 10}, "trajectory would need"),
+        ({"snapshot_every": 1, "log_every": 1, "execution": ls.Execution(max_trajectory_bytes=10)},
+         "trajectory would need"),
         ({"optimizer": optax.sgd(0.1), "learning_rates": [0.1, 0.2]}, "learning-rate sweep"),
         ({"loss": "hinge"}, "unknown loss"),
     ],
 )
 def test_bad_training_arguments(blobs, key, kwargs, match):
     with pytest.raises(ConfigError, match=match):
-        ls.train_ensemble(ls.MLP(hidden=(3,), output_activation="identity"), blobs, key=key, **{"steps": 2, "progress": False, **kwargs})
+        ls.train_ensemble(ls.MLP(hidden=(3,), output_activation="identity"), blobs, key=key,
+                          **{"steps": 2, "execution": ls.Execution(progress=False), **kwargs})
 
 
 @pytest.mark.parametrize("kwargs", [{"name": "lbfgs"}, {"learning_rate": -1.0}, {"learning_rate": float("nan")},
@@ -231,30 +234,30 @@ def test_bad_optimizer_spec(kwargs):
 
 def test_custom_optax_transformation(blobs, key):
     ens = ls.train_ensemble(ls.MLP(hidden=(3,), output_activation="identity"), blobs, key=key, seeds=2, optimizer=optax.adam(1e-2),
-                            loss="cross_entropy", steps=4, log_every=2, progress=False)
+                            loss="cross_entropy", steps=4, log_every=2, execution=ls.Execution(progress=False))
     assert np.isnan(ens.learning_rates).all() and ens.config["optimizer"]["custom"].startswith("GradientTransformation")
 
 
 def test_compiled_programs_are_reused_across_calls(blobs, key):
     """A second sweep of the same configuration (other key, seeds, default learning rate) compiles nothing new."""
     model = ls.MLP(hidden=(3,), activation="tanh", output_activation="identity")
-    ls.train._programs.cache_clear()
-    kw = dict(loss="cross_entropy", steps=6, batch_size=8, log_every=3, progress=False)
+    engine._programs.cache_clear()
+    kw = dict(loss="cross_entropy", steps=6, batch_size=8, log_every=3, execution=ls.Execution(progress=False))
     ls.train_ensemble(model, blobs, key=key, seeds=2, optimizer=ls.OptimizerSpec("momentum", 0.1), **kw)
     ls.train_ensemble(model, blobs, key=jax.random.key(5), seeds=[4, 9], optimizer=ls.OptimizerSpec("momentum", 0.2),
                       **kw)
-    info = ls.train._programs.cache_info()
+    info = engine._programs.cache_info()
     assert (info.misses, info.hits) == (1, 1)
 
 
 def test_long_log_intervals_are_split_by_the_order_budget(blobs, key, monkeypatch):
     """Minibatch orders are passed per call; a log interval longer than the budget is split, invisibly."""
     model = ls.MLP(hidden=(4,), activation="sigmoid", output_activation="identity")
-    kw = dict(key=key, seeds=3, loss="mse", steps=37, batch_size=16, log_every=18, progress=False,
+    kw = dict(key=key, seeds=3, loss="mse", steps=37, batch_size=16, log_every=18, execution=ls.Execution(progress=False),
               snapshot_every=18)
     whole = ls.train_ensemble(model, blobs, **kw)
     n = blobs.train.x.shape[0]
-    monkeypatch.setattr(ls.train, "ORDERS_BYTES", 3 * n * 4 * 2)  # two epochs of orders: calls of one epoch
+    monkeypatch.setattr(engine, "ORDERS_BYTES", 3 * n * 4 * 2)  # two epochs of orders: calls of one epoch
     split = ls.train_ensemble(model, blobs, **kw)
     np.testing.assert_array_equal(split.history.step, [0, 18, 36, 37])
     np.testing.assert_array_equal(split.trajectory.step, whole.trajectory.step)
@@ -264,11 +267,11 @@ def test_long_log_intervals_are_split_by_the_order_budget(blobs, key, monkeypatc
 
 def test_epoch_order_is_a_pure_function_of_key_and_epoch():
     words = np.asarray(jax.random.key_data(jax.random.key(3)))
-    a = ls.train.epoch_order(words, 2, 50)
+    a = orders.epoch_order(words, 2, 50)
     assert sorted(a.tolist()) == list(range(50)) and a.dtype == np.int32
-    np.testing.assert_array_equal(a, ls.train.epoch_order(words.copy(), 2, 50))
-    assert not np.array_equal(a, ls.train.epoch_order(words, 3, 50))
-    block = ls.train.epoch_orders(np.stack([words, words + 1]), 2, 3, 50, last=3)
+    np.testing.assert_array_equal(a, orders.epoch_order(words.copy(), 2, 50))
+    assert not np.array_equal(a, orders.epoch_order(words, 3, 50))
+    block = orders.epoch_orders(np.stack([words, words + 1]), 2, 3, 50, last=3)
     assert block.shape == (2, 3, 50)
     np.testing.assert_array_equal(block[0, 0], a)
     np.testing.assert_array_equal(block[:, 2], 0)  # past `last`: unused padding
@@ -278,10 +281,10 @@ def test_ensembles_beyond_device_memory_train_in_member_chunks(blobs, key):
     """A budget for 3 members trains 7 in chunks of 3, 3 and 1, with the results of one call."""
     model = ls.MLP(hidden=(6, 5), activation="tanh", output_activation="identity").for_data(blobs)
     kw = dict(key=key, seeds=[0, 1, 2, 3, 4, 5, 6], steps=12, log_every=4, snapshot_every=4, loss="cross_entropy",
-              optimizer=ls.OptimizerSpec("momentum", 0.1), batch_size=32, progress=False)
+              optimizer=ls.OptimizerSpec("momentum", 0.1), batch_size=32, execution=ls.Execution(progress=False))
     whole = ls.train_ensemble(model, blobs, **kw)
-    per = ls.train.device_bytes_per_member(model, 32, 96 + 40)
-    chunked = ls.train_ensemble(model, blobs, max_device_bytes=3 * per + 1, **kw)
+    per = memory.device_bytes_per_member(model, 32, 96 + 40)
+    chunked = ls.train_ensemble(model, blobs, **{**kw, "execution": ls.Execution(progress=False, max_device_bytes=3 * per + 1)})
     assert whole.timings["member_chunks"] == 1 and chunked.timings["member_chunks"] == 3
     assert_trees_close(chunked.params, whole.params, rtol=1e-6, atol=1e-7)
     assert_trees_close(chunked.trajectory.params, whole.trajectory.params, rtol=1e-6, atol=1e-7)
@@ -294,11 +297,11 @@ def test_device_bytes_per_member_by_hand():
     model = ls.MLP(hidden=(16, 16), output_activation="identity").for_data(ls.data.blobs(num_train=8, num_test=2, num_classes=10, dim=64))
     p = 64 * 16 + 16 + 16 * 16 + 16 + 16 * 10 + 10
     assert model.num_params() == p
-    assert ls.train.device_bytes_per_member(model, 1347, 1797) == 16 * p + 16 * 1347 * 42
-    assert ls.train.device_bytes_per_member(model, 8, 1797) == 16 * p + 8 * 1797 * 42
+    assert memory.device_bytes_per_member(model, 1347, 1797) == 16 * p + 16 * 1347 * 42
+    assert memory.device_bytes_per_member(model, 8, 1797) == 16 * p + 8 * 1797 * 42
     with pytest.raises(ls.ConfigError, match="max_device_bytes"):
         ls.train_ensemble(model, ls.data.blobs(num_train=8, num_test=2, num_classes=10, dim=64),
-                          key=jax.random.key(0), seeds=2, steps=1, max_device_bytes=0, progress=False)
+                          key=jax.random.key(0), seeds=2, steps=1, execution=ls.Execution(max_device_bytes=0, progress=False))
 
 
 @pytest.mark.parametrize("name, recorded", [("sgd", set()), ("adam", set()), ("momentum", {"momentum"}),

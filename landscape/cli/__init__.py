@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..errors import ConfigError, LandscapeError
+from ..core.errors import ConfigError, LandscapeError
 from .commands import COMMANDS, NO_COMPUTE
 from .parser import UsageError, build_parser
 
@@ -35,7 +35,7 @@ def _start_devices(args) -> None:
     try:
         import jax  # noqa: F401  (JAX reads its JAX_* variables here and at backend start-up)
 
-        from .. import compilation_cache, distributed, precision
+        from ..core import compilation_cache, distributed, precision
 
         precision.set_matmul_precision(args.matmul_precision)
         if not args.no_compile_cache:
@@ -43,7 +43,8 @@ def _start_devices(args) -> None:
                 compilation_cache.enable()
             except ConfigError as exc:  # a read-only home, say: compile as before, and say so once
                 print(f"landscape {args.command}: warning: {_one_line(exc)}; running without it", file=sys.stderr)
-        from .. import directions, models, surface, train  # noqa: F401  (start-up: the library's imports)
+        from .. import models, training  # noqa: F401  (start-up: the library's imports)
+        from ..geometry import directions, surface  # noqa: F401
 
         args.joined = distributed.initialize(args.coordinator, args.num_processes, args.process_id, timeout_s=args.join_timeout)
         args.mesh = distributed.make_mesh(args.devices) if args.devices is not None else distributed.default_mesh()
@@ -66,7 +67,7 @@ def _quiet_absl() -> None:
 
 
 def _write_timings(path: str, clock) -> None:
-    from .. import files
+    from ..core import files
 
     try:
         files.atomic_write_json(Path(path), clock.report())
@@ -92,7 +93,7 @@ def run_resident(argv: list[str]) -> int:
 
 def _run(argv: list[str] | None, resident: bool = False) -> tuple[int, bool]:
     """:func:`main`'s work: the exit status, and whether the process joined a multi-process run."""
-    from ..timing import Timings
+    from ..core.timing import Timings
 
     clock = Timings()
     parser = build_parser()
@@ -120,9 +121,10 @@ def _execute(args, clock, resident: bool = False) -> int:
             clock.listen_to_jax()
         style = contextlib.nullcontext()
         if getattr(args, "style", "paper") != "paper":
-            from ..plot import using
+            from ..figures.style import using
 
             style = using(args.style)
+        args.runner = run_resident  # what a resident server (`landscape serve`) runs each command with
         try:
             with style:
                 status = COMMANDS[args.command](args)
@@ -170,9 +172,9 @@ def entry() -> None:
     Where ``landscape serve`` runs for this environment, the command runs there instead
     (:func:`.server.route`), unless it must run in a process of its own; with
     ``LANDSCAPE_SERVE=auto`` a command that found no server starts one when it is done
-    (:func:`.server.start_in_background`).
+    (:func:`.serve.start_in_background`).
     """
-    from .server import autostart_target, route, start_in_background
+    from .serve.client import autostart_target, route, start_in_background
 
     routed = route(sys.argv[1:])
     if routed is not None:

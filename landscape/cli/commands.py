@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sys
-import time
 from pathlib import Path
+
+from .tools import NO_COMPUTE, cmd_cache, cmd_export, cmd_plot, cmd_prepare, cmd_serve
 
 __all__ = ["COMMANDS", "NO_COMPUTE"]
 
@@ -24,8 +24,8 @@ def _spec(cls, args, **override):
 
 
 def _execution(args, **override):
-    from ..analyses import Execution
-    from ..distributed import is_writer
+    from ..core.distributed import is_writer
+    from ..core.execution import Execution
 
     return Execution(progress=not args.quiet and is_writer(), mesh=args.mesh,
                      chunk_size=getattr(args, "chunk_size", None), save_every_s=getattr(args, "save_every", 5.0),
@@ -38,16 +38,14 @@ def _warn(lines, command: str) -> None:
 
 
 def _writer() -> bool:
-    from ..distributed import is_writer
+    from ..core.distributed import is_writer
 
     return is_writer()
 
 
 # ---------------------------------------------------------------------- runs
-
-
 def cmd_train(args) -> int:
-    from .. import analyses, report
+    from .. import analyses, figures
 
     out = Path(args.out)
     spec = _spec(analyses.TrainSpec, args, lr=tuple(args.lr))
@@ -58,7 +56,7 @@ def cmd_train(args) -> int:
     print(f"saved run: {out}")
     if not args.no_plot:
         with args.clock.phase("figure"):
-            paths = report.training_figures(ens, out)
+            paths = figures.training_figures(ens, out)
         for path in paths:
             print(f"figure: {path}")
     _print_members(ens)
@@ -66,7 +64,7 @@ def cmd_train(args) -> int:
 
 
 def _print_members(ens) -> None:
-    from ..train import summarize
+    from ..training.ensemble import summarize
 
     s = summarize(ens)
     swept = bool(s["spread_by_lr"])
@@ -102,9 +100,10 @@ def _print_members(ens) -> None:
 
 
 def cmd_info(args) -> int:
-    from .. import files, io
-    from ..results import run_status
-    from ..train import summarize
+    from ..core import files
+    from ..store import runs as io
+    from ..store.results import run_status
+    from ..training.ensemble import summarize
 
     with args.clock.phase("load"):
         ens = io.load_run(args.run, model=args.model_file)
@@ -124,8 +123,10 @@ def cmd_info(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .. import analyses, files, io, report
-    from ..errors import ConfigError
+    from .. import analyses, figures
+    from ..core import files
+    from ..core.errors import ConfigError
+    from ..store import runs as io
 
     out = Path(args.out)
     spec = analyses.demo_spec(args.seeds, args.steps)
@@ -150,7 +151,7 @@ def cmd_demo(args) -> int:
     else:
         ens = analyses.train(run, spec, overwrite=True, execution=ex, extra={"command": args.argv})
         print(f"saved run: {run}")
-    for path in report.training_figures(ens, run):
+    for path in figures.training_figures(ens, run):
         print(f"figure: {path}")
     _print_members(ens)
     steps = [
@@ -169,11 +170,9 @@ def cmd_demo(args) -> int:
 
 
 # ---------------------------------------------------------------------- results
-
-
 def _finish(args, outcome, *, fmt: str | None = None) -> None:
     """Print a slice result's path and headline numbers and draw its figure."""
-    from .. import report
+    from .. import figures
 
     _warn(outcome.warnings, args.command)
     if not _writer():
@@ -188,15 +187,15 @@ def _finish(args, outcome, *, fmt: str | None = None) -> None:
         ev = meta["explained_variance_ratio"]
         print(f"explained variance ratio: PC1 {ev[0]:.3f}, PC2 {ev[1]:.3f}")
     print(f"result: {outcome.path}" + (" (saved and current: reused, nothing computed)" if outcome.reused else ""))
-    curvature_lines = report.curvature_map_lines(outcome.arrays, meta)
+    curvature_lines = figures.curvature_map_lines(outcome.arrays, meta)
     for line in curvature_lines:
         print(line)
     if not getattr(args, "no_plot", False):
         with args.clock.phase("figure"):
-            paths = [report.result_figure(outcome.arrays, meta, outcome.run / "figures"
+            paths = [figures.result_figure(outcome.arrays, meta, outcome.run / "figures"
                                           / f"{outcome.name}.{fmt or args.format}")]
             if curvature_lines:
-                paths.append(report.curvature_map_figure(outcome.arrays, meta, outcome.run / "figures"
+                paths.append(figures.curvature_map_figure(outcome.arrays, meta, outcome.run / "figures"
                                                          / f"{outcome.name}_curvature.{fmt or args.format}"))
         for path in paths:
             print(f"figure: {path}")
@@ -225,33 +224,33 @@ def _slice(kind: str):
 
 
 def cmd_hessian(args) -> int:
-    from .. import analyses, report
+    from .. import analyses, figures
 
     outcome = analyses.hessian(args.run, _spec(analyses.HessianSpec, args), name=args.name,
                                overwrite=args.overwrite, execution=_execution(args))
     _warn(outcome.warnings, args.command)
     if args.curvature != "hessian":
         print(f"curvature: {'generalised Gauss-Newton' if args.curvature == 'ggn' else 'empirical Fisher'} matrix")
-    for line in report.hessian_lines(outcome.arrays):
+    for line in figures.hessian_lines(outcome.arrays):
         print(line)
     print(f"result: {outcome.path}" + (" (saved and current: reused, nothing computed)" if outcome.reused else ""))
     if not args.no_plot:
         with args.clock.phase("figure"):
-            paths = report.hessian_figures(outcome.arrays, outcome.run, args.format, prefix=outcome.name,
-                                           matrix=report.CURVATURE_NAMES[args.curvature])
-            paths += report.curvature_figures(outcome.run, args.format)  # Gauss-Newton / Fisher vs Hessian
+            paths = figures.hessian_figures(outcome.arrays, outcome.run, args.format, prefix=outcome.name,
+                                           matrix=figures.curvature.CURVATURE_NAMES[args.curvature])
+            paths += figures.curvature_figures(outcome.run, args.format)  # Gauss-Newton / Fisher vs Hessian
         for path in paths:
             print(f"figure: {path}")
     if not outcome.reused and outcome.name == "hessian":  # the result the report quotes
-        refreshed = report.refresh_report(outcome.run, fmt=args.format)  # report.md quotes these numbers
+        refreshed = figures.refresh_report(outcome.run, fmt=args.format)  # report.md quotes these numbers
         if refreshed is not None:
             print(f"report: {refreshed} (updated)")
     return 0
 
 
 def cmd_compare(args) -> int:
-    from .. import analyses, report
-    from ..errors import ConfigError
+    from .. import analyses, figures
+    from ..core.errors import ConfigError
 
     curve = None
     if args.curve is not None:
@@ -264,11 +263,11 @@ def cmd_compare(args) -> int:
     outcome = analyses.compare(args.run, _spec(analyses.CompareSpec, args, curve=curve), name=args.name,
                                overwrite=args.overwrite, execution=_execution(args))
     _warn(outcome.warnings, args.command)
-    for line in report.compare_lines(outcome.arrays, {**outcome.meta, "warnings": []}):
+    for line in figures.compare_lines(outcome.arrays, {**outcome.meta, "warnings": []}):
         print(line)
     print(f"result: {outcome.path}" + (" (saved and current: reused, nothing computed)" if outcome.reused else ""))
     with args.clock.phase("figure"):
-        path, figs = report.write_report(outcome.run, outcome.arrays, outcome.meta, name=outcome.name,
+        path, figs = figures.write_report(outcome.run, outcome.arrays, outcome.meta, name=outcome.name,
                                          fmt=args.format, figures=not args.no_plot)
     for p in figs:
         print(f"figure: {p}")
@@ -297,133 +296,33 @@ def _align(args) -> bool | None:
 
 
 def cmd_basins(args) -> int:
-    from .. import analyses, report
+    from .. import analyses, figures
 
     return _starts_command(
-        args, analyses.basins, _spec(analyses.BasinsSpec, args, align=_align(args)), report.basin_lines,
-        lambda o: [report.result_figure(o.arrays, o.meta, o.run / "figures" / f"{o.name}.{args.format}")])
+        args, analyses.basins, _spec(analyses.BasinsSpec, args, align=_align(args)), figures.basin_lines,
+        lambda o: [figures.result_figure(o.arrays, o.meta, o.run / "figures" / f"{o.name}.{args.format}")])
 
 
 def cmd_race(args) -> int:
-    from .. import analyses, report
+    from .. import analyses, figures
 
     spec = _spec(analyses.RaceSpec, args, align=_align(args), lr=None if args.lr is None else tuple(args.lr))
     return _starts_command(
-        args, analyses.race, spec, report.race_lines,
-        lambda o: report.race_figures(o.arrays, o.meta, o.run / "figures" / o.name, args.format,
+        args, analyses.race, spec, figures.race_lines,
+        lambda o: figures.race_figures(o.arrays, o.meta, o.run / "figures" / o.name, args.format,
                                       animation=not args.no_animation))
 
 
 def cmd_animate(args) -> int:
-    from .. import analyses, report
+    from .. import analyses, figures
 
     return _starts_command(
-        args, analyses.animate, _spec(analyses.AnimateSpec, args, align=_align(args)), report.descent_lines,
-        lambda o: report.descent_figures(o.arrays, o.meta, o.run / "figures" / o.name, args.format,
+        args, analyses.animate, _spec(analyses.AnimateSpec, args, align=_align(args)), figures.descent_lines,
+        lambda o: figures.descent_figures(o.arrays, o.meta, o.run / "figures" / o.name, args.format,
                                          movie=args.movie, pixels=args.pixels, frames=args.frames))
 
 
-def cmd_plot(args) -> int:
-    from .. import io, report
-    from ..errors import ConfigError
-
-    with args.clock.phase("load"):
-        arrays, meta = io.load_result(args.result)
-    if args.out:
-        out = Path(args.out)
-    else:  # never the command's own figure: the name carries every option that changes the drawing
-        npz, _ = io.result_paths(args.result)
-        kind = {"curvature": "curvature_plot"}.get(args.kind, args.kind)  # `surface` draws NAME_curvature itself
-        parts = [f"_{kind}" if kind else "", f"_{args.metric}" if args.metric else "",
-                 "" if args.log is None else ("_log" if args.log else "_linear"),
-                 f"_clip{args.clip:g}" if args.clip is not None else ""]
-        suffix = "".join(parts) or "_replot"
-        out = npz.parent.parent / "figures" / f"{npz.stem}{suffix}.{args.format}"
-    with args.clock.phase("figure"):
-        try:
-            path = report.result_figure(arrays, meta, out, kind=args.kind, metric=args.metric, log=args.log,
-                                        clip=args.clip)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-    print(f"figure: {path}")
-    return 0
-
-
-def cmd_export(args) -> int:
-    from .. import export, io
-
-    with args.clock.phase("load"):
-        arrays, meta = io.load_result(args.result)
-    if args.out:
-        out = Path(args.out)
-    else:
-        npz, _ = io.result_paths(args.result)
-        suffix = {"html": ".html", "vtk": ".vts"}[args.format]
-        out = npz.parent.parent / "exports" / f"{npz.stem}{'_' + args.metric if args.metric else ''}{suffix}"
-    with args.clock.phase("figure"):
-        paths = export.export(arrays, meta, out, args.format, metric=args.metric, member=args.member)
-    for path in paths:
-        print(f"exported: {path}")
-    return 0
-
-
-def cmd_cache(args) -> int:
-    from .. import compilation_cache
-
-    where = compilation_cache.cache_dir()
-    if where is None:
-        print(f"the compilation cache is turned off (${compilation_cache.ENV}={os.environ.get(compilation_cache.ENV)})")
-        return 0
-    if args.clear:
-        freed = compilation_cache.clear(where)
-        print(f"cleared {where}: {freed / 2**20:.1f} MiB freed")
-        return 0
-    u = compilation_cache.usage(where)
-    print(f"compilation cache: {where}")
-    print(f"{u['programs']} compiled programs, {u['bytes'] / 2**20:.1f} MiB "
-          f"(limit {compilation_cache.DEFAULT_MAX_BYTES / 2**30:g} GiB)")
-    return 0
-
-
-def cmd_serve(args) -> int:
-    from . import server
-
-    if args.status or args.stop:
-        answer = server.request({"status": True}) if args.status else server.stop()
-        if answer is None:
-            print("no landscape server is running for this environment")
-            for other in server.others():  # why a server that runs is not this one
-                print(f"  a server of another environment runs (pid {other['pid']}); it differs in: "
-                      f"{', '.join(other['differs']) or 'nothing (it is starting or stopping)'}")
-            return 1
-        if args.stop:
-            answer, stopped = answer
-            print(f"stopped the landscape server (pid {answer['pid']})" if stopped else
-                  f"the landscape server (pid {answer['pid']}) leaves after its current command")
-            return 0
-        print(f"landscape server: pid {answer['pid']}, socket {answer['socket']}, "
-              f"up {time.time() - answer['started']:.0f} s, {answer['served']} command(s) served, "
-              f"{'busy' if answer['busy'] else 'idle'}")
-        return 0
-    if args.detach:
-        answer, started = server.start_detached(args.idle)
-        print(f"landscape server ready: pid {answer['pid']}, socket {answer['socket']}" if started else
-              f"a landscape server for this environment is already running: pid {answer['pid']}, "
-              f"socket {answer['socket']}")
-        return 0
-    return server.serve(args.idle)
-
-
-def cmd_prepare(args) -> int:
-    from ..data import prepare_tfds
-
-    where = prepare_tfds(args.dataset, data_dir=args.data_dir)
-    print(f"prepared {args.dataset} in {where}")
-    return 0
-
-
 #: Commands that compute nothing: no devices, no compilation cache (and no JAX start-up).
-NO_COMPUTE = ("info", "plot", "export", "prepare", "cache", "serve")
 
 COMMANDS = {
     "train": cmd_train,

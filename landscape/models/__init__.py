@@ -13,7 +13,10 @@ nested-dict parameter pytrees ``{"Dense_0": {"kernel": (D, H1), "bias": (H1,)}, 
 * :mod:`~landscape.models.resolve` — :func:`as_model`, built-ins from a run's description;
 * :mod:`~landscape.models.statistics` — BatchNorm statistics at a point of parameter space;
 * :mod:`~landscape.models.losses` — ``mse``, cross-entropy, accuracy, loss functions of the
-  parameters.
+  parameters;
+* :mod:`~landscape.models.permutation` — hidden-unit permutations: a model's permutation
+  structure, permuting, weight matching (``ls.permutation``);
+* :mod:`~landscape.models.model_file` — a researcher's model from a Python file (:func:`from_file`).
 
 Everything public is importable from ``landscape.models`` itself.
 """
@@ -42,6 +45,7 @@ from .losses import (
     per_example_loss,
 )
 from .mlp import MLP
+from .model_file import from_file
 from .resnet import ResNet
 from .resolve import BUILTIN, as_model, convolutional, model_from_dict
 from .statistics import STATISTICS, population_statistics, running_average_rates, with_statistics
@@ -79,4 +83,5 @@ __all__ = [
     "metrics_fn",
     "MLPMetrics",
     "ModelMetrics",
+    "from_file",
 ]

@@ -14,9 +14,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ..errors import ConfigError
-from ..permutation import PermutationSpec
-from ..tree import key_paths
+from ..core.errors import ConfigError
+from ..core.tree import key_paths
+from .permutation import PermutationSpec
 
 __all__ = ["FlaxModel", "is_module_instance", "TRAIN_FLAGS"]
 
@@ -230,7 +230,7 @@ class FlaxModel:
     def activation_width(self) -> int:
         """Floats of every intermediate value of a forward pass on one example (an upper
         estimate of its activations), counted from the traced program."""
-        return int(sum(math.prod(v.aval.shape) for eqn in _forward_jaxpr(self).eqns for v in eqn.outvars
+        return int(sum(math.prod(v.aval.shape) for eqn in forward_jaxpr(self).eqns for v in eqn.outvars
                        if hasattr(v.aval, "shape")))
 
     def describe(self) -> str:
@@ -281,7 +281,7 @@ def _train_flag(module) -> str | None:
     return next((n for n in names if n in TRAIN_FLAGS), None)
 
 
-def _linen(module) -> FlaxModel:
+def from_linen(module) -> FlaxModel:
     """A Linen module as a :class:`FlaxModel`: ``"params"`` are the parameters, every other
     collection (``batch_stats`` ...) the state, updated in training (``mutable``); a training
     flag of its ``__call__`` (:data:`TRAIN_FLAGS`) is passed in both modes."""
@@ -314,7 +314,7 @@ def _linen(module) -> FlaxModel:
     return FlaxModel(init, apply, type(module).__name__, state_fn=state, train_fn=train, eval_fn=evaluate)
 
 
-def _nnx(factory) -> FlaxModel:
+def from_nnx(factory) -> FlaxModel:
     """An NNX model given as ``factory(rngs) -> nnx.Module``: parameters are the pure-dict form
     of its ``nnx.Param`` state; its ``nnx.BatchStat`` variables (BatchNorm's running averages)
     are its state, ``{"batch_stats": ...}``.  ``apply`` merges them into a clone of the module's
@@ -371,19 +371,19 @@ def _nnx(factory) -> FlaxModel:
     return FlaxModel(init, apply, type(probe).__name__, state_fn=state, train_fn=train, eval_fn=evaluate)
 
 
-def _input_shape(model) -> tuple:
+def input_shape(model) -> tuple:
     """One example's input shape: a user model's own, a built-in model's flattened row."""
     return model.in_shape if isinstance(model, FlaxModel) else (model.in_features,)
 
 
-def _forward_jaxpr(model):
+def forward_jaxpr(model):
     """The traced training-mode forward pass of a bound model on one example (abstract:
     nothing is computed)."""
     model._require_bound()
     params = jax.eval_shape(model.init, jax.random.key(0))
     state = jax.eval_shape(model.init_state, jax.random.key(0))
     return jax.make_jaxpr(lambda p, s, x: model.apply_train(p, s, x)[0])(
-        params, state, jax.ShapeDtypeStruct((1, *_input_shape(model)), jnp.float32)).jaxpr
+        params, state, jax.ShapeDtypeStruct((1, *input_shape(model)), jnp.float32)).jaxpr
 
 
 def is_module_instance(obj) -> bool:

@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 
 __all__ = ["ACTIVATIONS", "INITIALIZERS"]
 
@@ -37,7 +37,7 @@ INITIALIZERS: dict[str, Callable[[], Any]] = {
 }
 
 
-def _output_fn(name: str) -> Callable[[jax.Array], jax.Array]:
+def output_fn(name: str) -> Callable[[jax.Array], jax.Array]:
     """The output non-linearity ``name``; ``"auto"`` must have been decided by the loss first."""
     if name == "auto":
         raise ConfigError("output_activation='auto' is decided by the loss (sigmoid for mse, identity for "
@@ -46,13 +46,13 @@ def _output_fn(name: str) -> Callable[[jax.Array], jax.Array]:
     return ACTIVATIONS[name]
 
 
-def _for_init(model):
+def for_init(model):
     """``model`` with an undecided output non-linearity set to identity: initial parameters do
     not depend on it."""
     return dataclasses.replace(model, output_activation="identity") if model.output_activation == "auto" else model
 
 
-def _check_units(activation: str, output_activation: str, kernel_init: str) -> None:
+def check_units(activation: str, output_activation: str, kernel_init: str) -> None:
     """The options the built-in models share, validated with one clear message each."""
     if activation not in ACTIVATIONS or activation == "identity":
         raise ConfigError(f"unknown activation {activation!r}; choose from sigmoid, tanh, relu, gelu")
@@ -62,7 +62,7 @@ def _check_units(activation: str, output_activation: str, kernel_init: str) -> N
         raise ConfigError(f"unknown kernel_init {kernel_init!r}; choose from {', '.join(INITIALIZERS)}")
 
 
-def _known_fields(cls, d: dict) -> dict:
+def known_fields(cls, d: dict) -> dict:
     """``d`` if every key is a field of the dataclass ``cls`` (a stored configuration), else a ConfigError."""
     unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
     if unknown:
@@ -70,7 +70,7 @@ def _known_fields(cls, d: dict) -> dict:
     return dict(d)
 
 
-class _Stateless:
+class Stateless:
     """The state protocol of a model without mutable state: every model offers
     ``init_state(key) -> state``, ``apply_train(params, state, x) -> (outputs, state)`` and
     ``apply_eval(params, state, x) -> outputs``; here the state is ``{}`` and both are ``apply``."""
@@ -94,7 +94,7 @@ class _Stateless:
         return {}
 
 
-class _ImageModel:
+class ImageModel:
     """Binding of the built-in image models (``image_shape`` and ``out_features`` fields)."""
 
     def for_data(self, data):

@@ -11,9 +11,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ..errors import ConfigError
-from ..permutation import PermutationSpec
-from .base import ACTIVATIONS, INITIALIZERS, _check_units, _for_init, _ImageModel, _known_fields, _output_fn, _Stateless
+from ..core.errors import ConfigError
+from .base import ACTIVATIONS, INITIALIZERS, ImageModel, Stateless, check_units, for_init, known_fields, output_fn
+from .permutation import PermutationSpec
 
 __all__ = ["CNN"]
 
@@ -36,11 +36,11 @@ class _CNNModule(nn.Module):
             if x.shape[1] >= 2 and x.shape[2] >= 2:
                 x = nn.avg_pool(x, (2, 2), (2, 2))
         x = nn.Dense(self.num_classes, kernel_init=init)(x.reshape(x.shape[0], -1))
-        return _output_fn(self.output_activation)(x)
+        return output_fn(self.output_activation)(x)
 
 
 @dataclasses.dataclass(frozen=True)
-class CNN(_Stateless, _ImageModel):
+class CNN(Stateless, ImageModel):
     """Configuration of a small convolutional network for image data sets.
 
     Each layer: a ``kernel × kernel`` convolution (``SAME`` padding, ``channels[i]`` output
@@ -83,7 +83,7 @@ class CNN(_Stateless, _ImageModel):
             raise ConfigError(f"a CNN needs at least one convolution with positive channels, got {channels}")
         if not isinstance(self.kernel, int) or self.kernel < 1:
             raise ConfigError(f"kernel must be a positive integer, got {self.kernel!r}")
-        _check_units(self.activation, self.output_activation, self.kernel_init)
+        check_units(self.activation, self.output_activation, self.kernel_init)
         if self.image_shape is not None:
             object.__setattr__(self, "image_shape", tuple(int(n) for n in self.image_shape))
 
@@ -101,7 +101,7 @@ class CNN(_Stateless, _ImageModel):
           a parameter pytree (no member axis).
         """
         self._require_bound()
-        return flax.core.unfreeze(_for_init(self)._module().init(key, jnp.zeros((1, self.in_features),
+        return flax.core.unfreeze(for_init(self)._module().init(key, jnp.zeros((1, self.in_features),
                                                                                jnp.float32))["params"])
 
     def apply(self, params: dict, x: jax.Array) -> jax.Array:
@@ -191,5 +191,5 @@ class CNN(_Stateless, _ImageModel):
           the configuration.
         """
         shape = d.get("image_shape")
-        return cls(**{**_known_fields(cls, d), "channels": tuple(d.get("channels", ())),
+        return cls(**{**known_fields(cls, d), "channels": tuple(d.get("channels", ())),
                       "image_shape": None if shape is None else tuple(shape)})

@@ -13,9 +13,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..core.errors import ConfigError
 from ..data import Dataset
-from ..errors import ConfigError
-from .base import ACTIVATIONS, _output_fn
+from .base import ACTIVATIONS, output_fn
 from .cnn import CNN
 from .mlp import MLP
 from .resnet import ResNet
@@ -484,7 +484,7 @@ class MLPMetrics:
             if i > 0:
                 z = z @ params[name]["kernel"] + params[name]["bias"]
             last = i == len(names) - 1
-            z = _output_fn(self.model.output_activation)(z) if last else ACTIVATIONS[self.model.activation](z)
+            z = output_fn(self.model.output_activation)(z) if last else ACTIVATIONS[self.model.activation](z)
         return {"loss": output_loss(self.loss)(z, y), "accuracy": accuracy(z, y)}
 
 

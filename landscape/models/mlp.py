@@ -11,9 +11,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ..errors import ConfigError
-from ..permutation import PermutationSpec
-from .base import ACTIVATIONS, INITIALIZERS, _check_units, _for_init, _known_fields, _output_fn, _Stateless
+from ..core.errors import ConfigError
+from .base import ACTIVATIONS, INITIALIZERS, Stateless, check_units, for_init, known_fields, output_fn
+from .permutation import PermutationSpec
 
 __all__ = ["MLP"]
 
@@ -30,12 +30,12 @@ class _MLPModule(nn.Module):
         init = INITIALIZERS[self.kernel_init]()
         for i, w in enumerate(self.widths):
             x = nn.Dense(w, kernel_init=init, name=f"Dense_{i}")(x)
-            x = act(x) if i < len(self.widths) - 1 else _output_fn(self.output_activation)(x)
+            x = act(x) if i < len(self.widths) - 1 else output_fn(self.output_activation)(x)
         return x
 
 
 @dataclasses.dataclass(frozen=True)
-class MLP(_Stateless):
+class MLP(Stateless):
     """Configuration of a fully connected network ``D -> hidden... -> K``.
 
     Attributes:
@@ -75,7 +75,7 @@ class MLP(_Stateless):
         object.__setattr__(self, "hidden", hidden)
         if any(h < 1 for h in hidden):
             raise ConfigError(f"hidden widths must be positive, got {hidden}")
-        _check_units(self.activation, self.output_activation, self.kernel_init)
+        check_units(self.activation, self.output_activation, self.kernel_init)
         for name in ("in_features", "out_features"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v < 1):
@@ -134,7 +134,7 @@ class MLP(_Stateless):
         Returns:
           the configuration.
         """
-        return cls(**{**_known_fields(cls, d), "hidden": tuple(d.get("hidden", ()))})
+        return cls(**{**known_fields(cls, d), "hidden": tuple(d.get("hidden", ()))})
 
     def _require_bound(self):
         if self.in_features is None or self.out_features is None:
@@ -154,7 +154,7 @@ class MLP(_Stateless):
           a parameter pytree (no member axis).
         """
         self._require_bound()
-        variables = _for_init(self)._module().init(key, jnp.zeros((1, self.in_features), jnp.float32))
+        variables = for_init(self)._module().init(key, jnp.zeros((1, self.in_features), jnp.float32))
         return flax.core.unfreeze(variables["params"])
 
     def apply(self, params: dict, x: jax.Array) -> jax.Array:

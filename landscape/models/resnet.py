@@ -12,10 +12,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ..errors import ConfigError
-from ..permutation import PermutationSpec
-from .adapters import FlaxModel, _linen
-from .base import ACTIVATIONS, INITIALIZERS, _check_units, _for_init, _ImageModel, _known_fields, _output_fn
+from ..core.errors import ConfigError
+from .adapters import FlaxModel, from_linen
+from .base import ACTIVATIONS, INITIALIZERS, ImageModel, check_units, for_init, known_fields, output_fn
+from .permutation import PermutationSpec
 
 __all__ = ["ResNet"]
 
@@ -66,11 +66,11 @@ class _ResNetModule(nn.Module):
                     h = h + shortcut
                 x = act(h)
         x = nn.Dense(self.num_classes, kernel_init=init, name="head")(jnp.mean(x, axis=(1, 2)))
-        return _output_fn(self.output_activation)(x)
+        return output_fn(self.output_activation)(x)
 
 
 @dataclasses.dataclass(frozen=True)
-class ResNet(_ImageModel):
+class ResNet(ImageModel):
     """Configuration of a residual network for image data sets (He et al. 2016), with or without
     its skip connections (Li et al. 2018's "ResNet" vs "ResNet-noshort").
 
@@ -133,7 +133,7 @@ class ResNet(_ImageModel):
             raise ConfigError(f"skip must be True or False, got {self.skip!r}")
         if not 0.0 <= float(self.momentum) < 1.0:
             raise ConfigError(f"momentum must lie in [0, 1), got {self.momentum!r}")
-        _check_units(self.activation, self.output_activation, self.kernel_init)
+        check_units(self.activation, self.output_activation, self.kernel_init)
         if self.image_shape is not None:
             object.__setattr__(self, "image_shape", tuple(int(n) for n in self.image_shape))
 
@@ -153,7 +153,7 @@ class ResNet(_ImageModel):
         module = _ResNetModule(tuple(self.width * 2**i for i in range(self.stages)), self.blocks, self.skip,
                                self.norm, self.activation, self.output_activation, self.image_shape,
                                self.out_features, self.kernel_init, float(self.momentum))
-        return dataclasses.replace(_linen(module), name="ResNet", in_shape=(self.in_features,),
+        return dataclasses.replace(from_linen(module), name="ResNet", in_shape=(self.in_features,),
                                    out_features=self.out_features, has_state=self.stateful)
 
     def init(self, key: jax.Array) -> dict:
@@ -165,7 +165,7 @@ class ResNet(_ImageModel):
         Returns:
           a parameter pytree (no member axis).
         """
-        return _compiled_init(_for_init(self))[0](key)
+        return _compiled_init(for_init(self))[0](key)
 
     def init_state(self, key: jax.Array) -> dict:
         """Fresh state: ``{"batch_stats": ...}`` (means 0, variances 1) with BatchNorm, else ``{}``.
@@ -176,7 +176,7 @@ class ResNet(_ImageModel):
         Returns:
           a state pytree (``{}`` without state).
         """
-        return _compiled_init(_for_init(self))[1](key)
+        return _compiled_init(for_init(self))[1](key)
 
     def apply(self, params, x: jax.Array) -> jax.Array:
         """Outputs ``(N, K)``; refused with BatchNorm (:func:`with_statistics`).
@@ -299,7 +299,7 @@ class ResNet(_ImageModel):
           the configuration.
         """
         shape = d.get("image_shape")
-        return cls(**{**_known_fields(cls, d), "image_shape": None if shape is None else tuple(shape)})
+        return cls(**{**known_fields(cls, d), "image_shape": None if shape is None else tuple(shape)})
 
 
 @functools.lru_cache(maxsize=32)

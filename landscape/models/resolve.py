@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import flax.linen as nn
 
-from ..errors import ConfigError
-from .adapters import FlaxModel, _forward_jaxpr, _linen, _nnx
+from ..core.errors import ConfigError
+from .adapters import FlaxModel, forward_jaxpr, from_linen, from_nnx
 from .cnn import CNN
 from .mlp import MLP
 from .resnet import ResNet
@@ -42,7 +42,7 @@ def convolutional(model) -> bool:
                         return True
         return False
 
-    return has_conv(_forward_jaxpr(as_model(model)))
+    return has_conv(forward_jaxpr(as_model(model)))
 
 
 #: The built-in models a run directory can describe, by the ``type`` it records.
@@ -98,11 +98,11 @@ def as_model(model) -> MLP | CNN | ResNet | FlaxModel:
     if isinstance(model, (MLP, CNN, ResNet, FlaxModel)):
         return model
     if isinstance(model, nn.Module):
-        return _linen(model)
+        return from_linen(model)
     if isinstance(model, tuple) and len(model) == 2 and all(callable(f) for f in model):
         init, apply = model
         return FlaxModel(lambda key, x: init(key), apply, "init/apply pair")
     if callable(model) and not isinstance(model, type):
-        return _nnx(model)
+        return from_nnx(model)
     raise ConfigError(f"a model must be a landscape.MLP, a flax.linen.Module or an (init, apply) pair; got "
                       f"{type(model).__name__}")

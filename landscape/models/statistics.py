@@ -10,9 +10,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..errors import ConfigError
-from ..tree import key_paths
-from .adapters import FlaxModel, _input_shape
+from ..core.errors import ConfigError
+from ..core.tree import key_paths
+from .adapters import FlaxModel, input_shape
 from .resolve import as_model
 
 __all__ = ["STATISTICS", "with_statistics", "population_statistics", "running_average_rates"]
@@ -142,7 +142,7 @@ def with_statistics(model, statistics: str, *, state=None, x: jax.Array | None =
     if not model.stateful:
         raise ConfigError(f"{name} has no state (no BatchNorm statistics) to choose")
     def view(apply, how):
-        return FlaxModel(lambda key, x0: model.init(key), apply, f"{name} ({how} statistics)", _input_shape(model),
+        return FlaxModel(lambda key, x0: model.init(key), apply, f"{name} ({how} statistics)", input_shape(model),
                          model.out_features)
 
     if statistics == "running":

@@ -1,0 +1,262 @@
+"""One resumable loop over the chunks of a long computation (surfaces, Hessians, barriers).
+
+A long computation is split into chunks, each one compiled call.  :func:`run_chunks` runs the
+missing ones, shows progress, and every ``save_every_s`` seconds saves what is done to a
+checkpoint (atomically, :mod:`landscape.files`).  A checkpoint is tied to its computation by
+a *fingerprint* (a hash of everything the values depend on: inputs, settings, chunking); an
+interrupted call with the same fingerprint computes only the missing chunks, and a
+checkpoint with another fingerprint, or a damaged one, is ignored and overwritten — never
+trusted.  With ``keep_checkpoint`` the caller removes the checkpoint itself, after it has
+committed the final result (:class:`landscape.results.Result` does), so that no instant
+exists at which a kill loses finished work.
+
+In a multi-process run every process computes every chunk (each chunk sharded over the
+devices of all processes); process 0 alone reads and writes the checkpoint and, on resuming,
+broadcasts what it holds to the others, so that all of them skip the same chunks — whether or
+not the other hosts see the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import files
+from .errors import CorruptRunError, RunNotFoundError
+from .execution import Execution
+
+__all__ = ["fingerprint", "run_chunks", "save_checkpoint", "load_checkpoint", "remove_checkpoint"]
+
+
+def fingerprint(*parts: Any) -> str:
+    """SHA-256 over ``parts``: strings, numbers, numpy/JAX arrays and pytrees of them (their
+    leaves' bytes and shapes, in tree order).
+
+    Args:
+      *parts: what the computation depends on.
+
+    Returns:
+      a hex digest.
+
+    Examples:
+      >>> from landscape.core import chunks
+      >>> chunks.fingerprint("plane", 51, np.zeros(3)) == chunks.fingerprint("plane", 51, np.zeros(3))
+      True
+      >>> chunks.fingerprint("plane", 51, np.zeros(3)) == chunks.fingerprint("plane", 51, np.ones(3))
+      False
+    """
+    import jax
+
+    h = hashlib.sha256()
+    for part in parts:
+        for leaf in jax.tree_util.tree_leaves(part):
+            if isinstance(leaf, (str, int, float, bool)) or leaf is None:
+                h.update(repr(leaf).encode())
+                continue
+            if jax.dtypes.issubdtype(getattr(leaf, "dtype", None), jax.dtypes.prng_key):
+                leaf = jax.random.key_data(leaf)
+            a = np.ascontiguousarray(np.asarray(leaf))
+            h.update(f"{a.dtype}{a.shape}".encode())
+            h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def save_checkpoint(path: str | os.PathLike, key: str, results: dict[str, np.ndarray], done: np.ndarray) -> None:
+    """Atomically save the partial ``results`` of a computation with fingerprint ``key`` and its
+    ``done`` mask (one boolean per chunk).
+
+    Args:
+      path: the checkpoint file.
+      key: the computation's :func:`fingerprint`.
+      results: the arrays computed so far (full size; unfinished chunks hold anything).
+      done: ``(C,)`` bool, the finished chunks.
+
+    Examples:
+      >>> from landscape.core import chunks
+      >>> import tempfile, os
+      >>> path = os.path.join(tempfile.mkdtemp(), "ck.npz")
+      >>> chunks.save_checkpoint(path, "key1", {"v": np.array([1.0, np.nan])}, np.array([True, False]))
+      >>> results, done = chunks.load_checkpoint(path, "key1")
+      >>> done.tolist()
+      [True, False]
+    """
+    path = Path(path)
+    with files.storage_errors(path.parent, "create"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {f"result/{k}": v for k, v in results.items()}
+    arrays["done"] = np.asarray(done, bool)
+    arrays["fingerprint"] = np.frombuffer(key.encode(), dtype=np.uint8)
+    files.atomic_save_npz(path, arrays)
+
+
+def load_checkpoint(path: str | os.PathLike, key: str, num_chunks: int | None = None):
+    """``(results, done)`` from a checkpoint of the computation with fingerprint ``key``, else ``None``.
+
+    A checkpoint of another computation, with another number of chunks, or unreadable, is
+    ignored (and will be overwritten), never trusted.
+
+    Args:
+      path: the checkpoint file.
+      key: the computation's :func:`fingerprint`.
+      num_chunks: the expected number of chunks (``None``: any).
+
+    Returns:
+      ``(results, done)`` or ``None``.
+
+    Examples:
+      >>> from landscape.core import chunks
+      >>> import tempfile, os
+      >>> path = os.path.join(tempfile.mkdtemp(), "ck.npz")
+      >>> chunks.save_checkpoint(path, "key1", {"v": np.zeros(2)}, np.array([True, False]))
+      >>> chunks.load_checkpoint(path, "another computation") is None   # never trusted
+      True
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        arrays = files.load_npz(path)
+    except (CorruptRunError, RunNotFoundError):
+        return None
+    stored = arrays.get("fingerprint")
+    if stored is None or stored.dtype != np.uint8 or bytes(stored.tobytes()).decode(errors="replace") != key:
+        return None
+    done = arrays.get("done")
+    results = {k[7:]: v.copy() for k, v in arrays.items() if k.startswith("result/")}
+    if done is None or done.dtype != bool or done.ndim != 1 or not results:
+        return None
+    if num_chunks is not None and done.shape != (num_chunks,):
+        return None
+    return results, done
+
+
+def remove_checkpoint(path: str | os.PathLike) -> None:
+    """Delete a checkpoint (missing is fine).
+
+    Args:
+      path: the checkpoint file.
+
+    Examples:
+      >>> from landscape.core import chunks
+      >>> import tempfile, os
+      >>> path = os.path.join(tempfile.mkdtemp(), "ck.npz")
+      >>> chunks.save_checkpoint(path, "k", {"v": np.zeros(2)}, np.array([True, True]))
+      >>> chunks.remove_checkpoint(path); os.path.exists(path)
+      False
+    """
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def run_chunks(
+    compute: Callable[[int], dict[str, np.ndarray]],
+    num_chunks: int,
+    *,
+    allocate: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]],
+    store: Callable[[dict[str, np.ndarray], int, dict[str, np.ndarray]], None],
+    key: str | None = None,
+    unit: str = "it",
+    sizes: Sequence[int] | None = None,
+    execution: Execution = Execution(),
+) -> dict[str, np.ndarray]:
+    """Run ``compute(c)`` for every chunk ``c`` not yet done; return the assembled results.
+
+    Args:
+      compute: ``compute(c) -> {name: array}`` for chunk ``c`` (numpy arrays).
+      num_chunks: number of chunks.
+      allocate: ``allocate(first_output) -> results``: the full result arrays (NaN-filled),
+        called once.
+      store: ``store(results, c, output)``: write chunk ``c``'s output into ``results``.
+      key: the computation's :func:`fingerprint` (required with ``checkpoint``).
+      unit: the bar's unit.
+      sizes: work per chunk for the bar (default 1 each).
+      execution: how to run it — chunking, checkpoint, progress bar, devices
+        (:class:`~landscape.core.execution.Execution`); changes no number.
+
+    Returns:
+      ``results`` as built by ``allocate`` and ``store``.
+
+    Examples:
+      >>> from landscape.core import chunks
+      >>> compute = lambda c: {"square": np.arange(4.0 * c, 4.0 * c + 4) ** 2}    # chunk c: 4 values
+      >>> allocate = lambda first: {"square": np.full(12, np.nan)}
+      >>> def store(results, c, out):
+      ...     results["square"][4 * c : 4 * c + 4] = out["square"]
+      >>> chunks.run_chunks(compute, 3, allocate=allocate, store=store)["square"][:5].tolist()
+      [0.0, 1.0, 4.0, 9.0, 16.0]
+    """
+    checkpoint, keep_checkpoint, save_every_s = execution.checkpoint, execution.keep_checkpoint, execution.save_every_s
+    progress, desc = execution.progress, execution.label or ""
+    if checkpoint is not None and key is None:
+        raise ValueError("a checkpoint needs the computation's fingerprint (key=)")
+    import jax
+
+    done = np.zeros(num_chunks, bool)
+    results = None
+    writer = jax.process_index() == 0
+    if checkpoint is not None:
+        state = load_checkpoint(checkpoint, key, num_chunks) if writer else None
+        if jax.process_count() > 1:
+            state = _from_process_0(state)
+        if state is not None:
+            results, done = state
+    sizes = [1] * num_chunks if sizes is None else list(sizes)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=int(sum(sizes)), desc=desc, unit=unit, leave=False, dynamic_ncols=True,
+                   initial=int(sum(s for s, d in zip(sizes, done) if d)))
+    last_save = time.monotonic()
+    try:
+        for c in range(num_chunks):
+            if done[c]:
+                continue
+            out = compute(c)
+            if results is None:
+                results = allocate(out)
+            store(results, c, out)
+            done[c] = True
+            if bar is not None:
+                bar.update(sizes[c])
+            due = time.monotonic() - last_save >= save_every_s
+            if checkpoint is not None and writer and due and (keep_checkpoint or not done.all()):
+                save_checkpoint(checkpoint, key, results, done)
+                last_save = time.monotonic()
+    finally:
+        if bar is not None:
+            bar.close()
+    if checkpoint is not None and writer:
+        if keep_checkpoint:
+            save_checkpoint(checkpoint, key, results, done)  # complete: a rerun after a kill before the commit
+        else:
+            remove_checkpoint(checkpoint)
+    return results
+
+
+def _from_process_0(state):
+    """Process 0's ``(results, done)`` (or ``None``) on every process of a multi-process run."""
+    import io
+
+    from jax.experimental import multihost_utils
+
+    raw = np.zeros(0, np.uint8)
+    if state is not None:  # only process 0 has read a checkpoint
+        buf = io.BytesIO()
+        np.savez(buf, done=state[1], **{f"result/{k}": v for k, v in state[0].items()})
+        raw = np.frombuffer(buf.getvalue(), np.uint8)
+    n = int(np.asarray(multihost_utils.broadcast_one_to_all(np.array([raw.size], np.int32)))[0])
+    if n == 0:
+        return None
+    if raw.size != n:
+        raw = np.zeros(n, np.uint8)
+    raw = np.asarray(multihost_utils.broadcast_one_to_all(raw))
+    with np.load(io.BytesIO(raw.tobytes()), allow_pickle=False) as z:
+        return {k[7:]: z[k] for k in z.files if k.startswith("result/")}, z["done"]

@@ -1,0 +1,54 @@
+"""Figures from saved results — ``ls.figures`` (also ``ls.plot`` and ``ls.report``): matplotlib only, no JAX.
+
+Every figure function takes plain NumPy arrays and metadata and returns a
+:class:`matplotlib.figure.Figure` built without pyplot (no global figure state, no display), or
+draws into an ``ax`` it is given; the writers (``*_figures``, :func:`write_report`) read a
+run's saved results and write its figures and ``report.md``.  Nothing here computes.  One
+module per figure family:
+
+* :mod:`~landscape.figures.style` — the paper and slides styles, saving figures and animations;
+* :mod:`~landscape.figures.training` — training curves, final costs, summaries of sweeps;
+* :mod:`~landscape.figures.surfaces` — curves, planes (contour, filled, heat map, 3-D), small multiples;
+* :mod:`~landscape.figures.minima` — matrices between members, scatter plots;
+* :mod:`~landscape.figures.curvature` — spectra, curvature maps, mini-batch spread, the Hessian report;
+* :mod:`~landscape.figures.basins` — basins of attraction;
+* :mod:`~landscape.figures.races` — optimizer races;
+* :mod:`~landscape.figures.animations` — descent animations for lectures;
+* :mod:`~landscape.figures.result` — the figure of any saved result;
+* :mod:`~landscape.figures.report` — ``report.md``;
+* :mod:`~landscape.figures.export` — interactive HTML and VTK (``ls.export``).
+"""
+
+from .animations import descent_animation, descent_figures, descent_lines, descent_paths, paths_by_basin
+from .basins import basin_lines, basin_map
+from .curvature import (
+    curvature_figures,
+    curvature_map,
+    curvature_map_figure,
+    curvature_map_lines,
+    density_curves,
+    hessian_figures,
+    hessian_lines,
+    minibatch_spread,
+    spectral_density,
+)
+from .minima import matrix, scatter
+from .races import race_animation, race_figure, race_figures, race_lines
+from .report import compare_lines, refresh_report, write_report
+from .result import from_result, result_figure
+from .style import FIGURE_FORMATS, STYLES, save_animation, save_figure, scale, style, using
+from .surfaces import MAX_LABELLED_PATHS, SURFACE_KINDS, curve, landscape_2d, small_multiples
+from .training import final_cost_histogram, sweep, training_curves, training_figures
+
+__all__ = [
+    "style", "using", "scale", "STYLES", "save_figure", "save_animation", "FIGURE_FORMATS",
+    "training_curves", "final_cost_histogram", "sweep", "training_figures",
+    "SURFACE_KINDS", "MAX_LABELLED_PATHS", "curve", "landscape_2d", "small_multiples",
+    "matrix", "scatter",
+    "spectral_density", "curvature_map", "minibatch_spread", "curvature_map_lines", "curvature_map_figure", "hessian_lines", "density_curves", "hessian_figures", "curvature_figures",
+    "basin_map", "basin_lines",
+    "race_figure", "race_animation", "race_lines", "race_figures",
+    "descent_animation", "paths_by_basin", "descent_paths", "descent_lines", "descent_figures",
+    "from_result", "result_figure",
+    "compare_lines", "write_report", "refresh_report",
+]

@@ -1,0 +1,304 @@
+""""""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from .basins import BASIN_COLOURS
+from .style import (
+    COLUMN_WIDTH,
+    font_size,
+    new_figure,
+    save_animation,
+    save_figure,
+    scale,
+    style_rc,
+    styled,
+    with_warnings,
+)
+from .surfaces import landscape_2d, outline_effect
+
+__all__ = ["descent_animation", "paths_by_basin", "descent_paths", "descent_lines", "descent_figures"]
+
+
+def descent_animation(
+    a: np.ndarray,
+    b: np.ndarray,
+    z: np.ndarray,
+    paths: np.ndarray,
+    *,
+    steps: np.ndarray | None = None,
+    points: np.ndarray | None = None,
+    point_labels: list[str] | None = None,
+    tail: int = 12,
+    zlabel: str = "loss",
+    title: str = "gradient descent from many starts",
+    interval_ms: int = 80,
+    colors: list | None = None,
+    legend: dict[str, Any] | None = None,
+    xlabel: str = "distance along $u$",
+    ylabel: str = "distance along $v$",
+    width: float | None = None,
+    linewidth: float = 0.9,
+    size: tuple[float, float] | None = None,
+    dot_size: float = 14,
+):
+    """An animation of many starts descending on a 2-D slice: ``paths (S, T, 2)`` over ``z (n0, n1)``.
+
+    The slice is drawn once (filled contours, log levels, as :func:`landscape_2d`); every
+    frame moves one dot per start along its path and keeps a short fading tail.  ``colors``:
+    one colour per path (default: tab10 in turn); ``legend``: ``{label: colour}`` drawn under
+    the axes (at its right with ``size``); ``width``: figure width in inches, or ``size``:
+    ``(width, height)`` (a 16:9 frame for projection); ``tail=0`` draws each whole path so far.
+    Returns a :class:`matplotlib.animation.FuncAnimation` (save it with :func:`save_animation`).
+
+    Args:
+      a: ``(n0,)`` the first axis's coordinates.
+      b: ``(n1,)`` the second's.
+      z: ``(n0, n1)`` the slice's cost.
+      paths: ``(S, T, 2)``.
+      steps: ``(T,)`` the step of each frame (shown in the title).
+      points: ``(m, 2)`` minima.
+      point_labels: their names.
+      tail: frames of fading tail (0: whole paths).
+      zlabel: the colour bar's label.
+      title: the title.
+      interval_ms: milliseconds between frames.
+      colors: one colour per path.
+      legend: ``{label: colour}``.
+      xlabel: the horizontal axis's label.
+      ylabel: the vertical axis's label.
+      width: the figure's width in inches.
+      linewidth: the paths' line width.
+      size: ``(width, height)`` in inches instead of ``width``.
+      dot_size: the moving dots' size.
+
+    Examples:
+      >>> a = b = np.linspace(-1, 1, 21)
+      >>> z = 0.1 + a[:, None] ** 2 + 2 * b[None, :] ** 2                  # a bowl, (21, 21)
+      >>> paths = np.stack([np.linspace([0.9, 0.9], [0.0, 0.0], 6), np.linspace([-0.9, 0.5], [0.0, 0.0], 6)])
+      >>> anim = ls.plot.descent_animation(a, b, z, paths, steps=np.arange(6))
+      >>> type(anim).__name__                                     # save it with save_animation
+      'FuncAnimation'
+    """
+    import matplotlib
+    from matplotlib.animation import FuncAnimation
+
+    paths = np.asarray(paths, float)
+    if paths.ndim != 3 or paths.shape[-1] != 2:
+        raise ValueError(f"paths must have shape (starts, frames, 2), got {paths.shape}")
+    num_frames = paths.shape[1]
+    with matplotlib.rc_context(style_rc()):
+        w = width or COLUMN_WIDTH * 1.25
+        fig = new_figure(*size) if size is not None else new_figure(w, w * 0.88 + (0.35 if legend else 0.0))
+        ax = fig.add_subplot()
+        landscape_2d(a, b, z, kind="filled", ax=ax, zlabel=zlabel, points=points, point_labels=point_labels,
+                     xlabel=xlabel, ylabel=ylabel, title=title, legend=False)
+        ax.set_xlim(float(np.min(a)), float(np.max(a)))
+        ax.set_ylim(float(np.min(b)), float(np.max(b)))
+        if colors is None:
+            colors = matplotlib.colormaps["tab10"](np.arange(paths.shape[0]) % 10)
+        tails = [ax.plot([], [], "-", color=c, lw=linewidth, alpha=0.8)[0] for c in colors]
+        if legend:
+            from matplotlib.lines import Line2D
+
+            fig.legend(handles=[Line2D([], [], color=c, lw=1.5, label=k) for k, c in legend.items()],
+                       loc="outside right center" if size is not None else "outside lower center",
+                       ncol=1 if size is not None else min(3, len(legend)), frameon=False, fontsize=font_size(7))
+        dots = ax.scatter(paths[:, 0, 0], paths[:, 0, 1], s=dot_size, c=list(colors), edgecolors="white",
+                          linewidths=0.5, zorder=7)
+        label = ax.text(0.02, 0.97, "", transform=ax.transAxes, va="top", ha="left", fontsize=font_size(7), color="white",
+                        path_effects=outline_effect(), zorder=8)
+
+        def draw(frame):
+            lo = max(0, frame - tail) if tail else 0
+            for line, path in zip(tails, paths):
+                line.set_data(path[lo:frame + 1, 0], path[lo:frame + 1, 1])
+            dots.set_offsets(paths[:, frame])
+            label.set_text(f"step {int(steps[frame]) if steps is not None else frame}")
+            return [*tails, dots, label]
+
+        anim = FuncAnimation(fig, draw, frames=num_frames, interval=interval_ms, blit=False)
+    return anim
+
+
+#: Colour of an in-plane path that ended at none of the minima.
+UNSETTLED_COLOUR = "#000000"
+
+
+def paths_by_basin(basin: np.ndarray, names: list[str]) -> tuple[list, dict]:
+    """Colours of paths by the minimum they ended at (``basin (S,)``, −1: none) and the legend
+    ``{"to NAME: count": colour}`` for them (:func:`descent_paths`, the descent animation).
+
+    Args:
+      basin: ``(S,)`` int.
+      names: the minima's names.
+
+    Returns:
+      ``(colours, legend)``.
+
+    Examples:
+      >>> colours, legend = ls.plot.paths_by_basin(np.array([0, 0, 1, -1]), ["seed 0", "seed 1"])
+      >>> len(colours), list(legend)
+      (4, ['to seed 0: 2', 'to seed 1: 1', 'to none yet: 1'])
+    """
+    basin = np.asarray(basin)
+    colours = [BASIN_COLOURS[k % len(BASIN_COLOURS)] if k >= 0 else UNSETTLED_COLOUR for k in basin]
+    legend = {f"to {name}: {int(np.sum(basin == k))}": BASIN_COLOURS[k % len(BASIN_COLOURS)]
+              for k, name in enumerate(names)}
+    if np.any(basin < 0):
+        legend[f"to none yet: {int(np.sum(basin < 0))}"] = UNSETTLED_COLOUR
+    return colours, legend
+
+
+@styled
+def descent_paths(a, b, z, paths, basin, *, points=None, point_labels=None, xlabel="distance along u",
+                  ylabel="distance along v", zlabel="loss", title=None) -> Figure:
+    """The still of an in-plane descent: every path ``(S, T, 2)`` on the plane's cost, coloured by
+    the minimum it ended at (``basin (S,)``, −1: none), starts circled, ends dotted.
+
+    Args:
+      a: ``(n0,)`` the first axis's coordinates.
+      b: ``(n1,)`` the second's.
+      z: ``(n0, n1)`` the plane's cost.
+      paths: ``(S, T, 2)``.
+      basin: ``(S,)`` int.
+      points: the minima.
+      point_labels: their names.
+      xlabel: the horizontal axis's label.
+      ylabel: the vertical axis's label.
+      zlabel: the colour bar's label.
+      title: the title.
+
+    Returns:
+      the figure (column width, the legend under the axes).
+
+    Examples:
+      >>> a = b = np.linspace(-1, 1, 21)
+      >>> z = 0.1 + a[:, None] ** 2 + 2 * b[None, :] ** 2                  # a bowl, (21, 21)
+      >>> paths = np.stack([np.linspace([0.9, 0.9], [0.0, 0.0], 6), np.linspace([-0.9, 0.5], [0.0, 0.0], 6)])
+      >>> fig = ls.plot.descent_paths(a, b, z, paths, np.array([0, -1]), points=np.array([[0.0, 0.0]]),
+      ...                             point_labels=["seed 0"])
+      >>> fig.axes[0].get_xlabel()
+      'distance along u'
+    """
+    from matplotlib.lines import Line2D
+
+    paths = np.asarray(paths, float)
+    names = list(point_labels or [f"minimum {i}" for i in range(0 if points is None else len(points))])
+    colours, legend = paths_by_basin(basin, names)
+    fig = new_figure(COLUMN_WIDTH, COLUMN_WIDTH * 1.05)
+    ax = fig.add_subplot()
+    landscape_2d(a, b, z, kind="filled", ax=ax, zlabel=zlabel, points=points, point_labels=point_labels,
+                 xlabel=xlabel, ylabel=ylabel, title=title, legend=False)
+    for path, c in zip(paths, colours):
+        ax.plot(path[:, 0], path[:, 1], "-", color=c, lw=0.6, alpha=0.9)
+        ax.plot(path[-1, 0], path[-1, 1], "o", color=c, ms=2.2, zorder=6)
+    ax.plot(paths[:, 0, 0], paths[:, 0, 1], "o", mfc="white", mec="black", mew=0.4, ms=2.6, zorder=7, ls="none")
+    ax.set_xlim(float(np.min(a)), float(np.max(a)))
+    ax.set_ylim(float(np.min(b)), float(np.max(b)))
+    handles = [Line2D([], [], color=c, lw=1.2, label=k) for k, c in legend.items()]
+    handles.append(Line2D([], [], ls="none", marker="o", mfc="white", mec="black", ms=3.5, label="start"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=2, frameon=False, fontsize=font_size(6))
+    return fig
+
+
+def descent_lines(arrays: dict, meta: dict) -> list[str]:
+    """Lines for an in-plane descent: how many paths ended at each minimum, and their final cost.
+
+    Args:
+      arrays: the result's arrays (:func:`landscape.io.load_result`).
+      meta: its metadata.
+
+    Returns:
+      the lines.
+
+    Examples:
+      >>> import tempfile
+      >>> run = tempfile.mkdtemp() + "/run"
+      >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
+      ...                                                    steps=40, seeds=3, log_every=10))
+      >>> d = ls.analyses.animate(run, ls.analyses.AnimateSpec(starts=3, steps=20, grid=5))
+      >>> len(ls.report.descent_lines(d.arrays, d.meta)) >= 1
+      True
+    """
+    basin, final = np.asarray(arrays["basin"]), np.asarray(arrays["final_loss"])
+    names = list(meta.get("point_labels") or [])
+    out = [f"{basin.size} starts, {meta.get('steps')} steps of in-plane gradient descent at lr {meta.get('lr'):g}; "
+           f"final cost {np.nanmin(final):.4g} to {np.nanmax(final):.4g}"]
+    for k in range(np.asarray(arrays["points"]).shape[0]):
+        n = int(np.sum(basin == k))
+        out.append(f"  ended at {names[k] if k < len(names) else f'minimum {k}'}: {n}")
+    if np.any(basin < 0):
+        out.append(f"  at none of the minima yet (further than a quarter of their spacing): {int(np.sum(basin < 0))}")
+    return out
+
+
+def descent_figures(arrays: dict, meta: dict, stem: str | Path, fmt: str = "png", *, movie: str = "gif",
+                    pixels: int = 1600, frames: int = 90, animation: bool = True) -> list[Path]:
+    """The in-plane descent's still (``STEM.FMT``) and animation (``STEM.gif`` or ``.mp4``, ``pixels``
+    wide, 16:9, paths coloured by the minimum they end at, ``frames`` log-spaced steps so the
+    fast start is not a blur).
+
+    Args:
+      arrays: the result's arrays (:func:`landscape.io.load_result`).
+      meta: its metadata.
+      stem: the figures' path without suffix.
+      fmt: the still's format.
+      movie: ``"gif"`` or ``"mp4"``.
+      pixels: the animation's width in pixels.
+      frames: how many frames.
+      animation: also the animation.
+
+    Returns:
+      the files written.
+
+    Examples:
+      >>> import tempfile
+      >>> run = tempfile.mkdtemp() + "/run"
+      >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
+      ...                                                    steps=40, seeds=3, log_every=10))
+      >>> d = ls.analyses.animate(run, ls.analyses.AnimateSpec(starts=3, steps=20, grid=5))
+      >>> [p.suffix for p in ls.report.descent_figures(d.arrays, d.meta, f"{run}/descent", pixels=480, frames=4)]
+      ['.png', '.gif']
+    """
+
+    stem = Path(stem)
+    out = [save_figure(descent_of_result(arrays, meta), stem.with_name(f"{stem.name}.{fmt}"))]
+    if animation:
+        paths = np.asarray(arrays["paths"])
+        steps = paths.shape[1] - 1
+        pick = np.unique(np.round(np.geomspace(1, steps + 1, frames)).astype(int) - 1)
+        names = list(meta.get("point_labels") or [])
+        labels = meta.get("axis_labels", ["u", "v"])
+        width = 8.0
+        colours, legend = paths_by_basin(arrays["basin"], names)
+        anim = descent_animation(
+            arrays["axis_0"], arrays["axis_1"], arrays["cost"], paths[:, pick], steps=pick,
+            points=arrays.get("points"), point_labels=names, tail=0, title=meta.get("title"),
+            colors=colours, legend=legend,
+            xlabel=labels[0], ylabel=labels[1], size=(width, width * 9 / 16), linewidth=0.6, dot_size=10)
+        dpi = pixels / (width * scale())  # the frame is `pixels` wide whatever the style
+        out.append(save_animation(anim, stem.with_name(f"{stem.name}.{movie}"), dpi=dpi))
+    return out
+
+
+def descent_of_result(arrays: dict, meta: dict) -> Figure:
+    """The still of a saved in-plane descent (:func:`descent_paths` with its stored labels and warnings).
+
+    Args:
+      arrays: the result's arrays.
+      meta: its metadata.
+
+    Returns:
+      the figure.
+    """
+    labels = meta.get("axis_labels", ["u", "v"])
+    return with_warnings(descent_paths(arrays["axis_0"], arrays["axis_1"], arrays["cost"], arrays["paths"],
+                                       arrays["basin"], points=arrays.get("points"),
+                                       point_labels=meta.get("point_labels"), xlabel=labels[0], ylabel=labels[1],
+                                       title=meta.get("title")), meta)

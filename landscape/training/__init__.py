@@ -1,0 +1,18 @@
+"""Training many members at once — ``ls.train``.
+
+* :mod:`~landscape.training.engine` — :func:`train_ensemble`: every (seed, learning rate or
+  optimizer) member in one compiled program, ``jit(vmap)`` over members, ``lax.scan`` over
+  steps, sharded over every device;
+* :mod:`~landscape.training.ensemble` — what it returns: :class:`Ensemble`, :class:`History`,
+  :class:`Trajectory`, and summaries;
+* :mod:`~landscape.training.orders` — per-member keys and data orders;
+* :mod:`~landscape.training.memory` — the memory budget and member groups;
+* :mod:`~landscape.training.optim` — named optax optimizers (``ls.optim``).
+"""
+
+from .engine import train_ensemble
+from .ensemble import LEARNED_MARGIN, Ensemble, History, Trajectory, learned, status, summarize
+from .orders import member_keys
+
+__all__ = ["train_ensemble", "Ensemble", "History", "Trajectory", "summarize", "learned", "status", "member_keys",
+           "LEARNED_MARGIN"]

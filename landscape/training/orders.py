@@ -1,0 +1,80 @@
+"""Per-member randomness of ensemble training: keys and data orders.
+
+``k = fold_in(key, seed)``; ``init_key, order_key = split(k)``.  The init key draws the
+parameters; the data order of epoch ``e`` is
+``numpy.random.default_rng([*key_data(order_key), e]).permutation(N)`` (one permutation per
+epoch, drawn on the host and passed in with each call, batches sliced from it, the last
+``N mod B`` examples of each shuffled epoch dropped).  A member's result therefore depends
+only on ``(key, seed, learning rate)``, never on which other members share the call.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+__all__ = ["member_keys"]
+
+
+def member_keys(key: jax.Array, seed: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(init_key, order_key)`` of one member: ``split(fold_in(key, seed))``.
+
+    Args:
+      key: the run's root key.
+      seed: the member's seed.
+
+    Returns:
+      the key of its initial parameters and the key of its minibatch order.
+
+    Examples:
+      >>> init_key, batch_key = ls.train.member_keys(jax.random.key(0), jnp.asarray(3))   # seed 3's streams
+      >>> bool(jnp.all(jax.random.key_data(init_key) != jax.random.key_data(batch_key)))
+      True
+    """
+    k = jax.random.fold_in(key, seed)
+    init_key, order_key = jax.random.split(k)
+    return init_key, order_key
+
+
+#: Host memory for one training call's minibatch orders (members × epochs × examples int32).
+ORDERS_BYTES = 64 * 2**20
+
+
+def epoch_order(order_words: np.ndarray, epoch: int, n: int) -> np.ndarray:
+    """The data order of one member in one epoch: a uniformly random permutation of ``range(n)``.
+
+    ``numpy.random.default_rng([*order_words, epoch]).permutation(n)`` where ``order_words``
+    are the words of the member's order key (``jax.random.key_data``).  Drawn on the host:
+    XLA's sort on a CPU is several times slower than NumPy's shuffle, and the permutation is
+    needed only once per epoch.
+
+    Args:
+      order_words: the member's order key as words (``jax.random.key_data(order_key)``).
+      epoch: the epoch's index.
+      n: the number of training examples.
+
+    Returns:
+      ``(n,)`` int permutation.
+    """
+    return np.random.default_rng([int(w) for w in np.ravel(order_words)] + [int(epoch)]).permutation(n).astype(np.int32)
+
+
+def epoch_orders(order_words: np.ndarray, first: int, num: int, n: int, last: int | None = None) -> np.ndarray:
+    """``(M, num, n)`` int32: epochs ``first .. last`` (default ``first + num - 1``) of every member; zeros after.
+
+    Args:
+      order_words: ``(M, W)`` every member's order-key words.
+      first: the first epoch.
+      num: how many epochs the array holds.
+      n: the number of training examples.
+      last: the last epoch to draw (default ``first + num - 1``); rows after it are zeros.
+
+    Returns:
+      ``(M, num, n)`` int32: each row :func:`epoch_order` of that member and epoch.
+    """
+    last = first + num - 1 if last is None else last
+    out = np.zeros((order_words.shape[0], num, n), np.int32)
+    for i, words in enumerate(order_words):
+        for e in range(first, last + 1):
+            out[i, e - first] = epoch_order(words, e, n)
+    return out
