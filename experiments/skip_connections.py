@@ -120,7 +120,7 @@ def figures(out: Path, cfg: dict) -> dict:
             titles.append(f"ResNet-{depth}, {'skip' if skip else 'no skip'}: "
                           f"$|\\lambda_{{min}}|/\\lambda_{{max}}$ {summary[name]['ratio']['median']:.2g}")
     fig = ls.plot.small_multiples(a, b, np.stack(zs), titles=titles, columns=len(cfg["depths"]), title_size=7,
-                                  xlabel=r"$\alpha$ (direction 1)", ylabel=r"$\beta$ (direction 2)")
+                                  labels=ls.figures.Labels(x=r"$\alpha$ (direction 1)", y=r"$\beta$ (direction 2)"))
     ls.plot.save_figure(fig, out / "planes.png")
     return summary
 

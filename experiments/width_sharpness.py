@@ -115,7 +115,7 @@ def figures(out: Path, nets: dict, cfg: dict) -> dict:
         titles.append(f"{nets[name].replace(',', '-')}: median $\\lambda_{{max}}$ "
                       f"{summary[name]['top_eigenvalue']['median']:.3g}")
     fig = ls.plot.small_multiples(a, b, np.stack(zs), titles=titles, columns=len(zs), title_size=8,
-                                  xlabel=r"$\alpha$ (direction 1)", ylabel=r"$\beta$ (direction 2)")
+                                  labels=ls.figures.Labels(x=r"$\alpha$ (direction 1)", y=r"$\beta$ (direction 2)"))
     ls.plot.save_figure(fig, out / "planes.png")
     return summary
 

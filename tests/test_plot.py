@@ -24,8 +24,8 @@ def _grid(n=15):
 def test_every_kind_draws_with_overflowed_values(kind, tmp_path):
     a, b, z = _grid()
     z[0, 0], z[1, 1] = np.inf, np.nan  # overflowed loss far from the minimum
-    fig = plot.landscape_2d(a, b, z, kind=kind, points=np.array([[0.0, 0.0]]), point_labels=["min"],
-                            paths=[np.array([[0.8, 0.8], [0.3, 0.2], [0.0, 0.0]])], title="t")
+    fig = plot.landscape_2d(a, b, z, kind=kind, points={"min": (0.0, 0.0)},
+                            paths=[np.array([[0.8, 0.8], [0.3, 0.2], [0.0, 0.0]])], labels=plot.Labels(title="t"))
     cbar_label = _colorbar_axes(fig).get_ylabel()
     assert "clipped" in cbar_label and "log scale" in cbar_label
     for fmt in ("png", "pdf", "svg"):
@@ -102,8 +102,7 @@ def test_descent_animation_saves_every_frame_as_gif(tmp_path, monkeypatch):
     a, b, z = _grid(21)
     t = np.linspace(0, 1, 7)[:, None]
     paths = np.stack([np.hstack([0.9 * (1 - t), 0.8 * (1 - t)]), np.hstack([-0.7 * (1 - t), 0.5 * (1 - t)])])
-    anim = plot.descent_animation(a, b, z, paths, steps=np.arange(7) * 10, points=np.zeros((1, 2)),
-                                  point_labels=["min"])
+    anim = plot.descent_animation(a, b, z, paths, steps=np.arange(7) * 10, points={"min": (0.0, 0.0)})
     # no ffmpeg: an .mp4 request falls back to a GIF (and nothing half-written is left behind)
     monkeypatch.setattr(animation.writers, "is_available", lambda name: False)
     out = ls.plot.save_animation(anim, tmp_path / "descent.mp4", fps=5)
@@ -122,7 +121,7 @@ def test_descent_animation_saves_every_frame_as_gif(tmp_path, monkeypatch):
 
 def test_pdf_embeds_truetype_not_type3_and_svg_keeps_text(tmp_path):
     a, b, z = _grid()
-    fig = plot.landscape_2d(a, b, z, title=r"plane, $\alpha$ and $\beta$")
+    fig = plot.landscape_2d(a, b, z, labels=plot.Labels(title=r"plane, $\alpha$ and $\beta$"))
     pdf = plot.save_figure(fig, tmp_path / "f.pdf").read_bytes()
     assert b"/Type3" not in pdf and (b"/FontFile2" in pdf)  # TrueType (Type 42) embedded
     svg = plot.save_figure(fig, tmp_path / "f.svg").read_text()
@@ -216,7 +215,7 @@ def test_many_paths_share_one_legend_entry_and_leave_the_plane_its_size(n):
     a, b, z = _grid()
     rng = np.random.default_rng(0)
     paths = [np.cumsum(rng.normal(scale=0.1, size=(6, 2)), axis=0) for _ in range(n)]
-    fig = plot.landscape_2d(a, b, z, kind="filled", paths=paths, path_labels=[f"seed {i}" for i in range(n)])
+    fig = plot.landscape_2d(a, b, z, kind="filled", paths={f"seed {i}": p for i, p in enumerate(paths)})
     labels = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
     path_entries = [t for t in labels if t.startswith("seed ") or t.endswith(" paths")]
     if n <= plot.MAX_LABELLED_PATHS:

@@ -120,7 +120,7 @@ def compare(run, spec: CompareSpec, *, name: str | None = None, overwrite: bool 
         stacked = jax.tree_util.tree_map(lambda x: x[np.asarray(idx)], ens.params)
         arrays = minima.compare_members(
             fn, stacked, data=batches["train"], predict=model.apply, test_x=batches["test"][0], num=spec.grid,
-            tol=spec.tol, aligned=spec.align, spec=perm_spec, metric="loss",
+            tol=spec.tol, align=perm_spec, metric="loss",
             execution=dataclasses.replace(execution, checkpoint=res.checkpoints, keep_checkpoint=True))
         arrays.update({"members": np.asarray(idx), "seeds": ens.seeds[idx], "learning_rates": ens.learning_rates[idx],
                        "final_train_loss": ens.history.train_loss[idx, -1],

@@ -19,7 +19,7 @@ module per figure family:
 * :mod:`~landscape.figures.export` — interactive HTML and VTK (``ls.export``).
 """
 
-from .animations import descent_animation, descent_figures, descent_lines, descent_paths, paths_by_basin
+from .animations import AnimationStyle, descent_animation, descent_figures, descent_lines, descent_paths, paths_by_basin
 from .basins import basin_lines, basin_map
 from .curvature import (
     curvature_figures,
@@ -36,19 +36,20 @@ from .minima import matrix, scatter
 from .races import race_animation, race_figure, race_figures, race_lines
 from .report import compare_lines, refresh_report, write_report
 from .result import from_result, result_figure
-from .style import FIGURE_FORMATS, STYLES, save_animation, save_figure, scale, style, using
+from .style import FIGURE_FORMATS, STYLES, Labels, save_animation, save_figure, scale, style, using
 from .surfaces import MAX_LABELLED_PATHS, SURFACE_KINDS, curve, landscape_2d, small_multiples
 from .training import final_cost_histogram, sweep, training_curves, training_figures
 
 __all__ = [
-    "style", "using", "scale", "STYLES", "save_figure", "save_animation", "FIGURE_FORMATS",
+    "style", "using", "scale", "STYLES", "save_figure", "save_animation", "FIGURE_FORMATS", "Labels",
     "training_curves", "final_cost_histogram", "sweep", "training_figures",
     "SURFACE_KINDS", "MAX_LABELLED_PATHS", "curve", "landscape_2d", "small_multiples",
     "matrix", "scatter",
-    "spectral_density", "curvature_map", "minibatch_spread", "curvature_map_lines", "curvature_map_figure", "hessian_lines", "density_curves", "hessian_figures", "curvature_figures",
+    "spectral_density", "curvature_map", "minibatch_spread", "curvature_map_lines", "curvature_map_figure",
+    "hessian_lines", "density_curves", "hessian_figures", "curvature_figures",
     "basin_map", "basin_lines",
     "race_figure", "race_animation", "race_lines", "race_figures",
-    "descent_animation", "paths_by_basin", "descent_paths", "descent_lines", "descent_figures",
+    "AnimationStyle", "descent_animation", "paths_by_basin", "descent_paths", "descent_lines", "descent_figures",
     "from_result", "result_figure",
     "compare_lines", "write_report", "refresh_report",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,10 @@ from matplotlib.figure import Figure
 from .basins import BASIN_COLOURS
 from .style import (
     COLUMN_WIDTH,
+    Labels,
     font_size,
+    marked,
+    named_points,
     new_figure,
     save_animation,
     save_figure,
@@ -22,7 +27,28 @@ from .style import (
 )
 from .surfaces import landscape_2d, outline_effect
 
-__all__ = ["descent_animation", "paths_by_basin", "descent_paths", "descent_lines", "descent_figures"]
+__all__ = ["AnimationStyle", "descent_animation", "paths_by_basin", "descent_paths", "descent_lines", "descent_figures"]
+
+
+@dataclasses.dataclass(frozen=True)
+class AnimationStyle:
+    """How the starts move in :func:`descent_animation`.
+
+    Attributes:
+      tail: frames of fading tail behind each dot (0: each whole path so far).
+      interval_ms: milliseconds between frames.
+      linewidth: the paths' line width.
+      dot_size: the moving dots' size.
+
+    Examples:
+      >>> ls.figures.AnimationStyle(tail=0).interval_ms
+      80
+    """
+
+    tail: int = 12
+    interval_ms: int = 80
+    linewidth: float = 0.9
+    dot_size: float = 14.0
 
 
 def descent_animation(
@@ -32,28 +58,19 @@ def descent_animation(
     paths: np.ndarray,
     *,
     steps: np.ndarray | None = None,
-    points: np.ndarray | None = None,
-    point_labels: list[str] | None = None,
-    tail: int = 12,
-    zlabel: str = "loss",
-    title: str = "gradient descent from many starts",
-    interval_ms: int = 80,
+    points=None,
+    labels: Labels = Labels(),
     colors: list | None = None,
     legend: dict[str, Any] | None = None,
-    xlabel: str = "distance along $u$",
-    ylabel: str = "distance along $v$",
-    width: float | None = None,
-    linewidth: float = 0.9,
-    size: tuple[float, float] | None = None,
-    dot_size: float = 14,
+    size: float | tuple[float, float] | None = None,
+    style: AnimationStyle = AnimationStyle(),
 ):
     """An animation of many starts descending on a 2-D slice: ``paths (S, T, 2)`` over ``z (n0, n1)``.
 
     The slice is drawn once (filled contours, log levels, as :func:`landscape_2d`); every
     frame moves one dot per start along its path and keeps a short fading tail.  ``colors``:
     one colour per path (default: tab10 in turn); ``legend``: ``{label: colour}`` drawn under
-    the axes (at its right with ``size``); ``width``: figure width in inches, or ``size``:
-    ``(width, height)`` (a 16:9 frame for projection); ``tail=0`` draws each whole path so far.
+    the axes (at its right with a ``(width, height)`` size).
     Returns a :class:`matplotlib.animation.FuncAnimation` (save it with :func:`save_animation`).
 
     Args:
@@ -62,20 +79,13 @@ def descent_animation(
       z: ``(n0, n1)`` the slice's cost.
       paths: ``(S, T, 2)``.
       steps: ``(T,)`` the step of each frame (shown in the title).
-      points: ``(m, 2)`` minima.
-      point_labels: their names.
-      tail: frames of fading tail (0: whole paths).
-      zlabel: the colour bar's label.
-      title: the title.
-      interval_ms: milliseconds between frames.
+      points: the minima, ``{name: (x, y)}`` or ``(m, 2)``.
+      labels: the axes', the colour bar's and the title's text (defaults: distances along
+        ``u`` and ``v``, ``"loss"``, ``"gradient descent from many starts"``).
       colors: one colour per path.
       legend: ``{label: colour}``.
-      xlabel: the horizontal axis's label.
-      ylabel: the vertical axis's label.
-      width: the figure's width in inches.
-      linewidth: the paths' line width.
-      size: ``(width, height)`` in inches instead of ``width``.
-      dot_size: the moving dots' size.
+      size: the figure's width in inches, or ``(width, height)`` (a 16:9 frame for projection).
+      style: tail, frame interval, line width and dot size (:class:`AnimationStyle`).
 
     Examples:
       >>> a = b = np.linspace(-1, 1, 21)
@@ -92,12 +102,15 @@ def descent_animation(
     if paths.ndim != 3 or paths.shape[-1] != 2:
         raise ValueError(f"paths must have shape (starts, frames, 2), got {paths.shape}")
     num_frames = paths.shape[1]
+    labels = labels.over(x="distance along $u$", y="distance along $v$", z="loss",
+                         title="gradient descent from many starts")
+    tail, linewidth, dot_size = style.tail, style.linewidth, style.dot_size
+    framed = isinstance(size, tuple)
     with matplotlib.rc_context(style_rc()):
-        w = width or COLUMN_WIDTH * 1.25
-        fig = new_figure(*size) if size is not None else new_figure(w, w * 0.88 + (0.35 if legend else 0.0))
+        w = size if isinstance(size, (int, float)) else COLUMN_WIDTH * 1.25
+        fig = new_figure(*size) if framed else new_figure(w, w * 0.88 + (0.35 if legend else 0.0))
         ax = fig.add_subplot()
-        landscape_2d(a, b, z, kind="filled", ax=ax, zlabel=zlabel, points=points, point_labels=point_labels,
-                     xlabel=xlabel, ylabel=ylabel, title=title, legend=False)
+        landscape_2d(a, b, z, kind="filled", ax=ax, labels=labels, points=points, legend=False)
         ax.set_xlim(float(np.min(a)), float(np.max(a)))
         ax.set_ylim(float(np.min(b)), float(np.max(b)))
         if colors is None:
@@ -107,8 +120,8 @@ def descent_animation(
             from matplotlib.lines import Line2D
 
             fig.legend(handles=[Line2D([], [], color=c, lw=1.5, label=k) for k, c in legend.items()],
-                       loc="outside right center" if size is not None else "outside lower center",
-                       ncol=1 if size is not None else min(3, len(legend)), frameon=False, fontsize=font_size(7))
+                       loc="outside right center" if framed else "outside lower center",
+                       ncol=1 if framed else min(3, len(legend)), frameon=False, fontsize=font_size(7))
         dots = ax.scatter(paths[:, 0, 0], paths[:, 0, 1], s=dot_size, c=list(colors), edgecolors="white",
                           linewidths=0.5, zorder=7)
         label = ax.text(0.02, 0.97, "", transform=ax.transAxes, va="top", ha="left", fontsize=font_size(7), color="white",
@@ -122,7 +135,7 @@ def descent_animation(
             label.set_text(f"step {int(steps[frame]) if steps is not None else frame}")
             return [*tails, dots, label]
 
-        anim = FuncAnimation(fig, draw, frames=num_frames, interval=interval_ms, blit=False)
+        anim = FuncAnimation(fig, draw, frames=num_frames, interval=style.interval_ms, blit=False)
     return anim
 
 
@@ -156,8 +169,7 @@ def paths_by_basin(basin: np.ndarray, names: list[str]) -> tuple[list, dict]:
 
 
 @styled
-def descent_paths(a, b, z, paths, basin, *, points=None, point_labels=None, xlabel="distance along u",
-                  ylabel="distance along v", zlabel="loss", title=None) -> Figure:
+def descent_paths(a, b, z, paths, basin, *, points=None, labels: Labels = Labels()) -> Figure:
     """The still of an in-plane descent: every path ``(S, T, 2)`` on the plane's cost, coloured by
     the minimum it ended at (``basin (S,)``, −1: none), starts circled, ends dotted.
 
@@ -167,12 +179,9 @@ def descent_paths(a, b, z, paths, basin, *, points=None, point_labels=None, xlab
       z: ``(n0, n1)`` the plane's cost.
       paths: ``(S, T, 2)``.
       basin: ``(S,)`` int.
-      points: the minima.
-      point_labels: their names.
-      xlabel: the horizontal axis's label.
-      ylabel: the vertical axis's label.
-      zlabel: the colour bar's label.
-      title: the title.
+      points: the minima, ``{name: (x, y)}`` or ``(m, 2)``.
+      labels: the axes', the colour bar's and the title's text (defaults: distances along
+        ``u`` and ``v``, ``"loss"``, none).
 
     Returns:
       the figure (column width, the legend under the axes).
@@ -181,20 +190,22 @@ def descent_paths(a, b, z, paths, basin, *, points=None, point_labels=None, xlab
       >>> a = b = np.linspace(-1, 1, 21)
       >>> z = 0.1 + a[:, None] ** 2 + 2 * b[None, :] ** 2                  # a bowl, (21, 21)
       >>> paths = np.stack([np.linspace([0.9, 0.9], [0.0, 0.0], 6), np.linspace([-0.9, 0.5], [0.0, 0.0], 6)])
-      >>> fig = ls.plot.descent_paths(a, b, z, paths, np.array([0, -1]), points=np.array([[0.0, 0.0]]),
-      ...                             point_labels=["seed 0"])
+      >>> fig = ls.plot.descent_paths(a, b, z, paths, np.array([0, -1]), points={"seed 0": (0.0, 0.0)})
       >>> fig.axes[0].get_xlabel()
       'distance along u'
     """
     from matplotlib.lines import Line2D
 
     paths = np.asarray(paths, float)
-    names = list(point_labels or [f"minimum {i}" for i in range(0 if points is None else len(points))])
+    labels = labels.over(x="distance along u", y="distance along v", z="loss")
+    pts, names = marked(points)
+    if not isinstance(points, Mapping):
+        names = [f"minimum {i}" for i in range(0 if pts is None else len(pts))]
     colours, legend = paths_by_basin(basin, names)
     fig = new_figure(COLUMN_WIDTH, COLUMN_WIDTH * 1.05)
     ax = fig.add_subplot()
-    landscape_2d(a, b, z, kind="filled", ax=ax, zlabel=zlabel, points=points, point_labels=point_labels,
-                 xlabel=xlabel, ylabel=ylabel, title=title, legend=False)
+    landscape_2d(a, b, z, kind="filled", ax=ax, labels=labels, points=None if pts is None else dict(zip(names, pts)),
+                 legend=False)
     for path, c in zip(paths, colours):
         ax.plot(path[:, 0], path[:, 1], "-", color=c, lw=0.6, alpha=0.9)
         ax.plot(path[-1, 0], path[-1, 1], "o", color=c, ms=2.2, zorder=6)
@@ -279,9 +290,9 @@ def descent_figures(arrays: dict, meta: dict, stem: str | Path, fmt: str = "png"
         colours, legend = paths_by_basin(arrays["basin"], names)
         anim = descent_animation(
             arrays["axis_0"], arrays["axis_1"], arrays["cost"], paths[:, pick], steps=pick,
-            points=arrays.get("points"), point_labels=names, tail=0, title=meta.get("title"),
-            colors=colours, legend=legend,
-            xlabel=labels[0], ylabel=labels[1], size=(width, width * 9 / 16), linewidth=0.6, dot_size=10)
+            points=named_points(arrays.get("points"), names), colors=colours, legend=legend,
+            labels=Labels(x=labels[0], y=labels[1], title=meta.get("title")), size=(width, width * 9 / 16),
+            style=AnimationStyle(tail=0, linewidth=0.6, dot_size=10))
         dpi = pixels / (width * scale())  # the frame is `pixels` wide whatever the style
         out.append(save_animation(anim, stem.with_name(f"{stem.name}.{movie}"), dpi=dpi))
     return out
@@ -299,6 +310,5 @@ def descent_of_result(arrays: dict, meta: dict) -> Figure:
     """
     labels = meta.get("axis_labels", ["u", "v"])
     return with_warnings(descent_paths(arrays["axis_0"], arrays["axis_1"], arrays["cost"], arrays["paths"],
-                                       arrays["basin"], points=arrays.get("points"),
-                                       point_labels=meta.get("point_labels"), xlabel=labels[0], ylabel=labels[1],
-                                       title=meta.get("title")), meta)
+                                       arrays["basin"], points=named_points(arrays.get("points"), meta.get("point_labels")),
+                                       labels=Labels(x=labels[0], y=labels[1], title=meta.get("title"))), meta)

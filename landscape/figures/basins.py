@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 from matplotlib.figure import Figure
 
-from .style import COLUMN_WIDTH, font_size, new_figure, styled, with_warnings
+from .style import COLUMN_WIDTH, Labels, font_size, marked, named_points, new_figure, styled, with_warnings
 from .surfaces import contour_levels, outline_effect, similar_ranges
 
 __all__ = ["basin_map", "basin_lines"]
@@ -27,15 +29,12 @@ SHARED_COLOUR = "#999999"
 def basin_map(
     a: np.ndarray,
     b: np.ndarray,
-    labels: np.ndarray,
+    basin: np.ndarray,
     start_loss: np.ndarray,
-    points: np.ndarray,
+    points,
     fractions: np.ndarray,
     *,
-    point_labels: list[str] | None = None,
-    xlabel: str = "distance along u",
-    ylabel: str = "distance along v",
-    title: str | None = None,
+    labels: Labels = Labels(),
     note: str | None = None,
 ) -> Figure:
     """A basin-of-attraction map: each start's label as a colour, the cost at the starts as
@@ -44,15 +43,12 @@ def basin_map(
     Args:
       a: ``(G,)`` grid axis along u.
       b: ``(H,)`` grid axis along v.
-      labels: ``(G, H)`` int (``i`` = minimum ``i``, −1 elsewhere, −2 diverged, −3 shared;
+      basin: ``(G, H)`` int (``i`` = minimum ``i``, −1 elsewhere, −2 diverged, −3 shared;
         :class:`landscape.minima.BasinMap`).
       start_loss: ``(G, H)`` cost at the starts.
-      points: ``(R, 2)`` the minima.
+      points: the minima, ``{name: (x, y)}`` or ``(R, 2)`` (named ``minimum i``).
       fractions: ``(R + 3,)`` share per label (minima, shared, elsewhere, diverged).
-      point_labels: names of the minima.
-      xlabel: the horizontal axis's label.
-      ylabel: the vertical axis's label.
-      title: the figure's title.
+      labels: the axes' labels and the title (:class:`~landscape.figures.style.Labels`).
       note: a line under the axes (e.g. the training).
 
     Returns:
@@ -60,18 +56,22 @@ def basin_map(
 
     Examples:
       >>> a = b = np.linspace(-1, 1, 4)
-      >>> labels = np.array([[0, 0, 1, 1], [0, 0, 1, 1], [0, -3, 1, 1], [2, 2, 2, -1]])
-      >>> fractions = ls.minima.label_fractions(labels, 3)
-      >>> fig = ls.plot.basin_map(a, b, labels, np.ones((4, 4)), np.array([[-0.5, -0.5], [0.5, 0.5], [0.0, 1.0]]),
-      ...                         fractions, point_labels=["seed 0", "seed 1", "seed 2"])
+      >>> basin = np.array([[0, 0, 1, 1], [0, 0, 1, 1], [0, -3, 1, 1], [2, 2, 2, -1]])
+      >>> fractions = ls.minima.label_fractions(basin, 3)
+      >>> minima = {"seed 0": (-0.5, -0.5), "seed 1": (0.5, 0.5), "seed 2": (0.0, 1.0)}
+      >>> fig = ls.plot.basin_map(a, b, basin, np.ones((4, 4)), minima, fractions)
       >>> fig.axes[0].get_xlabel()
       'distance along u'
     """
     from matplotlib.colors import BoundaryNorm, ListedColormap
     from matplotlib.patches import Patch
 
-    labels = np.asarray(labels)
-    r = np.asarray(points).shape[0]
+    basin = np.asarray(basin)
+    labels = labels.over(x="distance along u", y="distance along v")
+    pts, names = marked(points)
+    if not isinstance(points, Mapping):
+        names = [f"minimum {i}" for i in range(len(pts))]
+    r = pts.shape[0]
     colours = [SHARED_COLOUR, DIVERGED_COLOUR, ELSEWHERE_COLOUR] + [BASIN_COLOURS[i % len(BASIN_COLOURS)]
                                                                     for i in range(r)]
     cmap = ListedColormap(colours)
@@ -79,21 +79,18 @@ def basin_map(
     fig = new_figure(COLUMN_WIDTH, COLUMN_WIDTH + 0.5)
     ax = fig.add_subplot(1, 1, 1)
     A, B = np.meshgrid(a, b, indexing="ij")
-    ax.pcolormesh(A, B, labels, cmap=cmap, norm=norm, shading="nearest", rasterized=True)
+    ax.pcolormesh(A, B, basin, cmap=cmap, norm=norm, shading="nearest", rasterized=True)
     z = np.asarray(start_loss, float)
     levels, _, use_log = contour_levels(z, log=True, clip=None, num=12)
     ax.contour(A, B, np.where(np.isfinite(z), np.minimum(z, levels[-1]), levels[-1]), levels=levels,
                colors="black", linewidths=0.35, alpha=0.55)
-    pts = np.asarray(points)
     for i, (px, py) in enumerate(pts):
         ax.plot(px, py, "*", color="white", mec="black", mew=0.7, ms=11, zorder=5)
-        lab = point_labels[i] if point_labels and i < len(point_labels) else f"minimum {i}"
-        ax.annotate(lab, (px, py), xytext=(5, 4), textcoords="offset points", fontsize=font_size(7), color="white",
+        ax.annotate(names[i], (px, py), xytext=(5, 4), textcoords="offset points", fontsize=font_size(7), color="white",
                     fontweight="bold", zorder=6, path_effects=outline_effect())
     if similar_ranges(a, b):
         ax.set_aspect("equal", adjustable="datalim")
     ax.set_box_aspect(1)
-    names = [(point_labels[i] if point_labels and i < len(point_labels) else f"minimum {i}") for i in range(r)]
     handles = [Patch(facecolor=colours[i + 3], edgecolor="none", label=f"{names[i]}: {100 * fractions[i]:.0f} %")
                for i in range(r)]
     if r > 1:
@@ -111,10 +108,10 @@ def basin_map(
     leg = fig.legend(handles=handles, loc="outside lower center", ncol=2, frameon=False, fontsize=font_size(6),
                      title=note, title_fontsize=font_size(5.5))
     leg.get_title().set_color("0.3")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title)
+    ax.set_xlabel(labels.x)
+    ax.set_ylabel(labels.y)
+    if labels.title:
+        ax.set_title(labels.title)
     return fig
 
 
@@ -179,8 +176,8 @@ def basin_map_of_result(arrays: dict, meta: dict) -> Figure:
     Returns:
       the figure.
     """
-    labels = meta.get("axis_labels", ["u", "v"])
+    axis = meta.get("axis_labels", ["u", "v"])
     return with_warnings(basin_map(arrays["axis_0"], arrays["axis_1"], arrays["labels"], arrays["start_loss"],
-                                   arrays["points"], arrays["fractions"], point_labels=meta.get("point_labels"),
-                                   xlabel=labels[0], ylabel=labels[1], title=meta.get("title"),
+                                   named_points(arrays["points"], meta.get("point_labels")), arrays["fractions"],
+                                   labels=Labels(x=axis[0], y=axis[1], title=meta.get("title")),
                                    note=_basins_note(meta)), meta)

@@ -8,14 +8,14 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .minima import scatter
-from .style import COLUMN_WIDTH, PAGE_WIDTH, font_size, new_figure, save_figure, style_rc, with_warnings
+from .style import COLUMN_WIDTH, PAGE_WIDTH, Labels, font_size, new_figure, save_figure, style_rc, with_warnings
 from .surfaces import contour_levels, landscape_2d, similar_ranges
 
 __all__ = ["spectral_density", "curvature_map", "minibatch_spread", "curvature_map_lines", "curvature_map_figure", "hessian_lines", "density_curves", "hessian_figures", "curvature_figures"]
 
 
 def spectral_density(grid: np.ndarray, density: np.ndarray, *, title: str | None = None,
-                     log_y: bool = True, eigenvalues: np.ndarray | None = None) -> Figure:
+                     log_y: bool = True, eigenvalues: np.ndarray | None = None, ax=None) -> Figure:
     """A Hessian eigenvalue density (stochastic Lanczos quadrature), log density axis by default.
 
     ``density`` is ``(n,)`` or ``(S, n)`` (one curve per seed, median in black); ``eigenvalues``
@@ -27,6 +27,7 @@ def spectral_density(grid: np.ndarray, density: np.ndarray, *, title: str | None
       title: the axes' title.
       log_y: a log density axis.
       eigenvalues: top eigenvalues to mark.
+      ax: draw into these axes (default: a new figure); the legend stays inside them.
 
     Returns:
       the figure.
@@ -41,8 +42,9 @@ def spectral_density(grid: np.ndarray, density: np.ndarray, *, title: str | None
 
     d = np.atleast_2d(np.asarray(density, float))
     with matplotlib.rc_context(style_rc()):
-        fig = new_figure(COLUMN_WIDTH, 2.3)
-        ax = fig.subplots()
+        if ax is None:
+            ax = new_figure(COLUMN_WIDTH, 2.3).subplots()
+        fig = ax.figure
         alpha = float(np.clip(4.0 / d.shape[0], 0.05, 1.0))
         floor = 1e-6 * np.nanmax(d)
         for row in d:
@@ -96,9 +98,7 @@ def curvature_map(
     loss: np.ndarray | None = None,
     threshold: float = 0.1,
     titles: list[str] | None = None,
-    xlabel: str = r"$\alpha$ (direction 1)",
-    ylabel: str = r"$\beta$ (direction 2)",
-    title: str | None = None,
+    labels: Labels = Labels(),
     warnings: list[str] | None = None,
 ) -> Figure:
     """Where a slice's apparent convexity hides negative curvature (Li et al. 2018, section 6).
@@ -117,9 +117,8 @@ def curvature_map(
       threshold: the ratio marked as "large" (Li et al. call ``|λ_min/λ_max|`` above a few
         per cent significant non-convexity).
       titles: one title per member's panel (default ``member i``).
-      xlabel: the horizontal axis's label.
-      ylabel: the vertical axis's label.
-      title: the figure's title.
+      labels: the axes' labels (default: directions 1 and 2) and the figure's title
+        (:class:`~landscape.figures.style.Labels`).
       warnings: lines printed in red under the figure (members that diverged or did not learn).
 
     Returns:
@@ -132,6 +131,8 @@ def curvature_map(
       >>> len(fig.axes) >= 1
       True
     """
+    labels = labels.over(x=r"$\alpha$ (direction 1)", y=r"$\beta$ (direction 2)")
+    xlabel, ylabel, title = labels.x, labels.y, labels.title
     import matplotlib
 
     ratio = np.asarray(maps["ratio"], float)
@@ -186,7 +187,7 @@ def curvature_map(
             fig = new_figure(PAGE_WIDTH, 2.9)
             left, right = fig.subplots(1, 2)
             if loss is not None:
-                landscape_2d(loss_axes[0], loss_axes[1], loss, kind="filled", ax=left, xlabel=xlabel, ylabel=ylabel,
+                landscape_2d(loss_axes[0], loss_axes[1], loss, kind="filled", ax=left, labels=Labels(x=xlabel, y=ylabel),
                              legend=False)
                 A, B = np.meshgrid(axes[0], axes[1], indexing="ij")
                 if np.nanmin(ratio) < threshold < np.nanmax(ratio):
@@ -205,24 +206,24 @@ def curvature_map(
 
 
 def minibatch_spread(full: dict[str, np.ndarray], batches: dict[str, np.ndarray], *, batch_size: int,
-                     full_stderr: dict[str, np.ndarray] | None = None, labels: list[str] | None = None,
+                     full_stderr: dict[str, np.ndarray] | None = None, names: list[str] | None = None,
                      title: str | None = None) -> Figure:
     """One-batch curvature estimates against the full-data value, member by member.
 
     ``full`` maps a quantity's axis label (``"top eigenvalue"``, ``"trace"``) to the full-data
-    values ``(M,)``; ``batches`` maps the same labels to the per-batch values ``(M, K)``.  One
+    values ``(M,)``; ``batches`` maps the same names to the per-batch values ``(M, K)``.  One
     panel per quantity: members along x (ordered by the first quantity's full-data value), every
     batch a grey dot, the batches' mean ± one standard deviation in blue, the full-data value a
     black bar (with ``full_stderr[label]`` as black error bars where the full-data value is itself
     an estimate, e.g. Hutchinson's trace) — how far a number measured on one mini-batch of
-    ``batch_size`` can stray.  ``labels`` name the members on the x axis (``(M,)``).
+    ``batch_size`` can stray.  ``names`` name the members on the x axis (``(M,)``).
 
     Args:
       full: ``{label: (M,)}`` full-data values.
       batches: ``{label: (M, K)}`` per-batch values.
       batch_size: the batches' size (in the title).
       full_stderr: ``{label: (M,)}`` the full-data values' standard errors.
-      labels: ``(M,)`` member names.
+      names: ``(M,)`` member names.
       title: the figure's title.
 
     Returns:
@@ -237,15 +238,15 @@ def minibatch_spread(full: dict[str, np.ndarray], batches: dict[str, np.ndarray]
     """
     import matplotlib
 
-    names = list(full)
-    first = np.asarray(full[names[0]], float)
+    quantities = list(full)
+    first = np.asarray(full[quantities[0]], float)
     order = np.argsort(first)
     m = first.size
     with matplotlib.rc_context(style_rc()):
-        fig = new_figure(COLUMN_WIDTH if m <= 24 else PAGE_WIDTH, 1.9 * len(names) + 0.3)
-        axes = np.atleast_1d(fig.subplots(len(names), 1, sharex=True))
+        fig = new_figure(COLUMN_WIDTH if m <= 24 else PAGE_WIDTH, 1.9 * len(quantities) + 0.3)
+        axes = np.atleast_1d(fig.subplots(len(quantities), 1, sharex=True))
         x = np.arange(m)
-        for ax, name in zip(axes, names):
+        for ax, name in zip(axes, quantities):
             f = np.asarray(full[name], float)[order]
             b = np.asarray(batches[name], float)[order]
             k = b.shape[1]
@@ -259,13 +260,13 @@ def minibatch_spread(full: dict[str, np.ndarray], batches: dict[str, np.ndarray]
                             lw=0.6, capsize=0, zorder=3)
             ax.set_ylabel(name)
         axes[0].legend(frameon=False, fontsize=font_size(6), loc="upper left")
-        what = "member" if labels is None else ("seed" + (" / learning rate" if any("\n" in str(t) for t in labels)
+        what = "member" if names is None else ("seed" + (" / learning rate" if any("\n" in str(t) for t in names)
                                                           else ""))
-        axes[-1].set_xlabel(f"{what}, ordered by full-data {names[0]}")
+        axes[-1].set_xlabel(f"{what}, ordered by full-data {quantities[0]}")
         ticks = x if m <= 24 else x[:: max(1, m // 12)]
         axes[-1].set_xticks(ticks)
-        if labels is not None:
-            axes[-1].set_xticklabels([str(labels[i]) for i in order[ticks]], fontsize=font_size(5))
+        if names is not None:
+            axes[-1].set_xticklabels([str(names[i]) for i in order[ticks]], fontsize=font_size(5))
         if title:
             axes[0].set_title(title)
     return fig
@@ -350,8 +351,9 @@ def curvature_map_figure(arrays: dict, meta: dict, path: str | Path) -> Path:
     loss = arrays.get("value/train_loss")
     labels = meta.get("axis_labels", [r"$\alpha$ (direction 1)", r"$\beta$ (direction 2)"])
     fig = curvature_map(axes, maps, loss_axes=loss_axes, loss=loss, threshold=RATIO_MARK,
-                             titles=meta.get("labels"), xlabel=labels[0], ylabel=labels[1],
-                             title=" — ".join(t for t in (meta.get("title"), "Hessian curvature over the slice") if t),
+                             titles=meta.get("labels"),
+                             labels=Labels(x=labels[0], y=labels[1], title=" — ".join(
+                                 t for t in (meta.get("title"), "Hessian curvature over the slice") if t)),
                              warnings=meta.get("warnings"))
     return save_figure(fig, path)
 
@@ -547,7 +549,7 @@ def hessian_figures(arrays: dict, run: str | Path, fmt: str = "png", groups=None
             {f"top {matrix} eigenvalue": arrays["top"][ok, 0], "trace": arrays["trace"][ok]},
             {f"top {matrix} eigenvalue": arrays["batch_top"][ok, :, 0], "trace": arrays["batch_trace"][ok]},
             batch_size=int(arrays["minibatch_size"]), full_stderr={"trace": arrays["trace_stderr"][ok]},
-            labels=_member_ticks(arrays, ok),
+            names=_member_ticks(arrays, ok),
             title=f"{k} mini-batches of {int(arrays['minibatch_size'])} vs the full training set"),
             fd / f"{prefix}_minibatch.{fmt}"))
     for layer in _layers(arrays) if per_layer else []:  # one set per layer, named in its labels

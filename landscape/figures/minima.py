@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from .style import COLUMN_WIDTH, font_size, new_figure, style_rc
+from .style import COLUMN_WIDTH, add_colorbar, font_size, new_figure, style_rc
 
 __all__ = ["matrix", "scatter"]
 
@@ -14,27 +14,29 @@ def matrix(
     mat: np.ndarray,
     *,
     groups: np.ndarray | None = None,
-    labels: list[str] | None = None,
+    names: list[str] | None = None,
     title: str | None = None,
     cbar_label: str = "barrier",
     log: bool = False,
     axis_label: str = "seed",
+    ax=None,
 ) -> Figure:
     """A pairwise matrix ``(M, M)`` as a heat map, rows and columns ordered by ``groups``
     (the basins *of this matrix*: pass the labels computed from it) with their boundaries drawn.
 
     The diagonal (a member against itself) is drawn grey and left out of the colour range, so
     the off-diagonal values use the whole scale; both axes are labelled (``axis_label``) at any
-    member count, with tick labels when ``labels`` are given for at most 24 members.
+    member count, with tick labels when ``names`` are given for at most 24 members.
 
     Args:
       mat: ``(M, M)``.
       groups: ``(M,)`` basin labels of this matrix.
-      labels: ``(M,)`` member names.
+      names: ``(M,)`` member names.
       title: the axes' title.
       cbar_label: the colour bar's label.
       log: a log colour scale.
       axis_label: both axes' label.
+      ax: draw into these axes (default: a new figure); the colour bar stays inside them.
 
     Returns:
       the figure.
@@ -54,9 +56,11 @@ def matrix(
     m = mat[np.ix_(order, order)]
     off = ~np.eye(n, dtype=bool)
     finite = m[off & np.isfinite(m)]  # the zero diagonal does not set the colour range
+    own = ax is None or hasattr(ax.figure, "_landscape_style")
     with matplotlib.rc_context(style_rc()):
-        fig = new_figure(COLUMN_WIDTH, COLUMN_WIDTH * 0.86)
-        ax = fig.subplots()
+        if ax is None:
+            ax = new_figure(COLUMN_WIDTH, COLUMN_WIDTH * 0.86).subplots()
+        fig = ax.figure
         positive = finite[finite > 0]
         norm = (mcolors.LogNorm(max(positive.min(), 1e-12), positive.max()) if log and positive.size
                 else mcolors.Normalize(finite.min() if finite.size else 0, finite.max() if finite.size else 1))
@@ -72,8 +76,8 @@ def matrix(
             for cut in np.asarray(cuts) + 0.5:
                 ax.axhline(cut, color="white", lw=0.8)
                 ax.axvline(cut, color="white", lw=0.8)
-        if labels is not None and n <= 24:
-            ticks = [labels[i] for i in order]
+        if names is not None and n <= 24:
+            ticks = [names[i] for i in order]
             ax.set_xticks(range(n), ticks, rotation=90, fontsize=font_size(5))
             ax.set_yticks(range(n), ticks, fontsize=font_size(5))
         name = axis_label or "member"
@@ -81,7 +85,7 @@ def matrix(
         ax.set_ylabel(f"{name} (ordered by basin)" if groups is not None else name)
         if title:
             ax.set_title(title)
-        cb = fig.colorbar(im, cax=ax.inset_axes([1.04, 0.0, 0.045, 1.0]))
+        cb = add_colorbar(im, ax, own)
         cb.set_label(cbar_label + " (diagonal: grey)")
     return fig
 
@@ -97,6 +101,7 @@ def scatter(
     group_names: list[str] | None = None,
     log_x: bool = False,
     diagonal: bool = False,
+    ax=None,
 ) -> Figure:
     """A scatter plot (e.g. sharpness vs test accuracy); ``diagonal`` draws y = x; ``log_x``: a
     logarithmic x-axis when the positive values span more than a decade.
@@ -115,6 +120,7 @@ def scatter(
       group_names: names of the groups.
       log_x: a log x-axis where the data span a decade.
       diagonal: draw y = x.
+      ax: draw into these axes (default: a new figure); the legend stays inside them.
 
     Returns:
       the figure.
@@ -129,8 +135,9 @@ def scatter(
 
     x, y = np.asarray(x, float), np.asarray(y, float)
     with matplotlib.rc_context(style_rc()):
-        fig = new_figure(COLUMN_WIDTH, 2.5)
-        ax = fig.subplots()
+        if ax is None:
+            ax = new_figure(COLUMN_WIDTH, 2.5).subplots()
+        fig = ax.figure
         if groups is None:
             ax.scatter(x, y, s=10, color="tab:blue", edgecolor="white", lw=0.3, alpha=0.7)
         elif group_names is not None:

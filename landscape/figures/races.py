@@ -7,8 +7,19 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from .animations import descent_animation
-from .style import PAGE_WIDTH, font_size, log_axis, new_figure, save_animation, save_figure, styled, with_warnings
+from .animations import AnimationStyle, descent_animation
+from .style import (
+    PAGE_WIDTH,
+    Labels,
+    font_size,
+    log_axis,
+    named_points,
+    new_figure,
+    save_animation,
+    save_figure,
+    styled,
+    with_warnings,
+)
 from .surfaces import landscape_2d
 
 __all__ = ["race_figure", "race_animation", "race_lines", "race_figures"]
@@ -27,13 +38,9 @@ def race_figure(
     loss: np.ndarray,
     entrants: list[str],
     *,
-    points: np.ndarray | None = None,
-    point_labels: list[str] | None = None,
+    points=None,
     diverged: np.ndarray | None = None,
-    xlabel: str = "distance along u",
-    ylabel: str = "distance along v",
-    loss_name: str = "loss",
-    title: str | None = None,
+    labels: Labels = Labels(),
 ) -> Figure:
     """An optimizer race: the paths on the plane (left) and the cost against steps (right).
 
@@ -45,13 +52,10 @@ def race_figure(
       steps: ``(T,)`` the steps at which ``loss`` was recorded.
       loss: ``(S, E, T)`` cost against steps.
       entrants: ``E`` names.
-      points: ``(R, 2)`` the minima.
-      point_labels: their names.
+      points: the minima, ``{name: (x, y)}`` or ``(R, 2)``.
       diverged: ``(S, E)`` bool (drawn dashed).
-      xlabel: the horizontal axis's label.
-      ylabel: the vertical axis's label.
-      loss_name: what the cost is called on the axes.
-      title: the figure's title.
+      labels: the plane's axes, what the cost is called (``z``, default ``"loss"``) and the
+        figure's title (:class:`~landscape.figures.style.Labels`).
 
     Returns:
       the figure: each entrant one colour; circles mark the starts, crosses the ends; thin
@@ -69,12 +73,14 @@ def race_figure(
     from matplotlib.lines import Line2D
 
     paths, loss = np.asarray(paths, float), np.asarray(loss, float)
+    labels = labels.over(x="distance along u", y="distance along v", z="loss")
+    loss_name, title = labels.z, labels.title
     s, e = paths.shape[:2]
     colours = [ENTRANT_COLOURS[i % len(ENTRANT_COLOURS)] for i in range(e)]
     fig = new_figure(PAGE_WIDTH, 3.3)
     ax, ax2 = fig.subplots(1, 2, width_ratios=[1.15, 1])
-    landscape_2d(a, b, cost, kind="filled", ax=ax, zlabel=loss_name, points=points, point_labels=point_labels,
-                 xlabel=xlabel, ylabel=ylabel, title=None, colorbar=True, legend=False)
+    landscape_2d(a, b, cost, kind="filled", ax=ax, labels=Labels(x=labels.x, y=labels.y, z=loss_name), points=points,
+                 colorbar=True, legend=False)
     ax.set_xlim(float(np.min(a)), float(np.max(a)))
     ax.set_ylim(float(np.min(b)), float(np.max(b)))
     dead = np.zeros((s, e), bool) if diverged is None else np.asarray(diverged, bool)
@@ -106,8 +112,7 @@ def race_figure(
     return fig
 
 
-def race_animation(a, b, cost, paths, path_steps, entrants, *, points=None, point_labels=None,
-                   xlabel="distance along u", ylabel="distance along v", loss_name="loss", title=None,
+def race_animation(a, b, cost, paths, path_steps, entrants, *, points=None, labels: Labels = Labels(),
                    width: float = 6.4):
     """The race as an animation (:func:`descent_animation` with one colour per entrant, whole
     paths growing): ``paths (S, E, K, 2)``.  Returns the animation; save it with :func:`save_animation`.
@@ -119,12 +124,9 @@ def race_animation(a, b, cost, paths, path_steps, entrants, *, points=None, poin
       paths: ``(S, E, K, 2)``.
       path_steps: ``(K,)`` the snapshot steps.
       entrants: ``E`` names.
-      points: the minima.
-      point_labels: their names.
-      xlabel: the horizontal axis's label.
-      ylabel: the vertical axis's label.
-      loss_name: what the cost is called.
-      title: the title.
+      points: the minima, ``{name: (x, y)}`` or ``(R, 2)``.
+      labels: the plane's axes, what the cost is called (``z``) and the title (default
+        ``"optimizer race"``).
       width: the figure's width in inches.
 
     Examples:
@@ -138,10 +140,10 @@ def race_animation(a, b, cost, paths, path_steps, entrants, *, points=None, poin
     s, e, k = paths.shape[:3]
     colours = [ENTRANT_COLOURS[i % len(ENTRANT_COLOURS)] for i in range(e)]
     flat = paths.reshape(s * e, k, 2)
-    return descent_animation(a, b, cost, flat, steps=path_steps, points=points, point_labels=point_labels, tail=0,
-                             zlabel=loss_name, title=title or "optimizer race", colors=[colours[j] for i in range(s)
-                                                                                         for j in range(e)],
-                             legend=dict(zip(entrants, colours)), xlabel=xlabel, ylabel=ylabel, width=width)
+    return descent_animation(a, b, cost, flat, steps=path_steps, points=points,
+                             labels=labels.over(x="distance along u", y="distance along v", title="optimizer race"),
+                             colors=[colours[j] for i in range(s) for j in range(e)],
+                             legend=dict(zip(entrants, colours)), size=width, style=AnimationStyle(tail=0))
 
 
 def race_lines(arrays: dict, meta: dict) -> list[str]:
@@ -203,9 +205,9 @@ def race_figures(arrays: dict, meta: dict, stem: str | Path, fmt: str = "png", *
     if animation:
         labels = meta.get("axis_labels", ["u", "v"])
         anim = race_animation(arrays["axis_0"], arrays["axis_1"], arrays["cost"], arrays["paths"],
-                                   arrays["path_steps"], meta["entrants"], points=arrays.get("points"),
-                                   point_labels=meta.get("point_labels"), xlabel=labels[0], ylabel=labels[1],
-                                   title=meta.get("title"))
+                              arrays["path_steps"], meta["entrants"],
+                              points=named_points(arrays.get("points"), meta.get("point_labels")),
+                              labels=Labels(x=labels[0], y=labels[1], title=meta.get("title")))
         paths.append(save_animation(anim, stem.with_name(f"{stem.name}.gif")))
     return paths
 
@@ -222,6 +224,7 @@ def race_of_result(arrays: dict, meta: dict) -> Figure:
     """
     labels = meta.get("axis_labels", ["u", "v"])
     return with_warnings(race_figure(arrays["axis_0"], arrays["axis_1"], arrays["cost"], arrays["paths"], arrays["steps"],
-                                     arrays["loss"], meta["entrants"], points=arrays.get("points"),
-                                     point_labels=meta.get("point_labels"), diverged=arrays.get("diverged"),
-                                     xlabel=labels[0], ylabel=labels[1], title=meta.get("title")), meta)
+                                     arrays["loss"], meta["entrants"],
+                                     points=named_points(arrays.get("points"), meta.get("point_labels")),
+                                     diverged=arrays.get("diverged"),
+                                     labels=Labels(x=labels[0], y=labels[1], title=meta.get("title"))), meta)

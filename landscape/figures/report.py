@@ -127,12 +127,12 @@ def write_report(run: str | Path, arrays: dict, meta: dict, *, name: str = "comp
         figs.append(save_figure(final_cost_histogram(arrays["final_train_loss"], loss_name=loss),
                                      fd / f"compare_final_costs.{fmt}"))
         # each matrix ordered and divided by its own basins
-        figs.append(save_figure(matrix(arrays["barrier"], groups=arrays["basin"], labels=short,
+        figs.append(save_figure(matrix(arrays["barrier"], groups=arrays["basin"], names=short,
                                                  title="loss barrier, ordered by basin", cbar_label="barrier"),
                                      fd / f"compare_barriers.{fmt}"))
         if aligned:
             figs.append(save_figure(matrix(arrays["aligned_barrier"], groups=arrays["aligned_basin"],
-                                                     labels=short,
+                                                     names=short,
                                                      title="barrier after alignment, ordered by basin",
                                                      cbar_label="barrier"), fd / f"compare_barriers_aligned.{fmt}"))
             iu = np.triu_indices(len(keys), 1)

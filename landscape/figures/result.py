@@ -11,7 +11,7 @@ from .animations import descent_of_result
 from .basins import basin_map_of_result
 from .curvature import curvature_map_figure
 from .races import race_of_result
-from .style import save_figure, with_warnings
+from .style import Labels, named_points, save_figure, with_warnings
 from .surfaces import curve, landscape_2d, metric_label, small_multiples
 
 __all__ = ["from_result", "result_figure"]
@@ -91,14 +91,17 @@ def from_result(arrays: dict[str, np.ndarray], meta: dict, *, kind: str | None =
                              "heatmap); for a rotatable 3-D view of one member use `landscape export RESULT "
                              "--format html --member I`")
         titles = meta.get("labels") or [f"member {i}" for i in range(z.shape[0])]
-        return with_warnings(small_multiples(axes[0], axes[1], z, titles=titles, kind=kind, log_levels=log_levels, clip=clip,
-                                     zlabel=metric_label(metric), xlabel=xlabel, ylabel=ylabel, title=title), meta)
+        return with_warnings(small_multiples(axes[0], axes[1], z, titles=titles, kind=kind, log_levels=log_levels,
+                                             clip=clip, labels=Labels(x=xlabel, y=ylabel, z=metric_label(metric),
+                                                                      title=title)), meta)
     points = arrays.get("extra/points")
     paths = [arrays[k] for k in sorted(arrays) if k.startswith("extra/path")]
-    return with_warnings(landscape_2d(axes[0], axes[1], z, kind=kind, log_levels=log_levels, clip=clip, xlabel=xlabel,
-                              ylabel=ylabel, zlabel=metric_label(metric), title=title, points=points,
-                              point_labels=meta.get("point_labels"), paths=paths or None,
-                              path_labels=meta.get("path_labels")), meta)
+    path_names = meta.get("path_labels")
+    return with_warnings(landscape_2d(axes[0], axes[1], z, kind=kind, log_levels=log_levels, clip=clip,
+                                      labels=Labels(x=xlabel, y=ylabel, z=metric_label(metric), title=title),
+                                      points=named_points(points, meta.get("point_labels")),
+                                      paths=dict(zip(path_names, paths)) if path_names and len(path_names) == len(paths)
+                                      else (paths or None)), meta)
 
 
 def result_figure(arrays: dict, meta: dict, path: str | Path, *, kind: str | None = None, metric: str | None = None,

@@ -1,21 +1,25 @@
-"""Figures from saved results: matplotlib only, no JAX, never any recomputation.
+"""The figures' style core: the paper and slides styles, what a figure's text says
+(:class:`Labels`), where colour bars and legends go, and saving figures and animations.
 
-Every function takes plain numpy arrays and metadata and returns a
+Every figure function takes plain numpy arrays and metadata and returns a
 :class:`matplotlib.figure.Figure` built without pyplot (so no global figure state and no
 display is needed); :func:`save_figure` writes it atomically as PNG, PDF or SVG, and
-:func:`save_animation` an animation as MP4 or GIF.
+:func:`save_animation` an animation as MP4 or GIF.  A function that takes ``ax`` draws into a
+user's axes, keeping its colour bar, labels and legend inside that axes' own box.
 """
 
 from __future__ import annotations
 
 import contextlib as _contextlib
 import contextvars as _contextvars
+import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
-__all__ = ["style", "using", "scale", "STYLES", "save_figure", "save_animation", "FIGURE_FORMATS"]
+__all__ = ["style", "using", "scale", "STYLES", "save_figure", "save_animation", "FIGURE_FORMATS", "Labels"]
 
 #: Single-column figure width in inches (most journals: 3.25–3.5 in).
 COLUMN_WIDTH = 3.4
@@ -59,6 +63,120 @@ STYLES = {
 }
 
 _STYLE = _contextvars.ContextVar("landscape_figure_style", default="paper")
+
+
+@dataclasses.dataclass(frozen=True)
+class Labels:
+    """What a slice figure's text says; a field left ``None`` takes the figure's own default
+    (``""`` leaves it out).
+
+    Attributes:
+      x: the horizontal axis's label.
+      y: the vertical axis's label.
+      z: the colour bar's label (the loss the colours show).
+      title: the title.
+
+    Examples:
+      >>> a = b = np.linspace(-1, 1, 11)
+      >>> fig = ls.figures.landscape_2d(a, b, np.add.outer(a**2, b**2), labels=ls.figures.Labels(x="u", title="a bowl"))
+      >>> fig.axes[0].get_xlabel(), fig.axes[0].get_title()
+      ('u', 'a bowl')
+    """
+
+    x: str | None = None
+    y: str | None = None
+    z: str | None = None
+    title: str | None = None
+
+    def over(self, x: str | None = None, y: str | None = None, z: str | None = None,
+             title: str | None = None) -> Labels:
+        """These labels, each field left ``None`` taken from the defaults given.
+
+        Args:
+          x: the default horizontal label.
+          y: the default vertical label.
+          z: the default colour-bar label.
+          title: the default title.
+
+        Returns:
+          a :class:`Labels`.
+        """
+        mine = dataclasses.asdict(self)
+        return Labels(**{k: (mine[k] if mine[k] is not None else v)
+                         for k, v in (("x", x), ("y", y), ("z", z), ("title", title))})
+
+
+def marked(points) -> tuple[np.ndarray | None, list[str] | None]:
+    """``(points (m, 2), names)`` of marked points given as ``{name: (x, y)}`` or an ``(m, 2)``
+    array (named ``"0"``, ``"1"`` …), or ``(None, None)``.
+
+    Args:
+      points: the points.
+
+    Returns:
+      the coordinates and their names.
+    """
+    if points is None:
+        return None, None
+    if isinstance(points, Mapping):
+        if not points:
+            return None, None
+        return np.asarray(list(points.values()), float).reshape(-1, 2), [str(k) for k in points]
+    pts = np.asarray(points, float).reshape(-1, 2)
+    return pts, [str(i) for i in range(len(pts))]
+
+
+def named_points(points, names) -> dict | np.ndarray | None:
+    """Saved points ``(m, 2)`` and their saved names as ``{name: (x, y)}`` (the array itself
+    when no names were saved).
+
+    Args:
+      points: ``(m, 2)`` or ``None``.
+      names: their names, or ``None``.
+
+    Returns:
+      what figure functions take as ``points``.
+    """
+    if points is None or not names:
+        return points
+    return {str(k): v for k, v in zip(names, np.asarray(points, float).reshape(-1, 2))}
+
+
+def add_colorbar(mappable, ax, own: bool):
+    """A colour bar for ``mappable``: beside the axes, exactly as tall, on a figure of the
+    library's own; taken from the axes' own box (they give up a strip on their right) when
+    drawing into a user's axes, so that it never covers a neighbouring panel.
+
+    Args:
+      mappable: what the colours show.
+      ax: the axes the colour bar belongs to.
+      own: the figure is the library's own.
+
+    Returns:
+      the :class:`matplotlib.colorbar.Colorbar`.
+    """
+    if own:
+        return ax.figure.colorbar(mappable, cax=ax.inset_axes([1.04, 0.0, 0.045, 1.0]))
+    return ax.figure.colorbar(mappable, ax=ax, fraction=0.06, pad=0.03)
+
+
+def add_legend(ax, handles: list, own: bool, ncol: int = 2):
+    """A legend explaining ``handles``: under the axes on a figure of the library's own, inside
+    the axes when drawing into a user's (it never leaves their box).
+
+    Args:
+      ax: the axes.
+      handles: the legend's handles.
+      own: the figure is the library's own.
+      ncol: columns of an own figure's legend.
+
+    Returns:
+      the legend.
+    """
+    if own:
+        return ax.figure.legend(handles=handles, loc="outside lower center", ncol=min(ncol, len(handles)),
+                                frameon=False, fontsize=font_size(6))
+    return ax.legend(handles=handles, loc="best", fontsize=font_size(5), framealpha=0.8)
 
 
 @_contextlib.contextmanager

@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 from matplotlib.figure import Figure
 
-from .style import COLUMN_WIDTH, PAGE_WIDTH, font_size, log_axis, new_figure, scale, style_rc
+from .style import (
+    COLUMN_WIDTH,
+    PAGE_WIDTH,
+    Labels,
+    add_colorbar,
+    add_legend,
+    font_size,
+    log_axis,
+    marked,
+    new_figure,
+    scale,
+    style_rc,
+)
 
 __all__ = ["SURFACE_KINDS", "MAX_LABELLED_PATHS", "curve", "landscape_2d", "small_multiples"]
 
@@ -126,14 +140,9 @@ def landscape_2d(
     kind: str = "filled",
     log_levels: bool = True,
     clip: float | None = None,
-    xlabel: str = r"$\alpha$ (direction 1)",
-    ylabel: str = r"$\beta$ (direction 2)",
-    zlabel: str = "loss",
-    title: str | None = None,
-    points: np.ndarray | None = None,
-    point_labels: list[str] | None = None,
-    paths: list[np.ndarray] | None = None,
-    path_labels: list[str] | None = None,
+    labels: Labels = Labels(),
+    points=None,
+    paths=None,
     ax=None,
     colorbar: bool = True,
     legend: bool = True,
@@ -145,8 +154,9 @@ def landscape_2d(
     and non-finite values (overflowed losses) are drawn in the top colour.  ``points (m, 2)``
     are marked and labelled (e.g. solutions); ``paths`` are ``(K, 2)`` polylines (trajectories),
     one colour each, their starts circled; a cross marks the lowest grid point.  The colour
-    bar is as tall as the axes and states the clip value; ``legend`` explains stars, circles,
-    crosses and paths under the axes.
+    bar states the clip value; ``legend`` explains stars, circles, crosses and paths.  On a
+    figure of its own the colour bar is as tall as the axes and the legend sits under them;
+    drawn into a user's ``ax`` both stay inside that axes' box.
 
     Args:
       a: ``(n0,)`` the first axis's coordinates.
@@ -155,17 +165,13 @@ def landscape_2d(
       kind: ``"contour"``, ``"filled"``, ``"heatmap"`` or ``"surface"`` (3-D).
       log_levels: log-spaced levels for positive values.
       clip: the top of the colour range (default: the 95th percentile).
-      xlabel: the horizontal axis's label.
-      ylabel: the vertical axis's label.
-      zlabel: the colour bar's label.
-      title: the axes' title.
-      points: ``(m, 2)`` marked points (minima).
-      point_labels: their names.
-      paths: ``(K, 2)`` polylines; up to :data:`MAX_LABELLED_PATHS` get a colour and a legend
-        entry each, more are drawn in one colour with one entry (``"40 paths"``) —
-        :func:`descent_paths` colours many paths by the minimum they reach.
-      path_labels: their names (used while each path has its own entry).
-      ax: draw into these axes (default: a new figure).
+      labels: the axes' labels, the colour bar's (default ``"loss"``) and the title
+        (:class:`~landscape.figures.style.Labels`).
+      points: marked points (minima): ``{name: (x, y)}``, or an ``(m, 2)`` array.
+      paths: ``(K, 2)`` polylines, a list or ``{name: path}``; up to :data:`MAX_LABELLED_PATHS`
+        get a colour and a legend entry each, more are drawn in one colour with one entry
+        (``"40 paths"``) — :func:`descent_paths` colours many paths by the minimum they reach.
+      ax: draw into these axes (default: a new figure); colour bar and legend stay inside them.
       colorbar: draw the colour bar.
       legend: draw the legend under the axes.
 
@@ -175,7 +181,7 @@ def landscape_2d(
     Examples:
       >>> a = b = np.linspace(-1, 1, 21)
       >>> z = 0.1 + a[:, None] ** 2 + 2 * b[None, :] ** 2                  # a bowl, (21, 21)
-      >>> fig = ls.plot.landscape_2d(a, b, z, kind="contour", points=np.array([[0.0, 0.0]]), point_labels=["minimum"])
+      >>> fig = ls.plot.landscape_2d(a, b, z, kind="contour", points={"minimum": (0.0, 0.0)})
       >>> "direction 1" in fig.axes[0].get_xlabel(), len(fig.axes[0].collections) > 0   # contour lines
       (True, True)
     """
@@ -185,6 +191,11 @@ def landscape_2d(
     if kind not in SURFACE_KINDS:
         raise ValueError(f"kind must be one of {', '.join(SURFACE_KINDS)}, got {kind!r}")
     z = np.asarray(z, float)
+    labels = labels.over(x=r"$\alpha$ (direction 1)", y=r"$\beta$ (direction 2)", z="loss")
+    points, point_labels = marked(points)
+    path_labels = [str(k) for k in paths] if isinstance(paths, Mapping) else None
+    paths = list(paths.values()) if isinstance(paths, Mapping) else list(paths or [])
+    own = ax is None or hasattr(ax.figure, "_landscape_style")  # a figure of the library's own
     levels, top, use_log = contour_levels(z, log=log_levels, clip=clip)
     zc = np.where(np.isfinite(z), np.minimum(z, top), top)  # clipped for drawing
     norm = mcolors.LogNorm(levels[0], levels[-1]) if use_log else mcolors.Normalize(levels[0], levels[-1])
@@ -220,7 +231,6 @@ def landscape_2d(
             from matplotlib.lines import Line2D
 
             handles = []
-            paths = list(paths or [])
             one_each = len(paths) <= MAX_LABELLED_PATHS  # past that, colours repeat and the legend swamps the plane
             path_colours = (matplotlib.colormaps["tab10"](np.arange(len(paths)) % 10) if one_each
                             else [MANY_PATHS_COLOUR] * len(paths))
@@ -254,20 +264,19 @@ def landscape_2d(
                 handles.append(Line2D([], [], ls="none", marker="+", color="black", ms=6, mew=1.2,
                                       label=f"lowest grid point ({z[i0, j0]:.3g})"))
             if handles and legend:
-                fig.legend(handles=handles, loc="outside lower center", ncol=min(3, len(handles)), frameon=False,
-                           fontsize=font_size(6))
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        if title:
-            ax.set_title(title)
+                add_legend(ax, handles, own, ncol=3)
+        ax.set_xlabel(labels.x)
+        ax.set_ylabel(labels.y)
+        if labels.title:
+            ax.set_title(labels.title)
         if colorbar:
             if kind == "surface":
                 cb = fig.colorbar(mappable, ax=ax, shrink=0.75, pad=0.03, aspect=25)
-            else:  # exactly as tall as the axes it belongs to
-                cb = fig.colorbar(mappable, cax=ax.inset_axes([1.04, 0.0, 0.045, 1.0]))
+            else:  # exactly as tall as the axes it belongs to (own figure), or inside the user's axes' box
+                cb = add_colorbar(mappable, ax, own)
             _colorbar_ticks(cb, levels, use_log)
             clipped = bool(np.any(~np.isfinite(z)) or np.any(z[np.isfinite(z)] > top))
-            cb.set_label(zlabel + (" (log scale)" if use_log else "") + (f", clipped above {top:.3g}" if clipped else ""))
+            cb.set_label(labels.z + (" (log scale)" if use_log else "") + (f", clipped above {top:.3g}" if clipped else ""))
     return fig
 
 
@@ -304,17 +313,14 @@ def small_multiples(
     kind: str = "filled",
     log_levels: bool = True,
     clip: float | None = None,
-    zlabel: str = "loss",
+    labels: Labels = Labels(),
     columns: int | None = None,
-    xlabel: str | None = None,
-    ylabel: str | None = None,
     title_size: float | None = None,
-    title: str | None = None,
 ) -> Figure:
     """One small panel per seed (``zs (S, n0, n1)``) with shared colour levels and one colour bar.
 
-    ``xlabel`` / ``ylabel`` label the bottom row and the left column; ``title`` is shared by
-    all panels; the colour bar states the clip value when values were clipped.
+    ``labels.x`` / ``labels.y`` label the bottom row and the left column; ``labels.title`` is
+    shared by all panels; the colour bar states the clip value when values were clipped.
 
     Args:
       a: ``(n0,)`` the first axis's coordinates.
@@ -324,12 +330,10 @@ def small_multiples(
       kind: as for :func:`landscape_2d`.
       log_levels: log-spaced levels.
       clip: the top of the shared colour range.
-      zlabel: the colour bar's label.
+      labels: the axes' labels (default: none), the colour bar's (default ``"loss"``) and the
+        shared title (:class:`~landscape.figures.style.Labels`).
       columns: panels per row (default: automatic).
-      xlabel: the horizontal axis's label.
-      ylabel: the vertical axis's label.
       title_size: the panels' title size.
-      title: the shared title.
 
     Returns:
       the figure.
@@ -348,6 +352,8 @@ def small_multiples(
     if kind not in ("contour", "filled", "heatmap"):
         raise ValueError("small multiples are drawn as contour, filled or heatmap")
     zs = np.asarray(zs, float)
+    labels = labels.over(z="loss")
+    xlabel, ylabel, zlabel, title = labels.x, labels.y, labels.z, labels.title
     s = zs.shape[0]
     cols = columns or int(np.ceil(np.sqrt(s)))
     rows = int(np.ceil(s / cols))

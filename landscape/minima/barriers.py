@@ -272,8 +272,7 @@ def compare_members(
     test_x=None,
     num: int = 25,
     tol: float = 0.05,
-    aligned: bool = False,
-    spec: PermutationSpec | None = None,
+    align: PermutationSpec | None = None,
     metric: str | None = None,
     shortcut: bool = True,
     execution: Execution = Execution(),
@@ -281,15 +280,12 @@ def compare_members(
     """Every pairwise comparison of the members of ``stacked`` in one dict of ``(M, M)`` matrices.
 
     ``barrier``, ``barrier_midpoint`` (on ``data``), ``distance``, ``cosine``, ``basin (M,)``
-    (barrier below ``tol``) and, given ``predict`` and ``test_x``, ``disagreement``.  With
-    ``aligned=True`` also ``aligned_barrier``, ``aligned_barrier_midpoint``,
-    ``aligned_distance`` and ``aligned_basin`` after weight matching of each pair (with the
-    model's :class:`PermutationSpec` ``spec``).
-    ``checkpoint``: a directory; the two barrier evaluations save their progress to
+    (barrier below ``tol``) and, given ``predict`` and ``test_x``, ``disagreement``.  Given the
+    model's permutation structure ``align`` also ``aligned_barrier``, ``aligned_barrier_midpoint``,
+    ``aligned_distance`` and ``aligned_basin`` after weight matching of each pair.
+    ``execution.checkpoint`` is a directory: the two barrier evaluations save their progress to
     ``barrier.npz`` and ``aligned.npz`` in it and resume from them (``keep_checkpoint=True``
-    leaves them for the caller to remove after saving the result).  ``chunk_size``,
-    ``shortcut``, ``save_every_s``, ``progress``, ``mesh`` and ``desc`` are as for
-    :func:`landscape.surface.evaluate`; none changes the numbers.
+    leaves them for the caller to remove after saving the result).
 
     Args:
       fn: the metric function, as for :func:`landscape.surface.evaluate`.
@@ -299,8 +295,9 @@ def compare_members(
       test_x: the inputs of ``disagreement``.
       num: points on ``[0, 1]`` of each line.
       tol: the basin tolerance (loss units).
-      aligned: also every pair after weight matching (Ainsworth et al. 2023).
-      spec: the model's :class:`PermutationSpec` (needed with ``aligned``).
+      align: the model's :class:`~landscape.permutation.PermutationSpec`
+        (``model.permutation_spec()``): also every pair after weight matching (Ainsworth et
+        al. 2023); ``None``: raw barriers only.
       metric: the loss among ``fn``'s outputs, as for :func:`barrier`.
       shortcut: use the first-layer shortcut when ``fn`` offers it.
       execution: how to run it — chunking, checkpoint, progress bar, devices
@@ -310,7 +307,7 @@ def compare_members(
       the dict of matrices above.
 
     Raises:
-      ConfigError: a bad ``tol``, or ``aligned`` without ``spec``.
+      ConfigError: a bad ``tol``.
 
     Examples:
       >>> data = ls.data.blobs(num_train=64, num_test=32)
@@ -337,10 +334,8 @@ def compare_members(
     out["basin"] = basins(out["barrier"], tol)
     if predict is not None and test_x is not None:
         out["disagreement"] = disagreement_matrix(predict, stacked, test_x)
-    if aligned:
-        if spec is None:
-            raise ConfigError("alignment needs the model's permutation spec (spec=model.permutation_spec())")
-        al = aligned_barrier_matrix(fn, stacked, spec=spec, num=num, data=data, metric=metric, shortcut=shortcut,
+    if align is not None:
+        al = aligned_barrier_matrix(fn, stacked, spec=align, num=num, data=data, metric=metric, shortcut=shortcut,
                                     execution=ckpt("aligned"))
         out.update({f"aligned_{k}": v for k, v in al.items()})
         out["aligned_basin"] = basins(al["barrier"], tol)
