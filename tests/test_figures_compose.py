@@ -33,7 +33,8 @@ DRAW = {
 
 
 def _extents(fig, keep) -> list:
-    """Window extents of everything drawn in ``fig`` except the axes ``keep`` and its children."""
+    """Window extents of everything drawn in ``fig`` except the axes ``keep`` and its children
+    (axes with their tick labels and labels, legends, texts)."""
     renderer = fig.canvas.get_renderer()
     boxes = []
     for ax in fig.axes:
@@ -54,18 +55,25 @@ def test_a_figure_drawn_into_one_cell_stays_in_it(name, grid):
         neighbour.plot([0, 1], [0, 1])
         fig.canvas.draw()
         before = neighbour.get_position().bounds
+        box = mine.get_window_extent(fig.canvas.get_renderer()).frozen()  # the axes' own box, before drawing
         out = DRAW[name](mine)
         assert out is fig  # the user's figure, not a new one
         fig.canvas.draw()
         assert neighbour.get_position().bounds == pytest.approx(before)  # the neighbour keeps its place and size
-        other = neighbour.get_window_extent(fig.canvas.get_renderer())
-        for what, box in _extents(fig, neighbour):
-            if grid == (1, 2):  # everything left of the right-hand panel
-                assert box.x1 <= other.x0 + 0.5, f"{name}: {what} reaches into the neighbouring panel"
-            else:  # everything above the lower panel (display y grows upwards)
-                assert box.y0 >= other.y1 - 0.5, f"{name}: {what} reaches into the neighbouring panel"
-            assert box.x0 >= -0.5 and box.y0 >= -0.5, f"{name}: {what} leaves the figure"
-            assert box.x1 <= fig.bbox.x1 + 0.5 and box.y1 <= fig.bbox.y1 + 0.5, f"{name}: {what} leaves the figure"
+        renderer = fig.canvas.get_renderer()
+        other = neighbour.get_tightbbox(renderer)  # the neighbour with its own labels
+        for cax in [a for a in fig.axes if a not in (mine, neighbour)] + list(mine.child_axes):
+            cb = cax.get_tightbbox(renderer)  # a colour bar with its ticks and label: inside the box
+            assert box.x0 - 0.5 <= cb.x0 and cb.x1 <= box.x1 + 0.5, f"{name}: the colour bar leaves the axes' box"
+            bar = cax.get_window_extent(renderer)  # its ends' tick labels may overhang by half a line
+            assert box.y0 - 0.5 <= bar.y0 and bar.y1 <= box.y1 + 0.5, f"{name}: the colour bar leaves the axes' box"
+        if mine.get_legend() is not None:
+            lb = mine.get_legend().get_window_extent(renderer)
+            assert box.x0 - 0.5 <= lb.x0 and lb.x1 <= box.x1 + 0.5 and box.y0 - 0.5 <= lb.y0 and lb.y1 <= box.y1 + 0.5
+        for what, ext in _extents(fig, neighbour):  # nothing drawn reaches the neighbour or leaves the figure
+            assert not ext.overlaps(other), f"{name}: {what} reaches into the neighbouring panel"
+            assert ext.x0 >= -0.5 and ext.y0 >= -0.5, f"{name}: {what} leaves the figure"
+            assert ext.x1 <= fig.bbox.x1 + 0.5 and ext.y1 <= fig.bbox.y1 + 0.5, f"{name}: {what} leaves the figure"
     finally:
         plt.close(fig)
 

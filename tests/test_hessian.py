@@ -113,10 +113,10 @@ def test_quadratic_eigenvalues_exact():
 def test_many_reuses_its_compiled_function_and_matches_single_members(small):
     model, d, params, f, _, _ = small
     stacked = ls.tree.stack([params, model.init(jax.random.key(1))])
-    S._vmapped.cache_clear()
+    S._cached.cache_clear()
     a = H.top_eigenvalues(f, stacked, 2, stacked=True, key=jax.random.key(0), num_iters=12)
     b = H.top_eigenvalues(f, stacked, 2, stacked=True, key=jax.random.key(1), num_iters=12)
-    info = S._vmapped.cache_info()
+    info = S._cached.cache_info()
     assert (info.misses, info.hits) == (1, 1)
     for i in range(2):
         one = H.top_eigenvalues(f, ls.tree.take(stacked, i), 2, key=jax.random.fold_in(jax.random.key(0), i),
@@ -381,23 +381,58 @@ def test_curvature_map_matches_the_analytic_hessian_at_every_point():
         H.curvature_map(f, c, [d1, d2], coords[:, :1], key=jax.random.key(0))
 
 
-def test_the_same_loss_on_the_same_data_reuses_its_traced_program(small):
-    """A built-in model's loss on equal data (new arrays, as the next command of a resident
-    process reads them) is the same function, so ensemble_curvature traces nothing again —
-    and gives bitwise the same numbers; other data, another model: a new function."""
+def test_the_same_loss_on_other_data_reuses_its_traced_program(small):
+    """A built-in model's loss is a pytree whose leaves are its examples: a loss of the same
+    model on a copy of the data (as the next command of a resident process reads it) or on other
+    data of the same shapes has the same structure, so ensemble_curvature traces nothing again —
+    equal data gives bitwise the same numbers; another model or loss is another structure."""
     model, d, params, _, _, _ = small
     copy = ls.data.Split(np.array(d.train.x, copy=True), np.array(d.train.y, copy=True))
     f1 = ls.models.loss_fn(model, d.train, "cross_entropy")
-    assert ls.models.loss_fn(model, copy, "cross_entropy") is f1
-    other = ls.data.Split(d.train.x + 1.0, d.train.y)
-    assert ls.models.loss_fn(model, other, "cross_entropy") is not f1
-    assert ls.models.loss_fn(model, d.train, "mse") is not f1
-    assert ls.models.loss_fn(model, d.train, "cross_entropy", batch_size=16) is not f1
+    same = jax.tree_util.tree_structure
+    assert same(ls.models.loss_fn(model, copy, "cross_entropy")) == same(f1)
+    assert same(ls.models.loss_fn(model, ls.data.Split(d.train.x + 1.0, d.train.y), "cross_entropy")) == same(f1)
+    assert same(ls.models.loss_fn(model, d.train, "mse")) != same(f1)
+    assert same(ls.models.loss_fn(model, d.train, "cross_entropy", batch_size=16)) != same(f1)
     stacked = ls.tree.stack([params, ls.tree.scale(0.5, params)])
     kw = dict(key=jax.random.key(3), top=2, num_iters=8, trace_probes=2)
     first = H.ensemble_curvature(f1, stacked, **kw)
     traced = E._vmapped_point.cache_info().misses
     again = H.ensemble_curvature(ls.models.loss_fn(model, copy, "cross_entropy"), stacked, **kw)
-    assert E._vmapped_point.cache_info().misses == traced  # no new program
+    other = H.ensemble_curvature(ls.models.loss_fn(model, ls.data.Split(d.train.x * 2.0, d.train.y), "cross_entropy"),
+                                 stacked, **kw)
+    assert E._vmapped_point.cache_info().misses == traced  # no new program, for equal or other data
     for k in first:
         np.testing.assert_array_equal(first[k], again[k])
+    assert not np.allclose(first["top"], other["top"])  # other data: other numbers from the same program
+
+
+def test_no_compiled_program_keeps_the_data_alive(small):
+    """The caches of compiled programs are keyed on structure, never on a function that holds
+    data: once the caller lets go of its examples (and of its own closure over them), nothing of
+    the library keeps them — surfaces, stacked eigenvalues, ensemble curvature, barriers."""
+    import gc
+    import weakref
+
+    model, d, params, _, _, _ = small
+    stacked = ls.tree.stack([params, ls.tree.scale(0.5, params)])
+    refs = []
+
+    def use_and_forget():
+        x, y = jax.device_put(np.array(d.train.x, copy=True)), jax.device_put(np.array(d.train.y, copy=True))
+        refs.extend([weakref.ref(x), weakref.ref(y)])
+        loss = ls.models.loss_fn(model, (x, y), "cross_entropy")
+        closure = lambda p: loss(p)  # a user's own function of the parameters, over the same data  # noqa: E731
+        H.top_eigenvalues(loss, stacked, 1, key=jax.random.key(0), num_iters=6, stacked=True)
+        H.top_eigenvalues(closure, stacked, 1, key=jax.random.key(0), num_iters=6, stacked=True)
+        H.ensemble_curvature(loss, stacked, key=jax.random.key(1), top=1, num_iters=6, trace_probes=1)
+        H.ensemble_curvature(closure, stacked, key=jax.random.key(1), top=1, num_iters=6, trace_probes=1)
+        fn = ls.models.metrics_fn(model, "cross_entropy")
+        dirs = ls.directions.random_directions(jax.random.key(2), params, 2)
+        ls.surface.plane(fn, params, dirs, num=3, data=(x, y))
+        ls.surface.plane(lambda p: closure(p), params, dirs, num=3)
+        ls.minima.barrier(closure, params, ls.tree.scale(0.5, params), num=3)
+
+    use_and_forget()
+    gc.collect()
+    assert [r() for r in refs] == [None, None]

@@ -175,10 +175,8 @@ def test_a_trajectory_saved_under_the_old_seed_setting_is_reused(tmp_path, blobs
     ls.io.save_result(first.path, arrays, {**meta, "provenance": {**meta["provenance"], "settings": settings}})
     assert results.migrated(ls.io.load_result(first.path)[1]["provenance"]) == first.meta["provenance"]
 
-    with pytest.warns(DeprecationWarning, match="seeds="):
-        legacy = ls.analyses.TrajectorySpec(seed=1, grid=3)
-    assert legacy == spec and ls.analyses.TrajectorySpec(seeds=1, grid=3) == spec
-    again = ls.analyses.trajectory(out, legacy, execution=quiet)
+    assert ls.analyses.TrajectorySpec(seeds=1, grid=3) == spec  # an int is the same selection
+    again = ls.analyses.trajectory(out, spec, execution=quiet)
     assert again.reused and again.name == first.name
     for k in first.arrays:
         np.testing.assert_array_equal(again.arrays[k], first.arrays[k])

@@ -184,13 +184,13 @@ def test_bad_slice_arguments(call, match):
 
 
 def test_compiled_slice_functions_are_reused(trained):
-    """Planes of other seeds and directions with the same metric function compile nothing new."""
+    """Planes of other seeds and directions with the same metric function (another object of
+    the same model and loss) compile nothing new."""
     ens, batches = trained
-    fn = ls.models.metrics_fn(ens.model, "cross_entropy")
     evaluator._compiled.cache_clear()
     for s in (0, 1):
         d = ls.directions.random_directions(jax.random.key(s), ens.member(s), 2)
-        ls.surface.plane(fn, ens.member(s), d, num=5, data=batches)
+        ls.surface.plane(ls.models.metrics_fn(ens.model, "cross_entropy"), ens.member(s), d, num=5, data=batches)
     info = evaluator._compiled.cache_info()
     assert (info.misses, info.hits) == (1, 1)
 

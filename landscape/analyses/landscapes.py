@@ -385,8 +385,7 @@ class TrajectorySpec:
       margin: the grid's margin around the path.
       test: also the test set's metrics.
       statistics: for a model with BatchNorm: ``"recompute"`` (default) or ``"running"``.
-      seed: deprecated spelling of ``seeds`` (an int; one release), not a field: it sets ``seeds``
-        and warns.  Results saved under it are reused as if saved under ``seeds``.
+        (A result saved when this field was called ``seed`` is reused as if saved under ``seeds``.)
 
     Examples:
       >>> import tempfile
@@ -404,15 +403,8 @@ class TrajectorySpec:
     margin: float = 0.3
     test: bool = False
     statistics: str | None = None
-    seed: dataclasses.InitVar[int | None] = None
 
-    def __post_init__(self, seed):
-        if seed is not None:
-            import warnings
-
-            warnings.warn("TrajectorySpec(seed=...) is deprecated and will be removed in the next release: use "
-                          "seeds=, as in the other specs", DeprecationWarning, stacklevel=3)
-            object.__setattr__(self, "seeds", seed)
+    def __post_init__(self):
         if isinstance(self.seeds, (int, np.integer)) and not isinstance(self.seeds, bool):
             object.__setattr__(self, "seeds", str(int(self.seeds)))
 

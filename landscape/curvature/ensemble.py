@@ -13,6 +13,7 @@ import numpy as np
 
 from ..core.errors import ConfigError
 from ..core.execution import Execution
+from ..core.programs import split
 from .operators import LossFn, PyTree, Selection, is_batched, selection_mask
 from .spectra import lanczos_steps, smallest_eigenvalue, spectral_density, top_eigenvalues, trace
 
@@ -150,54 +151,63 @@ def ensemble_curvature(
     if trace_probes < 1:  # the trace is part of every member's curvature here (curvature_map may omit it)
         raise ConfigError("num_probes must be positive")
     m_total = tree.num_members(stacked)
-    one, options = _point_curvature(loss_fn, tree.take(stacked, 0), top=top, num_iters=num_iters,
-                                    trace_probes=trace_probes, density=density, density_probes=density_probes,
-                                    density_iters=density_iters, select=select, curvature=curvature,
-                                    minibatches=minibatches)
+    run, arrays, options = _point_curvature(loss_fn, tree.take(stacked, 0), top=top, num_iters=num_iters,
+                                            trace_probes=trace_probes, density=density, density_probes=density_probes,
+                                            density_iters=density_iters, select=select, curvature=curvature,
+                                            minibatches=minibatches)
     fp = chunks.fingerprint(options, key, stacked) if execution.checkpoint is not None else None
-    return _chunked(one, lambda idx: jax.tree_util.tree_map(lambda x: np.asarray(x)[idx], stacked), m_total, key,
-                    fingerprint=fp, execution=execution.labelled("Hessian"), unit="member")
+    take = lambda idx: jax.tree_util.tree_map(lambda x: np.asarray(x)[idx], stacked)  # noqa: E731
+    return _chunked(run, arrays, take, m_total, key, fingerprint=fp, execution=execution.labelled("Hessian"),
+                    unit="member")
 
 
 def _point_curvature(loss_fn, point, *, top, num_iters, trace_probes, density=False, density_probes=2,
                      density_iters=60, select=None, curvature="hessian", minibatches=None):
-    """``(one(params, i, key) -> {name: value}, a string of every option)``: the curvature at one
-    point, with key ``fold_in(key, i)``; ``trace_probes=0`` leaves the trace out.
+    """``(run, arrays, a string of every option)``: ``run(arrays, params, i, key) -> {name: value}``
+    the curvature at members ``params`` (vmapped, compiled), member ``i`` with key
+    ``fold_in(key, i)``; ``arrays`` the examples of the loss (and ``minibatches``), which are an
+    argument of the program, never part of it; ``trace_probes=0`` leaves the trace out.
 
-    ``one`` is cached on the loss, the point's shapes and the options (unless ``select`` is a
-    predicate, which may look at values), so that calls with the same loss get the same
-    function and :func:`_chunked` the program it traced for it the first time."""
+    The library's losses (pytrees: :func:`landscape.core.programs.split`) get the program
+    compiled for their structure, the point's shapes and the options (unless ``select`` is a
+    predicate, which may look at values): another call on equal or other data of the same
+    shapes traces nothing.  Any other callable is compiled for this call only."""
     leaves, treedef = jax.tree_util.tree_flatten(point)
     shapes = tuple((tuple(np.shape(x)), np.dtype(x.dtype if hasattr(x, "dtype") else np.result_type(x)).str)
                    for x in leaves)
-    args = (loss_fn, treedef, shapes, top, num_iters, trace_probes, density, density_probes, density_iters,
-            tuple(select) if isinstance(select, list) else select, curvature, minibatches)
-    one, (m_iter, d_iter) = None, (None, None)
-    if not callable(args[9]):
-        try:
-            one, (m_iter, d_iter) = _point_function(*args)
-        except TypeError:  # an unhashable loss or option: built afresh
-            pass
-    if one is None:
-        one, (m_iter, d_iter) = _point_function.__wrapped__(*args, point=point)
+    (lkey, larrays, lrebuild), (mkey, marrays, mrebuild) = split(loss_fn), split(minibatches)
+    static = (treedef, shapes, top, num_iters, trace_probes, density, density_probes, density_iters,
+              tuple(select) if isinstance(select, list) else select, curvature)
+    if lkey is not None and mkey is not None and not callable(select):
+        one, (m_iter, d_iter) = _point_function(lkey, mkey, *static)
+        run = _vmapped_point(one)
+    else:
+        one, (m_iter, d_iter) = _point_function.__wrapped__(lkey, mkey, *static, point=point,
+                                                            rebuild=(lrebuild, mrebuild))
+        run = jax.jit(jax.vmap(one, in_axes=(None, 0, 0, None)))
     options = (f"{top}|{m_iter}|{trace_probes}|{density}|{density_probes}|{d_iter}|{select!r}|{curvature}|"
                f"{_batch_shapes(loss_fn)}|{_batch_shapes(minibatches)}")
-    return one, options
+    return run, (larrays, marrays), options
 
 
 @functools.lru_cache(maxsize=8)
-def _point_function(loss_fn, treedef, shapes, top, num_iters, trace_probes, density, density_probes, density_iters,
-                    select, curvature, minibatches, point=None):
-    """:func:`_point_curvature`'s ``one`` and its ``(Lanczos steps, density steps)``; ``point``
-    (for a predicate ``select``) or else the shapes give the parameters' layout."""
+def _point_function(lkey, mkey, treedef, shapes, top, num_iters, trace_probes, density, density_probes, density_iters,
+                    select, curvature, point=None, rebuild=None):
+    """:func:`_point_curvature`'s ``one(arrays, params, i, key)`` and its ``(Lanczos steps,
+    density steps)``; the loss and the mini-batches are rebuilt from ``arrays`` and their
+    structures ``lkey`` / ``mkey`` (or ``rebuild``); ``point`` (for a predicate ``select``) or else
+    the shapes give the parameters' layout."""
     if point is None:
         point = jax.tree_util.tree_unflatten(treedef, [jax.ShapeDtypeStruct(s, np.dtype(d)) for s, d in shapes])
+    if rebuild is None:
+        rebuild = (lambda a: jax.tree_util.tree_unflatten(lkey, a), lambda a: jax.tree_util.tree_unflatten(mkey, a))
     mask = selection_mask(point, select)
     p = int(sum(math.prod(s) for (s, _), m in zip(shapes, mask) if m))
     m_iter = lanczos_steps(p, top, num_iters)
     d_iter = int(min(density_iters, p))
 
-    def one(params, i, key):  # the key is an argument: a program compiled once serves every key
+    def one(arrays, params, i, key):  # data and key are arguments: a program compiled once serves them all
+        loss_fn, minibatches = rebuild[0](arrays[0]), rebuild[1](arrays[1])
         k = jax.random.fold_in(key, i)
         k1, k2, k3, k4 = jax.random.split(k, 4)
         kw = {"select": select, "curvature": curvature}
@@ -220,16 +230,16 @@ def _point_function(loss_fn, treedef, shapes, top, num_iters, trace_probes, dens
 
 @functools.lru_cache(maxsize=8)
 def _vmapped_point(one):
-    """The jitted, member-vmapped ``one`` (cached on it: the same ``one`` is traced once)."""
-    return jax.jit(jax.vmap(one, in_axes=(0, 0, None)))
+    """The jitted, member-vmapped ``one`` of a loss structure (cached on it: traced once)."""
+    return jax.jit(jax.vmap(one, in_axes=(None, 0, 0, None)))
 
 
 #: Members (or points) per compiled call of the curvature drivers unless ``execution.chunk_size`` says.
 CHUNK = 16
 
 
-def _chunked(one, take, total: int, key, *, fingerprint, execution: Execution, unit: str):
-    """Run ``one(params, i, key)`` over ``total`` points vmapped in chunks (:func:`landscape.core.chunks.run_chunks`:
+def _chunked(run, arrays, take, total: int, key, *, fingerprint, execution: Execution, unit: str):
+    """Run ``run(arrays, params, i, key)`` over ``total`` points in chunks (:func:`landscape.core.chunks.run_chunks`:
     resumable with ``execution.checkpoint``, saved after every chunk; sharded over ``execution.mesh``);
     ``take(idx)`` gives the stacked points ``idx``.  Returns ``{name: (total, ...)}`` numpy arrays."""
     from ..core import chunks
@@ -238,11 +248,11 @@ def _chunked(one, take, total: int, key, *, fingerprint, execution: Execution, u
     pl = placement(execution.mesh)
     chunk_size = pl.padded(int(max(1, min(execution.chunk_size or CHUNK, total))))
     n_chunks = -(-total // chunk_size)
-    run = _vmapped_point(one)
+    arrays = pl.replicate(arrays)  # the examples: one copy on every device, an argument of every call
 
     def compute(c):
         idx = np.arange(c * chunk_size, (c + 1) * chunk_size) % total  # the last chunk wraps (padding)
-        return pl.gather(run(*pl.shard((take(idx), idx.astype(np.int32))), pl.replicate(key)))
+        return pl.gather(run(arrays, *pl.shard((take(idx), idx.astype(np.int32))), pl.replicate(key)))
 
     def allocate(out):  # point axis last, so that every result is sliced along the same axis
         return {k: np.full(v.shape[1:] + (n_chunks * chunk_size,), np.nan, np.float32) for k, v in out.items()}
@@ -328,10 +338,11 @@ def curvature_map(
             out = jax.tree_util.tree_map(lambda o, x, a=a: o + a.reshape((-1,) + (1,) * (x.ndim - 1)) * x[s], out, d)
         return out
 
-    one, options = _point_curvature(loss_fn, tree.take(c_np, 0), top=1, num_iters=num_iters,
+    run, arrays, options = _point_curvature(loss_fn, tree.take(c_np, 0), top=1, num_iters=num_iters,
                                     trace_probes=trace_probes, select=select, curvature=curvature)
     fp = chunks.fingerprint("map", options, key, c_np, d_np, coords) if execution.checkpoint is not None else None
-    out = _chunked(one, take, s_count * g_count, key, fingerprint=fp, execution=execution.labelled("curvature map"),
+    out = _chunked(run, arrays, take, s_count * g_count, key, fingerprint=fp,
+    execution=execution.labelled("curvature map"),
                    unit="point")
     res = {"lambda_max": out["top"][:, 0], "lambda_min": out["smallest"]}
     res["ratio"] = np.abs(res["lambda_min"]) / np.maximum(np.abs(res["lambda_max"]), np.finfo(np.float32).tiny)

@@ -14,6 +14,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from ..core.programs import split
+
 __all__ = ["CPU_GROUP"]
 
 #: Members per vmapped group on a single CPU device: the HVPs of 64 members at once stream
@@ -37,24 +39,33 @@ def member_group(num_members: int) -> int | None:
     return CPU_GROUP
 
 
-@functools.lru_cache(maxsize=32)
-def _vmapped(fn: Callable, loss_fn: Any, options: tuple, group: int | None):
-    """``jit`` of ``fn`` at member ``i`` (key ``fold_in(key, i)``) over every member.  ``group=None``
-    vmaps all members at once; an integer runs vmapped groups of that many one after another
-    (``lax.map`` with ``batch_size``; the last group may be smaller)."""
+def _program(fn: Callable, rebuild, options: tuple, group: int | None):
+    """``jit`` of ``fn`` at member ``i`` (key ``fold_in(key, i)``) over every member; the loss's
+    arrays are the program's first argument.  ``group=None`` vmaps all members at once; an
+    integer runs vmapped groups of that many one after another (``lax.map`` with
+    ``batch_size``; the last group may be smaller)."""
     opts = dict(options)
 
-    def f(params, key, i):
-        return fn(loss_fn, params, key=jax.random.fold_in(key, i), **opts)
+    def f(arrays, params, key, i):
+        return fn(rebuild(arrays), params, key=jax.random.fold_in(key, i), **opts)
 
     if group is None:
-        return jax.jit(jax.vmap(f, in_axes=(0, None, 0)))
-    return jax.jit(lambda params, key, idx: jax.lax.map(lambda a: f(a[0], key, a[1]), (params, idx), batch_size=group))
+        return jax.jit(jax.vmap(f, in_axes=(None, 0, None, 0)))
+    return jax.jit(lambda arrays, params, key, idx: jax.lax.map(lambda a: f(arrays, a[0], key, a[1]), (params, idx),
+                                                                 batch_size=group))
+
+
+@functools.lru_cache(maxsize=32)
+def _cached(fn: Callable, structure, options: tuple, group: int | None):
+    """:func:`_program` for a loss given by its static structure (never its data or identity)."""
+    return _program(fn, lambda arrays: jax.tree_util.tree_unflatten(structure, arrays), options, group)
 
 
 def run_stacked(fn: Callable, loss_fn: Any, stacked: Any, key: jax.Array, **options):
     """``fn(loss_fn, member_i, key=fold_in(key, i), **options)`` for every member ``i`` in one
-    compiled call.
+    compiled call.  The library's losses pass their examples as an argument and reuse the
+    program compiled for their structure; another callable is compiled for this call
+    (:func:`landscape.core.programs.split`).
 
     Args:
       fn: a curvature function of one point (``top_eigenvalues``, ``trace``, ``spectral_density``).
@@ -70,5 +81,8 @@ def run_stacked(fn: Callable, loss_fn: Any, stacked: Any, key: jax.Array, **opti
     select = options.get("select")
     if select is not None and not isinstance(select, str) and not callable(select):
         options["select"] = tuple(select)  # hashable: the compiled program is cached on it
-    run = _vmapped(fn, loss_fn, tuple(sorted(options.items())), member_group(n))
-    return run(stacked, key, jnp.arange(n))
+    structure, arrays, rebuild = split(loss_fn)
+    opts, group = tuple(sorted(options.items())), member_group(n)
+    cacheable = structure is not None and not callable(options.get("select"))
+    run = _cached(fn, structure, opts, group) if cacheable else _program(fn, rebuild, opts, group)
+    return run(arrays, stacked, key, jnp.arange(n))

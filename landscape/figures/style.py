@@ -144,8 +144,9 @@ def named_points(points, names) -> dict | np.ndarray | None:
 
 def add_colorbar(mappable, ax, own: bool):
     """A colour bar for ``mappable``: beside the axes, exactly as tall, on a figure of the
-    library's own; taken from the axes' own box (they give up a strip on their right) when
-    drawing into a user's axes, so that it never covers a neighbouring panel.
+    library's own; taken from the axes' own box when drawing into a user's axes — the axes give
+    up a strip on their right, the bar stands at its right edge with its ticks and label on its
+    inner side — so that nothing of it reaches a neighbouring panel.
 
     Args:
       mappable: what the colours show.
@@ -157,7 +158,10 @@ def add_colorbar(mappable, ax, own: bool):
     """
     if own:
         return ax.figure.colorbar(mappable, cax=ax.inset_axes([1.04, 0.0, 0.045, 1.0]))
-    return ax.figure.colorbar(mappable, ax=ax, fraction=0.06, pad=0.03)
+    cb = ax.figure.colorbar(mappable, ax=ax, fraction=0.05, pad=0.2)
+    cb.ax.yaxis.set_ticks_position("left")
+    cb.ax.yaxis.set_label_position("left")
+    return cb
 
 
 def add_legend(ax, handles: list, own: bool, ncol: int = 2):

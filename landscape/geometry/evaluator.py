@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -23,6 +22,7 @@ from ..core import chunks, tree
 from ..core.distributed import placement
 from ..core.errors import ConfigError
 from ..core.execution import Execution
+from ..core.programs import split
 from ..data import Dataset
 
 PyTree = Any
@@ -99,11 +99,13 @@ def _shortcut_applies(fn, center, batches) -> bool:
     return all(isinstance(b, tuple) and len(b) == 2 for b in batches.values())
 
 
-def _slice_functions(fn, use_shortcut: bool):
-    """``build(center, directions, batches) -> cache`` (once per slice) and
-    ``at(cache, coeffs, batches) -> {metric: scalar}`` (once per point)."""
+def _slice_functions(rebuild, use_shortcut: bool):
+    """``build(arrays, center, directions, batches) -> cache`` (once per slice) and
+    ``at(arrays, cache, coeffs, batches) -> {metric: scalar}`` (once per point); the metric
+    function is ``rebuild(arrays)`` (its arrays, if any, an argument of the programs)."""
 
-    def build(center, directions, batches):
+    def build(arrays, center, directions, batches):
+        fn = rebuild(arrays)
         cache = {"center": center, "dirs": list(directions)}
         if use_shortcut:
             cache["z"] = {
@@ -112,7 +114,8 @@ def _slice_functions(fn, use_shortcut: bool):
             }
         return cache
 
-    def at(cache, c, batches):
+    def at(arrays, cache, c, batches):
+        fn = rebuild(arrays)
         params = tree.lincomb(cache["center"], c, cache["dirs"])
         if batches is None:
             return _named("", fn(params))
@@ -129,17 +132,21 @@ def _slice_functions(fn, use_shortcut: bool):
     return build, at
 
 
-@functools.lru_cache(maxsize=32)
-def _compiled(fn, use_shortcut: bool):
-    """Jitted ``build`` (per seed chunk) and ``chunk_fn`` (per point chunk) for ``fn``.
-
-    Cached on ``fn`` (by value for the built-in :class:`~landscape.models.MLPMetrics`, by
-    identity for other callables), so repeated slices of the same model reuse the compiled code.
-    """
-    build_one, at = _slice_functions(fn, use_shortcut)
-    build = jax.jit(jax.vmap(build_one, in_axes=(0, 0, None)))
-    chunk_fn = jax.jit(jax.vmap(jax.vmap(at, in_axes=(None, 0, None)), in_axes=(0, None, None)))
+def _programs(rebuild, use_shortcut: bool):
+    """Jitted ``build`` (per seed chunk) and ``chunk_fn`` (per point chunk)."""
+    build_one, at = _slice_functions(rebuild, use_shortcut)
+    build = jax.jit(jax.vmap(build_one, in_axes=(None, 0, 0, None)))
+    chunk_fn = jax.jit(jax.vmap(jax.vmap(at, in_axes=(None, None, 0, None)), in_axes=(None, 0, None, None)))
     return build, chunk_fn
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled(structure, use_shortcut: bool):
+    """:func:`_programs` of a metric function given by its static structure (the built-in
+    :class:`~landscape.models.MLPMetrics` and :class:`~landscape.models.ModelMetrics`: their
+    model and loss), so that repeated slices of one model reuse the compiled code — never keyed
+    on a function's identity, never holding data."""
+    return _programs(lambda arrays: jax.tree_util.tree_unflatten(structure, arrays), use_shortcut)
 
 
 def evaluate(
@@ -215,7 +222,9 @@ def evaluate(
     n_pc, n_sc = -(-num_points // p_chunk), -(-num_seeds // s_chunk)
     padded = np.zeros((n_pc * p_chunk, coords.shape[1]), np.float32)
     padded[:num_points] = coords
-    build, chunk_fn = _compiled(fn, use_shortcut)
+    structure, fn_arrays, rebuild = split(fn)  # a user's own function: compiled for this call only
+    build, chunk_fn = _compiled(structure, use_shortcut) if structure is not None else _programs(rebuild, use_shortcut)
+    fn_arrays = pl.replicate(fn_arrays)
     placed_batches = pl.replicate(batches)
 
     built = {"si": None, "caches": None}  # the seed chunk's first-layer cache, built once per seed chunk
@@ -224,11 +233,12 @@ def evaluate(
         si, pi = divmod(b, n_pc)
         if built["si"] != si:
             seeds = np.arange(si * s_chunk, (si + 1) * s_chunk) % num_seeds  # the last chunk wraps
-            built["caches"] = build(pl.replicate(jax.tree_util.tree_map(lambda x: np.asarray(x)[seeds], center)),
+            built["caches"] = build(fn_arrays,
+                                    pl.replicate(jax.tree_util.tree_map(lambda x: np.asarray(x)[seeds], center)),
                                     pl.replicate([jax.tree_util.tree_map(lambda x: np.asarray(x)[seeds], d)
                                                   for d in directions]), placed_batches)
             built["si"] = si
-        return pl.gather(chunk_fn(built["caches"], pl.shard(padded[pi * p_chunk : (pi + 1) * p_chunk]),
+        return pl.gather(chunk_fn(fn_arrays, built["caches"], pl.shard(padded[pi * p_chunk : (pi + 1) * p_chunk]),
                                   placed_batches))
 
     def allocate(out):

@@ -5,24 +5,20 @@ cross-entropy, accuracy; the loss of an ensemble member as a function of its par
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from ..core.errors import ConfigError
 from ..data import Dataset
 from .base import ACTIVATIONS, output_fn
-from .cnn import CNN
 from .mlp import MLP
-from .resnet import ResNet
 from .resolve import as_model
 
-__all__ = ["LOSSES", "mse", "cross_entropy", "accuracy", "output_loss", "for_loss", "loss_function", "metrics",
-           "loss_fn", "LossParts", "BatchedLoss", "minibatch_loss", "per_example_loss", "metrics_fn", "MLPMetrics",
+__all__ = ["LOSSES", "mse", "cross_entropy", "accuracy", "output_loss", "for_loss", "metrics",
+           "loss_fn", "LossParts", "ModelLoss", "LossOf", "BatchedLoss", "minibatch_loss", "per_example_loss", "metrics_fn", "MLPMetrics",
            "ModelMetrics"]
 
 
@@ -137,31 +133,6 @@ def for_loss(model, loss: str):
     return dataclasses.replace(model, output_activation="sigmoid" if f is mse else "identity")
 
 
-def loss_function(name: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
-    """Deprecated alias of :func:`output_loss` (kept for one release; the name was too close to
-    :func:`loss_fn`, which is a loss of the parameters).
-
-    Args:
-      name: as for :func:`output_loss`.
-
-    Returns:
-      as :func:`output_loss`.
-
-    Examples:
-      >>> outputs, labels = jnp.array([[0.2, 0.9], [0.8, 0.1]]), jnp.array([1, 0])
-      >>> import warnings
-      >>> with warnings.catch_warnings():
-      ...     warnings.simplefilter("ignore", DeprecationWarning)   # use output_loss
-      ...     ls.models.loss_function("mse") is ls.models.mse
-      True
-    """
-    import warnings
-
-    warnings.warn("landscape.models.loss_function is deprecated and will be removed in the next release: use "
-                  "output_loss (a loss of outputs) or loss_fn (a loss of parameters)", DeprecationWarning, stacklevel=2)
-    return output_loss(name)
-
-
 def metrics(model, params, x: jax.Array, y: jax.Array, loss: str) -> dict[str, jax.Array]:
     """``{"loss": scalar, "accuracy": scalar}`` of ``params`` on inputs ``x (N, D)``, labels ``y (N,)``.
 
@@ -240,6 +211,98 @@ class LossParts:
         return self.output_loss(self.outputs(params))
 
 
+@dataclasses.dataclass(frozen=True)
+class ModelLoss:
+    """The mean loss of a model on fixed examples, as a function of the parameters
+    (:func:`loss_fn`), with the structure Gauss–Newton and empirical-Fisher curvature need.
+
+    A pytree: the examples ``x``, ``y`` are its leaves, the model and the loss's name its
+    static structure.  A compiled program takes it as an argument
+    (:func:`landscape.core.programs.split`): the same model and loss on other or equal data
+    reuse the program, and no cache holds the examples.
+
+    Attributes:
+      model: the bound model (its output decided by the loss).
+      loss: ``"mse"`` or ``"cross_entropy"``.
+      x: ``(N, ...)`` the inputs.
+      y: ``(N,)`` the labels.
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> model = ls.MLP(hidden=(4,), output_activation="identity").for_data(data)
+      >>> loss = ls.models.loss_fn(model, data.train, "cross_entropy")
+      >>> type(loss).__name__, [leaf.shape for leaf in jax.tree_util.tree_leaves(loss)]
+      ('ModelLoss', [(64, 2), (64,)])
+    """
+
+    model: Any
+    loss: str
+    x: Any
+    y: Any
+
+    def outputs(self, params) -> jax.Array:
+        """The model's outputs ``(N, K)`` on the examples.
+
+        Args:
+          params: one point's parameters.
+
+        Returns:
+          ``(N, K)``.
+        """
+        return self.model.apply(params, self.x)
+
+    def output_loss(self, out: jax.Array) -> jax.Array:
+        """The loss of outputs ``out (N, K)`` against the labels (their mean).
+
+        Args:
+          out: ``(N, K)``.
+
+        Returns:
+          a scalar.
+        """
+        return output_loss(self.loss)(out, self.y)
+
+    def per_example(self, params) -> jax.Array:
+        """Every example's loss ``(N,)``; the loss is their mean.
+
+        Args:
+          params: one point's parameters.
+
+        Returns:
+          ``(N,)``.
+        """
+        return per_example_loss(self.loss)(self.outputs(params), self.y)
+
+    def __call__(self, params) -> jax.Array:
+        return self.output_loss(self.outputs(params))
+
+
+jax.tree_util.register_dataclass(ModelLoss, data_fields=["x", "y"], meta_fields=["model", "loss"])
+
+
+@dataclasses.dataclass(frozen=True)
+class LossOf:
+    """``(x, y) -> ModelLoss``: the loss of ``model`` on one batch (a :class:`BatchedLoss`'s ``loss_of``).
+
+    Attributes:
+      model: the bound model (its output decided by the loss).
+      loss: ``"mse"`` or ``"cross_entropy"``.
+
+    Examples:
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> model = ls.MLP(hidden=(4,), output_activation="identity").for_data(data)
+      >>> batched = ls.models.loss_fn(model, data.train, "cross_entropy", batch_size=16)
+      >>> type(batched.loss_of(data.train.x[:16], data.train.y[:16])).__name__
+      'ModelLoss'
+    """
+
+    model: Any
+    loss: str
+
+    def __call__(self, x, y) -> ModelLoss:
+        return ModelLoss(self.model, self.loss, x, y)
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class BatchedLoss:
     """A loss spread over mini-batches, ``sum_g weight_g sum_k loss_of(x[g][k], y[g][k])(params)``.
@@ -250,7 +313,9 @@ class BatchedLoss:
     random sample, for per-batch estimates (:func:`landscape.hessian.minibatch_curvature`).
 
     Attributes:
-      loss_of: ``(x (B, D), y (B,)) -> LossParts``, the loss of one batch (its mean).
+      loss_of: ``(x (B, D), y (B,)) -> loss``, the loss of one batch (its mean; a
+        :class:`LossOf` for :func:`loss_fn`'s, whose batches then pass to compiled programs as
+        arguments).
       groups: ``(((x (K, B, D), y (K, B)), weight), ...)``: K batches of one size B each,
         every batch of a group weighted ``weight`` (two groups when the last batch is smaller).
 
@@ -263,7 +328,7 @@ class BatchedLoss:
       [(2, 24, 2), (1, 16, 2)]
     """
 
-    loss_of: Callable[[jax.Array, jax.Array], LossParts]
+    loss_of: Callable[[jax.Array, jax.Array], Any]
     groups: tuple
 
     @property
@@ -278,15 +343,12 @@ class BatchedLoss:
         return total
 
 
-def _batch_loss(model: MLP, loss: str) -> Callable[[jax.Array, jax.Array], LossParts]:
-    f, per = output_loss(loss), per_example_loss(loss)
-    model = for_loss(model, loss)
-
-    def of(x, y):
-        return LossParts(outputs=lambda params: model.apply(params, x), output_loss=lambda out: f(out, y),
-                         per_example=lambda params: per(model.apply(params, x), y))
-
-    return of
+# a pytree: the batches are leaves; how a batch's loss is taken and the weights, its structure
+jax.tree_util.register_pytree_node(
+    BatchedLoss,
+    lambda b: (tuple(xy for xy, _ in b.groups), (b.loss_of, tuple(w for _, w in b.groups))),
+    lambda aux, xys: BatchedLoss(aux[0], tuple(zip(xys, aux[1]))),
+)
 
 
 def _split_arrays(split) -> tuple[jax.Array, jax.Array]:
@@ -302,7 +364,7 @@ def _split_arrays(split) -> tuple[jax.Array, jax.Array]:
     return jax.device_put((x, y))  # a transfer; jnp.asarray would compile a program per array
 
 
-def loss_fn(model: MLP, split, loss: str, *, batch_size: int | None = None) -> LossParts | BatchedLoss:
+def loss_fn(model: MLP, split, loss: str, *, batch_size: int | None = None) -> ModelLoss | BatchedLoss:
     """``params -> scalar`` mean loss of ``model`` on a fixed :class:`~landscape.data.Split`.
 
     Args:
@@ -315,7 +377,8 @@ def loss_fn(model: MLP, split, loss: str, *, batch_size: int | None = None) -> L
         curvature product equal the one-evaluation loss's while only ``B`` examples are live.
 
     Returns:
-      a :class:`LossParts` (Gauss–Newton and Fisher curvature available) or a :class:`BatchedLoss`.
+      a :class:`ModelLoss` (Gauss–Newton and Fisher curvature available) or a :class:`BatchedLoss`;
+      both pytrees whose leaves are the examples (compiled programs take them as arguments).
 
     Examples:
       >>> data = ls.data.blobs(num_train=64, num_test=32)
@@ -326,48 +389,12 @@ def loss_fn(model: MLP, split, loss: str, *, batch_size: int | None = None) -> L
       >>> bool(jnp.allclose(loss(theta), batched(theta)))      # the same loss, 16 examples live at a time
       True
     """
-    memo = _same_loss(model, split, loss, batch_size)
-    if memo is not None and "loss" in memo:
-        return memo["loss"]
-    made = _make_loss_fn(model, split, loss, batch_size)
-    if memo is not None:
-        memo["loss"] = made
-    return made
-
-
-#: Largest data set (bytes of x and y) whose loss functions :func:`loss_fn` keeps for reuse.
-_SAME_LOSS_MAX_BYTES = 64 * 2**20
-
-
-def _same_loss(model, split, loss: str, batch_size: int | None) -> dict | None:
-    """A slot shared by every :func:`loss_fn` call with this built-in model configuration, loss,
-    batching and data *content* (a SHA-256 of the arrays), or ``None`` (another model, a large
-    or unreadable data set).  The same loss function then means the same traced programs in
-    :mod:`landscape.hessian`, also in the next command of a resident process."""
-    import hashlib
-
-    if type(model) not in (MLP, CNN, ResNet) or isinstance(split, Dataset):
-        return None
-    try:
-        x, y = (np.asarray(a) for a in split)
-        if x.nbytes + y.nbytes > _SAME_LOSS_MAX_BYTES:
-            return None
-        digest = hashlib.sha256()
-        for a in (x, y):
-            digest.update(f"{a.dtype.str}{a.shape}".encode())
-            digest.update(np.ascontiguousarray(a).tobytes())
-        return _loss_slot(model, loss, batch_size, digest.hexdigest())
-    except (TypeError, ValueError):  # not an (x, y) pair of arrays, or an unhashable model: no reuse
-        return None
-
-
-@functools.lru_cache(maxsize=4)
-def _loss_slot(model, loss: str, batch_size: int | None, digest: str) -> dict:
-    return {}
+    return _make_loss_fn(model, split, loss, batch_size)
 
 
 def _make_loss_fn(model, split, loss: str, batch_size: int | None):
-    of = _batch_loss(model, loss)
+    output_loss(loss)  # validates the name
+    of = LossOf(for_loss(model, loss), loss)
     x, y = _split_arrays(split)
     n = int(x.shape[0])
     if batch_size is None or batch_size >= n:
@@ -418,7 +445,8 @@ def minibatch_loss(model: MLP, split, loss: str, *, batch_size: int, num_batches
         raise ConfigError(f"{num_batches} disjoint mini-batches of {batch_size} need {batch_size * num_batches} "
                           f"examples; the training set has {n}")
     idx = jax.random.permutation(key, n)[: batch_size * num_batches].reshape(num_batches, batch_size)
-    return BatchedLoss(_batch_loss(model, loss), (((x[idx], y[idx]), 1.0 / num_batches),))
+    output_loss(loss)  # validates the name
+    return BatchedLoss(LossOf(for_loss(model, loss), loss), (((x[idx], y[idx]), 1.0 / num_batches),))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -513,6 +541,12 @@ class ModelMetrics:
 
     def __call__(self, params, batch) -> dict[str, jax.Array]:
         return metrics(self.model, params, batch[0], batch[1], self.loss)
+
+
+# Metric functions are pytrees of static configuration only (no arrays): compiled slice
+# programs are cached on the model and the loss (landscape.core.programs), never on identity.
+jax.tree_util.register_dataclass(MLPMetrics, data_fields=[], meta_fields=["model", "loss"])
+jax.tree_util.register_dataclass(ModelMetrics, data_fields=[], meta_fields=["model", "loss"])
 
 
 def metrics_fn(model, loss: str) -> MLPMetrics | ModelMetrics:
