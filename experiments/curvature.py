@@ -72,16 +72,14 @@ def figures(run: Path) -> dict:
     """Every figure from the saved results only, and the numbers the README quotes."""
     import numpy as np
 
-    from landscape import report
-
     load = lambda name: ls.io.load_result(run / "results" / name)  # noqa: E731
     hess, hmeta = load("hessian")
     mini, _ = load("minibatch")
     plane, pmeta = load("plane_seed0")
     ok = ~hess["diverged"].astype(bool) & hess["learned"].astype(bool)
-    report.hessian_figures(mini, run, prefix="minibatch", per_layer=False)
-    report.curvature_figures(run)
-    report.curvature_map_figure(plane, pmeta, run / "figures" / "plane_seed0_curvature.png")
+    ls.figures.hessian_figures(mini, run, prefix="minibatch", per_layer=False)
+    ls.figures.curvature_figures(run)
+    ls.figures.curvature_map_figure(plane, pmeta, run / "figures" / "plane_seed0_curvature.png")
 
     def med(a):
         return float(np.median(a[ok]))
@@ -102,7 +100,7 @@ def figures(run: Path) -> dict:
         arrays, _ = load(curvature)
         summary[curvature] = {"lambda_max": med(arrays["top"][:, 0]), "trace": med(arrays["trace"])}
     ratio = plane["curvature/ratio"]
-    summary["map"] = {"points_over_0.1": float(np.mean(ratio > report.RATIO_MARK)),
+    summary["map"] = {"points_over_0.1": float(np.mean(ratio > ls.figures.curvature.RATIO_MARK)),
                       "centre_ratio": float(ratio[tuple(s // 2 for s in ratio.shape)]),
                       "largest_ratio": float(np.nanmax(ratio))}
     return summary

@@ -102,15 +102,15 @@ def draw(run: Path, cfg: dict) -> dict:
     a, b = surf.axes
     z = surf.values["train_loss"]
     minima = dict(zip(["seed 0", "seed 1", "seed 2"], surf.extras["points"]))
-    anim = ls.plot.descent_animation(a, b, z, paths[:, frames], steps=frames, points=minima,
+    anim = ls.figures.descent_animation(a, b, z, paths[:, frames], steps=frames, points=minima,
                                      labels=ls.figures.Labels(title="gradient descent in the plane of three minima"))
-    out = ls.plot.save_animation(anim, run / "figures" / f"descent_animation.{cfg['format']}")
+    out = ls.figures.save_animation(anim, run / "figures" / f"descent_animation.{cfg['format']}")
     # the still as `landscape animate` draws it: each path coloured by the minimum it ends at
-    last = ls.plot.descent_paths(a, b, z, paths, ls.race.basin_of_ends(paths[:, -1], surf.extras["points"]),
+    last = ls.figures.descent_paths(a, b, z, paths, ls.race.basin_of_ends(paths[:, -1], surf.extras["points"]),
                                  points=minima,
                                  labels=ls.figures.Labels(x="distance along $u$", y="distance along $v$",
                                                           title=f"{paths.shape[0]} starts after {paths.shape[1] - 1} steps"))
-    ls.plot.save_figure(last, run / "figures" / "descent_final.png")
+    ls.figures.save_figure(last, run / "figures" / "descent_final.png")
     # which valley each start settled in (the minimum it ended nearest to, when its loss is low)
     ends = paths[:, -1]
     nearest = np.argmin(np.linalg.norm(ends[:, None] - surf.extras["points"][None], axis=-1), axis=1)

@@ -62,13 +62,13 @@ def run_classic(study: Study) -> dict:
                                  snapshot_every=cfg["snapshot_every"])
     with study.timed("train"):
         ens = ls.analyses.train(run, spec, overwrite=True)
-        ls.report.training_figures(ens, run)
+        ls.figures.training_figures(ens, run)
     study.publish(run / "figures" / "final_cost_histogram.png", "final_cost_histogram")
     study.publish(run / "figures" / "training_curves.png", "training_curves")
 
     with study.timed("plane"):
         out = ls.analyses.plane(run, ls.analyses.PlaneSpec(seeds="0,1,2"), name="plane_three_seeds", overwrite=True)
-        ls.report.result_figure(out.arrays, out.meta, run / "figures" / "plane_three_seeds.png")
+        ls.figures.result_figure(out.arrays, out.meta, run / "figures" / "plane_three_seeds.png")
     study.publish(run / "figures" / "plane_three_seeds.png", "plane_three_seeds")
 
     with study.timed("interpolation"):
@@ -79,7 +79,7 @@ def run_classic(study: Study) -> dict:
         out = ls.analyses.compare(run, ls.analyses.CompareSpec(align=True, limit=cfg["compare_limit"], tol=cfg["tol"],
                                                                include_unlearned=cfg.get("include_unlearned", False)),
                                   overwrite=True)
-        ls.report.write_report(run, out.arrays, out.meta, name=out.name)
+        ls.figures.write_report(run, out.arrays, out.meta, name=out.name)
     study.publish(run / "figures" / "compare_barriers.png", "barriers")
     study.publish(run / "figures" / "compare_barriers_aligned.png", "barriers_aligned")
     study.publish(run / "figures" / "compare_alignment.png", "alignment")
@@ -109,10 +109,10 @@ def interpolation_pairs(run: Path, pairs: int) -> dict:
                                                "pairs": [[int(ens.seeds[i]), int(ens.seeds[j])] for i, j in zip(a, b)]})
     arrays, meta = ls.io.load_result(stem)  # the figure is drawn from the saved result
     surf = ls.surface.Surface.from_arrays(arrays, meta)
-    fig = ls.plot.curve(surf.axes[0], surf.values, xlabel=r"$t$ in $(1-t)\,\theta_A + t\,\theta_B$",
+    fig = ls.figures.curve(surf.axes[0], surf.values, xlabel=r"$t$ in $(1-t)\,\theta_A + t\,\theta_B$",
                         marks={"A": 0.0, "B": 1.0},
                         title=f"straight lines between {len(meta['pairs'])} pairs of minima")
-    ls.plot.save_figure(fig, run / "figures" / "interpolation_pairs.png")
+    ls.figures.save_figure(fig, run / "figures" / "interpolation_pairs.png")
     heights = np.asarray(meta["barriers"]["train_loss"]["barrier"], float)
     return {"pairs": len(meta["pairs"]), "median_line_barrier": float(np.median(heights)),
             "max_line_barrier": float(np.max(heights))}

@@ -103,11 +103,11 @@ def figures(out: Path, cfg: dict) -> dict:
         {"y": series("top_eigenvalue_median", s), "label": "skip" if s else "no skip"} for s in (True, False)]}
     loss_panel = {"ylabel": "final training cost (median)", "log_y": True, "series": [
         {"y": series("final_train_loss", s), "label": "skip" if s else "no skip"} for s in (True, False)]}
-    fig = ls.plot.sweep(depths, [ratio_panel, top_panel, loss_panel], xlabel="depth (weighted layers)",
+    fig = ls.figures.sweep(depths, [ratio_panel, top_panel, loss_panel], xlabel="depth (weighted layers)",
                         xticklabels=[str(d) for d in cfg["depths"]],
                         title=f"ResNets on digits, {cfg['seeds']} seeds each, BatchNorm, {cfg['steps']} steps of "
                               f"{cfg['optimizer']} SGD")
-    ls.plot.save_figure(fig, out / "summary.png")
+    ls.figures.save_figure(fig, out / "summary.png")
 
     zs, titles, a, b = [], [], None, None
     for skip in (True, False):
@@ -119,9 +119,9 @@ def figures(out: Path, cfg: dict) -> dict:
             zs.append(surf.values["train_loss"])
             titles.append(f"ResNet-{depth}, {'skip' if skip else 'no skip'}: "
                           f"$|\\lambda_{{min}}|/\\lambda_{{max}}$ {summary[name]['ratio']['median']:.2g}")
-    fig = ls.plot.small_multiples(a, b, np.stack(zs), titles=titles, columns=len(cfg["depths"]), title_size=7,
+    fig = ls.figures.small_multiples(a, b, np.stack(zs), titles=titles, columns=len(cfg["depths"]), title_size=7,
                                   labels=ls.figures.Labels(x=r"$\alpha$ (direction 1)", y=r"$\beta$ (direction 2)"))
-    ls.plot.save_figure(fig, out / "planes.png")
+    ls.figures.save_figure(fig, out / "planes.png")
     return summary
 
 

@@ -75,9 +75,9 @@ def lines(run: Path, name: str, net: dict, cfg: dict) -> dict:
     title = (f"{net['activation']} {ens.model.in_features}-{'-'.join(map(str, ens.model.widths))}, "
              f"{'squared difference' if net['loss'] == 'mse' else 'cross-entropy'}: "
              f"{len(meta['seeds'])} seeds, initialisation to solution")
-    fig = ls.plot.curve(t, surf.values, xlabel=r"$\alpha$ in $(1-\alpha)\,\theta_{init} + \alpha\,\theta_{final}$",
+    fig = ls.figures.curve(t, surf.values, xlabel=r"$\alpha$ in $(1-\alpha)\,\theta_{init} + \alpha\,\theta_{final}$",
                         marks={"init": 0.0, "final": 1.0}, log_scale=True, title=title)
-    ls.plot.save_figure(fig, run / "figures" / "start_to_finish.png")
+    ls.figures.save_figure(fig, run / "figures" / "start_to_finish.png")
     inside = (t >= 0) & (t <= 1)
     rises = np.diff(surf.values["train_loss"][:, inside], axis=1).max(axis=1)
     return {"seeds": int(len(meta["seeds"])),

@@ -1,6 +1,6 @@
 """Shared plumbing of the studies in ``experiments/``: time the steps, publish figures.
 
-The studies call the library (``landscape.analyses`` with settings objects, ``landscape.report``
+The studies call the library (``landscape.analyses`` with settings objects, ``landscape.figures``
 for figures) exactly as the ``landscape`` command does, never the command's internals.
 
 Each study script keeps its configuration at the top, writes its results under a run
@@ -53,7 +53,7 @@ class Study:
 
         self.style = getattr(args, "style", "paper")
         self._style = contextlib.ExitStack()  # the figure style holds until finish()
-        self._style.enter_context(ls.plot.using(self.style))
+        self._style.enter_context(ls.figures.using(self.style))
 
         try:  # as every `landscape` command does: compiled programs are reused across runs
             ls.compilation_cache.enable()

@@ -91,7 +91,7 @@ def figures(out: Path, nets: dict, cfg: dict) -> dict:
     deep = summary["deep"]
     deep_x = int(cfg["deep"].split(",")[0])
     deep_label = f"deep ({cfg['deep'].replace(',', '-')})"
-    fig = ls.plot.sweep(
+    fig = ls.figures.sweep(
         np.asarray(widths),
         [{"y": [s["top_eigenvalue"]["median"] for s in ws], "lo": [s["top_eigenvalue"]["q25"] for s in ws],
           "hi": [s["top_eigenvalue"]["q75"] for s in ws], "ylabel": r"top Hessian eigenvalue $\lambda_{max}$",
@@ -104,7 +104,7 @@ def figures(out: Path, nets: dict, cfg: dict) -> dict:
         xlabel="hidden width", log_x=True, xticklabels=[str(w) for w in widths],
         title=f"median and quartiles over {cfg['seeds']} seeds per network, digits, {cfg['activation']} units, "
               f"{'cross-entropy' if cfg['loss'] == 'cross_entropy' else 'squared-difference cost'}")
-    ls.plot.save_figure(fig, out / "summary.png")
+    ls.figures.save_figure(fig, out / "summary.png")
 
     zs, titles, a, b = [], [], None, None
     for name in cfg["planes"]:
@@ -114,9 +114,9 @@ def figures(out: Path, nets: dict, cfg: dict) -> dict:
         zs.append(surf.values["train_loss"])
         titles.append(f"{nets[name].replace(',', '-')}: median $\\lambda_{{max}}$ "
                       f"{summary[name]['top_eigenvalue']['median']:.3g}")
-    fig = ls.plot.small_multiples(a, b, np.stack(zs), titles=titles, columns=len(zs), title_size=8,
+    fig = ls.figures.small_multiples(a, b, np.stack(zs), titles=titles, columns=len(zs), title_size=8,
                                   labels=ls.figures.Labels(x=r"$\alpha$ (direction 1)", y=r"$\beta$ (direction 2)"))
-    ls.plot.save_figure(fig, out / "planes.png")
+    ls.figures.save_figure(fig, out / "planes.png")
     return summary
 
 

@@ -225,3 +225,16 @@ def test_every_package_of_the_library_is_installed():
     listed = set(tomllib.loads((ROOT.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = {".".join(p.parent.relative_to(ROOT.parent).parts) for p in ROOT.rglob("__init__.py")}
     assert found == listed, found ^ listed
+
+
+def test_no_package_offers_a_name_that_hides_one_of_its_modules():
+    """``landscape.analyses.surface`` is a function; were a module of the package called
+    ``surface`` too, which one a user got would depend on the order of imports."""
+    import pkgutil
+
+    for name, path in _MODULES.items():
+        if path.name != "__init__.py" or name == "landscape":
+            continue
+        package = importlib.import_module(name)
+        modules = {m.name for m in pkgutil.iter_modules(package.__path__)}
+        assert not modules & set(getattr(package, "__all__", ())), f"{name}: {modules & set(package.__all__)}"

@@ -188,7 +188,7 @@ def _run_documented_commands(sh, tmp_path):
             served = int(r.stdout.split(" command(s) served")[0].split()[-1])
             assert served >= 1, f"{block.where}: no command reached the server: {r.stdout}"
         new = set((tmp_path / "runs" / "x" / "results").glob("*.npz")) - before
-        if argv[0] == "surface" and "runs/x/results/r.npz" not in results:
+        if argv[:2] == ["surface", "runs/x"] and "runs/x/results/r.npz" not in results:
             assert len(new) == 1, new
             results["runs/x/results/r.npz"] = str(new.pop())
         ran.append(line)
@@ -202,7 +202,7 @@ def test_documented_commands_run_on_a_small_run(tmp_path):
     """Every documented ``landscape …`` line of a synopsis or an unmarked shell block runs, in
     document order, in one directory — every optional part included, the first of each set of
     alternatives — on a small run: ``RUN`` is a 3-seed digits network trained with snapshots,
-    ``RESULT`` the plane the first ``surface`` line wrote, and the sizes are capped by ``SMALL``
+    ``RESULT`` the plane the first ``surface`` line on ``RUN`` wrote, and the sizes are capped by ``SMALL``
     (a 51-point grid runs as 5 points, 2000 steps as 20, 64 seeds as 3).  Each line must
     exit 0; ``landscape serve`` lines start, query and stop a real server, which runs the
     commands between them (``serve --status`` must report at least one)."""
@@ -265,12 +265,13 @@ def test_the_documentation_site_builds_with_warnings_as_errors(tmp_path):
     r = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
                        cwd=ROOT, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
     assert r.returncode == 0, r.stderr[-4000:]
-    api = (tmp_path / "site" / "api" / "landscapes" / "index.html").read_text(encoding="utf-8")
+    site = tmp_path / "site"
+    api = (site / "reference" / "api" / "landscapes" / "index.html").read_text(encoding="utf-8")
     assert "landscape.geometry.evaluator.evaluate" in api and "coords" in api
-    lecture = (tmp_path / "site" / "lecture" / "index.html").read_text(encoding="utf-8")
+    lecture = (site / "tutorials" / "lecture" / "index.html").read_text(encoding="utf-8")
     assert "landscape basins runs/lecture" in lecture and "figures/lecture_basins.png" in lecture
-    cli = (tmp_path / "site" / "cli" / "index.html").read_text(encoding="utf-8")
-    assert 'href="../performance/#time-to-result"' in cli  # a README anchor on another page
+    cli = (site / "reference" / "cli" / "index.html").read_text(encoding="utf-8")
+    assert 'href="../../explanation/performance/#time-to-result"' in cli  # an anchor on another page
 
 
 @functools.lru_cache(maxsize=1)
@@ -350,3 +351,16 @@ def test_every_public_class_documents_its_fields():
         documented = {e.name for e in _entries(c, "attributes", "parameters")}
         missing.extend(f"{c.path}.{f}" for f in fields if f not in documented)
     assert missing == []
+
+
+def test_the_readme_is_short_and_the_site_has_pages_of_their_own():
+    """The README says what the project is and how to start (at most 400 lines); the site's
+    pages hold their own text — tutorials, how-to guides, explanation, reference — none of them
+    a copy of the README."""
+    assert len((ROOT / "README.md").read_text(encoding="utf-8").splitlines()) <= 400
+    pages = [p for p in (ROOT / "docs").rglob("*.md") if "api" not in p.parts]
+    own = [p for p in pages if "--8<--" not in p.read_text(encoding="utf-8")
+           and len(p.read_text(encoding="utf-8").split()) > 300]
+    assert len(own) >= 6, own
+    for part in ("tutorials", "how-to", "explanation", "reference"):
+        assert any(part in p.parts for p in own), part

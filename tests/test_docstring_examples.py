@@ -67,7 +67,7 @@ EXAMPLES = [(name, text) for name, obj in OBJECTS if (text := _example(obj))]
 
 def test_every_module_with_a_public_api_is_checked():
     """Each floor's modules are found, and a package offers only names its modules define."""
-    assert {"core.tree", "geometry.surface", "curvature.spectra", "minima.barriers", "figures.style",
+    assert {"core.tree", "geometry.surface", "curvature.spectra", "minima.barriers", "figures.styles",
             "analyses.landscapes", "cli.serve.daemon"} <= set(MODULES)
     for module in MODULES:
         mod = importlib.import_module(f"landscape.{module}")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import landscape as ls
-from landscape import plot
+from landscape import figures as plot
 from landscape.figures.surfaces import contour_levels
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from landscape.cli import serve as server
-from landscape.cli.serve import daemon, identity
+from landscape.cli.serve import daemon, environment
 
 from .clirun import TINY, run
 
@@ -310,9 +310,21 @@ def test_modules_imported_from_outside_the_environment_are_forgotten(tmp_path, m
 
     import users_helper_mod  # noqa: F401
 
-    daemon._forget_user_modules(before)
+    import landscape.core.programs  # noqa: F401  (a library module, loaded during the command)
+
+    daemon._forget_user_modules(before - {"landscape.core.programs"})
     assert "users_helper_mod" not in sys.modules
     assert "json.tool" in sys.modules
+    assert "landscape.core.programs" in sys.modules  # the library's modules, on every floor, stay
+
+
+def test_the_identity_covers_every_source_file_of_the_package():
+    """A server's identity digests the whole landscape package — an edit to any floor (not only
+    the command line's) makes a running server unreachable and stale."""
+    import landscape
+
+    assert environment.PACKAGE == Path(landscape.__file__).resolve().parent
+    assert (environment.PACKAGE / "core" / "tree.py").exists() and (environment.PACKAGE / "cli" / "serve").is_dir()
 
 
 def test_a_command_taken_as_the_idle_time_runs_out_is_run_not_dropped():
@@ -379,7 +391,7 @@ def test_a_server_leaves_once_its_sources_are_edited(tmp_path):
         st = edited.stat()
         os.utime(edited, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
         assert _status(env, tmp_path) is None  # the fingerprint here has changed: it is not reached
-        proc.wait(timeout=identity.STALE_CHECK_S + 60)
+        proc.wait(timeout=environment.STALE_CHECK_S + 60)
     finally:
         if proc.poll() is None:
             proc.kill()

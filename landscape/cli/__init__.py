@@ -121,7 +121,7 @@ def _execute(args, clock, resident: bool = False) -> int:
             clock.listen_to_jax()
         style = contextlib.nullcontext()
         if getattr(args, "style", "paper") != "paper":
-            from ..figures.style import using
+            from ..figures.styles import using
 
             style = using(args.style)
         args.runner = run_resident  # what a resident server (`landscape serve`) runs each command with

@@ -6,7 +6,7 @@ draws into an ``ax`` it is given; the writers (``*_figures``, :func:`write_repor
 run's saved results and write its figures and ``report.md``.  Nothing here computes.  One
 module per figure family:
 
-* :mod:`~landscape.figures.style` — the paper and slides styles, saving figures and animations;
+* :mod:`~landscape.figures.styles` — the paper and slides styles, saving figures and animations;
 * :mod:`~landscape.figures.training` — training curves, final costs, summaries of sweeps;
 * :mod:`~landscape.figures.surfaces` — curves, planes (contour, filled, heat map, 3-D), small multiples;
 * :mod:`~landscape.figures.minima` — matrices between members, scatter plots;
@@ -36,7 +36,7 @@ from .minima import matrix, scatter
 from .races import race_animation, race_figure, race_figures, race_lines
 from .report import compare_lines, refresh_report, write_report
 from .result import from_result, result_figure
-from .style import FIGURE_FORMATS, STYLES, Labels, save_animation, save_figure, scale, style, using
+from .styles import FIGURE_FORMATS, STYLES, Labels, save_animation, save_figure, scale, style, using
 from .surfaces import MAX_LABELLED_PATHS, SURFACE_KINDS, curve, landscape_2d, small_multiples
 from .training import final_cost_histogram, sweep, training_curves, training_figures
 

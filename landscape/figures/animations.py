@@ -11,7 +11,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .basins import BASIN_COLOURS
-from .style import (
+from .styles import (
     COLUMN_WIDTH,
     Labels,
     font_size,
@@ -91,7 +91,7 @@ def descent_animation(
       >>> a = b = np.linspace(-1, 1, 21)
       >>> z = 0.1 + a[:, None] ** 2 + 2 * b[None, :] ** 2                  # a bowl, (21, 21)
       >>> paths = np.stack([np.linspace([0.9, 0.9], [0.0, 0.0], 6), np.linspace([-0.9, 0.5], [0.0, 0.0], 6)])
-      >>> anim = ls.plot.descent_animation(a, b, z, paths, steps=np.arange(6))
+      >>> anim = ls.figures.descent_animation(a, b, z, paths, steps=np.arange(6))
       >>> type(anim).__name__                                     # save it with save_animation
       'FuncAnimation'
     """
@@ -155,7 +155,7 @@ def paths_by_basin(basin: np.ndarray, names: list[str]) -> tuple[list, dict]:
       ``(colours, legend)``.
 
     Examples:
-      >>> colours, legend = ls.plot.paths_by_basin(np.array([0, 0, 1, -1]), ["seed 0", "seed 1"])
+      >>> colours, legend = ls.figures.paths_by_basin(np.array([0, 0, 1, -1]), ["seed 0", "seed 1"])
       >>> len(colours), list(legend)
       (4, ['to seed 0: 2', 'to seed 1: 1', 'to none yet: 1'])
     """
@@ -190,7 +190,7 @@ def descent_paths(a, b, z, paths, basin, *, points=None, labels: Labels = Labels
       >>> a = b = np.linspace(-1, 1, 21)
       >>> z = 0.1 + a[:, None] ** 2 + 2 * b[None, :] ** 2                  # a bowl, (21, 21)
       >>> paths = np.stack([np.linspace([0.9, 0.9], [0.0, 0.0], 6), np.linspace([-0.9, 0.5], [0.0, 0.0], 6)])
-      >>> fig = ls.plot.descent_paths(a, b, z, paths, np.array([0, -1]), points={"seed 0": (0.0, 0.0)})
+      >>> fig = ls.figures.descent_paths(a, b, z, paths, np.array([0, -1]), points={"seed 0": (0.0, 0.0)})
       >>> fig.axes[0].get_xlabel()
       'distance along u'
     """
@@ -234,7 +234,7 @@ def descent_lines(arrays: dict, meta: dict) -> list[str]:
       >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
       ...                                                    steps=40, seeds=3, log_every=10))
       >>> d = ls.analyses.animate(run, ls.analyses.AnimateSpec(starts=3, steps=20, grid=5))
-      >>> len(ls.report.descent_lines(d.arrays, d.meta)) >= 1
+      >>> len(ls.figures.descent_lines(d.arrays, d.meta)) >= 1
       True
     """
     basin, final = np.asarray(arrays["basin"]), np.asarray(arrays["final_loss"])
@@ -274,7 +274,7 @@ def descent_figures(arrays: dict, meta: dict, stem: str | Path, fmt: str = "png"
       >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
       ...                                                    steps=40, seeds=3, log_every=10))
       >>> d = ls.analyses.animate(run, ls.analyses.AnimateSpec(starts=3, steps=20, grid=5))
-      >>> [p.suffix for p in ls.report.descent_figures(d.arrays, d.meta, f"{run}/descent", pixels=480, frames=4)]
+      >>> [p.suffix for p in ls.figures.descent_figures(d.arrays, d.meta, f"{run}/descent", pixels=480, frames=4)]
       ['.png', '.gif']
     """
 

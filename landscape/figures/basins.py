@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 from matplotlib.figure import Figure
 
-from .style import COLUMN_WIDTH, Labels, font_size, marked, named_points, new_figure, styled, with_warnings
+from .styles import COLUMN_WIDTH, Labels, font_size, marked, named_points, new_figure, styled, with_warnings
 from .surfaces import contour_levels, outline_effect, similar_ranges
 
 __all__ = ["basin_map", "basin_lines"]
@@ -48,7 +48,7 @@ def basin_map(
       start_loss: ``(G, H)`` cost at the starts.
       points: the minima, ``{name: (x, y)}`` or ``(R, 2)`` (named ``minimum i``).
       fractions: ``(R + 3,)`` share per label (minima, shared, elsewhere, diverged).
-      labels: the axes' labels and the title (:class:`~landscape.figures.style.Labels`).
+      labels: the axes' labels and the title (:class:`~landscape.figures.styles.Labels`).
       note: a line under the axes (e.g. the training).
 
     Returns:
@@ -59,7 +59,7 @@ def basin_map(
       >>> basin = np.array([[0, 0, 1, 1], [0, 0, 1, 1], [0, -3, 1, 1], [2, 2, 2, -1]])
       >>> fractions = ls.minima.label_fractions(basin, 3)
       >>> minima = {"seed 0": (-0.5, -0.5), "seed 1": (0.5, 0.5), "seed 2": (0.0, 1.0)}
-      >>> fig = ls.plot.basin_map(a, b, basin, np.ones((4, 4)), minima, fractions)
+      >>> fig = ls.figures.basin_map(a, b, basin, np.ones((4, 4)), minima, fractions)
       >>> fig.axes[0].get_xlabel()
       'distance along u'
     """
@@ -132,7 +132,7 @@ def basin_lines(arrays: dict, meta: dict) -> list[str]:
       >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
       ...                                                    steps=40, seeds=3, log_every=10))
       >>> b = ls.analyses.basins(run, ls.analyses.BasinsSpec(seeds="0,1,2", grid=3, steps=10))
-      >>> len(ls.report.basin_lines(b.arrays, b.meta)) > 3        # barriers, tolerance, a line per basin
+      >>> len(ls.figures.basin_lines(b.arrays, b.meta)) > 3        # barriers, tolerance, a line per basin
       True
     """
     labels, final = np.asarray(arrays["labels"]).ravel(), np.asarray(arrays["final_loss"]).ravel()

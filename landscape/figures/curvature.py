@@ -8,7 +8,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .minima import scatter
-from .style import COLUMN_WIDTH, PAGE_WIDTH, Labels, font_size, new_figure, save_figure, style_rc, with_warnings
+from .styles import COLUMN_WIDTH, PAGE_WIDTH, Labels, font_size, new_figure, save_figure, style_rc, with_warnings
 from .surfaces import contour_levels, landscape_2d, similar_ranges
 
 __all__ = ["spectral_density", "curvature_map", "minibatch_spread", "curvature_map_lines", "curvature_map_figure", "hessian_lines", "density_curves", "hessian_figures", "curvature_figures"]
@@ -35,7 +35,7 @@ def spectral_density(grid: np.ndarray, density: np.ndarray, *, title: str | None
     Examples:
       >>> grid = np.linspace(-1, 4, 200)
       >>> density = np.exp(-(grid - 1.0) ** 2 / 0.1)
-      >>> ls.plot.spectral_density(grid, density, eigenvalues=np.array([3.0])).axes[0].get_yscale()
+      >>> ls.figures.spectral_density(grid, density, eigenvalues=np.array([3.0])).axes[0].get_yscale()
       'log'
     """
     import matplotlib
@@ -118,7 +118,7 @@ def curvature_map(
         per cent significant non-convexity).
       titles: one title per member's panel (default ``member i``).
       labels: the axes' labels (default: directions 1 and 2) and the figure's title
-        (:class:`~landscape.figures.style.Labels`).
+        (:class:`~landscape.figures.styles.Labels`).
       warnings: lines printed in red under the figure (members that diverged or did not learn).
 
     Returns:
@@ -127,7 +127,7 @@ def curvature_map(
     Examples:
       >>> a = np.linspace(-1, 1, 5)
       >>> maps = {"lambda_max": np.ones((5, 5)), "lambda_min": -0.05 * np.ones((5, 5)), "ratio": 0.05 * np.ones((5, 5))}
-      >>> fig = ls.plot.curvature_map([a, a], maps)
+      >>> fig = ls.figures.curvature_map([a, a], maps)
       >>> len(fig.axes) >= 1
       True
     """
@@ -231,7 +231,7 @@ def minibatch_spread(full: dict[str, np.ndarray], batches: dict[str, np.ndarray]
 
     Examples:
       >>> rng = np.random.default_rng(0)
-      >>> fig = ls.plot.minibatch_spread({"λ_max": np.array([1.0, 1.2])}, {"λ_max": rng.normal(1.2, 0.2, (2, 10))},
+      >>> fig = ls.figures.minibatch_spread({"λ_max": np.array([1.0, 1.2])}, {"λ_max": rng.normal(1.2, 0.2, (2, 10))},
       ...                                batch_size=128)
       >>> len(fig.axes)
       1
@@ -301,7 +301,7 @@ def curvature_map_lines(arrays: dict, meta: dict) -> list[str]:
       >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
       ...                                                    steps=40, seeds=3, log_every=10))
       >>> s = ls.analyses.surface(run, ls.analyses.SurfaceSpec(grid=5, curvature=True, curvature_grid=3))
-      >>> len(ls.report.curvature_map_lines(s.arrays, s.meta))      # one line per member
+      >>> len(ls.figures.curvature_map_lines(s.arrays, s.meta))      # one line per member
       1
     """
     axes, maps = _curvature_parts(arrays)
@@ -342,7 +342,7 @@ def curvature_map_figure(arrays: dict, meta: dict, path: str | Path) -> Path:
       >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
       ...                                                    steps=40, seeds=3, log_every=10))
       >>> s = ls.analyses.surface(run, ls.analyses.SurfaceSpec(grid=5, curvature=True, curvature_grid=3))
-      >>> ls.report.curvature_map_figure(s.arrays, s.meta, f"{run}/curvature.png").name
+      >>> ls.figures.curvature_map_figure(s.arrays, s.meta, f"{run}/curvature.png").name
       'curvature.png'
     """
 
@@ -389,7 +389,7 @@ def hessian_lines(arrays: dict) -> list[str]:
       >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
       ...                                                    steps=40, seeds=3, log_every=10))
       >>> h = ls.analyses.hessian(run, ls.analyses.HessianSpec(top=2, probes=5, density=True))
-      >>> ls.report.hessian_lines(h.arrays)[0].split()            # the table's header
+      >>> ls.figures.hessian_lines(h.arrays)[0].split()            # the table's header
       ['seed', 'top', 'eigenvalue', 'smallest', 'trace']
     """
     keys = result_members(arrays)
@@ -474,7 +474,7 @@ def density_curves(nodes: np.ndarray, weights: np.ndarray, num: int = 600) -> tu
 
     Examples:
       >>> nodes = np.array([[[1.0, 2.0, 3.0]]]); weights = np.full((1, 1, 3), 1 / 3)    # (M, probes, m)
-      >>> grid, density = ls.report.density_curves(nodes, weights, num=301)
+      >>> grid, density = ls.figures.density_curves(nodes, weights, num=301)
       >>> density.shape, round(float(density.sum() * (grid[1] - grid[0])), 2)
       ((1, 301), 1.0)
     """
@@ -520,7 +520,7 @@ def hessian_figures(arrays: dict, run: str | Path, fmt: str = "png", groups=None
       >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
       ...                                                    steps=40, seeds=3, log_every=10))
       >>> h = ls.analyses.hessian(run, ls.analyses.HessianSpec(top=2, probes=5, density=True))
-      >>> [p.name for p in ls.report.hessian_figures(h.arrays, run)]
+      >>> [p.name for p in ls.figures.hessian_figures(h.arrays, run)]
       ['hessian_sharpness.png', 'hessian_density.png']
     """
 
@@ -577,7 +577,7 @@ def curvature_figures(run: str | Path, fmt: str = "png") -> list[Path]:
       ...                                                    steps=40, seeds=3, log_every=10))
       >>> _ = ls.analyses.hessian(run, ls.analyses.HessianSpec(top=1, probes=5))
       >>> _ = ls.analyses.hessian(run, ls.analyses.HessianSpec(top=1, probes=5, curvature="ggn"))
-      >>> [p.name for p in ls.report.curvature_figures(run)]
+      >>> [p.name for p in ls.figures.curvature_figures(run)]
       ['curvature_ggn_vs_hessian.png']
     """
     from ..store import results

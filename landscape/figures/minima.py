@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from .style import COLUMN_WIDTH, add_colorbar, font_size, new_figure, style_rc
+from .styles import COLUMN_WIDTH, add_colorbar, font_size, new_figure, style_rc
 
 __all__ = ["matrix", "scatter"]
 
@@ -43,7 +43,7 @@ def matrix(
 
     Examples:
       >>> barriers = np.array([[0.0, 0.01, 0.9], [0.01, 0.0, 0.8], [0.9, 0.8, 0.0]])
-      >>> fig = ls.plot.matrix(barriers, groups=ls.minima.basins(barriers, 0.05))
+      >>> fig = ls.figures.matrix(barriers, groups=ls.minima.basins(barriers, 0.05))
       >>> fig.axes[0].images[0].get_array().shape
       (3, 3)
     """
@@ -126,7 +126,7 @@ def scatter(
       the figure.
 
     Examples:
-      >>> fig = ls.plot.scatter(np.array([0.8, 0.9, 0.85]), np.array([0.1, 0.05, 0.08]), xlabel="before",
+      >>> fig = ls.figures.scatter(np.array([0.8, 0.9, 0.85]), np.array([0.1, 0.05, 0.08]), xlabel="before",
       ...                       ylabel="after", diagonal=True)
       >>> fig.axes[0].get_xlabel(), fig.axes[0].get_ylabel()
       ('before', 'after')

@@ -8,7 +8,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .animations import AnimationStyle, descent_animation
-from .style import (
+from .styles import (
     PAGE_WIDTH,
     Labels,
     font_size,
@@ -55,7 +55,7 @@ def race_figure(
       points: the minima, ``{name: (x, y)}`` or ``(R, 2)``.
       diverged: ``(S, E)`` bool (drawn dashed).
       labels: the plane's axes, what the cost is called (``z``, default ``"loss"``) and the
-        figure's title (:class:`~landscape.figures.style.Labels`).
+        figure's title (:class:`~landscape.figures.styles.Labels`).
 
     Returns:
       the figure: each entrant one colour; circles mark the starts, crosses the ends; thin
@@ -66,7 +66,7 @@ def race_figure(
       >>> z = 0.1 + a[:, None] ** 2 + 2 * b[None, :] ** 2                  # a bowl, (21, 21)
       >>> paths = np.stack([np.stack([np.linspace([0.9, 0.9], [0, 0], 4), np.linspace([0.9, 0.9], [0.3, 0], 4)])])
       >>> loss = np.array([[[1.0, 0.5, 0.2, 0.1], [1.0, 0.8, 0.6, 0.4]]])    # (starts, entrants, steps)
-      >>> fig = ls.plot.race_figure(a, b, z, paths, np.arange(4), loss, ["sgd@3", "adam@0.01"])
+      >>> fig = ls.figures.race_figure(a, b, z, paths, np.arange(4), loss, ["sgd@3", "adam@0.01"])
       >>> len(fig.axes) >= 2                                      # the paths on the plane, cost against steps
       True
     """
@@ -133,7 +133,7 @@ def race_animation(a, b, cost, paths, path_steps, entrants, *, points=None, labe
       >>> a = b = np.linspace(-1, 1, 21)
       >>> z = 0.1 + a[:, None] ** 2 + 2 * b[None, :] ** 2                  # a bowl, (21, 21)
       >>> paths = np.stack([np.stack([np.linspace([0.9, 0.9], [0, 0], 4), np.linspace([0.9, 0.9], [0.3, 0], 4)])])
-      >>> type(ls.plot.race_animation(a, b, z, paths, np.arange(4), ["sgd@3", "adam@0.01"])).__name__
+      >>> type(ls.figures.race_animation(a, b, z, paths, np.arange(4), ["sgd@3", "adam@0.01"])).__name__
       'FuncAnimation'
     """
     paths = np.asarray(paths, float)
@@ -162,7 +162,7 @@ def race_lines(arrays: dict, meta: dict) -> list[str]:
       >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
       ...                                                    steps=40, seeds=3, log_every=10))
       >>> r = ls.analyses.race(run, ls.analyses.RaceSpec(optimizers="sgd,adam", starts=2, steps=10, grid=5))
-      >>> [line.split()[0] for line in ls.report.race_lines(r.arrays, r.meta)][-2:]
+      >>> [line.split()[0] for line in ls.figures.race_lines(r.arrays, r.meta)][-2:]
       ['sgd@0.5', 'adam@0.01']
     """
     loss, off = np.asarray(arrays["loss"]), np.asarray(arrays["off_plane"])
@@ -196,7 +196,7 @@ def race_figures(arrays: dict, meta: dict, stem: str | Path, fmt: str = "png", *
       >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
       ...                                                    steps=40, seeds=3, log_every=10))
       >>> r = ls.analyses.race(run, ls.analyses.RaceSpec(optimizers="sgd,adam", starts=2, steps=10, grid=5))
-      >>> [p.suffix for p in ls.report.race_figures(r.arrays, r.meta, f"{run}/race")]
+      >>> [p.suffix for p in ls.figures.race_figures(r.arrays, r.meta, f"{run}/race")]
       ['.png', '.gif']
     """
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from .curvature import hessian_figures, result_members
 from .minima import matrix, scatter
-from .style import save_figure
+from .styles import save_figure
 from .surfaces import curve
 from .training import final_cost_histogram
 
@@ -48,7 +48,7 @@ def compare_lines(arrays: dict, meta: dict) -> list[str]:
       >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
       ...                                                    steps=40, seeds=3, log_every=10))
       >>> c = ls.analyses.compare(run, ls.analyses.CompareSpec(align=True, grid=9))
-      >>> [line.split(":")[0] for line in ls.report.compare_lines(c.arrays, c.meta)][:2]
+      >>> [line.split(":")[0] for line in ls.figures.compare_lines(c.arrays, c.meta)][:2]
       ['before alignment', 'after alignment']
     """
     lines = [_summary_line("before alignment", arrays["barrier"], arrays["basin"])]
@@ -87,7 +87,7 @@ def write_report(run: str | Path, arrays: dict, meta: dict, *, name: str = "comp
       >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
       ...                                                    steps=40, seeds=3, log_every=10))
       >>> c = ls.analyses.compare(run, ls.analyses.CompareSpec(align=True, grid=9))
-      >>> report, figures = ls.report.write_report(run, c.arrays, c.meta, name=c.name)
+      >>> report, figures = ls.figures.write_report(run, c.arrays, c.meta, name=c.name)
       >>> report.name, "| member | final train loss" in report.read_text()
       ('report.md', True)
     """
@@ -181,8 +181,8 @@ def refresh_report(run: str | Path, fmt: str = "png") -> Path | None:
       >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
       ...                                                    steps=40, seeds=3, log_every=10))
       >>> c = ls.analyses.compare(run, ls.analyses.CompareSpec(align=True, grid=9))
-      >>> _ = ls.report.write_report(run, c.arrays, c.meta, name=c.name, figures=False)
-      >>> ls.report.refresh_report(run).name                      # rebuilt from the comparison it names
+      >>> _ = ls.figures.write_report(run, c.arrays, c.meta, name=c.name, figures=False)
+      >>> ls.figures.refresh_report(run).name                      # rebuilt from the comparison it names
       'report.md'
     """
     import re

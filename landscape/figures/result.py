@@ -11,7 +11,7 @@ from .animations import descent_of_result
 from .basins import basin_map_of_result
 from .curvature import curvature_map_figure
 from .races import race_of_result
-from .style import Labels, named_points, save_figure, with_warnings
+from .styles import Labels, named_points, save_figure, with_warnings
 from .surfaces import curve, landscape_2d, metric_label, small_multiples
 
 __all__ = ["from_result", "result_figure"]
@@ -42,7 +42,7 @@ def from_result(arrays: dict[str, np.ndarray], meta: dict, *, kind: str | None =
     Examples:
       >>> s = ls.surface.plane(lambda p: jnp.sum(p["w"] ** 2), {"w": jnp.ones(2)},
       ...                      [{"w": jnp.array([1.0, 0.0])}, {"w": jnp.array([0.0, 1.0])}], num=9)
-      >>> fig = ls.plot.from_result(s.to_arrays(), {**s.meta, "kind": s.kind}, kind="heatmap")
+      >>> fig = ls.figures.from_result(s.to_arrays(), {**s.meta, "kind": s.kind}, kind="heatmap")
       >>> fig.axes[0].collections[0].get_array().shape            # the 9 x 9 grid, one cell per point
       (9, 9)
     """
@@ -131,7 +131,7 @@ def result_figure(arrays: dict, meta: dict, path: str | Path, *, kind: str | Non
       >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
       ...                                                    steps=40, seeds=3, log_every=10))
       >>> s = ls.analyses.surface(run, ls.analyses.SurfaceSpec(grid=5))
-      >>> ls.report.result_figure(s.arrays, s.meta, f"{run}/plane.pdf", kind="contour").name
+      >>> ls.figures.result_figure(s.arrays, s.meta, f"{run}/plane.pdf", kind="contour").name
       'plane.pdf'
     """
 

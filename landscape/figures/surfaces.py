@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 from matplotlib.figure import Figure
 
-from .style import (
+from .styles import (
     COLUMN_WIDTH,
     PAGE_WIDTH,
     Labels,
@@ -73,7 +73,7 @@ def curve(
       the figure.
 
     Examples:
-      >>> fig = ls.plot.curve(np.linspace(0, 1, 5), {"loss": np.array([1.0, 1.5, 2.0, 1.5, 1.0]),
+      >>> fig = ls.figures.curve(np.linspace(0, 1, 5), {"loss": np.array([1.0, 1.5, 2.0, 1.5, 1.0]),
       ...                                              "accuracy": np.array([0.9, 0.7, 0.5, 0.7, 0.9])})
       >>> len(fig.axes)                                           # one panel per kind of metric
       2
@@ -166,7 +166,7 @@ def landscape_2d(
       log_levels: log-spaced levels for positive values.
       clip: the top of the colour range (default: the 95th percentile).
       labels: the axes' labels, the colour bar's (default ``"loss"``) and the title
-        (:class:`~landscape.figures.style.Labels`).
+        (:class:`~landscape.figures.styles.Labels`).
       points: marked points (minima): ``{name: (x, y)}``, or an ``(m, 2)`` array.
       paths: ``(K, 2)`` polylines, a list or ``{name: path}``; up to :data:`MAX_LABELLED_PATHS`
         get a colour and a legend entry each, more are drawn in one colour with one entry
@@ -181,7 +181,7 @@ def landscape_2d(
     Examples:
       >>> a = b = np.linspace(-1, 1, 21)
       >>> z = 0.1 + a[:, None] ** 2 + 2 * b[None, :] ** 2                  # a bowl, (21, 21)
-      >>> fig = ls.plot.landscape_2d(a, b, z, kind="contour", points={"minimum": (0.0, 0.0)})
+      >>> fig = ls.figures.landscape_2d(a, b, z, kind="contour", points={"minimum": (0.0, 0.0)})
       >>> "direction 1" in fig.axes[0].get_xlabel(), len(fig.axes[0].collections) > 0   # contour lines
       (True, True)
     """
@@ -331,7 +331,7 @@ def small_multiples(
       log_levels: log-spaced levels.
       clip: the top of the shared colour range.
       labels: the axes' labels (default: none), the colour bar's (default ``"loss"``) and the
-        shared title (:class:`~landscape.figures.style.Labels`).
+        shared title (:class:`~landscape.figures.styles.Labels`).
       columns: panels per row (default: automatic).
       title_size: the panels' title size.
 
@@ -341,7 +341,7 @@ def small_multiples(
     Examples:
       >>> a = b = np.linspace(-1, 1, 21)
       >>> z = 0.1 + a[:, None] ** 2 + 2 * b[None, :] ** 2                  # a bowl, (21, 21)
-      >>> fig = ls.plot.small_multiples(a, b, np.stack([z, 2 * z, 3 * z]), titles=["seed 0", "seed 1", "seed 2"])
+      >>> fig = ls.figures.small_multiples(a, b, np.stack([z, 2 * z, 3 * z]), titles=["seed 0", "seed 1", "seed 2"])
       >>> sum(ax.get_title().startswith("seed") for ax in fig.axes)   # one panel per member, one colour scale
       3
     """

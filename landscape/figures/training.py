@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from .style import COLUMN_WIDTH, log_axis, new_figure, save_figure, style_rc
+from .styles import COLUMN_WIDTH, log_axis, new_figure, save_figure, style_rc
 
 __all__ = ["training_curves", "final_cost_histogram", "sweep", "training_figures"]
 
@@ -49,7 +49,7 @@ def training_curves(
     Examples:
       >>> step = np.arange(0, 101, 10)
       >>> loss = np.exp(-step / 30.0)[None, :] * np.array([[1.0], [1.5], [2.0]])   # 3 members
-      >>> fig = ls.plot.training_curves(step, loss, 1 - loss / 3)
+      >>> fig = ls.figures.training_curves(step, loss, 1 - loss / 3)
       >>> len(fig.axes)                                           # cost and test accuracy
       2
     """
@@ -123,7 +123,7 @@ def final_cost_histogram(
       the figure.
 
     Examples:
-      >>> fig = ls.plot.final_cost_histogram(np.random.default_rng(0).lognormal(-4, 0.2, 64))
+      >>> fig = ls.figures.final_cost_histogram(np.random.default_rng(0).lognormal(-4, 0.2, 64))
       >>> fig.axes[0].get_xlabel()
       'final train loss'
     """
@@ -191,7 +191,7 @@ def sweep(
 
     Examples:
       >>> x = np.array([8, 16, 32, 64])
-      >>> fig = ls.plot.sweep(x, [{"y": np.array([3.8, 1.7, 1.4, 1.3]), "lo": np.array([3.1, 1.6, 1.3, 1.2]),
+      >>> fig = ls.figures.sweep(x, [{"y": np.array([3.8, 1.7, 1.4, 1.3]), "lo": np.array([3.1, 1.6, 1.3, 1.2]),
       ...                          "hi": np.array([5.4, 1.8, 1.5, 1.3]), "ylabel": "top eigenvalue"}],
       ...                     xlabel="width", log_x=True)
       >>> fig.axes[0].get_ylabel()
@@ -257,7 +257,7 @@ def training_figures(ens, run: str | Path, fmt: str = "png") -> list[Path]:
       >>> run = tempfile.mkdtemp() + "/run"
       >>> ens = ls.analyses.train(run, ls.analyses.TrainSpec(dataset="blobs", hidden=(4,), loss="cross_entropy", lr=(0.5,),
       ...                                                    steps=40, seeds=3, log_every=10))
-      >>> [p.name for p in ls.report.training_figures(ens, run)]
+      >>> [p.name for p in ls.figures.training_figures(ens, run)]
       ['training_curves.png', 'final_cost_histogram.png']
     """
     from ..training.ensemble import learned

@@ -35,7 +35,7 @@ change on disk (no command can reach it then: their fingerprint differs).
 
 from .client import autostart_target, route, start_in_background
 from .daemon import serve
-from .identity import ENV, VOLATILE, differences, fingerprint, identity, socket_path
+from .environment import ENV, VOLATILE, differences, fingerprint, identity, socket_path
 from .lifecycle import others, start_detached, stop
 from .protocol import request
 

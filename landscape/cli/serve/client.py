@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from .identity import (
+from .environment import (
     AUTO,
     AUTO_IDLE_S,
     ENV,

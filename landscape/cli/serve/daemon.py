@@ -11,7 +11,15 @@ import sys
 import time
 from pathlib import Path
 
-from .identity import EXIT_INTERNAL, EXIT_INTERRUPTED, NO_SOCKET, STALE_CHECK_S, identity, socket_path
+from .environment import (
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    NO_SOCKET,
+    PACKAGE,
+    STALE_CHECK_S,
+    identity,
+    socket_path,
+)
 from .protocol import Lines, request, send
 
 __all__ = ["serve"]
@@ -249,7 +257,7 @@ def _forget_user_modules(before: set[str]) -> None:
     """Drop modules a command imported from outside the installed environment (a user's own
     code, which may be edited before the next command); the library's stay."""
     roots = tuple({os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)})
-    package = os.path.realpath(Path(__file__).resolve().parent.parent)
+    package = os.path.realpath(PACKAGE)
     for name in set(sys.modules) - before:
         mod = sys.modules.get(name)
         where = getattr(mod, "__file__", None)

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from .client import spawn
-from .identity import NO_SOCKET, differences, identity, socket_path
+from .environment import NO_SOCKET, differences, identity, socket_path
 from .protocol import request
 
 __all__ = ["others", "start_detached", "stop"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .identity import socket_path
+from .environment import socket_path
 
 __all__ = ["request"]
 

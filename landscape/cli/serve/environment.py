@@ -47,6 +47,10 @@ MULTI_PROCESS_ENV = ("LANDSCAPE_COORDINATOR", "JAX_COORDINATOR_ADDRESS", "LANDSC
                       "JAX_NUM_PROCESSES")
 
 EXIT_INTERNAL = 1
+#: The landscape package's own directory (this file is ``landscape/cli/serve/environment.py``):
+#: every source file under it is part of a server's identity, and its modules stay loaded.
+PACKAGE = Path(__file__).resolve().parents[2]
+
 #: How often an idle server checks that the sources and libraries it runs are still the installed ones.
 STALE_CHECK_S = 10.0
 EXIT_INTERRUPTED = 130
@@ -87,7 +91,6 @@ def identity(environ: dict[str, str] | None = None) -> dict:
     import importlib.util
 
     env = os.environ if environ is None else environ
-    here = Path(__file__).resolve().parent.parent
 
     def stat(path: Path) -> str:
         st = path.stat()
@@ -103,7 +106,7 @@ def identity(environ: dict[str, str] | None = None) -> dict:
         libraries.append(f"{stat(origin)};{stat(origin.parent)}" if origin else f"{name}:absent")
     return {"python": _digest(f"{sys.executable}\0{sys.version}"),
             "env": {k: _digest(v) for k, v in sorted(env.items()) if k not in VOLATILE},
-            "sources": _digest("\0".join(stat(p) for p in sorted(here.rglob("*.py")))),
+            "sources": _digest("\0".join(stat(p) for p in sorted(PACKAGE.rglob("*.py")))),
             "libraries": _digest("\0".join(libraries))}
 
 

@@ -197,9 +197,9 @@ def using(name: str):
       ConfigError: an unknown style.
 
     Examples:
-      >>> with ls.plot.using("slides"):
-      ...     big = ls.plot.scale()
-      >>> big > 1.5, ls.plot.scale()                              # back to the paper style outside the block
+      >>> with ls.figures.using("slides"):
+      ...     big = ls.figures.scale()
+      >>> big > 1.5, ls.figures.scale()                              # back to the paper style outside the block
       (True, 1.0)
     """
     from ..core.errors import ConfigError
@@ -237,7 +237,7 @@ def scale() -> float:
     """How much the current style (:func:`using`) enlarges every figure (``paper``: 1).
 
     Examples:
-      >>> ls.plot.scale()
+      >>> ls.figures.scale()
       1.0
     """
     return float(STYLES[_STYLE.get()]["scale"])
@@ -252,7 +252,7 @@ def style() -> dict:
     default: small, readable at column width, TrueType fonts in PDF, editable SVG text).
 
     Examples:
-      >>> ls.plot.style()["pdf.fonttype"]                      # TrueType in PDFs (journals reject Type 3)
+      >>> ls.figures.style()["pdf.fonttype"]                      # TrueType in PDFs (journals reject Type 3)
       42
     """
     return dict(style_rc())
@@ -278,8 +278,8 @@ def save_figure(fig: Figure, path) -> Path:
 
     Examples:
       >>> import tempfile, os
-      >>> fig = ls.plot.curve(np.linspace(0, 1, 5), {"loss": np.array([1.0, 1.5, 2.0, 1.5, 1.0])})
-      >>> path = ls.plot.save_figure(fig, os.path.join(tempfile.mkdtemp(), "figures", "line.pdf"))
+      >>> fig = ls.figures.curve(np.linspace(0, 1, 5), {"loss": np.array([1.0, 1.5, 2.0, 1.5, 1.0])})
+      >>> path = ls.figures.save_figure(fig, os.path.join(tempfile.mkdtemp(), "figures", "line.pdf"))
       >>> path.suffix, path.stat().st_size > 1000
       ('.pdf', True)
     """
@@ -322,8 +322,8 @@ def save_animation(anim, path, *, fps: int = 12, dpi: int = 110) -> Path:
       >>> z = 0.1 + a[:, None] ** 2 + 2 * b[None, :] ** 2                  # a bowl, (21, 21)
       >>> import tempfile, os
       >>> paths = np.stack([np.linspace([0.9, 0.9], [0.0, 0.0], 6)])      # one start, 6 frames
-      >>> anim = ls.plot.descent_animation(a, b, z, paths)
-      >>> ls.plot.save_animation(anim, os.path.join(tempfile.mkdtemp(), "descent.gif")).suffix
+      >>> anim = ls.figures.descent_animation(a, b, z, paths)
+      >>> ls.figures.save_animation(anim, os.path.join(tempfile.mkdtemp(), "descent.gif")).suffix
       '.gif'
     """
     import tempfile
