@@ -378,7 +378,8 @@ def test_an_idle_server_whose_sources_changed_leaves(monkeypatch):
 @pytest.mark.slow  # a server start (imports) and up to STALE_CHECK_S of waiting
 def test_a_server_leaves_once_its_sources_are_edited(tmp_path):
     """A real server, run from a copy of the package: editing one of its files (here: a new
-    modification time) makes it leave — no command could reach it any more."""
+    modification time of a module on the ground floor, far from the command line's own) makes
+    it leave — no command could reach it any more."""
     import landscape
 
     pkg = tmp_path / "pkg"
@@ -387,7 +388,7 @@ def test_a_server_leaves_once_its_sources_are_edited(tmp_path):
     log = tmp_path / "serve.log"
     proc = _start(env, tmp_path, log, "0")
     try:
-        edited = pkg / "landscape" / "errors.py"
+        edited = pkg / "landscape" / "core" / "tree.py"
         st = edited.stat()
         os.utime(edited, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
         assert _status(env, tmp_path) is None  # the fingerprint here has changed: it is not reached
@@ -395,6 +396,7 @@ def test_a_server_leaves_once_its_sources_are_edited(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait()
     assert proc.returncode == 0
     assert "the landscape sources or the libraries it runs have changed" in log.read_text()
     assert not list((tmp_path / "sockets").glob("*.sock"))

@@ -46,12 +46,14 @@ def from_result(arrays: dict[str, np.ndarray], meta: dict, *, kind: str | None =
       >>> fig.axes[0].collections[0].get_array().shape            # the 9 x 9 grid, one cell per point
       (9, 9)
     """
-    kinds = {"race": race_of_result, "descent": descent_of_result, "basins": basin_map_of_result}
+    kinds = {"race": (race_of_result, "a race result is drawn as its paths and costs only"),
+             "descent": (descent_of_result, "an in-plane descent is drawn as its paths only"),
+             "basins": (basin_map_of_result, "a basins result is drawn as its map only")}
     if meta.get("kind") in kinds:
+        draw, only = kinds[meta["kind"]]
         if kind is not None or metric is not None or clip is not None or log is not None:
-            raise ValueError(f"a {meta['kind']} result is drawn as its own figure only (no --kind, --metric, --clip "
-                             "or --log)")
-        return kinds[meta["kind"]](arrays, meta)
+            raise ValueError(f"{only} (no --kind, --metric, --clip or --log)")
+        return draw(arrays, meta)
     values = {k[6:]: v for k, v in arrays.items() if k.startswith("value/")}
     if not values:
         if not meta.get("kind") or meta.get("kind") in ("plane", "line", "interpolation", "three_point", "trajectory"):
