@@ -12,7 +12,7 @@ point, one colour scale) and, at every seed's minimum, the top and the most nega
 eigenvalue (Lanczos).
 
     python experiments/skip_connections.py          # about 35 minutes on 2 CPU cores
-    python experiments/skip_connections.py --quick  # a smoke test, about a minute
+    python experiments/skip_connections.py --quick  # a smoke test, about 6 minutes (compiling)
 
 Figures: ``figures/skip_connections_planes.png`` and ``figures/skip_connections_summary.png``;
 results under ``runs/skip_connections/<network>``.

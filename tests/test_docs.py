@@ -121,6 +121,7 @@ def test_python_blocks_run_in_order_in_a_fresh_interpreter(doc, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # the lecture's block trains 41² starts: about 5 minutes alone on 2 cores
 @pytest.mark.parametrize("block", [b for b in SHELL if b.mark == "run"], ids=lambda b: b.where)
 def test_shell_blocks_marked_run_run_as_written(block, tmp_path):
     for b in blocks(block.path):  # files the document defines before this block
@@ -136,6 +137,10 @@ SMALL = {"--grid": 5, "--curvature-grid": 3, "--steps": 20, "--probes": 3, "--cu
          "--pixels": 320, "--starts": 3}
 #: ``train`` and ``demo`` only (elsewhere ``--seeds`` picks members): the number of random starts.
 SMALL_TRAIN = {"--seeds": 3}
+#: Flags whose defaults are lecture-sized: a line that leaves them out runs them at ``SMALL`` too
+#: (``landscape basins RUN --seeds 0,1,2`` would train 41² starts).
+SMALL_OMITTED = {"basins": ("--grid", "--steps"), "race": ("--starts", "--steps"),
+                 "animate": ("--starts", "--steps", "--grid", "--frames", "--pixels"), "hessian": ("--probes",)}
 #: Placeholders that need a value of their own when the command runs (the rest: PLACEHOLDERS).
 RUN_VALUES = {("--metric", "n"): "test_loss", ("--iters", "3"): "12"}
 #: Lines that cannot run on this machine, and why (each is parsed by the test above).
@@ -155,6 +160,7 @@ def _small(argv: list[str], results: dict[str, str]) -> list[str]:
         out[i] = RUN_VALUES.get((flag, out[i]), out[i])
     if trains:  # "..." (or the quick start) leaves out the sizes: the defaults are 64 x 2000
         out += [x for flag in ("--seeds", "--steps") if flag not in out for x in (flag, str(caps[flag]))]
+    out += [x for flag in SMALL_OMITTED.get(out[0], ()) if flag not in out for x in (flag, str(caps[flag]))]
     return [results.get(a, a) for a in out]
 
 
@@ -164,48 +170,83 @@ def _documented_commands():
     return [(b, line) for b in SHELL if b.mark is None for line in _lines(b) if landscape_argv(line)]
 
 
-def _run_documented_commands(sh, tmp_path):
-    """Run every documented line (``sh(argv, extra_env, where)``); returns (ran, skipped)."""
+def _not_here(line: str) -> str | None:
+    return next((why for what, why in NOT_HERE.items() if what in line), None)
+
+
+#: The documents with ``landscape`` lines to run, each a test of its own (so the slow suite's
+#: workers share them out).
+COMMAND_DOCUMENTS = list(dict.fromkeys(b.path for b, _ in _documented_commands()))
+
+
+def test_the_documented_commands_cover_every_command_and_few_cannot_run_here():
+    lines = [line for _, line in _documented_commands()]
+    runnable = {landscape_argv(x)[0] for x in lines if not _not_here(x)}
+    assert len(lines) >= 20 and {"surface", "hessian", "compare", "basins", "animate", "race", "export", "plot",
+                                 "demo", "info", "cache", "serve", "train"} <= runnable
+    assert len([x for x in lines if _not_here(x)]) <= 4
+
+
+def _run_documented_commands(sh, tmp_path, doc):
+    """Run every documented line of ``doc`` (``sh(argv, extra_env, where)``) on the small run;
+    returns (ran, skipped).  A run the page names without training it first (``landscape info
+    runs/digits`` on the reference page) is a copy of the small run; a page that uses ``RESULT``
+    before any ``surface`` line of its own gets the small run's 5-point plane."""
+    small = tmp_path / "runs" / "x"
     sh(["train", "--seeds", "3", "--hidden", "8", "--steps", "60", "--lr", "1", "--snapshot-every", "20",
         "--log-every", "20", "--quiet", "--no-plot", "--out", "runs/x"], where="the small run")
     results: dict[str, str] = {}
     ran, skipped = [], []
+
+    def command(argv, extra=None, where=""):
+        """``sh``, noting the plane the first ``surface`` line on RUN writes as RESULT."""
+        first = argv[:2] == ["surface", "runs/x"] and "runs/x/results/r.npz" not in results
+        before = set((small / "results").glob("*.npz"))
+        r = sh(argv, extra, where=where)
+        if first:
+            new = set((small / "results").glob("*.npz")) - before
+            assert len(new) == 1, new
+            results["runs/x/results/r.npz"] = str(new.pop())
+        return r
+
     for block, line in _documented_commands():
-        reason = next((why for what, why in NOT_HERE.items() if what in line), None)
+        if block.path != doc:
+            continue
+        reason = _not_here(line)
         if reason:
             skipped.append((line, reason))
             continue
+        if "runs/x/results/r.npz" in _small(landscape_argv(line), results):
+            command(_small(["surface", "runs/x", "--seeds", "0", "--grid", "5"], {}), where=f"RESULT for `{line}`")
         argv = _small(landscape_argv(line), results)
+        if argv[0] not in ("train", "demo") and len(argv) > 1 and argv[1].startswith("runs/") \
+                and "/results/" not in argv[1] and not (tmp_path / argv[1]).exists():
+            shutil.copytree(small, tmp_path / argv[1], ignore=shutil.ignore_patterns("results", "figures"))
         extra = env_prefix(line)
         if argv[0] == "cache":  # never the suite's own cache
             extra["LANDSCAPE_COMPILE_CACHE"] = str(tmp_path / "cache")
         if "--devices" in argv:
             n = argv[argv.index("--devices") + 1]
             extra["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={n}"
-        before = set((tmp_path / "runs" / "x" / "results").glob("*.npz"))
-        r = sh(argv, extra, where=f"{block.where}: `{line}`")
+        r = command(argv, extra, where=f"{block.where}: `{line}`")
         if argv == ["serve", "--status"]:  # the commands after `serve --detach` went to the server
             served = int(r.stdout.split(" command(s) served")[0].split()[-1])
             assert served >= 1, f"{block.where}: no command reached the server: {r.stdout}"
-        new = set((tmp_path / "runs" / "x" / "results").glob("*.npz")) - before
-        if argv[:2] == ["surface", "runs/x"] and "runs/x/results/r.npz" not in results:
-            assert len(new) == 1, new
-            results["runs/x/results/r.npz"] = str(new.pop())
         ran.append(line)
-    assert len(ran) >= 20 and {"surface", "hessian", "compare", "basins", "animate", "race", "export", "plot",
-                               "demo", "info", "cache"} <= {landscape_argv(x)[0] for x in ran}
     return ran, skipped
 
 
 @pytest.mark.slow
-def test_documented_commands_run_on_a_small_run(tmp_path):
-    """Every documented ``landscape …`` line of a synopsis or an unmarked shell block runs, in
-    document order, in one directory — every optional part included, the first of each set of
-    alternatives — on a small run: ``RUN`` is a 3-seed digits network trained with snapshots,
-    ``RESULT`` the plane the first ``surface`` line on ``RUN`` wrote, and the sizes are capped by ``SMALL``
-    (a 51-point grid runs as 5 points, 2000 steps as 20, 64 seeds as 3).  Each line must
-    exit 0; ``landscape serve`` lines start, query and stop a real server, which runs the
-    commands between them (``serve --status`` must report at least one)."""
+@pytest.mark.parametrize("doc", COMMAND_DOCUMENTS, ids=lambda d: str(d.relative_to(ROOT)))
+def test_documented_commands_run_on_a_small_run(doc, tmp_path):
+    """Every documented ``landscape …`` line of a synopsis or an unmarked shell block of ``doc``
+    runs, in document order, in one directory — every optional part included, the first of
+    each set of alternatives — on a small run: ``RUN`` is a 3-seed digits network trained with
+    snapshots, ``RESULT`` the plane the first ``surface`` line on ``RUN`` wrote, and the sizes are
+    capped by ``SMALL`` (a 51-point grid runs as 5 points, 2000 steps as 20, 64 seeds as 3;
+    lecture-sized defaults a line leaves out too: ``SMALL_OMITTED``).  Each line must exit 0;
+    ``landscape serve`` lines start, query and stop a real server, which runs the commands
+    between them (``serve --status`` must report at least one)."""
     env = subprocess_env()
     env["LANDSCAPE_COMPILE_CACHE"] = os.environ.get("LANDSCAPE_COMPILE_CACHE", "off")
     # `landscape serve` lines start a real server: its socket in a private directory of the
@@ -221,15 +262,14 @@ def test_documented_commands_run_on_a_small_run(tmp_path):
         return r
 
     try:
-        ran, skipped = _run_documented_commands(sh, tmp_path)
+        ran, skipped = _run_documented_commands(sh, tmp_path, doc)
     finally:  # no server outlives the test, whatever happened
         for described in sockets.glob("*.json"):
             with contextlib.suppress(OSError, ValueError, ProcessLookupError):
                 os.kill(int(json.loads(described.read_text())["pid"]), signal.SIGTERM)
         shutil.rmtree(sockets, ignore_errors=True)
-    assert len(ran) >= 20 and {"surface", "hessian", "compare", "basins", "animate", "race", "export", "plot",
-                               "demo", "info", "cache", "serve"} <= {landscape_argv(x)[0] for x in ran}
-    assert all(reason for _, reason in skipped) and len(skipped) <= 4, skipped
+    assert ran, f"{doc}: no documented command ran"
+    assert all(reason for _, reason in skipped), skipped
 
 
 #: Where the other commands of the documents' shell blocks run (not ``landscape`` lines, not

@@ -118,6 +118,7 @@ def test_mnist_quick_under_mock_data(tmp_path):
     assert ens.config["batch_size"] == 8
 
 
+@pytest.mark.timeout(1200)  # four ResNets' Hessian programs compile for about a minute each on 2 cores
 def test_skip_connections_quick(tmp_path):
     rec = run_quick("skip_connections", tmp_path)
     assert sorted(Path(f).name for f in rec["figures"]) == ["skip_connections_planes.png",
