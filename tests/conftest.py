@@ -84,3 +84,10 @@ def trained(tmp_path_factory):
     r = run("train", *TINY, "--lr", "0.1,0.3", "--loss", "cross_entropy", "--snapshot-every", "2", "--out", str(out))
     assert r.returncode == 0, r.stderr
     return out, r
+
+
+def pytest_collection_modifyitems(config, items):
+    """The tests that are long by design (those given a timeout of their own) go first: the
+    slow suite's workers then share out the short ones around them, instead of one worker
+    starting a ten-minute test when the rest is done."""
+    items.sort(key=lambda item: item.get_closest_marker("timeout") is None)  # stable: otherwise in order

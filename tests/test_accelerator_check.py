@@ -12,6 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.slow  # the test files, then every benchmark section in tiny sizes, in subprocesses
+@pytest.mark.timeout(1200)  # about 8 minutes on 2 busy cores: the time-to-result section starts ~20 commands
 def test_accelerator_check_quick_on_cpu(tmp_path):
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     r = subprocess.run([sys.executable, str(ROOT / "experiments" / "accelerator_check.py"), "--quick",
