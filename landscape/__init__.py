@@ -36,6 +36,7 @@ _NAMESPACES = {
     "directions": "landscape.geometry.directions",
     "surface": "landscape.geometry.surface",
     "hessian": "landscape.curvature",
+    "sharpness": "landscape.sharpness",
     "minima": "landscape.minima",
     "permutation": "landscape.models.permutation",
     "race": "landscape.minima.race",

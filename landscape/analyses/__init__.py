@@ -29,6 +29,7 @@ from .landscapes import (
     surface,
     trajectory,
 )
+from .sharpness import SharpnessSpec, sharpness
 from .races import ADAPTIVE_LR, RaceSpec, race, race_entrants
 from .training import TrainSpec, demo_spec, train
 
@@ -37,6 +38,7 @@ __all__ = [
     "TrainSpec", "train", "demo_spec",
     "SurfaceSpec", "surface", "InterpolationSpec", "interpolate", "PlaneSpec", "plane", "TrajectorySpec", "trajectory",
     "HessianSpec", "hessian",
+    "SharpnessSpec", "sharpness",
     "CompareSpec", "compare",
     "BasinsSpec", "basins",
     "RaceSpec", "ADAPTIVE_LR", "race_entrants", "race",

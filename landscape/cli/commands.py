@@ -248,6 +248,25 @@ def cmd_hessian(args) -> int:
     return 0
 
 
+def cmd_sharpness(args) -> int:
+    from .. import analyses, figures
+
+    override = {} if args.measures is None else {"measures": args.measures}
+    outcome = analyses.sharpness(args.run, _spec(analyses.SharpnessSpec, args, **override), name=args.name,
+                                 overwrite=args.overwrite, execution=_execution(args))
+    _warn(outcome.warnings, args.command)
+    for line in figures.sharpness_lines(outcome.arrays, outcome.meta):
+        print(line)
+    print(f"result: {outcome.path}" + (" (saved and current: reused, nothing computed)" if outcome.reused else ""))
+    if not args.no_plot:
+        with args.clock.phase("figure"):
+            paths = figures.sharpness_figures(outcome.arrays, outcome.meta, outcome.run, args.format,
+                                              prefix=outcome.name)
+        for path in paths:
+            print(f"figure: {path}")
+    return 0
+
+
 def cmd_compare(args) -> int:
     from .. import analyses, figures
     from ..core.errors import ConfigError
@@ -333,6 +352,7 @@ COMMANDS = {
     "plane": _slice("plane"),
     "trajectory": _slice("trajectory"),
     "hessian": cmd_hessian,
+    "sharpness": cmd_sharpness,
     "compare": cmd_compare,
     "basins": cmd_basins,
     "race": cmd_race,

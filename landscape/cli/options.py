@@ -36,6 +36,17 @@ positive_float = number(float, lambda v: math.isfinite(v) and v > 0, "a finite p
 nonneg_float = number(float, lambda v: math.isfinite(v) and v >= 0, "a finite non-negative number")
 
 
+at_least_two = number(int, lambda v: v >= 2, "an integer of at least 2")
+
+
+def names(text: str) -> tuple[str, ...]:
+    """Comma-separated names (``worst,lmax``); the command checks them."""
+    out = tuple(t.strip() for t in text.split(",") if t.strip())
+    if not out:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
+    return out
+
+
 unit_float = number(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
 
 

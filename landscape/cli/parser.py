@@ -17,6 +17,8 @@ from .options import (
     add_statistics,
     add_style,
     add_train_options,
+    at_least_two,
+    names,
     nonneg_float,
     nonneg_int,
     positive_float,
@@ -160,6 +162,47 @@ def build_parser() -> argparse.ArgumentParser:
                    help="PRNG seed of the probes and mini-batches (default: %(default)s)")
     p.add_argument("--chunk-size", type=positive_int, default=16, help="members per compiled call (default: %(default)s)")
     p.add_argument("--name", default=None, help="result name (default: the --curvature, e.g. hessian)")
+    add_statistics(p)
+    add_output(p)
+
+    p = sub.add_parser("sharpness", help="sharpness of every seed by every measure: worst-case, adaptive, m-, "
+                                         "average-case, PAC-Bayes, Fisher-Rao, top eigenvalue, trace",
+                       description="Sharpness of the training loss at every member's final parameters, by the "
+                                   "measures the literature compares (Keskar et al. 2017; Foret et al. 2021; "
+                                   "Kwon et al. 2021; Jiang et al. 2019; Liang et al. 2019), with their errors; "
+                                   "a table per learning rate and a figure.")
+    p.add_argument("run", help="run directory written by `landscape train`")
+    add_model_file(p)
+    p.add_argument("--measures", type=names, default=None,
+                   help="comma-separated, from: worst, adaptive-worst, m-sharpness, average, adaptive-average, "
+                        "pac-bayes, adaptive-pac-bayes, fisher-rao, lmax, trace (default: all but m-sharpness)")
+    p.add_argument("--rho", type=positive_float, default=0.05,
+                   help="radius of the worst-case ball and of m-sharpness's (default: %(default)s)")
+    p.add_argument("--adaptive-rho", type=positive_float, default=0.5,
+                   help="radius of the adaptive worst-case ball, relative to |theta| (default: %(default)s)")
+    p.add_argument("--sigma", type=positive_float, default=0.01,
+                   help="noise scale of the average-case measure (default: %(default)s)")
+    p.add_argument("--adaptive-sigma", type=positive_float, default=0.1,
+                   help="noise scale of the adaptive average-case measure, relative to |theta| (default: %(default)s)")
+    p.add_argument("--batch-size", type=positive_int, default=128,
+                   help="m of m-sharpness: examples per batch (default: %(default)s)")
+    p.add_argument("--steps", type=positive_int, default=20,
+                   help="gradient-ascent steps of the worst-case measures (default: %(default)s)")
+    p.add_argument("--samples", type=at_least_two, default=64,
+                   help="noise draws of the average-case and PAC-Bayes measures, probes of the trace "
+                        "(default: %(default)s)")
+    p.add_argument("--target", type=positive_float, default=0.1,
+                   help="the PAC-Bayes measures' allowed expected loss increase (default: %(default)s)")
+    p.add_argument("--eta", type=nonneg_float, default=0.0,
+                   help="offset of the adaptive measures' scale |theta| + eta (0: exactly invariant to rescaling "
+                        "ReLU layers; default: %(default)s)")
+    p.add_argument("--fisher", choices=("empirical", "model"), default="empirical",
+                   help="labels of the Fisher-Rao norm: the data's, or drawn from the model (cross-entropy runs) "
+                        "(default: %(default)s)")
+    p.add_argument("--key", type=nonneg_int, default=0, help="PRNG seed of every start, draw and probe "
+                                                           "(default: %(default)s)")
+    p.add_argument("--chunk-size", type=positive_int, default=16, help="members per compiled call (default: %(default)s)")
+    p.add_argument("--name", default=None, help="result name (default: sharpness)")
     add_statistics(p)
     add_output(p)
 

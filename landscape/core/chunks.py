@@ -32,7 +32,7 @@ from . import files
 from .errors import CorruptRunError, RunNotFoundError
 from .execution import Execution
 
-__all__ = ["fingerprint", "run_chunks", "save_checkpoint", "load_checkpoint", "remove_checkpoint"]
+__all__ = ["fingerprint", "run_chunks", "map_points", "save_checkpoint", "load_checkpoint", "remove_checkpoint"]
 
 
 def fingerprint(*parts: Any) -> str:
@@ -260,3 +260,58 @@ def _from_process_0(state):
     raw = np.asarray(multihost_utils.broadcast_one_to_all(raw))
     with np.load(io.BytesIO(raw.tobytes()), allow_pickle=False) as z:
         return {k[7:]: z[k] for k in z.files if k.startswith("result/")}, z["done"]
+
+
+#: Members (or points) per compiled call of :func:`map_points` unless ``execution.chunk_size`` says.
+POINT_CHUNK = 16
+
+
+def map_points(run: Callable, arrays: Any, take: Callable, total: int, key: Any, *, fingerprint: str | None,
+               execution: Execution, unit: str) -> dict[str, np.ndarray]:
+    """``run(arrays, points, i, key)`` over ``total`` points (members of an ensemble, points of a
+    grid) in chunks of ``execution.chunk_size`` (default :data:`POINT_CHUNK`), resumable
+    (:func:`run_chunks`: with ``execution.checkpoint``, saved after every chunk) and sharded over
+    ``execution.mesh``.  The last chunk wraps around to the first points (padding, dropped).
+
+    Args:
+      run: the compiled program, vmapped over its second and third arguments.
+      arrays: the examples (replicated on every device, an argument of every call).
+      take: ``take(idx) -> points idx`` stacked, leaves ``(len(idx), ...)``.
+      total: the number of points.
+      key: a PRNG key passed to every call.
+      fingerprint: what the values depend on (required with a checkpoint; the chunk size is added).
+      execution: chunking, checkpoint, progress, devices; changes no number.
+      unit: the progress bar's unit.
+
+    Returns:
+      ``{name: (total, ...)}`` float32 numpy arrays.
+    """
+    import dataclasses
+
+    from .distributed import placement
+
+    pl = placement(execution.mesh)
+    chunk_size = pl.padded(int(max(1, min(execution.chunk_size or POINT_CHUNK, total))))
+    n_chunks = -(-total // chunk_size)
+    arrays = pl.replicate(arrays)
+
+    def compute(c):
+        idx = np.arange(c * chunk_size, (c + 1) * chunk_size) % total
+        return pl.gather(run(arrays, *pl.shard((take(idx), idx.astype(np.int32))), pl.replicate(key)))
+
+    def allocate(out):  # point axis last, so that every result is sliced along the same axis
+        return {k: np.full(v.shape[1:] + (n_chunks * chunk_size,), np.nan, np.float32) for k, v in out.items()}
+
+    def store(results, c, out):
+        for k, v in out.items():
+            results[k][..., c * chunk_size : (c + 1) * chunk_size] = np.moveaxis(v, 0, -1)
+
+    fp = None if execution.checkpoint is None else fingerprint_of(fingerprint, chunk_size)
+    results = run_chunks(
+        compute, n_chunks, allocate=allocate, store=store, key=fp, unit=unit,
+        sizes=[min(chunk_size, total - c * chunk_size) for c in range(n_chunks)],
+        execution=dataclasses.replace(execution, save_every_s=0.0))
+    return {k: np.moveaxis(v[..., :total], -1, 0) for k, v in results.items()}
+
+
+fingerprint_of = fingerprint  # map_points' argument of that name hides the function

@@ -157,7 +157,7 @@ def ensemble_curvature(
                                             minibatches=minibatches)
     fp = chunks.fingerprint(options, key, stacked) if execution.checkpoint is not None else None
     take = lambda idx: jax.tree_util.tree_map(lambda x: np.asarray(x)[idx], stacked)  # noqa: E731
-    return _chunked(run, arrays, take, m_total, key, fingerprint=fp, execution=execution.labelled("Hessian"),
+    return chunks.map_points(run, arrays, take, m_total, key, fingerprint=fp, execution=execution.labelled("Hessian"),
                     unit="member")
 
 
@@ -234,41 +234,6 @@ def _vmapped_point(one):
     return jax.jit(jax.vmap(one, in_axes=(None, 0, 0, None)))
 
 
-#: Members (or points) per compiled call of the curvature drivers unless ``execution.chunk_size`` says.
-CHUNK = 16
-
-
-def _chunked(run, arrays, take, total: int, key, *, fingerprint, execution: Execution, unit: str):
-    """Run ``run(arrays, params, i, key)`` over ``total`` points in chunks (:func:`landscape.core.chunks.run_chunks`:
-    resumable with ``execution.checkpoint``, saved after every chunk; sharded over ``execution.mesh``);
-    ``take(idx)`` gives the stacked points ``idx``.  Returns ``{name: (total, ...)}`` numpy arrays."""
-    from ..core import chunks
-    from ..core.distributed import placement
-
-    pl = placement(execution.mesh)
-    chunk_size = pl.padded(int(max(1, min(execution.chunk_size or CHUNK, total))))
-    n_chunks = -(-total // chunk_size)
-    arrays = pl.replicate(arrays)  # the examples: one copy on every device, an argument of every call
-
-    def compute(c):
-        idx = np.arange(c * chunk_size, (c + 1) * chunk_size) % total  # the last chunk wraps (padding)
-        return pl.gather(run(arrays, *pl.shard((take(idx), idx.astype(np.int32))), pl.replicate(key)))
-
-    def allocate(out):  # point axis last, so that every result is sliced along the same axis
-        return {k: np.full(v.shape[1:] + (n_chunks * chunk_size,), np.nan, np.float32) for k, v in out.items()}
-
-    def store(results, c, out):
-        for k, v in out.items():
-            results[k][..., c * chunk_size : (c + 1) * chunk_size] = np.moveaxis(v, 0, -1)
-
-    fp = None if execution.checkpoint is None else chunks.fingerprint(fingerprint, chunk_size)
-    results = chunks.run_chunks(
-        compute, n_chunks, allocate=allocate, store=store, key=fp, unit=unit,
-        sizes=[min(chunk_size, total - c * chunk_size) for c in range(n_chunks)],
-        execution=dataclasses.replace(execution, save_every_s=0.0))
-    return {k: np.moveaxis(v[..., :total], -1, 0) for k, v in results.items()}
-
-
 def curvature_map(
     loss_fn: LossFn,
     center: PyTree,
@@ -341,7 +306,7 @@ def curvature_map(
     run, arrays, options = _point_curvature(loss_fn, tree.take(c_np, 0), top=1, num_iters=num_iters,
                                     trace_probes=trace_probes, select=select, curvature=curvature)
     fp = chunks.fingerprint("map", options, key, c_np, d_np, coords) if execution.checkpoint is not None else None
-    out = _chunked(run, arrays, take, s_count * g_count, key, fingerprint=fp,
+    out = chunks.map_points(run, arrays, take, s_count * g_count, key, fingerprint=fp,
     execution=execution.labelled("curvature map"),
                    unit="point")
     res = {"lambda_max": out["top"][:, 0], "lambda_min": out["smallest"]}

@@ -11,6 +11,7 @@ module per figure family:
 * :mod:`~landscape.figures.surfaces` — curves, planes (contour, filled, heat map, 3-D), small multiples;
 * :mod:`~landscape.figures.minima` — matrices between members, scatter plots;
 * :mod:`~landscape.figures.curvature` — spectra, curvature maps, mini-batch spread, the Hessian report;
+* :mod:`~landscape.figures.sharpness` — sharpness measures across members;
 * :mod:`~landscape.figures.basins` — basins of attraction;
 * :mod:`~landscape.figures.races` — optimizer races;
 * :mod:`~landscape.figures.animations` — descent animations for lectures;
@@ -36,6 +37,7 @@ from .minima import matrix, scatter
 from .races import race_animation, race_figure, race_figures, race_lines
 from .report import compare_lines, refresh_report, write_report
 from .result import from_result, result_figure
+from .sharpness import SHARPNESS_TITLES, sharpness_figure, sharpness_figures, sharpness_lines
 from .styles import FIGURE_FORMATS, STYLES, Labels, save_animation, save_figure, scale, style, using
 from .surfaces import MAX_LABELLED_PATHS, SURFACE_KINDS, curve, landscape_2d, small_multiples
 from .training import final_cost_histogram, sweep, training_curves, training_figures
@@ -47,6 +49,7 @@ __all__ = [
     "matrix", "scatter",
     "spectral_density", "curvature_map", "minibatch_spread", "curvature_map_lines", "curvature_map_figure",
     "hessian_lines", "density_curves", "hessian_figures", "curvature_figures",
+    "SHARPNESS_TITLES", "sharpness_lines", "sharpness_figure", "sharpness_figures",
     "basin_map", "basin_lines",
     "race_figure", "race_animation", "race_lines", "race_figures",
     "AnimationStyle", "descent_animation", "paths_by_basin", "descent_paths", "descent_lines", "descent_figures",
