@@ -52,8 +52,11 @@ PyTree = Any
 
 __all__ = [
     "Estimate", "Interval", "worst_case", "average_case", "pac_bayes_sigma", "fisher_rao_norm", "rescale",
-    "kendall_tau", "granulated_tau", "MEASURES",
+    "kendall_tau", "granulated_tau", "MEASURES", "INTERVAL_Z",
 ]
+
+#: Standard errors on either side of :func:`pac_bayes_sigma`'s interval (about 95 %).
+INTERVAL_Z = 2.0
 
 #: The measures of ``landscape sharpness --measures`` (:func:`landscape.analyses.sharpness`).
 MEASURES = ("worst", "adaptive-worst", "m-sharpness", "average", "adaptive-average", "pac-bayes",
@@ -61,14 +64,35 @@ MEASURES = ("worst", "adaptive-worst", "m-sharpness", "average", "adaptive-avera
 
 
 class Estimate(NamedTuple):
-    """A Monte-Carlo estimate: ``value`` and its standard error ``stderr`` (scalars, or ``(M,)``)."""
+    """A Monte-Carlo estimate: ``value`` and its standard error ``stderr`` (scalars, or ``(M,)``).
+
+    Attributes:
+      value: the estimate.
+      stderr: its standard error.
+
+    Examples:
+      >>> e = ls.sharpness.Estimate(0.25, 0.01)
+      >>> e.value - 2 * e.stderr
+      0.23
+    """
 
     value: Any
     stderr: Any
 
 
 class Interval(NamedTuple):
-    """A value with an interval: ``low <= value <= high`` (scalars, or ``(M,)``)."""
+    """A value with an interval: ``low <= value <= high`` (scalars, or ``(M,)``).
+
+    Attributes:
+      value: the value.
+      low: the interval's lower end.
+      high: the interval's upper end.
+
+    Examples:
+      >>> value, low, high = ls.sharpness.Interval(0.2, 0.19, 0.21)
+      >>> low <= value <= high
+      True
+    """
 
     value: Any
     low: Any
@@ -362,7 +386,7 @@ def average_case(loss: Callable[[PyTree], jax.Array], params: PyTree, *, sigma: 
 
 def pac_bayes_sigma(loss: Callable[[PyTree], jax.Array], params: PyTree, *, target: float, samples: int,
                     key: jax.Array, adaptive: bool = False, stacked: bool = False, eta: float = 0.0,
-                    iters: int = 20, sigma_range: tuple[float, float] = (1e-5, 10.0), z: float = 2.0,
+                    iters: int = 20, sigma_range: tuple[float, float] = (1e-5, 10.0),
                     execution: Execution | None = None) -> Interval:
     """PAC-Bayes flatness: the largest ``σ`` whose expected increase ``E[loss(θ + δ)] − loss(θ)``
     (``δ`` as in :func:`average_case`) is at most ``target`` (Jiang et al. 2019, section 6 and
@@ -373,8 +397,8 @@ def pac_bayes_sigma(loss: Callable[[PyTree], jax.Array], params: PyTree, *, targ
     range is clipped to its ends), on ``samples`` fixed noise draws (draw ``j``:
     ``fold_in(key, j)``), so the estimated increase is a smooth function of σ.  The interval is
     where the same bisection puts σ when the estimated increase is shifted by ``± z`` standard
-    errors: ``low`` solves ``mean + z·se = target``, ``high`` solves ``mean − z·se = target`` — the
-    σ the Monte-Carlo error allows.  At a minimum of ``½ θᵀAθ``: ``σ = sqrt(2 target / tr A)``.
+    errors: ``low`` solves ``mean + z·se = target``, ``high`` solves ``mean − z·se = target``
+    (``z`` = :data:`INTERVAL_Z` = 2, about 95 %) — the σ the Monte-Carlo error allows.  At a minimum of ``½ θᵀAθ``: ``σ = sqrt(2 target / tr A)``.
 
     Args:
       loss: ``params -> scalar``.
@@ -387,7 +411,6 @@ def pac_bayes_sigma(loss: Callable[[PyTree], jax.Array], params: PyTree, *, targ
       eta: the adaptive scale's offset.
       iters: bisection steps (20 resolve the default range to a factor 1.00002).
       sigma_range: ``(lowest, highest)`` σ searched.
-      z: standard errors of the interval (2: about 95 %).
       execution: for ``stacked``: chunking, devices, checkpoint, progress; changes no number.
 
     Returns:
@@ -399,7 +422,7 @@ def pac_bayes_sigma(loss: Callable[[PyTree], jax.Array], params: PyTree, *, targ
       >>> bool(s.low <= s.value <= s.high), round(float(s.value), 1)     # sqrt(2 · 0.1 / 5) = 0.2
       (True, 0.2)
     """
-    _check_positive(target=target, iters=iters, z=z)
+    _check_positive(target=target, iters=iters)
     if not isinstance(samples, (int, np.integer)) or samples < 2:
         raise ConfigError(f"samples must be an integer of at least 2, got {samples!r}")
     lo, hi = (float(s) for s in sigma_range)
@@ -408,7 +431,7 @@ def pac_bayes_sigma(loss: Callable[[PyTree], jax.Array], params: PyTree, *, targ
     _check_eta(adaptive, eta)
     out = _measure(_pac_bayes_point, loss, params, key, stacked=stacked, execution=execution,
                    label="PAC-Bayes sigma", target=float(target), samples=int(samples), adaptive=bool(adaptive),
-                   eta=float(eta), iters=int(iters), sigma_min=lo, sigma_max=hi, z=float(z))
+                   eta=float(eta), iters=int(iters), sigma_min=lo, sigma_max=hi, z=INTERVAL_Z)
     return Interval(out["value"], out["low"], out["high"])
 
 

@@ -134,3 +134,22 @@ def test_skip_connections_quick(tmp_path):
     ens = ls.load_run(tmp_path / "run" / "d10_noskip")
     assert ens.model == ls.ResNet(depth=10, width=2, skip=False, norm="batch", output_activation="identity").for_data(ls.data.load("digits"))
     assert ens.state["batch_stats"]["stem_norm"]["mean"].shape == (2, 2)
+
+
+def test_sharpness_generalisation_quick(tmp_path):
+    rec = run_quick("sharpness_generalisation", tmp_path)
+    assert sorted(Path(f).name for f in rec["figures"]) == [
+        "sharpness_generalisation_rescaling.png", "sharpness_generalisation_scatter.png",
+        "sharpness_generalisation_tau.png"]
+    s = rec["summary"]
+    assert s["networks"] == 2 * 2 * 2 * 3 and 0 < s["learned"] <= s["networks"]
+    assert set(s["measures"]) == set(__import__("landscape").sharpness.MEASURES)
+    for entry in s["measures"].values():
+        for gap in ("loss_gap", "error_gap"):
+            assert -1 <= entry[gap]["tau"] <= 1
+            assert set(entry[gap]["granulated"]) == {"lr", "batch", "width", "granulated"}
+    r = s["rescaling"]
+    for m in ("adaptive-worst", "adaptive-average", "adaptive-pac-bayes", "fisher-rao", "loss"):
+        assert r[m]["min_ratio"] == pytest.approx(1, rel=5e-3) and r[m]["max_ratio"] == pytest.approx(1, rel=5e-3), m
+    for m in ("worst", "lmax"):  # not invariant: the rescaled network is sharper in plain terms
+        assert r[m]["max_ratio"] > 1.5, m

@@ -29,7 +29,7 @@ from .landscapes import (
     surface,
     trajectory,
 )
-from .sharpness import SharpnessSpec, sharpness
+from .measures import SharpnessSpec, sharpness
 from .races import ADAPTIVE_LR, RaceSpec, race, race_entrants
 from .training import TrainSpec, demo_spec, train
 

@@ -285,6 +285,14 @@ def map_points(run: Callable, arrays: Any, take: Callable, total: int, key: Any,
 
     Returns:
       ``{name: (total, ...)}`` float32 numpy arrays.
+
+    Examples:
+      >>> from landscape.core import chunks
+      >>> run = jax.jit(jax.vmap(lambda arrays, p, i, key: {"sq": p * p + arrays}, in_axes=(None, 0, 0, None)))
+      >>> points = np.arange(5.0)
+      >>> chunks.map_points(run, 1.0, lambda idx: points[idx], 5, jax.random.key(0), fingerprint=None,
+      ...                   execution=ls.Execution(chunk_size=2), unit="point")["sq"].tolist()
+      [1.0, 2.0, 5.0, 10.0, 17.0]
     """
     import dataclasses
 

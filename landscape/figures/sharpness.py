@@ -160,5 +160,12 @@ def sharpness_figures(arrays: dict, meta: dict, run: str | Path, fmt: str = "png
 
     Returns:
       the figures written.
+
+    Examples:
+      >>> import tempfile
+      >>> arrays = {"seeds": np.array([0, 1]), "learning_rates": np.array([0.1, 0.1]), "worst": np.array([0.2, 0.4]),
+      ...           "diverged": np.array([False, False]), "learned": np.array([True, True])}
+      >>> [p.name for p in ls.figures.sharpness_figures(arrays, {"measures": ["worst"]}, tempfile.mkdtemp())]
+      ['sharpness.png']
     """
     return [save_figure(sharpness_figure(arrays, meta), Path(run) / "figures" / f"{prefix}.{fmt}")]
