@@ -143,6 +143,7 @@ def figures(out: Path, nets, cfg: dict) -> dict:
     import json
 
     import matplotlib
+    import matplotlib.ticker
     import numpy as np
 
     t = _table(nets)
@@ -202,6 +203,7 @@ def figures(out: Path, nets, cfg: dict) -> dict:
                     ax.scatter(t[m][sel], t["loss_gap"][sel], s=9, color=colors[i], marker=markers[w],
                                label=f"lr {lr:g}, width {w}")
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # short spans: no crowded labels
             tau = summary["measures"][m]["loss_gap"]["tau"]
             ax.set_title(f"{names[ls.sharpness.MEASURES.index(m)]}  (τ = {tau:.2f})", fontsize=7)
         axes[0].set_ylabel("loss gap")
