@@ -1,4 +1,4 @@
-"""A surface computation killed with SIGKILL resumes from its checkpoint and equals an uninterrupted run."""
+"""A surface (curvature map, sharpness) computation killed with SIGKILL resumes from its checkpoint and equals an uninterrupted run."""
 
 import os
 import signal
@@ -30,6 +30,12 @@ SCRIPT = textwrap.dedent(
         res = surface.evaluate(fn, theta, ds, coords, data={"train": (data.train.x, data.train.y)},
                                execution=ls.Execution(chunk_size=2, checkpoint=None if ckpt == "-" else ckpt,
                                                       save_every_s=0.0))
+    elif sys.argv[3] == "sharpness":  # PAC-Bayes sigma of 200 members, two per chunk
+        members = ls.tree.stack([model.init(jax.random.key(i)) for i in range(200)])
+        iv = ls.sharpness.pac_bayes_sigma(ls.models.loss_fn(model, data.train, "cross_entropy"), members, target=0.05,
+                                          samples=32, key=jax.random.key(3), stacked=True,
+                                          execution=ls.Execution(chunk_size=2, checkpoint=None if ckpt == "-" else ckpt))
+        res = {"sigma": iv.value, "low": iv.low, "high": iv.high}
     else:  # the curvature map of a coarser grid of the same plane
         a = np.linspace(-1, 1, 12)
         coords = np.stack(np.meshgrid(a, a, indexing="ij"), -1).reshape(-1, 2)
@@ -71,6 +77,7 @@ def _run(args, tmp_path):
 @pytest.mark.parametrize("kind, saved, marked, returned", [
     ("surface", "result/train_loss", (0,), "train_loss"),  # saved (seeds, points)
     ("curvature", "result/smallest", (), "lambda_min"),  # saved (points,)
+    ("sharpness", "result/value", (), "sigma"),  # saved (members,)
 ])
 def test_sigkill_then_resume_equals_uninterrupted(tmp_path, kind, saved, marked, returned):
     ref = _run(["-", str(tmp_path / "ref.npz"), kind], tmp_path)
