@@ -246,20 +246,18 @@ def _measure(point: Callable, loss, params, key, *, stacked: bool, execution: Ex
     structure, arrays, rebuild = split(loss)
     opts = tuple(sorted(options.items()))
     keyed = key is not None
+    # member i of a stack gets fold_in(key, i); one point gets the key itself
+    run = (_member_program(point, structure, opts, keyed, stacked) if structure is not None
+           else _program(point, rebuild, opts, keyed, stacked))
+    root = key if keyed else jax.random.key(0)
     if not stacked:
-        run = _member_program(point, structure, opts, keyed, False) if structure is not None else _program(
-            point, rebuild, opts, keyed, False)
-        out = run(arrays, tree.with_member_axis(params), jnp.zeros(1, jnp.int32),
-                  key if keyed else jax.random.key(0))
+        out = run(arrays, tree.with_member_axis(params), jnp.zeros(1, jnp.int32), root)
         return {k: v[0] for k, v in out.items()}
     execution = execution or Execution()
-    total = tree.num_members(params)
-    run = _member_program(point, structure, opts, keyed, True) if structure is not None else _program(
-        point, rebuild, opts, keyed, True)
     fp = (chunks.fingerprint(label, repr(opts), key if keyed else "no key", params)
           if execution.checkpoint is not None else None)
     take = lambda idx: jax.tree_util.tree_map(lambda x: np.asarray(x)[idx], params)  # noqa: E731
-    return chunks.map_points(run, arrays, take, total, key if keyed else jax.random.key(0), fingerprint=fp,
+    return chunks.map_points(run, arrays, take, tree.num_members(params), root, depends_on=fp,
                              execution=execution.labelled(label), unit="member")
 
 

@@ -84,7 +84,9 @@ def sharpness(run, spec: SharpnessSpec, *, name: str | None = None, overwrite: b
     / ``<measure>_high`` (PAC-Bayes σ) where there is an error, and per member ``seeds``,
     ``learning_rates``, ``train_loss``, ``test_loss``, ``train_accuracy``, ``test_accuracy``,
     ``diverged``, ``learned``.  Member ``i``'s random starts and draws use
-    ``fold_in(fold_in(key, j), i)`` for the ``j``-th measure of :data:`landscape.sharpness.MEASURES`.
+    ``fold_in(fold_in(key, j), i)`` for the ``j``-th measure of :data:`landscape.sharpness.MEASURES`;
+    ``lmax`` and ``trace`` come from one pass of :func:`landscape.hessian.ensemble_curvature`,
+    keyed by the first of them asked for.
 
     Args:
       run: the run directory.
@@ -141,7 +143,7 @@ def sharpness(run, spec: SharpnessSpec, *, name: str | None = None, overwrite: b
         model = common.model(ens, settings, range(ens.num_members), batches)
         loss = models.loss_fn(model, split, ens.config["loss"])
         root = jax.random.key(spec.key)
-        out = {}
+        out, curv = {}, None
         for j, measure in enumerate(sh.MEASURES):
             if measure not in measures:
                 continue
@@ -165,9 +167,11 @@ def sharpness(run, spec: SharpnessSpec, *, name: str | None = None, overwrite: b
                 out[measure], out[f"{measure}_low"], out[f"{measure}_high"] = iv
             elif measure == "fisher-rao":
                 out[measure] = sh.fisher_rao_norm(loss, ens.params, distribution=spec.fisher, **common_kw)
-            else:  # lmax, trace: the Hessian drivers
-                curv = curvature.ensemble_curvature(loss, ens.params, key=key, top=1,
-                                                    trace_probes=spec.samples, execution=ex)
+            else:  # lmax and trace: one pass of the Hessian driver gives both (keyed by the first asked)
+                if curv is None:
+                    curv = curvature.ensemble_curvature(loss, ens.params, key=key, top=1, trace_probes=spec.samples,
+                                                        execution=dataclasses.replace(ex, checkpoint=res.checkpoints
+                                                                                      / "hessian.npz"))
                 if measure == "lmax":
                     out[measure] = curv["top"][:, 0]
                 else:

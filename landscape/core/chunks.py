@@ -19,6 +19,7 @@ not the other hosts see the file.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 import time
@@ -266,7 +267,7 @@ def _from_process_0(state):
 POINT_CHUNK = 16
 
 
-def map_points(run: Callable, arrays: Any, take: Callable, total: int, key: Any, *, fingerprint: str | None,
+def map_points(run: Callable, arrays: Any, take: Callable, total: int, key: Any, *, depends_on: str | None,
                execution: Execution, unit: str) -> dict[str, np.ndarray]:
     """``run(arrays, points, i, key)`` over ``total`` points (members of an ensemble, points of a
     grid) in chunks of ``execution.chunk_size`` (default :data:`POINT_CHUNK`), resumable
@@ -279,7 +280,8 @@ def map_points(run: Callable, arrays: Any, take: Callable, total: int, key: Any,
       take: ``take(idx) -> points idx`` stacked, leaves ``(len(idx), ...)``.
       total: the number of points.
       key: a PRNG key passed to every call.
-      fingerprint: what the values depend on (required with a checkpoint; the chunk size is added).
+      depends_on: the :func:`fingerprint` of what the values depend on (required with a
+        checkpoint; the chunk size is added).
       execution: chunking, checkpoint, progress, devices; changes no number.
       unit: the progress bar's unit.
 
@@ -290,12 +292,10 @@ def map_points(run: Callable, arrays: Any, take: Callable, total: int, key: Any,
       >>> from landscape.core import chunks
       >>> run = jax.jit(jax.vmap(lambda arrays, p, i, key: {"sq": p * p + arrays}, in_axes=(None, 0, 0, None)))
       >>> points = np.arange(5.0)
-      >>> chunks.map_points(run, 1.0, lambda idx: points[idx], 5, jax.random.key(0), fingerprint=None,
+      >>> chunks.map_points(run, 1.0, lambda idx: points[idx], 5, jax.random.key(0), depends_on=None,
       ...                   execution=ls.Execution(chunk_size=2), unit="point")["sq"].tolist()
       [1.0, 2.0, 5.0, 10.0, 17.0]
     """
-    import dataclasses
-
     from .distributed import placement
 
     pl = placement(execution.mesh)
@@ -314,12 +314,10 @@ def map_points(run: Callable, arrays: Any, take: Callable, total: int, key: Any,
         for k, v in out.items():
             results[k][..., c * chunk_size : (c + 1) * chunk_size] = np.moveaxis(v, 0, -1)
 
-    fp = None if execution.checkpoint is None else fingerprint_of(fingerprint, chunk_size)
+    fp = None if execution.checkpoint is None else fingerprint(depends_on, chunk_size)
     results = run_chunks(
         compute, n_chunks, allocate=allocate, store=store, key=fp, unit=unit,
         sizes=[min(chunk_size, total - c * chunk_size) for c in range(n_chunks)],
         execution=dataclasses.replace(execution, save_every_s=0.0))
     return {k: np.moveaxis(v[..., :total], -1, 0) for k, v in results.items()}
 
-
-fingerprint_of = fingerprint  # map_points' argument of that name hides the function

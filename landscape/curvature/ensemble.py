@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 from typing import Any
@@ -157,8 +156,8 @@ def ensemble_curvature(
                                             minibatches=minibatches)
     fp = chunks.fingerprint(options, key, stacked) if execution.checkpoint is not None else None
     take = lambda idx: jax.tree_util.tree_map(lambda x: np.asarray(x)[idx], stacked)  # noqa: E731
-    return chunks.map_points(run, arrays, take, m_total, key, fingerprint=fp, execution=execution.labelled("Hessian"),
-                    unit="member")
+    return chunks.map_points(run, arrays, take, m_total, key, depends_on=fp, execution=execution.labelled("Hessian"),
+                             unit="member")
 
 
 def _point_curvature(loss_fn, point, *, top, num_iters, trace_probes, density=False, density_probes=2,
@@ -306,9 +305,8 @@ def curvature_map(
     run, arrays, options = _point_curvature(loss_fn, tree.take(c_np, 0), top=1, num_iters=num_iters,
                                     trace_probes=trace_probes, select=select, curvature=curvature)
     fp = chunks.fingerprint("map", options, key, c_np, d_np, coords) if execution.checkpoint is not None else None
-    out = chunks.map_points(run, arrays, take, s_count * g_count, key, fingerprint=fp,
-    execution=execution.labelled("curvature map"),
-                   unit="point")
+    out = chunks.map_points(run, arrays, take, s_count * g_count, key, depends_on=fp,
+                            execution=execution.labelled("curvature map"), unit="point")
     res = {"lambda_max": out["top"][:, 0], "lambda_min": out["smallest"]}
     res["ratio"] = np.abs(res["lambda_min"]) / np.maximum(np.abs(res["lambda_max"]), np.finfo(np.float32).tiny)
     if trace_probes:

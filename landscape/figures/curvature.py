@@ -366,7 +366,8 @@ def result_members(arrays) -> list[tuple[int, float]]:
     return [(int(s), round(float(v), 12)) for s, v in zip(seeds, lrs)]
 
 
-def _healthy(arrays) -> np.ndarray:
+def healthy(arrays) -> np.ndarray:
+    """Members that neither diverged nor failed to learn, ``(M,)`` bool, from a result's arrays."""
     ok = ~arrays["diverged"].astype(bool)
     if "learned" in arrays:
         ok &= arrays["learned"].astype(bool)
@@ -396,7 +397,7 @@ def hessian_lines(arrays: dict) -> list[str]:
     lrs = np.array([k[1] for k in keys])
     rates = np.unique(lrs[np.isfinite(lrs)])
     swept = rates.size > 1
-    ok = _healthy(arrays)
+    ok = healthy(arrays)
     lines = [f"{'seed':>5} " + (f"{'lr':>8} " if swept else "") + f"{'top eigenvalue':>15} {'smallest':>10} "
              f"{'trace':>10}"]
     for i, (seed, lr) in enumerate(keys):
@@ -524,7 +525,7 @@ def hessian_figures(arrays: dict, run: str | Path, fmt: str = "png", groups=None
       ['hessian_sharpness.png', 'hessian_density.png']
     """
 
-    ok = _healthy(arrays)
+    ok = healthy(arrays)
     fd = Path(run) / "figures"
     names, given = None, groups
     if groups is None:
@@ -596,7 +597,7 @@ def curvature_figures(run: str | Path, fmt: str = "png") -> list[Path]:
         if saved is None:
             continue
         other = saved[0]
-        ok = _healthy(other)
+        ok = healthy(other)
         pairs = [(where[k], j) for j, k in enumerate(result_members(other)) if k in where and ok[j]]
         if not pairs:
             continue

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from .curvature import healthy
 from .styles import PAGE_WIDTH, font_size, new_figure, save_figure, style_rc, with_warnings
 
 __all__ = ["SHARPNESS_TITLES", "sharpness_lines", "sharpness_figure", "sharpness_figures"]
@@ -63,7 +64,7 @@ def sharpness_lines(arrays: dict, meta: dict) -> list[str]:
     """
     measures = list(meta["measures"])
     groups, rates = _groups(arrays)
-    ok = ~np.asarray(arrays["diverged"], bool) & np.asarray(arrays.get("learned", np.ones_like(groups, bool)), bool)
+    ok = healthy(arrays)
     widths = [max(9, len(m)) for m in measures]
     head = f"{'seed':>6} " + " ".join(f"{m:>{w}}" for m, w in zip(measures, widths)) + f" {'train loss':>10} {'test loss':>10}"
     lines = []
@@ -109,7 +110,7 @@ def sharpness_figure(arrays: dict, meta: dict) -> Figure:
 
     measures = list(meta["measures"])
     groups, rates = _groups(arrays)
-    ok = ~np.asarray(arrays["diverged"], bool) & np.asarray(arrays.get("learned", np.ones_like(groups, bool)), bool)
+    ok = healthy(arrays)
     order = np.lexsort((np.asarray(arrays["seeds"]), groups))
     cols = min(len(measures), 4 if len(measures) > 6 else 3)
     rows = -(-len(measures) // cols)
@@ -124,15 +125,15 @@ def sharpness_figure(arrays: dict, meta: dict) -> Figure:
             for g, rate in enumerate(rates):
                 sel = groups[order] == g
                 e = None if err is None else np.vstack([err[0][order][sel], err[1][order][sel]])
-                for healthy in (True, False):
+                for fine in (True, False):
                     s = sel.copy()
-                    s[sel] = ok[order][sel] == healthy
+                    s[sel] = ok[order][sel] == fine
                     if not s.any():
                         continue
-                    es = None if e is None else e[:, (ok[order][sel] == healthy)]
-                    label = (f"lr {rate:g}" if np.isfinite(rate) else None) if healthy else None
+                    es = None if e is None else e[:, (ok[order][sel] == fine)]
+                    label = (f"lr {rate:g}" if np.isfinite(rate) else None) if fine else None
                     ax.errorbar(x[s], v[s], yerr=es, fmt="o", ms=3, lw=0.8, color=colors[g],
-                                mfc=colors[g] if healthy else "none", label=label)
+                                mfc=colors[g] if fine else "none", label=label)
             pos = v[np.isfinite(v) & (v > 0)]
             if pos.size and pos.max() > 100 * pos.min() and pos.size == np.isfinite(v).sum():
                 ax.set_yscale("log")
