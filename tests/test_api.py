@@ -27,12 +27,13 @@ FLOORS = {
     "core": 0,
     "data": 1,
     "models": 2,
-    "training": 3, "geometry": 3, "curvature": 3,
-    "minima": 4,
-    "store": 5,
-    "analyses": 6,
-    "figures": 7,
-    "cli": 8,
+    "geometry": 3, "curvature": 3,
+    "training": 4,  # above curvature: it tracks the Hessian inside the training loop
+    "minima": 5,
+    "store": 6,
+    "analyses": 7,
+    "figures": 8,
+    "cli": 9,
 }
 
 

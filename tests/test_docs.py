@@ -140,7 +140,8 @@ SMALL_TRAIN = {"--seeds": 3}
 #: Flags whose defaults are lecture-sized: a line that leaves them out runs them at ``SMALL`` too
 #: (``landscape basins RUN --seeds 0,1,2`` would train 41² starts).
 SMALL_OMITTED = {"basins": ("--grid", "--steps"), "race": ("--starts", "--steps"),
-                 "animate": ("--starts", "--steps", "--grid", "--frames", "--pixels"), "hessian": ("--probes",)}
+                 "animate": ("--starts", "--steps", "--grid", "--frames", "--pixels"), "hessian": ("--probes",),
+                 "spawn": ("--steps",)}
 #: Placeholders that need a value of their own when the command runs (the rest: PLACEHOLDERS).
 RUN_VALUES = {("--metric", "n"): "test_loss", ("--iters", "3"): "12"}
 #: Lines that cannot run on this machine, and why (each is parsed by the test above).

@@ -19,6 +19,7 @@ from .attraction import BasinsSpec, basins
 from .common import Outcome, run_dataset
 from .comparison import CompareSpec, compare
 from .curvature import HessianSpec, hessian
+from .dynamics import SpawnSpec, spawn
 from .landscapes import (
     InterpolationSpec,
     PlaneSpec,
@@ -43,4 +44,5 @@ __all__ = [
     "BasinsSpec", "basins",
     "RaceSpec", "ADAPTIVE_LR", "race_entrants", "race",
     "AnimateSpec", "animate",
+    "SpawnSpec", "spawn",
 ]

@@ -49,6 +49,12 @@ class TrainSpec:
       key: the root PRNG seed.
       log_every: history interval in steps.
       snapshot_every: parameter-snapshot interval (``None``: none).
+      track_every: track the top Hessian eigenvalues of every member's training loss every this
+        many steps inside the training loop (a multiple of ``log_every``; ``None``: none;
+        :class:`landscape.train.Tracking`).
+      track_top: how many of the largest eigenvalues to track.
+      track_trace: also track the Hessian trace (Hutchinson).
+      track_subset: track on the first this many training examples (``None``: all).
 
     Examples:
       >>> spec = ls.analyses.TrainSpec(hidden=(16, 16), lr=(0.3, 1.0, 3.0), seeds=8, steps=500)
@@ -82,6 +88,18 @@ class TrainSpec:
     key: int = 0
     log_every: int = 20
     snapshot_every: int | None = None
+    track_every: int | None = None
+    track_top: int = 1
+    track_trace: bool = False
+    track_subset: int | None = None
+
+    def tracking(self):
+        """The :class:`landscape.train.Tracking` these settings ask for, or ``None``."""
+        if self.track_every is None:
+            return None
+        from ..training.tracking import Tracking
+
+        return Tracking(every=self.track_every, top=self.track_top, trace=self.track_trace, subset=self.track_subset)
 
 
 def train(out: str | Path, spec: TrainSpec, *, overwrite: bool = False, execution: Execution = Execution(),
@@ -160,7 +178,7 @@ def train(out: str | Path, spec: TrainSpec, *, overwrite: bool = False, executio
             model, dataset, key=jax.random.key(spec.key), seeds=spec.seeds,
             optimizer=optim.OptimizerSpec(spec.optimizer, lrs[0], momentum=spec.momentum), loss=spec.loss,
             steps=spec.steps, batch_size=spec.batch_size, learning_rates=lrs if len(lrs) > 1 else None,
-            log_every=spec.log_every, snapshot_every=spec.snapshot_every, 
+            log_every=spec.log_every, snapshot_every=spec.snapshot_every, track=spec.tracking(),
             execution=Execution(progress=execution.progress and writer, mesh=execution.mesh))
         if writer:
             io.save_run(out, ens, overwrite=overwrite, extra=extra)

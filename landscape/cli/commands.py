@@ -267,6 +267,24 @@ def cmd_sharpness(args) -> int:
     return 0
 
 
+def cmd_spawn(args) -> int:
+    from .. import analyses, figures
+
+    outcome = analyses.spawn(args.run, _spec(analyses.SpawnSpec, args), args.out, overwrite=args.overwrite,
+                             execution=_execution(args))
+    _warn(outcome.warnings, args.command)
+    print(f"children: {outcome.run}")
+    for line in figures.instability_lines(outcome.arrays, outcome.meta):
+        print(line)
+    print(f"result: {outcome.path}" + (" (saved and current: reused, nothing computed)" if outcome.reused else ""))
+    if not args.no_plot:
+        with args.clock.phase("figure"):
+            paths = figures.instability_figures(outcome.arrays, outcome.meta, outcome.run, args.format)
+        for path in paths:
+            print(f"figure: {path}")
+    return 0
+
+
 def cmd_compare(args) -> int:
     from .. import analyses, figures
     from ..core.errors import ConfigError
@@ -353,6 +371,7 @@ COMMANDS = {
     "trajectory": _slice("trajectory"),
     "hessian": cmd_hessian,
     "sharpness": cmd_sharpness,
+    "spawn": cmd_spawn,
     "compare": cmd_compare,
     "basins": cmd_basins,
     "race": cmd_race,

@@ -50,6 +50,17 @@ def names(text: str) -> tuple[str, ...]:
 unit_float = number(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
 
 
+def step_list(text: str) -> tuple[int, ...]:
+    """Comma-separated distinct training steps (``0,50,100``)."""
+    try:
+        out = tuple(int(t) for t in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated steps like 0,50,100, got {text!r}") from None
+    if any(v < 0 for v in out) or len(set(out)) != len(out):
+        raise argparse.ArgumentTypeError(f"steps must be distinct and non-negative, got {text!r}")
+    return out
+
+
 def widths(text: str) -> tuple[int, ...]:
     if text.strip().lower() in ("", "none"):
         return ()
@@ -167,6 +178,16 @@ def add_train_options(p: argparse.ArgumentParser, *, defaults: dict) -> None:
                    help="record train/test loss and accuracy every N steps (default: %(default)s)")
     g.add_argument("--snapshot-every", type=positive_int, default=defaults.get("snapshot_every"),
                    help="keep parameter snapshots every N steps (multiple of --log-every) for trajectory plots")
+    g = p.add_argument_group("curvature during training (the edge of stability)")
+    g.add_argument("--track-curvature", dest="track_every", type=positive_int, default=None, metavar="N",
+                   help="every N steps (a multiple of --log-every), inside the compiled loop, the top Hessian "
+                        "eigenvalue(s) of every member's training loss (Lanczos); stored with the run and drawn "
+                        "against 2/lr")
+    g.add_argument("--track-top", type=positive_int, default=1, metavar="K",
+                   help="how many of the largest eigenvalues to track (default: %(default)s)")
+    g.add_argument("--track-trace", action="store_true", help="also track the Hessian trace (Hutchinson)")
+    g.add_argument("--track-subset", type=positive_int, default=None, metavar="N",
+                   help="take the tracked Hessian on the first N training examples (default: all of them)")
 
 
 def add_model_file(p) -> None:

@@ -24,6 +24,7 @@ from .options import (
     positive_float,
     positive_floats,
     positive_int,
+    step_list,
 )
 
 __all__ = ["build_parser", "UsageError"]
@@ -204,6 +205,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-size", type=positive_int, default=16, help="members per compiled call (default: %(default)s)")
     p.add_argument("--name", default=None, help="result name (default: sharpness)")
     add_statistics(p)
+    add_output(p)
+
+    p = sub.add_parser("spawn", help="spawn children from snapshots and measure when training becomes stable "
+                                     "(linear mode connectivity)",
+                       description="From each parent member's snapshot at each spawn step, several children train "
+                                   "on with different data orders, all as one ensemble (Frankle et al. 2020). OUT "
+                                   "is a run directory of the children (parent, then step, then child); its "
+                                   "results/instability holds the loss and error barriers between them.")
+    p.add_argument("run", help="run directory written by `landscape train` with --snapshot-every")
+    add_model_file(p)
+    p.add_argument("--at", type=step_list, required=True, metavar="STEPS",
+                   help="comma-separated spawn steps, each a snapshot step of the run")
+    p.add_argument("--children", type=at_least_two, default=2,
+                   help="children per parent and spawn step (every pair's barrier is measured; default: %(default)s)")
+    p.add_argument("--steps", type=positive_int, default=None, help="training steps of every child (default: the run's)")
+    p.add_argument("--seeds", default="all", help="the parents: all or comma-separated seeds (default: %(default)s)")
+    p.add_argument("--lr", type=positive_float, default=None, help="the parents' learning rate, when the run swept several")
+    p.add_argument("--batch-size", type=positive_int, default=None,
+                   help="the children's minibatch size (default: the run's; full batch is refused)")
+    p.add_argument("--key", type=nonneg_int, default=0, help="PRNG seed of the children's data orders "
+                                                           "(default: %(default)s)")
+    p.add_argument("--log-every", type=positive_int, default=None,
+                   help="the children's history interval (default: their steps)")
+    p.add_argument("--grid", type=at_least_two, default=25,
+                   help="points on each straight line between two children (default: %(default)s)")
+    p.add_argument("--threshold", type=nonneg_float, default=0.02,
+                   help="error barrier below which a spawn step counts as stable (default: %(default)s)")
+    add_statistics(p)
+    p.add_argument("--chunk-size", type=positive_int, default=None, help="points per compiled call (default: auto)")
+    add_save_every(p)
+    p.add_argument("--out", required=True, help="the children's run directory")
     add_output(p)
 
     p = sub.add_parser("compare", help="compare the seeds' minima: barriers, basins, alignment, curves; a report",

@@ -12,6 +12,7 @@ module per figure family:
 * :mod:`~landscape.figures.minima` — matrices between members, scatter plots;
 * :mod:`~landscape.figures.curvature` — spectra, curvature maps, mini-batch spread, the Hessian report;
 * :mod:`~landscape.figures.sharpness` — sharpness measures across members;
+* :mod:`~landscape.figures.dynamics` — curvature tracked during training, instability of spawned children;
 * :mod:`~landscape.figures.basins` — basins of attraction;
 * :mod:`~landscape.figures.races` — optimizer races;
 * :mod:`~landscape.figures.animations` — descent animations for lectures;
@@ -33,6 +34,13 @@ from .curvature import (
     minibatch_spread,
     spectral_density,
 )
+from .dynamics import (
+    curvature_tracking,
+    instability_figure,
+    instability_figures,
+    instability_lines,
+    stability_threshold,
+)
 from .minima import matrix, scatter
 from .races import race_animation, race_figure, race_figures, race_lines
 from .report import compare_lines, refresh_report, write_report
@@ -50,6 +58,7 @@ __all__ = [
     "spectral_density", "curvature_map", "minibatch_spread", "curvature_map_lines", "curvature_map_figure",
     "hessian_lines", "density_curves", "hessian_figures", "curvature_figures",
     "SHARPNESS_TITLES", "sharpness_lines", "sharpness_figure", "sharpness_figures",
+    "stability_threshold", "curvature_tracking", "instability_lines", "instability_figure", "instability_figures",
     "basin_map", "basin_lines",
     "race_figure", "race_animation", "race_lines", "race_figures",
     "AnimationStyle", "descent_animation", "paths_by_basin", "descent_paths", "descent_lines", "descent_figures",

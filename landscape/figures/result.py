@@ -11,6 +11,7 @@ from .animations import descent_of_result
 from .basins import basin_map_of_result
 from .curvature import curvature_map_figure
 from .races import race_of_result
+from .dynamics import instability_figure
 from .sharpness import sharpness_figure
 from .styles import Labels, named_points, save_figure, with_warnings
 from .surfaces import curve, landscape_2d, metric_label, small_multiples
@@ -50,7 +51,8 @@ def from_result(arrays: dict[str, np.ndarray], meta: dict, *, kind: str | None =
     kinds = {"race": (race_of_result, "a race result is drawn as its paths and costs only"),
              "descent": (descent_of_result, "an in-plane descent is drawn as its paths only"),
              "basins": (basin_map_of_result, "a basins result is drawn as its map only"),
-             "sharpness": (sharpness_figure, "a sharpness result is drawn as its measures across members only")}
+             "sharpness": (sharpness_figure, "a sharpness result is drawn as its measures across members only"),
+             "instability": (instability_figure, "an instability result is drawn against the spawn step only")}
     if meta.get("kind") in kinds:
         draw, only = kinds[meta["kind"]]
         if kind is not None or metric is not None or clip is not None or log is not None:
@@ -60,7 +62,7 @@ def from_result(arrays: dict[str, np.ndarray], meta: dict, *, kind: str | None =
     if not values:
         if not meta.get("kind") or meta.get("kind") in ("plane", "line", "interpolation", "three_point", "trajectory"):
             raise ValueError("the result holds no values")
-        raise ValueError(f"`plot` draws surfaces, lines, interpolations, planes, trajectories, basin maps, races, sharpness and "
+        raise ValueError(f"`plot` draws surfaces, lines, interpolations, planes, trajectories, basin maps, races, sharpness, instability and "
                          f"in-plane descents; a {meta['kind']} result has its own figures (written by its command: "
                          "rerun it without --no-plot)")
     axes = [arrays[f"axis_{i}"] for i in range(sum(1 for k in arrays if k.startswith("axis_")))]

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from .dynamics import curvature_tracking, stability_threshold
 from .styles import COLUMN_WIDTH, log_axis, new_figure, save_figure, style_rc
 
 __all__ = ["training_curves", "final_cost_histogram", "sweep", "training_figures"]
@@ -242,7 +243,8 @@ def sweep(
 
 def training_figures(ens, run: str | Path, fmt: str = "png") -> list[Path]:
     """Training curves (coloured by learning rate in a sweep; diverged red, did-not-learn
-    dashed) and the histogram of final costs, under ``RUN/figures/``.
+    dashed) and the histogram of final costs, under ``RUN/figures/``; for a run that tracked
+    its curvature, first :func:`~landscape.figures.curvature_tracking` (``curvature_tracking``).
 
     Args:
       ens: the trained or loaded ensemble.
@@ -265,7 +267,13 @@ def training_figures(ens, run: str | Path, fmt: str = "png") -> list[Path]:
     fig_dir = Path(run) / "figures"
     h, loss = ens.history, ens.config["loss"]
     stalled = ~learned(ens) & ~ens.diverged
-    return [
+    tracked = []
+    if getattr(ens, "tracked", None) is not None:  # the edge of stability: λmax against c/η
+        tracked = [save_figure(curvature_tracking(
+            ens.tracked.step, ens.tracked.top, ens.learning_rates, loss_step=h.step, train_loss=h.train_loss,
+            diverged=ens.diverged, threshold=stability_threshold(ens.config.get("optimizer")),
+            title=f"curvature during training, {ens.num_members} members"), fig_dir / f"curvature_tracking.{fmt}")]
+    return tracked + [
         save_figure(training_curves(h.step, h.train_loss, h.test_accuracy, diverged=ens.diverged,
                                               not_learned=stalled, learning_rates=ens.learning_rates,
                                               loss_name=loss), fig_dir / f"training_curves.{fmt}"),

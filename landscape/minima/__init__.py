@@ -7,6 +7,8 @@ One concept per module, every public name offered here (``ls.minima.barrier``, �
 * :mod:`~landscape.minima.measures` — distances, cosines and prediction disagreement;
 * :mod:`~landscape.minima.curves` — Bézier curves with a trained bend (Garipov et al. 2018);
 * :mod:`~landscape.minima.attraction` — basins of attraction on a plane through minima;
+* :mod:`~landscape.minima.connectivity` — barriers between children spawned from one parent
+  (Frankle et al. 2020);
 * :mod:`~landscape.minima.race` — optimizer races on a fixed plane (its own namespace,
   ``ls.race``).
 
@@ -30,6 +32,7 @@ from .attraction import (
 )
 from .barriers import aligned_barrier_matrix, barrier, barrier_matrix, barriers_between, basins, compare_members, pairs
 from .curves import BezierCurve, bezier_curve, bezier_point
+from .connectivity import instability
 from .measures import cosine_matrix, disagreement_matrix, distance_matrix
 
 __all__ = [
@@ -37,5 +40,5 @@ __all__ = [
     "distance_matrix", "cosine_matrix", "disagreement_matrix",
     "BezierCurve", "bezier_point", "bezier_curve",
     "BasinMap", "ELSEWHERE", "DIVERGED", "SHARED", "label_fractions", "plane_of", "on_plane", "plane_starts",
-    "plane_coords", "label_ends", "basins_of_attraction",
+    "plane_coords", "label_ends", "basins_of_attraction", "instability",
 ]

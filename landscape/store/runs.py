@@ -190,7 +190,9 @@ def save_run(path: str | os.PathLike, ens, *, overwrite: bool = False, extra: di
 
     Files: ``meta.json``, ``params.npz`` (leaves ``(M, ...)``), ``members.npz`` (seeds,
     learning rates, divergence), ``history.npz``, for a model with state ``state.npz`` (its
-    running statistics, leaves ``(M, ...)``) and, when snapshots were kept, ``trajectory.npz``.
+    running statistics, leaves ``(M, ...)``), when snapshots were kept ``trajectory.npz``, and
+    with curvature tracked during training ``tracked.npz`` (``step (T,)``, ``top (M, T, K)``,
+    ``trace`` / ``trace_stderr (M, T)``).
     Refuses an existing ``path`` unless ``overwrite``; the old directory is replaced only once
     the new one is complete.
 
@@ -239,6 +241,9 @@ def save_run(path: str | os.PathLike, ens, *, overwrite: bool = False, extra: di
                 {"step": ens.trajectory.step, **_prefixed("params", ens.trajectory.params)},
             )
             names.append("trajectory.npz")
+        if getattr(ens, "tracked", None) is not None:
+            files.atomic_save_npz(stage / "tracked.npz", ens.tracked.arrays())
+            names.append("tracked.npz")
         meta = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -286,6 +291,7 @@ def load_run(path: str | os.PathLike, *, model=None):
     """
     from ..models import model_from_dict
     from ..training.ensemble import Ensemble, History, Trajectory
+    from ..training.tracking import Tracked
 
     p = run_path(path)
     meta = read_meta(p)
@@ -337,6 +343,17 @@ def load_run(path: str | os.PathLike, *, model=None):
         traj = files.load_npz(p / "trajectory.npz", shapes={"step": (k_traj,), **{
             f"params/{k}": (m, k_traj, *s) for k, s in expected.items()}})
         trajectory = Trajectory(traj["step"], _unprefixed("params", traj))
+    tracked = None
+    if (p / "tracked.npz").exists():
+        declared = files.npz_shapes(p / "tracked.npz")
+        k_tr = declared.get("step", ((-1,), None))[0]
+        top = declared.get("top", ((-1,), None))[0]
+        if len(k_tr) != 1 or len(top) != 3:
+            raise CorruptRunError(f"{p / 'tracked.npz'}: 'step' must be a vector and 'top' (members, steps, k)")
+        shapes = {"step": (k_tr[0],), "top": (m, k_tr[0], top[2])}
+        if "trace" in declared:
+            shapes.update({"trace": (m, k_tr[0]), "trace_stderr": (m, k_tr[0])})
+        tracked = Tracked(**files.load_npz(p / "tracked.npz", shapes=shapes))
     return Ensemble(
         model=model,
         params=params,
@@ -349,6 +366,7 @@ def load_run(path: str | os.PathLike, *, model=None):
         diverged_step=members["diverged_step"],
         config=config,
         timings=dict(meta.get("timings", {})),
+        tracked=tracked,
     )
 
 

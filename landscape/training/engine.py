@@ -30,6 +30,7 @@ from .ensemble import METRICS, Ensemble, History, Trajectory
 from .memory import MAX_LISTED_GROUPS, check_memory, device_budget, device_bytes_per_member, group_size
 from .optim import OptimizerChoice, OptimizerSpec, check_learning_rate
 from .orders import ORDERS_BYTES, epoch_orders, member_keys
+from .tracking import Tracked, Tracking, member_curvature
 
 __all__ = ["train_ensemble"]
 
@@ -142,6 +143,7 @@ def train_ensemble(
     log_every: int = 10,
     snapshot_every: int | None = None,
     starts: Any = None,
+    track: Tracking | None = None,
     execution: Execution | None = None,
 ) -> Ensemble:
     """Train every (seed, learning rate) member of an ensemble at once.
@@ -173,7 +175,11 @@ def train_ensemble(
       starts: train from these parameters instead of drawing them: leaves ``(S, ...)``, one
         start per seed (``seeds`` then defaults to ``0..S-1`` and only labels the starts and
         keys their minibatch orders).  A model with state starts from its initial state
-        (fresh running averages).  Used by basins of attraction and optimizer races.
+        (fresh running averages).  Used by basins of attraction, optimizer races and spawning.
+      track: a :class:`~landscape.train.Tracking`: the top Hessian eigenvalues (and the trace)
+        of every member's training loss every ``track.every`` steps, inside the compiled loop
+        (``ens.tracked``; ``timings["tracking_s"]`` and ``["tracking_share"]``: its measured
+        cost).  ``None`` tracks nothing (the program is then unchanged).
       execution: how to run it (:class:`~landscape.core.execution.Execution`; changes no
         number; default: a progress bar): ``mesh`` shards the members over devices (padded to a
         multiple of them; results identical to one device), ``max_device_bytes`` the memory
@@ -194,6 +200,14 @@ def train_ensemble(
       ...                         batch_size=128, execution=ls.Execution(progress=False))
       >>> ens.params["Dense_0"]["kernel"].shape, ens.history.test_accuracy.shape
       ((4, 64, 16), (4, 11))
+
+      Curvature along the way (Cohen et al. 2021's sharpness, every 50 steps):
+
+      >>> ens = ls.train_ensemble(ls.MLP(hidden=(8,)), data, key=jax.random.key(0), seeds=2, steps=100,
+      ...                         log_every=50, track=ls.train.Tracking(every=50, top=2),
+      ...                         execution=ls.Execution(progress=False))
+      >>> ens.tracked.step.tolist(), ens.tracked.top.shape
+      ([0, 50, 100], (2, 3, 2))
     """
     if not isinstance(data, Dataset):
         raise ConfigError(f"data must be a landscape Dataset, got {type(data).__name__}")
@@ -232,6 +246,14 @@ def train_ensemble(
             raise ConfigError(f"snapshot_every must be a positive integer, got {snapshot_every!r}")
         if snapshot_every % log_every:
             raise ConfigError(f"snapshot_every ({snapshot_every}) must be a multiple of log_every ({log_every})")
+    track_idx = None
+    if track is not None:
+        if not isinstance(track, Tracking):
+            raise ConfigError(f"track must be a landscape.train.Tracking, got {type(track).__name__}")
+        if track.every % log_every:
+            raise ConfigError(f"track.every ({track.every}) must be a multiple of log_every ({log_every})")
+        track_idx = track.indices(n_train)
+        track.num_lanczos(model.num_params())
 
     member_seed = np.repeat(seed_ids, lr_grid.size)
     member_lr = np.tile(lr_grid, seed_ids.size)
@@ -261,11 +283,16 @@ def train_ensemble(
             )
 
     per_member = device_bytes_per_member(model, batch_size or n_train, n_train + data.test.x.shape[0])
+    if track is not None:  # the Lanczos basis, and a Hessian-vector product's activations
+        n_track = n_train if track_idx is None else track_idx.size
+        per_member += 8 * (track.num_lanczos(model.num_params()) + 1) * model.num_params()
+        per_member += 32 * n_track * model.activation_width()
     budget = device_budget(mesh) if max_device_bytes is None else int(max_device_bytes)
     if budget < 1:
         raise ConfigError(f"max_device_bytes must be positive, got {max_device_bytes!r}")
     chunk = int(max(1, min(num_members, budget // per_member)))
-    programs = _programs(model, loss, make_opt, batch_size, _steps_per_epoch(batch_size, n_train), n_train)
+    programs = _programs(model, loss, make_opt, batch_size, _steps_per_epoch(batch_size, n_train), n_train,
+                         None if track is None else dataclasses.replace(track, subset=None))
     bar = _progress_bar(steps * -(-num_members // chunk), num_members, progress)
     group = group_size(placement(mesh).size, model)  # traces the model once: not per member chunk
     t0 = time.perf_counter()
@@ -274,14 +301,15 @@ def train_ensemble(
             _train_members(programs, data, key, member_seed[i : i + chunk], member_lr[i : i + chunk], steps=steps,
                            batch_size=batch_size, log_every=log_every, snap_steps=snap_steps, chunks=chunks,
                            bar=bar, mesh=mesh, group=group, member_choice=member_choice[i : i + chunk],
-                           starts=None if starts is None else jax.tree_util.tree_map(
+                           track=track, track_idx=track_idx, starts=None if starts is None else jax.tree_util.tree_map(
                                lambda a, i=i: a[member_start[i : i + chunk]], starts))
             for i in range(0, num_members, chunk)
         ]
     finally:
         if bar is not None:
             bar.close()
-    train_s = time.perf_counter() - t0
+    # the tracking's cost was measured by one more (compiled) call per member chunk: not training time
+    train_s = time.perf_counter() - t0 - sum(part.get("timing_call_s", 0.0) for part in parts)
 
     def joined(name):
         return jax.tree_util.tree_map(lambda *xs: np.concatenate(xs, axis=0), *[part[name] for part in parts])
@@ -292,6 +320,12 @@ def train_ensemble(
     if snap_steps is not None:
         trajectory = Trajectory(parts[0]["snap_steps"], joined("trajectory"))
     alive = joined("alive")
+    tracked, track_timings = None, {}
+    if track is not None:
+        values = joined("tracked")
+        tracked = Tracked(parts[0]["track_steps"], values["top"], values.get("trace"), values.get("trace_stderr"))
+        tracking_s = sum(part["tracking_s"] for part in parts)
+        track_timings = {"tracking_s": tracking_s, "tracking_share": tracking_s / max(train_s, 1e-9)}
     config = {
         "loss": output_loss(loss).__name__,
         "steps": int(steps),
@@ -303,6 +337,7 @@ def train_ensemble(
         "seeds": [int(s) for s in seed_ids],
         **({"member_optimizers": [int(c) for c in member_choice]} if n_choices > 1 else {}),
         **({"init": "given starts"} if starts is not None else {}),
+        **({"track": track.to_dict()} if track is not None else {}),
         "key": [int(v) for v in np.asarray(jax.random.key_data(key)).ravel()],
         "data": data.describe(),
     }
@@ -318,21 +353,30 @@ def train_ensemble(
         diverged_step=joined("diverged_step"),
         config=config,
         timings={"train_s": train_s, "devices": placement(mesh).size, "processes": jax.process_count(),
-                 "member_chunks": len(parts)},
+                 "member_chunks": len(parts), **track_timings},
+        tracked=tracked,
     )
 
 
 def _train_members(programs, data: Dataset, key: jax.Array, member_seed: np.ndarray, member_lr: np.ndarray, *,
                    steps: int, batch_size: int | None, log_every: int, snap_steps: np.ndarray | None, chunks: int,
-                   bar, mesh, group: int | None, member_choice: np.ndarray, starts=None) -> dict:
+                   bar, mesh, group: int | None, member_choice: np.ndarray, track: Tracking | None = None,
+                   track_idx: np.ndarray | None = None, starts=None) -> dict:
     """Train one chunk of members (all of them at once, vmapped and sharded); numpy results with the
-    member axis first: ``metrics (M, T, 4)``, ``params``, ``alive``, ``diverged_step`` and, with
-    snapshots, ``trajectory`` (leaves ``(M, K, ...)``)."""
+    member axis first: ``metrics (M, T, 4)``, ``params``, ``alive``, ``diverged_step``, with
+    snapshots ``trajectory`` (leaves ``(M, K, ...)``) and with tracking ``tracked`` (leaves
+    ``(M, T', ...)``), ``track_steps``, ``tracking_s`` and ``timing_call_s``."""
     pl = placement(mesh)
-    arrays = pl.replicate((data.train.x, data.train.y, data.test.x, data.test.y))
+    tracked_data = ()
+    if track is not None:
+        x_k, y_k = data.train.x, data.train.y
+        if track_idx is not None:
+            x_k, y_k = x_k[track_idx], y_k[track_idx]
+        tracked_data = (x_k, y_k)
+    arrays = pl.replicate((data.train.x, data.train.y, data.test.x, data.test.y, *tracked_data))
     n_train = data.train.x.shape[0]
     steps_per_epoch = _steps_per_epoch(batch_size, n_train)
-    init_all, init_from, eval_all, run_all = programs
+    init_all, init_from, eval_all, run_all, track_all = programs
     num_members = member_seed.size
 
     def unpad(tree):  # full numpy arrays of the real members
@@ -358,6 +402,9 @@ def _train_members(programs, data: Dataset, key: jax.Array, member_seed: np.ndar
     hist_vals = [unpad(eval_all(state["params"], state["model_state"], arrays))]  # (M, 4)
     snaps = [unpad(state["params"])] if with_params else []
     snap_taken = [0] if with_params else []
+    if track is not None:
+        tracked = [unpad(track_all(state, arrays, jnp.asarray(0, jnp.int32), groups, blocks))]
+        track_taken = [0]
 
     full_intervals = steps // log_every
     longest = max(1, math.ceil(full_intervals / chunks))  # at most this many intervals per call
@@ -393,7 +440,7 @@ def _train_members(programs, data: Dataset, key: jax.Array, member_seed: np.ndar
                                            last=(done + interval * n - 1) // steps_per_epoch))
         t_call = time.perf_counter()
         state, outs = run_all(state, jnp.asarray(done, jnp.int32), arrays, orders, jnp.asarray(first_epoch, jnp.int32),
-                              interval, n, with_params, groups, blocks)
+                              jnp.asarray(steps, jnp.int32), interval, n, with_params, groups, blocks)
         outs = unpad(outs)
         metrics = outs["metrics"]  # (M, n, 4)
         for j in range(n):
@@ -405,6 +452,9 @@ def _train_members(programs, data: Dataset, key: jax.Array, member_seed: np.ndar
             if with_params and s in snap_steps:
                 snaps.append(jax.tree_util.tree_map(lambda a, j=j: np.asarray(a[:, j]), outs["params"]))
                 snap_taken.append(s)
+            if track is not None and (s % track.every == 0 or s == steps):
+                tracked.append(jax.tree_util.tree_map(lambda a, j=j: np.asarray(a[:, j]), outs["tracked"]))
+                track_taken.append(s)
         calls += 1
         if calls == 2 and n == 1 and interval == log_every:
             jax.block_until_ready(outs)
@@ -425,6 +475,14 @@ def _train_members(programs, data: Dataset, key: jax.Array, member_seed: np.ndar
     if with_params:
         out["snap_steps"] = np.asarray(snap_taken)
         out["trajectory"] = jax.tree_util.tree_map(lambda *xs: np.stack(xs, axis=1), *snaps)
+    if track is not None:
+        out["track_steps"] = np.asarray(track_taken)
+        out["tracked"] = jax.tree_util.tree_map(lambda *xs: np.stack(xs, axis=1), *tracked)
+        # the tracking's share: one more call of the (compiled) tracking program, timed
+        t_call = time.perf_counter()
+        jax.block_until_ready(track_all(state, arrays, jnp.asarray(steps, jnp.int32), groups, blocks))
+        out["timing_call_s"] = time.perf_counter() - t_call
+        out["tracking_s"] = out["timing_call_s"] * len(track_taken)
     return out
 
 
@@ -435,8 +493,8 @@ def _steps_per_epoch(batch_size: int | None, n_train: int) -> int:
 
 @functools.lru_cache(maxsize=16)
 def _programs(model: MLP, loss: str, make_opt: Callable | OptimizerSpec, batch_size: int | None, steps_per_epoch: int,
-              n_train: int):
-    """The compiled (jitted, vmapped) init / evaluate / run functions of one training configuration.
+              n_train: int, track: Tracking | None = None):
+    """The compiled (jitted, vmapped) init / evaluate / run / track functions of one training configuration.
 
     Cached, so repeated :func:`train_ensemble` calls with the same model, loss, optimizer and
     batching reuse the compiled programs instead of tracing and compiling them again (the
@@ -453,7 +511,7 @@ def _programs(model: MLP, loss: str, make_opt: Callable | OptimizerSpec, batch_s
             return single(lr)
 
     def evaluate(params, model_state, arrays):  # evaluation mode: the running statistics, if any
-        x_tr, y_tr, x_te, y_te = arrays
+        x_tr, y_tr, x_te, y_te = arrays[:4]
         out_tr = model.apply_eval(params, model_state, x_tr)
         out_te = model.apply_eval(params, model_state, x_te)
         return jnp.stack(
@@ -473,6 +531,8 @@ def _programs(model: MLP, loss: str, make_opt: Callable | OptimizerSpec, batch_s
             "lr": jnp.asarray(lr, jnp.float32),
             # which optimizer: carried only when there is a choice (a single optimizer's program is unchanged)
             **({"choice": jnp.asarray(choice, jnp.int32)} if mixed else {}),
+            # the tracked curvature's random vectors (tracking.py): only when tracking
+            **({"track_key": jax.random.fold_in(init_key, 1)} if track is not None else {}),
         }
 
     def init_member(root, seed, lr, choice):
@@ -513,8 +573,39 @@ def _programs(model: MLP, loss: str, make_opt: Callable | OptimizerSpec, batch_s
     v_step = jax.vmap(step_member, in_axes=(0, None, 0, None, None))
     v_evaluate = jax.vmap(evaluate, in_axes=(0, 0, None))
 
-    def run_all(state, start, arrays, orders, first_epoch, interval, num_intervals, with_params, groups, blocks):
-        """``num_intervals`` × ``interval`` steps from step ``start`` for every member.
+    def in_groups(fn, st, groups):  # fn (vmapped) on each of a block's groups, concatenated
+        m = tree.num_members(st) // groups
+        new = [fn(jax.tree_util.tree_map(lambda a, g=g: a[g * m:(g + 1) * m], st)) for g in range(groups)]
+        return jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *new) if groups > 1 else new[0]
+
+    if track is not None:
+        curvature = member_curvature(
+            lambda p, ms, x, y: loss_of_outputs(model.apply_eval(p, ms, x), y), track, model.num_params())
+
+        def track_member(st, step, arrays):
+            return curvature(st["params"], st["model_state"], jax.random.fold_in(st["track_key"], step),
+                             arrays[4], arrays[5])
+
+        v_track = jax.vmap(track_member, in_axes=(0, None, None))
+
+        def track_blocked(bst, step, arrays, groups, blocks):
+            """Every member's tracked curvature at ``step``, in the training's blocks and groups (so that a
+            member's values are bitwise those of the member alone on a CPU): leaves ``(blocks, M / blocks, ...)``."""
+            def block(st):
+                # the groups one after another (lax.map), not side by side as the steps are: each holds
+                # Lanczos's while loop, and XLA:CPU can deadlock when more of them wait at once than it
+                # has threads (seen with 3 groups on 2 cores)
+                if groups == 1:
+                    return v_track(st, step, arrays)
+                return _flat(jax.lax.map(lambda part: v_track(part, step, arrays), _blocked(st, groups)))
+
+            if blocks == 1:
+                return jax.tree_util.tree_map(lambda a: a[None], block(jax.tree_util.tree_map(lambda a: a[0], bst)))
+            return jax.lax.map(block, bst)
+
+    def run_all(state, start, arrays, orders, first_epoch, total, interval, num_intervals, with_params, groups,
+                blocks):
+        """``num_intervals`` × ``interval`` steps from step ``start`` (of ``total``) for every member.
 
         ``orders``: ``(M, E, N)`` the members' permutations of epochs ``first_epoch ..``.
         The members are ``blocks`` blocks of ``groups`` independent vmapped groups each: the
@@ -522,19 +613,10 @@ def _programs(model: MLP, loss: str, make_opt: Callable | OptimizerSpec, batch_s
         group's working set is a fraction of the whole), the blocks one after another
         (``lax.map``), so that the program's size does not grow with the number of members.
         """
-        def blocked(tree_):  # (M, ...) -> (blocks, M / blocks, ...)
-            return jax.tree_util.tree_map(lambda a: a.reshape((blocks, a.shape[0] // blocks) + a.shape[1:]), tree_)
-
-        def flat(tree_):
-            return jax.tree_util.tree_map(lambda a: a.reshape((a.shape[0] * a.shape[1],) + a.shape[2:]), tree_)
-
         def block_step(st, o, step):  # one block: its groups, each one vmapped call
-            m = tree.num_members(st) // groups
-            parts = [jax.tree_util.tree_map(lambda a, g=g: a[g * m:(g + 1) * m], (st, o)) for g in range(groups)]
-            new = [v_step(p_st, step, p_o, first_epoch, arrays) for p_st, p_o in parts]
-            return jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *new) if groups > 1 else new[0]
+            return in_groups(lambda part: v_step(part[0], step, part[1], first_epoch, arrays), (st, o), groups)
 
-        border = blocked(orders)
+        border = _blocked(orders, blocks)
 
         def one_step(st, step):
             if blocks == 1:
@@ -546,21 +628,46 @@ def _programs(model: MLP, loss: str, make_opt: Callable | OptimizerSpec, batch_s
         def one_interval(st, i):
             first = start + i * interval
             st, _ = jax.lax.scan(one_step, st, first + jnp.arange(interval))
-            params = flat(st["params"])
-            out = {"metrics": v_evaluate(params, flat(st["model_state"]), arrays)}
+            params = _flat(st["params"])
+            out = {"metrics": v_evaluate(params, _flat(st["model_state"]), arrays)}
             if with_params:
                 out["params"] = params
+            if track is not None:  # a tracked step (the same for every member): the curvature, else NaN
+                s = first + interval
+
+                def tracked(b):
+                    return track_blocked(b, s, arrays, groups, blocks)
+
+                def untracked(b):
+                    return jax.tree_util.tree_map(lambda a: jnp.full(a.shape, jnp.nan, a.dtype),
+                                                  jax.eval_shape(tracked, b))
+
+                out["tracked"] = _flat(jax.lax.cond((s % track.every == 0) | (s == total), tracked, untracked, st))
             return st, out
 
-        st, outs = jax.lax.scan(one_interval, blocked(state), jnp.arange(num_intervals))
+        st, outs = jax.lax.scan(one_interval, _blocked(state, blocks), jnp.arange(num_intervals))
         # outputs per interval (n, M, ...) -> per member (M, n, ...)
-        return flat(st), jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1), outs)
+        return _flat(st), jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1), outs)
 
     init_all = jax.jit(jax.vmap(init_member, in_axes=(None, 0, 0, 0)))
     init_from = jax.jit(jax.vmap(start_member, in_axes=(None, 0, 0, 0, 0)))
     eval_all = jax.jit(v_evaluate)
-    run_all = jax.jit(run_all, static_argnums=(5, 6, 7, 8, 9), donate_argnums=(0,))  # the state is replaced
-    return init_all, init_from, eval_all, run_all
+    run_all = jax.jit(run_all, static_argnums=(6, 7, 8, 9, 10), donate_argnums=(0,))  # the state is replaced
+    track_all = None
+    if track is not None:
+        track_all = jax.jit(lambda state, arrays, step, groups, blocks: _flat(track_blocked(
+            _blocked(state, blocks), step, arrays, groups, blocks)), static_argnums=(3, 4))
+    return init_all, init_from, eval_all, run_all, track_all
+
+
+def _blocked(tree_, blocks: int):
+    """Leaves ``(M, ...)`` -> ``(blocks, M / blocks, ...)``."""
+    return jax.tree_util.tree_map(lambda a: a.reshape((blocks, a.shape[0] // blocks) + a.shape[1:]), tree_)
+
+
+def _flat(tree_):
+    """Leaves ``(blocks, M / blocks, ...)`` -> ``(M, ...)``."""
+    return jax.tree_util.tree_map(lambda a: a.reshape((a.shape[0] * a.shape[1],) + a.shape[2:]), tree_)
 
 
 def _progress_bar(steps: int, members: int, enabled: bool):

@@ -104,7 +104,10 @@ class Ensemble:
       diverged: ``(M,)`` bool; a diverged member is frozen at its last finite parameters.
       diverged_step: ``(M,)`` the step whose update was non-finite, ``-1`` if none.
       config: JSON-ready training configuration (loss, steps, batch size, optimizer, data ...).
-      timings: seconds spent compiling + running (``train_s``) and evaluating.
+      timings: seconds spent compiling + running (``train_s``) and evaluating; with tracking,
+        ``tracking_s`` (one measured call of the tracking program times the tracked steps)
+        and ``tracking_share`` (of ``train_s``).
+      tracked: the curvature tracked during training (:class:`~landscape.train.Tracked`), or ``None``.
 
     Examples:
       >>> data = ls.data.blobs(num_train=64, num_test=32)
@@ -127,6 +130,7 @@ class Ensemble:
     diverged_step: np.ndarray
     config: dict
     timings: dict = dataclasses.field(default_factory=dict)
+    tracked: Any = None
 
     @property
     def num_members(self) -> int:
