@@ -16,7 +16,7 @@ second layer's weights by 1/α (the same function); every measure against α.
     python experiments/sharpness_generalisation.py          # about 10 minutes on 2 CPU cores
     python experiments/sharpness_generalisation.py --quick  # a smoke test, about a minute
 
-The digits have 1,797 images (1,437 train): gaps are small and noisy, 108 networks span a
+The digits have 1,797 images (1,347 train): gaps are small and noisy, 108 networks span a
 narrow range of hyper-parameters, and each τ has a spread that the figures show.  This is a
 demonstration of the method at a scale a laptop runs, not a verdict on the question.
 

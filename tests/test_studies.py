@@ -153,3 +153,29 @@ def test_sharpness_generalisation_quick(tmp_path):
         assert r[m]["min_ratio"] == pytest.approx(1, rel=5e-3) and r[m]["max_ratio"] == pytest.approx(1, rel=5e-3), m
     for m in ("worst", "lmax"):  # not invariant: the rescaled network is sharper in plain terms
         assert r[m]["max_ratio"] > 1.5, m
+
+
+def test_edge_of_stability_quick(tmp_path):
+    rec = run_quick("edge_of_stability", tmp_path)
+    assert sorted(Path(f).name for f in rec["figures"]) == [
+        "edge_of_stability_gd.png", "edge_of_stability_ratio.png", "edge_of_stability_sgd.png"]
+    for mode in ("gd", "sgd"):
+        s = rec["summary"][mode]
+        assert set(s["by_lr"]) == {"0.05", "0.1"} and s["tracking_share"] > 0
+        for lr, e in s["by_lr"].items():
+            assert e["threshold"] == pytest.approx(2 / float(lr))
+            assert e["members"] + e["diverged"] == 2
+    ens = __import__("landscape").load_run(tmp_path / "run" / "gd")
+    assert ens.tracked.step.tolist() == [0, 20, 40, 60]
+
+
+def test_instability_quick(tmp_path):
+    rec = run_quick("instability", tmp_path)
+    assert sorted(Path(f).name for f in rec["figures"]) == ["instability_w16.png", "instability_widths.png"]
+    for width in ("8", "16"):
+        w = rec["summary"]["widths"][width]
+        assert w["spawn_steps"] == [0, 10, 20] and len(w["test_error_barrier_median"]) == 3
+        assert all(v >= 0 for v in w["test_error_barrier_median"])
+        assert w["stable_from_step"] in (None, 0, 10, 20)
+    kids = __import__("landscape").load_run(tmp_path / "run" / "w8_children")
+    assert kids.num_members == 2 * 3 * 2

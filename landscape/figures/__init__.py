@@ -40,6 +40,7 @@ from .dynamics import (
     instability_figures,
     instability_lines,
     stability_threshold,
+    stable_from,
 )
 from .minima import matrix, scatter
 from .races import race_animation, race_figure, race_figures, race_lines
@@ -58,7 +59,7 @@ __all__ = [
     "spectral_density", "curvature_map", "minibatch_spread", "curvature_map_lines", "curvature_map_figure",
     "hessian_lines", "density_curves", "hessian_figures", "curvature_figures",
     "SHARPNESS_TITLES", "sharpness_lines", "sharpness_figure", "sharpness_figures",
-    "stability_threshold", "curvature_tracking", "instability_lines", "instability_figure", "instability_figures",
+    "stability_threshold", "curvature_tracking", "stable_from", "instability_lines", "instability_figure", "instability_figures",
     "basin_map", "basin_lines",
     "race_figure", "race_animation", "race_lines", "race_figures",
     "AnimationStyle", "descent_animation", "paths_by_basin", "descent_paths", "descent_lines", "descent_figures",

@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 
 from .styles import PAGE_WIDTH, font_size, log_axis, new_figure, save_figure, style_rc, with_warnings
 
-__all__ = ["stability_threshold", "curvature_tracking", "instability_lines", "instability_figure",
+__all__ = ["stability_threshold", "curvature_tracking", "stable_from", "instability_lines", "instability_figure",
            "instability_figures"]
 
 def stability_threshold(optimizer: dict | None) -> tuple[float, str] | None:
@@ -98,6 +98,7 @@ def curvature_tracking(step: np.ndarray, top: np.ndarray, learning_rates: np.nda
                 ax.plot(step, np.nanmedian(lam[good], axis=0), color="k", lw=1.4, label="median")
             if threshold is not None and np.isfinite(rate):
                 ax.axhline(threshold[0] / rate, color="tab:orange", ls="--", lw=1.0, label=threshold[1])
+            _limits(ax, lam[good], None if threshold is None or not np.isfinite(rate) else threshold[0] / rate)
             ax.set_title(f"lr {rate:g}" if np.isfinite(rate) else "", fontsize=font_size(8))
             if c == 0:
                 ax.set_ylabel("top Hessian eigenvalue")
@@ -108,13 +109,31 @@ def curvature_tracking(step: np.ndarray, top: np.ndarray, learning_rates: np.nda
                 for i in np.flatnonzero(sel):
                     lo.plot(np.asarray(loss_step, float), loss[i], color="tab:red" if bad[i] else "tab:green",
                             lw=0.6, alpha=alpha)
-                log_axis(lo, "y", loss[sel])
+                log_axis(lo, "y", loss[sel & ~bad] if (sel & ~bad).any() else loss[sel])
+                _limits(lo, loss[sel & ~bad], None, log=True)
                 if c == 0:
                     lo.set_ylabel("training loss")
             axes[-1, c].set_xlabel("step")
         if title:
             fig.suptitle(title, fontsize=font_size(9))
     return fig
+
+
+def _limits(ax, values: np.ndarray, line: float | None, log: bool = False) -> None:
+    """The y range of the members that did not diverge (and ``line``): a diverged member's
+    values are drawn but do not flatten everyone else's."""
+    v = np.asarray(values, float).ravel()
+    v = v[np.isfinite(v) & ((v > 0) if log else True)]
+    if line is not None:
+        v = np.append(v, line)
+    if not v.size:
+        return
+    lo, hi = float(v.min()), float(v.max())
+    if log:
+        ax.set_ylim(lo / 1.2, hi * 1.2)
+    else:
+        pad = 0.06 * (hi - lo) or 0.1 * abs(hi) or 1.0
+        ax.set_ylim(lo - pad, hi + pad)
 
 
 def _xscale(ax, steps: np.ndarray) -> None:
@@ -138,6 +157,31 @@ def _judged(arrays: dict) -> str:
     return "test_error_instability" if "test_error_instability" in arrays else "error_instability"
 
 
+def stable_from(steps: np.ndarray, instability: np.ndarray, threshold: float) -> int | None:
+    """The earliest spawn step from which on the median instability over parents stays below
+    ``threshold`` (Frankle et al. 2020's onset of stability), or ``None``.
+
+    Args:
+      steps: ``(S,)`` the spawn steps, increasing.
+      instability: ``(P, S)`` per parent and step.
+      threshold: the barrier called stable.
+
+    Returns:
+      the step, or ``None`` when the last one is not stable.
+
+    Examples:
+      >>> ls.figures.stable_from(np.array([0, 10, 20, 40]), np.array([[0.01, 0.3, 0.01, 0.0]]), 0.02)
+      20
+    """
+    with np.errstate(all="ignore"):
+        med = np.nanmedian(np.asarray(instability, float), axis=0)
+    ok = med < threshold
+    if not ok.size or not ok[-1]:
+        return None
+    first = ok.size - int(np.argmin(ok[::-1])) if not ok.all() else 0
+    return int(np.asarray(steps)[first])
+
+
 def instability_lines(arrays: dict, meta: dict) -> list[str]:
     """The table of an ``instability`` result: per spawn step, the median over parents (and the
     quartiles) of the training-loss, training-error and (when stored) test-error barriers
@@ -155,7 +199,7 @@ def instability_lines(arrays: dict, meta: dict) -> list[str]:
       >>> arrays = {"spawn_steps": np.array([0, 10]), "error_instability": np.array([[0.3, 0.01]]),
       ...           "loss_instability": np.array([[1.0, 0.02]]), "final_train_loss": np.array([[[0.1, 0.1], [0.1, 0.1]]])}
       >>> ls.figures.instability_lines(arrays, {"threshold": 0.02})[-1]
-      'stable (median training-error barrier < 0.02) from spawn step 10'
+      'stable (median training-error barrier < 0.02 from there on) from spawn step 10'
     """
     steps = np.asarray(arrays["spawn_steps"])
     cols = [(k, t) for k, t in (("loss_instability", "train loss barrier"), ("error_instability", "train error barrier"),
@@ -173,10 +217,9 @@ def instability_lines(arrays: dict, meta: dict) -> list[str]:
     if thr is not None:
         key = _judged(arrays)
         what = "test-error" if key.startswith("test") else "training-error"
-        med = np.nanmedian(np.asarray(arrays[key], float), axis=0)
-        below = np.flatnonzero(med < thr)
-        lines.append(f"stable (median {what} barrier < {thr:g}) from spawn step {int(steps[below[0]])}" if below.size
-                     else f"never stable: every median {what} barrier is at least {thr:g}")
+        k = stable_from(steps, np.asarray(arrays[key], float), thr)
+        lines.append(f"stable (median {what} barrier < {thr:g} from there on) from spawn step {k}" if k is not None
+                     else f"not stable: the median {what} barrier at the last spawn step is at least {thr:g}")
     return lines
 
 
