@@ -150,4 +150,10 @@ def test_basins_race_export_and_plot_end_to_end(small_run):
     from PIL import Image
 
     with Image.open(out / "figures" / "descent_seed0_1_2_n3_s5.gif") as im:
-        assert im.size[0] == 320 and im.n_frames >= 2
+        assert im.size[0] == 320 and im.n_frames == 3
+    r = run("animate", str(out), "--starts", "3", "--steps", "5", "--grid", "5", "--frames", "30", "--pixels", "320",
+            "--quiet")  # more frames than positions: every position, and a line that says so
+    assert r.returncode == 0 and "reused, nothing computed" in r.stdout, r.stderr
+    assert "a descent of 5 steps has 6 positions; the animation shows each of them" in r.stdout
+    with Image.open(out / "figures" / "descent_seed0_1_2_n3_s5.gif") as im:
+        assert im.n_frames == 6

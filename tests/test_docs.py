@@ -405,3 +405,12 @@ def test_the_readme_is_short_and_the_site_has_pages_of_their_own():
     assert len(own) >= 6, own
     for part in ("tutorials", "how-to", "explanation", "reference"):
         assert any(part in p.parts for p in own), part
+
+
+def test_git_ignores_what_the_commands_write_by_default():
+    """The demo's default output directory is in .gitignore (it listed a directory nothing wrote)."""
+    from landscape.cli.parser import build_parser
+
+    demo = build_parser().parse_args(["demo"])
+    ignored = {line.strip().strip("/") for line in (ROOT / ".gitignore").read_text().splitlines()}
+    assert demo.out.strip("/") in ignored

@@ -112,3 +112,26 @@ def test_missing_directory(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(RunNotFoundError, match="not a landscape run"):
         ls.load_run(tmp_path / "empty")
+
+
+def test_a_missing_result_is_explained_in_the_terms_the_user_gave(ens, tmp_path):
+    """`plot RUN/meta.json` said `no result at RUN/meta.npz`; `export RUN` said `no result at RUN.npz`."""
+    from .clirun import run
+
+    path = ls.save_run(tmp_path / "run", ens)
+    with pytest.raises(RunNotFoundError, match=r"run is a run directory, not a result: a result is RUN/results/NAME"
+                                                r".*holds no results yet"):
+        ls.io.load_result(path)
+    ls.io.save_result(path / "results" / "plane", {"v": np.zeros(2)}, {"kind": "mine"})
+    with pytest.raises(RunNotFoundError, match=r"meta.json is in the run directory .*its results: plane$"):
+        ls.io.load_result(path / "meta.json")
+    with pytest.raises(RunNotFoundError, match=r"no result 'plain' in .*results; its results: plane$"):
+        ls.io.load_result(path / "results" / "plain.npz")
+    with pytest.raises(RunNotFoundError, match=r"no result at .*elsewhere/x: there is no x.npz there"):
+        ls.io.load_result(tmp_path / "elsewhere" / "x")
+    for command in ("plot", "export"):
+        r = run(command, str(path / "meta.json"))
+        assert r.returncode != 0 and "meta.npz" not in r.stderr and "run.npz" not in r.stderr
+        assert f"{path / 'meta.json'} is in the run directory" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+        r = run(command, str(path))
+        assert r.returncode != 0 and f"{path} is a run directory, not a result" in r.stderr, r.stderr

@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import landscape as ls
 from landscape import figures as plot
@@ -114,6 +116,19 @@ def test_descent_animation_saves_every_frame_as_gif(tmp_path, monkeypatch):
         ls.plot.save_animation(anim, tmp_path / "descent.avi")
     with pytest.raises(ValueError, match="starts, frames, 2"):
         plot.descent_animation(a, b, z, paths[0])
+
+
+@given(steps=st.integers(0, 5000), frames=st.integers(1, 400))
+@settings(max_examples=300, deadline=None)
+def test_an_animation_shows_the_frames_asked_for_or_every_step(steps, frames):
+    """`animate --frames 30` wrote 26 frames: log spacing repeated steps, and the repeats were dropped."""
+    pick = plot.frame_steps(steps, frames)
+    assert len(pick) == min(frames, steps + 1)
+    assert pick[-1] == steps and (pick[0] == 0 or len(pick) == 1)
+    assert np.all(np.diff(pick) > 0)
+    if frames >= 3 and steps >= 100 * frames:  # room to spare: the log spacing is kept, not evened out
+        log = np.round(np.geomspace(1, steps + 1, frames)).astype(int) - 1
+        np.testing.assert_array_equal(pick[-frames // 2:], log[-frames // 2:])
 
 
 # ---------------------------------------------------------------------- figures a journal and a lecture hall accept

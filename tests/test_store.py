@@ -285,12 +285,17 @@ def test_a_member_trained_alone_equals_it_inside_any_sweep_bitwise(digits, sweep
 
 
 @pytest.mark.slow
-def test_an_interrupted_demo_goes_on_and_a_different_one_is_refused(tmp_path):
+def test_an_interrupted_demo_goes_on_a_completed_one_says_so_and_a_different_one_is_refused(tmp_path):
     out = tmp_path / "demo"
     r = run("demo", "--seeds", "3", "--steps", "20", "--out", str(out), "--quiet")
     assert r.returncode == 0, r.stderr
     assert (out / "run" / "figures" / "trajectory_seed0_g41.png").exists()
-    (out / "run" / "results" / "trajectory_seed0_g41.npz").unlink()  # as if killed before the last step
+    r = run("demo", "--seeds", "3", "--steps", "20", "--out", str(out), "--quiet")
+    assert r.returncode == 0 and "kept from the completed demo" in r.stdout, r.stderr
+    assert "interrupted demo" not in r.stdout
+    # as if killed before the last step: the last result missing, the marker not yet marked complete
+    (out / "run" / "results" / "trajectory_seed0_g41.npz").unlink()
+    (out / "demo.json").write_text(json.dumps({"seeds": 3, "steps": 20}))
     r = run("demo", "--seeds", "3", "--steps", "20", "--out", str(out), "--quiet")
     assert r.returncode == 0 and "kept from the interrupted demo" in r.stdout, r.stderr
     assert (out / "run" / "results" / "trajectory_seed0_g41.npz").exists()

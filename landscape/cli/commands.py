@@ -132,14 +132,15 @@ def cmd_demo(args) -> int:
     spec = analyses.demo_spec(args.seeds, args.steps)
     run, marker = out / "run", out / "demo.json"
     wanted = {"seeds": args.seeds, "steps": args.steps}
-    resume = False
+    resume, earlier = False, {}
     if out.exists() and not args.overwrite:
         try:
-            resume = files.read_json(marker) == wanted
+            earlier = files.read_json(marker)
+            resume = {k: earlier.get(k) for k in wanted} == wanted
         except Exception:
             resume = False
         if not resume:
-            raise ConfigError(f"{out} already exists (and is not an interrupted demo with --seeds {args.seeds} "
+            raise ConfigError(f"{out} already exists (and is not a demo with --seeds {args.seeds} "
                               f"--steps {args.steps}); pass --overwrite to replace it")
     if not resume:
         with files.staged_directory(out, overwrite=args.overwrite) as stage:
@@ -147,7 +148,8 @@ def cmd_demo(args) -> int:
     ex = _execution(args)
     if resume and (run / "meta.json").exists():
         ens = io.load_run(run)
-        print(f"run: {run} (kept from the interrupted demo)")
+        print(f"run: {run} (kept from the " + ("completed demo; its results are reused)" if earlier.get("complete")
+                                              else "interrupted demo)"))
     else:
         ens = analyses.train(run, spec, overwrite=True, execution=ex, extra={"command": args.argv})
         print(f"saved run: {run}")
@@ -165,6 +167,7 @@ def cmd_demo(args) -> int:
     for what, call in steps:
         print(f"\n$ landscape {what.split()[0]} {run} {' '.join(what.split()[1:])}")
         _finish(args, call(), fmt="png")
+    files.atomic_write_json(marker, {**wanted, "complete": True})
     print(f"\ndemo complete: run directory {run}, figures in {run / 'figures'}")
     return 0
 
@@ -353,6 +356,9 @@ def cmd_race(args) -> int:
 def cmd_animate(args) -> int:
     from .. import analyses, figures
 
+    if args.frames > args.steps + 1:
+        print(f"--frames {args.frames}: a descent of {args.steps} steps has {args.steps + 1} positions; "
+              f"the animation shows each of them")
     return _starts_command(
         args, analyses.animate, _spec(analyses.AnimateSpec, args, align=_align(args)), figures.descent_lines,
         lambda o: figures.descent_figures(o.arrays, o.meta, o.run / "figures" / o.name, args.format,

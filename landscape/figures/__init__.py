@@ -21,7 +21,8 @@ module per figure family:
 * :mod:`~landscape.figures.export` — interactive HTML and VTK (``ls.export``).
 """
 
-from .animations import AnimationStyle, descent_animation, descent_figures, descent_lines, descent_paths, paths_by_basin
+from .animations import (AnimationStyle, descent_animation, descent_figures, descent_lines, descent_paths, frame_steps,
+                         paths_by_basin)
 from .basins import basin_lines, basin_map
 from .curvature import (
     curvature_figures,
@@ -63,6 +64,7 @@ __all__ = [
     "basin_map", "basin_lines",
     "race_figure", "race_animation", "race_lines", "race_figures",
     "AnimationStyle", "descent_animation", "paths_by_basin", "descent_paths", "descent_lines", "descent_figures",
+    "frame_steps",
     "from_result", "result_figure",
     "compare_lines", "write_report", "refresh_report",
 ]

@@ -27,7 +27,7 @@ from .styles import (
 )
 from .surfaces import landscape_2d, outline_effect
 
-__all__ = ["AnimationStyle", "descent_animation", "paths_by_basin", "descent_paths", "descent_lines", "descent_figures"]
+__all__ = ["AnimationStyle", "frame_steps", "descent_animation", "paths_by_basin", "descent_paths", "descent_lines", "descent_figures"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -249,11 +249,39 @@ def descent_lines(arrays: dict, meta: dict) -> list[str]:
     return out
 
 
+def frame_steps(steps: int, frames: int) -> np.ndarray:
+    """Which steps an animation of a ``steps``-step descent shows: ``min(frames, steps + 1)``
+    distinct steps from 0 to ``steps``, spaced logarithmically where the steps allow it (the fast
+    start is not a blur) and one apart where log spacing would repeat a step.
+
+    Args:
+      steps: the descent's steps (its paths hold ``steps + 1`` points).
+      frames: how many frames are asked for.
+
+    Returns:
+      ``(min(frames, steps + 1),)`` strictly increasing step indices, first 0, last ``steps``.
+
+    Examples:
+      >>> ls.figures.frame_steps(1000, 5).tolist()
+      [0, 5, 31, 177, 1000]
+      >>> len(ls.figures.frame_steps(100, 30)), len(ls.figures.frame_steps(10, 30))
+      (30, 11)
+    """
+    n = min(int(frames), int(steps) + 1)
+    if n < 2:
+        return np.array([int(steps)])
+    target = np.round(np.geomspace(1, steps + 1, n)).astype(int) - 1
+    pick = np.empty(n, int)
+    for i, t in enumerate(target):  # at least one past the previous frame ...
+        pick[i] = t if i == 0 else max(t, pick[i - 1] + 1)
+    return np.minimum(pick, steps - np.arange(n)[::-1])  # ... and room left for the frames after it
+
+
 def descent_figures(arrays: dict, meta: dict, stem: str | Path, fmt: str = "png", *, movie: str = "gif",
                     pixels: int = 1600, frames: int = 90, animation: bool = True) -> list[Path]:
     """The in-plane descent's still (``STEM.FMT``) and animation (``STEM.gif`` or ``.mp4``, ``pixels``
     wide, 16:9, paths coloured by the minimum they end at, ``frames`` log-spaced steps so the
-    fast start is not a blur).
+    fast start is not a blur: :func:`frame_steps`; all ``steps + 1`` when fewer than ``frames``).
 
     Args:
       arrays: the result's arrays (:func:`landscape.io.load_result`).
@@ -283,7 +311,7 @@ def descent_figures(arrays: dict, meta: dict, stem: str | Path, fmt: str = "png"
     if animation:
         paths = np.asarray(arrays["paths"])
         steps = paths.shape[1] - 1
-        pick = np.unique(np.round(np.geomspace(1, steps + 1, frames)).astype(int) - 1)
+        pick = frame_steps(steps, frames)
         names = list(meta.get("point_labels") or [])
         labels = meta.get("axis_labels", ["u", "v"])
         width = 8.0

@@ -435,6 +435,23 @@ def save_result(path: str | os.PathLike, arrays: dict[str, np.ndarray], meta: di
     return npz
 
 
+def _no_result(given: Path, npz: Path) -> str:
+    """Why ``given`` names no result, in the user's terms: what was given and what is expected."""
+    def names(results: Path) -> str:
+        found = sorted(p.stem for p in results.glob("*.npz")) if results.is_dir() else []
+        shown = ", ".join(found[:8]) + (f" and {len(found) - 8} more" if len(found) > 8 else "")
+        return f"its results: {shown}" if found else "it holds no results yet"
+
+    expected = "a result is RUN/results/NAME, with or without .npz or .json"
+    for run in (given, given.parent):
+        if (run / "meta.json").is_file() and given.parent.name != "results":
+            what = "a run directory" if run == given else f"in the run directory {run}"
+            return f"{given} is {what}, not a result: {expected}; {names(run / 'results')}"
+    if given.parent.name == "results" and given.parent.is_dir():
+        return f"no result {npz.stem!r} in {given.parent}; {names(given.parent)}"
+    return f"no result at {given}: there is no {npz.name} there ({expected})"
+
+
 def load_result(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
     """``(arrays, meta)`` of a result written by :func:`save_result`.
 
@@ -462,7 +479,7 @@ def load_result(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
     """
     npz, js = result_paths(path)
     if not npz.is_file():
-        raise RunNotFoundError(f"no result at {npz}")
+        raise RunNotFoundError(_no_result(Path(path), npz))
     arrays = files.load_npz(npz)
     raw = arrays.pop(RESULT_META, None)
     if raw is None or raw.dtype != np.uint8 or raw.ndim != 1:
