@@ -147,3 +147,25 @@ def test_every_analysis_command_takes_seeds_and_seed_as_one_flag():
         a = parser.parse_args([command, "runs/x", "--seeds", "3"])
         b = parser.parse_args([command, "runs/x", "--seed", "3"])
         assert a.seeds == b.seeds == "3", command
+
+
+@pytest.mark.parametrize("name", ["mse", "cross_entropy", "ce", "xent", "crossentropy", "nll"])
+def test_python_and_the_command_line_know_a_loss_by_the_same_names(name):
+    """`loss="crossentropy"` trained in Python while `--loss crossentropy` was refused: one table for both."""
+    import landscape as ls
+    from landscape.cli import build_parser
+    from landscape.cli.parser import UsageError
+
+    try:
+        python = ls.models.output_loss(name).__name__
+    except ls.ConfigError as e:
+        python = str(e)
+    try:
+        cli = build_parser().parse_args(["train", "--loss", name, "--out", "x"]).loss
+    except UsageError as e:
+        cli = str(e)
+    if name == "nll":  # refused by both, with the same list of the names that are known
+        assert "unknown loss 'nll'; the losses are known as 'mse', 'cross_entropy', 'ce'" in python
+        assert python in cli and cli.startswith("landscape train: argument --loss:")
+    else:
+        assert cli == python == {"mse": "mse"}.get(name, "cross_entropy")

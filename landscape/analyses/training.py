@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..core.errors import ConfigError
 from ..core.execution import Execution
+from ..core.loss_names import loss_name
 
 __all__ = ["TrainSpec", "train", "demo_spec"]
 
@@ -39,7 +40,7 @@ class TrainSpec:
       activation: the hidden non-linearity.
       output_activation: ``"auto"`` (decided by the loss), ``"identity"`` or ``"sigmoid"``.
       init: the kernel initialiser.
-      loss: ``"mse"`` or ``"cross_entropy"``.
+      loss: ``"mse"`` or ``"cross_entropy"`` (or an alias, :func:`landscape.models.loss_name`).
       optimizer: the optimizer's name (:class:`landscape.optim.OptimizerSpec`).
       lr: learning rates; several sweep seeds × rates.
       momentum: for ``momentum``, ``nesterov``, ``rmsprop``.
@@ -156,7 +157,7 @@ def train(out: str | Path, spec: TrainSpec, *, overwrite: bool = False, executio
             dataset = data_mod.load(spec.dataset, data_dir=spec.data_dir, download=spec.download)
         out_act = spec.output_activation
         if out_act == "auto":
-            out_act = "sigmoid" if spec.loss == "mse" else "identity"
+            out_act = "sigmoid" if loss_name(spec.loss) == "mse" else "identity"
         if spec.model_file is not None:
             from ..models import model_file as model_files
 

@@ -7,6 +7,8 @@ import argparse
 import math
 
 from ..core import precision
+from ..core.errors import ConfigError
+from ..core.loss_names import LOSS_NAMES, loss_name
 
 
 def number(cast, ok, what: str):
@@ -37,6 +39,14 @@ nonneg_float = number(float, lambda v: math.isfinite(v) and v >= 0, "a finite no
 
 
 at_least_two = number(int, lambda v: v >= 2, "an integer of at least 2")
+
+
+def loss(text: str) -> str:
+    """A loss by any name Python accepts (:data:`landscape.core.loss_names.LOSS_NAMES`), as its canonical name."""
+    try:
+        return loss_name(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def names(text: str) -> tuple[str, ...]:
@@ -161,8 +171,9 @@ def add_train_options(p: argparse.ArgumentParser, *, defaults: dict) -> None:
     g.add_argument("--init", choices=("lecun_normal", "glorot_uniform", "glorot_normal", "he_normal", "normal"),
                    default="lecun_normal", help="kernel initialiser (default: %(default)s); biases start at 0")
     g = p.add_argument_group("training")
-    g.add_argument("--loss", choices=("mse", "cross_entropy"), default=defaults.get("loss", "mse"),
-                   help="mse: squared difference to one-hot targets, summed over classes, averaged over examples")
+    g.add_argument("--loss", type=loss, default=defaults.get("loss", "mse"), metavar="{mse,cross_entropy}",
+                   help="mse: squared difference to one-hot targets, summed over classes, averaged over examples; "
+                        f"cross_entropy: softmax cross-entropy of the logits (also {', '.join(n for n in LOSS_NAMES if LOSS_NAMES[n] != n)})")
     g.add_argument("--optimizer", choices=("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop"),
                    default="sgd", help="(default: %(default)s)")
     lr = defaults.get("lr", (1.0,))

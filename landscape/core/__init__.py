@@ -6,6 +6,7 @@
   checkpoints) as one object;
 * :mod:`~landscape.core.distributed` — device meshes, multi-host start-up (``ls.distributed``);
 * :mod:`~landscape.core.precision` — the float32 matmul arithmetic (``ls.precision``);
+* :mod:`~landscape.core.loss_names` — the names the built-in losses are known by (``ls.models.loss_name``);
 * :mod:`~landscape.core.compilation_cache` — JAX's persistent compilation cache
   (``ls.compilation_cache``);
 * :mod:`~landscape.core.files` — atomic writes, bounded reads, locks (internal);

@@ -28,6 +28,7 @@ from .base import ACTIVATIONS, INITIALIZERS
 from .cnn import CNN
 from .losses import (
     LOSSES,
+    LOSS_NAMES,
     BatchedLoss,
     LossOf,
     LossParts,
@@ -37,6 +38,7 @@ from .losses import (
     accuracy,
     cross_entropy,
     for_loss,
+    loss_name,
     loss_fn,
     metrics,
     metrics_fn,
@@ -55,6 +57,8 @@ __all__ = [
     "ACTIVATIONS",
     "INITIALIZERS",
     "LOSSES",
+    "LOSS_NAMES",
+    "loss_name",
     "MLP",
     "CNN",
     "BUILTIN",

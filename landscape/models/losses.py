@@ -12,12 +12,13 @@ import jax
 import jax.numpy as jnp
 
 from ..core.errors import ConfigError
+from ..core.loss_names import LOSS_NAMES, loss_name
 from ..data import Dataset
 from .base import ACTIVATIONS, output_fn
 from .mlp import MLP
 from .resolve import as_model
 
-__all__ = ["LOSSES", "mse", "cross_entropy", "accuracy", "output_loss", "for_loss", "metrics",
+__all__ = ["LOSSES", "LOSS_NAMES", "loss_name", "mse", "cross_entropy", "accuracy", "output_loss", "for_loss", "metrics",
            "loss_fn", "LossParts", "ModelLoss", "LossOf", "BatchedLoss", "minibatch_loss", "per_example_loss", "metrics_fn", "MLPMetrics",
            "ModelMetrics"]
 
@@ -88,7 +89,7 @@ def output_loss(name: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
     """The loss of a network's outputs called ``name`` — not of its parameters (that is :func:`loss_fn`).
 
     Args:
-      name: ``"mse"`` or ``"cross_entropy"`` (also ``"ce"``, ``"xent"``).
+      name: ``"mse"`` or ``"cross_entropy"``, or an alias of :data:`LOSS_NAMES` (:func:`loss_name`).
 
     Returns:
       ``(outputs (N, K), labels (N,)) -> scalar``, the mean over examples.
@@ -101,11 +102,7 @@ def output_loss(name: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
       >>> ls.models.output_loss("mse") is ls.models.mse, float(ls.models.output_loss("cross_entropy")(outputs, labels)) > 0
       (True, True)
     """
-    aliases = {"ce": "cross_entropy", "xent": "cross_entropy", "crossentropy": "cross_entropy"}
-    name = aliases.get(name, name)
-    if name not in LOSSES:
-        raise ConfigError(f"unknown loss {name!r}; choose 'mse' or 'cross_entropy'")
-    return LOSSES[name]
+    return LOSSES[loss_name(name)]
 
 
 def for_loss(model, loss: str):
