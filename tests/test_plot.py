@@ -172,7 +172,8 @@ def test_colour_bar_is_as_tall_as_its_axes_and_states_the_clip():
     assert "clipped above 1" in cax.get_ylabel()
 
 
-def test_barrier_matrix_colours_ignore_the_zero_diagonal_and_label_axes_at_any_count():
+def test_barrier_matrix_colours_start_at_zero_leave_out_the_diagonal_and_label_axes_at_any_count():
+    """The scale began at the smallest barrier (0.084 in the lecture run), so black read as zero."""
     rng = np.random.default_rng(0)
     for n in (5, 40):
         m = rng.uniform(0.2, 0.5, (n, n))
@@ -181,8 +182,12 @@ def test_barrier_matrix_colours_ignore_the_zero_diagonal_and_label_axes_at_any_c
         fig = plot.matrix(m, groups=np.arange(n) % 2)
         im = fig.axes[0].get_images()[0]
         off = m[~np.eye(n, dtype=bool)]
-        assert np.isclose(im.norm.vmin, off.min()) and np.isclose(im.norm.vmax, off.max())
+        assert im.norm.vmin == 0.0 and np.isclose(im.norm.vmax, off.max())
+        assert np.isnan(np.asarray(im.get_array(), float)[np.eye(n, dtype=bool)]).all()  # grey, not the scale's 0
         assert fig.axes[0].get_xlabel() and fig.axes[0].get_ylabel()
+    signed = np.array([[1.0, -0.3, 0.4], [-0.3, 1.0, 0.9], [0.4, 0.9, 1.0]])  # e.g. cosines: the scale holds them all
+    im = plot.matrix(signed).axes[0].get_images()[0]
+    assert np.isclose(im.norm.vmin, -0.3) and np.isclose(im.norm.vmax, 0.9)
 
 
 def test_log_axis_below_a_decade_has_labelled_ticks():

@@ -24,8 +24,9 @@ def matrix(
     """A pairwise matrix ``(M, M)`` as a heat map, rows and columns ordered by ``groups``
     (the basins *of this matrix*: pass the labels computed from it) with their boundaries drawn.
 
-    The diagonal (a member against itself) is drawn grey and left out of the colour range, so
-    the off-diagonal values use the whole scale; both axes are labelled (``axis_label``) at any
+    The diagonal (a member against itself) is drawn grey and left out of the colour range. A
+    linear colour scale starts at 0 (or at the smallest value, when some are negative), so the
+    darkest colour reads as zero, not as the smallest barrier; both axes are labelled (``axis_label``) at any
     member count, with tick labels when ``names`` are given for at most 24 members.
 
     Args:
@@ -63,7 +64,8 @@ def matrix(
         fig = ax.figure
         positive = finite[finite > 0]
         norm = (mcolors.LogNorm(max(positive.min(), 1e-12), positive.max()) if log and positive.size
-                else mcolors.Normalize(finite.min() if finite.size else 0, finite.max() if finite.size else 1))
+                else mcolors.Normalize(min(finite.min(), 0.0) if finite.size else 0.0,
+                                       finite.max() if finite.size and finite.max() > 0 else 1.0))
         shown = np.where(m > 0, m, np.nan) if log else m.copy()
         shown[~off] = np.nan  # a member against itself: drawn as a neutral cell
         cmap = matplotlib.colormaps["magma"].with_extremes(bad="0.85")
