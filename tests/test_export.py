@@ -67,6 +67,56 @@ def test_html_is_self_contained(tmp_path):
     assert path.stat().st_size > 1_000_000
 
 
+def _scene_titles(text):
+    """The page's 3-D axis titles, as plotly's JSON in the page spells them."""
+    import json
+
+    titles = []
+    for axis in ("xaxis", "yaxis"):
+        found = re.search('"' + axis + r'":\{"title":\{"text":("(?:[^"\\]|\\.)*")', text)
+        titles.append(json.loads(found.group(1)))
+    return titles
+
+
+@pytest.mark.parametrize("labels", [None, ["distance along u", "distance along v"],
+                                    [r"$\alpha$ (direction 1)", r"$\beta$ (direction 2)"]])
+def test_html_axes_carry_the_png_figure_s_labels(tmp_path, labels):
+    """The page said "a"/"b" where the PNG says "distance along u/v"."""
+    from landscape import figures
+
+    arrays, meta = plane_result()
+    if labels is not None:
+        meta["axis_labels"] = labels
+    (path,) = export.export(arrays, meta, tmp_path / "plane.html", "html")
+    fig = figures.from_result(arrays, meta)
+    png = [fig.axes[0].get_xlabel(), fig.axes[0].get_ylabel()]
+    plain = {None: ["α", "β"], "distance along u": ["distance along u", "distance along v"]}.get(
+        (labels or [None])[0], ["α (direction 1)", "β (direction 2)"])
+    assert _scene_titles(path.read_text()) == plain
+    assert [t.replace("$\\alpha$", "α").replace("$\\beta$", "β") for t in png] == plain
+
+
+def test_html_pages_can_share_one_plotly_js(tmp_path):
+    """Each self-contained page is 4.8 MB; several pages of a lecture can load one copy beside them."""
+    from plotly.offline import get_plotlyjs
+
+    arrays, meta = plane_result()
+    first = export.export(arrays, meta, tmp_path / "a.html", "html", plotly_js="shared")
+    second = export.export(arrays, meta, tmp_path / "b.html", "html", plotly_js="shared", metric="train_accuracy")
+    assert [p.name for p in first] == ["a.html", "plotly.min.js"] and second[1] == first[1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.html", "b.html", "plotly.min.js"]
+    assert first[1].read_text() == get_plotlyjs()
+    for page in (first[0], second[0]):
+        text = page.read_text()
+        assert re.findall(r"<script[^>]+src=\"([^\"]+)\"", text) == ["plotly.min.js"]
+        assert page.stat().st_size < 100_000 and get_plotlyjs()[:2000] not in text
+    first[1].write_text("an older plotly")  # a stale copy beside the pages is replaced, not trusted
+    export.export(arrays, meta, tmp_path / "a.html", "html", plotly_js="shared")
+    assert first[1].read_text() == get_plotlyjs()
+    with pytest.raises(ConfigError, match="plotly_js must be one of inline, shared"):
+        export.export(arrays, meta, tmp_path / "c.html", "html", plotly_js="cdn")
+
+
 def test_bad_exports_are_refused(tmp_path):
     arrays, meta = plane_result()
     with pytest.raises(ConfigError, match="unknown metric"):
@@ -82,12 +132,13 @@ BROWSER = next((shutil.which(b) for b in ("chromium", "chromium-browser", "googl
 
 
 @pytest.mark.skipif(BROWSER is None, reason="no Chromium installed (Debian: apt-get install chromium)")
-def test_html_page_loads_without_errors_and_draws_in_a_headless_browser(tmp_path):
+@pytest.mark.parametrize("plotly_js", ["inline", "shared"])
+def test_html_page_loads_without_errors_and_draws_in_a_headless_browser(tmp_path, plotly_js):
     arrays, meta = plane_result()
-    (path,) = export.export(arrays, meta, tmp_path / "plane.html", "html")
+    path = export.export(arrays, meta, tmp_path / "plane.html", "html", plotly_js=plotly_js)[0]
     hook = ("<script>window.addEventListener('error', function (e) {"
             " document.documentElement.setAttribute('data-page-error', String(e.message)); });</script>")
-    page = tmp_path / "page.html"
+    page = tmp_path / "page.html"  # beside plotly.min.js when it is shared
     page.write_text(path.read_text().replace("<head>", "<head>" + hook, 1))
     r = subprocess.run([BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--use-angle=swiftshader",
                         "--enable-unsafe-swiftshader", "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],

@@ -53,7 +53,8 @@ def cmd_export(args) -> int:
         suffix = {"html": ".html", "vtk": ".vts"}[args.format]
         out = npz.parent.parent / "exports" / f"{npz.stem}{'_' + args.metric if args.metric else ''}{suffix}"
     with args.clock.phase("figure"):
-        paths = export.export(arrays, meta, out, args.format, metric=args.metric, member=args.member)
+        paths = export.export(arrays, meta, out, args.format, metric=args.metric, member=args.member,
+                              plotly_js=args.plotly_js)
     for path in paths:
         print(f"exported: {path}")
     return 0

@@ -3,8 +3,10 @@ and VTK XML for ParaView.  Nothing here computes; like :mod:`landscape.plot`, it
 the arrays a result holds.
 
 * ``html``: a rotatable 3-D surface of the cost (log10 when it spans a decade or more, as the
-  figures), the minima as markers and any paths draped on the surface, with plotly.js written
-  into the file itself — it opens offline, e.g. in a lecture hall.
+  figures), the minima as markers and any paths draped on the surface, its axes labelled as the
+  PNG figures label them, with plotly.js written into the file itself — it opens offline, e.g. in
+  a lecture hall.  Several pages can instead share one ``plotly.min.js`` beside them
+  (``plotly_js="shared"``): each page is then a few hundred kilobytes, not 4.8 MB.
 * ``vtk``: the surface as a structured grid (``.vts``: points ``(a, b, z)``, every metric as
   point data), and paths, if any, as polylines (``_paths.vtp``), in the XML formats ParaView
   and VisIt read — the role of the reference tool's h5→vtp script.
@@ -19,14 +21,32 @@ import numpy as np
 
 from ..core.errors import ConfigError
 
-__all__ = ["FORMATS", "surface_of", "to_html", "to_vtk", "export"]
+__all__ = ["FORMATS", "PLOTLY_JS", "surface_of", "to_html", "to_vtk", "export"]
 
 FORMATS = ("html", "vtk")
+
+#: where an HTML page finds plotly.js: inside the page, or in one ``plotly.min.js`` beside it
+PLOTLY_JS = ("inline", "shared")
+
+#: the shared copy's file name (the name plotly's own ``include_plotlyjs="directory"`` refers to)
+SHARED_PLOTLY = "plotly.min.js"
+
+_TEX = {r"\alpha": "α", r"\beta": "β", r"\gamma": "γ", r"\theta": "θ", r"\lambda": "λ", r"\eta": "η",
+        r"\cdot": "·", r"\times": "×"}
+
+
+def _plain(label: str) -> str:
+    """A matplotlib label as plain text for a page that has no TeX: ``$\\alpha$ (direction 1)`` →
+    ``α (direction 1)``."""
+    for tex, char in _TEX.items():
+        label = label.replace(tex, char)
+    return label.replace("$", "").replace("{", "").replace("}", "")
 
 
 def surface_of(arrays: dict, meta: dict, *, metric: str | None = None, member: int = 0) -> dict:
     """The drawable parts of a saved 2-D result: ``{"a", "b", "values": {name: (G, H)}, "z_name",
-    "points": (R, 2) | None, "paths": [(K, 2)], "path_labels", "point_labels", "title"}``.
+    "points": (R, 2) | None, "paths": [(K, 2)], "path_labels", "point_labels", "title",
+    "axis_labels"}``; ``axis_labels`` are the PNG figure's, as plain text.
 
     Surfaces, planes, trajectory planes (one member of a multi-member result: ``member``), basin
     maps (the cost at the starts, and the labels) and races (the plane's cost and every path).
@@ -89,7 +109,9 @@ def surface_of(arrays: dict, meta: dict, *, metric: str | None = None, member: i
     if z_name not in values:
         raise ConfigError(f"unknown metric {z_name!r}; the result has {', '.join(values)}")
     points = arrays.get("points", arrays.get("extra/points"))
-    return {"a": a, "b": b, "values": {k: np.asarray(v, float) for k, v in values.items()}, "z_name": z_name,
+    # the labels the PNG figure of the same result draws (landscape plot / the command's figure)
+    axis_labels = meta.get("axis_labels") or (["u", "v"] if kind in ("basins", "race") else [r"$\alpha$", r"$\beta$"])
+    return {"axis_labels": [_plain(str(t)) for t in axis_labels], "a": a, "b": b, "values": {k: np.asarray(v, float) for k, v in values.items()}, "z_name": z_name,
             "points": None if points is None else np.asarray(points, float), "paths": paths,
             "path_labels": path_labels, "point_labels": meta.get("point_labels"), "title": meta.get("title") or kind}
 
@@ -114,16 +136,23 @@ def _drape(a, b, z, xy: np.ndarray) -> np.ndarray:
             + tx * ty * z[i + 1, j + 1])
 
 
-def to_html(surf: dict, path: str | Path) -> Path:
-    """Write ``surf`` (:func:`surface_of`) as one self-contained HTML page: plotly.js inside the
-    file, no network needed.  Returns the path.
+def to_html(surf: dict, path: str | Path, *, plotly_js: str = "inline") -> Path:
+    """Write ``surf`` (:func:`surface_of`) as an HTML page that needs no network: plotly.js inside
+    the page, or (``plotly_js="shared"``) in one ``plotly.min.js`` beside it that every page
+    of the directory loads.  Its axes carry the PNG figure's labels.
 
     Args:
       surf: a dict from :func:`surface_of`.
       path: the ``.html`` file to write (atomically).
+      plotly_js: ``"inline"`` (one self-contained page, about 4.8 MB) or ``"shared"`` (the page
+        refers to ``plotly.min.js`` in its directory, written there, atomically, when it is
+        missing or differs from the installed plotly's; keep the two together when copying).
 
     Returns:
-      the path.
+      the path of the page.
+
+    Raises:
+      ConfigError: an unknown ``plotly_js``.
 
     Examples:
       >>> data = ls.data.blobs(num_train=64, num_test=32)
@@ -139,6 +168,9 @@ def to_html(surf: dict, path: str | Path) -> Path:
     import plotly.graph_objects as go
 
     from ..core import files
+
+    if plotly_js not in PLOTLY_JS:
+        raise ConfigError(f"plotly_js must be one of {', '.join(PLOTLY_JS)}, got {plotly_js!r}")
 
     a, b = surf["a"], surf["b"]
     z = surf["values"][surf["z_name"]]
@@ -159,12 +191,21 @@ def to_html(surf: dict, path: str | Path) -> Path:
                                    text=list(names), name="minima"))
     fig = go.Figure(traces)
     fig.update_layout(title={"text": str(surf["title"]).replace("\n", "<br>")},
-                      scene={"xaxis_title": "a", "yaxis_title": "b", "zaxis_title": zlabel},
+                      scene={"xaxis_title": surf["axis_labels"][0], "yaxis_title": surf["axis_labels"][1],
+                             "zaxis_title": zlabel},
                       margin={"l": 0, "r": 0, "t": 40, "b": 0})
-    text = fig.to_html(include_plotlyjs=True, full_html=True, div_id="landscape-surface")
+    shared = plotly_js == "shared"
+    text = fig.to_html(include_plotlyjs="directory" if shared else True, full_html=True, div_id="landscape-surface")
     path = Path(path)
     with files.storage_errors(path.parent, "create"):
         path.parent.mkdir(parents=True, exist_ok=True)
+    if shared:
+        from plotly.offline import get_plotlyjs
+
+        js = get_plotlyjs().encode("utf-8")
+        beside = path.parent / SHARED_PLOTLY
+        if not beside.is_file() or beside.read_bytes() != js:  # another plotly's copy is replaced, never half-written
+            files.atomic_write_bytes(beside, js)
     files.atomic_write_bytes(path, text.encode("utf-8"))
     return path
 
@@ -246,7 +287,7 @@ def to_vtk(surf: dict, path: str | Path) -> list[Path]:
 
 
 def export(arrays: dict, meta: dict, path: str | Path, fmt: str, *, metric: str | None = None,
-           member: int = 0) -> list[Path]:
+           member: int = 0, plotly_js: str = "inline") -> list[Path]:
     """Export a saved 2-D result (:func:`surface_of`) as ``html`` or ``vtk``; returns the files written.
 
     Args:
@@ -256,9 +297,10 @@ def export(arrays: dict, meta: dict, path: str | Path, fmt: str, *, metric: str 
       fmt: ``"html"`` or ``"vtk"``.
       metric: the height (default: the training loss).
       member: which member of a several-member result.
+      plotly_js: for ``html``: plotly.js ``"inline"`` in the page or ``"shared"`` beside it (:func:`to_html`).
 
     Returns:
-      the files written.
+      the files written (the page; with ``"shared"``, ``plotly.min.js`` after it).
 
     Raises:
       ConfigError: an unknown format, a 1-D result, an unknown metric.
@@ -276,4 +318,7 @@ def export(arrays: dict, meta: dict, path: str | Path, fmt: str, *, metric: str 
     if fmt not in FORMATS:
         raise ConfigError(f"export format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     surf = surface_of(arrays, meta, metric=metric, member=member)
-    return [to_html(surf, path)] if fmt == "html" else to_vtk(surf, path)
+    if fmt == "html":
+        page = to_html(surf, path, plotly_js=plotly_js)
+        return [page] + ([page.parent / SHARED_PLOTLY] if plotly_js == "shared" else [])
+    return to_vtk(surf, path)
