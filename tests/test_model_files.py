@@ -100,9 +100,26 @@ def test_a_user_model_run_is_saved_and_loaded_only_with_its_model(net_file, digi
                                    ens.model.apply_eval(ens.member(1), ens.member_state(1), digits.test.x[:5]))
     with pytest.raises(ls.ConfigError, match="does not match this run: its parameters differ"):
         ls.io.load_run(run, model=Wider())
-    net_file.write_text(NET + "\n# edited\n")
-    with pytest.raises(ls.ConfigError, match="has changed since this run was trained"):
+    # comments, docstrings and layout are not code: the run goes on, with the provenance it was trained with
+    net_file.write_text(NET.replace('"""Dense -> BatchNorm -> relu -> Dense on the digits\' 64 inputs."""',
+                                    '"""The same network, described in other words."""')
+                        .replace("def make():", "# a comment\n\ndef make():  # the factory") + "\n# edited\n")
+    back = ls.io.load_run(run, model=f"{net_file}:make")
+    assert back.model.to_dict() == ens.model.to_dict()
+    assert_trees_close(back.params, ens.params, rtol=0, atol=0)
+    # a change to what the file computes is refused, with the ways to go on
+    net_file.write_text(NET.replace("momentum=0.9", "momentum=0.8"))
+    with pytest.raises(ls.ConfigError, match=r"has changed since this run was trained from it: its code differs, not "
+                                             r"only its comments, docstrings or layout .*To go on, put back the "
+                                             r"version it was trained with .*or train a new run from the changed file"):
         ls.io.load_run(run, model=f"{net_file}:make")
+    # a run from before code hashes were recorded is checked byte for byte
+    old = ls.io.read_meta(run)
+    del old["model"]["source"]["code_sha256"]
+    net_file.write_text(NET + "\n# edited\n")
+    with pytest.raises(ls.ConfigError, match="its bytes differ .*predates code hashes"):
+        model_files.restore(old["model"], f"{net_file}:make")
+    net_file.write_text(NET)
     # the spec from the file aligns the user's model: a permuted copy is recovered
     spec = ens.model.permutation_spec()
     perm = {"h": np.array([3, 0, 4, 1, 2])}

@@ -43,7 +43,7 @@ class FlaxModel:
       train_fn: ``(params, state, x) -> (outputs, state)`` in training mode (``None``: ``apply_fn``).
       eval_fn: ``(params, state, x) -> outputs`` (``None``: ``apply_fn``).
       has_state: whether ``state_fn`` returns any array (decided when bound).
-      source: where the model came from, ``{"file", "factory", "sha256"}`` for a model read by
+      source: where the model came from, ``{"file", "factory", "sha256", "code_sha256"}`` for a model read by
         :func:`landscape.model_files.from_file` (recorded with a run), else ``None``.
       spec: its :class:`~landscape.permutation.PermutationSpec` when the user gave one (a model
         file's ``permutation_spec``), for weight matching; ``None``: unknown.

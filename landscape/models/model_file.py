@@ -1,14 +1,19 @@
 """A researcher's model from a Python file, and user models in run directories.
 
 ``landscape train --model-file PATH.py:FACTORY`` trains the model a file defines; the run
-records the file's path, the factory's name and the file's SHA-256, never the code.  Loading
-such a run needs the model again (``--model-file`` on every command, ``load_run(...,
-model=...)`` in Python): a run directory is never executed, and a file that changed since the
-run was trained is refused.
+records the file's path, the factory's name, the file's SHA-256 and the SHA-256 of its code,
+never the code.  Loading such a run needs the model again (``--model-file`` on every command,
+``load_run(..., model=...)`` in Python): a run directory is never executed.
+
+The code's hash is that of the file's syntax tree without its docstrings: comments, docstrings,
+blank lines and layout are not part of it, so editing them keeps the run usable, while any
+change to what the file computes (a width, an operation, a constant, a name) is refused with
+the ways to go on.  Runs trained before the code's hash was recorded are checked byte for byte.
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import hashlib
 import runpy
@@ -34,6 +39,28 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _without_docstrings(tree: ast.AST) -> ast.AST:
+    """``tree`` with the docstring of the module and of every class and function dropped."""
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+def _code_sha256(path: Path) -> str | None:
+    """SHA-256 of what the file computes: its syntax tree without docstrings, so without comments,
+    docstrings and layout; ``None`` for a file that does not parse."""
+    try:
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+    except (SyntaxError, ValueError):
+        return None
+    dump = ast.dump(_without_docstrings(tree), annotate_fields=True, include_attributes=False)
+    return hashlib.sha256(dump.encode("utf-8")).hexdigest()
+
+
 def from_file(spec: str) -> Any:
     """The model that ``FACTORY`` in the Python file ``PATH`` defines — **the file is executed**.
 
@@ -49,7 +76,8 @@ def from_file(spec: str) -> Any:
 
     Returns:
       a :class:`~landscape.models.FlaxModel` whose ``source`` records the file's absolute path,
-      the factory's name and the file's SHA-256 (a built-in model is returned as it is).
+      the factory's name, the file's SHA-256 (``sha256``) and its code's (``code_sha256``: the
+      syntax tree without comments and docstrings); a built-in model is returned as it is.
 
     Raises:
       ConfigError: a malformed spec, a missing file or name, a file that fails to run, or a
@@ -66,7 +94,7 @@ def from_file(spec: str) -> Any:
     path, name = _split(spec)
     if not path.is_file():
         raise ConfigError(f"model file {path} does not exist")
-    digest = _sha256(path)
+    digest, code = _sha256(path), _code_sha256(path)
     try:
         namespace = runpy.run_path(str(path), run_name="landscape_model_file")
     except Exception as exc:  # the user's code: say what failed, in one line
@@ -93,7 +121,8 @@ def from_file(spec: str) -> Any:
         if not isinstance(spec, PermutationSpec):
             raise ConfigError(f"permutation_spec in {path} must be a landscape.permutation.PermutationSpec (or a "
                               f"function of no arguments returning one), got {type(spec).__name__}")
-    return dataclasses.replace(model, source={"file": str(path), "factory": name, "sha256": digest}, spec=spec)
+    return dataclasses.replace(model, source={"file": str(path), "factory": name, "sha256": digest,
+                                              "code_sha256": code}, spec=spec)
 
 
 def restore(description: dict, model: Any = None) -> FlaxModel:
@@ -110,7 +139,8 @@ def restore(description: dict, model: Any = None) -> FlaxModel:
 
     Raises:
       ConfigError: no model given (the message says which file the run was trained from), a
-        file that changed since, or a model whose arrays differ from the run's.
+        file whose code changed since (an edit of comments, docstrings or layout is accepted;
+        the message says how to go on), or a model whose arrays differ from the run's.
 
     Examples:
       >>> import flax.linen as nn
@@ -126,11 +156,12 @@ def restore(description: dict, model: Any = None) -> FlaxModel:
         raise ConfigError(f"this run holds a user model ({description.get('name')}): pass it again with "
                           f"--model-file {origin or 'PATH.py:FACTORY'} (the file is executed), or "
                           "load_run(..., model=...) in Python")
+    same_code = False
     if isinstance(model, str):
         path, name = _split(model)
-        if source.get("sha256") and path.is_file() and _sha256(path) != source["sha256"]:
-            raise ConfigError(f"model file {path} has changed since this run was trained from it (SHA-256 "
-                              f"{source['sha256'][:12]}...); restore that version or train again")
+        if source.get("sha256") and path.is_file():
+            _check_unchanged(path, name, source)
+            same_code = True
         model = from_file(model)
     model = as_model(model)
     if not isinstance(model, FlaxModel):
@@ -142,4 +173,24 @@ def restore(description: dict, model: Any = None) -> FlaxModel:
         if {k: tuple(v) for k, v in want.items()} != got:
             raise ConfigError(f"the model given does not match this run: its {what} differ "
                               f"({sorted(set(got) ^ set(want))[:4] or 'shapes'})")
+    if same_code:  # the run's model as it was recorded: a comment edit changes no provenance
+        bound = dataclasses.replace(bound, source=source)
     return bound
+
+
+def _check_unchanged(path: Path, name: str, source: dict) -> None:
+    """Refuse a model file whose code differs from the code the run was trained from."""
+    if _sha256(path) == source["sha256"]:
+        return
+    recorded = source.get("code_sha256")
+    now = _code_sha256(path)
+    if recorded and now == recorded:
+        return  # only comments, docstrings or layout changed
+    what = ("its code differs, not only its comments, docstrings or layout (code SHA-256 "
+            f"{recorded[:12]}... when trained, {now[:12] if now else 'unparsable'}... now)" if recorded else
+            f"its bytes differ (SHA-256 {source['sha256'][:12]}... when trained; this run predates code "
+            "hashes and is checked byte for byte)")
+    raise ConfigError(f"model file {path} has changed since this run was trained from it: {what}. To go on, "
+                      f"put back the version it was trained with (under git: git log -p -- {path.name}) and "
+                      f"pass it again, or train a new run from the changed file (landscape train --model-file "
+                      f"{path}:{name} ...); this run's results hold for the old code only")
