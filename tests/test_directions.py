@@ -149,3 +149,56 @@ def test_member_directions_are_each_members_own_draw(k, norm, ignore_biases, ort
         for g, a in zip(got, alone):
             for name in ("w", "b"):
                 np.testing.assert_allclose(np.asarray(g[name][i]), np.asarray(a[name]), rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------------- an ensemble's stacked parameters
+
+
+@pytest.fixture(scope="module")
+def small_ensemble(blobs):
+    ens = ls.train_ensemble(ls.MLP(hidden=(4,)), blobs, key=jax.random.key(0), seeds=3, loss="cross_entropy",
+                            steps=2, execution=ls.Execution(progress=False))
+    return ens, ls.models.loss_fn(ens.model, blobs.train, "cross_entropy")
+
+
+def test_stacked_parameters_where_one_network_s_are_expected_get_one_clear_error(small_ensemble):
+    """`plane(fn, ens.params, …)` gave a raw broadcasting ValueError; `random_directions(key, ens.params, 2)`
+    silently drew directions normalised across members."""
+    ens, fn = small_ensemble
+    with pytest.raises(ConfigError, match=r"ensemble's stacked parameters \(ens.params\). Pass one member, "
+                                          r"ens.member\(i\), or use ls.directions.member_directions"):
+        D.random_directions(jax.random.key(1), ens.params, 2)
+    with pytest.raises(ConfigError, match=r"ens.member\(i\)"):
+        D.random_direction(jax.random.key(1), ens.params)
+    d = D.random_directions(jax.random.key(1), ens.member(0), 2)
+    with pytest.raises(ConfigError, match=r"the parameters carry a member axis \(every leaf starts with 3: an "
+                                          r"ensemble's stacked parameters, ens.params\): pass one member, "
+                                          r"ens.member\(i\), or stacked=True"):
+        ls.surface.plane(fn, ens.params, d, num=3)
+    with pytest.raises(ConfigError, match="stacked=True, but these are one network's parameters"):
+        ls.surface.plane(fn, ens.member(0), d, num=3, stacked=True)
+    # the two right ways give the same numbers: one member's plane, and that member inside every member's
+    one = ls.surface.plane(fn, ens.member(1), D.random_directions(jax.random.key(5), ens.member(1), 2), num=3)
+    both = D.member_directions(jax.random.key(5), np.array([0, 1, 2]), ens.params)
+    every = ls.surface.plane(fn, ens.params, both, num=3, stacked=True)
+    assert every.values["value"].shape == (3, 3, 3) and np.all(np.isfinite(every.values["value"]))
+    np.testing.assert_allclose(every.values["value"][1], ls.surface.plane(
+        fn, ens.member(1), [ls.tree.take(x, 1) for x in both], num=3).values["value"], rtol=1e-6)
+    assert one.values["value"].shape == (3, 3)
+
+
+@given(widths=st.lists(st.integers(1, 6), min_size=2, max_size=5), members=st.integers(2, 5),
+       conv=st.booleans())
+@settings(max_examples=200, deadline=None)
+def test_one_network_is_never_refused_as_stacked_and_stacked_networks_with_biases_always_are(widths, members, conv):
+    """The check reads shapes only: a bias (h,) is 1-D in one network and (M, h) in a stack (the check
+    itself is called here; random_directions calls it first, as the test above shows)."""
+    net = {}
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        shape = (3, 3, a, b) if conv and i == 0 else (a, b)
+        net[f"layer_{i}"] = {"kernel": np.zeros(shape, np.float32), "bias": np.zeros(b, np.float32)}
+    D._refuse_member_axis(net, "random_directions")
+    D._refuse_member_axis({f"W{i}": np.eye(widths[0], dtype=np.float32) for i in range(len(widths))},
+                          "random_directions")  # a deep linear network: every leaf alike, never refused
+    with pytest.raises(ConfigError, match=r"ens.member\(i\)"):
+        D._refuse_member_axis(jax.tree_util.tree_map(lambda *x: np.stack(x), *[net] * members), "random_directions")

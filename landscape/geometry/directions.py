@@ -105,6 +105,24 @@ def normalize(direction: PyTree, params: PyTree, *, norm: str = "filter", ignore
     return out
 
 
+def _refuse_member_axis(params: PyTree, what: str) -> None:
+    """One clear error for an ensemble's stacked parameters where one network's are expected.
+
+    Shapes only, never names: a stacked tree has no 1-D leaf (a bias ``(h,)`` becomes ``(M, h)``),
+    every leaf starts with the same ``M``, and its leaves differ in rank (kernels ``(M, in, out)``
+    beside biases ``(M, out)``).  One network whose leaves are all that alike (no bias, no norm,
+    every leaf of one rank, or a single leaf) is never refused."""
+    shapes = [np.shape(x) for x in jax.tree_util.tree_leaves(params)]
+    if len(shapes) < 2 or any(len(sh) < 2 for sh in shapes):
+        return
+    if len({sh[0] for sh in shapes}) == 1 and len({len(sh) for sh in shapes}) > 1:
+        raise ConfigError(
+            f"{what} takes one network's parameters, but every leaf of these starts with the same {shapes[0][0]} "
+            "and none is a 1-D bias: an ensemble's stacked parameters (ens.params). Pass one member, "
+            "ens.member(i), or use ls.directions.member_directions(key, ids, ens.params) for every member's own "
+            "(ls.surface.random_planes / plane(..., stacked=True) draw and evaluate them)")
+
+
 def random_direction(key: jax.Array, params: PyTree, *, norm: str = "filter", ignore_biases: bool = True) -> PyTree:
     """A random direction normalised to ``params`` (Li et al. 2018).
 
@@ -117,6 +135,9 @@ def random_direction(key: jax.Array, params: PyTree, *, norm: str = "filter", ig
     Returns:
       a pytree shaped like ``params``.
 
+    Raises:
+      ConfigError: an unknown ``norm``, or an ensemble's stacked parameters (pass ``ens.member(i)``).
+
     Examples:
       >>> theta = {"kernel": jnp.full((4, 3), 2.0), "bias": jnp.ones(3)}
       >>> d = ls.directions.random_direction(jax.random.key(0), theta, norm="layer")
@@ -124,6 +145,7 @@ def random_direction(key: jax.Array, params: PyTree, *, norm: str = "filter", ig
       6.928
     """
     _check_norm(norm)
+    _refuse_member_axis(params, "random_direction")
     return normalize(tree.random_like(key, params), params, norm=norm, ignore_biases=ignore_biases)
 
 
@@ -152,7 +174,8 @@ def random_directions(
       a list of ``k`` pytrees shaped like ``params``.
 
     Raises:
-      ConfigError: ``k < 1`` or an unknown ``norm``.
+      ConfigError: ``k < 1``, an unknown ``norm``, or an ensemble's stacked parameters (pass
+        ``ens.member(i)``, or draw every member's with :func:`member_directions`).
 
     Examples:
       >>> theta = {"kernel": jnp.full((4, 3), 2.0), "bias": jnp.ones(3)}
@@ -162,6 +185,7 @@ def random_directions(
     """
     if k < 1:
         raise ConfigError("need at least one direction")
+    _refuse_member_axis(params, "random_directions")
     keys = jax.random.split(key, k)
     dirs = [random_direction(kk, params, norm=norm, ignore_biases=ignore_biases) for kk in keys]
     if orthogonal:

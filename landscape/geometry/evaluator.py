@@ -20,7 +20,7 @@ import numpy as np
 
 from ..core import chunks, tree
 from ..core.distributed import placement
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, LandscapeError
 from ..core.execution import Execution
 from ..core.programs import split
 from ..data import Dataset
@@ -208,6 +208,7 @@ def evaluate(
     if not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise ConfigError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     num_points = coords.shape[0]
+    original_center = center
     if not stacked:  # one code path: a seed axis of length 1
         center = tree.with_member_axis(center)
         directions = [tree.with_member_axis(d) for d in directions]
@@ -254,12 +255,50 @@ def evaluate(
     if execution.checkpoint is not None:
         key = _fingerprint(center, directions, coords, batches, (
             f"{type(fn).__qualname__}|{getattr(fn, '__dict__', '')!r}|{p_chunk}|{s_chunk}|{stacked}|{use_shortcut}"))
-    results = chunks.run_chunks(
-        compute, n_sc * n_pc, allocate=allocate, store=store, key=key, unit="pt",
-        execution=dataclasses.replace(execution, label=execution.label or "surface"),
-        sizes=[_block_size(b, n_pc, s_chunk, p_chunk, num_seeds, num_points) for b in range(n_sc * n_pc)])
+    try:
+        results = chunks.run_chunks(
+            compute, n_sc * n_pc, allocate=allocate, store=store, key=key, unit="pt",
+            execution=dataclasses.replace(execution, label=execution.label or "surface"),
+            sizes=[_block_size(b, n_pc, s_chunk, p_chunk, num_seeds, num_points) for b in range(n_sc * n_pc)])
+    except LandscapeError:
+        raise
+    except Exception as exc:  # the user's function failed (a raw shape error): is a member axis what is wrong?
+        if isinstance(exc, (OSError, MemoryError)):
+            raise
+        _explain_member_axis(fn, original_center, batches, stacked)
+        raise
     out = {k: v[:, :num_points] for k, v in results.items()}
     return out if stacked else {k: v[0] for k, v in out.items()}
+
+
+def _explain_member_axis(fn, center, batches, stacked: bool) -> None:
+    """After ``fn`` failed on the slice: raise one clear error when the member axis is what is
+    wrong — ``fn`` traced (never run) on ``center`` as given fails, and on ``center`` with the
+    member axis taken away (``stacked=False``) or added (``stacked=True``) gives scalars."""
+    whole = jax.eval_shape(lambda p: p, center)
+    leading = {s.shape[0] if s.shape else None for s in jax.tree_util.tree_leaves(whole)}
+    batch = None if batches is None else next(iter(batches.values()))
+
+    def gives_scalars(params) -> bool:
+        try:
+            out = jax.eval_shape(lambda p: fn(p) if batch is None else fn(p, batch), params)
+        except Exception:  # noqa: BLE001 - any failure of the user's function answers "no"
+            return False
+        return all(np.shape(o) == () for o in jax.tree_util.tree_leaves(out))
+
+    if not stacked and len(leading) == 1 and None not in leading:
+        one = jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(s.shape[1:], s.dtype), whole)
+        if not gives_scalars(whole) and gives_scalars(one):
+            m = leading.pop()
+            raise ConfigError(f"the parameters carry a member axis (every leaf starts with {m}: an ensemble's "
+                              "stacked parameters, ens.params): pass one member, ens.member(i), or stacked=True "
+                              "for every member's own slice in one call") from None
+    if stacked:
+        uniform = len(leading) == 1 and None not in leading
+        sliced = jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(s.shape[1:], s.dtype), whole) if uniform else None
+        if gives_scalars(whole) and (sliced is None or not gives_scalars(sliced)):
+            raise ConfigError("stacked=True, but these are one network's parameters (fn takes them as they are): "
+                              "pass stacked=False, or stack members with ls.tree.stack, or use ens.params") from None
 
 
 def _block_size(b: int, n_pc: int, s_chunk: int, p_chunk: int, num_seeds: int, num_points: int) -> int:
