@@ -358,8 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--member", type=int, default=0, help="which member of a several-member surface (default: 0)")
     p.add_argument("--plotly-js", choices=("inline", "shared"), default="inline",
                    help="html: plotly.js inside the page (one self-contained 4.8 MB file), or shared: one "
-                        "plotly.min.js beside the pages of the directory, each page then a few hundred kB "
-                        "(default: %(default)s)")
+                        "plotly.min.js beside the pages of the directory, each page then its data only "
+                        "(39 kB for a 51x51 plane) (default: %(default)s)")
     add_common(p, computes=False)
 
     p = sub.add_parser("cache", help="where JAX's persistent compilation cache is, its size; --clear empties it",
