@@ -112,7 +112,8 @@ def surface_of(arrays: dict, meta: dict, *, metric: str | None = None, member: i
     points = arrays.get("points", arrays.get("extra/points"))
     # the labels the PNG figure of the same result draws (landscape plot / the command's figure)
     axis_labels = meta.get("axis_labels") or (["u", "v"] if kind in ("basins", "race") else [r"$\alpha$", r"$\beta$"])
-    return {"axis_labels": [_plain(str(t)) for t in axis_labels], "a": a, "b": b, "values": {k: np.asarray(v, float) for k, v in values.items()}, "z_name": z_name,
+    return {"a": a, "b": b, "values": {k: np.asarray(v, float) for k, v in values.items()}, "z_name": z_name,
+            "axis_labels": [_plain(str(t)) for t in axis_labels],
             "points": None if points is None else np.asarray(points, float), "paths": paths,
             "path_labels": path_labels, "point_labels": meta.get("point_labels"), "title": meta.get("title") or kind}
 

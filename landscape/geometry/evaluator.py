@@ -260,11 +260,9 @@ def evaluate(
             compute, n_sc * n_pc, allocate=allocate, store=store, key=key, unit="pt",
             execution=dataclasses.replace(execution, label=execution.label or "surface"),
             sizes=[_block_size(b, n_pc, s_chunk, p_chunk, num_seeds, num_points) for b in range(n_sc * n_pc)])
-    except LandscapeError:
+    except (LandscapeError, OSError, MemoryError):
         raise
-    except Exception as exc:  # the user's function failed (a raw shape error): is a member axis what is wrong?
-        if isinstance(exc, (OSError, MemoryError)):
-            raise
+    except Exception:  # the user's function failed (a raw shape error): is a member axis what is wrong?
         _explain_member_axis(fn, original_center, batches, stacked)
         raise
     out = {k: v[:, :num_points] for k, v in results.items()}
@@ -273,10 +271,14 @@ def evaluate(
 
 def _explain_member_axis(fn, center, batches, stacked: bool) -> None:
     """After ``fn`` failed on the slice: raise one clear error when the member axis is what is
-    wrong — ``fn`` traced (never run) on ``center`` as given fails, and on ``center`` with the
-    member axis taken away (``stacked=False``) or added (``stacked=True``) gives scalars."""
+    wrong.  ``fn`` is traced (never run) on ``center`` as given and on its leading-axis slice:
+    ``stacked=False`` and only the slice gives scalars (a member axis was passed), or
+    ``stacked=True`` and only ``center`` as given does (one network was passed)."""
     whole = jax.eval_shape(lambda p: p, center)
     leading = {s.shape[0] if s.shape else None for s in jax.tree_util.tree_leaves(whole)}
+    # the tree without its leading axis, when every leaf has one of the same size
+    sliced = (jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(s.shape[1:], s.dtype), whole)
+              if len(leading) == 1 and None not in leading else None)
     batch = None if batches is None else next(iter(batches.values()))
 
     def gives_scalars(params) -> bool:
@@ -286,19 +288,13 @@ def _explain_member_axis(fn, center, batches, stacked: bool) -> None:
             return False
         return all(np.shape(o) == () for o in jax.tree_util.tree_leaves(out))
 
-    if not stacked and len(leading) == 1 and None not in leading:
-        one = jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(s.shape[1:], s.dtype), whole)
-        if not gives_scalars(whole) and gives_scalars(one):
-            m = leading.pop()
-            raise ConfigError(f"the parameters carry a member axis (every leaf starts with {m}: an ensemble's "
-                              "stacked parameters, ens.params): pass one member, ens.member(i), or stacked=True "
-                              "for every member's own slice in one call") from None
-    if stacked:
-        uniform = len(leading) == 1 and None not in leading
-        sliced = jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(s.shape[1:], s.dtype), whole) if uniform else None
-        if gives_scalars(whole) and (sliced is None or not gives_scalars(sliced)):
-            raise ConfigError("stacked=True, but these are one network's parameters (fn takes them as they are): "
-                              "pass stacked=False, or stack members with ls.tree.stack, or use ens.params") from None
+    if not stacked and sliced is not None and not gives_scalars(whole) and gives_scalars(sliced):
+        raise ConfigError(f"the parameters carry a member axis (every leaf starts with {leading.pop()}: an "
+                          "ensemble's stacked parameters, ens.params): pass one member, ens.member(i), or "
+                          "stacked=True for every member's own slice in one call") from None
+    if stacked and gives_scalars(whole) and (sliced is None or not gives_scalars(sliced)):
+        raise ConfigError("stacked=True, but these are one network's parameters (fn takes them as they are): "
+                          "pass stacked=False, or stack members with ls.tree.stack, or use ens.params") from None
 
 
 def _block_size(b: int, n_pc: int, s_chunk: int, p_chunk: int, num_seeds: int, num_points: int) -> int:
