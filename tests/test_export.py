@@ -93,6 +93,7 @@ def test_html_axes_carry_the_png_figure_s_labels(tmp_path, labels):
     plain = {None: ["α", "β"], "distance along u": ["distance along u", "distance along v"]}.get(
         (labels or [None])[0], ["α (direction 1)", "β (direction 2)"])
     assert _scene_titles(path.read_text()) == plain
+    assert re.search(r'"legend":\{[^}]*"x":0\.01', path.read_text())  # top left, clear of the colour bar's title
     assert [t.replace("$\\alpha$", "α").replace("$\\beta$", "β") for t in png] == plain
 
 

@@ -195,6 +195,8 @@ def to_html(surf: dict, path: str | Path, *, plotly_js: str = "inline") -> Path:
     fig.update_layout(title={"text": str(surf["title"]).replace("\n", "<br>")},
                       scene={"xaxis_title": surf["axis_labels"][0], "yaxis_title": surf["axis_labels"][1],
                              "zaxis_title": zlabel},
+                      # the legend top left, clear of the colour bar and its title on the right
+                      legend={"x": 0.01, "y": 0.98, "bgcolor": "rgba(255, 255, 255, 0.7)"},
                       margin={"l": 0, "r": 0, "t": 40, "b": 0})
     shared = plotly_js == "shared"
     text = fig.to_html(include_plotlyjs="directory" if shared else True, full_html=True, div_id="landscape-surface")
