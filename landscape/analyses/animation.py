@@ -35,6 +35,9 @@ class AnimateSpec:
         when the model states its permutation structure).
       key: PRNG seed of the starts.
       statistics: for a model with BatchNorm: ``"recompute"`` (default) or ``"running"``.
+      noise: for a model with random layers (dropout): ``None`` evaluates in evaluation mode
+        (default); a seed evaluates in training mode with that fixed noise key (a stochastic
+        landscape, :func:`landscape.models.with_noise`).
 
     Examples:
       >>> import tempfile
@@ -57,6 +60,7 @@ class AnimateSpec:
     align: bool | None = None
     key: int = 7
     statistics: str | None = None
+    noise: int | None = None
 
 
 def animate(run, spec: AnimateSpec, *, name: str | None = None, overwrite: bool = False,
@@ -107,7 +111,7 @@ def animate(run, spec: AnimateSpec, *, name: str | None = None, overwrite: bool 
                                "align": perm_spec is not None})
     tag = members.tag(ens, idx).replace("seeds", "seed").replace("-", "_")
     default = f"descent_{tag}_n{spec.starts}_s{spec.steps}" + common.suffix(key=None if spec.key == 7 else spec.key,
-                                                                      running=spec.statistics == "running")
+                                                                      **common.modes(spec))
 
     def compute(res):
         from ..geometry import surface as surface_mod

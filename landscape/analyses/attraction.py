@@ -38,6 +38,9 @@ class BasinsSpec:
         (default: when the model states its permutation structure).
       key: PRNG seed of the training's minibatch orders and a random plane's directions.
       statistics: for a model with BatchNorm: ``"recompute"`` (default) or ``"running"``.
+      noise: for a model with random layers (dropout): ``None`` evaluates in evaluation mode
+        (default); a seed evaluates in training mode with that fixed noise key (a stochastic
+        landscape, :func:`landscape.models.with_noise`).
 
     Examples:
       >>> import tempfile
@@ -59,6 +62,7 @@ class BasinsSpec:
     align: bool | None = None
     key: int = 0
     statistics: str | None = None
+    noise: int | None = None
 
 
 def basins(run, spec: BasinsSpec, *, name: str | None = None, overwrite: bool = False,
@@ -118,7 +122,7 @@ def basins(run, spec: BasinsSpec, *, name: str | None = None, overwrite: bool = 
     tag = members.tag(ens, idx).replace("seeds", "seed").replace("-", "_")
     default = (f"basins_{tag}_g{spec.grid}_s{steps}"
                + common.suffix(key=spec.key or None, tol=None if spec.tol is None else f"{spec.tol:g}",
-                         running=spec.statistics == "running"))
+                         **common.modes(spec)))
 
     def compute(res):
         with execution.phase("load"):

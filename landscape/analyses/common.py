@@ -128,8 +128,20 @@ def stored(run, name: str, settings: dict, overwrite: bool, warnings: list[str],
 def settings(ens, settings: dict) -> dict:
     """``settings`` with the statistics choice resolved: ``"recompute"`` unless asked
     otherwise for a model with state (BatchNorm); dropped for a model without (so that results
-    of stateless runs keep their provenance)."""
+    of stateless runs keep their provenance).  ``noise`` (a fixed noise key's seed: training mode,
+    a stochastic landscape) is kept only when given, for a model with random streams."""
+    noise = settings.pop("noise", None)
+    if noise is not None:
+        if not getattr(ens.model, "random_streams", ()):
+            raise ConfigError(f"--noise-key evaluates random layers (dropout) in training mode; "
+                              f"{ens.model.describe()} has none")
+        settings = {**settings, "noise": int(noise)}
     chosen = settings.pop("statistics", None)
+    if noise is not None and ens.model.stateful:
+        if chosen is not None:
+            raise ConfigError("--noise-key evaluates in training mode, where BatchNorm uses the statistics of the "
+                              "evaluated batch: drop --statistics")
+        return {**settings, "statistics": "batch"}
     if not ens.model.stateful:
         if chosen is not None:
             raise ConfigError(f"--statistics applies to models with BatchNorm state; {ens.model.describe()} has none")
@@ -146,9 +158,14 @@ def model(ens, settings: dict, idx, batches: dict):
     """The run's model as a plain ``apply(params, x)`` for landscapes: itself without state;
     with BatchNorm state, a :func:`landscape.models.with_statistics` view — the statistics of
     the training set recomputed at every evaluated point (``"recompute"``), or one member's
-    running averages (``"running"``, for a single member)."""
+    running averages (``"running"``, for a single member).  With ``settings["noise"]``: training
+    mode with that fixed noise key (:func:`landscape.models.with_noise`)."""
+    import jax
+
     from .. import models
 
+    if settings.get("noise") is not None:
+        return models.with_noise(ens.model, jax.random.key(settings["noise"]))
     if not ens.model.stateful:
         return ens.model
     if settings["statistics"] == "running":
@@ -180,6 +197,11 @@ def evaluation(execution: Execution, res, desc: str) -> dict:
 def suffix(**flags) -> str:
     """Name parts for settings away from their defaults (``_test``, ``_key1``, ...)."""
     return "".join(f"_{k}" if v is True else (f"_{k}{v}" if v not in (False, None) else "") for k, v in flags.items())
+
+
+def modes(spec) -> dict:
+    """The name flags of a spec's evaluation mode: ``running`` statistics, a fixed ``noise`` key."""
+    return {"running": spec.statistics == "running", "noise": None if spec.noise is None else str(spec.noise)}
 
 
 def surface_arrays(surf, meta: dict) -> tuple[dict, dict]:

@@ -34,6 +34,9 @@ class CompareSpec:
       include_unlearned: also compare members that did not learn (named in the warnings;
         diverged members are always left out).
       statistics: for a model with BatchNorm: ``"recompute"`` (default) or ``"running"``.
+      noise: for a model with random layers (dropout): ``None`` evaluates in evaluation mode
+        (default); a seed evaluates in training mode with that fixed noise key (a stochastic
+        landscape, :func:`landscape.models.with_noise`).
 
     Examples:
       >>> import tempfile
@@ -55,6 +58,7 @@ class CompareSpec:
     key: int = 0
     include_unlearned: bool = False
     statistics: str | None = None
+    noise: int | None = None
 
 
 def compare(run, spec: CompareSpec, *, name: str | None = None, overwrite: bool = False,
@@ -134,5 +138,5 @@ def compare(run, spec: CompareSpec, *, name: str | None = None, overwrite: bool 
         return arrays, {"kind": "compare", "labels": members.labels(ens, idx), "settings": settings,
                         "curve_labels": None if curve_pair is None else members.labels(ens, curve_pair)}
 
-    default = "compare" + ("" if spec.lr is None else f"_lr{spec.lr:g}") + common.suffix(running=spec.statistics == "running")
+    default = "compare" + ("" if spec.lr is None else f"_lr{spec.lr:g}") + common.suffix(**common.modes(spec))
     return common.stored(run, name or default, settings, overwrite, warn, compute)

@@ -40,6 +40,9 @@ class HessianSpec:
       batch_size: accumulate over batches of this many examples (the same numbers).
       minibatches: also this many random batches of ``batch_size``, each on its own.
       statistics: for a model with BatchNorm: ``"recompute"`` (default) or ``"running"``.
+      noise: for a model with random layers (dropout): ``None`` evaluates in evaluation mode
+        (default); a seed evaluates in training mode with that fixed noise key (a stochastic
+        landscape, :func:`landscape.models.with_noise`).
 
     Examples:
       >>> import tempfile
@@ -61,6 +64,7 @@ class HessianSpec:
     batch_size: int | None = None
     minibatches: int = 0
     statistics: str | None = None
+    noise: int | None = None
 
 
 def hessian(run, spec: HessianSpec, *, name: str | None = None, overwrite: bool = False,
@@ -139,6 +143,6 @@ def hessian(run, spec: HessianSpec, *, name: str | None = None, overwrite: bool 
                     "kind": "hessian", "labels": members.labels(ens, range(ens.num_members)), "layers": layers,
                     "curvature": spec.curvature}
 
-    return common.stored(run, name or spec.curvature + common.suffix(running=spec.statistics == "running"), settings,
+    return common.stored(run, name or spec.curvature + common.suffix(**common.modes(spec)), settings,
     overwrite,
                    warn, compute)

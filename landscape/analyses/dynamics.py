@@ -37,6 +37,9 @@ class SpawnSpec:
       threshold: the test-error barrier below which a spawn step counts as stable (Frankle et
         al. 2020 use 2 % of test error).
       statistics: for a model with BatchNorm: ``"recompute"`` (default) or ``"running"``.
+      noise: for a model with random layers (dropout): ``None`` evaluates in evaluation mode
+        (default); a seed evaluates in training mode with that fixed noise key (a stochastic
+        landscape, :func:`landscape.models.with_noise`).
 
     Examples:
       >>> spec = ls.analyses.SpawnSpec(at=(0, 50, 100), children=2, steps=500)
@@ -55,6 +58,7 @@ class SpawnSpec:
     grid: int = 25
     threshold: float = 0.02
     statistics: str | None = None
+    noise: int | None = None
 
 
 def spawn(run, spec: SpawnSpec, out, *, overwrite: bool = False, execution: Execution = Execution()) -> Outcome:
@@ -157,7 +161,7 @@ def spawn(run, spec: SpawnSpec, out, *, overwrite: bool = False, execution: Exec
     if bad.any():
         warn.append(f"{int(bad.sum())} of {kids.num_members} children diverged: their pairs' barriers are NaN")
     settings = common.settings(ens, {"command": "instability", "grid": spec.grid, "threshold": spec.threshold,
-                                     "statistics": spec.statistics})
+                                     "statistics": spec.statistics, "noise": spec.noise})
 
     def compute(res):
         batches = common.batches(kids, True, execution)

@@ -41,6 +41,9 @@ class SurfaceSpec:
       curvature_grid: points per axis of the curvature map's grid.
       curvature_probes: Hutchinson probes per point of the map (``0``: no trace).
       statistics: for a model with BatchNorm: ``"recompute"`` (default) or ``"running"``.
+      noise: for a model with random layers (dropout): ``None`` evaluates in evaluation mode
+        (default); a seed evaluates in training mode with that fixed noise key (a stochastic
+        landscape, :func:`landscape.models.with_noise`).
 
     Examples:
       >>> import tempfile
@@ -67,6 +70,7 @@ class SurfaceSpec:
     curvature_grid: int = 21
     curvature_probes: int = 0
     statistics: str | None = None
+    noise: int | None = None
 
 
 def surface(run, spec: SurfaceSpec, *, name: str | None = None, overwrite: bool = False,
@@ -111,7 +115,7 @@ def surface(run, spec: SurfaceSpec, *, name: str | None = None, overwrite: bool 
     kind = "line" if spec.dims == 1 else "plane"
     default = (f"{kind}_{members.tag(ens, idx)}_{spec.directions}_{norm}_g{spec.grid}_s{spec.span:g}"
                + common.suffix(key=spec.key or None, biases=spec.keep_biases, orth=spec.orthogonal, test=spec.test,
-                         curv=spec.curvature and spec.curvature_grid, running=spec.statistics == "running"))
+                         curv=spec.curvature and spec.curvature_grid, **common.modes(spec)))
     settings = common.settings(ens, {"command": "surface", "members": idx, **dataclasses.asdict(spec), "norm": norm})
     warn = members.warnings(ens, idx)
     seeds = [int(ens.seeds[i]) for i in idx]
@@ -209,6 +213,9 @@ class InterpolationSpec:
       extend: how far the line continues beyond each end.
       test: also the test set's metrics.
       statistics: for a model with BatchNorm: ``"recompute"`` (default) or ``"running"``.
+      noise: for a model with random layers (dropout): ``None`` evaluates in evaluation mode
+        (default); a seed evaluates in training mode with that fixed noise key (a stochastic
+        landscape, :func:`landscape.models.with_noise`).
 
     Examples:
       >>> import tempfile
@@ -226,6 +233,7 @@ class InterpolationSpec:
     extend: float = 0.5
     test: bool = False
     statistics: str | None = None
+    noise: int | None = None
 
 
 def interpolate(run, spec: InterpolationSpec, *, name: str | None = None, overwrite: bool = False,
@@ -264,7 +272,7 @@ def interpolate(run, spec: InterpolationSpec, *, name: str | None = None, overwr
     a, b = members.select(ens, spec.seeds, spec.lr, 2)
     default = (f"interpolate_{members.tag(ens, [a, b]).replace('seeds', 'seed').replace('-', '_')}_g{spec.grid}"
                + common.suffix(e=None if spec.extend == 0.5 else f"{spec.extend:g}", test=spec.test,
-                         running=spec.statistics == "running"))
+                         **common.modes(spec)))
     settings = common.settings(ens, {"command": "interpolate", "members": [a, b], **dataclasses.asdict(spec)})
 
     def compute(res):
@@ -294,6 +302,9 @@ class PlaneSpec:
       paths: project the training paths (when the run kept snapshots).
       test: also the test set's metrics.
       statistics: for a model with BatchNorm: ``"recompute"`` (default) or ``"running"``.
+      noise: for a model with random layers (dropout): ``None`` evaluates in evaluation mode
+        (default); a seed evaluates in training mode with that fixed noise key (a stochastic
+        landscape, :func:`landscape.models.with_noise`).
 
     Examples:
       >>> import tempfile
@@ -312,6 +323,7 @@ class PlaneSpec:
     paths: bool = True
     test: bool = False
     statistics: str | None = None
+    noise: int | None = None
 
 
 def plane(run, spec: PlaneSpec, *, name: str | None = None, overwrite: bool = False,
@@ -351,7 +363,7 @@ def plane(run, spec: PlaneSpec, *, name: str | None = None, overwrite: bool = Fa
     use_paths = spec.paths and ens.trajectory is not None
     default = (f"plane_{members.tag(ens, idx).replace('seeds', 'seed').replace('-', '_')}_g{spec.grid}"
                + common.suffix(m=None if spec.margin == 0.3 else f"{spec.margin:g}", test=spec.test,
-                         running=spec.statistics == "running"))
+                         **common.modes(spec)))
     settings = common.settings(ens, {"command": "plane", "members": idx, **dataclasses.asdict(spec),
     "paths": use_paths})
 
@@ -385,6 +397,9 @@ class TrajectorySpec:
       margin: the grid's margin around the path.
       test: also the test set's metrics.
       statistics: for a model with BatchNorm: ``"recompute"`` (default) or ``"running"``.
+      noise: for a model with random layers (dropout): ``None`` evaluates in evaluation mode
+        (default); a seed evaluates in training mode with that fixed noise key (a stochastic
+        landscape, :func:`landscape.models.with_noise`).
         (A result saved when this field was called ``seed`` is reused as if saved under ``seeds``.)
 
     Examples:
@@ -403,6 +418,7 @@ class TrajectorySpec:
     margin: float = 0.3
     test: bool = False
     statistics: str | None = None
+    noise: int | None = None
 
     def __post_init__(self):
         if isinstance(self.seeds, (int, np.integer)) and not isinstance(self.seeds, bool):
@@ -447,7 +463,7 @@ def trajectory(run, spec: TrajectorySpec, *, name: str | None = None, overwrite:
         raise ConfigError(f"{run} has no parameter snapshots; train with --snapshot-every")
     default = (f"trajectory_{members.tag(ens, [i])}_g{spec.grid}"
                + common.suffix(m=None if spec.margin == 0.3 else f"{spec.margin:g}", test=spec.test,
-                         running=spec.statistics == "running"))
+                         **common.modes(spec)))
     settings = common.settings(ens, {"command": "trajectory", "member": i, **dataclasses.asdict(spec)})
 
     def compute(res):

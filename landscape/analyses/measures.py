@@ -39,6 +39,9 @@ class SharpnessSpec:
       fisher: the Fisher–Rao norm's label distribution, ``"empirical"`` or ``"model"``.
       key: the PRNG seed of every random start, draw and probe.
       statistics: for a model with BatchNorm: ``"recompute"`` (default) or ``"running"``.
+      noise: for a model with random layers (dropout): ``None`` evaluates in evaluation mode
+        (default); a seed evaluates in training mode with that fixed noise key (a stochastic
+        landscape, :func:`landscape.models.with_noise`).
 
     Examples:
       >>> import tempfile
@@ -64,6 +67,7 @@ class SharpnessSpec:
     fisher: str = "empirical"
     key: int = 0
     statistics: str | None = None
+    noise: int | None = None
 
 
 def _check(spec: SharpnessSpec) -> tuple[str, ...]:
@@ -184,5 +188,5 @@ def sharpness(run, spec: SharpnessSpec, *, name: str | None = None, overwrite: b
         return arrays, {"kind": "sharpness", "measures": list(measures),
                         "labels": members.labels(ens, range(ens.num_members)), "loss": ens.config["loss"]}
 
-    return common.stored(run, name or "sharpness" + common.suffix(running=spec.statistics == "running"), settings,
+    return common.stored(run, name or "sharpness" + common.suffix(**common.modes(spec)), settings,
                          overwrite, warn, compute)

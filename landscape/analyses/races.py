@@ -41,6 +41,9 @@ class RaceSpec:
         structure).
       key: PRNG seed of the starts, a random plane and minibatch orders.
       statistics: for a model with BatchNorm: ``"recompute"`` (default) or ``"running"``.
+      noise: for a model with random layers (dropout): ``None`` evaluates in evaluation mode
+        (default); a seed evaluates in training mode with that fixed noise key (a stochastic
+        landscape, :func:`landscape.models.with_noise`).
 
     Examples:
       >>> import tempfile
@@ -66,6 +69,7 @@ class RaceSpec:
     align: bool | None = None
     key: int = 0
     statistics: str | None = None
+    noise: int | None = None
 
 
 #: Default learning rates of adaptive optimizers in a race (their usual scale, unlike SGD's).
@@ -187,7 +191,7 @@ def race(run, spec: RaceSpec, *, name: str | None = None, overwrite: bool = Fals
                                "optimizers": [o.to_dict() for o in optimizers], "batch_sizes": sizes,
                                "align": perm_spec is not None})
     tag = members.tag(ens, idx).replace("seeds", "seed").replace("-", "_")
-    default = f"race_{tag}_s{steps}" + common.suffix(key=spec.key or None, running=spec.statistics == "running")
+    default = f"race_{tag}_s{steps}" + common.suffix(key=spec.key or None, **common.modes(spec))
 
     def compute(res):
         with execution.phase("load"):

@@ -241,6 +241,9 @@ def add_statistics(p) -> None:
                    help="for a model with BatchNorm: recompute the training set's statistics at every evaluated "
                         "point (default), or use one member's saved running averages everywhere (right at its "
                         "minimum only)")
+    p.add_argument("--noise-key", dest="noise", type=int, default=None, metavar="SEED",
+                   help="for a model with dropout: evaluate in training mode with this fixed noise key (a "
+                        "stochastic landscape; default: evaluation mode, no noise)")
 
 
 def add_eval(p) -> None:

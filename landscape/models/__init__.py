@@ -12,6 +12,7 @@ nested-dict parameter pytrees ``{"Dense_0": {"kernel": (D, H1), "bias": (H1,)}, 
 * :mod:`~landscape.models.adapters` — any Flax Linen module, NNX model or ``(init, apply)`` pair;
 * :mod:`~landscape.models.resolve` — :func:`as_model`, built-ins from a run's description;
 * :mod:`~landscape.models.statistics` — BatchNorm statistics at a point of parameter space;
+* :mod:`~landscape.models.noise` — random layers (dropout) in training mode with a fixed noise key;
 * :mod:`~landscape.models.losses` — ``mse``, cross-entropy, accuracy, loss functions of the
   parameters;
 * :mod:`~landscape.models.permutation` — hidden-unit permutations: a model's permutation
@@ -23,7 +24,7 @@ Everything public is importable from ``landscape.models`` itself.
 
 from __future__ import annotations
 
-from .adapters import TRAIN_FLAGS, FlaxModel, is_module_instance
+from .adapters import TRAIN_FLAGS, FlaxModel, is_module_instance, stream_key
 from .base import ACTIVATIONS, INITIALIZERS
 from .cnn import CNN
 from .losses import (
@@ -51,6 +52,7 @@ from .mlp import MLP
 from .model_file import from_file
 from .resnet import ResNet
 from .resolve import BUILTIN, as_model, convolutional, model_from_dict
+from .noise import with_noise
 from .statistics import STATISTICS, population_statistics, running_average_rates, with_statistics
 
 __all__ = [
@@ -71,6 +73,8 @@ __all__ = [
     "STATISTICS",
     "TRAIN_FLAGS",
     "with_statistics",
+    "with_noise",
+    "stream_key",
     "population_statistics",
     "running_average_rates",
     "mse",

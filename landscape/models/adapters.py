@@ -5,7 +5,10 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import re
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +21,30 @@ from ..core.errors import ConfigError
 from ..core.tree import key_paths
 from .permutation import PermutationSpec
 
-__all__ = ["FlaxModel", "is_module_instance", "TRAIN_FLAGS"]
+__all__ = ["FlaxModel", "is_module_instance", "TRAIN_FLAGS", "stream_key"]
+
+
+def stream_key(key: jax.Array, name: str) -> jax.Array:
+    """The key of one random stream (a Linen ``rngs`` name, an NNX ``RngKey``'s path) drawn
+    from a training-mode pass's noise key: ``fold_in(key, crc32(name) mod 2**31)``.
+
+    Streams get keys of their own, each depending only on its name, so adding a stream to a
+    model changes no other stream's masks.
+
+    Args:
+      key: the pass's noise key (a training step's: :func:`landscape.train.noise_key`).
+      name: the stream's name.
+
+    Returns:
+      a PRNG key.
+
+    Examples:
+      >>> k = ls.models.stream_key(jax.random.key(0), "dropout")
+      >>> bool(jnp.all(jax.random.key_data(k) == jax.random.key_data(jax.random.fold_in(jax.random.key(0),
+      ...      __import__("zlib").crc32(b"dropout") % 2**31))))
+      True
+    """
+    return jax.random.fold_in(key, zlib.crc32(name.encode()) % 2**31)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -40,13 +66,19 @@ class FlaxModel:
       in_shape: one example's shape, ``None`` until bound by :meth:`for_data`.
       out_features: ``K``, likewise.
       state_fn: ``(key, x (1, ...)) -> state`` (``None``: no state).
-      train_fn: ``(params, state, x) -> (outputs, state)`` in training mode (``None``: ``apply_fn``).
+      train_fn: ``(params, state, x) -> (outputs, state)`` in training mode (``None``: ``apply_fn``);
+        with random streams ``(params, state, x, rng, random_streams)``.
       eval_fn: ``(params, state, x) -> outputs`` (``None``: ``apply_fn``).
       has_state: whether ``state_fn`` returns any array (decided when bound).
       source: where the model came from, ``{"file", "factory", "sha256", "code_sha256"}`` for a model read by
         :func:`landscape.model_files.from_file` (recorded with a run), else ``None``.
       spec: its :class:`~landscape.permutation.PermutationSpec` when the user gave one (a model
         file's ``permutation_spec``), for weight matching; ``None``: unknown.
+      random_streams: the names of the random streams its training mode draws from (a Linen
+        module's ``rngs`` names such as ``"dropout"``, found when bound; an NNX module's
+        ``RngKey`` paths); empty: none.  A training-mode pass of such a model needs a noise key
+        (``apply_train(..., rng=key)``), from which every stream gets :func:`stream_key`.
+      streams_fn: ``(params, state, x) -> names`` finds the streams when bound (Linen).
 
     Examples:
       >>> data = ls.data.blobs(num_train=64, num_test=32)
@@ -67,6 +99,8 @@ class FlaxModel:
     has_state: bool = False
     source: dict | None = None
     spec: PermutationSpec | None = None
+    random_streams: tuple[str, ...] = ()
+    streams_fn: Callable[[Any, Any, jax.Array], tuple[str, ...]] | None = None
 
     def for_data(self, data) -> FlaxModel:
         """This model bound to a :class:`~landscape.data.Dataset`: its input shape and classes,
@@ -113,7 +147,9 @@ class FlaxModel:
             params = jax.eval_shape(bound.init, jax.random.key(0))
             state = jax.eval_shape(bound._state, jax.random.key(0))
             bound = dataclasses.replace(bound, has_state=bool(jax.tree_util.tree_leaves(state)))
-            outs = [jax.eval_shape(bound.apply_train, params, state, x)[0],
+            if bound.streams_fn is not None:
+                bound = dataclasses.replace(bound, random_streams=tuple(bound.streams_fn(params, state, x)))
+            outs = [jax.eval_shape(functools.partial(bound.apply_train, rng=jax.random.key(0)), params, state, x)[0],
                     jax.eval_shape(bound.apply_eval, params, state, x)]
         except ConfigError:
             raise
@@ -185,20 +221,30 @@ class FlaxModel:
                               "state, x), or make a landscape of it through landscape.models.with_statistics")
         return self.apply_fn(params, x)
 
-    def apply_train(self, params, state, x: jax.Array):
-        """``(outputs (N, K), new state)`` in training mode.
+    def apply_train(self, params, state, x: jax.Array, rng: jax.Array | None = None):
+        """``(outputs (N, K), new state)`` in training mode (dropout active, batch statistics).
 
         Args:
           params: one member's parameters.
           state: its state.
           x: ``(N, ...)`` inputs.
+          rng: the pass's noise key, needed when the model has :attr:`random_streams` (each stream
+            draws from :func:`stream_key`); ignored otherwise.
 
         Returns:
           ``(outputs (N, K), new state)``.
+
+        Raises:
+          ConfigError: a model with random streams and no ``rng``.
         """
         if self.train_fn is None:
             return self.apply_fn(params, x), state
-        return self.train_fn(params, state, x)
+        if not self.random_streams:
+            return self.train_fn(params, state, x)
+        if rng is None:
+            raise ConfigError(f"{self.name} draws random numbers in training mode (streams "
+                              f"{', '.join(self.random_streams)}): pass the pass's noise key, apply_train(..., rng=key)")
+        return self.train_fn(params, state, x, rng, self.random_streams)
 
     def apply_eval(self, params, state, x: jax.Array) -> jax.Array:
         """Outputs ``(N, K)`` in evaluation mode, with the state's running statistics.
@@ -234,9 +280,10 @@ class FlaxModel:
                        if hasattr(v.aval, "shape")))
 
     def describe(self) -> str:
-        """One line: the model's class name, its input shape and where it came from."""
+        """One line: the model's class name, its input shape, its random streams and where it came from."""
         where = f", {self.source['file']}:{self.source['factory']}" if self.source else ""
-        return f"{self.name} (user model, inputs {self.in_shape}{where})"
+        noise = f", random streams {', '.join(self.random_streams)}" if self.random_streams else ""
+        return f"{self.name} (user model, inputs {self.in_shape}{noise}{where})"
 
     def permutation_spec(self) -> PermutationSpec:
         """The permutation structure the user gave (``spec``).
@@ -257,7 +304,8 @@ class FlaxModel:
         self._require_bound()
         return {"name": self.name, "in_shape": list(self.in_shape), "out_features": self.out_features,
                 "source": self.source, "param_shapes": {k: list(v) for k, v in self.param_shapes().items()},
-                "state_shapes": {k: list(v) for k, v in self.state_shapes().items()}}
+                "state_shapes": {k: list(v) for k, v in self.state_shapes().items()},
+                **({"random_streams": list(self.random_streams)} if self.random_streams else {})}
 
 
 def _shapes(abstract) -> dict[str, tuple[int, ...]]:
@@ -284,7 +332,10 @@ def _train_flag(module) -> str | None:
 def from_linen(module) -> FlaxModel:
     """A Linen module as a :class:`FlaxModel`: ``"params"`` are the parameters, every other
     collection (``batch_stats`` ...) the state, updated in training (``mutable``); a training
-    flag of its ``__call__`` (:data:`TRAIN_FLAGS`) is passed in both modes."""
+    flag of its ``__call__`` (:data:`TRAIN_FLAGS`) is passed in both modes.  The random streams
+    its training mode asks for (``self.make_rng(name)``: ``nn.Dropout``'s ``"dropout"``, any
+    other name) are found when it is bound, and each is given :func:`stream_key` of the pass's
+    noise key; evaluation mode draws nothing."""
     flag = _train_flag(module)
 
     def mode(training: bool) -> dict:
@@ -302,24 +353,44 @@ def from_linen(module) -> FlaxModel:
     def apply(params, x):
         return module.apply({"params": params}, x, **mode(False))
 
-    def train(params, st, x):
+    def train(params, st, x, rng=None, streams=()):
+        rngs = {} if rng is None else {name: stream_key(rng, name) for name in streams}
         if not st:
-            return module.apply({"params": params}, x, **mode(True)), st
-        out, new = module.apply({"params": params, **st}, x, **mode(True), mutable=list(st))
+            return module.apply({"params": params}, x, **mode(True), rngs=rngs), st
+        out, new = module.apply({"params": params, **st}, x, **mode(True), mutable=list(st), rngs=rngs)
         return out, {**st, **flax.core.unfreeze(new)}
 
     def evaluate(params, st, x):
         return module.apply({"params": params, **st}, x, **mode(False))
 
-    return FlaxModel(init, apply, type(module).__name__, state_fn=state, train_fn=train, eval_fn=evaluate)
+    def streams(params, st, x):
+        """The names the training mode asks for, one at a time: Linen says which one is missing."""
+        found: list[str] = []
+        for _ in range(64):
+            try:
+                jax.eval_shape(lambda p, s, v: train(p, s, v, jax.random.key(0), tuple(found)), params, st, x)
+            except flax.errors.InvalidRngError as exc:
+                name = re.search(r'needs PRNG for "([^"]+)"', str(exc))
+                if name is None or name.group(1) in found:
+                    raise
+                found.append(name.group(1))
+                continue
+            break
+        return tuple(sorted(found))
+
+    return FlaxModel(init, apply, type(module).__name__, state_fn=state, train_fn=train, eval_fn=evaluate,
+                     streams_fn=streams)
 
 
 def from_nnx(factory) -> FlaxModel:
     """An NNX model given as ``factory(rngs) -> nnx.Module``: parameters are the pure-dict form
     of its ``nnx.Param`` state; its ``nnx.BatchStat`` variables (BatchNorm's running averages)
     are its state, ``{"batch_stats": ...}``.  ``apply`` merges them into a clone of the module's
-    structure; a module with state runs in ``train()`` mode in training steps (its statistics
-    read back afterwards) and in ``eval()`` mode otherwise."""
+    structure; a module with state or random streams (``nnx.Dropout``) runs in ``train()`` mode in
+    training steps (its statistics read back afterwards) and in ``eval()`` mode otherwise.  Its
+    random streams are its ``nnx.RngKey`` variables, named by their paths: in a training step each
+    is replaced by :func:`stream_key` of the step's noise key (its count zero), inside the trace,
+    so the module's own ``nnx.Rngs`` are never mutated across jit and vmap."""
     from flax import nnx
 
     try:
@@ -330,8 +401,12 @@ def from_nnx(factory) -> FlaxModel:
                           f"nnx.Rngs failed: {exc}") from None
     if not isinstance(probe, nnx.Module):
         raise ConfigError(f"an NNX factory must return an nnx.Module, got {type(probe).__name__}")
-    graphdef, template, stats, rest = nnx.split(factory(nnx.Rngs(0)), nnx.Param, nnx.BatchStat, ...)
+    graphdef, template, stats, keys, counts, rest = nnx.split(factory(nnx.Rngs(0)), nnx.Param, nnx.BatchStat,
+                                                               nnx.RngKey, nnx.RngCount, ...)
     stateful = bool(jax.tree_util.tree_leaves(stats))
+    key_dict = nnx.to_pure_dict(keys)
+    streams = tuple(key_paths(key_dict))
+    modal = stateful or bool(streams)  # train() / eval() matter
 
     def init(key, x):
         return nnx.to_pure_dict(nnx.split(factory(nnx.Rngs(key)), nnx.Param, ...)[1])
@@ -341,34 +416,45 @@ def from_nnx(factory) -> FlaxModel:
             return {}
         return {"batch_stats": nnx.to_pure_dict(nnx.split(factory(nnx.Rngs(key)), nnx.Param, nnx.BatchStat, ...)[2])}
 
-    def merged(params, st):
+    def merged(params, st, rng=None):
+        """A fresh module from the pure parameters and state; its random streams (cloned inside
+        the trace, so that jit and vmap may mutate them) keyed by ``rng``, their counts zero."""
         p = nnx.clone(template)
         nnx.replace_by_pure_dict(p, params)
-        if not stateful:
-            return nnx.merge(graphdef, p, rest)
         s = nnx.clone(stats)
-        nnx.replace_by_pure_dict(s, st["batch_stats"])
-        return nnx.merge(graphdef, p, s, rest)
+        if stateful:
+            nnx.replace_by_pure_dict(s, st["batch_stats"])
+        k, c = nnx.clone(keys), nnx.clone(counts)
+        if rng is not None:
+            leaves = [stream_key(rng, name) for name in streams]
+            nnx.replace_by_pure_dict(k, jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(key_dict), leaves))
+        return nnx.merge(graphdef, p, s, k, c, rest)
 
     def apply(params, x):
-        return merged(params, None)(x)
+        module = merged(params, None)
+        if modal:
+            module.eval()  # dropout off
+        return module(x)
 
-    def train(params, st, x):
-        if not stateful:
+    def train(params, st, x, rng=None, names=()):
+        if not modal:
             return apply(params, x), st
-        module = merged(params, st)
-        module.train()  # batch statistics; the running averages are updated in place
+        module = merged(params, st, rng)
+        module.train()  # dropout on, batch statistics; the running averages are updated in place
         out = module(x)
+        if not stateful:
+            return out, st
         return out, {"batch_stats": nnx.to_pure_dict(nnx.split(module, nnx.Param, nnx.BatchStat, ...)[2])}
 
     def evaluate(params, st, x):
-        if not stateful:
+        if not modal:
             return apply(params, x)
         module = merged(params, st)
-        module.eval()  # the running averages
+        module.eval()  # the running averages, dropout off
         return module(x)
 
-    return FlaxModel(init, apply, type(probe).__name__, state_fn=state, train_fn=train, eval_fn=evaluate)
+    return FlaxModel(init, apply, type(probe).__name__, state_fn=state, train_fn=train, eval_fn=evaluate,
+                     random_streams=streams)
 
 
 def input_shape(model) -> tuple:
@@ -382,7 +468,7 @@ def forward_jaxpr(model):
     model._require_bound()
     params = jax.eval_shape(model.init, jax.random.key(0))
     state = jax.eval_shape(model.init_state, jax.random.key(0))
-    return jax.make_jaxpr(lambda p, s, x: model.apply_train(p, s, x)[0])(
+    return jax.make_jaxpr(lambda p, s, x: model.apply_train(p, s, x, rng=jax.random.key(0))[0])(
         params, state, jax.ShapeDtypeStruct((1, *input_shape(model)), jnp.float32)).jaxpr
 
 

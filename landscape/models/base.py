@@ -73,7 +73,8 @@ def known_fields(cls, d: dict) -> dict:
 class Stateless:
     """The state protocol of a model without mutable state: every model offers
     ``init_state(key) -> state``, ``apply_train(params, state, x) -> (outputs, state)`` and
-    ``apply_eval(params, state, x) -> outputs``; here the state is ``{}`` and both are ``apply``."""
+    ``apply_eval(params, state, x) -> outputs``; here the state is ``{}`` and both are ``apply``.
+    A model with random layers also has ``random_streams`` and takes ``apply_train(..., rng=key)``."""
 
     stateful = False  # a class attribute, not a dataclass field
 
@@ -81,8 +82,8 @@ class Stateless:
         """No state: ``{}``."""
         return {}
 
-    def apply_train(self, params, state, x: jax.Array):
-        """Outputs for a training step and the (empty) state."""
+    def apply_train(self, params, state, x: jax.Array, rng: jax.Array | None = None):
+        """Outputs for a training step and the (empty) state (``rng``: no random layers, ignored)."""
         return self.apply(params, x), state
 
     def apply_eval(self, params, state, x: jax.Array) -> jax.Array:

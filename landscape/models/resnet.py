@@ -190,13 +190,14 @@ class ResNet(ImageModel):
         """
         return self._flax().apply(params, x)
 
-    def apply_train(self, params, state, x: jax.Array):
+    def apply_train(self, params, state, x: jax.Array, rng: jax.Array | None = None):
         """``(outputs, new state)`` in training mode (batch statistics).
 
         Args:
           params: one member's parameters.
           state: its state.
           x: ``(N, ...)`` inputs.
+          rng: ignored (no random layers).
 
         Returns:
           ``(outputs (N, K), new state)``.

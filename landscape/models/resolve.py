@@ -102,7 +102,13 @@ def as_model(model) -> MLP | CNN | ResNet | FlaxModel:
     if isinstance(model, tuple) and len(model) == 2 and all(callable(f) for f in model):
         init, apply = model
         return FlaxModel(lambda key, x: init(key), apply, "init/apply pair")
-    if callable(model) and not isinstance(model, type):
-        return from_nnx(model)
-    raise ConfigError(f"a model must be a landscape.MLP, a flax.linen.Module or an (init, apply) pair; got "
-                      f"{type(model).__name__}")
+    if callable(model) and (not isinstance(model, type) or _is_nnx_class(model)):
+        return from_nnx(model)  # a factory rngs -> nnx.Module, or an NNX class built as Net(rngs)
+    raise ConfigError(f"a model must be a landscape.MLP, a flax.linen.Module, an (init, apply) pair or an NNX factory "
+                      f"rngs -> nnx.Module; got {type(model).__name__}")
+
+
+def _is_nnx_class(cls) -> bool:
+    from flax import nnx
+
+    return isinstance(cls, type) and issubclass(cls, nnx.Module)

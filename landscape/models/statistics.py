@@ -50,7 +50,7 @@ def running_average_rates(model, x: jax.Array) -> Any:
     key = jax.random.key(0)
     params, template = model.init(key), model.init_state(key)
     news = [model.apply_train(params, jax.tree_util.tree_map(lambda a, c=c: jnp.full(a.shape, c, a.dtype), template),
-                              x)[1] for c in (0.0, 1.0, 2.0)]
+                              x, **_fixed_noise(model))[1] for c in (0.0, 1.0, 2.0)]
     names = key_paths(template)
     leaves = [jax.tree_util.tree_leaves(n) for n in news]
     rates = []
@@ -74,7 +74,9 @@ def population_statistics(model, params, x: jax.Array, rates) -> Any:
     by ``1 - m`` (:func:`running_average_rates`) leaves the statistics of ``x`` itself — for
     BatchNorm, the mean and variance of every normalised layer's inputs over the whole set, each
     layer's computed with the statistics of the layers below (as mode-connectivity work
-    recomputes them, Garipov et al. 2018).  Float32 rounding is amplified by ``1 / (1 - m)``
+    recomputes them, Garipov et al. 2018).  A model with dropout is in training mode here, as
+    when its running averages were kept: its masks are drawn from one fixed key (``key(0)``), so
+    the statistics are a function of ``params`` alone.  Float32 rounding is amplified by ``1 / (1 - m)``
     (relative error about ``1e-7 / (1 - m)``).
 
     Args:
@@ -97,8 +99,13 @@ def population_statistics(model, params, x: jax.Array, rates) -> Any:
     """
     zeros = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype),
                                    jax.eval_shape(model.init_state, jax.random.key(0)))
-    _, new = model.apply_train(params, zeros, x)
+    _, new = model.apply_train(params, zeros, x, **_fixed_noise(model))
     return jax.tree_util.tree_map(lambda s, m: s / jnp.asarray(1.0 - m, s.dtype), new, rates)
+
+
+def _fixed_noise(model) -> dict:
+    """``{"rng": key(0)}`` for a model with random streams (the training-mode passes above), else ``{}``."""
+    return {"rng": jax.random.key(0)} if getattr(model, "random_streams", ()) else {}
 
 
 def with_statistics(model, statistics: str, *, state=None, x: jax.Array | None = None) -> FlaxModel:

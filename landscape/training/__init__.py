@@ -15,10 +15,10 @@
 
 from .engine import train_ensemble
 from .ensemble import LEARNED_MARGIN, Ensemble, History, Trajectory, learned, status, summarize
-from .orders import member_keys
+from .orders import member_keys, noise_key
 from .children import spawn
 from .tracking import Tracked, Tracking, member_curvature
 
 __all__ = ["train_ensemble", "Ensemble", "History", "Trajectory", "summarize", "learned", "status", "member_keys",
-           "LEARNED_MARGIN", "Tracking", "Tracked", "member_curvature",
+           "noise_key", "LEARNED_MARGIN", "Tracking", "Tracked", "member_curvature",
            "spawn"]

@@ -29,7 +29,7 @@ from ..models import MLP, accuracy, as_model, for_loss, output_loss
 from .ensemble import METRICS, Ensemble, History, Trajectory
 from .memory import MAX_LISTED_GROUPS, check_memory, device_budget, device_bytes_per_member, group_size
 from .optim import OptimizerChoice, OptimizerSpec, check_learning_rate
-from .orders import ORDERS_BYTES, epoch_orders, member_keys
+from .orders import NOISE_RULE, ORDERS_BYTES, epoch_orders, member_keys
 from .tracking import Tracked, Tracking, member_curvature
 
 __all__ = ["train_ensemble"]
@@ -338,6 +338,8 @@ def train_ensemble(
         **({"member_optimizers": [int(c) for c in member_choice]} if n_choices > 1 else {}),
         **({"init": "given starts"} if starts is not None else {}),
         **({"track": track.to_dict()} if track is not None else {}),
+        **({"noise": {"streams": list(model.random_streams), "rule": NOISE_RULE}}
+           if getattr(model, "random_streams", ()) else {}),
         "key": [int(v) for v in np.asarray(jax.random.key_data(key)).ravel()],
         "data": data.describe(),
     }
@@ -501,6 +503,7 @@ def _programs(model: MLP, loss: str, make_opt: Callable | OptimizerSpec, batch_s
     root key, the learning rates and the data are arguments, not constants).
     """
     loss_of_outputs = output_loss(loss)
+    noisy = bool(getattr(model, "random_streams", ()))
     mixed = isinstance(make_opt, OptimizerChoice)
     if mixed:
         build = make_opt.build
@@ -533,6 +536,8 @@ def _programs(model: MLP, loss: str, make_opt: Callable | OptimizerSpec, batch_s
             **({"choice": jnp.asarray(choice, jnp.int32)} if mixed else {}),
             # the tracked curvature's random vectors (tracking.py): only when tracking
             **({"track_key": jax.random.fold_in(init_key, 1)} if track is not None else {}),
+            # the noise of random layers (dropout): only for a model with random streams (orders.py)
+            **({"noise_key": jax.random.fold_in(init_key, 2)} if noisy else {}),
         }
 
     def init_member(root, seed, lr, choice):
@@ -547,8 +552,11 @@ def _programs(model: MLP, loss: str, make_opt: Callable | OptimizerSpec, batch_s
             xb, yb = x_tr[idx], y_tr[idx]
         else:
             xb, yb = x_tr, y_tr
-        def objective(p):  # training mode: batch statistics, the running averages updated
-            out, model_state = model.apply_train(p, state["model_state"], xb)
+        # training mode: batch statistics, the running averages updated; dropout with this step's noise
+        noise = {"rng": jax.random.fold_in(state["noise_key"], step)} if noisy else {}
+
+        def objective(p):
+            out, model_state = model.apply_train(p, state["model_state"], xb, **noise)
             return loss_of_outputs(out, yb), model_state
 
         (value, model_state), grads = jax.value_and_grad(objective, has_aux=True)(params)

@@ -6,14 +6,23 @@ parameters; the data order of epoch ``e`` is
 epoch, drawn on the host and passed in with each call, batches sliced from it, the last
 ``N mod B`` examples of each shuffled epoch dropped).  A member's result therefore depends
 only on ``(key, seed, learning rate)``, never on which other members share the call.
+
+A model with random layers (dropout) draws the noise of training step ``t`` from
+``fold_in(fold_in(init_key, 2), t)`` (:func:`noise_key`), each of its streams from that key by
+:func:`landscape.models.stream_key`: a member alone and inside any sweep sees the same masks.
 """
 
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["member_keys"]
+__all__ = ["member_keys", "noise_key", "NOISE_RULE"]
+
+#: How a training step's noise key is derived, as recorded in a run's configuration.
+NOISE_RULE = ("step t of seed s: fold_in(fold_in(init_key, 2), t), init_key = split(fold_in(key, s))[0]; "
+              "stream n: fold_in(that, crc32(n) mod 2**31)")
 
 
 def member_keys(key: jax.Array, seed: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -34,6 +43,34 @@ def member_keys(key: jax.Array, seed: jax.Array) -> tuple[jax.Array, jax.Array]:
     k = jax.random.fold_in(key, seed)
     init_key, order_key = jax.random.split(k)
     return init_key, order_key
+
+
+def noise_key(key: jax.Array, seed, step) -> jax.Array:
+    """The noise key of one member's training step ``step``: ``fold_in(fold_in(init_key, 2), step)``
+    with ``init_key`` of :func:`member_keys` (``fold_in(init_key, 1)`` is the tracked curvature's).
+    Random layers draw from it (each stream from :func:`landscape.models.stream_key`).
+
+    Args:
+      key: the run's root key.
+      seed: the member's seed.
+      step: the training step (0 for the first).
+
+    Returns:
+      a PRNG key.
+
+    Examples:
+      >>> from flax import nnx
+      >>> k = ls.train.noise_key(jax.random.key(0), 3, 0)            # seed 3's first step's dropout
+      >>> model = ls.models.as_model(lambda rngs: nnx.Sequential(nnx.Linear(2, 3, rngs=rngs),
+      ...                                                        nnx.Dropout(0.5, rngs=rngs)))
+      >>> model.random_streams                                        # its one RngKey, by path
+      ('layers/1/rngs/key',)
+      >>> out, _ = model.for_data(ls.data.blobs(num_train=8, num_test=8)).apply_train(
+      ...     model.for_data(ls.data.blobs(num_train=8, num_test=8)).init(jax.random.key(0)), {}, jnp.ones((4, 2)), rng=k)
+      >>> out.shape
+      (4, 3)
+    """
+    return jax.random.fold_in(jax.random.fold_in(member_keys(key, jnp.asarray(seed))[0], 2), step)
 
 
 #: Host memory for one training call's minibatch orders (members × epochs × examples int32).
