@@ -13,6 +13,7 @@ import optax
 import pytest
 
 import landscape as ls
+from landscape.store import load_result
 
 from .clirun import run as cli
 from .conftest import assert_members_equal, assert_trees_close
@@ -237,8 +238,8 @@ def test_a_model_file_with_dropout_works_end_to_end_on_the_command_line(tmp_path
     assert r.returncode == 0, r.stderr
     r = cli("surface", str(run), *mf, "--grid", "3", "--noise-key", "4", "--quiet")
     assert r.returncode == 0, r.stderr
-    plain, plain_meta = ls.store.load_result(run / "results" / "plane_seed0_random_filter_g3_s1.npz")
-    noisy, noisy_meta = ls.store.load_result(run / "results" / "plane_seed0_random_filter_g3_s1_noise4.npz")
+    plain, plain_meta = load_result(run / "results" / "plane_seed0_random_filter_g3_s1.npz")
+    noisy, noisy_meta = load_result(run / "results" / "plane_seed0_random_filter_g3_s1_noise4.npz")
     assert "noise" not in plain_meta["provenance"]["settings"]
     assert noisy_meta["provenance"]["settings"]["noise"] == 4
     assert not np.allclose(plain["value/train_loss"], noisy["value/train_loss"])

@@ -222,7 +222,7 @@ def single_process(what: str) -> None:
 def plane_members(ens, seeds, lr, align: bool | None, what: str):
     """The members of a plane-based command (three seeds: their plane; one: a random plane around
     it) and the model's permutation spec when the minima are to be aligned (``align``: ``None``
-    aligns when the model states its structure, ``True`` insists, ``False`` never)."""
+    aligns when the model's structure is known, stated or inferred, ``True`` insists, ``False`` never)."""
     from ..models.permutation import check_alignable
 
     idx = members.select(ens, seeds, lr)

@@ -269,7 +269,8 @@ def add_plane(p, *, grid: int, margin: float, key: int, key_help: str, grid_help
     p.add_argument("--span", type=positive_float, default=1.0,
                    help="half-width of a random plane around one seed (default: %(default)s)")
     p.add_argument("--align", choices=("auto", "yes", "no"), default="auto",
-                   help="weight-match the minima first (auto: when the model states its permutation structure)")
+                   help="weight-match the minima first (auto: when the model's permutation structure is known: "
+                        "stated, or inferred from the traced model)")
     p.add_argument("--key", type=int, default=key, help=f"PRNG seed of {key_help} (default: %(default)s)")
     add_statistics(p)
     p.add_argument("--chunk-size", type=positive_int, default=None, help="points per compiled call (default: auto)")

@@ -17,6 +17,8 @@ nested-dict parameter pytrees ``{"Dense_0": {"kernel": (D, H1), "bias": (H1,)}, 
   parameters;
 * :mod:`~landscape.models.permutation` — hidden-unit permutations: a model's permutation
   structure, permuting, weight matching (``ls.permutation``);
+* :mod:`~landscape.models.spec_inference` — the permutation structure read from a traced model
+  (``ls.permutation.infer_spec``);
 * :mod:`~landscape.models.model_file` — a researcher's model from a Python file (:func:`from_file`).
 
 Everything public is importable from ``landscape.models`` itself.

@@ -286,16 +286,21 @@ class FlaxModel:
         return f"{self.name} (user model, inputs {self.in_shape}{noise}{where})"
 
     def permutation_spec(self) -> PermutationSpec:
-        """The permutation structure the user gave (``spec``).
+        """The permutation structure the user gave (``spec``), else the one read from the traced
+        model (:func:`landscape.permutation.infer_spec` on 8 random examples, certified; never
+        from parameter names).
+
+        Returns:
+          a :class:`~landscape.permutation.PermutationSpec`.
 
         Raises:
-          ConfigError: none was given — it cannot be guessed safely from parameter names.
+          ConfigError: none was given and the model has an operation the inference cannot
+            prove equivariant (named), with how to give one.
         """
-        if self.spec is None:
-            raise ConfigError(f"{self.name} is a user model: weight matching needs its permutation structure; define "
-                              "permutation_spec (a landscape.permutation.PermutationSpec) in its model file, or pass "
-                              "spec= to landscape.minima.align")
-        return self.spec
+        if self.spec is not None:
+            return self.spec
+        self._require_bound()
+        return _inferred_spec(self)
 
     def to_dict(self) -> dict:
         """JSON-ready description for a run directory: name, input shape, classes, where it came
@@ -306,6 +311,19 @@ class FlaxModel:
                 "source": self.source, "param_shapes": {k: list(v) for k, v in self.param_shapes().items()},
                 "state_shapes": {k: list(v) for k, v in self.state_shapes().items()},
                 **({"random_streams": list(self.random_streams)} if self.random_streams else {})}
+
+
+@functools.lru_cache(maxsize=32)
+def _inferred_spec(model: FlaxModel) -> PermutationSpec:
+    """A bound user model's inferred spec, traced once per model object."""
+    from .permutation import infer_spec
+
+    try:
+        return infer_spec(model, jax.random.normal(jax.random.key(0), (8, *model.in_shape)))
+    except ConfigError as exc:
+        raise ConfigError(f"{model.name}: weight matching needs its permutation structure, and it could not be "
+                          f"inferred ({exc}); define permutation_spec (a landscape.permutation.PermutationSpec) in "
+                          "its model file, or pass spec= to landscape.minima.align") from None
 
 
 def _shapes(abstract) -> dict[str, tuple[int, ...]]:

@@ -21,7 +21,7 @@ import numpy as np
 from ..core import tree
 from ..core.errors import ConfigError
 
-__all__ = ["PermutationSpec", "permute", "weight_matching", "align", "align_to", "check_alignable"]
+__all__ = ["PermutationSpec", "permute", "weight_matching", "align", "align_to", "check_alignable", "infer_spec"]
 
 PyTree = Any
 
@@ -311,3 +311,94 @@ def align_to(reference: PyTree, stacked: PyTree, *, spec: PermutationSpec) -> Py
     """
     out = [align(reference, tree.take(stacked, i), spec=spec)[0] for i in range(tree.num_members(stacked))]
     return tree.stack(out)
+
+
+
+def infer_spec(model, x, *, key: jax.Array | None = None, params=None, state=None,
+               certify: bool = True) -> PermutationSpec:
+    """The permutation structure of any model, read from its traced evaluation-mode forward pass.
+
+    Which parameter (and state) axes one hidden permutation reorders is derived operation by
+    operation (:mod:`landscape.models.spec_inference`): through dense and convolution
+    contractions, elementwise functions, BatchNorm and LayerNorm (their scales, biases and
+    running statistics follow their channels), pooling, reshapes that flatten feature maps (a
+    view of the reading kernel), attention's heads, and residual additions (which tie the
+    permutations they add).  Axes that reach the input or the outputs are fixed; an operation
+    without a rule is refused by name, never guessed.  The symmetry is Hecht-Nielsen (1990)'s;
+    weight matching over it is Ainsworth et al. (2023, Git Re-Basin), whose code writes such
+    specs by hand.  A user model without a spec of its own uses this
+    (:meth:`landscape.models.FlaxModel.permutation_spec`).
+
+    The result is certified before it is returned: a copy of ``params`` (and ``state``) permuted
+    at random by every permutation at once must give the original's outputs on ``x``.
+
+    Args:
+      model: a bound model — ``ens.model``, a built-in bound with ``for_data``, or
+        ``ls.models.as_model(module)`` (bound to ``x`` here when it is not yet).
+      x: ``(N, ...)`` an example batch (a few examples; the certificate runs on them).
+      key: PRNG key of the parameters traced and certified and of the random permutations
+        (default ``key(0)``).
+      params: one member's parameters to certify on (default: fresh ones from ``key``).
+      state: its state (default: fresh ones).
+      certify: check the spec on ``x`` (default); ``False`` only traces.
+
+    Returns:
+      a :class:`PermutationSpec` covering every parameter and state leaf.
+
+    Raises:
+      ConfigError: an operation the inference has no rule for (named), a model that is not
+        wrapped, or a spec that fails its certificate.
+
+    Examples:
+      >>> import flax.linen as nn
+      >>> class Net(nn.Module):
+      ...     @nn.compact
+      ...     def __call__(self, x):
+      ...         return nn.Dense(3)(nn.relu(nn.Dense(5)(x)))
+      >>> data = ls.data.blobs(num_train=64, num_test=32)
+      >>> spec = ls.permutation.infer_spec(ls.models.as_model(Net()), data.test.x[:8])
+      >>> spec.axes["Dense_0/kernel"], spec.axes["Dense_1/kernel"]    # the 5 hidden units
+      ((None, 'Dense_0'), ('Dense_0', None))
+    """
+    from .spec_inference import trace_structure
+
+    if not hasattr(model, "apply_eval"):
+        raise ConfigError(f"infer_spec takes a model as train_ensemble holds it (ens.model, or "
+                          f"ls.models.as_model(...) of a Flax module or pair); got {type(model).__name__}")
+    x = jnp.asarray(x, jnp.float32)
+    if getattr(model, "in_shape", ()) is None:  # a wrapped model not yet bound: bind it to x
+        model = model.bind(x.shape[1:], _classes(model, x))
+    if getattr(model, "in_features", 1) is None:
+        raise ConfigError(f"{type(model).__name__} is not bound to data: call model.for_data(dataset) first")
+    key = jax.random.key(0) if key is None else key
+    params = model.init(key) if params is None else params
+    state = model.init_state(key) if state is None else state
+    spec = PermutationSpec(*trace_structure(model, params, state, x))
+    if certify:
+        _certify(model, spec, params, state, x, key)
+    return spec
+
+
+def _classes(model, x) -> int:
+    """The number of outputs of an unbound wrapped model on ``x`` (traced, nothing computed)."""
+    x1 = jax.ShapeDtypeStruct((1, *x.shape[1:]), jnp.float32)
+    params = jax.eval_shape(model.init_fn, jax.random.key(0), x1)
+    state = {} if model.state_fn is None else jax.eval_shape(model.state_fn, jax.random.key(0), x1)
+    out = jax.eval_shape(model.eval_fn or (lambda p, s, v: model.apply_fn(p, v)), params, state, x1)
+    return int(out.shape[-1])
+
+
+def _certify(model, spec: PermutationSpec, params, state, x, key) -> None:
+    """Every permutation of ``spec`` at once, drawn at random: the outputs must not change."""
+    with_state = bool(jax.tree_util.tree_leaves(state))
+    sizes = _sizes(spec, params, state if with_state else None)
+    rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
+    perms = {name: rng.permutation(n) for name, n in sizes.items()}
+    p2, s2 = permute(params, spec, perms, state=state) if with_state else (permute(params, spec, perms), state)
+    a = np.asarray(model.apply_eval(params, state, x), np.float64)
+    b = np.asarray(model.apply_eval(p2, s2, x), np.float64)
+    scale = max(float(np.max(np.abs(a))), 1.0)
+    if not np.allclose(a, b, rtol=1e-4, atol=1e-4 * scale):
+        raise ConfigError(f"the inferred permutation structure of {getattr(model, 'name', type(model).__name__)} "
+                          f"fails its certificate (outputs change by up to {float(np.max(np.abs(a - b))):.3g} under "
+                          "a random permutation): give a PermutationSpec by hand, and please report the model")
