@@ -224,6 +224,7 @@ def model():
 '''
 
 
+@pytest.mark.slow  # 27 s; the default suite's compare --align test trains a dropout model file too
 def test_a_model_file_with_dropout_works_end_to_end_on_the_command_line(tmp_path):
     src = tmp_path / "drop.py"
     src.write_text(MODEL_FILE)

@@ -37,9 +37,12 @@ def digits():
 
 
 BUILTINS = [ls.MLP(hidden=(8, 6)), ls.MLP(hidden=(5,), activation="relu"), ls.models.CNN(channels=(4, 6)),
-            *[ls.models.ResNet(depth=6, width=4, norm=norm, skip=skip)
-              for norm in ("batch", "layer", "none") for skip in (True, False)],
-            ls.models.ResNet(depth=8, width=4, stages=3)]
+            ls.models.ResNet(depth=6, width=4, norm="batch", skip=True),
+            ls.models.ResNet(depth=6, width=4, norm="layer", skip=False),
+            # the other variants in the slow suite (3-6 s each: the certificate runs the ResNet)
+            *[pytest.param(ls.models.ResNet(depth=6, width=4, norm=norm, skip=skip), marks=pytest.mark.slow)
+              for norm, skip in (("batch", False), ("layer", True), ("none", True), ("none", False))],
+            pytest.param(ls.models.ResNet(depth=8, width=4, stages=3), marks=pytest.mark.slow)]
 
 
 @pytest.mark.parametrize("model", BUILTINS, ids=lambda m: f"{type(m).__name__}-{getattr(m, 'norm', '')}-"
