@@ -151,19 +151,19 @@ class Block(nn.Module):
         h = nn.LayerNorm()(x)
         x = x + nn.MultiHeadDotProductAttention(num_heads=2, qkv_features=16)(h, h)
         h = nn.LayerNorm()(x)
-        x = x + nn.Dense(16)(nn.gelu(nn.Dense(32)(h)))
+        u = nn.gelu(nn.Dense(32)(h))  # built one after another, so that the names are Dense_1, Dense_2
+        x = x + nn.Dense(16)(u)
         return nn.Dense(10)(x.mean(axis=1))
 
 
 def test_a_transformer_block_gets_its_mlp_hidden_units_and_its_heads(digits):
     model = ls.models.as_model(Block()).for_data(digits)
     spec = ls.permutation.infer_spec(model, digits.train.x[:4])
-    # Flax names modules in construction order: Dense_1 is the MLP's read-out (built first), Dense_2 its 32 units
-    hidden = spec.axes["Dense_2/kernel"][1]
-    assert hidden is not None and spec.axes["Dense_2/bias"] == (hidden,) and spec.axes["Dense_1/kernel"][0] == hidden
+    hidden = spec.axes["Dense_1/kernel"][1]  # the MLP's 32 units
+    assert hidden is not None and spec.axes["Dense_1/bias"] == (hidden,) and spec.axes["Dense_2/kernel"][0] == hidden
     stream = spec.axes["Dense_0/kernel"][1]  # the residual stream: one permutation tied by both additions
     assert stream not in (None, hidden)
-    assert spec.axes["Dense_1/kernel"][1] == spec.axes["Dense_2/kernel"][0] == spec.axes["Dense_3/kernel"][0] == stream
+    assert spec.axes["Dense_2/kernel"][1] == spec.axes["Dense_1/kernel"][0] == spec.axes["Dense_3/kernel"][0] == stream
     assert spec.axes["LayerNorm_0/scale"] == spec.axes["LayerNorm_1/scale"] == (stream,)
     # the heads: query, key, value and out share one permutation of the 2 heads; q and k share their head dims
     att = "MultiHeadDotProductAttention_0"

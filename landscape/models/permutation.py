@@ -354,7 +354,8 @@ def infer_spec(model, x, *, key: jax.Array | None = None, params=None, state=Non
       >>> class Net(nn.Module):
       ...     @nn.compact
       ...     def __call__(self, x):
-      ...         return nn.Dense(3)(nn.relu(nn.Dense(5)(x)))
+      ...         h = nn.relu(nn.Dense(5)(x))                         # Dense_0: 5 hidden units
+      ...         return nn.Dense(3)(h)
       >>> data = ls.data.blobs(num_train=64, num_test=32)
       >>> spec = ls.permutation.infer_spec(ls.models.as_model(Net()), data.test.x[:8])
       >>> spec.axes["Dense_0/kernel"], spec.axes["Dense_1/kernel"]    # the 5 hidden units
