@@ -16,6 +16,7 @@ import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ..core.errors import ConfigError
 from ..core.tree import key_paths
@@ -118,6 +119,27 @@ class FlaxModel:
             raise ConfigError(f"{self.name} was bound to inputs {self.in_shape} and {self.out_features} classes; "
                               f"data set {data.name!r} has {shape} and {data.num_classes}")
         return self.bind(shape, data.num_classes)
+
+    def for_inputs(self, x) -> FlaxModel:
+        """This model bound to inputs shaped like ``x``'s examples, with as many classes as it
+        outputs on them (for a model met without a data set: :func:`landscape.permutation.infer_spec`).
+
+        Args:
+          x: ``(N, ...)`` example inputs (only their shape matters).
+
+        Returns:
+          the bound model (:meth:`bind`).
+
+        Examples:
+          >>> import flax.linen as nn
+          >>> ls.models.as_model(nn.Dense(3)).for_inputs(jnp.zeros((5, 4))).out_features
+          3
+        """
+        x1 = jax.ShapeDtypeStruct((1, *np.shape(x)[1:]), jnp.float32)
+        params = jax.eval_shape(self.init_fn, jax.random.key(0), x1)
+        state = {} if self.state_fn is None else jax.eval_shape(self.state_fn, jax.random.key(0), x1)
+        out = jax.eval_shape(self.eval_fn or (lambda p, s, v: self.apply_fn(p, v)), params, state, x1)
+        return self.bind(np.shape(x)[1:], int(out.shape[-1]))
 
     @property
     def in_features(self) -> int | None:

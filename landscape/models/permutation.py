@@ -313,7 +313,6 @@ def align_to(reference: PyTree, stacked: PyTree, *, spec: PermutationSpec) -> Py
     return tree.stack(out)
 
 
-
 def infer_spec(model, x, *, key: jax.Array | None = None, params=None, state=None,
                certify: bool = True) -> PermutationSpec:
     """The permutation structure of any model, read from its traced evaluation-mode forward pass.
@@ -368,7 +367,7 @@ def infer_spec(model, x, *, key: jax.Array | None = None, params=None, state=Non
                           f"ls.models.as_model(...) of a Flax module or pair); got {type(model).__name__}")
     x = jnp.asarray(x, jnp.float32)
     if getattr(model, "in_shape", ()) is None:  # a wrapped model not yet bound: bind it to x
-        model = model.bind(x.shape[1:], _classes(model, x))
+        model = model.for_inputs(x)
     if getattr(model, "in_features", 1) is None:
         raise ConfigError(f"{type(model).__name__} is not bound to data: call model.for_data(dataset) first")
     key = jax.random.key(0) if key is None else key
@@ -378,15 +377,6 @@ def infer_spec(model, x, *, key: jax.Array | None = None, params=None, state=Non
     if certify:
         _certify(model, spec, params, state, x, key)
     return spec
-
-
-def _classes(model, x) -> int:
-    """The number of outputs of an unbound wrapped model on ``x`` (traced, nothing computed)."""
-    x1 = jax.ShapeDtypeStruct((1, *x.shape[1:]), jnp.float32)
-    params = jax.eval_shape(model.init_fn, jax.random.key(0), x1)
-    state = {} if model.state_fn is None else jax.eval_shape(model.state_fn, jax.random.key(0), x1)
-    out = jax.eval_shape(model.eval_fn or (lambda p, s, v: model.apply_fn(p, v)), params, state, x1)
-    return int(out.shape[-1])
 
 
 def _certify(model, spec: PermutationSpec, params, state, x, key) -> None:

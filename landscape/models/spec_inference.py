@@ -111,16 +111,14 @@ class _Tracer:
     def fresh(self, shape) -> list[list[int]]:
         return [[self.u.new(n)] for n in shape]
 
+    def fixed(self, shape) -> list[list[int]]:
+        """Axes nothing may reorder (a constant's, a literal's, a random draw's)."""
+        return [[self.u.fix(self.u.new(n))] for n in shape]
+
     def of(self, v) -> list[list[int]]:
         if isinstance(v, Literal) or v not in self.axes:  # a literal or a constant: nothing reorders it
-            shape = np.shape(v.val) if isinstance(v, Literal) else v.aval.shape
-            return [[self.u.fix(self.u.new(n))] for n in shape]
+            return self.fixed(np.shape(v.val) if isinstance(v, Literal) else v.aval.shape)
         return self.axes[v]
-
-    def fix_value(self, v) -> None:
-        for axis in self.of(v):
-            for f in axis:
-                self.u.fix(f)
 
     def join_axis(self, a: list[int], b: list[int]) -> list[int]:
         """Join two axes of one size factor by factor.  An axis that is one factor joined with
@@ -140,11 +138,11 @@ class _Tracer:
         return a
 
     # -- the walk
-    def run(self, jaxpr, ins: list, consts: list | None = None) -> list:
+    def run(self, jaxpr, ins: list) -> list:
         for v, axes in zip(jaxpr.invars, ins):
             self.axes[v] = axes
         for v in jaxpr.constvars:
-            self.axes[v] = [[self.u.fix(self.u.new(n))] for n in v.aval.shape]
+            self.axes[v] = self.fixed(v.aval.shape)
         for eqn in jaxpr.eqns:
             self.equation(eqn)
         return [self.of(v) for v in jaxpr.outvars]
@@ -156,7 +154,7 @@ class _Tracer:
         sub = _subjaxpr(eqn)
         if sub is not None:
             jaxpr, skip = sub
-            results = self.run(jaxpr, ins[skip:] if len(jaxpr.invars) == len(ins) - skip else ins)
+            results = self.run(jaxpr, ins[skip:])
             for v, axes in zip(outs, results):
                 self.axes[v] = axes
             return
@@ -192,7 +190,7 @@ class _Tracer:
                 else:
                     for f in a:
                         self.u.fix(f)
-                    axes.append([self.u.fix(self.u.new(n_out))])
+                    axes.extend(self.fixed((n_out,)))
             self.axes[outs[0]] = axes
         elif name == "reshape":
             self.axes[outs[0]] = self._reshape(ins[0], eqn.invars[0].aval.shape, out_shape)
@@ -201,13 +199,11 @@ class _Tracer:
         elif name == "squeeze":
             drop = {d % len(ins[0]) for d in eqn.params["dimensions"]}
             self.axes[outs[0]] = [a for i, a in enumerate(ins[0]) if i not in drop]
-        elif name == "expand_dims":
-            self.axes[outs[0]] = self._reshape(ins[0], eqn.invars[0].aval.shape, out_shape)
         elif name in ("concatenate", "pad", "slice", "dynamic_slice", "rev"):
             self.axes[outs[0]] = self._partial(eqn, ins)
         elif name in ("iota", "random_bits", "random_wrap", "random_seed", "random_unwrap", "threefry2x32"):
             for v in outs:
-                self.axes[v] = [[self.u.fix(self.u.new(n))] for n in v.aval.shape]
+                self.axes[v] = self.fixed(v.aval.shape)
         else:
             raise ConfigError(f"cannot infer the permutation structure through the operation {name!r} (no rule "
                               "proves it permutation-equivariant); give the model a PermutationSpec by hand")
@@ -236,7 +232,7 @@ class _Tracer:
         for d in dn.rhs_spec[2:]:
             for f in rhs[d]:
                 self.u.fix(f)
-        out = [[self.u.fix(self.u.new(n))] for n in out_shape]
+        out = self.fixed(out_shape)
         out[dn.out_spec[0]] = lhs[dn.lhs_spec[0]]  # the batch
         out[dn.out_spec[1]] = rhs[dn.rhs_spec[0]]  # the kernel's output features
         return out
@@ -280,7 +276,7 @@ class _Tracer:
             if any(p is None for p in pieces):
                 for f in factors:
                     self.u.fix(f)
-                pieces = [[self.u.fix(self.u.new(shape_out[d]))] for d in gj]
+                pieces = self.fixed([shape_out[d] for d in gj])
             for d, piece in zip(gj, pieces):
                 out[d] = piece
         return out
@@ -305,7 +301,7 @@ class _Tracer:
                 for a in operands:
                     for f in a[d]:
                         self.u.fix(f)
-                out.append([self.u.fix(self.u.new(n))])
+                out.extend(self.fixed((n,)))
             else:
                 axis = operands[0][d]
                 for a in operands[1:]:
@@ -418,8 +414,6 @@ def trace_structure(model, params, state, x: jax.Array) -> tuple[dict, dict, dic
     for axis in ins[-1]:  # the input is what it is
         for f in axis:
             t.u.fix(f)
-    for v, c in zip(closed.jaxpr.constvars, closed.consts):
-        t.axes[v] = [[t.u.fix(t.u.new(n))] for n in np.shape(c)]
     outs = t.run(closed.jaxpr, ins)
     for axes in outs:
         for axis in axes:

@@ -29,7 +29,7 @@ from ..models import MLP, accuracy, as_model, for_loss, output_loss
 from .ensemble import METRICS, Ensemble, History, Trajectory
 from .memory import MAX_LISTED_GROUPS, check_memory, device_budget, device_bytes_per_member, group_size
 from .optim import OptimizerChoice, OptimizerSpec, check_learning_rate
-from .orders import NOISE_RULE, ORDERS_BYTES, epoch_orders, member_keys
+from .orders import NOISE_RULE, ORDERS_BYTES, epoch_orders, member_keys, noise_stream
 from .tracking import Tracked, Tracking, member_curvature
 
 __all__ = ["train_ensemble"]
@@ -537,7 +537,7 @@ def _programs(model: MLP, loss: str, make_opt: Callable | OptimizerSpec, batch_s
             # the tracked curvature's random vectors (tracking.py): only when tracking
             **({"track_key": jax.random.fold_in(init_key, 1)} if track is not None else {}),
             # the noise of random layers (dropout): only for a model with random streams (orders.py)
-            **({"noise_key": jax.random.fold_in(init_key, 2)} if noisy else {}),
+            **({"noise_key": noise_stream(init_key)} if noisy else {}),
         }
 
     def init_member(root, seed, lr, choice):

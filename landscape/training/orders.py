@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["member_keys", "noise_key", "NOISE_RULE"]
+__all__ = ["member_keys", "noise_stream", "noise_key", "NOISE_RULE"]
 
 #: How a training step's noise key is derived, as recorded in a run's configuration.
 NOISE_RULE = ("step t of seed s: fold_in(fold_in(init_key, 2), t), init_key = split(fold_in(key, s))[0]; "
@@ -45,6 +45,24 @@ def member_keys(key: jax.Array, seed: jax.Array) -> tuple[jax.Array, jax.Array]:
     return init_key, order_key
 
 
+def noise_stream(init_key: jax.Array) -> jax.Array:
+    """A member's noise stream, ``fold_in(init_key, 2)``: step ``t`` draws from ``fold_in(stream, t)``.
+
+    Args:
+      init_key: the member's init key (:func:`member_keys`).
+
+    Returns:
+      a PRNG key.
+
+    Examples:
+      >>> init_key, _ = ls.train.member_keys(jax.random.key(0), jnp.asarray(3))
+      >>> k = jax.random.fold_in(ls.train.orders.noise_stream(init_key), 0)
+      >>> bool(jnp.all(jax.random.key_data(k) == jax.random.key_data(ls.train.noise_key(jax.random.key(0), 3, 0))))
+      True
+    """
+    return jax.random.fold_in(init_key, 2)
+
+
 def noise_key(key: jax.Array, seed, step) -> jax.Array:
     """The noise key of one member's training step ``step``: ``fold_in(fold_in(init_key, 2), step)``
     with ``init_key`` of :func:`member_keys` (``fold_in(init_key, 1)`` is the tracked curvature's).
@@ -65,12 +83,12 @@ def noise_key(key: jax.Array, seed, step) -> jax.Array:
       ...                                                        nnx.Dropout(0.5, rngs=rngs)))
       >>> model.random_streams                                        # its one RngKey, by path
       ('layers/1/rngs/key',)
-      >>> out, _ = model.for_data(ls.data.blobs(num_train=8, num_test=8)).apply_train(
-      ...     model.for_data(ls.data.blobs(num_train=8, num_test=8)).init(jax.random.key(0)), {}, jnp.ones((4, 2)), rng=k)
+      >>> bound = model.for_data(ls.data.blobs(num_train=8, num_test=8))
+      >>> out, _ = bound.apply_train(bound.init(jax.random.key(0)), {}, jnp.ones((4, 2)), rng=k)
       >>> out.shape
       (4, 3)
     """
-    return jax.random.fold_in(jax.random.fold_in(member_keys(key, jnp.asarray(seed))[0], 2), step)
+    return jax.random.fold_in(noise_stream(member_keys(key, jnp.asarray(seed))[0]), step)
 
 
 #: Host memory for one training call's minibatch orders (members × epochs × examples int32).
