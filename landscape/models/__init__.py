@@ -53,7 +53,7 @@ from .losses import (
 from .mlp import MLP
 from .model_file import from_file
 from .resnet import ResNet
-from .resolve import BUILTIN, as_model, convolutional, model_from_dict
+from .resolve import BUILTIN, as_model, convolutional, lowered, model_from_dict
 from .noise import with_noise
 from .statistics import STATISTICS, population_statistics, running_average_rates, with_statistics
 
@@ -71,6 +71,7 @@ __all__ = [
     "as_model",
     "is_module_instance",
     "convolutional",
+    "lowered",
     "ResNet",
     "STATISTICS",
     "TRAIN_FLAGS",

@@ -16,7 +16,7 @@ from ..core.loss_names import LOSS_NAMES, loss_name
 from ..data import Dataset
 from .base import ACTIVATIONS, output_fn
 from .mlp import MLP
-from .resolve import as_model
+from .resolve import as_model, lowered
 
 __all__ = ["LOSSES", "LOSS_NAMES", "loss_name", "mse", "cross_entropy", "accuracy", "output_loss", "for_loss", "metrics",
            "loss_fn", "LossParts", "ModelLoss", "LossOf", "BatchedLoss", "minibatch_loss", "per_example_loss", "metrics_fn", "MLPMetrics",
@@ -151,7 +151,8 @@ def metrics(model, params, x: jax.Array, y: jax.Array, loss: str) -> dict[str, j
       >>> sorted(m), 0.0 <= float(m["accuracy"]) <= 1.0
       (['accuracy', 'loss'], True)
     """
-    out = for_loss(model, loss).apply(params, x)
+    model = for_loss(model, loss)
+    out = lowered(model, model.apply)(params, x)
     return {"loss": output_loss(loss)(out, y), "accuracy": accuracy(out, y)}
 
 
@@ -246,7 +247,7 @@ class ModelLoss:
         Returns:
           ``(N, K)``.
         """
-        return self.model.apply(params, self.x)
+        return lowered(self.model, self.model.apply)(params, self.x)
 
     def output_loss(self, out: jax.Array) -> jax.Array:
         """The loss of outputs ``out (N, K)`` against the labels (their mean).

@@ -1,18 +1,23 @@
 """Any model a user brings, as one of the model kinds (:func:`as_model`); built-in models from a
-run's description; what a model's traced program says about it (:func:`convolutional`).
+run's description; what a model's traced program says about it (:func:`convolutional`), and
+the forward pass to compute with on this backend (:func:`lowered`).
 """
 
 from __future__ import annotations
 
-import flax.linen as nn
+import functools
 
+import flax.linen as nn
+import jax
+
+from ..core.conv_lowering import as_matmuls
 from ..core.errors import ConfigError
 from .adapters import FlaxModel, forward_jaxpr, from_linen, from_nnx
 from .cnn import CNN
 from .mlp import MLP
 from .resnet import ResNet
 
-__all__ = ["BUILTIN", "model_from_dict", "as_model", "convolutional"]
+__all__ = ["BUILTIN", "model_from_dict", "as_model", "convolutional", "lowered"]
 
 
 def convolutional(model) -> bool:
@@ -31,18 +36,61 @@ def convolutional(model) -> bool:
       >>> ls.models.convolutional(cnn), ls.models.convolutional(ls.MLP(output_activation="identity").for_data(digits))
       (True, False)
     """
-    def has_conv(jaxpr) -> bool:
-        for eqn in jaxpr.eqns:
-            if eqn.primitive.name == "conv_general_dilated":
-                return True
-            for value in eqn.params.values():  # jit, scan, cond ... carry their bodies as parameters
-                for inner in value if isinstance(value, (tuple, list)) else (value,):
-                    inner = getattr(inner, "jaxpr", inner)  # a ClosedJaxpr's Jaxpr
-                    if hasattr(inner, "eqns") and has_conv(inner):
-                        return True
-        return False
+    model = as_model(model)
+    try:
+        return _has_conv(model)
+    except TypeError:  # a model that cannot be a cache key: traced again
+        return _jaxpr_has_conv(forward_jaxpr(model))
 
-    return has_conv(forward_jaxpr(as_model(model)))
+
+def _jaxpr_has_conv(jaxpr) -> bool:
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "conv_general_dilated":
+            return True
+        for value in eqn.params.values():  # jit, scan, cond ... carry their bodies as parameters
+            for inner in value if isinstance(value, (tuple, list)) else (value,):
+                inner = getattr(inner, "jaxpr", inner)  # a ClosedJaxpr's Jaxpr
+                if hasattr(inner, "eqns") and _jaxpr_has_conv(inner):
+                    return True
+    return False
+
+
+@functools.lru_cache(maxsize=64)
+def _has_conv(model) -> bool:
+    return _jaxpr_has_conv(forward_jaxpr(model))
+
+
+def lowered(model, fn):
+    """``fn`` — one of ``model``'s forward passes (``apply``, ``apply_eval``, ``apply_train``) —
+    as it is best computed on this backend: on a CPU, a model with convolutions
+    (:func:`convolutional`) has them computed as matrix products
+    (:func:`landscape.core.conv_lowering.as_matmuls`: XLA:CPU's convolutions with per-member
+    kernels and inside loops are several times slower than the same arithmetic as products);
+    elsewhere, or without convolutions, ``fn`` itself (cuDNN's convolutions on a GPU).
+
+    Args:
+      model: a bound model.
+      fn: one of its forward passes.
+
+    Returns:
+      a function with ``fn``'s signature and results (to float32 rounding where lowered).
+
+    Examples:
+      >>> digits = ls.data.load("digits")
+      >>> cnn = ls.CNN(output_activation="identity").for_data(digits)
+      >>> p = cnn.init(jax.random.key(0))
+      >>> fast = ls.models.lowered(cnn, cnn.apply)           # on a CPU: no convolution left
+      >>> bool(jnp.allclose(fast(p, digits.test.x), cnn.apply(p, digits.test.x), atol=1e-5))
+      True
+    """
+    if jax.default_backend() != "cpu":
+        return fn
+    try:
+        if not convolutional(model):
+            return fn
+    except (AttributeError, TypeError, ValueError, ConfigError):  # a view of a model: as_matmuls reads fn's own program
+        pass
+    return as_matmuls(fn)
 
 
 #: The built-in models a run directory can describe, by the ``type`` it records.

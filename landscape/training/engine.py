@@ -22,12 +22,13 @@ import optax
 
 from ..core import tree
 from ..core.distributed import placement
+from ..core.conv_lowering import as_matmuls
 from ..core.errors import ConfigError
 from ..core.execution import Execution
 from ..data import Dataset
 from ..models import MLP, accuracy, as_model, for_loss, output_loss
 from .ensemble import METRICS, Ensemble, History, Trajectory
-from .memory import MAX_LISTED_GROUPS, check_memory, device_budget, device_bytes_per_member, group_size
+from .memory import Layout, check_memory, device_budget, device_bytes_per_member, layout
 from .optim import OptimizerChoice, OptimizerSpec, check_learning_rate
 from .orders import NOISE_RULE, ORDERS_BYTES, epoch_orders, member_keys, noise_stream
 from .tracking import Tracked, Tracking, member_curvature
@@ -291,16 +292,16 @@ def train_ensemble(
     if budget < 1:
         raise ConfigError(f"max_device_bytes must be positive, got {max_device_bytes!r}")
     chunk = int(max(1, min(num_members, budget // per_member)))
+    lay = layout(placement(mesh).size, model)  # traces the model once: not per member chunk
     programs = _programs(model, loss, make_opt, batch_size, _steps_per_epoch(batch_size, n_train), n_train,
-                         None if track is None else dataclasses.replace(track, subset=None))
+                         None if track is None else dataclasses.replace(track, subset=None), lay.lowered)
     bar = _progress_bar(steps * -(-num_members // chunk), num_members, progress)
-    group = group_size(placement(mesh).size, model)  # traces the model once: not per member chunk
     t0 = time.perf_counter()
     try:
         parts = [
             _train_members(programs, data, key, member_seed[i : i + chunk], member_lr[i : i + chunk], steps=steps,
                            batch_size=batch_size, log_every=log_every, snap_steps=snap_steps, chunks=chunks,
-                           bar=bar, mesh=mesh, group=group, member_choice=member_choice[i : i + chunk],
+                           bar=bar, mesh=mesh, lay=lay, member_choice=member_choice[i : i + chunk],
                            track=track, track_idx=track_idx, starts=None if starts is None else jax.tree_util.tree_map(
                                lambda a, i=i: a[member_start[i : i + chunk]], starts))
             for i in range(0, num_members, chunk)
@@ -355,14 +356,15 @@ def train_ensemble(
         diverged_step=joined("diverged_step"),
         config=config,
         timings={"train_s": train_s, "devices": placement(mesh).size, "processes": jax.process_count(),
-                 "member_chunks": len(parts), **track_timings},
+                 "member_chunks": len(parts), **track_timings,
+                 **({"convolutions": "matrix products"} if lay.lowered else {})},
         tracked=tracked,
     )
 
 
 def _train_members(programs, data: Dataset, key: jax.Array, member_seed: np.ndarray, member_lr: np.ndarray, *,
                    steps: int, batch_size: int | None, log_every: int, snap_steps: np.ndarray | None, chunks: int,
-                   bar, mesh, group: int | None, member_choice: np.ndarray, track: Tracking | None = None,
+                   bar, mesh, lay: Layout, member_choice: np.ndarray, track: Tracking | None = None,
                    track_idx: np.ndarray | None = None, starts=None) -> dict:
     """Train one chunk of members (all of them at once, vmapped and sharded); numpy results with the
     member axis first: ``metrics (M, T, 4)``, ``params``, ``alive``, ``diverged_step``, with
@@ -385,11 +387,11 @@ def _train_members(programs, data: Dataset, key: jax.Array, member_seed: np.ndar
         return jax.tree_util.tree_map(lambda x: x[:num_members], pl.gather(tree))
 
     with_params = snap_steps is not None
-    groups, blocks = 1, 1
+    groups, blocks, group = 1, 1, lay.group
     if group is not None:  # whole groups (the padding repeats the last member); many groups: blocks of them
         groups = -(-num_members // group)
-        if groups > MAX_LISTED_GROUPS:
-            groups, blocks = MAX_LISTED_GROUPS, -(-num_members // (group * MAX_LISTED_GROUPS))
+        if groups > lay.side_by_side:
+            groups, blocks = lay.side_by_side, -(-num_members // (group * lay.side_by_side))
     padded_members = pl.padded(group * groups * blocks if group is not None else num_members)
     idx = np.minimum(np.arange(padded_members), num_members - 1)
     seeds_in, lrs_in, choice_in = pl.shard((member_seed.astype(np.int32)[idx],
@@ -495,7 +497,7 @@ def _steps_per_epoch(batch_size: int | None, n_train: int) -> int:
 
 @functools.lru_cache(maxsize=16)
 def _programs(model: MLP, loss: str, make_opt: Callable | OptimizerSpec, batch_size: int | None, steps_per_epoch: int,
-              n_train: int, track: Tracking | None = None):
+              n_train: int, track: Tracking | None = None, lowered: bool = False):
     """The compiled (jitted, vmapped) init / evaluate / run / track functions of one training configuration.
 
     Cached, so repeated :func:`train_ensemble` calls with the same model, loss, optimizer and
@@ -504,6 +506,9 @@ def _programs(model: MLP, loss: str, make_opt: Callable | OptimizerSpec, batch_s
     """
     loss_of_outputs = output_loss(loss)
     noisy = bool(getattr(model, "random_streams", ()))
+    # convolutions as matrix products (conv_lowering.py) where XLA's own are slow: the same numbers to rounding
+    apply_train = as_matmuls(model.apply_train) if lowered else model.apply_train
+    apply_eval = as_matmuls(model.apply_eval) if lowered else model.apply_eval
     mixed = isinstance(make_opt, OptimizerChoice)
     if mixed:
         build = make_opt.build
@@ -515,8 +520,8 @@ def _programs(model: MLP, loss: str, make_opt: Callable | OptimizerSpec, batch_s
 
     def evaluate(params, model_state, arrays):  # evaluation mode: the running statistics, if any
         x_tr, y_tr, x_te, y_te = arrays[:4]
-        out_tr = model.apply_eval(params, model_state, x_tr)
-        out_te = model.apply_eval(params, model_state, x_te)
+        out_tr = apply_eval(params, model_state, x_tr)
+        out_te = apply_eval(params, model_state, x_te)
         return jnp.stack(
             [loss_of_outputs(out_tr, y_tr), accuracy(out_tr, y_tr), loss_of_outputs(out_te, y_te), accuracy(out_te,
             y_te)]
@@ -556,7 +561,7 @@ def _programs(model: MLP, loss: str, make_opt: Callable | OptimizerSpec, batch_s
         noise = {"rng": jax.random.fold_in(state["noise_key"], step)} if noisy else {}
 
         def objective(p):
-            out, model_state = model.apply_train(p, state["model_state"], xb, **noise)
+            out, model_state = apply_train(p, state["model_state"], xb, **noise)
             return loss_of_outputs(out, yb), model_state
 
         (value, model_state), grads = jax.value_and_grad(objective, has_aux=True)(params)
@@ -588,7 +593,7 @@ def _programs(model: MLP, loss: str, make_opt: Callable | OptimizerSpec, batch_s
 
     if track is not None:
         curvature = member_curvature(
-            lambda p, ms, x, y: loss_of_outputs(model.apply_eval(p, ms, x), y), track, model.num_params())
+            lambda p, ms, x, y: loss_of_outputs(apply_eval(p, ms, x), y), track, model.num_params())
 
         def track_member(st, step, arrays):
             return curvature(st["params"], st["model_state"], jax.random.fold_in(st["track_key"], step),

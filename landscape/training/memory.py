@@ -8,6 +8,7 @@ bitwise the same whichever sweep it is part of.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import jax
@@ -64,17 +65,60 @@ GROUP = 8
 MAX_LISTED_GROUPS = 8
 
 
-def group_size(num_devices: int, model=None) -> int | None:
-    """Members per group on a single CPU device: :data:`GROUP`, or 1 for a model with
-    convolutions (:func:`landscape.models.convolutional`: vmapped per-member kernels become
-    grouped convolutions, which XLA's CPU backend runs about 3× slower than one member at a
-    time; measured by experiments/benchmark.py's ``cnn`` section).  ``None`` (no grouping: one
-    vmapped batch of all members) on accelerators or when a mesh spreads the members."""
-    if num_devices > 1 or jax.default_backend() != "cpu":
-        return None
-    if model is not None and convolutional(model):
-        return 1
-    return GROUP
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """How an ensemble's members are laid out in a training step.
+
+    Attributes:
+      group: members per vmapped group (``None``: one vmapped batch of all members).
+      side_by_side: at most this many groups run side by side in one block (more members make
+        more blocks, one after another).
+      lowered: convolutions computed as matrix products
+        (:func:`landscape.core.conv_lowering.as_matmuls`).
+    """
+
+    group: int | None
+    side_by_side: int = MAX_LISTED_GROUPS
+    lowered: bool = False
+
+
+def layout(num_devices: int, model=None) -> Layout:
+    """The members' layout on this backend.
+
+    On accelerators, or when a mesh spreads the members: one vmapped batch (on accelerators the
+    model's own convolutions: cuDNN's on a GPU).  On one CPU device: groups of :data:`GROUP`
+    members, up to :data:`MAX_LISTED_GROUPS` side by side.  On a CPU a model whose traced
+    program holds a convolution (:func:`landscape.models.convolutional`) has its convolutions
+    computed as matrix products (:func:`landscape.models.lowered`) —
+    XLA:CPU runs a convolution with per-member kernels (a grouped convolution under ``vmap``),
+    and convolutions inside loops, several times slower than the same arithmetic as products —
+    one member per group and as many groups side by side as the process has cores (measured by
+    experiments/benchmark.py's ``cnn`` section on 2 cores: groups of 1, 2 side by side, were
+    the fastest of groups of 1/2/4/8 and 1/2/4/8 side by side).  A fixed group keeps a member
+    bitwise the same alone and in any sweep.
+
+    Args:
+      num_devices: devices the members are sharded over.
+      model: the bound model (``None``: not inspected).
+
+    Returns:
+      a :class:`Layout`.
+    """
+    if jax.default_backend() != "cpu":
+        return Layout(None)
+    conv = model is not None and convolutional(model)
+    if num_devices > 1:
+        return Layout(None, lowered=conv)
+    if conv:
+        return Layout(1, side_by_side=max(1, min(MAX_LISTED_GROUPS, _cores())), lowered=True)
+    return Layout(GROUP)
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
 
 
 def check_memory(num_members: int, model: MLP) -> None:

@@ -1,0 +1,234 @@
+"""Convolutions as matrix products: a rewrite of a traced program that any model can go through.
+
+XLA's CPU backend runs a convolution whose kernel differs per ensemble member (what ``vmap``
+over members makes of it: a grouped convolution) and convolutions inside ``lax.scan`` loops
+far below the machine's matrix-product speed.  :func:`as_matmuls` traces a function once per
+call and evaluates its program with every ``conv_general_dilated`` replaced by the same
+arithmetic written as shifted slices of the padded input (one per kernel offset),
+concatenated along the feature axis, times the kernel reshaped to a matrix (im2col; Chellapilla
+et al. 2006, "High performance convolutional neural networks for document processing").
+Everything else in the program is bound unchanged, so ``grad``, ``vmap`` and ``scan`` apply
+to the rewritten program as to the original: the gradient of a slice is a pad, of the product
+two products — no convolution is left in the forward or the backward pass.
+
+Under ``vmap`` over members the rewrite pays twice: a first layer's input is the same for
+every member, so its patches are built once and all members' kernels multiply them in one wide
+product; and each later layer is a batched matrix product, which XLA:CPU runs at matrix speed.
+The results equal the convolution's to float32 rounding (a different summation order), not
+bitwise.  Convolutions it does not cover — grouped (``feature_group_count`` or
+``batch_group_count`` above 1) or with input dilation (transposed convolutions) — and any inside
+a custom derivative rule are left as they are.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import itertools
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.extend import core as jcore
+
+__all__ = ["as_matmuls", "conv_as_matmul", "count_convolutions"]
+
+#: Call primitives whose body is evaluated (and rewritten) inline.
+_INLINE = frozenset({"pjit", "jit", "closed_call", "core_call"})
+
+
+def conv_as_matmul(lhs: jax.Array, rhs: jax.Array, *, window_strides, padding, lhs_dilation, rhs_dilation,
+                   dimension_numbers, feature_group_count=1, batch_group_count=1, precision=None,
+                   preferred_element_type=None) -> jax.Array:
+    """``lax.conv_general_dilated``'s result, computed as shifted slices times a matrix.
+
+    Takes the parameters of a traced ``conv_general_dilated`` equation (explicit ``padding``
+    pairs, ``dimension_numbers`` a ``ConvDimensionNumbers``).  Only ungrouped convolutions
+    without input dilation are lowered; any other is computed by ``lax.conv_general_dilated``.
+
+    Args:
+      lhs: the input, its axes as ``dimension_numbers.lhs_spec`` says (batch, feature, spatial...).
+      rhs: the kernel, axes as ``rhs_spec`` says (output feature, input feature, spatial...).
+      window_strides: the stride of each spatial axis.
+      padding: ``(low, high)`` padding of each spatial axis.
+      lhs_dilation: input dilation of each spatial axis (above 1: not lowered).
+      rhs_dilation: kernel dilation of each spatial axis.
+      dimension_numbers: a ``lax.ConvDimensionNumbers``.
+      feature_group_count: feature groups (above 1: not lowered).
+      batch_group_count: batch groups (above 1: not lowered).
+      precision: the product's precision, as ``lax.dot_general`` takes it.
+      preferred_element_type: the product's result type.
+
+    Returns:
+      the output, axes as ``out_spec`` says; equal to the convolution's to float32 rounding.
+
+    Examples:
+      >>> from jax import lax
+      >>> from landscape.core.conv_lowering import conv_as_matmul
+      >>> x = jax.random.normal(jax.random.key(0), (2, 7, 7, 3))
+      >>> k = jax.random.normal(jax.random.key(1), (3, 3, 3, 4))
+      >>> dn = lax.conv_dimension_numbers(x.shape, k.shape, ("NHWC", "HWIO", "NHWC"))
+      >>> ref = lax.conv_general_dilated(x, k, (2, 1), [(1, 1), (0, 2)], dimension_numbers=dn)
+      >>> out = conv_as_matmul(x, k, window_strides=(2, 1), padding=((1, 1), (0, 2)), lhs_dilation=(1, 1),
+      ...                      rhs_dilation=(1, 1), dimension_numbers=dn)
+      >>> out.shape, bool(jnp.allclose(out, ref, atol=1e-5))
+      ((2, 4, 7, 4), True)
+    """
+    lhs_dilation = tuple(lhs_dilation or (1,) * (lhs.ndim - 2))
+    rhs_dilation = tuple(rhs_dilation or (1,) * (lhs.ndim - 2))
+    if not _lowerable(dict(feature_group_count=feature_group_count, batch_group_count=batch_group_count,
+                           lhs_dilation=lhs_dilation, padding=padding)):
+        return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                                        dimension_numbers, feature_group_count, batch_group_count, precision,
+                                        preferred_element_type)
+    lhs_spec, rhs_spec, out_spec = dimension_numbers
+    spatial = len(lhs_spec) - 2
+    x = jnp.transpose(lhs, (lhs_spec[0], *lhs_spec[2:], lhs_spec[1]))  # (N, *S, C)
+    k = jnp.transpose(rhs, (*rhs_spec[2:], rhs_spec[1], rhs_spec[0]))  # (*K, C, O)
+    x = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), *((lo, hi, 0) for lo, hi in padding), (0, 0, 0)))
+    window = k.shape[:spatial]
+    size = x.shape[1:1 + spatial]
+    out_size = [(s - (w - 1) * d - 1) // st + 1 for s, w, d, st in zip(size, window, rhs_dilation, window_strides)]
+    if any(o <= 0 for o in out_size):
+        return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                                        dimension_numbers, feature_group_count, batch_group_count, precision,
+                                        preferred_element_type)
+    slices = []
+    for offset in itertools.product(*(range(w) for w in window)):  # kernel offsets, row-major like k's axes
+        start = (0, *(o * d for o, d in zip(offset, rhs_dilation)), 0)
+        limit = (x.shape[0], *(s + (n - 1) * st + 1 for s, n, st in zip(start[1:-1], out_size, window_strides)),
+                 x.shape[-1])
+        slices.append(lax.slice(x, start, limit, (1, *window_strides, 1)))
+    patches = slices[0] if len(slices) == 1 else jnp.concatenate(slices, axis=-1)  # (N, *out, prod(K) * C)
+    out = lax.dot_general(patches, k.reshape(-1, k.shape[-1]), (((patches.ndim - 1,), (0,)), ((), ())),
+                          precision=precision, preferred_element_type=preferred_element_type)  # (N, *out, O)
+    order = [0] * out.ndim  # out's axes (N, *spatial, O) placed where out_spec puts them
+    order[out_spec[0]], order[out_spec[1]] = 0, out.ndim - 1
+    for i, d in enumerate(out_spec[2:]):
+        order[d] = 1 + i
+    return jnp.transpose(out, order)
+
+
+_CONV_PARAMS = ("window_strides", "padding", "lhs_dilation", "rhs_dilation", "dimension_numbers",
+                "feature_group_count", "batch_group_count", "precision", "preferred_element_type")
+
+
+def _lowerable(params) -> bool:
+    """Whether :func:`conv_as_matmul` lowers a traced convolution with these parameters."""
+    return (params.get("feature_group_count", 1) == 1 and params.get("batch_group_count", 1) == 1
+            and all(d == 1 for d in params.get("lhs_dilation") or ()) and not isinstance(params.get("padding"), str))
+
+
+def _eval(jaxpr, consts, args):
+    """Evaluate ``jaxpr`` on ``args`` (tracers or arrays) with convolutions lowered, call
+    bodies (jit) evaluated inline so their convolutions are lowered too."""
+    env = {}
+
+    def read(v):
+        return v.val if isinstance(v, jcore.Literal) else env[v]
+
+    for v, x in zip(jaxpr.constvars, consts):
+        env[v] = x
+    for v, x in zip(jaxpr.invars, args):
+        env[v] = x
+    for eqn in jaxpr.eqns:
+        invals = [read(v) for v in eqn.invars]
+        name = eqn.primitive.name
+        if name == "conv_general_dilated" and _lowerable(eqn.params):
+            outs = [conv_as_matmul(*invals, **{k: eqn.params[k] for k in _CONV_PARAMS if k in eqn.params})]
+        elif name in _INLINE and ("jaxpr" in eqn.params or "call_jaxpr" in eqn.params):
+            inner = eqn.params.get("jaxpr", eqn.params.get("call_jaxpr"))
+            body, body_consts = (inner.jaxpr, inner.consts) if hasattr(inner, "consts") else (inner, ())
+            outs = _eval(body, body_consts, invals)
+        else:
+            params = eqn.primitive.get_bind_params(eqn.params)
+            subfuns = ()
+            if isinstance(params, tuple):  # older JAX: (subfunctions, params)
+                subfuns, params = params
+            ctx = getattr(getattr(eqn, "ctx", None), "manager", None)
+            with ctx if ctx is not None else contextlib.nullcontext():
+                outs = eqn.primitive.bind(*subfuns, *invals, **params)
+            if not eqn.primitive.multiple_results:
+                outs = [outs]
+        for v, x in zip(eqn.outvars, outs):
+            env[v] = x
+    return [read(v) for v in jaxpr.outvars]
+
+
+def as_matmuls(fn: Callable) -> Callable:
+    """``fn`` with every convolution it traces computed as a matrix product (:func:`conv_as_matmul`).
+
+    The returned function traces ``fn`` on its arguments' shapes at each call (inside ``jit``:
+    once per compilation) and evaluates the traced program with its convolutions lowered; it
+    composes with ``jit``, ``vmap``, ``grad`` and ``lax.scan`` like ``fn``.  A function with no
+    convolution computes exactly what ``fn`` does.
+
+    Args:
+      fn: a function of pytrees of arrays (a model's ``apply``), returning a pytree of arrays.
+
+    Returns:
+      a function with ``fn``'s signature and results (to float32 rounding where a convolution
+      was lowered).
+
+    Examples:
+      >>> import flax.linen as nn
+      >>> from landscape.core.conv_lowering import as_matmuls, count_convolutions
+      >>> net = nn.Conv(4, (3, 3))
+      >>> x = jnp.ones((2, 8, 8, 1))
+      >>> p = net.init(jax.random.key(0), x)
+      >>> fast = as_matmuls(net.apply)
+      >>> count_convolutions(net.apply, p, x), count_convolutions(fast, p, x)
+      (1, 0)
+      >>> bool(jnp.allclose(fast(p, x), net.apply(p, x), atol=1e-5))
+      True
+    """
+    @functools.wraps(fn)
+    def lowered(*args, **kwargs):
+        flat, in_tree = jax.tree_util.tree_flatten((args, kwargs))
+        out_tree = []
+
+        def flat_fn(*leaves):
+            a, kw = jax.tree_util.tree_unflatten(in_tree, leaves)
+            out, tree_ = jax.tree_util.tree_flatten(fn(*a, **kw))
+            out_tree.append(tree_)
+            return out
+
+        closed = jax.make_jaxpr(flat_fn)(*flat)
+        return jax.tree_util.tree_unflatten(out_tree[0], _eval(closed.jaxpr, closed.consts, flat))
+
+    return lowered
+
+
+def count_convolutions(fn: Callable, *args, **kwargs) -> int:
+    """How many ``conv_general_dilated`` operations ``fn(*args, **kwargs)`` traces to (call
+    bodies included, loops and custom-derivative bodies not).
+
+    Args:
+      fn: a function.
+      *args: its positional arguments (arrays, as for ``jax.make_jaxpr``).
+      **kwargs: its keyword arguments.
+
+    Returns:
+      an int.
+
+    Examples:
+      >>> import flax.linen as nn
+      >>> from landscape.core.conv_lowering import count_convolutions
+      >>> net = nn.Conv(4, (3, 3))
+      >>> x = jnp.ones((2, 8, 8, 1))
+      >>> count_convolutions(net.apply, net.init(jax.random.key(0), x), x)
+      1
+    """
+    def count(jaxpr) -> int:
+        n = 0
+        for eqn in jaxpr.eqns:
+            if eqn.primitive.name == "conv_general_dilated":
+                n += 1
+            elif eqn.primitive.name in _INLINE:
+                inner = eqn.params.get("jaxpr", eqn.params.get("call_jaxpr"))
+                if inner is not None:
+                    n += count(getattr(inner, "jaxpr", inner))
+        return n
+
+    return count(jax.make_jaxpr(lambda: fn(*args, **kwargs))().jaxpr)
