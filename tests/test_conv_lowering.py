@@ -180,3 +180,26 @@ def test_cpu_training_lowers_convolutions_and_records_it(digits):
     ens = ls.train_ensemble(mlp, digits, key=jax.random.key(0), seeds=2, steps=2, log_every=2,
                             loss="cross_entropy", execution=ls.Execution(progress=False))
     assert "convolutions" not in ens.timings
+
+
+def test_a_cnn_surface_goes_point_by_point_and_equals_the_models_own_evaluation(digits):
+    from landscape.geometry.evaluator import _one_by_one
+
+    model = ls.models.for_loss(ls.models.CNN(channels=(3, 4), output_activation="identity").for_data(digits),
+                               "cross_entropy")
+    mlp = ls.models.for_loss(ls.MLP(hidden=(4,), output_activation="identity").for_data(digits), "cross_entropy")
+    x, y = jnp.asarray(digits.train.x), jnp.asarray(digits.train.y)
+    stack = jax.vmap(model.init)(jax.random.split(jax.random.key(0), 2))
+    dirs = [jax.vmap(model.init)(jax.random.split(jax.random.key(k), 2)) for k in (1, 2)]
+    fn = ls.models.metrics_fn(model, "cross_entropy")
+    one = jax.tree_util.tree_map(lambda a: a[0], stack)
+    assert _one_by_one(fn, one, {"": (x, y)})
+    assert not _one_by_one(ls.models.metrics_fn(mlp, "cross_entropy"), mlp.init(jax.random.key(0)), {"": (x, y)})
+    coords = np.array([[-0.5, 0.0], [0.25, 0.5], [1.0, -1.0]], np.float32)
+    out = ls.surface.evaluate(fn, stack, dirs, coords, data=(x, y), stacked=True)
+    for m in range(2):
+        for p, (a, b) in enumerate(coords):
+            theta = jax.tree_util.tree_map(lambda c, d1, d2, m=m: c[m] + a * d1[m] + b * d2[m], stack, *dirs)
+            logits = model.apply(theta, x)   # XLA's own convolutions
+            assert out["loss"][m, p] == pytest.approx(float(ls.models.cross_entropy(logits, y)), rel=1e-5)
+            assert out["accuracy"][m, p] == pytest.approx(float(ls.models.accuracy(logits, y)), abs=1e-6)

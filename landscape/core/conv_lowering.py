@@ -32,7 +32,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.extend import core as jcore
 
-__all__ = ["as_matmuls", "conv_as_matmul", "count_convolutions"]
+__all__ = ["as_matmuls", "conv_as_matmul", "count_convolutions", "traces_convolution"]
 
 #: Call primitives whose body is evaluated (and rewritten) inline.
 _INLINE = frozenset({"pjit", "jit", "closed_call", "core_call"})
@@ -120,6 +120,11 @@ def _lowerable(params) -> bool:
             and all(d == 1 for d in params.get("lhs_dilation") or ()) and not isinstance(params.get("padding"), str))
 
 
+#: A lowered convolution, staged as a call named ``conv_as_matmul`` (inlined by XLA) so that a
+#: program's reader (:func:`traces_convolution`) still sees where a convolution was.
+_lowered_conv = jax.jit(conv_as_matmul, static_argnames=_CONV_PARAMS)
+
+
 def _eval(jaxpr, consts, args):
     """Evaluate ``jaxpr`` on ``args`` (tracers or arrays) with convolutions lowered, call
     bodies (jit) evaluated inline so their convolutions are lowered too."""
@@ -136,7 +141,7 @@ def _eval(jaxpr, consts, args):
         invals = [read(v) for v in eqn.invars]
         name = eqn.primitive.name
         if name == "conv_general_dilated" and _lowerable(eqn.params):
-            outs = [conv_as_matmul(*invals, **{k: eqn.params[k] for k in _CONV_PARAMS if k in eqn.params})]
+            outs = [_lowered_conv(*invals, **{k: eqn.params[k] for k in _CONV_PARAMS if k in eqn.params})]
         elif name in _INLINE and ("jaxpr" in eqn.params or "call_jaxpr" in eqn.params):
             inner = eqn.params.get("jaxpr", eqn.params.get("call_jaxpr"))
             body, body_consts = (inner.jaxpr, inner.consts) if hasattr(inner, "consts") else (inner, ())
@@ -232,3 +237,40 @@ def count_convolutions(fn: Callable, *args, **kwargs) -> int:
         return n
 
     return count(jax.make_jaxpr(lambda: fn(*args, **kwargs))().jaxpr)
+
+
+def traces_convolution(fn: Callable, *args, **kwargs) -> bool:
+    """Whether ``fn(*args, **kwargs)`` traces to a convolution — XLA's own or one lowered by
+    :func:`as_matmuls` (call bodies, loops and branches included).
+
+    Args:
+      fn: a function.
+      *args: its positional arguments (arrays or ``jax.ShapeDtypeStruct``).
+      **kwargs: its keyword arguments.
+
+    Returns:
+      a bool.
+
+    Examples:
+      >>> import flax.linen as nn
+      >>> from landscape.core.conv_lowering import as_matmuls, traces_convolution
+      >>> net = nn.Conv(4, (3, 3))
+      >>> x = jnp.ones((2, 8, 8, 1))
+      >>> p = net.init(jax.random.key(0), x)
+      >>> traces_convolution(net.apply, p, x), traces_convolution(as_matmuls(net.apply), p, x)
+      (True, True)
+      >>> traces_convolution(lambda v: v @ v.T, x[0, 0])
+      False
+    """
+    def found(jaxpr) -> bool:
+        for eqn in jaxpr.eqns:
+            if eqn.primitive.name == "conv_general_dilated" or eqn.params.get("name") == "conv_as_matmul":
+                return True
+            for value in eqn.params.values():  # call, loop and branch bodies
+                for inner in value if isinstance(value, (tuple, list)) else (value,):
+                    inner = getattr(inner, "jaxpr", inner)
+                    if hasattr(inner, "eqns") and found(inner):
+                        return True
+        return False
+
+    return found(jax.make_jaxpr(lambda: fn(*args, **kwargs))().jaxpr)

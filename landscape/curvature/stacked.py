@@ -14,6 +14,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from ..core.conv_lowering import traces_convolution
 from ..core.programs import split
 
 __all__ = ["CPU_GROUP"]
@@ -24,19 +25,33 @@ __all__ = ["CPU_GROUP"]
 CPU_GROUP = 8
 
 
-def member_group(num_members: int) -> int | None:
-    """Members per sequential vmapped group: :data:`CPU_GROUP` on a CPU, else all at once
-    (stacked curvature runs on one device, so only the backend matters).
+def member_group(num_members: int, convolutional: bool = False) -> int | None:
+    """Members per sequential vmapped group: :data:`CPU_GROUP` on a CPU (1 for a loss with
+    convolutions: vmapped per-member kernels interleave the members' feature maps, and one
+    member at a time is faster), else all at once (stacked curvature runs on one device, so
+    only the backend matters).
 
     Args:
       num_members: ``M``.
+      convolutional: the loss traces to convolutions
+        (:func:`landscape.core.conv_lowering.traces_convolution`).
 
     Returns:
       the group size, or ``None`` for all members at once.
     """
-    if jax.default_backend() != "cpu" or num_members <= CPU_GROUP:
+    if jax.default_backend() != "cpu" or num_members <= (1 if convolutional else CPU_GROUP):
         return None
-    return CPU_GROUP
+    return 1 if convolutional else CPU_GROUP
+
+
+def _convolutional(loss_fn, stacked) -> bool:
+    """Whether the loss of one member traces to convolutions (checked on a CPU only)."""
+    if jax.default_backend() != "cpu":
+        return False
+    try:
+        return traces_convolution(loss_fn, jax.tree_util.tree_map(lambda a: a[0], stacked))
+    except Exception:  # noqa: BLE001 - the curvature call itself reports what is wrong with the loss
+        return False
 
 
 def _program(fn: Callable, rebuild, options: tuple, group: int | None):
@@ -82,7 +97,7 @@ def run_stacked(fn: Callable, loss_fn: Any, stacked: Any, key: jax.Array, **opti
     if select is not None and not isinstance(select, str) and not callable(select):
         options["select"] = tuple(select)  # hashable: the compiled program is cached on it
     structure, arrays, rebuild = split(loss_fn)
-    opts, group = tuple(sorted(options.items())), member_group(n)
+    opts, group = tuple(sorted(options.items())), member_group(n, _convolutional(loss_fn, stacked))
     cacheable = structure is not None and not callable(options.get("select"))
     run = _cached(fn, structure, opts, group) if cacheable else _program(fn, rebuild, opts, group)
     return run(arrays, stacked, key, jnp.arange(n))

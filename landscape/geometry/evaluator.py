@@ -19,6 +19,7 @@ import jax
 import numpy as np
 
 from ..core import chunks, tree
+from ..core.conv_lowering import traces_convolution
 from ..core.distributed import placement
 from ..core.errors import ConfigError, LandscapeError
 from ..core.execution import Execution
@@ -132,21 +133,41 @@ def _slice_functions(rebuild, use_shortcut: bool):
     return build, at
 
 
-def _programs(rebuild, use_shortcut: bool):
-    """Jitted ``build`` (per seed chunk) and ``chunk_fn`` (per point chunk)."""
+def _programs(rebuild, use_shortcut: bool, one_by_one: bool = False):
+    """Jitted ``build`` (per seed chunk) and ``chunk_fn`` (per point chunk): the points of a
+    chunk vmapped, or with ``one_by_one`` evaluated one after another (``lax.map``)."""
     build_one, at = _slice_functions(rebuild, use_shortcut)
     build = jax.jit(jax.vmap(build_one, in_axes=(None, 0, 0, None)))
+    if one_by_one:
+        def chunk(arrays, caches, coords, batches):
+            return jax.lax.map(lambda cache: jax.lax.map(lambda c: at(arrays, cache, c, batches), coords), caches)
+
+        return build, jax.jit(chunk)
     chunk_fn = jax.jit(jax.vmap(jax.vmap(at, in_axes=(None, None, 0, None)), in_axes=(None, 0, None, None)))
     return build, chunk_fn
 
 
 @functools.lru_cache(maxsize=32)
-def _compiled(structure, use_shortcut: bool):
+def _compiled(structure, use_shortcut: bool, one_by_one: bool):
     """:func:`_programs` of a metric function given by its static structure (the built-in
     :class:`~landscape.models.MLPMetrics` and :class:`~landscape.models.ModelMetrics`: their
     model and loss), so that repeated slices of one model reuse the compiled code — never keyed
     on a function's identity, never holding data."""
-    return _programs(lambda arrays: jax.tree_util.tree_unflatten(structure, arrays), use_shortcut)
+    return _programs(lambda arrays: jax.tree_util.tree_unflatten(structure, arrays), use_shortcut, one_by_one)
+
+
+def _one_by_one(fn, center, batches) -> bool:
+    """Evaluate points one after another: on a CPU, when ``fn`` traces to convolutions (which
+    it then computes as matrix products, :func:`landscape.models.lowered`).  A vmapped batch of
+    points with per-point kernels interleaves the points' feature maps (layout transposes,
+    working sets beyond the caches): on the digits CNN a point at a time is 2.5× faster."""
+    if jax.default_backend() != "cpu":
+        return False
+    batch = None if batches is None else next(iter(batches.values()))
+    try:
+        return traces_convolution(lambda p: fn(p) if batch is None else fn(p, batch), center)
+    except Exception:  # noqa: BLE001 - the evaluation itself reports what is wrong with fn
+        return False
 
 
 def evaluate(
@@ -224,7 +245,10 @@ def evaluate(
     padded = np.zeros((n_pc * p_chunk, coords.shape[1]), np.float32)
     padded[:num_points] = coords
     structure, fn_arrays, rebuild = split(fn)  # a user's own function: compiled for this call only
-    build, chunk_fn = _compiled(structure, use_shortcut) if structure is not None else _programs(rebuild, use_shortcut)
+    one_by_one = not use_shortcut and _one_by_one(fn, original_center if not stacked else jax.tree_util.tree_map(
+        lambda a: a[0], original_center), batches)
+    build, chunk_fn = (_compiled(structure, use_shortcut, one_by_one) if structure is not None
+                       else _programs(rebuild, use_shortcut, one_by_one))
     fn_arrays = pl.replicate(fn_arrays)
     placed_batches = pl.replicate(batches)
 
