@@ -7,6 +7,9 @@ One process, the same data (the bundled digits, 1347 training examples) and the 
 * ``sweep``     64 seeds × 300 full-batch SGD steps.
 * ``minibatch`` 64 seeds × 1000 SGD steps of batch 128, every seed its own shuffling.
 * ``cnn``       64 seeds of the built-in CNN (conv 8-16, relu) × 20 full-batch SGD steps.
+* ``convnets``  convolutional networks: the CNN section's training at 8 / 32 / 64 seeds, the
+  built-in ResNet (depth 10, width 8, BatchNorm) 16 seeds × 10 full-batch steps, and a 21×21
+  plane of the CNN against a bare ``jit(vmap)`` over all points; each against a PyTorch loop.
 * ``surface``   a 51×51 filter-normalised plane (loss and accuracy on the training set).
 * ``surface784`` the same model on MNIST-shaped inputs (784 pixels, 5000 random examples), 31×31.
 * ``hessian``   the top Hessian eigenvalue of 64 trained networks.
@@ -59,6 +62,9 @@ SPAN = 1.0
 POWER_ITERS, POWER_TOL = 100, 1e-3  # PyHessian's defaults for the peer's power iteration
 WIDE_EXAMPLES, WIDE_GRID = 5000, 31  # the surface on MNIST-shaped (784-pixel) inputs
 CNN_CHANNELS, CNN_STEPS = (8, 16), 20  # the built-in CNN's ensemble section
+CNN_SCALING = (8, 32, 64)  # convnets: the CNN's seeds
+RESNET_SEEDS, RESNET_STEPS = 16, 10  # convnets: the built-in ResNet (depth 10, width 8, BatchNorm)
+CNN_GRID = 21  # convnets: the CNN's plane
 LANCZOS_ITERS = 10  # the library's Lanczos steps for the top eigenvalue (accuracy is reported)
 MATMUL_N = 4096  # 8192 on an accelerator (a 4096 product is too short to reach its peak)
 MATMUL_PRECISION = "float32"  # --matmul-precision: JAX's (and PyTorch's) float32 matmul arithmetic
@@ -72,7 +78,7 @@ LARGE_HESSIAN_SEEDS = 1000
 TTR_STEPS = 300
 TTR_GRID = 21
 
-QUICK = dict(CNN_STEPS=5, SEEDS=4, FULL_STEPS=20, MB_STEPS=30, GRID=9, LARGE_GRID=17, MATMUL_N=512, WIDE_EXAMPLES=200,
+QUICK = dict(CNN_STEPS=5, CNN_SCALING=(2, 4), RESNET_SEEDS=2, RESNET_STEPS=2, CNN_GRID=5, SEEDS=4, FULL_STEPS=20, MB_STEPS=30, GRID=9, LARGE_GRID=17, MATMUL_N=512, WIDE_EXAMPLES=200,
              WIDE_GRID=5, LARGE_SEEDS=(8, 16, 32), LARGE_STEPS=5, LARGE_HESSIAN_SEEDS=8, TTR_STEPS=30, TTR_GRID=5)
 
 
@@ -635,6 +641,159 @@ def section_cnn(args, rows, peak):
     _finish(rows, "cnn", res, flops, peak, unit="seed-steps/s", count=SEEDS * steps)
 
 
+def _forward_flops(fn, *args) -> float:
+    """XLA's count of the floating-point operations of ``fn(*args)`` (its unoptimised program)."""
+    import jax
+
+    cost = jax.jit(fn).lower(*args).cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float(cost["flops"])
+
+
+def _torch_resnet(torch, width, stages, image_shape, classes, seed):
+    """The built-in ResNet (2 blocks per stage at depth 10) in PyTorch: 3x3 convolutions without
+    bias, BatchNorm (momentum 0.1 = 1 - 0.9), relu, a 1x1 projection where the shape changes,
+    global average pooling, a Linear read-out; inputs are the flat rows (channels last)."""
+    torch.manual_seed(seed)
+    nn = torch.nn
+    h, w, c = image_shape
+
+    class Block(nn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.c0, self.n0 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)
+            self.c1, self.n1 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
+            self.proj = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+                         if stride != 1 or cin != cout else nn.Identity())
+
+        def forward(self, x):
+            return torch.relu(self.n1(self.c1(torch.relu(self.n0(self.c0(x))))) + self.proj(x))
+
+    layers = [nn.Unflatten(1, (h, w, c)), _Permute(torch), nn.Conv2d(c, width, 3, 1, 1, bias=False),
+              nn.BatchNorm2d(width), nn.ReLU()]
+    cin = width
+    for s in range(stages):
+        cout = width * 2**s
+        layers += [Block(cin, cout, 2 if s > 0 else 1), Block(cout, cout, 1)]
+        cin = cout
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, classes))
+
+
+def _torch_loop_seconds(torch, make, xt, yt, seeds, steps) -> float:
+    """The PyTorch loop over ``seeds`` seeds, after a 2-seed × 3-step warm-up."""
+    torch_sequential_sweep(torch, make, xt, yt, 2, 3, None)
+    _sync()
+    t0 = time.perf_counter()
+    torch_sequential_sweep(torch, make, xt, yt, seeds, steps, None)
+    _sync()
+    return time.perf_counter() - t0
+
+
+def section_convnets(args, rows, peak):
+    """Convolutional networks: the CNN's training against seeds, the built-in ResNet, a CNN plane."""
+    jax, ls, data, _ = _jax_setup()
+    torch = _torch()
+    xt, yt = _torch_data(torch, data.train) if torch is not None else (None, None)
+    n = data.train.x.shape[0]
+    opt = ls.OptimizerSpec("sgd", LEARNING_RATE)
+    cnn = ls.models.CNN(channels=CNN_CHANNELS, activation="relu", output_activation="identity").for_data(data)
+    key = jax.random.key(0)
+    x = jax.numpy.asarray(data.train.x)
+
+    def train(model, seeds, steps):
+        return ls.train_ensemble(model, data, key=key, seeds=seeds, optimizer=opt, loss=LOSS, steps=steps,
+                                 log_every=steps, execution=ls.Execution(progress=False))
+
+    def add(impl, seconds, flops, **extra):
+        row = dict(section="convnets", impl=impl, seconds=seconds, **extra)
+        if flops is not None:
+            row["gflops"] = flops / seconds / 1e9
+            if peak:
+                row["fraction_of_matmul_peak"] = row["gflops"] / peak
+        rows.append(row)
+        return row
+
+    step_flops = 3 * _forward_flops(cnn.apply, cnn.init(key), x)  # forward + backward ≈ 3 forwards
+    make = lambda seed: _torch_cnn(torch, CNN_CHANNELS, cnn.image_shape, data.num_classes, seed)  # noqa: E731
+    for seeds in CNN_SCALING:
+        t, ens = _best(lambda s=seeds: train(cnn, s, CNN_STEPS), args.repeats)
+        row = add(f"landscape CNN, {seeds} seeds × {CNN_STEPS} steps", t, seeds * CNN_STEPS * step_flops,
+                  per_seed_ms=1e3 * t / seeds)
+        if torch is not None:
+            tt = _torch_loop_seconds(torch, make, xt, yt, seeds, CNN_STEPS)
+            add(f"PyTorch loop, CNN, {seeds} seeds", tt, seeds * CNN_STEPS * step_flops, per_seed_ms=1e3 * tt / seeds)
+            row["speedup_vs_fastest_peer"] = tt / t
+    resnet = ls.models.ResNet(output_activation="identity").for_data(data)
+    step_flops = 3 * _forward_flops(lambda p, s, v: resnet.apply_train(p, s, v)[0], resnet.init(key),
+                                    resnet.init_state(key), x)
+    t_first, ens = _first(lambda: train(resnet, RESNET_SEEDS, RESNET_STEPS))
+    t, ens = _best(lambda: train(resnet, RESNET_SEEDS, RESNET_STEPS), max(args.repeats - 1, 0))
+    row = add(f"landscape ResNet (depth 10, width 8, BatchNorm), {RESNET_SEEDS} seeds × {RESNET_STEPS} steps", t,
+              RESNET_SEEDS * RESNET_STEPS * step_flops, first_call_s=t_first)
+    if torch is not None:
+        make = lambda seed: _torch_resnet(torch, resnet.width, resnet.stages, resnet.image_shape,  # noqa: E731
+                                          data.num_classes, seed)
+        tt = _torch_loop_seconds(torch, make, xt, yt, RESNET_SEEDS, RESNET_STEPS)
+        add(f"PyTorch loop, ResNet, {RESNET_SEEDS} seeds", tt, RESNET_SEEDS * RESNET_STEPS * step_flops)
+        row["speedup_vs_fastest_peer"] = tt / t
+    center = train(cnn, 1, CNN_STEPS).member(0)
+    d1, d2 = ls.directions.random_directions(jax.random.key(1), center, 2)
+    fn = ls.models.metrics_fn(cnn, LOSS)
+    batches = {"train": (data.train.x, data.train.y)}
+    flops = CNN_GRID**2 * _forward_flops(cnn.apply, center, x)
+    t_first, surf = _first(lambda: ls.surface.plane(fn, center, [d1, d2], span=SPAN, num=CNN_GRID, data=batches))
+    t, surf = _best(lambda: ls.surface.plane(fn, center, [d1, d2], span=SPAN, num=CNN_GRID, data=batches),
+                    args.repeats)
+    row = add(f"landscape.surface.plane, CNN, {CNN_GRID}×{CNN_GRID}", t, flops, first_call_s=t_first)
+    tb, ref = _best(lambda: jax_vmap_surface(cnn, center, d1, d2, data, CNN_GRID, False), args.repeats)
+    add("plain JAX jit(vmap) over all points, CNN", tb, flops)
+    row["speedup_vs_bare_jit_vmap"] = tb / t
+    row["max_abs_diff_vs_bare"] = float(np.max(np.abs(surf.values["train_loss"] - ref)))
+    if torch is not None:
+        torch_cnn_surface(torch, cnn, center, d1, d2, xt, yt, 3)  # warm-up
+        tt, tl = _best(lambda: torch_cnn_surface(torch, cnn, center, d1, d2, xt, yt, CNN_GRID), 0)
+        add("PyTorch per point, full batch, CNN", tt, flops)
+        row["speedup_vs_fastest_peer"] = min(tt, tb) / t
+        row["max_abs_diff_vs_peers"] = max(row["max_abs_diff_vs_bare"],
+                                           float(np.max(np.abs(surf.values["train_loss"] - tl))))
+
+
+def torch_cnn_surface(torch, model, center, d1, d2, xt, yt, num):
+    """The reference method for the built-in CNN in PyTorch: per point, set the weights (the
+    JAX kernels, HWIO, as OIHW; the read-out over channels-last features), evaluate the whole set."""
+    F = torch.nn.functional
+    h, w, c = model.image_shape
+    convs = [f"Conv_{i}" for i in range(len(model.channels))]
+
+    def tensors(p):
+        out = []
+        for name in convs:
+            out += [torch.from_numpy(np.ascontiguousarray(np.asarray(p[name]["kernel"]).transpose(3, 2, 0, 1))),
+                    torch.from_numpy(np.asarray(p[name]["bias"]).copy())]
+        out += [torch.from_numpy(np.ascontiguousarray(np.asarray(p["Dense_0"]["kernel"]).T)),
+                torch.from_numpy(np.asarray(p["Dense_0"]["bias"]).copy())]
+        return [t.to(TORCH_DEVICE) for t in out]
+
+    c0, u, v = tensors(center), tensors(d1), tensors(d2)
+    live = [t.clone() for t in c0]
+    g = np.linspace(-SPAN, SPAN, num)
+    loss = np.empty((num, num))
+    with torch.no_grad():
+        for i, a in enumerate(g):
+            for j, b in enumerate(g):
+                for p, p0, u0, v0 in zip(live, c0, u, v):
+                    torch.add(p0, u0, alpha=float(a), out=p)
+                    p.add_(v0, alpha=float(b))
+                z = xt.reshape(-1, h, w, c).permute(0, 3, 1, 2)
+                for k in range(len(convs)):
+                    z = torch.relu(F.conv2d(z, live[2 * k], live[2 * k + 1], padding=1))
+                    if z.shape[-1] >= 2 and z.shape[-2] >= 2:
+                        z = F.avg_pool2d(z, 2)
+                out = F.linear(z.permute(0, 2, 3, 1).reshape(z.shape[0], -1), live[-2], live[-1])
+                loss[i, j] = float(F.cross_entropy(out, yt))
+    return loss
+
+
 def section_layers(args, rows, ens=None):
     """Per-layer top eigenvalues: ``select=`` on the vmapped library call, one call per layer."""
     jax, ls, data, model, torch, ens, loss = _trained_setup(ens)
@@ -927,7 +1086,7 @@ def main() -> None:
         _plane_child(int(sys.argv[2]))
         return
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sections", default="matmul,sweep,minibatch,cnn,surface,surface784,hessian,layers,scaling,ttr",
+    p.add_argument("--sections", default="matmul,sweep,minibatch,cnn,convnets,surface,surface784,hessian,layers,scaling,ttr",
                    help="comma-separated; 'large' (accelerators: tens of minutes on a CPU) is not in the default")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--json", default=None, help="write the rows and the machine description here")
@@ -987,7 +1146,8 @@ def _write_json(args, rows) -> None:
                                            ("SEEDS", "HIDDEN", "ACTIVATION", "LOSS", "LEARNING_RATE", "FULL_STEPS",
                                             "MB_STEPS", "BATCH", "GRID", "LARGE_GRID", "MATMUL_N", "MATMUL_PRECISION",
                                             "WIDE_EXAMPLES", "WIDE_GRID", "LANCZOS_ITERS", "LARGE_SEEDS",
-                                            "LARGE_STEPS", "LARGE_HESSIAN_SEEDS")},
+                                            "LARGE_STEPS", "LARGE_HESSIAN_SEEDS", "CNN_CHANNELS", "CNN_STEPS", "CNN_SCALING",
+                                            "RESNET_SEEDS", "RESNET_STEPS", "CNN_GRID")},
            "quick": args.quick, "repeats": args.repeats, "date": time.strftime("%Y-%m-%d %H:%M"), "rows": rows}
     path = Path(args.json)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -1013,6 +1173,7 @@ SECTIONS = {
     "sweep": _run_sweep("sweep"),
     "minibatch": _run_sweep("minibatch"),
     "cnn": lambda args, rows, state: section_cnn(args, rows, state["peak"]),
+    "convnets": lambda args, rows, state: section_convnets(args, rows, state["peak"]),
     "surface": lambda args, rows, state: section_surface(args, rows, state["peak"], state["ens"]),
     "surface784": lambda args, rows, state: section_surface(args, rows, state["peak"], wide_inputs=True),
     "hessian": lambda args, rows, state: section_hessian(args, rows, state["ens"]),

@@ -37,7 +37,7 @@ SCRIPT = textwrap.dedent(
                                           execution=ls.Execution(chunk_size=2, checkpoint=None if ckpt == "-" else ckpt))
         res = {"sigma": iv.value, "low": iv.low, "high": iv.high}
     else:  # the curvature map of a coarser grid of the same plane
-        a = np.linspace(-1, 1, 12)
+        a = np.linspace(-1, 1, 24)
         coords = np.stack(np.meshgrid(a, a, indexing="ij"), -1).reshape(-1, 2)
         res = ls.hessian.curvature_map(ls.models.loss_fn(model, data.train, "cross_entropy"), theta, ds, coords,
                                        key=jax.random.key(2),

@@ -166,11 +166,17 @@ def run_chunks(
     unit: str = "it",
     sizes: Sequence[int] | None = None,
     execution: Execution = Execution(),
+    fetch: Callable[[Any], dict[str, np.ndarray]] | None = None,
 ) -> dict[str, np.ndarray]:
     """Run ``compute(c)`` for every chunk ``c`` not yet done; return the assembled results.
 
+    With ``fetch``, ``compute`` may return device arrays still being computed: the next chunk
+    is dispatched before the previous one is fetched to the host, so the device never waits
+    for a host round trip (a chunk counts as done only once fetched and stored).
+
     Args:
-      compute: ``compute(c) -> {name: array}`` for chunk ``c`` (numpy arrays).
+      compute: ``compute(c) -> {name: array}`` for chunk ``c`` (numpy arrays, or whatever
+        ``fetch`` turns into them).
       num_chunks: number of chunks.
       allocate: ``allocate(first_output) -> results``: the full result arrays (NaN-filled),
         called once.
@@ -180,6 +186,8 @@ def run_chunks(
       sizes: work per chunk for the bar (default 1 each).
       execution: how to run it — chunking, checkpoint, progress bar, devices
         (:class:`~landscape.core.execution.Execution`); changes no number.
+      fetch: ``fetch(output) -> {name: numpy array}``, applied one chunk behind ``compute``
+        (``None``: ``compute`` returns numpy arrays).
 
     Returns:
       ``results`` as built by ``allocate`` and ``store``.
@@ -216,21 +224,32 @@ def run_chunks(
         bar = tqdm(total=int(sum(sizes)), desc=desc, unit=unit, leave=False, dynamic_ncols=True,
                    initial=int(sum(s for s, d in zip(sizes, done) if d)))
     last_save = time.monotonic()
+    pending = None  # (chunk, output) dispatched, not yet fetched
+
+    def finish(c, out):
+        nonlocal results, last_save
+        out = out if fetch is None else fetch(out)
+        if results is None:
+            results = allocate(out)
+        store(results, c, out)
+        done[c] = True
+        if bar is not None:
+            bar.update(sizes[c])
+        due = time.monotonic() - last_save >= save_every_s
+        if checkpoint is not None and writer and due and (keep_checkpoint or not done.all()):
+            save_checkpoint(checkpoint, key, results, done)
+            last_save = time.monotonic()
+
     try:
         for c in range(num_chunks):
             if done[c]:
                 continue
             out = compute(c)
-            if results is None:
-                results = allocate(out)
-            store(results, c, out)
-            done[c] = True
-            if bar is not None:
-                bar.update(sizes[c])
-            due = time.monotonic() - last_save >= save_every_s
-            if checkpoint is not None and writer and due and (keep_checkpoint or not done.all()):
-                save_checkpoint(checkpoint, key, results, done)
-                last_save = time.monotonic()
+            if pending is not None:
+                finish(*pending)
+            pending = (c, out)
+        if pending is not None:
+            finish(*pending)
     finally:
         if bar is not None:
             bar.close()
@@ -303,9 +322,9 @@ def map_points(run: Callable, arrays: Any, take: Callable, total: int, key: Any,
     n_chunks = -(-total // chunk_size)
     arrays = pl.replicate(arrays)
 
-    def compute(c):
+    def compute(c):  # dispatched: fetched (pl.gather) while the next chunk computes
         idx = np.arange(c * chunk_size, (c + 1) * chunk_size) % total
-        return pl.gather(run(arrays, *pl.shard((take(idx), idx.astype(np.int32))), pl.replicate(key)))
+        return run(arrays, *pl.shard((take(idx), idx.astype(np.int32))), pl.replicate(key))
 
     def allocate(out):  # point axis last, so that every result is sliced along the same axis
         return {k: np.full(v.shape[1:] + (n_chunks * chunk_size,), np.nan, np.float32) for k, v in out.items()}
@@ -318,6 +337,6 @@ def map_points(run: Callable, arrays: Any, take: Callable, total: int, key: Any,
     results = run_chunks(
         compute, n_chunks, allocate=allocate, store=store, key=fp, unit=unit,
         sizes=[min(chunk_size, total - c * chunk_size) for c in range(n_chunks)],
-        execution=dataclasses.replace(execution, save_every_s=0.0))
+        execution=dataclasses.replace(execution, save_every_s=0.0), fetch=pl.gather)
     return {k: np.moveaxis(v[..., :total], -1, 0) for k, v in results.items()}
 

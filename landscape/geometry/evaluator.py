@@ -263,8 +263,8 @@ def evaluate(
                                     pl.replicate([jax.tree_util.tree_map(lambda x: np.asarray(x)[seeds], d)
                                                   for d in directions]), placed_batches)
             built["si"] = si
-        return pl.gather(chunk_fn(fn_arrays, built["caches"], pl.shard(padded[pi * p_chunk : (pi + 1) * p_chunk]),
-                                  placed_batches))
+        # dispatched, not fetched: run_chunks fetches it (pl.gather) while the next chunk computes
+        return chunk_fn(fn_arrays, built["caches"], pl.shard(padded[pi * p_chunk : (pi + 1) * p_chunk]), placed_batches)
 
     def allocate(out):
         return {k: np.full((num_seeds, n_pc * p_chunk), np.nan, np.float32) for k in out}
@@ -283,7 +283,8 @@ def evaluate(
         results = chunks.run_chunks(
             compute, n_sc * n_pc, allocate=allocate, store=store, key=key, unit="pt",
             execution=dataclasses.replace(execution, label=execution.label or "surface"),
-            sizes=[_block_size(b, n_pc, s_chunk, p_chunk, num_seeds, num_points) for b in range(n_sc * n_pc)])
+            sizes=[_block_size(b, n_pc, s_chunk, p_chunk, num_seeds, num_points) for b in range(n_sc * n_pc)],
+            fetch=pl.gather)
     except (LandscapeError, OSError, MemoryError):
         raise
     except Exception:  # the user's function failed (a raw shape error): is a member axis what is wrong?
