@@ -1,0 +1,89 @@
+"""Peak memory of the top Hessian eigenvalue of 16 members of a 784-128-10 network on 60,000
+MNIST-shaped examples, against the size of the data set plus the members' parameters.
+
+Each configuration runs in a fresh child process (so that one's peak does not hide
+another's); the child reports its peak resident memory (``VmHWM``) before and after the
+computation.  The data are random (only the shapes matter for memory).
+
+    python experiments/curvature_memory.py [--json figures/curvature_memory_cpu.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+N, D, HIDDEN, K, MEMBERS = 60_000, 784, 128, 10, 16
+BATCHES = (None, 6000, 1000)  # loss_fn(batch_size=): one evaluation, or batches of that many
+
+
+def _peak_rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _current_rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def child(batch: int | None) -> None:
+    import time
+
+    import jax
+    import numpy as np
+
+    import landscape as ls
+
+    rng = np.random.default_rng(0)
+    x = rng.random((N, D), dtype=np.float32)
+    y = rng.integers(0, K, N).astype(np.int32)
+    data = ls.data.from_arrays(x, y, x[:10], y[:10], num_classes=K)
+    model = ls.models.for_loss(ls.MLP(hidden=(HIDDEN,), activation="relu").for_data(data), "cross_entropy")
+    stacked = jax.vmap(model.init)(jax.random.split(jax.random.key(0), MEMBERS))
+    loss = ls.models.loss_fn(model, data.train, "cross_entropy", batch_size=batch)
+    jax.block_until_ready(stacked)
+    base = _current_rss_mib()
+    data_mib = (x.nbytes + y.nbytes) / 2**20
+    params_mib = sum(a.nbytes for a in jax.tree_util.tree_leaves(stacked)) / 2**20
+    t0 = time.perf_counter()
+    top = ls.hessian.top_eigenvalues(loss, stacked, 1, key=jax.random.key(1), stacked=True, num_iters=10)
+    top = np.asarray(top)
+    seconds = time.perf_counter() - t0
+    peak = _peak_rss_mib()
+    print(json.dumps({"batch_size": batch, "data_mib": data_mib, "params_mib": params_mib,
+                      "rss_before_mib": base, "peak_rss_mib": peak, "added_mib": peak - base,
+                      "added_over_data_and_params": (peak - base) / (data_mib + params_mib),
+                      "seconds": seconds, "median_top": float(np.median(top))}))
+
+
+def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--_child":
+        child(None if sys.argv[2] == "none" else int(sys.argv[2]))
+        return
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--json", default=None)
+    args = p.parse_args()
+    rows = []
+    for batch in BATCHES:
+        out = subprocess.run([sys.executable, __file__, "--_child", "none" if batch is None else str(batch)],
+                             check=True, capture_output=True, text=True).stdout
+        row = json.loads(out.strip().splitlines()[-1])
+        rows.append(row)
+        print(f"batch_size={str(batch):>5}: data + params {row['data_mib'] + row['params_mib']:.0f} MiB, "
+              f"peak RSS {row['peak_rss_mib']:.0f} MiB ({row['rss_before_mib']:.0f} before; "
+              f"added {row['added_mib']:.0f} MiB = {row['added_over_data_and_params']:.2f}× data + params), "
+              f"{row['seconds']:.1f} s", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
