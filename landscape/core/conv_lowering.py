@@ -32,7 +32,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.extend import core as jcore
 
-__all__ = ["as_matmuls", "conv_as_matmul", "count_convolutions", "traces_convolution"]
+__all__ = ["as_matmuls", "contains_convolution", "conv_as_matmul", "count_convolutions", "traces_convolution"]
 
 #: Call primitives whose body is evaluated (and rewritten) inline.
 _INLINE = frozenset({"pjit", "jit", "closed_call", "core_call"})
@@ -262,15 +262,33 @@ def traces_convolution(fn: Callable, *args, **kwargs) -> bool:
       >>> traces_convolution(lambda v: v @ v.T, x[0, 0])
       False
     """
-    def found(jaxpr) -> bool:
-        for eqn in jaxpr.eqns:
-            if eqn.primitive.name == "conv_general_dilated" or eqn.params.get("name") == "conv_as_matmul":
-                return True
-            for value in eqn.params.values():  # call, loop and branch bodies
-                for inner in value if isinstance(value, (tuple, list)) else (value,):
-                    inner = getattr(inner, "jaxpr", inner)
-                    if hasattr(inner, "eqns") and found(inner):
-                        return True
-        return False
+    return contains_convolution(jax.make_jaxpr(lambda: fn(*args, **kwargs))().jaxpr)
 
-    return found(jax.make_jaxpr(lambda: fn(*args, **kwargs))().jaxpr)
+
+def contains_convolution(jaxpr) -> bool:
+    """Whether a traced program holds a convolution — XLA's own (``conv_general_dilated``) or
+    one lowered by :func:`as_matmuls` — in its body or in any call, loop or branch inside it.
+
+    Args:
+      jaxpr: a ``Jaxpr`` (``jax.make_jaxpr(f)(*args).jaxpr``).
+
+    Returns:
+      a bool.
+
+    Examples:
+      >>> from landscape.core.conv_lowering import contains_convolution
+      >>> x = jnp.ones((1, 5, 5, 1))
+      >>> conv = lambda x: jax.lax.conv_general_dilated(x, jnp.ones((3, 3, 1, 2)), (1, 1), "SAME",
+      ...                                               dimension_numbers=("NHWC", "HWIO", "NHWC"))
+      >>> contains_convolution(jax.make_jaxpr(conv)(x).jaxpr), contains_convolution(jax.make_jaxpr(jnp.sin)(x).jaxpr)
+      (True, False)
+    """
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "conv_general_dilated" or eqn.params.get("name") == "conv_as_matmul":
+            return True
+        for value in eqn.params.values():  # call, loop and branch bodies
+            for inner in value if isinstance(value, (tuple, list)) else (value,):
+                inner = getattr(inner, "jaxpr", inner)  # a ClosedJaxpr's Jaxpr
+                if hasattr(inner, "eqns") and contains_convolution(inner):
+                    return True
+    return False

@@ -10,7 +10,7 @@ import functools
 import flax.linen as nn
 import jax
 
-from ..core.conv_lowering import as_matmuls
+from ..core.conv_lowering import as_matmuls, contains_convolution
 from ..core.errors import ConfigError
 from .adapters import FlaxModel, forward_jaxpr, from_linen, from_nnx
 from .cnn import CNN
@@ -40,24 +40,12 @@ def convolutional(model) -> bool:
     try:
         return _has_conv(model)
     except TypeError:  # a model that cannot be a cache key: traced again
-        return _jaxpr_has_conv(forward_jaxpr(model))
-
-
-def _jaxpr_has_conv(jaxpr) -> bool:
-    for eqn in jaxpr.eqns:
-        if eqn.primitive.name == "conv_general_dilated":
-            return True
-        for value in eqn.params.values():  # jit, scan, cond ... carry their bodies as parameters
-            for inner in value if isinstance(value, (tuple, list)) else (value,):
-                inner = getattr(inner, "jaxpr", inner)  # a ClosedJaxpr's Jaxpr
-                if hasattr(inner, "eqns") and _jaxpr_has_conv(inner):
-                    return True
-    return False
+        return contains_convolution(forward_jaxpr(model))
 
 
 @functools.lru_cache(maxsize=64)
 def _has_conv(model) -> bool:
-    return _jaxpr_has_conv(forward_jaxpr(model))
+    return contains_convolution(forward_jaxpr(model))
 
 
 def lowered(model, fn):
