@@ -132,7 +132,7 @@ def test_members_in_sequential_groups_equal_per_member(small, monkeypatch, group
     one smaller here: 6 members in groups of 4 and 2); every member still gets its own answer."""
     model, _, _, f, _, _ = small
     stacked = ls.tree.stack([model.init(jax.random.key(s)) for s in range(6)])
-    monkeypatch.setattr(S, "member_group", lambda n: group)
+    monkeypatch.setattr(S, "member_group", lambda n, convolutional=False: group)
     key = jax.random.key(3)
     top = H.top_eigenvalues(f, stacked, 2, stacked=True, key=key, num_iters=20)
     tr = H.trace(f, stacked, stacked=True, key=key, num_probes=6)
@@ -150,6 +150,9 @@ def test_member_group_policy():
     assert S.member_group(H.CPU_GROUP) is None  # too few members to split
     expected = H.CPU_GROUP if jax.default_backend() == "cpu" else None
     assert S.member_group(64) == expected
+    # a convolutional loss: one member at a time on a CPU (vmapped members interleave feature maps)
+    assert S.member_group(64, convolutional=True) == (1 if jax.default_backend() == "cpu" else None)
+    assert S.member_group(1, convolutional=True) is None
 
 
 def _block(params, dense, mask_fn):
