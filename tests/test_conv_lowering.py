@@ -69,6 +69,12 @@ def test_grouped_and_transposed_convolutions_are_left_to_xla():
     fast = as_matmuls(net.apply)
     assert count_convolutions(net.apply, p, x) == 3 and count_convolutions(fast, p, x) == 2
     assert_trees_close(fast(p, x), net.apply(p, x), rtol=1e-5, atol=1e-5)
+    # called directly, conv_as_matmul hands what it does not lower to XLA: bitwise lax's result
+    k = jax.random.normal(jax.random.key(2), (3, 3, 2, 4))
+    params = _conv_params(x.shape, k.shape, ("NHWC", "HWIO", "NHWC"), (1, 1), ((1, 1), (1, 1)), (1, 1))
+    ref = lax.conv_general_dilated(x, k, (1, 1), ((1, 1), (1, 1)), dimension_numbers=params["dimension_numbers"],
+                                   feature_group_count=2)
+    np.testing.assert_array_equal(conv_as_matmul(x, k, **params, feature_group_count=2), ref)
 
 
 class NormCNN(nn.Module):

@@ -77,11 +77,15 @@ def conv_as_matmul(lhs: jax.Array, rhs: jax.Array, *, window_strides, padding, l
     """
     lhs_dilation = tuple(lhs_dilation or (1,) * (lhs.ndim - 2))
     rhs_dilation = tuple(rhs_dilation or (1,) * (lhs.ndim - 2))
-    if not _lowerable(dict(feature_group_count=feature_group_count, batch_group_count=batch_group_count,
-                           lhs_dilation=lhs_dilation, padding=padding)):
+
+    def native():  # what is not lowered: XLA's own convolution
         return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                                         dimension_numbers, feature_group_count, batch_group_count, precision,
                                         preferred_element_type)
+
+    if not _lowerable(dict(feature_group_count=feature_group_count, batch_group_count=batch_group_count,
+                           lhs_dilation=lhs_dilation, padding=padding)):
+        return native()
     lhs_spec, rhs_spec, out_spec = dimension_numbers
     spatial = len(lhs_spec) - 2
     x = jnp.transpose(lhs, (lhs_spec[0], *lhs_spec[2:], lhs_spec[1]))  # (N, *S, C)
@@ -91,9 +95,7 @@ def conv_as_matmul(lhs: jax.Array, rhs: jax.Array, *, window_strides, padding, l
     size = x.shape[1:1 + spatial]
     out_size = [(s - (w - 1) * d - 1) // st + 1 for s, w, d, st in zip(size, window, rhs_dilation, window_strides)]
     if any(o <= 0 for o in out_size):
-        return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
-                                        dimension_numbers, feature_group_count, batch_group_count, precision,
-                                        preferred_element_type)
+        return native()
     slices = []
     for offset in itertools.product(*(range(w) for w in window)):  # kernel offsets, row-major like k's axes
         start = (0, *(o * d for o, d in zip(offset, rhs_dilation)), 0)
