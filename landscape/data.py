@@ -129,8 +129,9 @@ def _check_split(x, y, which: str, num_classes: int | None) -> Split:
             y = y.astype(np.int64)
         else:
             raise DataError(f"{which} labels must be integer class indices, got dtype {y.dtype}")
-    x = x.reshape(x.shape[0], -1).astype(np.float32)
-    if not np.all(np.isfinite(x)):
+    # float32 inputs are kept as they are (a view, no copy): a data set is held once
+    x = x.reshape(x.shape[0], -1).astype(np.float32, copy=False)
+    if not all(np.isfinite(x[i:i + 8192]).all() for i in range(0, x.shape[0], 8192)):  # a bounded temporary
         raise DataError(f"{which} inputs contain NaN or infinite values")
     # range-checked in the labels' own dtype, before any cast could wrap them (2**32 + 1 -> 1)
     upper = num_classes if num_classes is not None else np.iinfo(np.int32).max
@@ -158,7 +159,8 @@ def from_arrays(
     """A :class:`Dataset` from user arrays.
 
     Inputs may have any trailing shape: they are stored flattened, ``(N, D)``, cast to
-    ``float32`` and not rescaled; images ``(N, H, W, C)`` (or ``(N, H, W)``, one channel)
+    ``float32`` and not rescaled (``float32`` inputs are not copied: the data set holds a view
+    of them, so change them afterwards and it changes); images ``(N, H, W, C)`` (or ``(N, H, W)``, one channel)
     keep their shape as the set's ``image_shape`` (for convolutional models).  Labels are
     integer class indices; ``num_classes`` defaults to ``max(label) + 1`` over both splits.
 
@@ -433,8 +435,10 @@ def _read_source(source, image_key: str, label_key: str, chunk: int = 4096) -> t
     x = np.concatenate(xs)
     y = np.concatenate(ys).astype(np.int32)
     if np.issubdtype(x.dtype, np.integer):
-        x = x.astype(np.float32) / float(np.iinfo(x.dtype).max)
-    return Split(x.reshape(n, -1).astype(np.float32), y), tuple(x.shape[1:])
+        scale = float(np.iinfo(x.dtype).max)
+        x = x.astype(np.float32)
+        x /= scale  # in place: one float32 copy of the images, not two
+    return Split(x.reshape(n, -1).astype(np.float32, copy=False), y), tuple(x.shape[1:])
 
 
 def from_tfds(

@@ -57,6 +57,23 @@ def test_from_arrays_flattens_and_counts_classes():
     assert d.train.x.shape == (10, 6) and d.num_classes == 3 and d.train.x.dtype == np.float32
 
 
+def test_from_arrays_holds_float32_inputs_without_a_copy():
+    """float32 inputs are kept as a view (the data set is held once); other dtypes are cast; a
+    NaN past the first block of rows checked is still found."""
+    r = np.random.default_rng(0)
+    x32 = r.random((12, 2, 3), dtype=np.float32)
+    x64 = r.normal(size=(12, 6))
+    d = ls.data.from_arrays(x32, np.arange(12) % 3, x64, np.arange(12) % 3)
+    assert np.shares_memory(d.train.x, x32) and d.train.x.shape == (12, 6)
+    np.testing.assert_array_equal(d.train.x, x32.reshape(12, 6))
+    assert d.test.x.dtype == np.float32 and not np.shares_memory(d.test.x, x64)
+    np.testing.assert_array_equal(d.test.x, x64.astype(np.float32))
+    late_nan = np.zeros((9000, 2), np.float32)
+    late_nan[8500, 1] = np.nan
+    with pytest.raises(DataError, match="NaN"):
+        ls.data.from_arrays(late_nan, np.arange(9000) % 2, x64, np.arange(12) % 2)
+
+
 @pytest.mark.parametrize(
     "xtr, ytr, xte, yte, match",
     [

@@ -297,6 +297,24 @@ def test_batched_loss_accumulates_exactly_the_full_data_curvature(small, explici
     assert abs(float(tr["trace"]) - np.trace(dense)) < 4 * float(tr["stderr"]) + 1e-4
 
 
+def test_batches_cut_on_the_host_equal_batches_cut_on_the_device(small):
+    """The examples of a batched or mini-batch loss are the same whether the split is held on the
+    host (numpy: cut as views, transferred once) or already on the device (JAX arrays)."""
+    model, d, params, f, _, _ = small
+    on_device = ls.data.Split(jnp.asarray(d.train.x), jnp.asarray(d.train.y))
+    for make in (lambda s: ls.models.loss_fn(model, s, "cross_entropy", batch_size=10),
+                 lambda s: ls.models.minibatch_loss(model, s, "cross_entropy", batch_size=12, num_batches=4,
+                                                    key=jax.random.key(7))):
+        host, device = make(d.train), make(on_device)
+        assert jax.tree_util.tree_structure(host) == jax.tree_util.tree_structure(device)
+        for a, b in zip(jax.tree_util.tree_leaves(host), jax.tree_util.tree_leaves(device)):
+            assert isinstance(a, jax.Array) and a.dtype == b.dtype
+            np.testing.assert_array_equal(a, b)
+        assert float(host(params)) == float(device(params))
+    whole = ls.models.loss_fn(model, d.train, "cross_entropy")
+    assert all(isinstance(a, jax.Array) for a in jax.tree_util.tree_leaves(whole))
+
+
 @pytest.mark.slow  # a compilation per batch size drawn
 @settings(max_examples=6, deadline=None)
 @given(batch_size=st.integers(1, 70))

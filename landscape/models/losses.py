@@ -10,6 +10,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ..core.errors import ConfigError
 from ..core.loss_names import LOSS_NAMES, loss_name
@@ -349,9 +350,11 @@ jax.tree_util.register_pytree_node(
 )
 
 
-def _split_arrays(split) -> tuple[jax.Array, jax.Array]:
-    """``(x, y)`` of a :class:`~landscape.data.Split` (or an ``(x, y)`` pair) on the device; a
-    whole :class:`~landscape.data.Dataset` or anything else is refused with one clear line."""
+def _split_arrays(split) -> tuple[Any, Any]:
+    """``(x, y)`` of a :class:`~landscape.data.Split` (or an ``(x, y)`` pair), still where they are:
+    numpy arrays on the host (sliced and reshaped there as views, then transferred once), JAX
+    arrays as they are.  A whole :class:`~landscape.data.Dataset` or anything else is refused
+    with one clear line."""
     if isinstance(split, Dataset):
         raise ConfigError("expected one split of the data set (data.train or data.test), got the whole "
                           f"{type(split).__name__}")
@@ -359,7 +362,7 @@ def _split_arrays(split) -> tuple[jax.Array, jax.Array]:
         x, y = split
     except (TypeError, ValueError):
         raise ConfigError(f"expected a Split (data.train) or an (x, y) pair, got {type(split).__name__}") from None
-    return jax.device_put((x, y))  # a transfer; jnp.asarray would compile a program per array
+    return tuple(a if isinstance(a, jax.Array) else np.asarray(a) for a in (x, y))
 
 
 def loss_fn(model: MLP, split, loss: str, *, batch_size: int | None = None) -> ModelLoss | BatchedLoss:
@@ -396,14 +399,15 @@ def _make_loss_fn(model, split, loss: str, batch_size: int | None):
     x, y = _split_arrays(split)
     n = int(x.shape[0])
     if batch_size is None or batch_size >= n:
-        return of(x, y)
+        return of(*jax.device_put((x, y)))  # a transfer; jnp.asarray would compile a program per array
     if batch_size < 1:
         raise ConfigError(f"batch_size must be positive, got {batch_size}")
-    k, rest = divmod(n, int(batch_size))
-    groups = [((x[: k * batch_size].reshape(k, batch_size, *x.shape[1:]), y[: k * batch_size].reshape(k, batch_size)),
-               batch_size / n)]
+    b = int(batch_size)
+    k, rest = divmod(n, b)
+    # batches cut on the host (numpy views) and transferred once: the device holds one copy
+    groups = [(jax.device_put((x[: k * b].reshape(k, b, *x.shape[1:]), y[: k * b].reshape(k, b))), b / n)]
     if rest:
-        groups.append(((x[k * batch_size:][None], y[k * batch_size:][None]), rest / n))
+        groups.append((jax.device_put((x[k * b:][None], y[k * b:][None])), rest / n))
     return BatchedLoss(of, tuple(groups))
 
 
@@ -444,7 +448,8 @@ def minibatch_loss(model: MLP, split, loss: str, *, batch_size: int, num_batches
                           f"examples; the training set has {n}")
     idx = jax.random.permutation(key, n)[: batch_size * num_batches].reshape(num_batches, batch_size)
     output_loss(loss)  # validates the name
-    return BatchedLoss(LossOf(for_loss(model, loss), loss), (((x[idx], y[idx]), 1.0 / num_batches),))
+    take = [a[idx] if isinstance(a, jax.Array) else a[np.asarray(idx)] for a in (x, y)]  # host rows stay on the host
+    return BatchedLoss(LossOf(for_loss(model, loss), loss), ((tuple(jax.device_put(take)), 1.0 / num_batches),))
 
 
 @dataclasses.dataclass(frozen=True)
