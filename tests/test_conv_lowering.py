@@ -13,7 +13,13 @@ from hypothesis import strategies as st
 from jax import lax
 
 import landscape as ls
-from landscape.core.conv_lowering import as_matmuls, conv_as_matmul, count_convolutions
+from landscape.core.conv_lowering import (
+    as_matmuls,
+    conv_as_matmul,
+    count_convolutions,
+    structure_traces_convolution,
+)
+from landscape.core.programs import split
 
 from .conftest import assert_trees_close
 
@@ -189,6 +195,7 @@ def test_cpu_training_lowers_convolutions_and_records_it(digits):
 
 
 def test_a_cnn_surface_goes_point_by_point_and_equals_the_models_own_evaluation(digits):
+    from landscape.core.conv_lowering import _traces_structure
     from landscape.geometry.evaluator import _one_by_one
 
     model = ls.models.for_loss(ls.models.CNN(channels=(3, 4), output_activation="identity").for_data(digits),
@@ -199,8 +206,17 @@ def test_a_cnn_surface_goes_point_by_point_and_equals_the_models_own_evaluation(
     dirs = [jax.vmap(model.init)(jax.random.split(jax.random.key(k), 2)) for k in (1, 2)]
     fn = ls.models.metrics_fn(model, "cross_entropy")
     one = jax.tree_util.tree_map(lambda a: a[0], stack)
-    assert _one_by_one(fn, one, {"": (x, y)})
-    assert not _one_by_one(ls.models.metrics_fn(mlp, "cross_entropy"), mlp.init(jax.random.key(0)), {"": (x, y)})
+    for f, center, expected in ((fn, one, True),
+                                (ls.models.metrics_fn(mlp, "cross_entropy"), mlp.init(jax.random.key(0)), False)):
+        structure, arrays, _ = split(f)
+        assert structure is not None
+        assert _one_by_one(f, structure, arrays, center, {"": (x, y)}) is expected  # the library's metric: cached
+        traced = _traces_structure.cache_info()
+        assert _one_by_one(f, structure, [a + 0 for a in arrays], center, {"": (x, y)}) is expected  # other data
+        assert _traces_structure.cache_info().hits == traced.hits + 1 and _traces_structure.cache_info().misses == traced.misses
+        assert _one_by_one(lambda p, b, f=f: f(p, b), None, [], center, {"": (x, y)}) is expected  # a closure
+    assert structure_traces_convolution(split(ls.models.loss_fn(model, digits.train, "cross_entropy"))[0],
+                                        split(ls.models.loss_fn(model, digits.train, "cross_entropy"))[1], one)
     coords = np.array([[-0.5, 0.0], [0.25, 0.5], [1.0, -1.0]], np.float32)
     out = ls.surface.evaluate(fn, stack, dirs, coords, data=(x, y), stacked=True)
     for m in range(2):

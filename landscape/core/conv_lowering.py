@@ -32,7 +32,8 @@ import jax.numpy as jnp
 from jax import lax
 from jax.extend import core as jcore
 
-__all__ = ["as_matmuls", "contains_convolution", "conv_as_matmul", "count_convolutions", "traces_convolution"]
+__all__ = ["as_matmuls", "contains_convolution", "conv_as_matmul", "count_convolutions", "structure_traces_convolution",
+           "traces_convolution"]
 
 #: Call primitives whose body is evaluated (and rewritten) inline.
 _INLINE = frozenset({"pjit", "jit", "closed_call", "core_call"})
@@ -144,8 +145,8 @@ def _eval(jaxpr, consts, args):
         name = eqn.primitive.name
         if name == "conv_general_dilated" and _lowerable(eqn.params):
             outs = [_lowered_conv(*invals, **{k: eqn.params[k] for k in _CONV_PARAMS if k in eqn.params})]
-        elif name in _INLINE and ("jaxpr" in eqn.params or "call_jaxpr" in eqn.params):
-            inner = eqn.params.get("jaxpr", eqn.params.get("call_jaxpr"))
+        elif name in _INLINE and _call_body(eqn) is not None:
+            inner = _call_body(eqn)
             body, body_consts = (inner.jaxpr, inner.consts) if hasattr(inner, "consts") else (inner, ())
             outs = _eval(body, body_consts, invals)
         else:
@@ -233,7 +234,7 @@ def count_convolutions(fn: Callable, *args, **kwargs) -> int:
             if eqn.primitive.name == "conv_general_dilated":
                 n += 1
             elif eqn.primitive.name in _INLINE:
-                inner = eqn.params.get("jaxpr", eqn.params.get("call_jaxpr"))
+                inner = _call_body(eqn)
                 if inner is not None:
                     n += count(getattr(inner, "jaxpr", inner))
         return n
@@ -265,6 +266,55 @@ def traces_convolution(fn: Callable, *args, **kwargs) -> bool:
       False
     """
     return contains_convolution(jax.make_jaxpr(lambda: fn(*args, **kwargs))().jaxpr)
+
+
+def _call_body(eqn):
+    """The body of a call equation (a ``ClosedJaxpr`` or ``Jaxpr``), or ``None``."""
+    return eqn.params.get("jaxpr", eqn.params.get("call_jaxpr"))
+
+
+def structure_traces_convolution(structure, arrays, *args) -> bool:
+    """:func:`traces_convolution` of a function given as a pytree's static ``structure`` and its
+    array leaves (:func:`landscape.core.programs.split`), applied to ``args``; traced once per
+    structure and argument shapes (cached), never per call, since the answer depends on nothing else.
+
+    Args:
+      structure: the function's tree structure (hashable).
+      arrays: its array leaves.
+      *args: its positional arguments (arrays; only their shapes and dtypes are read).
+
+    Returns:
+      a bool.
+
+    Examples:
+      >>> from landscape.core.conv_lowering import structure_traces_convolution
+      >>> from landscape.core.programs import split
+      >>> data = ls.data.blobs(num_train=8, num_test=4)
+      >>> model = ls.MLP(hidden=(3,), output_activation="identity").for_data(data)
+      >>> structure, arrays, _ = split(ls.models.loss_fn(model, data.train, "cross_entropy"))
+      >>> structure_traces_convolution(structure, arrays, model.init(jax.random.key(0)))
+      False
+    """
+    array_spec, array_tree = _spec(list(arrays))
+    arg_spec, arg_tree = _spec(list(args))
+    return _traces_structure(structure, array_tree, array_spec, arg_tree, arg_spec)
+
+
+def _spec(tree) -> tuple[tuple, object]:
+    """``(((shape, dtype), ...), treedef)`` of a pytree of arrays: what a trace depends on."""
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    return tuple((tuple(jnp.shape(a)), a.dtype if hasattr(a, "dtype") else jnp.asarray(a).dtype) for a in leaves), treedef
+
+
+@functools.lru_cache(maxsize=64)
+def _traces_structure(structure, array_tree, array_spec, arg_tree, arg_spec) -> bool:
+    def run(arrays, args):
+        return jax.tree_util.tree_unflatten(structure, arrays)(*args)
+
+    def abstract(spec, tree):
+        return jax.tree_util.tree_unflatten(tree, [jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in spec])
+
+    return contains_convolution(jax.make_jaxpr(run)(abstract(array_spec, array_tree), abstract(arg_spec, arg_tree)).jaxpr)
 
 
 def contains_convolution(jaxpr) -> bool:
