@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 
 N, D, HIDDEN, K, MEMBERS = 60_000, 784, 128, 10, 16
-BATCHES = (None, 6000, 1000)  # loss_fn(batch_size=): one evaluation, or batches of that many
+BATCHES = (None, 6000, 1000, 250)  # loss_fn(batch_size=): one evaluation, or batches of that many
 
 
 def _peak_rss_mib() -> float:
