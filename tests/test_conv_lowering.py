@@ -30,7 +30,7 @@ def _conv_params(x_shape, k_shape, specs, strides, padding, dilation):
                 dimension_numbers=dn)
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=12, deadline=None)
 @given(st.data())
 def test_a_lowered_convolution_equals_lax_over_shapes_strides_padding_dilation_and_layouts(data):
     spatial = data.draw(st.integers(1, 3), label="spatial dims")

@@ -297,6 +297,7 @@ def test_spawn_killed_with_sigkill_resumes_and_equals_an_uninterrupted_run(tmp_p
     assert not ckpt.exists()
 
 
+@pytest.mark.slow  # three member groups of a tracked run (26 s)
 def test_tracking_three_groups_of_members_finishes_and_the_last_group_is_tracked_as_alone(tmp_path):
     """Three groups of 8 members: their Lanczos loops once deadlocked XLA:CPU's two threads when run
     side by side; run in a process of its own so that a hang fails the test instead of the suite."""

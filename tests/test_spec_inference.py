@@ -91,6 +91,7 @@ def test_a_user_cnn_with_batchnorm_and_dropout_is_recovered_exactly(digits):
     assert canonical(model.permutation_spec()) == canonical(spec)
 
 
+@pytest.mark.slow  # trains two CNN members; the recovery of a known permutation stays in the default suite
 def test_two_trained_members_of_a_user_cnn_align_to_the_same_function_closer_together(digits):
     ens = ls.train_ensemble(UserCNN(), digits, key=jax.random.key(0), seeds=2, loss="cross_entropy",
                             optimizer=ls.OptimizerSpec("sgd", 0.1), steps=40, batch_size=32, log_every=20,
@@ -232,6 +233,7 @@ def make():
 '''
 
 
+@pytest.mark.slow  # end to end through the CLI (train + compare); the inferred structure is asserted in the default suite
 def test_a_linen_cnn_with_dropout_aligns_with_compare_without_a_hand_spec(tmp_path):
     src = tmp_path / "cnn.py"
     src.write_text(MODEL_FILE)
