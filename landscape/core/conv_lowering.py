@@ -32,8 +32,9 @@ import jax.numpy as jnp
 from jax import lax
 from jax.extend import core as jcore
 
-__all__ = ["as_matmuls", "contains_convolution", "conv_as_matmul", "count_convolutions", "structure_traces_convolution",
-           "traces_convolution"]
+from .programs import split
+
+__all__ = ["as_matmuls", "contains_convolution", "conv_as_matmul", "count_convolutions", "traces_convolution"]
 
 #: Call primitives whose body is evaluated (and rewritten) inline.
 _INLINE = frozenset({"pjit", "jit", "closed_call", "core_call"})
@@ -244,7 +245,10 @@ def count_convolutions(fn: Callable, *args, **kwargs) -> int:
 
 def traces_convolution(fn: Callable, *args, **kwargs) -> bool:
     """Whether ``fn(*args, **kwargs)`` traces to a convolution — XLA's own or one lowered by
-    :func:`as_matmuls` (call bodies, loops and branches included).
+    :func:`as_matmuls` (call bodies, loops and branches included).  A function that is a pytree
+    of arrays and static structure (the library's losses and metrics,
+    :func:`landscape.core.programs.split`) is traced once per structure and argument shapes
+    (cached), since the answer depends on nothing else; any other callable, on every call.
 
     Args:
       fn: a function.
@@ -265,39 +269,16 @@ def traces_convolution(fn: Callable, *args, **kwargs) -> bool:
       >>> traces_convolution(lambda v: v @ v.T, x[0, 0])
       False
     """
+    structure, arrays, _ = split(fn)
+    if structure is not None and not kwargs:  # the answer depends on the structure and shapes only
+        (array_spec, array_tree), (arg_spec, arg_tree) = _spec(arrays), _spec(list(args))
+        return _traces_structure(structure, array_tree, array_spec, arg_tree, arg_spec)
     return contains_convolution(jax.make_jaxpr(lambda: fn(*args, **kwargs))().jaxpr)
 
 
 def _call_body(eqn):
     """The body of a call equation (a ``ClosedJaxpr`` or ``Jaxpr``), or ``None``."""
     return eqn.params.get("jaxpr", eqn.params.get("call_jaxpr"))
-
-
-def structure_traces_convolution(structure, arrays, *args) -> bool:
-    """:func:`traces_convolution` of a function given as a pytree's static ``structure`` and its
-    array leaves (:func:`landscape.core.programs.split`), applied to ``args``; traced once per
-    structure and argument shapes (cached), never per call, since the answer depends on nothing else.
-
-    Args:
-      structure: the function's tree structure (hashable).
-      arrays: its array leaves.
-      *args: its positional arguments (arrays; only their shapes and dtypes are read).
-
-    Returns:
-      a bool.
-
-    Examples:
-      >>> from landscape.core.conv_lowering import structure_traces_convolution
-      >>> from landscape.core.programs import split
-      >>> data = ls.data.blobs(num_train=8, num_test=4)
-      >>> model = ls.MLP(hidden=(3,), output_activation="identity").for_data(data)
-      >>> structure, arrays, _ = split(ls.models.loss_fn(model, data.train, "cross_entropy"))
-      >>> structure_traces_convolution(structure, arrays, model.init(jax.random.key(0)))
-      False
-    """
-    array_spec, array_tree = _spec(list(arrays))
-    arg_spec, arg_tree = _spec(list(args))
-    return _traces_structure(structure, array_tree, array_spec, arg_tree, arg_spec)
 
 
 def _spec(tree) -> tuple[tuple, object]:

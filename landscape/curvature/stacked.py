@@ -14,7 +14,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ..core.conv_lowering import structure_traces_convolution, traces_convolution
+from ..core.conv_lowering import traces_convolution
 from ..core.programs import split
 
 __all__ = ["CPU_GROUP"]
@@ -44,16 +44,13 @@ def member_group(num_members: int, convolutional: bool = False) -> int | None:
     return 1 if convolutional else CPU_GROUP
 
 
-def _convolutional(loss_fn, structure, arrays, stacked) -> bool:
+def _convolutional(loss_fn, stacked) -> bool:
     """Whether the loss of one member traces to convolutions (checked on a CPU only; the
-    library's losses once per structure and shapes, another callable once per call)."""
+    library's losses once per structure and shapes: :func:`traces_convolution` caches them)."""
     if jax.default_backend() != "cpu":
         return False
-    member = jax.tree_util.tree_map(lambda a: a[0], stacked)
     try:
-        if structure is not None:
-            return structure_traces_convolution(structure, arrays, member)
-        return traces_convolution(loss_fn, member)
+        return traces_convolution(loss_fn, jax.tree_util.tree_map(lambda a: a[0], stacked))
     except Exception:  # noqa: BLE001 - the curvature call itself reports what is wrong with the loss
         return False
 
@@ -101,7 +98,7 @@ def run_stacked(fn: Callable, loss_fn: Any, stacked: Any, key: jax.Array, **opti
     if select is not None and not isinstance(select, str) and not callable(select):
         options["select"] = tuple(select)  # hashable: the compiled program is cached on it
     structure, arrays, rebuild = split(loss_fn)
-    opts, group = tuple(sorted(options.items())), member_group(n, _convolutional(loss_fn, structure, arrays, stacked))
+    opts, group = tuple(sorted(options.items())), member_group(n, _convolutional(loss_fn, stacked))
     cacheable = structure is not None and not callable(options.get("select"))
     run = _cached(fn, structure, opts, group) if cacheable else _program(fn, rebuild, opts, group)
     return run(arrays, stacked, key, jnp.arange(n))

@@ -19,7 +19,7 @@ import jax
 import numpy as np
 
 from ..core import chunks, tree
-from ..core.conv_lowering import structure_traces_convolution, traces_convolution
+from ..core.conv_lowering import traces_convolution
 from ..core.distributed import placement
 from ..core.errors import ConfigError, LandscapeError
 from ..core.execution import Execution
@@ -156,18 +156,16 @@ def _compiled(structure, use_shortcut: bool, one_by_one: bool):
     return _programs(lambda arrays: jax.tree_util.tree_unflatten(structure, arrays), use_shortcut, one_by_one)
 
 
-def _one_by_one(fn, structure, fn_arrays, center, batches) -> bool:
+def _one_by_one(fn, center, batches) -> bool:
     """Evaluate points one after another: on a CPU, when ``fn`` traces to convolutions (which
     it then computes as matrix products, :func:`landscape.models.lowered`).  A vmapped batch of
     points with per-point kernels interleaves the points' feature maps (layout transposes,
     working sets beyond the caches): on the digits CNN a point at a time is 2.5× faster.
-    The library's metrics are traced once per structure and shapes (cached); another callable, once per call."""
+    The library's metrics are traced once per structure and shapes (:func:`traces_convolution` caches them)."""
     if jax.default_backend() != "cpu":
         return False
     args = (center,) if batches is None else (center, next(iter(batches.values())))
     try:
-        if structure is not None:
-            return structure_traces_convolution(structure, fn_arrays, *args)
         return traces_convolution(fn, *args)
     except Exception:  # noqa: BLE001 - the evaluation itself reports what is wrong with fn
         return False
@@ -248,8 +246,8 @@ def evaluate(
     padded = np.zeros((n_pc * p_chunk, coords.shape[1]), np.float32)
     padded[:num_points] = coords
     structure, fn_arrays, rebuild = split(fn)  # a user's own function: compiled for this call only
-    one_by_one = not use_shortcut and _one_by_one(fn, structure, fn_arrays, original_center if not stacked else
-                                                  jax.tree_util.tree_map(lambda a: a[0], original_center), batches)
+    one_by_one = not use_shortcut and _one_by_one(fn, original_center if not stacked else jax.tree_util.tree_map(
+        lambda a: a[0], original_center), batches)
     build, chunk_fn = (_compiled(structure, use_shortcut, one_by_one) if structure is not None
                        else _programs(rebuild, use_shortcut, one_by_one))
     fn_arrays = pl.replicate(fn_arrays)
