@@ -7,7 +7,9 @@ another's).  The child reports its resident memory
 - before the data exist (JAX imported, its CPU client started): what the library adds to the
   caller's own arrays is measured from there;
 - with the data and the members placed (the library's copy of the data, the parameters), freed
-  heap returned to the system (``malloc_trim``) first;
+  heap returned to the system (``malloc_trim``) first, and the bytes of every device array
+  then alive (``jax.live_arrays``): the resident figure also holds what JAX and XLA keep after
+  their first compilations (about 40-65 MiB, the same with a tenth of the examples);
 - its peak (``VmHWM``) over the first call (compilation included);
 - the peak of a second call, after returning freed heap to the system (``malloc_trim``) and
   resetting the peak: the computation alone, its program compiled;
@@ -71,6 +73,7 @@ def child(batch: int | None) -> None:
     jax.block_until_ready((stacked, loss))
     ctypes.CDLL("libc.so.6").malloc_trim(0)  # what is held, not heap freed by the members' initialisation
     base = _current_rss_mib()
+    arrays_mib = sum(a.nbytes for a in jax.live_arrays()) / 2**20  # every device array the process holds
     user_mib = (x.nbytes + y.nbytes) / 2**20  # the caller's own arrays (the library keeps a view)
     data_mib = (x.nbytes + y.nbytes) / 2**20
     params_mib = sum(a.nbytes for a in jax.tree_util.tree_leaves(stacked)) / 2**20
@@ -96,6 +99,7 @@ def child(batch: int | None) -> None:
                       "rss_empty_mib": empty, "rss_before_mib": base,
                       "library_held_mib": base - empty - user_mib,
                       "library_held_over_data_and_params": (base - empty - user_mib) / held,
+                      "device_arrays_mib": arrays_mib, "device_arrays_over_data_and_params": arrays_mib / held,
                       "peak_rss_mib": peak, "added_mib": peak - base,
                       "added_over_data_and_params": (peak - base) / held,
                       "peak_over_data_and_params": (peak - empty - user_mib) / held,
@@ -119,7 +123,8 @@ def _xla_memory(loss, stacked) -> dict:
     structure, arrays, _ = split(loss)
     n = jax.tree_util.tree_leaves(stacked)[0].shape[0]
     opts = tuple(sorted({"select": None, "curvature": "hessian", "k": 1, "num_iters": 10}.items()))
-    run = st._cached(ls.hessian.top_eigenvalues, structure, opts, st.member_group(n))
+    size = sum(a.size for a in jax.tree_util.tree_leaves(stacked)) // n
+    run = st._cached(ls.hessian.top_eigenvalues, structure, opts, st.member_group(n, False, size))
     info = run.lower(arrays, stacked, jax.random.key(1), jnp.arange(n)).compile().memory_analysis()
     return {"argument": info.argument_size_in_bytes / 2**20, "temp": info.temp_size_in_bytes / 2**20}
 
@@ -139,7 +144,8 @@ def main() -> None:
         rows.append(row)
         print(f"batch_size={str(batch):>5}: data + params {row['data_mib'] + row['params_mib']:.0f} MiB; "
               f"the library holds {row['library_held_mib']:.0f} MiB besides the caller's arrays "
-              f"({row['library_held_over_data_and_params']:.2f}×); peak RSS {row['peak_rss_mib']:.0f} MiB = "
+              f"({row['library_held_over_data_and_params']:.2f}×; device arrays {row['device_arrays_mib']:.0f} MiB = "
+              f"{row['device_arrays_over_data_and_params']:.2f}×); peak RSS {row['peak_rss_mib']:.0f} MiB = "
               f"{row['peak_over_data_and_params']:.2f}× data + params over the empty process "
               f"(added by the first call {row['added_mib']:.0f} MiB, compilation included); "
               f"compiled, again: added {row['steady_added_mib']:.0f} MiB = "

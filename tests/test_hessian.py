@@ -132,7 +132,7 @@ def test_members_in_sequential_groups_equal_per_member(small, monkeypatch, group
     one smaller here: 6 members in groups of 4 and 2); every member still gets its own answer."""
     model, _, _, f, _, _ = small
     stacked = ls.tree.stack([model.init(jax.random.key(s)) for s in range(6)])
-    monkeypatch.setattr(S, "member_group", lambda n, convolutional=False: group)
+    monkeypatch.setattr(S, "member_group", lambda n, convolutional=False, member_size=0: group)
     key = jax.random.key(3)
     top = H.top_eigenvalues(f, stacked, 2, stacked=True, key=key, num_iters=20)
     tr = H.trace(f, stacked, stacked=True, key=key, num_probes=6)
@@ -153,6 +153,13 @@ def test_member_group_policy():
     # a convolutional loss: one member at a time on a CPU (vmapped members interleave feature maps)
     assert S.member_group(64, convolutional=True) == (1 if jax.default_backend() == "cpu" else None)
     assert S.member_group(1, convolutional=True) is None
+    # large members: the group halves until its parameters fit GROUP_PARAMETERS (memory)
+    cpu = jax.default_backend() == "cpu"
+    for size, group in [(3_498, 8), (S.GROUP_PARAMETERS // 8, 8), (S.GROUP_PARAMETERS // 8 + 1, 4),
+                        (101_770, 4), (S.GROUP_PARAMETERS // 2, 2), (S.GROUP_PARAMETERS, 1), (10**7, 1)]:
+        assert S.member_group(64, member_size=size) == (group if cpu else None), size
+    assert S.member_group(4, member_size=101_770) is None  # one group holds them all
+    assert S.member_group(5, member_size=101_770) == (4 if cpu else None)
 
 
 def _block(params, dense, mask_fn):

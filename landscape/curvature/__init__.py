@@ -20,6 +20,6 @@ __getattr__, __dir__, __all__ = lazy(__name__, {
     "spectra": ["Tridiagonal", "lanczos", "Eigen", "top_eigenpairs", "top_eigenvalues", "smallest_eigenvalue", "trace",
                 "spectral_density"],
     "density": ["Density", "density_on_grid"],
-    "stacked": ["CPU_GROUP"],
+    "stacked": ["CPU_GROUP", "GROUP_PARAMETERS"],
     "ensemble": ["minibatch_curvature", "ensemble_curvature", "curvature_map"],
 })

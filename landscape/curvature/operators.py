@@ -13,8 +13,9 @@
 
 Every function is jit- and vmap-compatible: the ``*_many`` helpers vmap over the leading
 member axis of stacked parameters (each member with key ``fold_in(key, i)``); on a CPU
-they run vmapped groups of ``CPU_GROUP`` members one after another, which keeps each
-group's activations in cache (the answers do not depend on the grouping).
+they run vmapped groups of at most ``CPU_GROUP`` members one after another, which keeps each
+group's activations in cache, fewer for large members (``GROUP_PARAMETERS``: memory); the
+answers do not depend on the grouping.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Every member of an ensemble at once: one point's curvature function vmapped over members.
 
-On a CPU the members run in vmapped groups of :data:`CPU_GROUP`, one group after another,
-which keeps each group's activations in cache; elsewhere all at once.  Member ``i`` always
+On a CPU the members run in vmapped groups of at most :data:`CPU_GROUP`, one group after
+another, which keeps each group's activations in cache (and, for large members, bounds the
+memory of their Lanczos vectors: :data:`GROUP_PARAMETERS`); elsewhere all at once.  Member ``i`` always
 uses ``fold_in(key, i)``, so the answers do not depend on the grouping.
 """
 
@@ -17,31 +18,50 @@ import jax.numpy as jnp
 from ..core.conv_lowering import traces_convolution
 from ..core.programs import split
 
-__all__ = ["CPU_GROUP"]
+__all__ = ["CPU_GROUP", "GROUP_PARAMETERS"]
 
 #: Members per vmapped group on a single CPU device: the HVPs of 64 members at once stream
 #: ``(64, N, width)`` activations through memory, groups of 8 stay in cache (measured by
 #: ``experiments/benchmark.py``: 64-member top eigenvalues 0.43 s -> 0.35 s on 2 cores).
 CPU_GROUP = 8
 
+#: The most parameters (summed over a group's members) a CPU group holds per vector: the
+#: Lanczos basis and the Hessian-vector product's vectors all scale with the group's
+#: parameters.  The top eigenvalue (10 steps) of 16 members of 784-128-10 (101,770 parameters
+#: each): groups of 8 need 63 MiB of temporaries besides the data, groups of 4 33 MiB, in the
+#: same time (``experiments/curvature_memory.py``; groups of 2 are 25 % slower).  At this size
+#: the cache motive of :data:`CPU_GROUP` is gone anyway.
+GROUP_PARAMETERS = 2**19
 
-def member_group(num_members: int, convolutional: bool = False) -> int | None:
-    """Members per sequential vmapped group: :data:`CPU_GROUP` on a CPU (1 for a loss with
-    convolutions: vmapped per-member kernels interleave the members' feature maps, and one
-    member at a time is faster), else all at once (stacked curvature runs on one device, so
-    only the backend matters).
+
+def member_group(num_members: int, convolutional: bool = False, member_size: int = 0) -> int | None:
+    """Members per sequential vmapped group: on a CPU, :data:`CPU_GROUP`, halved while the
+    group's parameters exceed :data:`GROUP_PARAMETERS` (1 for a loss with convolutions:
+    vmapped per-member kernels interleave the members' feature maps, and one member at a time
+    is faster); elsewhere all at once (stacked curvature runs on one device, so only the
+    backend matters).  Curvature is computed per member either way; only the memory and the
+    time depend on the group.
 
     Args:
       num_members: ``M``.
       convolutional: the loss traces to convolutions
         (:func:`landscape.core.conv_lowering.traces_convolution`).
+      member_size: ``P``, the parameters of one member.
 
     Returns:
       the group size, or ``None`` for all members at once.
+
+    Examples:
+      >>> from landscape.curvature.stacked import member_group
+      >>> [member_group(64, member_size=p) for p in (3_498, 101_770, 600_000)]   # on a CPU
+      [8, 4, 1]
     """
-    if jax.default_backend() != "cpu" or num_members <= (1 if convolutional else CPU_GROUP):
+    if jax.default_backend() != "cpu":
         return None
-    return 1 if convolutional else CPU_GROUP
+    group = 1 if convolutional else CPU_GROUP
+    while group > 1 and group * member_size > GROUP_PARAMETERS:
+        group //= 2
+    return None if num_members <= group else group
 
 
 def _convolutional(loss_fn, stacked) -> bool:
@@ -94,11 +114,12 @@ def run_stacked(fn: Callable, loss_fn: Any, stacked: Any, key: jax.Array, **opti
       ``fn``'s result with a leading member axis ``(M, ...)``.
     """
     n = jax.tree_util.tree_leaves(stacked)[0].shape[0]
+    size = sum(leaf.size for leaf in jax.tree_util.tree_leaves(stacked)) // n
     select = options.get("select")
     if select is not None and not isinstance(select, str) and not callable(select):
         options["select"] = tuple(select)  # hashable: the compiled program is cached on it
     structure, arrays, rebuild = split(loss_fn)
-    opts, group = tuple(sorted(options.items())), member_group(n, _convolutional(loss_fn, stacked))
+    opts, group = tuple(sorted(options.items())), member_group(n, _convolutional(loss_fn, stacked), size)
     cacheable = structure is not None and not callable(options.get("select"))
     run = _cached(fn, structure, opts, group) if cacheable else _program(fn, rebuild, opts, group)
     return run(arrays, stacked, key, jnp.arange(n))
