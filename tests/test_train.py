@@ -1,5 +1,6 @@
 """Ensemble training against per-seed Python loops written from the documented rules."""
 
+import flax.linen as nn
 import jax
 import numpy as np
 import optax
@@ -313,3 +314,61 @@ def test_an_optimizer_records_only_the_settings_it_uses(name, recorded):
     assert set(d) == {"name", "learning_rate"} | recorded and d["learning_rate"] == 0.5
     back = ls.optim.OptimizerSpec.from_dict(d)
     assert back.name == name and all(getattr(back, k) == getattr(spec, k) for k in recorded)
+
+
+def _fresh_members_by_default_compiler(model, key, seeds):
+    """The members' initial parameters as XLA compiles them by default: jit(vmap(model.init))."""
+    return jax.jit(jax.vmap(lambda s: model.init(orders.member_keys(key, s)[0])))(seeds)
+
+
+class _LinenNet(nn.Module):
+    """A user's Linen module (dense, with a LayerNorm) for the initialisation test."""
+
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(4)(nn.LayerNorm()(nn.relu(nn.Dense(6)(x))))
+
+
+def _nnx_net(rngs):
+    """An NNX model's factory (a small dense net) for the initialisation test."""
+    from flax import nnx
+
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            self.hidden, self.out = nnx.Linear(5, 6, rngs=rngs), nnx.Linear(6, 4, rngs=rngs)
+
+        def __call__(self, x):
+            return self.out(jax.nn.gelu(self.hidden(x)))
+
+    return Net(rngs)
+
+
+@pytest.mark.parametrize("make", [
+    lambda blobs: ls.MLP(hidden=(7, 5), activation="tanh").for_data(blobs),
+    pytest.param(lambda blobs: ls.models.as_model(_nnx_net).for_data(blobs), id="nnx"),
+    pytest.param(lambda blobs: ls.models.as_model(_LinenNet()).for_data(blobs), id="linen"),
+    *[pytest.param(lambda blobs, k=k: ls.MLP(hidden=(7, 5), kernel_init=k).for_data(blobs), id=k,
+                   marks=pytest.mark.slow) for k in sorted(ls.models.INITIALIZERS)],
+    pytest.param(lambda blobs: ls.models.CNN().for_data(ls.data.load("digits")), id="cnn", marks=pytest.mark.slow),
+    pytest.param(lambda blobs: ls.models.ResNet().for_data(ls.data.load("digits")), id="resnet",
+                 marks=pytest.mark.slow),
+])
+def test_initial_parameters_are_one_program_per_model_bitwise_as_compiled_by_default(blobs, key, make):
+    """The members' fresh parameters come from one program per model, compiled for a short compile
+    (on a CPU at LLVM level 1, engine._run_once_options): bitwise XLA's default-compiled
+    jit(vmap(model.init)); the program is shared by every optimizer and loss that trains the model."""
+    model = make(blobs)
+    seeds = np.array([0, 3, 11], np.int32)
+    assert_trees_equal(engine._initial_params(model)(key, seeds), _fresh_members_by_default_compiler(model, key, seeds))
+    sgd = engine._programs(model, "mse", ls.OptimizerSpec("sgd", 0.1), None, 1, 96)
+    adam = engine._programs(model, "cross_entropy", ls.OptimizerSpec("adam", 0.1), 8, 12, 96)
+    assert sgd[0] is adam[0] is engine._initial_params(model)
+
+
+def test_a_trained_member_starts_from_the_default_compilers_parameters(blobs, key):
+    """End to end: the first snapshot of a sweep is bitwise jit(vmap(model.init)) of the members' keys."""
+    model = ls.MLP(hidden=(4,), activation="sigmoid")
+    ens = ls.train_ensemble(model, blobs, key=key, seeds=[2, 7], optimizer=ls.OptimizerSpec("adam", 0.05), steps=2,
+                            log_every=1, snapshot_every=1, execution=ls.Execution(progress=False))
+    first = jax.tree_util.tree_map(lambda a: a[:, 0], ens.trajectory.params)
+    assert_trees_equal(first, _fresh_members_by_default_compiler(ens.model, key, np.array([2, 7], np.int32)))
