@@ -2,12 +2,14 @@
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 from landscape.errors import ConfigError
 
 import landscape as ls
+from landscape.core import compile_options
 from landscape.training import engine, memory, orders
 
 from .conftest import assert_members_equal, assert_trees_close, assert_trees_equal
@@ -343,26 +345,58 @@ def _nnx_net(rngs):
     return Net(rngs)
 
 
-@pytest.mark.parametrize("make", [
-    lambda blobs: ls.MLP(hidden=(7, 5), activation="tanh").for_data(blobs),
-    pytest.param(lambda blobs: ls.models.as_model(_nnx_net).for_data(blobs), id="nnx"),
-    pytest.param(lambda blobs: ls.models.as_model(_LinenNet()).for_data(blobs), id="linen"),
-    *[pytest.param(lambda blobs, k=k: ls.MLP(hidden=(7, 5), kernel_init=k).for_data(blobs), id=k,
+def _normalised_columns_init(key):
+    """A user's initialiser that reduces: unit-norm columns (as weight normalisation starts)."""
+    w = jax.random.normal(key, (5, 4))
+    return {"w": w / jnp.linalg.norm(w, axis=0), "b": jnp.zeros(4)}
+
+
+@pytest.mark.parametrize("make, short", [
+    (lambda blobs: ls.MLP(hidden=(7, 5), activation="tanh").for_data(blobs), True),
+    pytest.param(lambda blobs: ls.models.as_model((_normalised_columns_init, lambda p, x: x @ p["w"] + p["b"]))
+                 .for_data(blobs), False, id="reducing-init"),
+    pytest.param(lambda blobs: ls.models.as_model(_nnx_net).for_data(blobs), True, id="nnx", marks=pytest.mark.slow),
+    pytest.param(lambda blobs: ls.models.as_model(_LinenNet()).for_data(blobs), True, id="linen",
+                 marks=pytest.mark.slow),
+    *[pytest.param(lambda blobs, k=k: ls.MLP(hidden=(7, 5), kernel_init=k).for_data(blobs), True, id=k,
                    marks=pytest.mark.slow) for k in sorted(ls.models.INITIALIZERS)],
-    pytest.param(lambda blobs: ls.models.CNN().for_data(ls.data.load("digits")), id="cnn", marks=pytest.mark.slow),
-    pytest.param(lambda blobs: ls.models.ResNet().for_data(ls.data.load("digits")), id="resnet",
+    pytest.param(lambda blobs: ls.models.CNN().for_data(ls.data.load("digits")), True, id="cnn",
+                 marks=pytest.mark.slow),
+    pytest.param(lambda blobs: ls.models.ResNet().for_data(ls.data.load("digits")), True, id="resnet",
                  marks=pytest.mark.slow),
 ])
-def test_initial_parameters_are_one_program_per_model_bitwise_as_compiled_by_default(blobs, key, make):
+def test_initial_parameters_are_one_program_per_model_bitwise_as_compiled_by_default(blobs, key, make, short):
     """The members' fresh parameters come from one program per model, compiled for a short compile
-    (on a CPU at LLVM level 1, engine._run_once_options): bitwise XLA's default-compiled
-    jit(vmap(model.init)); the program is shared by every optimizer and loss that trains the model."""
+    where nothing in the initialisation reduces (on a CPU at LLVM level 1, core/compile_options.py):
+    bitwise XLA's default-compiled jit(vmap(model.init)); the program is shared by every optimizer
+    and loss that trains the model."""
     model = make(blobs)
+    want = {"xla_backend_optimization_level": 1} if short else None
+    assert compile_options.run_once_options(model.init, jax.random.key(0)) == want
     seeds = np.array([0, 3, 11], np.int32)
     assert_trees_equal(engine._initial_params(model)(key, seeds), _fresh_members_by_default_compiler(model, key, seeds))
     sgd = engine._programs(model, "mse", ls.OptimizerSpec("sgd", 0.1), None, 1, 96)
     adam = engine._programs(model, "cross_entropy", ls.OptimizerSpec("adam", 0.1), 8, 12, 96)
     assert sgd[0] is adam[0] is engine._initial_params(model)
+
+
+def test_what_accumulates_is_found_in_every_body_and_only_where_it_is_used():
+    """The short compilation's condition, on hand-made programs: reductions, products and linear
+    algebra in the body, in a jit call, a loop or a branch count; a product whose result is thrown
+    away (a Linen init's forward pass) does not."""
+    x = jnp.ones((4, 3))
+
+    def traced(f):
+        return jax.make_jaxpr(f)(x).jaxpr
+
+    assert not compile_options.accumulates(traced(lambda a: jnp.tanh(a) * 2 + jax.random.normal(jax.random.key(0))))
+    assert compile_options.accumulates(traced(lambda a: a.mean()))
+    assert compile_options.accumulates(traced(lambda a: jax.jit(lambda b: b @ b.T)(a)))
+    assert compile_options.accumulates(traced(lambda a: jax.lax.scan(lambda c, r: (c + r.sum(), None), 0.0, a)[0]))
+    assert compile_options.accumulates(traced(lambda a: jax.lax.cond(a[0, 0] > 0, lambda b: jnp.cumsum(b, axis=0), jnp.sin, a)))
+    assert compile_options.accumulates(traced(lambda a: jnp.linalg.qr(a)[0]))
+    assert not compile_options.accumulates(traced(lambda a: (a @ a.T, jnp.sin(a))[1]))
+    assert not compile_options.accumulates(traced(lambda a: jax.lax.scan(lambda c, r: (c * r, None), a[0], a)[0]))
 
 
 def test_a_trained_member_starts_from_the_default_compilers_parameters(blobs, key):

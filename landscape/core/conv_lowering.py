@@ -34,7 +34,8 @@ from jax.extend import core as jcore
 
 from .programs import split
 
-__all__ = ["as_matmuls", "contains_convolution", "conv_as_matmul", "count_convolutions", "traces_convolution"]
+__all__ = ["as_matmuls", "contains_convolution", "conv_as_matmul", "count_convolutions", "inner_jaxprs",
+           "traces_convolution"]
 
 #: Call primitives whose body is evaluated (and rewritten) inline.
 _INLINE = frozenset({"pjit", "jit", "closed_call", "core_call"})
@@ -319,9 +320,30 @@ def contains_convolution(jaxpr) -> bool:
     for eqn in jaxpr.eqns:
         if eqn.primitive.name == "conv_general_dilated" or eqn.params.get("name") == "conv_as_matmul":
             return True
-        for value in eqn.params.values():  # call, loop and branch bodies
-            for inner in value if isinstance(value, (tuple, list)) else (value,):
-                inner = getattr(inner, "jaxpr", inner)  # a ClosedJaxpr's Jaxpr
-                if hasattr(inner, "eqns") and contains_convolution(inner):
-                    return True
+        if any(contains_convolution(inner) for inner in inner_jaxprs(eqn)):
+            return True
     return False
+
+
+def inner_jaxprs(eqn) -> list:
+    """The programs an equation holds: the bodies of a call, a loop, a branch or a custom rule.
+
+    Args:
+      eqn: one equation of a ``Jaxpr``.
+
+    Returns:
+      a list of ``Jaxpr`` (empty for a plain primitive).
+
+    Examples:
+      >>> from landscape.core.conv_lowering import inner_jaxprs
+      >>> jaxpr = jax.make_jaxpr(lambda x: jax.lax.cond(x > 0, jnp.sin, jnp.cos, x))(1.0).jaxpr
+      >>> len(inner_jaxprs(jaxpr.eqns[-1]))                        # the two branches
+      2
+    """
+    found = []
+    for value in eqn.params.values():
+        for inner in value if isinstance(value, (tuple, list)) else (value,):
+            inner = getattr(inner, "jaxpr", inner)  # a ClosedJaxpr's Jaxpr
+            if hasattr(inner, "eqns"):
+                found.append(inner)
+    return found
