@@ -21,7 +21,8 @@ from .conv_lowering import inner_jaxprs
 __all__ = ["accumulates", "run_once_options"]
 
 # primitives whose results add or multiply many elements together (their rounding can depend on
-# how the compiler orders the work), and linear algebra (calls into libraries with their own order)
+# how the compiler orders the work), linear algebra and transforms (calls into libraries with their
+# own order), and, to be safe, the other reductions over many elements (max, min, arg-max, sort)
 _ACCUMULATING = frozenset({
     "reduce_sum", "reduce_prod", "reduce_max", "reduce_min", "argmax", "argmin", "dot_general",
     "conv_general_dilated", "cumsum", "cumprod", "cumlogsumexp", "cummax", "cummin", "reduce_precision",
