@@ -107,7 +107,8 @@ def _loss_and_grad(apply_train, params, state, x, y):
     return value, new_state, grads
 
 
-@pytest.mark.parametrize("make", ["linen", "nnx", "resnet"])
+@pytest.mark.parametrize("make", ["linen", "nnx",
+                                  pytest.param("resnet", marks=pytest.mark.slow)])  # the ResNet: ~10 s, CI's slow suite
 def test_a_models_losses_gradients_and_statistics_are_the_same_with_and_without_lowering(digits, make):
     if make == "linen":
         model = ls.models.as_model(NormCNN())
@@ -145,6 +146,7 @@ def test_a_models_losses_gradients_and_statistics_are_the_same_with_and_without_
                        rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow  # the default suite's CNN ensemble-vs-per-seed-loops test (test_any_model) trains lowered under vmap + scan
 def test_lowering_composes_with_vmap_and_scan_as_a_per_member_loop(digits):
     model = ls.models.for_loss(ls.models.CNN(channels=(3, 4), output_activation="identity").for_data(digits),
                                "cross_entropy")
@@ -212,9 +214,10 @@ def test_a_cnn_surface_goes_point_by_point_and_equals_the_models_own_evaluation(
     assert traces_convolution(ls.models.loss_fn(model, digits.train, "cross_entropy"), one)
     coords = np.array([[-0.5, 0.0], [0.25, 0.5], [1.0, -1.0]], np.float32)
     out = ls.surface.evaluate(fn, stack, dirs, coords, data=(x, y), stacked=True)
+    apply = jax.jit(model.apply)  # XLA's own convolutions, one program for the six points
     for m in range(2):
         for p, (a, b) in enumerate(coords):
             theta = jax.tree_util.tree_map(lambda c, d1, d2, m=m: c[m] + a * d1[m] + b * d2[m], stack, *dirs)
-            logits = model.apply(theta, x)   # XLA's own convolutions
+            logits = apply(theta, x)
             assert out["loss"][m, p] == pytest.approx(float(ls.models.cross_entropy(logits, y)), rel=1e-5)
             assert out["accuracy"][m, p] == pytest.approx(float(ls.models.accuracy(logits, y)), abs=1e-6)

@@ -109,6 +109,7 @@ def test_a_linen_dropout_net_trains_as_an_ensemble_equal_to_flax_per_seed_loops(
                            rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow  # ~8 s; the default suite's Linen ensemble-vs-Flax-loops test applies the same masks as Flax's train mode
 def test_dropout_really_changes_training_and_evaluation_draws_nothing(digits):
     """The masks are applied: the same net with rate 0 trains elsewhere; evaluation mode is the
     deterministic network (apply == apply_eval, the same at any call)."""
@@ -153,6 +154,7 @@ def test_every_named_stream_is_found_and_gets_its_own_key(digits):
         model.apply_train(p, {}, x)
 
 
+@pytest.mark.slow  # the Linen dropout ensemble against Flax's per-seed loops stays in the default suite
 def test_an_nnx_dropout_net_trains_as_an_ensemble_equal_to_an_nnx_loop(digits):
     """NNX's own loop: the module's Dropout stream re-keyed by the documented rule at every step,
     nnx.value_and_grad and an optax SGD step on the nnx.Param state."""

@@ -435,6 +435,7 @@ def test_the_same_loss_on_other_data_reuses_its_traced_program(small):
     assert not np.allclose(first["top"], other["top"])  # other data: other numbers from the same program
 
 
+@pytest.mark.slow  # ~10 s; test_the_same_loss_on_other_data_reuses_its_traced_program keeps the structural cache key fast
 def test_no_compiled_program_keeps_the_data_alive(small):
     """The caches of compiled programs are keyed on structure, never on a function that holds
     data: once the caller lets go of its examples (and of its own closure over them), nothing of

@@ -55,6 +55,7 @@ def test_retrained_run_makes_its_results_stale_not_reused(fresh_run):
     assert meta["provenance"]["params_sha256"] == results.provenance(out, {})["params_sha256"]
 
 
+@pytest.mark.slow  # test_cli_landscape's rerun test keeps reuse and the named difference in the default suite
 def test_other_settings_are_named(fresh_run):
     out = fresh_run
     assert run("surface", str(out), *SURFACE, "--name", "mine").returncode == 0

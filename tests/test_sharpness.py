@@ -129,6 +129,7 @@ def test_m_sharpness_is_the_mean_of_every_batch_worst_case(relu_net):
         ls.sharpness.worst_case(lambda p: loss(p), theta, rho=0.1, batch_size=m)
 
 
+@pytest.mark.slow  # 23 programs; the sharpness command's test computes stacked measures in the default suite
 def test_stacked_equals_member_by_member(relu_net):
     ens, loss = relu_net
     key = jax.random.key(11)

@@ -38,8 +38,8 @@ def digits():
 
 BUILTINS = [ls.MLP(hidden=(8, 6)), ls.MLP(hidden=(5,), activation="relu"), ls.models.CNN(channels=(4, 6)),
             ls.models.ResNet(depth=6, width=4, norm="batch", skip=True),
-            ls.models.ResNet(depth=6, width=4, norm="layer", skip=False),
             # the other variants in the slow suite (3-6 s each: the certificate runs the ResNet)
+            pytest.param(ls.models.ResNet(depth=6, width=4, norm="layer", skip=False), marks=pytest.mark.slow),
             *[pytest.param(ls.models.ResNet(depth=6, width=4, norm=norm, skip=skip), marks=pytest.mark.slow)
               for norm, skip in (("batch", False), ("layer", True), ("none", True), ("none", False))],
             pytest.param(ls.models.ResNet(depth=8, width=4, stages=3), marks=pytest.mark.slow)]
@@ -157,6 +157,7 @@ class Block(nn.Module):
         return nn.Dense(10)(x.mean(axis=1))
 
 
+@pytest.mark.slow  # ~8 s; test_a_user_cnn_with_batchnorm_and_dropout_is_recovered_exactly keeps a user's model fast
 def test_a_transformer_block_gets_its_mlp_hidden_units_and_its_heads(digits):
     model = ls.models.as_model(Block()).for_data(digits)
     spec = ls.permutation.infer_spec(model, digits.train.x[:4])

@@ -399,6 +399,7 @@ def test_what_accumulates_is_found_in_every_body_and_only_where_it_is_used():
     assert not compile_options.accumulates(traced(lambda a: jax.lax.scan(lambda c, r: (c * r, None), a[0], a)[0]))
 
 
+@pytest.mark.slow  # the initial-parameters program itself is compared bitwise in the default suite (above)
 def test_a_trained_member_starts_from_the_default_compilers_parameters(blobs, key):
     """End to end: the first snapshot of a sweep is bitwise jit(vmap(model.init)) of the members' keys."""
     model = ls.MLP(hidden=(4,), activation="sigmoid")
