@@ -151,6 +151,35 @@ def test_member_directions_are_each_members_own_draw(k, norm, ignore_biases, ort
                 np.testing.assert_allclose(np.asarray(g[name][i]), np.asarray(a[name]), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("make", ["mlp", pytest.param("cnn", marks=pytest.mark.slow),
+                                  pytest.param("resnet", marks=pytest.mark.slow)])  # the default compilation: seconds
+def test_the_draws_program_gives_the_bits_of_the_default_compilation(digits, make):
+    """The Gaussian draws behind every random direction are their own program, compiled for a
+    single run (on a CPU a short compilation): bitwise what XLA's default compilation gives, for
+    one network (``random_directions``) and for every member of a stack (``member_directions``)."""
+    from landscape.core.compile_options import run_once_options
+    from landscape.geometry.directions import _draws, _gaussians
+
+    model = {"mlp": ls.MLP(hidden=(8,)), "cnn": ls.models.CNN(channels=(4, 6)),
+             "resnet": ls.models.ResNet(depth=6, width=4)}[make].for_data(digits)
+    stacked = jax.jit(jax.vmap(model.init))(jax.random.split(jax.random.key(0), 3))
+    one = ls.tree.take(stacked, 1)
+    keys = jax.random.split(jax.random.key(7), 2)
+    member_keys = jnp.stack([jax.random.split(jax.random.fold_in(jax.random.key(7), s), 2) for s in (4, 0, 9)])
+    if jax.default_backend() == "cpu":
+        assert run_once_options(_draws, keys, one) == {"xla_backend_optimization_level": 1}
+    for k, params in ((keys, one), (member_keys, stacked)):
+        got, default = _gaussians(k, params), jax.jit(_draws)(k, params)
+        assert len(got) == 2
+        for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(default)):
+            assert a.shape == b.shape
+            np.testing.assert_array_equal(a, b)
+    # the draws are tree.random_like's, key by key (eager, leaf by leaf)
+    for a, b in zip(jax.tree_util.tree_leaves(_gaussians(keys, one)[1]),
+                    jax.tree_util.tree_leaves(ls.tree.random_like(keys[1], one))):
+        np.testing.assert_array_equal(a, b)
+
+
 # ---------------------------------------------------------------------- an ensemble's stacked parameters
 
 
