@@ -31,6 +31,10 @@ def test_accelerator_check_quick_on_cpu(tmp_path):
     ttr = {row["impl"]: row for row in bench["rows"] if row["section"] == "ttr"}
     assert set(ttr) == {f"landscape {c}" for c in ("train", "info", "surface", "interpolate", "plane", "trajectory",
                                                    "hessian", "compare", "plot")}
+    # --quick sends the first three commands through a `landscape serve` server too
+    assert [name for name, row in ttr.items() if "served_s" in row] == [
+        "landscape train", "landscape info", "landscape surface"]
+    assert all(row["served"]["wall_s"] > 0 for row in ttr.values() if "served" in row)
     for row in ttr.values():
         w = row["warm"]
         parts = sum(w[k] for k in ("startup_s", "load_s", "compile_s", "compute_s", "figure_s"))
