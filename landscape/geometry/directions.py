@@ -214,10 +214,8 @@ def random_directions(
     if k < 1:
         raise ConfigError("need at least one direction")
     _refuse_member_axis(params, "random_directions")
-    _check_norm(norm)
-    dirs = [normalize(d, params, norm=norm, ignore_biases=ignore_biases)
-            for d in _gaussians(jax.random.split(key, k), params)]
-    return _orthogonal(dirs) if orthogonal else dirs
+    _check_norm(norm)  # before the draws compile
+    return _normalized(_gaussians(jax.random.split(key, k), params), params, norm, ignore_biases, orthogonal)
 
 
 def member_directions(
@@ -256,6 +254,7 @@ def member_directions(
     """
     if k < 1:
         raise ConfigError("need at least one direction")
+    _check_norm(norm)  # before the draws compile
     keys = _member_keys(key, jnp.asarray(ids), k)
     return _normalize_members(_gaussians(keys, params), params, norm=norm, ignore_biases=ignore_biases,
                               orthogonal=orthogonal)
@@ -272,15 +271,15 @@ def _normalize_members(noise: list[PyTree], params: PyTree, *, norm: str, ignore
                        orthogonal: bool) -> list[PyTree]:
     """Every member's Gaussian draws (member axis first) normalised to its own parameters, and
     Gram–Schmidt-ed when ``orthogonal``, as :func:`random_directions` does for one network."""
-    def one(noise_i, p):
-        dirs = [normalize(d, p, norm=norm, ignore_biases=ignore_biases) for d in noise_i]
-        return _orthogonal(dirs) if orthogonal else dirs
-
-    return jax.vmap(one)(noise, params)
+    return jax.vmap(lambda n, p: _normalized(n, p, norm, ignore_biases, orthogonal))(noise, params)
 
 
-def _orthogonal(dirs: list[PyTree]) -> list[PyTree]:
-    """Gram–Schmidt in order, each direction keeping its norm."""
+def _normalized(noise: list[PyTree], params: PyTree, norm: str, ignore_biases: bool, orthogonal: bool) -> list[PyTree]:
+    """One network's Gaussian draws normalised to ``params``, then Gram–Schmidt in order when
+    ``orthogonal`` (each direction keeping its norm)."""
+    dirs = [normalize(d, params, norm=norm, ignore_biases=ignore_biases) for d in noise]
+    if not orthogonal:
+        return dirs
     out = []
     for d in dirs:
         n0 = tree.norm(d)
