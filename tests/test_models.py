@@ -47,6 +47,45 @@ def test_apply_matches_numpy_forward_pass(act, out_act):
     np.testing.assert_allclose(m.apply(p, x), h, rtol=1e-5, atol=1e-6)
 
 
+@settings(max_examples=5, deadline=None)
+@given(st.lists(st.integers(1, 9), max_size=3), st.sampled_from(["sigmoid", "tanh", "relu", "gelu"]),
+       st.sampled_from(["lecun_normal", "he_normal", "glorot_uniform", "normal"]), st.integers(1, 6),
+       st.sampled_from([(), (2,)]), st.integers(0, 1000))
+def test_the_feature_major_module_is_a_linen_dense_stack(hidden, act, init, n, lead, seed):
+    """The MLP computes with the examples on the last axis (mlp.py's layout); its parameters must be
+    ``nn.Dense``'s bit for bit, and its outputs and gradients ``nn.Dense``'s to float32 rounding."""
+    import flax.linen as nn
+    import jax.numpy as jnp
+    from landscape.models.base import ACTIVATIONS, INITIALIZERS
+
+    m = ls.MLP(hidden=tuple(hidden), activation=act, output_activation="identity", kernel_init=init,
+               in_features=5, out_features=3)
+
+    class Reference(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            for i, w in enumerate(m.widths):
+                x = nn.Dense(w, kernel_init=INITIALIZERS[init](), name=f"Dense_{i}")(x)
+                x = ACTIVATIONS[act](x) if i < len(m.widths) - 1 else x
+            return x
+
+    key = jax.random.key(seed)
+    p = m.init(key)
+    ref = Reference().init(key, jnp.zeros((1, 5)))["params"]
+    jax.tree_util.tree_map(np.testing.assert_array_equal, p, dict(ref))
+    x = np.random.default_rng(seed).normal(size=lead + (n, 5)).astype(np.float32)
+    np.testing.assert_allclose(m.apply(p, x), Reference().apply({"params": p}, x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(m.apply(p, x[(0,) * len(lead) + (0,)]), Reference().apply({"params": p}, x)[
+        (0,) * len(lead) + (0,)], rtol=1e-5, atol=1e-6)  # one example, no batch axis
+
+    def objective(apply):
+        return lambda q: jnp.sum(jnp.sin(apply(q, x)))
+
+    g = jax.grad(objective(m.apply))(p)
+    g_ref = jax.grad(objective(lambda q, v: Reference().apply({"params": q}, v)))(p)
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), g, g_ref)
+
+
 def test_init_is_keyed_and_biases_start_at_zero():
     m = ls.MLP(hidden=(8,), in_features=3, out_features=2, kernel_init="normal", output_activation="identity")
     a, b = m.init(jax.random.key(1)), m.init(jax.random.key(1))
