@@ -40,8 +40,8 @@ class _MLPModule(nn.Module):
     The parameters, their names and their initialisation are ``nn.Dense``'s; only the layout of
     the activations differs (``(width, N)`` instead of ``(N, width)``), which keeps every product of
     the forward and backward pass in a form XLA:CPU's matrix kernels take without copies — in
-    particular the weight gradients, which contract over the examples (measured: a 64-seed
-    full-batch sweep of 64-32-32-10 on the digits 6.0-7.1 s -> 4.9-5.3 s on 2 cores).  The numbers
+    particular the weight gradients, which contract over the examples (a 64-seed full-batch sweep
+    about a quarter faster on 2 cores; measured in docs/explanation/performance.md).  The numbers
     equal ``nn.Dense``'s to float32 rounding."""
 
     widths: tuple[int, ...]
