@@ -24,6 +24,7 @@ def _conv_params(x_shape, k_shape, specs, strides, padding, dilation):
                 dimension_numbers=dn)
 
 
+@pytest.mark.slow  # 9-20 s: the default suite stays near five minutes on 2 cores
 @settings(max_examples=12, deadline=None)
 @given(st.data())
 def test_a_lowered_convolution_equals_lax_over_shapes_strides_padding_dilation_and_layouts(data):
@@ -47,9 +48,11 @@ def test_a_lowered_convolution_equals_lax_over_shapes_strides_padding_dilation_a
     kx, kk = jax.random.split(jax.random.key(data.draw(st.integers(0, 2**16))))
     x, k = jax.random.normal(kx, x_shape), jax.random.normal(kk, k_shape)
     params = _conv_params(x_shape, k_shape, specs, strides, padding, dilation)
-    ref = lax.conv_general_dilated(x, k, strides, padding, rhs_dilation=dilation,
-                                   dimension_numbers=params["dimension_numbers"], precision="highest")
-    out = conv_as_matmul(x, k, **params, precision=lax.Precision.HIGHEST)
+    # each side one compiled program (op by op, every small operation would compile on its own)
+    ref = jax.jit(lambda x, k: lax.conv_general_dilated(x, k, strides, padding, rhs_dilation=dilation,
+                                                        dimension_numbers=params["dimension_numbers"],
+                                                        precision="highest"))(x, k)
+    out = jax.jit(lambda x, k: conv_as_matmul(x, k, **params, precision=lax.Precision.HIGHEST))(x, k)
     assert out.shape == ref.shape
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
 
@@ -190,6 +193,7 @@ def test_cpu_training_lowers_convolutions_and_records_it(digits):
     assert "convolutions" not in ens.timings
 
 
+@pytest.mark.slow  # 9-20 s: the default suite stays near five minutes on 2 cores
 def test_a_cnn_surface_goes_point_by_point_and_equals_the_models_own_evaluation(digits):
     from landscape.core.conv_lowering import _traces_structure
     from landscape.geometry.evaluator import _one_by_one

@@ -97,6 +97,7 @@ def linen_reference(module, data, key, seed, lr, steps, batch_size):
     return params
 
 
+@pytest.mark.slow  # 9-20 s: the default suite stays near five minutes on 2 cores
 def test_a_linen_dropout_net_trains_as_an_ensemble_equal_to_flax_per_seed_loops(digits):
     key, lr, steps, bs = jax.random.key(2), 0.3, 9, 16
     ens = ls.train_ensemble(DropNet(), digits, key=key, seeds=[0, 4], loss="cross_entropy",
@@ -132,6 +133,7 @@ def test_dropout_really_changes_training_and_evaluation_draws_nothing(digits):
     assert float(jnp.abs(masked - model.apply(p, x)).max()) > 1e-3
 
 
+@pytest.mark.slow  # 9-20 s: the default suite stays near five minutes on 2 cores
 def test_a_member_alone_sees_the_same_masks_as_inside_a_sweep_bitwise(digits):
     kw = dict(key=jax.random.key(0), loss="cross_entropy", optimizer=ls.OptimizerSpec("sgd", 0.3), steps=12,
               batch_size=16, log_every=6, execution=ls.Execution(progress=False))
@@ -186,6 +188,7 @@ def test_an_nnx_dropout_net_trains_as_an_ensemble_equal_to_an_nnx_loop(digits):
         assert_trees_close(ens.member(i), nnx.to_pure_dict(nnx.state(net, nnx.Param)), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow  # 9-20 s: the default suite stays near five minutes on 2 cores
 def test_a_surface_centre_is_the_evaluation_loss_and_a_noise_key_gives_the_stochastic_one(tmp_path, digits):
     ens = ls.train_ensemble(DropNet(), digits, key=jax.random.key(0), seeds=2, loss="cross_entropy",
                             optimizer=ls.OptimizerSpec("sgd", 0.3), steps=12, batch_size=16, log_every=6,

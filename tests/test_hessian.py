@@ -333,6 +333,7 @@ def test_any_batch_size_gives_the_one_evaluation_spectrum(small, batch_size):
     np.testing.assert_allclose(got, ev[::-1][:4], rtol=1e-3, atol=2e-4)
 
 
+@pytest.mark.slow  # 9-20 s: the default suite stays near five minutes on 2 cores
 def test_minibatch_estimates_match_each_batchs_dense_hessian(small):
     model, d, params, f, _, _ = small
     mb = ls.models.minibatch_loss(model, d.train, "cross_entropy", batch_size=12, num_batches=4,

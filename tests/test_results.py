@@ -27,6 +27,7 @@ def fresh_run(tmp_path):
     return out
 
 
+@pytest.mark.slow  # 9-20 s: the default suite stays near five minutes on 2 cores
 def test_retrained_run_makes_its_results_stale_not_reused(fresh_run):
     out = fresh_run
     assert run("surface", str(out), *SURFACE).returncode == 0

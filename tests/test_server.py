@@ -107,6 +107,7 @@ def _arrays(path: Path) -> dict:
         return {k: z[k] for k in z.files if k != "__meta__"}
 
 
+@pytest.mark.slow  # 9-20 s: the default suite stays near five minutes on 2 cores
 def test_a_command_in_the_server_gives_what_it_gives_in_its_own_process(served, tmp_path):
     env, _, _ = served
     local_env = {**env, server.ENV: "0"}

@@ -78,6 +78,7 @@ def _layers(params):
     return kernels[0], kernels[1] + "/kernel"
 
 
+@pytest.mark.slow  # 9-20 s: the default suite stays near five minutes on 2 cores
 def test_adaptive_measures_are_invariant_to_relu_rescaling_and_plain_ones_are_not(relu_net, blobs):
     ens, loss = relu_net
     theta = ens.member(0)
