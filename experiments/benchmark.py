@@ -38,6 +38,7 @@ peers are skipped.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import platform
@@ -1175,6 +1176,7 @@ def _write_json(args, rows) -> None:
         "cpu": _cpu_name(), "cores": os.cpu_count(), "platform": platform.platform(),
         "jax": jax.__version__, "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()],
         "device_kind": jax.devices()[0].device_kind,
+        "ml_dtypes": importlib.metadata.version("ml_dtypes"),  # its import is most of a command's start-up (0.7.0)
         "torch": None if torch is None else torch.__version__,
         "torch_threads": None if torch is None else torch.get_num_threads(),
         "torch_device": TORCH_DEVICE,
