@@ -1,10 +1,11 @@
 """What the fixed groups of members cost an MLP sweep on a CPU (issue #32, item 2).
 
 On one CPU device :func:`landscape.training.memory.layout` trains members in vmapped groups of
-exactly ``GROUP`` (8), up to ``MAX_LISTED_GROUPS`` groups side by side, so that a member is bitwise
-the same alone and in any sweep.  This script times the benchmark's two MLP sweeps (64 seeds of
+exactly ``GROUP`` (8), up to ``MAX_LISTED_GROUPS`` groups side by side in each of several
+concurrent calls, so that a member is bitwise the same alone and in any sweep.  This script times the benchmark's two MLP sweeps (64 seeds of
 the digits net 64-32-32-10: 300 full-batch steps; 1,000 steps of batch 128) under other layouts —
-one vmapped batch of all members, larger groups, fewer side by side — and says whether each
+one vmapped batch of all members, larger groups, fewer side by side, fewer or more concurrent
+calls — and says whether each
 gives the same parameters as the default layout (bitwise) or how far they are.
 
     python experiments/group_cost.py [--json figures/group_cost_cpu.json] [--repeats 3]
@@ -27,16 +28,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchmark as B  # noqa: E402 - the benchmark's sweep configuration, reused as is
 
 import landscape as ls  # noqa: E402
-from landscape.training import engine  # noqa: E402
+from landscape.training import engine, memory  # noqa: E402
 from landscape.training.memory import Layout  # noqa: E402
 
-LAYOUTS = {  # name -> (members per group, groups side by side)
-    "groups of 8, 8 side by side (default)": Layout(8, 8),
-    "groups of 8, 2 side by side": Layout(8, 2),
-    "groups of 8, one after another": Layout(8, 1),
-    "groups of 16, 4 side by side": Layout(16, 4),
-    "groups of 32, 2 side by side": Layout(32, 2),
-    "groups of 4, 8 side by side": Layout(4, 8),
+LAYOUTS = {  # name -> (members per group, groups side by side, concurrent calls)
+    "groups of 8, 8 side by side, 2 calls per core (default)": Layout(8, 8, calls=2 * memory._cores()),
+    "groups of 8, 8 side by side, 1 call per core": Layout(8, 8, calls=memory._cores()),
+    "groups of 8, 8 side by side, one call": Layout(8, 8),
+    "groups of 8, 8 side by side, 8 calls": Layout(8, 8, calls=8),
+    "groups of 8, 2 side by side, one call": Layout(8, 2),
+    "groups of 8, one after another, one call": Layout(8, 1),
+    "groups of 16, 4 side by side, one call": Layout(16, 4),
+    "groups of 32, 2 side by side, one call": Layout(32, 2),
+    "groups of 4, 8 side by side, one call": Layout(4, 8),
     "all 64 in one vmapped batch": Layout(None),
 }
 
@@ -76,9 +80,10 @@ def main() -> None:
             same = all(np.array_equal(a, b) for a, b in zip(leaves, reference[1]))
             diff = max(float(np.max(np.abs(a - b))) for a, b in zip(leaves, reference[1]))
             rows.append({"kind": kind, "layout": name, "group": lay.group, "side_by_side": lay.side_by_side,
+                         "calls": lay.calls,
                          "seconds": best, "first_call_s": first, "speed_vs_default": reference[0] / best,
                          "bitwise_equal_to_default": same, "max_abs_param_difference": diff})
-            print(f"{kind:9s} {name:40s} {best:6.2f} s (first {first:5.1f} s) {reference[0] / best:5.2f}× "
+            print(f"{kind:9s} {name:56s} {best:6.2f} s (first {first:5.1f} s) {reference[0] / best:5.2f}× "
                   f"{'bitwise equal' if same else f'max |Δθ| {diff:.1e}'}", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": rows, "repeats": args.repeats}, indent=2))

@@ -8,6 +8,7 @@ the scan and updates a progress bar between them.  A member's randomness
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import functools
 import math
@@ -357,7 +358,8 @@ def train_ensemble(
         diverged_step=joined("diverged_step"),
         config=config,
         timings={"train_s": train_s, "devices": placement(mesh).size, "processes": jax.process_count(),
-                 "member_chunks": len(parts), **track_timings,
+                 "member_chunks": len(parts), "concurrent_calls": max(part["calls"] for part in parts),
+                 **track_timings,
                  **({"convolutions": "matrix products"} if lay.lowered else {})},
         tracked=tracked,
     )
@@ -384,31 +386,62 @@ def _train_members(programs, data: Dataset, key: jax.Array, member_seed: np.ndar
     init_params, init_from, eval_all, run_all, track_all = programs
     num_members = member_seed.size
 
-    def unpad(tree):  # full numpy arrays of the real members
-        return jax.tree_util.tree_map(lambda x: x[:num_members], pl.gather(tree))
+    def unpad(trees):  # full numpy arrays of the real members, from every call's part (a list)
+        if len(trees) == 1:
+            return jax.tree_util.tree_map(lambda x: x[:num_members], pl.gather(trees[0]))
+        return jax.tree_util.tree_map(lambda *xs: np.concatenate([np.asarray(x) for x in xs])[:num_members],
+                                      *[pl.gather(t) for t in trees])
 
     with_params = snap_steps is not None
-    groups, blocks, group = 1, 1, lay.group
-    if group is not None:  # whole groups (the padding repeats the last member); many groups: blocks of them
-        groups = -(-num_members // group)
+    groups, blocks, group, calls = 1, 1, lay.group, 1
+    if group is not None:  # whole groups (the padding repeats the last member) split over concurrent
+        total_groups = -(-num_members // group)  # calls; many groups in a call: blocks of them
+        # a tracked run stays one call: two of its Lanczos programs at once wedged XLA:CPU's pool
+        calls = min(lay.calls, total_groups) if track is None else 1
+        groups = -(-total_groups // calls)
         if groups > lay.side_by_side:
-            groups, blocks = lay.side_by_side, -(-num_members // (group * lay.side_by_side))
-    padded_members = pl.padded(group * groups * blocks if group is not None else num_members)
+            groups, blocks = lay.side_by_side, -(-groups // lay.side_by_side)
+    padded_members = pl.padded(group * groups * blocks * calls if group is not None else num_members)
+    part = padded_members // calls  # members per call
+
+    def cut(a, c):  # call c's members of a host array (member axis first)
+        return a[c * part:(c + 1) * part]
+
+    def each(fn, *per_call):
+        """``fn`` on every call's arguments (lists, one entry per call).  Several calls run from
+        threads of their own: XLA:CPU runs calls made from separate threads on separate cores,
+        and one thread's calls one after another (measured, experiments/benchmark.py)."""
+        if calls == 1:
+            return [fn(*args) for args in zip(*per_call)]
+        with concurrent.futures.ThreadPoolExecutor(calls) as pool:
+            return list(pool.map(lambda args: jax.block_until_ready(fn(*args)), zip(*per_call)))
+
     idx = np.minimum(np.arange(padded_members), num_members - 1)
-    seeds_in, lrs_in, choice_in = pl.shard((member_seed.astype(np.int32)[idx],
-                                            np.nan_to_num(member_lr).astype(np.float32)[idx],
-                                            member_choice.astype(np.int32)[idx]))
-    if starts is None:  # fresh parameters: a program of the model alone, whatever the optimizer
-        params_in = init_params(key, seeds_in)
-    else:
-        params_in = pl.shard(jax.tree_util.tree_map(lambda a: np.asarray(a)[idx], starts))
-    state = init_from(key, seeds_in, lrs_in, choice_in, params_in)
+    seeds_np, lrs_np, choice_np = (member_seed.astype(np.int32)[idx], np.nan_to_num(member_lr).astype(np.float32)[idx],
+                                   member_choice.astype(np.int32)[idx])
+
+    def start(c):
+        seeds_in, lrs_in, choice_in = pl.shard((cut(seeds_np, c), cut(lrs_np, c), cut(choice_np, c)))
+        if starts is None:  # fresh parameters: a program of the model alone, whatever the optimizer
+            params_in = init_params(key, seeds_in)
+        else:
+            params_in = pl.shard(jax.tree_util.tree_map(lambda a: cut(np.asarray(a)[idx], c), starts))
+        return init_from(key, seeds_in, lrs_in, choice_in, params_in)
+
+    state = each(start, range(calls))  # one state per call
+
+    def evaluate(st):
+        return eval_all(st["params"], st["model_state"], arrays)
+
+    def track_at(step):
+        return lambda st: track_all(st, arrays, jnp.asarray(step, jnp.int32), groups, blocks)
+
     hist_steps = [0]
-    hist_vals = [unpad(eval_all(state["params"], state["model_state"], arrays))]  # (M, 4)
-    snaps = [unpad(state["params"])] if with_params else []
+    hist_vals = [unpad(each(evaluate, state))]  # (M, 4)
+    snaps = [unpad([st["params"] for st in state])] if with_params else []
     snap_taken = [0] if with_params else []
     if track is not None:
-        tracked = [unpad(track_all(state, arrays, jnp.asarray(0, jnp.int32), groups, blocks))]
+        tracked = [unpad(each(track_at(0), state))]
         track_taken = [0]
 
     full_intervals = steps // log_every
@@ -417,11 +450,12 @@ def _train_members(programs, data: Dataset, key: jax.Array, member_seed: np.ndar
     max_call = None
     if batch_size:
         max_call = steps_per_epoch * max(1, ORDERS_BYTES // (padded_members * n_train * 4) - 1)
-        order_words = np.asarray(pl.gather(jax.random.key_data(state["order_key"]))).reshape(padded_members, -1)
+        order_words = np.concatenate([np.asarray(pl.gather(jax.random.key_data(st["order_key"]))).reshape(part, -1)
+                                      for st in state])
     else:  # full batch: the orders argument is unused; one placeholder for every call
-        first_epoch, orders = 0, pl.shard(np.zeros((padded_members, 1, 1), np.int32))
+        first_epoch, orders = 0, [pl.shard(np.zeros((part, 1, 1), np.int32))] * calls
     done = 0
-    calls = 0
+    made = 0  # compiled calls made (each runs on every part)
     per_call = None  # intervals per call once measured
     while done < steps:
         remaining = (steps - done) // log_every
@@ -441,12 +475,16 @@ def _train_members(programs, data: Dataset, key: jax.Array, member_seed: np.ndar
         if batch_size:
             first_epoch = done // steps_per_epoch
             num_epochs = (interval * n - 1) // steps_per_epoch + 2  # static for this call length
-            orders = pl.shard(epoch_orders(order_words, first_epoch, num_epochs, n_train,
-                                           last=(done + interval * n - 1) // steps_per_epoch))
+            every = epoch_orders(order_words, first_epoch, num_epochs, n_train,
+                                 last=(done + interval * n - 1) // steps_per_epoch)
+            orders = [pl.shard(cut(every, c)) for c in range(calls)]
         t_call = time.perf_counter()
-        state, outs = run_all(state, jnp.asarray(done, jnp.int32), arrays, orders, jnp.asarray(first_epoch, jnp.int32),
-                              jnp.asarray(steps, jnp.int32), interval, n, with_params, groups, blocks)
-        outs = unpad(outs)
+        args = (jnp.asarray(done, jnp.int32), arrays)
+        args_after = (jnp.asarray(first_epoch, jnp.int32), jnp.asarray(steps, jnp.int32), interval, n, with_params,
+                      groups, blocks)
+        results = each(lambda st, o: run_all(st, *args, o, *args_after), state, orders)
+        state = [r[0] for r in results]
+        outs = unpad([r[1] for r in results])
         metrics = outs["metrics"]  # (M, n, 4)
         for j in range(n):
             s = done + (j + 1) * interval
@@ -460,23 +498,22 @@ def _train_members(programs, data: Dataset, key: jax.Array, member_seed: np.ndar
             if track is not None and (s % track.every == 0 or s == steps):
                 tracked.append(jax.tree_util.tree_map(lambda a, j=j: np.asarray(a[:, j]), outs["tracked"]))
                 track_taken.append(s)
-        calls += 1
-        if calls == 2 and n == 1 and interval == log_every:
+        made += 1
+        if made == 2 and n == 1 and interval == log_every:
             jax.block_until_ready(outs)
             per_interval_s = max(time.perf_counter() - t_call, 1e-6)
             per_call = int(min(longest, max(1, CHUNK_SECONDS // per_interval_s)))
         done += interval * n
         if bar is not None:
             bar.update(interval * n)
-            alive = unpad(state["alive"])
+            alive = unpad([st["alive"] for st in state])
             bar.set_postfix(
                 loss=f"{np.nanmean(np.where(alive, metrics[:, -1, 0], np.nan)) if alive.any() else float('nan'):.4g}",
                 diverged=int((~alive).sum()),
             )
     out = {"steps": np.asarray(hist_steps), "metrics": np.stack(hist_vals, axis=1),  # (M, T, 4)
-           "params": unpad(state["params"]), "model_state": unpad(state["model_state"]),
-           "alive": unpad(state["alive"]),
-           "diverged_step": unpad(state["diverged_step"])}
+           **{name: unpad([st[name] for st in state]) for name in ("params", "model_state", "alive", "diverged_step")},
+           "calls": calls}
     if with_params:
         out["snap_steps"] = np.asarray(snap_taken)
         out["trajectory"] = jax.tree_util.tree_map(lambda *xs: np.stack(xs, axis=1), *snaps)
@@ -485,7 +522,7 @@ def _train_members(programs, data: Dataset, key: jax.Array, member_seed: np.ndar
         out["tracked"] = jax.tree_util.tree_map(lambda *xs: np.stack(xs, axis=1), *tracked)
         # the tracking's share: one more call of the (compiled) tracking program, timed
         t_call = time.perf_counter()
-        jax.block_until_ready(track_all(state, arrays, jnp.asarray(steps, jnp.int32), groups, blocks))
+        jax.block_until_ready(each(track_at(steps), state))
         out["timing_call_s"] = time.perf_counter() - t_call
         out["tracking_s"] = out["timing_call_s"] * len(track_taken)
     return out

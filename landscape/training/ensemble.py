@@ -104,9 +104,10 @@ class Ensemble:
       diverged: ``(M,)`` bool; a diverged member is frozen at its last finite parameters.
       diverged_step: ``(M,)`` the step whose update was non-finite, ``-1`` if none.
       config: JSON-ready training configuration (loss, steps, batch size, optimizer, data ...).
-      timings: seconds spent compiling + running (``train_s``) and evaluating; with tracking,
-        ``tracking_s`` (one measured call of the tracking program times the tracked steps)
-        and ``tracking_share`` (of ``train_s``).
+      timings: seconds spent compiling + running (``train_s``) and evaluating; how the
+        members ran (``devices``, ``member_chunks``, ``concurrent_calls``: calls run at once
+        from threads on a CPU); with tracking, ``tracking_s`` (one measured call of the
+        tracking program times the tracked steps) and ``tracking_share`` (of ``train_s``).
       tracked: the curvature tracked during training (:class:`~landscape.train.Tracked`), or ``None``.
 
     Examples:
