@@ -77,15 +77,15 @@ def test_seed_alone_equals_seed_inside_256_sweep(blobs, key):
         np.testing.assert_allclose(alone.history.train_loss[0], sweep.history.train_loss[seed], rtol=1e-5)
 
 
-@pytest.mark.parametrize("batch_size", [pytest.param(None, marks=pytest.mark.slow), 16])  # 8 s each
+@pytest.mark.parametrize("batch_size", [pytest.param(None, marks=pytest.mark.slow), 16])
 def test_members_split_over_concurrent_calls_give_the_numbers_of_one_call(blobs, key, monkeypatch, batch_size):
     """Whole groups split over calls run from threads (the CPU default) change no parameter:
     parameters, snapshots and divergence bitwise one call's, with a padded last group and a
     diverging rate."""
     model = ls.MLP(hidden=(5,), activation="relu", kernel_init="normal", output_activation="identity")
     kw = dict(key=key, seeds=11, learning_rates=[0.5, 1e38], optimizer=ls.OptimizerSpec("sgd", 1.0),
-              loss="cross_entropy", steps=24, batch_size=batch_size, log_every=6, snapshot_every=12,
-              execution=ls.Execution(min_calls=2, progress=False))
+              loss="cross_entropy", steps=12, batch_size=batch_size, log_every=6, snapshot_every=6,
+              execution=ls.Execution(progress=False))
     runs = []
     for calls, side in ((1, 2), (2, 8), (3, 1)):  # 22 members: 3 groups of 8, the last padded
         lay = memory.Layout(memory.GROUP, side_by_side=side, calls=calls)

@@ -399,6 +399,7 @@ def _train_members(programs, data: Dataset, key: jax.Array, member_seed: np.ndar
         # a tracked run stays one call: two of its Lanczos programs at once wedged XLA:CPU's pool
         calls = min(lay.calls, total_groups) if track is None else 1
         groups = -(-total_groups // calls)
+        calls = -(-total_groups // groups)  # no more calls than that many groups each need: less padding
         if groups > lay.side_by_side:
             groups, blocks = lay.side_by_side, -(-groups // lay.side_by_side)
     padded_members = pl.padded(group * groups * blocks * calls if group is not None else num_members)
