@@ -106,8 +106,13 @@ def conv_as_matmul(lhs: jax.Array, rhs: jax.Array, *, window_strides, padding, l
                  x.shape[-1])
         slices.append(lax.slice(x, start, limit, (1, *window_strides, 1)))
     patches = slices[0] if len(slices) == 1 else jnp.concatenate(slices, axis=-1)  # (N, *out, prod(K) * C)
-    out = lax.dot_general(patches, k.reshape(-1, k.shape[-1]), (((patches.ndim - 1,), (0,)), ((), ())),
-                          precision=precision, preferred_element_type=preferred_element_type)  # (N, *out, O)
+    # One matrix (N·prod(out), prod(K)·C): the kernel's gradient is then one product contracting a
+    # single leading axis of two matrices, which XLA:CPU runs without first copying the output's
+    # gradient into another layout (with the spatial axes kept apart it transposed it, then ran the
+    # product in its fallback kernel)
+    out = lax.dot_general(patches.reshape(-1, patches.shape[-1]), k.reshape(-1, k.shape[-1]), (((1,), (0,)), ((), ())),
+                          precision=precision, preferred_element_type=preferred_element_type)
+    out = out.reshape(*patches.shape[:-1], k.shape[-1])  # (N, *out, O)
     order = [0] * out.ndim  # out's axes (N, *spatial, O) placed where out_spec puts them
     order[out_spec[0]], order[out_spec[1]] = 0, out.ndim - 1
     for i, d in enumerate(out_spec[2:]):
