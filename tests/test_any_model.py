@@ -2,6 +2,8 @@
 equal to per-seed loops and gets surfaces and Hessians; what is not supported yet says so.
 Models with BatchNorm state: tests/test_batchnorm.py."""
 
+import os
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -10,7 +12,7 @@ import pytest
 
 import landscape as ls
 
-from .conftest import assert_members_equal, assert_trees_close
+from .conftest import BITWISE, assert_members_equal, assert_trees_close
 from .test_train import reference_member
 
 
@@ -48,6 +50,23 @@ def test_a_linen_cnn_trains_as_an_ensemble_equal_to_per_seed_loops(digits, batch
     out = TinyCNN().apply({"params": ens.member(1)}, jnp.asarray(digits.train.x))
     assert float(ens.history.train_loss[1, -1]) == pytest.approx(
         float(ls.models.cross_entropy(out, jnp.asarray(digits.train.y))), rel=1e-5)
+
+
+def test_a_convolutional_member_is_bitwise_the_same_alone_and_in_a_sweep(digits):
+    """On a CPU a convolutional model trains one member per group, its step unbatched and the
+    members evaluated one after another: a member's parameters and its whole history are
+    bitwise the same alone and inside a sweep split over concurrent calls."""
+    kw = dict(key=jax.random.key(2), loss="cross_entropy", optimizer=ls.OptimizerSpec("sgd", 0.3), steps=6,
+              log_every=3, execution=ls.Execution(progress=False))
+    sweep = ls.train_ensemble(TinyCNN(), digits, seeds=5, **kw)
+    alone = ls.train_ensemble(TinyCNN(), digits, seeds=[3], **kw)
+    if jax.default_backend() == "cpu":
+        assert sweep.timings["concurrent_calls"] == min(5, len(os.sched_getaffinity(0)))
+    assert_members_equal(jax.tree.map(lambda a: a[3:4], sweep.params), alone.params)
+    for name in ("train_loss", "train_accuracy", "test_loss", "test_accuracy"):
+        np.testing.assert_allclose(getattr(sweep.history, name)[3:4], getattr(alone.history, name),
+                                   rtol=0 if BITWISE else 1e-5)
+    assert sweep.history.train_loss[3, -1] < sweep.history.train_loss[3, 0]
 
 
 @pytest.mark.slow  # a third compiled training program; the CNN tests keep the path in the fast suite

@@ -102,7 +102,12 @@ def layout(num_devices: int, model=None) -> Layout:
     one member per group, one group at a time in each of as many concurrent calls as the
     process has cores (measured on 2 cores against one call with 2 groups side by side, which
     had been the fastest of groups of 1/2/4/8 and 1/2/4/8 side by side: the built-in ResNet
-    10.4 → 8.8 s for 8 members, the CNN 9.2–9.7 → 7.1–8.0 s for 64 and unchanged for 8).  Fixed groups keep a member bitwise the
+    10.4 → 8.8 s for 8 members, the CNN 9.2–9.7 → 7.1–8.0 s for 64 and unchanged for 8).  A group
+    of one member takes its steps unbatched (not under a ``vmap`` of size one) and a call's
+    members are evaluated one after another (``lax.map``): under ``vmap`` XLA:CPU copied
+    the first convolution's output gradient into another layout before its kernel gradient, and
+    evaluated the vmapped members' feature maps interleaved (measured on 2 cores with the patches
+    as one matrix, the benchmark's 64 members of the built-in CNN × 20 steps: 4.74 → 3.56–3.94 s).  Fixed groups keep a member bitwise the
     same alone and in any sweep: a call's share, like a block, is whole groups.
 
     Args:
