@@ -299,8 +299,10 @@ def test_spawn_killed_with_sigkill_resumes_and_equals_an_uninterrupted_run(tmp_p
 
 @pytest.mark.slow  # three member groups of a tracked run (26 s)
 def test_tracking_three_groups_of_members_finishes_and_the_last_group_is_tracked_as_alone(tmp_path):
-    """Three groups of 8 members: their Lanczos loops once deadlocked XLA:CPU's two threads when run
-    side by side; run in a process of its own so that a hang fails the test instead of the suite."""
+    """Three groups of 8 members, split over concurrent calls on a CPU: LAPACK's batched
+    eigensolver (the Ritz values, before bisection) once deadlocked XLA:CPU's pool when two
+    programs used it at once; run in a process of its own so that a hang fails the test
+    instead of the suite."""
     script = tmp_path / "three.py"
     script.write_text(
         "import jax, numpy as np, landscape as ls\n"
@@ -309,10 +311,13 @@ def test_tracking_three_groups_of_members_finishes_and_the_last_group_is_tracked
         "          track=ls.train.Tracking(every=10), execution=ls.Execution(progress=False))\n"
         "ens = ls.train_ensemble(ls.MLP(hidden=(4,)), data, seeds=24, **kw)\n"
         "alone = ls.train_ensemble(ls.MLP(hidden=(4,)), data, seeds=[21], **kw)\n"
-        "np.save(%r, np.stack([ens.tracked.top[21], alone.tracked.top[0]]))\n" % str(tmp_path / "top.npy"))
+        "np.save(%r, np.stack([ens.tracked.top[21], alone.tracked.top[0]]))\n"
+        "print('calls', ens.timings['concurrent_calls'])\n" % str(tmp_path / "top.npy"))
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
                        env={**os.environ, "JAX_PLATFORMS": "cpu"}, stdin=subprocess.DEVNULL)
     assert r.returncode == 0, r.stderr[-2000:]
+    if jax.default_backend() == "cpu" and len(os.sched_getaffinity(0)) > 1:
+        assert "calls 3" in r.stdout  # 3 groups over up to 2 × cores calls
     top = np.load(tmp_path / "top.npy")
     assert top.shape == (2, 3, 1) and np.all(np.isfinite(top))
     check = np.testing.assert_array_equal if BITWISE else (lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4))

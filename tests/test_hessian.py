@@ -466,3 +466,21 @@ def test_no_compiled_program_keeps_the_data_alive(small):
     use_and_forget()
     gc.collect()
     assert [r() for r in refs] == [None, None]
+
+
+@settings(max_examples=25, deadline=None)
+@given(m=st.integers(1, 30), seed=st.integers(0, 2**16), breaks=st.integers(0, 3), scale=st.floats(1e-3, 1e3))
+def test_ritz_values_are_the_tridiagonals_eigenvalues_by_bisection(m, seed, breaks, scale):
+    """The Ritz values (bisection inside the program, no LAPACK call) against float64 eigvalsh of
+    the dense tridiagonal, with zero off-diagonals where Lanczos broke down and restarted."""
+    rng = np.random.default_rng(seed)
+    alpha = (scale * rng.standard_normal(m)).astype(np.float32)
+    beta = (scale * np.abs(rng.standard_normal(max(m - 1, 0)))).astype(np.float32)
+    if m > 1:
+        beta[rng.integers(0, m - 1, size=breaks)] = 0.0
+    tri = H.Tridiagonal(jnp.asarray(alpha), jnp.asarray(beta), jnp.zeros((m, 1)))
+    got = np.asarray(jax.jit(H.ritz_values)(tri), np.float64)
+    dense = np.diag(alpha.astype(np.float64)) + np.diag(beta.astype(np.float64), 1) + np.diag(beta.astype(np.float64), -1)
+    want = np.linalg.eigvalsh(dense)
+    assert np.all(np.diff(got) >= 0)  # ascending
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-6 * np.max(np.abs(want)) + 1e-30)

@@ -17,8 +17,8 @@ from ..core.namespace import lazy
 
 __getattr__, __dir__, __all__ = lazy(__name__, {
     "operators": ["hvp", "ggn_vp", "fisher_vp", "CURVATURES", "dense_hessian", "selection_mask", "restrict", "layers"],
-    "spectra": ["Tridiagonal", "lanczos", "Eigen", "top_eigenpairs", "top_eigenvalues", "smallest_eigenvalue", "trace",
-                "spectral_density"],
+    "spectra": ["Tridiagonal", "lanczos", "ritz_values", "Eigen", "top_eigenpairs", "top_eigenvalues",
+                "smallest_eigenvalue", "trace", "spectral_density"],
     "density": ["Density", "density_on_grid"],
     "stacked": ["CPU_GROUP", "GROUP_PARAMETERS"],
     "ensemble": ["minibatch_curvature", "ensemble_curvature", "curvature_map"],

