@@ -544,8 +544,9 @@ def _programs(model: MLP, loss: str, make_opt: Callable | OptimizerSpec, batch_s
     Cached, so repeated :func:`train_ensemble` calls with the same model, loss, optimizer and
     batching reuse the compiled programs instead of tracing and compiling them again (the
     root key, the learning rates and the data are arguments, not constants).  ``lowered``: the
-    convolutions as matrix products; ``one_by_one``: the members evaluated one after another
-    (the layout's groups of one member, :func:`~landscape.training.memory.layout`).
+    convolutions as matrix products; ``one_by_one``: the layout's groups of one member
+    (:func:`~landscape.training.memory.layout`), each step unbatched and the members evaluated
+    one after another.
     """
     loss_of_outputs = output_loss(loss)
     noisy = bool(getattr(model, "random_streams", ()))
@@ -614,17 +615,14 @@ def _programs(model: MLP, loss: str, make_opt: Callable | OptimizerSpec, batch_s
             "diverged_step": jnp.where(state["alive"] & ~ok, step, state["diverged_step"]),
         }
 
-    batched_step = jax.vmap(step_member, in_axes=(0, None, 0, None, None))
-
-    def v_step(state, step, orders, first_epoch, arrays):
-        """``step_member`` over a group's members: vmapped, or for a group of one member (a
-        convolutional model's on a CPU) unbatched, as a user writes one network's step (vmap of one
-        member made XLA:CPU copy the first convolution's output gradient into another layout and run
-        its kernel gradient about 3× slower)."""
-        if tree.num_members(state) != 1:
-            return batched_step(state, step, orders, first_epoch, arrays)
+    def unbatched_step(state, step, orders, first_epoch, arrays):
+        """``step_member`` on a group of one member, as a user writes one network's step: a ``vmap``
+        of one member made XLA:CPU copy the first convolution's output gradient into another
+        layout and run its kernel gradient about 3× slower."""
         one = step_member(jax.tree_util.tree_map(lambda a: a[0], state), step, orders[0], first_epoch, arrays)
         return jax.tree_util.tree_map(lambda a: a[None], one)
+
+    v_step = unbatched_step if one_by_one else jax.vmap(step_member, in_axes=(0, None, 0, None, None))
     v_evaluate, eval_all = _evaluation(model, loss, lowered, one_by_one)
 
     def in_groups(fn, st, groups):  # fn (vmapped) on each of a block's groups, concatenated
