@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from jax import lax
 
 import landscape as ls
-from landscape.core.conv_lowering import as_matmuls, conv_as_matmul, count_convolutions, traces_convolution
+from landscape.core.conv_lowering import (as_matmuls, banded_pays, banded_product, conv_as_matmul, count_convolutions,
+                                         inner_jaxprs, patches_product, traces_convolution)
 
 from .conftest import assert_trees_close
 
@@ -36,6 +37,7 @@ def test_a_lowered_convolution_equals_lax_over_shapes_strides_padding_dilation_a
     dilation = tuple(data.draw(st.integers(1, 2)) for _ in range(spatial))
     padding = tuple((data.draw(st.integers(0, 2)), data.draw(st.integers(0, 2))) for _ in range(spatial))
     n, c, o = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 4)), data.draw(st.integers(1, 5))
+    form = data.draw(st.sampled_from(["auto", "patches", "banded"]), label="form")
     letters = "DHW"[-spatial:]
     if layout == "last":
         specs = ("N" + letters + "C", letters + "IO", "N" + letters + "C")
@@ -52,9 +54,66 @@ def test_a_lowered_convolution_equals_lax_over_shapes_strides_padding_dilation_a
     ref = jax.jit(lambda x, k: lax.conv_general_dilated(x, k, strides, padding, rhs_dilation=dilation,
                                                         dimension_numbers=params["dimension_numbers"],
                                                         precision="highest"))(x, k)
-    out = jax.jit(lambda x, k: conv_as_matmul(x, k, **params, precision=lax.Precision.HIGHEST))(x, k)
+    if form == "auto":  # the library's choice, in the drawn layout
+        out = jax.jit(lambda x, k: conv_as_matmul(x, k, **params, precision=lax.Precision.HIGHEST))(x, k)
+    else:  # either form forced, on channels-last arrays
+        if layout == "first":
+            x, k, ref = jnp.moveaxis(x, 1, -1), jnp.moveaxis(k, (0, 1), (-1, -2)), jnp.moveaxis(ref, 1, -1)
+        product = patches_product if form == "patches" else banded_product
+        out = jax.jit(lambda x, k: product(x, k, strides, padding, dilation, precision=lax.Precision.HIGHEST))(x, k)
     assert out.shape == ref.shape
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("case", ["digits", "strided_dilated", "one_dim", "three_dim"])
+def test_both_forms_give_lax_outputs_and_gradients(case):
+    # shapes, strides, (low, high) padding, dilation: the banded form folds the last axis's
+    # padding, stride and dilation into its matrix, the leading axes' into its slices
+    x_shape, k_shape, strides, padding, dilation = {
+        "digits": ((5, 8, 8, 1), (3, 3, 1, 8), (1, 1), ((1, 1), (1, 1)), (1, 1)),
+        "strided_dilated": ((3, 7, 6, 3), (3, 2, 3, 4), (2, 2), ((1, 2), (0, 2)), (1, 2)),
+        "one_dim": ((4, 9, 2), (3, 2, 3), (2,), ((2, 0),), (2,)),
+        "three_dim": ((2, 4, 5, 6, 2), (2, 3, 2, 2, 3), (1, 2, 1), ((0, 1), (1, 1), (2, 0)), (1, 1, 2)),
+    }[case]
+    letters = "DHW"[-len(strides):]
+    dn = lax.conv_dimension_numbers(x_shape, k_shape, ("N" + letters + "C", letters + "IO", "N" + letters + "C"))
+    x, k = jax.random.normal(jax.random.key(0), x_shape), jax.random.normal(jax.random.key(1), k_shape)
+    t = jax.random.normal(jax.random.key(2), lax.conv_general_dilated(x, k, strides, padding, rhs_dilation=dilation,
+                                                                       dimension_numbers=dn).shape)
+
+    def loss(conv):  # a scalar whose gradient weights every output differently
+        return jax.jit(jax.value_and_grad(lambda x, k: jnp.sum(jnp.tanh(conv(x, k)) * t), (0, 1)))(x, k)
+
+    ref = loss(lambda x, k: lax.conv_general_dilated(x, k, strides, padding, rhs_dilation=dilation,
+                                                     dimension_numbers=dn, precision="highest"))
+    for product in (patches_product, banded_product):
+        got = loss(lambda x, k, f=product: f(x, k, strides, padding, dilation, precision=lax.Precision.HIGHEST))
+        assert_trees_close(got, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_the_banded_form_is_taken_for_narrow_images_only():
+    one = ((1, 1), (1, 1))
+    assert banded_pays((64, 8, 8, 1), (3, 3, 1, 8), (1, 1), one, (1, 1))           # the digits, 8 = 2.7 kernels
+    assert banded_pays((64, 12, 12, 8), (3, 3, 8, 8), (1, 1), one, (1, 1))         # 4 kernels wide
+    assert not banded_pays((64, 13, 13, 8), (3, 3, 8, 8), (1, 1), one, (1, 1))     # wider than BANDED_WIDTH kernels
+    assert not banded_pays((64, 32, 32, 3), (3, 3, 3, 16), (1, 1), one, (1, 1))    # CIFAR-10
+    assert not banded_pays((64, 8, 8, 16), (1, 1, 16, 32), (1, 1), ((0, 0), (0, 0)), (1, 1))  # 1x1: a product already
+    # the band (3 * 8 * C) x (8 * O) held per member: 128 channels in and out exceed BANDED_ELEMENTS
+    assert banded_pays((8, 8, 8, 64), (3, 3, 64, 64), (1, 1), one, (1, 1))
+    assert not banded_pays((8, 8, 8, 128), (3, 3, 128, 128), (1, 1), one, (1, 1))
+    # as_matmuls takes it: the product's left matrix is (N * H, K_h * W * C), not im2col's (N * H * W, K_h * K_w * C)
+    net = nn.Conv(4, (3, 3))
+    x = jnp.ones((2, 8, 8, 3))
+    jaxpr = jax.make_jaxpr(as_matmuls(net.apply))(net.init(jax.random.key(0), x), x)
+    shapes = [e.invars[0].aval.shape for e in _equations(jaxpr.jaxpr) if e.primitive.name == "dot_general"]
+    assert (2 * 8, 3 * 8 * 3) in shapes and (2 * 8 * 8, 9 * 3) not in shapes
+
+
+def _equations(jaxpr):
+    for eqn in jaxpr.eqns:
+        yield eqn
+        for inner in inner_jaxprs(eqn):
+            yield from _equations(inner)
 
 
 def test_grouped_and_transposed_convolutions_are_left_to_xla():
